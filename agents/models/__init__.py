@@ -1,0 +1,1 @@
+"""Model backends behind one registry keyed by ``provider/model`` strings."""

@@ -1,0 +1,27 @@
+"""Per-model settings from the spec's ``[model_settings."<model or provider>"]`` tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelSettings(BaseModel):
+    """Endpoint, limits and prices for one model (or every model of a provider prefix)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_concurrency: int | None = Field(None, ge=1)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    max_retries: int | None = Field(None, ge=0)
+    input_per_mtok: float | None = Field(None, ge=0)
+    output_per_mtok: float | None = Field(None, ge=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    def merged(self, other: ModelSettings) -> ModelSettings:
+        """These settings with every field ``other`` sets laid over them."""
+        return self.model_copy(update=other.model_dump(exclude_unset=True))

@@ -1,0 +1,122 @@
+"""Scripted strategies: always-stag, always-hare, tit-for-tat, grim trigger, random(p).
+
+Each may talk: ``talk="intent"`` (default) announces the action it is about to play,
+``talk="none"`` stays silent. Hare is what counts as a defection; a player with no valid
+action (an LLM parse failure) is neither cooperation nor defection.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agents.base import AgentView, Decision, Utterance
+from games import Action
+from stagbench.errors import StrategyError
+from topologies import parse_call
+
+TALK_MODES = ("intent", "none")
+
+
+def intent_message(action: Action) -> str:
+    return f"I will hunt {action.value} this round."
+
+
+@dataclass
+class ScriptedAgent:
+    """Base of the scripted strategies: subclasses say which action a view calls for."""
+
+    talk: str = "intent"
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    _planned: dict[int, Action] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.talk not in TALK_MODES:
+            raise StrategyError(f"talk must be one of {TALK_MODES}, not {self.talk!r}")
+
+    def choose(self, view: AgentView) -> Action:
+        raise NotImplementedError
+
+    def plan(self, view: AgentView) -> Action:
+        """The action for this round, drawn once so what is said and done agree."""
+        if view.round not in self._planned:
+            self._planned[view.round] = self.choose(view)
+        return self._planned[view.round]
+
+    async def speak(self, view: AgentView) -> Utterance:
+        if self.talk == "none":
+            return Utterance(text=None)
+        return Utterance(text=intent_message(self.plan(view)))
+
+    async def act(self, view: AgentView) -> Decision:
+        return Decision(action=self.plan(view))
+
+
+class AlwaysStag(ScriptedAgent):
+    def choose(self, view: AgentView) -> Action:
+        return Action.STAG
+
+
+class AlwaysHare(ScriptedAgent):
+    def choose(self, view: AgentView) -> Action:
+        return Action.HARE
+
+
+class TitForTat(ScriptedAgent):
+    """Stag in round 1, then stag exactly when no other player hunted hare last round."""
+
+    def choose(self, view: AgentView) -> Action:
+        if not view.history:
+            return Action.STAG
+        return Action.HARE if view.others_played_hare(view.history[-1]) else Action.STAG
+
+
+class GrimTrigger(ScriptedAgent):
+    """Stag until any other player is seen hunting hare, then hare forever."""
+
+    def choose(self, view: AgentView) -> Action:
+        betrayed = any(view.others_played_hare(past) for past in view.history)
+        return Action.HARE if betrayed else Action.STAG
+
+
+@dataclass
+class RandomAgent(ScriptedAgent):
+    """Stag with probability ``p``, drawn from the injected generator."""
+
+    p: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.p <= 1.0:
+            raise StrategyError(f"random(p) needs 0 <= p <= 1, not {self.p}")
+
+    def choose(self, view: AgentView) -> Action:
+        return Action.STAG if self.rng.random() < self.p else Action.HARE
+
+
+STRATEGIES: dict[str, Callable[..., ScriptedAgent]] = {
+    "always_stag": AlwaysStag,
+    "always_hare": AlwaysHare,
+    "tit_for_tat": TitForTat,
+    "tft": TitForTat,
+    "grim_trigger": GrimTrigger,
+    "grim": GrimTrigger,
+    "random": RandomAgent,
+}
+
+
+def make_scripted(name: str, rng: random.Random) -> ScriptedAgent:
+    """A strategy from a string such as ``tit-for-tat`` or ``random(p=0.7,talk=none)``."""
+    try:
+        key, params = parse_call(name, "strategy")
+    except Exception as exc:
+        raise StrategyError(str(exc)) from exc
+    factory = STRATEGIES.get(key)
+    if factory is None:
+        known = ", ".join(sorted(k.replace("_", "-") for k in STRATEGIES))
+        raise StrategyError(f"unknown scripted strategy {name!r}; known: {known}")
+    try:
+        return factory(rng=rng, **params)
+    except TypeError as exc:
+        raise StrategyError(f"bad parameters for strategy {name!r}: {exc}") from exc

@@ -1,0 +1,185 @@
+"""The ``stagbench`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from runs.orchestrator import RunSummary, run_trials
+from runs.replay import check, render
+from runs.spec import ExperimentSpec, TrialSpec, load_spec
+from runs.store import RunStore
+from runs.transcript import Transcript, read_transcript
+from stagbench.errors import StagbenchError
+
+app = typer.Typer(
+    help="Repeated N-player Stag Hunt experiments between LLM agents.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+def _needs_models(trials: list[TrialSpec]) -> bool:
+    from runs.trial import default_adversary_model
+
+    return any(
+        not m.startswith("scripted/")
+        for t in trials
+        for m in (*t.models, default_adversary_model(t))
+    )
+
+
+@app.command()
+def run(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="experiment spec (TOML)")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="results folder (default results/<name>)")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="trials in flight at once")] = 16,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="model response cache (default RUN_DIR/cache)")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="do not cache replies")] = False,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Run every trial of SPEC that is not finished yet in the results folder."""
+    try:
+        spec, text = load_spec(spec_path)
+        trials = spec.trials()
+        out_dir = out or Path("results") / spec.name
+        store = RunStore(out_dir)
+        store.open(spec, text, trials)
+        summary = asyncio.run(
+            _run(spec, trials, store, concurrency, cache_dir, no_cache, progress)
+        )
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    for name, reason in summary.corrupt:
+        err.print(f"[yellow]corrupt transcript quarantined and re-run:[/] {name}: {reason}")
+    _print_summary(summary)
+    if summary.stopped:
+        err.print(f"[bold red]run stopped:[/] {summary.stopped}")
+        raise typer.Exit(code=3)
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
+async def _run(
+    spec: ExperimentSpec,
+    trials: list[TrialSpec],
+    store: RunStore,
+    concurrency: int,
+    cache_dir: Path | None,
+    no_cache: bool,
+    show: bool,
+) -> RunSummary:
+    pool = None
+    if _needs_models(trials):
+        from agents.models.pool import ModelPool
+
+        pool = ModelPool(
+            spec.model_settings,
+            cache_dir=None if no_cache else (cache_dir or store.root / "cache"),
+        )
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, disable=not show or not sys.stderr.isatty()) as bar:
+        task = bar.add_task(spec.name, total=len(trials), stats="")
+
+        def on_progress(s: RunSummary, _t: Transcript | None) -> None:
+            stats = f"failed {s.failed}" if s.failed else ""
+            if s.input_tokens or s.output_tokens:
+                stats += f" tok {s.input_tokens + s.output_tokens:,} ${s.cost_usd:.4f}"
+            bar.update(task, completed=s.already_done + s.completed, stats=stats)
+
+        try:
+            return await run_trials(
+                spec, trials, store, pool=pool, concurrency=concurrency, progress=on_progress
+            )
+        finally:
+            if pool is not None:
+                await pool.aclose()
+
+
+def _print_summary(s: RunSummary) -> None:
+    console.print(
+        f"{s.completed} trials run, {s.already_done} already done, {s.failed} failed "
+        f"({s.already_done + s.completed}/{s.total} finished) in {s.wall_s:.1f}s"
+    )
+    if s.input_tokens or s.output_tokens:
+        console.print(
+            f"tokens in {s.input_tokens:,} out {s.output_tokens:,}, cost ${s.cost_usd:.4f}"
+        )
+    for tid, e in list(s.errors.items())[:5]:
+        err.print(f"[red]trial {tid} failed:[/] {e}")
+    console.print(f"Results: {Path(s.out_dir).resolve()}")
+    console.print(f"Transcripts: {(Path(s.out_dir) / 'transcripts').resolve()}")
+
+
+@app.command()
+def replay(
+    transcript: Annotated[Path, typer.Argument(help="a transcript file (.jsonl)")],
+    check_: Annotated[
+        bool, typer.Option("--check", help="re-execute from recorded decisions and compare")
+    ] = False,
+    round_: Annotated[int | None, typer.Option("--round", help="show only this round")] = None,
+) -> None:
+    """Show a trial round by round, or check that it re-executes to the same outcome."""
+    try:
+        t = read_transcript(transcript)
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    if not check_:
+        render(t, console, round_)
+        return
+    problems = check(t)
+    if problems:
+        for p in problems:
+            err.print(f"[red]mismatch:[/] {p}")
+        raise typer.Exit(code=1)
+    console.print(f"[green]ok[/]: trial {t.trial_id} re-executes to the same outcome {t.end.totals}")
+
+
+@app.command()
+def validate(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC")],
+    show: Annotated[int, typer.Option(help="list the first N trials")] = 0,
+) -> None:
+    """Check a spec and count its trials without running anything."""
+    try:
+        spec, _ = load_spec(spec_path)
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    trials = spec.trials()
+    console.print(f"spec {spec.name!r} is valid: {len(trials)} trials")
+    for t in trials[:show]:
+        console.print(
+            f"  {t.trial_id} {t.population} {t.condition} {t.topology} "
+            f"{t.disclosure.value} {t.adversary.label} rep {t.repetition}"
+        )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

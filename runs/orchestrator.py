@@ -1,0 +1,124 @@
+"""Run many trials at once: a fixed pool of workers pulls trials from a queue.
+
+Within a trial, agents are called concurrently each phase; across trials, up to
+``concurrency`` trials are in flight. Per-model limits live in the model wrapper,
+so a slow provider throttles only its own calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from agents.factory import AgentFactory
+from runs.spec import ExperimentSpec, TrialSpec
+from runs.store import RunStore
+from runs.trial import play, seat_agents
+from runs.transcript import Transcript
+from stagbench.errors import BudgetExceededError, StoreError
+
+if TYPE_CHECKING:
+    from agents.models.pool import ModelPool
+
+
+@dataclass
+class RunSummary:
+    out_dir: str
+    total: int
+    already_done: int = 0
+    completed: int = 0
+    failed: int = 0
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+    stopped: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.already_done + self.completed == self.total
+
+
+ProgressFn = Callable[[RunSummary, Transcript | None], None]
+
+
+async def run_trial(trial: TrialSpec, spec_name: str, pool: ModelPool | None) -> Transcript:
+    factory = AgentFactory(trial, pool)
+    seating = seat_agents(trial, factory.build, factory.build_adversary)
+    return await play(trial, spec_name, seating)
+
+
+async def run_trials(
+    spec: ExperimentSpec,
+    trials: list[TrialSpec],
+    store: RunStore,
+    *,
+    pool: ModelPool | None = None,
+    concurrency: int = 16,
+    progress: ProgressFn | None = None,
+) -> RunSummary:
+    """Run every trial not already finished in ``store``; failures are recorded, not fatal."""
+    start = time.perf_counter()
+    done, corrupt = store.scan()
+    pending = [t for t in trials if t.trial_id not in done]
+    summary = RunSummary(
+        out_dir=str(store.root),
+        total=len(trials),
+        already_done=len(trials) - len(pending),
+        corrupt=corrupt,
+    )
+    queue: asyncio.Queue[TrialSpec] = asyncio.Queue()
+    for t in pending:
+        queue.put_nowait(t)
+    stop = asyncio.Event()
+    if progress:
+        progress(summary, None)
+
+    async def worker() -> None:
+        while not stop.is_set():
+            try:
+                trial = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                transcript = await run_trial(trial, spec.name, pool)
+                store.write(transcript)
+            except (BudgetExceededError, StoreError) as exc:
+                summary.stopped = str(exc)
+                stop.set()
+                return
+            except Exception as exc:  # one broken trial must not sink the batch
+                summary.failed += 1
+                summary.errors[trial.trial_id] = f"{type(exc).__name__}: {exc}"
+                store.record_failure(trial.trial_id, traceback.format_exc())
+                if progress:
+                    progress(summary, None)
+                continue
+            summary.completed += 1
+            summary.input_tokens += transcript.end.input_tokens
+            summary.output_tokens += transcript.end.output_tokens
+            summary.cost_usd += transcript.end.cost_usd
+            if progress:
+                progress(summary, transcript)
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(pending))))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
+        summary.wall_s = time.perf_counter() - start
+        store.update_manifest(
+            status="complete" if summary.finished else "incomplete",
+            finished_trials=summary.already_done + summary.completed,
+            failed_trials=summary.failed,
+            stopped=summary.stopped,
+            last_run_wall_s=round(summary.wall_s, 3),
+        )
+    return summary

@@ -1,0 +1,275 @@
+"""Experiment specs (TOML) validated by pydantic and expanded into trials with stable ids.
+
+A spec is a factorial design: models x conditions x topologies x disclosures x
+adversaries x repetitions. Each trial's id and seed are hashes of its content, so a
+trial keeps its id when the spec around it grows, and a resumed run finds it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agents.models.settings import ModelSettings
+from agents.settings import AgentSettings
+from games import GameConfig
+from stagbench.errors import SpecError, StagbenchError
+from topologies import Disclosure, build_topology, parse_call
+
+SCRIPTED_ADVERSARIES = ("byzantine", "soft", "delayed", "injector")
+LLM_ADVERSARIES = ("deceiver",)
+ADVERSARY_KINDS = ("none", *SCRIPTED_ADVERSARIES, *LLM_ADVERSARIES)
+_ADVERSARY_FIELDS = ("count", "placement", "colluding", "model")
+
+
+class AdversarySpec(BaseModel):
+    """One adversary arm: a kind with parameters, how many, where, and whose model inside.
+
+    Written as a table or as a string: ``"byzantine"``, ``"soft(p=0.5)"``,
+    ``"delayed(k=2,count=2,placement=hub,colluding=True)"``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str = "none"
+    params: dict[str, Any] = Field(default_factory=dict)
+    count: int = Field(1, ge=0)
+    placement: str | list[int] = "random"
+    colluding: bool = False
+    model: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        if not isinstance(data, str):
+            return data
+        try:
+            kind, params = parse_call(data, "adversary")
+        except StagbenchError as exc:
+            raise ValueError(str(exc)) from exc
+        out: dict[str, Any] = {"kind": kind}
+        for key in _ADVERSARY_FIELDS:
+            if key in params:
+                out[key] = params.pop(key)
+        out["params"] = params
+        return out
+
+    @model_validator(mode="after")
+    def _check(self) -> AdversarySpec:
+        if self.kind not in ADVERSARY_KINDS:
+            raise ValueError(f"unknown adversary kind {self.kind!r}; known: {ADVERSARY_KINDS}")
+        if self.kind == "none":
+            object.__setattr__(self, "count", 0)
+        return self
+
+    @property
+    def label(self) -> str:
+        """A short name for tables: ``soft(p=0.5)[1@hub]``."""
+        if self.kind == "none" or self.count == 0:
+            return "none"
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        where = self.placement if isinstance(self.placement, str) else "seats" + str(self.placement)
+        group = ",colluding" if self.colluding else ""
+        return f"{self.kind}{f'({args})' if args else ''}[{self.count}@{where}{group}]"
+
+
+class ConditionSpec(BaseModel):
+    """A named set of game overrides, e.g. ``{name="hidden", horizon_disclosed=false}``."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    name: str
+
+    def overrides(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Factors(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str | list[str]] = Field(min_length=1)
+    topologies: list[str] = Field(default_factory=lambda: ["complete"], min_length=1)
+    disclosures: list[Disclosure] = Field(
+        default_factory=lambda: [Disclosure.EXPLICIT], min_length=1
+    )
+    adversaries: list[AdversarySpec] = Field(
+        default_factory=lambda: [AdversarySpec(kind="none")], min_length=1
+    )
+    conditions: list[ConditionSpec] = Field(
+        default_factory=lambda: [ConditionSpec(name="base")], min_length=1
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _non_empty_populations(cls, v: list[str | list[str]]) -> list[str | list[str]]:
+        for entry in v:
+            if isinstance(entry, list) and not entry:
+                raise ValueError("a mixed population (a list of models) cannot be empty")
+        return v
+
+
+class TrialSpec(BaseModel):
+    """One fully determined trial. Its id and seed come from its content."""
+
+    model_config = ConfigDict(frozen=True)
+
+    trial_id: str
+    seed: int
+    repetition: int
+    condition: str
+    game: GameConfig
+    models: tuple[str, ...]
+    topology: str
+    disclosure: Disclosure
+    adversary: AdversarySpec
+    agents: AgentSettings
+
+    @property
+    def population(self) -> str:
+        return "+".join(self.models)
+
+
+class ExperimentSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    seed: int = 0
+    repetitions: int = Field(1, ge=1)
+    game: GameConfig = Field(default_factory=GameConfig)
+    agents: AgentSettings = Field(default_factory=AgentSettings)
+    factors: Factors
+    model_settings: dict[str, ModelSettings] = Field(default_factory=dict)
+
+    def trials(self) -> list[TrialSpec]:
+        """Expand the factorial design; order is stable and ids are content hashes."""
+        out: list[TrialSpec] = []
+        f = self.factors
+        for models, cond, topo, disc, adv in itertools.product(
+            f.models, f.conditions, f.topologies, f.disclosures, f.adversaries
+        ):
+            game = GameConfig.model_validate({**self.game.model_dump(), **cond.overrides()})
+            population = (models,) if isinstance(models, str) else tuple(models)
+            for rep in range(self.repetitions):
+                content = {
+                    "seed": self.seed,
+                    "repetition": rep,
+                    "condition": cond.name,
+                    "game": game.model_dump(mode="json"),
+                    "models": list(population),
+                    "topology": topo,
+                    "disclosure": disc.value,
+                    "adversary": adv.model_dump(mode="json"),
+                    "agents": self.agents.model_dump(mode="json"),
+                }
+                digest = hashlib.sha256(
+                    json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+                ).hexdigest()
+                out.append(
+                    TrialSpec(
+                        trial_id=digest[:16],
+                        seed=int(digest[16:32], 16) % (2**63),
+                        repetition=rep,
+                        condition=cond.name,
+                        game=game,
+                        models=population,
+                        topology=topo,
+                        disclosure=disc,
+                        adversary=adv,
+                        agents=self.agents,
+                    )
+                )
+        return out
+
+    def check(self) -> None:
+        """Fail early on anything a trial would fail on: topologies, models, adversaries."""
+        from agents.factory import check_adversary, check_model_string
+
+        problems: list[str] = []
+        for cond in self.factors.conditions:
+            try:
+                game = GameConfig.model_validate({**self.game.model_dump(), **cond.overrides()})
+            except ValidationError as exc:
+                problems.append(f"condition {cond.name!r}: {_first_error(exc)}")
+                continue
+            n = game.n_players
+            for topo in self.factors.topologies:
+                try:
+                    build_topology(topo, n)
+                except StagbenchError as exc:
+                    problems.append(f"topology {topo!r}: {exc}")
+            for adv in self.factors.adversaries:
+                if adv.count > n:
+                    problems.append(
+                        f"adversary {adv.label}: count {adv.count} exceeds {n} players"
+                    )
+                if isinstance(adv.placement, list) and (
+                    len(adv.placement) != adv.count
+                    or any(not 0 <= s < n for s in adv.placement)
+                ):
+                    problems.append(
+                        f"adversary {adv.label}: placement {adv.placement} must list "
+                        f"{adv.count} seats in 0..{n - 1}"
+                    )
+        names = [c.name for c in self.factors.conditions]
+        if len(set(names)) != len(names):
+            problems.append(f"condition names must be unique: {names}")
+        models = {m for e in self.factors.models for m in ([e] if isinstance(e, str) else e)}
+        models |= {a.model for a in self.factors.adversaries if a.model}
+        for m in sorted(models):
+            try:
+                check_model_string(m)
+            except StagbenchError as exc:
+                problems.append(str(exc))
+        for adv in self.factors.adversaries:
+            try:
+                check_adversary(adv.kind, adv.params)
+            except StagbenchError as exc:
+                problems.append(f"adversary {adv.label}: {exc}")
+        if problems:
+            raise SpecError("invalid spec:\n  - " + "\n  - ".join(problems))
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid spec {source}:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  - {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def parse_spec(text: str, source: str = "<string>") -> ExperimentSpec:
+    """Parse and validate spec text; every problem becomes a ``SpecError``."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source} is not valid TOML: {exc}") from exc
+    try:
+        spec = ExperimentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_format_validation(exc, source)) from exc
+    spec.check()
+    return spec
+
+
+def load_spec(path: str | Path) -> tuple[ExperimentSpec, str]:
+    """Read a spec file; returns the spec and its text (kept beside the results)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SpecError(f"spec file not found: {p}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read spec file {p}: {exc}") from exc
+    return parse_spec(text, str(p)), text

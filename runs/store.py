@@ -1,0 +1,169 @@
+"""The results folder: one transcript file per trial, written atomically, plus a manifest.
+
+Layout::
+
+    RUN_DIR/manifest.json        what ran, with which spec, how far it got
+    RUN_DIR/spec.toml            the spec as given
+    RUN_DIR/trials.jsonl         every trial of the design, one TrialSpec a line
+    RUN_DIR/transcripts/ID.jsonl one finished trial (written whole, then renamed)
+    RUN_DIR/failures/ID.txt      why a trial failed (it is retried on the next run)
+    RUN_DIR/quarantine/          transcripts found corrupt, moved aside and re-run
+
+A transcript exists only once its trial is finished, so a killed run loses nothing
+finished, and re-running the same spec into the same folder runs only what is missing.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import stagbench
+from runs.spec import ExperimentSpec, TrialSpec
+from runs.transcript import Transcript, read_transcript
+from stagbench.errors import StoreError, TranscriptError
+
+
+def spec_hash(spec: ExperimentSpec) -> str:
+    """Hash of the validated spec (comments and layout of the file do not count)."""
+    canon = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _io_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StoreError(
+                f"disk full while {what}; finished transcripts are safe. Free space and "
+                "run the same command again to resume."
+            ) from exc
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise StoreError(f"permission denied while {what}: {exc.filename}") from exc
+        raise StoreError(f"I/O error while {what}: {exc}") from exc
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write a file so that readers see either nothing or all of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with _io_errors(f"writing {path}"):
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+
+class RunStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.transcripts = self.root / "transcripts"
+        self.failures = self.root / "failures"
+        self.quarantine = self.root / "quarantine"
+        self.manifest_path = self.root / "manifest.json"
+
+    # -- setup ---------------------------------------------------------------
+    def open(self, spec: ExperimentSpec, spec_text: str, trials: list[TrialSpec]) -> None:
+        """Create the folder for this spec, or check it belongs to this spec (resume)."""
+        digest = spec_hash(spec)
+        existing = self.read_manifest()
+        if existing is not None and existing.get("spec_hash") != digest:
+            raise StoreError(
+                f"{self.root} holds results of another spec ({existing.get('spec_name')!r}, "
+                f"hash {existing.get('spec_hash')}); this spec hashes to {digest}. "
+                "Use another --out folder."
+            )
+        with _io_errors(f"creating {self.root}"):
+            for d in (self.root, self.transcripts, self.failures):
+                d.mkdir(parents=True, exist_ok=True)
+        for stale in self.transcripts.glob(".*.tmp"):  # left by a killed writer
+            stale.unlink(missing_ok=True)
+        if existing is None:
+            atomic_write(self.root / "spec.toml", spec_text)
+            atomic_write(
+                self.root / "trials.jsonl", "".join(t.model_dump_json() + "\n" for t in trials)
+            )
+        self.write_manifest(
+            {
+                **(existing or {}),
+                "spec_name": spec.name,
+                "spec_hash": digest,
+                "stagbench_version": stagbench.__version__,
+                "n_trials": len(trials),
+                "created": (existing or {}).get("created", _now()),
+            }
+        )
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        if not self.manifest_path.exists():
+            return None
+        try:
+            data: dict[str, Any] = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(f"cannot read {self.manifest_path}: {exc}") from exc
+        return data
+
+    def write_manifest(self, data: dict[str, Any]) -> None:
+        atomic_write(self.manifest_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    def update_manifest(self, **fields: Any) -> None:
+        self.write_manifest({**(self.read_manifest() or {}), **fields, "updated": _now()})
+
+    # -- transcripts -----------------------------------------------------------
+    def path_for(self, trial_id: str) -> Path:
+        return self.transcripts / f"{trial_id}.jsonl"
+
+    def write(self, transcript: Transcript) -> Path:
+        path = self.path_for(transcript.trial_id)
+        atomic_write(path, transcript.to_jsonl())
+        failure = self.failures / f"{transcript.trial_id}.txt"
+        if failure.exists():
+            failure.unlink()
+        return path
+
+    def record_failure(self, trial_id: str, error: str) -> None:
+        atomic_write(self.failures / f"{trial_id}.txt", error.rstrip() + "\n")
+
+    def scan(self) -> tuple[set[str], list[tuple[str, str]]]:
+        """Ids of valid finished transcripts; corrupt ones are moved to quarantine/ and
+        returned as (file name, reason) so they are reported and re-run."""
+        done: set[str] = set()
+        corrupt: list[tuple[str, str]] = []
+        if not self.transcripts.exists():
+            return done, corrupt
+        for path in sorted(self.transcripts.glob("*.jsonl")):
+            try:
+                t = read_transcript(path)
+                if t.trial_id != path.stem:
+                    raise TranscriptError(f"{path} holds trial {t.trial_id}, not {path.stem}")
+                done.add(t.trial_id)
+            except TranscriptError as exc:
+                corrupt.append((path.name, str(exc)))
+                with _io_errors(f"quarantining {path}"):
+                    self.quarantine.mkdir(exist_ok=True)
+                    os.replace(path, self.quarantine / f"{path.name}.{_now_compact()}")
+        return done, corrupt
+
+    def transcript_paths(self) -> list[Path]:
+        return sorted(self.transcripts.glob("*.jsonl"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _now_compact() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
