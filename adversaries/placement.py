@@ -63,6 +63,7 @@ def place(
         order = _ranked(_betweenness(topo), rng, highest=True)
     else:
         raise StrategyError(
-            f"unknown placement {placement!r}; use one of {', '.join(PLACEMENTS)} or a list of seats"
+            f"unknown placement {placement!r}; use one of {', '.join(PLACEMENTS)} "
+            "or a list of seats"
         )
     return tuple(sorted(order[:count]))

@@ -13,8 +13,8 @@ from stagbench.errors import StrategyError
 
 if TYPE_CHECKING:
     from agents.models.pool import ModelPool
-    from runs.trial import AgentBuilder
     from runs.spec import TrialSpec
+    from runs.trial import AgentBuilder
 
 SCRIPTED = "scripted"
 
@@ -90,4 +90,6 @@ class AgentFactory:
             return build_llm_adversary(
                 adv.kind, dict(adv.params), self.pool.get(inner_model), seat, self.settings, rng
             )
-        return wrap_adversary(adv.kind, dict(adv.params), build(inner_model, seat, rng), seat, rng, group)
+        return wrap_adversary(
+            adv.kind, dict(adv.params), build(inner_model, seat, rng), seat, rng, group
+        )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from games.config import GameConfig
 from stagbench.errors import GameError
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     STAG = "stag"
     HARE = "hare"
 

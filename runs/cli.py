@@ -23,8 +23,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -62,9 +62,7 @@ def run(
         out_dir = out or Path("results") / spec.name
         store = RunStore(out_dir)
         store.open(spec, text, trials)
-        summary = asyncio.run(
-            _run(spec, trials, store, concurrency, cache_dir, no_cache, progress)
-        )
+        summary = asyncio.run(_run(spec, trials, store, concurrency, cache_dir, no_cache, progress))
     except StagbenchError as exc:
         raise _fail(exc) from exc
     for name, reason in summary.corrupt:
@@ -155,7 +153,9 @@ def replay(
         for p in problems:
             err.print(f"[red]mismatch:[/] {p}")
         raise typer.Exit(code=1)
-    console.print(f"[green]ok[/]: trial {t.trial_id} re-executes to the same outcome {t.end.totals}")
+    console.print(
+        f"[green]ok[/]: trial {t.trial_id} re-executes to the same outcome {t.end.totals}"
+    )
 
 
 @app.command()

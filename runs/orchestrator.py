@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from agents.factory import AgentFactory
 from runs.spec import ExperimentSpec, TrialSpec
 from runs.store import RunStore
-from runs.trial import play, seat_agents
 from runs.transcript import Transcript
+from runs.trial import play, seat_agents
 from stagbench.errors import BudgetExceededError, StoreError
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from adversaries.wrappers import player_label
 from agents.base import Agent, AgentView, Decision, Utterance
 from agents.scripted import AlwaysStag
 from games import Action
-from runs.trial import Seating, play, seat_agents
 from runs.transcript import ActionEvent, MessageEvent, ModelCallEvent, Transcript
+from runs.trial import Seating, play, seat_agents
 from topologies import build_topology
 
 
@@ -61,7 +61,9 @@ def check(transcript: Transcript) -> list[str]:
 
     again = seat_agents(trial, placeholder, placeholder_adv)
     if again.seats != transcript.header.seats:
-        problems.append(f"seating differs: recorded {transcript.header.seats}, seed gives {again.seats}")
+        problems.append(
+            f"seating differs: recorded {transcript.header.seats}, seed gives {again.seats}"
+        )
 
     # 2. Replaying the decisions must give the same routing, reveals and payoffs.
     topo = build_topology(trial.topology, trial.game.n_players)

@@ -206,12 +206,9 @@ class ExperimentSpec(BaseModel):
                     problems.append(f"topology {topo!r}: {exc}")
             for adv in self.factors.adversaries:
                 if adv.count > n:
-                    problems.append(
-                        f"adversary {adv.label}: count {adv.count} exceeds {n} players"
-                    )
+                    problems.append(f"adversary {adv.label}: count {adv.count} exceeds {n} players")
                 if isinstance(adv.placement, list) and (
-                    len(adv.placement) != adv.count
-                    or any(not 0 <= s < n for s in adv.placement)
+                    len(adv.placement) != adv.count or any(not 0 <= s < n for s in adv.placement)
                 ):
                     problems.append(
                         f"adversary {adv.label}: placement {adv.placement} must list "

@@ -124,10 +124,7 @@ class Transcript(BaseModel):
         return self.header.trial.trial_id
 
     def lines(self) -> list[str]:
-        return [
-            e.model_dump_json()
-            for e in (self.header, *self.events, self.end)  # type: ignore[attr-defined]
-        ]
+        return [e.model_dump_json() for e in (self.header, *self.events, self.end)]
 
     def to_jsonl(self) -> str:
         return "\n".join(self.lines()) + "\n"
@@ -146,7 +143,9 @@ def parse_transcript(text: str, source: str = "<transcript>") -> Transcript:
         try:
             events.append(_EVENT.validate_json(line))
         except ValidationError as exc:
-            raise TranscriptError(f"{source} line {no} is not a valid event: {exc.errors()[0]['msg']}") from exc
+            raise TranscriptError(
+                f"{source} line {no} is not a valid event: {exc.errors()[0]['msg']}"
+            ) from exc
     header, *body = events
     if not isinstance(header, Header):
         raise TranscriptError(f"{source} does not start with a header")
@@ -155,17 +154,20 @@ def parse_transcript(text: str, source: str = "<transcript>") -> Transcript:
             f"{source} is {header.format} v{header.version}; this stagbench reads "
             f"{TRANSCRIPT_FORMAT} up to v{TRANSCRIPT_VERSION}"
         )
-    if not body or not isinstance(body[-1], TrialEndEvent):
+    end = body.pop() if body else None
+    if not isinstance(end, TrialEndEvent):
         raise TranscriptError(f"{source} is truncated: it has no trial_end event")
-    end = body.pop()
-    if any(isinstance(e, Header | TrialEndEvent) for e in body):
-        raise TranscriptError(f"{source} has a header or trial_end in the middle")
-    rounds = sum(isinstance(e, RoundEndEvent) for e in body)
+    middle: list[MessageEvent | ModelCallEvent | ActionEvent | RoundEndEvent] = []
+    for e in body:
+        if isinstance(e, Header | TrialEndEvent):
+            raise TranscriptError(f"{source} has a header or trial_end in the middle")
+        middle.append(e)
+    rounds = sum(isinstance(e, RoundEndEvent) for e in middle)
     if rounds != end.rounds_played:
         raise TranscriptError(
             f"{source} records {rounds} rounds but its end says {end.rounds_played}"
         )
-    return Transcript(header=header, events=body, end=end)  # type: ignore[arg-type]
+    return Transcript(header=header, events=middle, end=end)
 
 
 def read_transcript(path: str | Path) -> Transcript:

@@ -57,7 +57,9 @@ def default_adversary_model(trial: TrialSpec) -> str:
     return trial.models[0]
 
 
-def seat_agents(trial: TrialSpec, build: AgentBuilder, build_adversary: AdversaryBuilder) -> Seating:
+def seat_agents(
+    trial: TrialSpec, build: AgentBuilder, build_adversary: AdversaryBuilder
+) -> Seating:
     """Place adversaries, then shuffle the honest population over the remaining seats."""
     n = trial.game.n_players
     rng = random.Random(trial.seed)
@@ -117,7 +119,13 @@ async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript
         inbox: list[list[Message]] = [[] for _ in range(n)]
         said: list[list[str]] = [[] for _ in range(n)]
 
-        def view(seat: int, phase: int | None, r: int = r) -> AgentView:
+        def view(
+            seat: int,
+            phase: int | None,
+            r: int = r,
+            inbox: list[list[Message]] = inbox,
+            said: list[list[str]] = said,
+        ) -> AgentView:
             return AgentView(
                 seat=seat,
                 config=game,
@@ -131,7 +139,9 @@ async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript
 
         for phase in range(game.talk_phases):
             views = [view(s, phase) for s in range(n)]
-            utterances = await asyncio.gather(*(a.speak(v) for a, v in zip(agents, views, strict=True)))
+            utterances = await asyncio.gather(
+                *(a.speak(v) for a, v in zip(agents, views, strict=True))
+            )
             delivered: list[Message] = []
             for s, u in enumerate(utterances):
                 log_calls(s, r, phase, u)
@@ -166,7 +176,7 @@ async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript
                 ActionEvent(
                     round=r,
                     seat=s,
-                    action=_action_name(d.action),  # type: ignore[arg-type]
+                    action=_action_name(d.action),
                     reasoning=d.reasoning,
                     parse_failed=d.parse_failed,
                     error=d.error,
@@ -176,7 +186,7 @@ async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript
         events.append(
             RoundEndEvent(
                 round=r,
-                actions=[_action_name(a) for a in result.actions],  # type: ignore[misc]
+                actions=[_action_name(a) for a in result.actions],
                 payoffs=list(result.payoffs),
                 stag_count=result.stag_count,
                 hunt_succeeded=result.hunt_succeeded,

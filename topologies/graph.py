@@ -10,7 +10,7 @@ import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import networkx as nx
@@ -18,8 +18,9 @@ import networkx as nx
 from stagbench.errors import TopologyError
 
 
-class Disclosure(str, Enum):
-    """``explicit``: each agent is told whom it reaches and hears. ``silent``: same routing, untold."""
+class Disclosure(StrEnum):
+    """``explicit``: each agent is told whom it reaches and hears; ``silent``: same routing,
+    nothing said."""
 
     EXPLICIT = "explicit"
     SILENT = "silent"

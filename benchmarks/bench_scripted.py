@@ -1,0 +1,50 @@
+"""Benchmark: the paper-scale design (720 trials) with scripted agents.
+
+Prints trials/s and wall time for the orchestrator alone (no LLM), at a few concurrency
+levels, writing real transcripts to a temporary folder. Run: python benchmarks/bench_scripted.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from runs.orchestrator import run_trials  # noqa: E402
+from runs.spec import load_spec  # noqa: E402
+from runs.store import RunStore  # noqa: E402
+
+
+def main() -> None:
+    spec, text = load_spec(ROOT / "experiments" / "paper_scripted.toml")
+    trials = spec.trials()
+    print(
+        f"design: {spec.name}, {len(trials)} trials, {spec.game.rounds} rounds, "
+        f"{spec.game.n_players} players"
+    )
+    for concurrency in (1, 16, 128):
+        tmp = Path(tempfile.mkdtemp(prefix="stagbench-bench-"))
+        try:
+            store = RunStore(tmp)
+            store.open(spec, text, trials)
+            start = time.perf_counter()
+            summary = asyncio.run(run_trials(spec, trials, store, concurrency=concurrency))
+            wall = time.perf_counter() - start
+            assert summary.completed == len(trials), summary
+            size = sum(p.stat().st_size for p in store.transcript_paths())
+            print(
+                f"concurrency {concurrency:4d}: {wall:6.2f} s wall, "
+                f"{len(trials) / wall:8.1f} trials/s, transcripts {size / 1e6:.1f} MB"
+            )
+        finally:
+            shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Golden playthroughs (same spec and seed -> same bytes) and resume after SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from runs.orchestrator import run_trials
+from runs.replay import check
+from runs.spec import load_spec
+from runs.store import RunStore
+from runs.transcript import read_transcript
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _run(spec_path: Path, out: Path) -> None:
+    spec, text = load_spec(spec_path)
+    trials = spec.trials()
+    store = RunStore(out)
+    store.open(spec, text, trials)
+    summary = asyncio.run(run_trials(spec, trials, store, concurrency=4))
+    assert summary.finished and summary.failed == 0
+
+
+def test_golden_transcripts_byte_identical(tmp_path: Path) -> None:
+    _run(GOLDEN / "golden.toml", tmp_path / "a")
+    made = sorted((tmp_path / "a" / "transcripts").glob("*.jsonl"))
+    expected = sorted(GOLDEN.glob("*.jsonl"))
+    assert [p.name for p in made] == [p.name for p in expected]
+    for got, want in zip(made, expected, strict=True):
+        assert got.read_bytes() == want.read_bytes(), got.name
+
+
+def test_golden_transcripts_replay_check() -> None:
+    for path in sorted(GOLDEN.glob("*.jsonl")):
+        assert check(read_transcript(path)) == []
+
+
+def test_replay_check_catches_tampering(tmp_path: Path) -> None:
+    path = sorted(GOLDEN.glob("*.jsonl"))[0]
+    # Claim a different payoff total: the re-execution must disagree.
+    lines = path.read_text().splitlines()
+    data = json.loads(lines[-1])
+    data["totals"][0] += 1
+    lines[-1] = json.dumps(data, separators=(",", ":"))
+    bad = tmp_path / path.name
+    bad.write_text("\n".join(lines) + "\n")
+    problems = check(read_transcript(bad))
+    assert problems and "outcome differs" in problems[-1]
+
+
+def test_rerun_skips_finished_trials(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    _run(GOLDEN / "golden.toml", out)
+    first = {p.name: p.stat().st_mtime_ns for p in (out / "transcripts").glob("*.jsonl")}
+    spec, text = load_spec(GOLDEN / "golden.toml")
+    store = RunStore(out)
+    store.open(spec, text, spec.trials())
+    summary = asyncio.run(run_trials(spec, spec.trials(), store))
+    assert summary.completed == 0 and summary.already_done == len(first)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "transcripts").glob("*.jsonl")} == first
+
+
+BIG = """
+name = "kill-me"
+seed = 5
+repetitions = 150
+[factors]
+models = ["scripted/random(p=0.7)", "scripted/tit-for-tat"]
+topologies = ["complete", "ring", "star(hub=0)"]
+disclosures = ["explicit", "silent"]
+adversaries = ["none", "soft(p=0.5)"]
+"""
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "runs.cli", *args]
+
+
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    spec = tmp_path / "big.toml"
+    spec.write_text(BIG)
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen(
+        _cli("run", str(spec), "--out", str(killed), "--concurrency", "8", "--no-progress"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    tdir = killed / "transcripts"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if tdir.exists() and sum(1 for _ in tdir.glob("*.jsonl")) >= 100:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = sum(1 for _ in tdir.glob("*.jsonl"))
+    assert 100 <= partial < 3600, "the kill should land mid-run"
+    for args in (("--out", str(killed)), ("--out", str(clean))):
+        done = subprocess.run(
+            _cli("run", str(spec), *args, "--no-progress"), env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+    a = {p.name: p.read_bytes() for p in tdir.glob("*.jsonl")}
+    b = {p.name: p.read_bytes() for p in (clean / "transcripts").glob("*.jsonl")}
+    assert len(a) == 3600
+    assert a == b
+    assert not list(tdir.glob(".*.tmp"))
+
+
+def test_corrupt_transcript_is_quarantined_and_rerun(tmp_path: Path) -> None:
+    out = tmp_path / "c"
+    _run(GOLDEN / "golden.toml", out)
+    victim = sorted((out / "transcripts").glob("*.jsonl"))[0]
+    original = victim.read_bytes()
+    victim.write_bytes(original[: len(original) // 2])  # truncated mid-write
+    spec, text = load_spec(GOLDEN / "golden.toml")
+    store = RunStore(out)
+    store.open(spec, text, spec.trials())
+    summary = asyncio.run(run_trials(spec, spec.trials(), store))
+    assert summary.completed == 1
+    assert [name for name, _ in summary.corrupt] == [victim.name]
+    assert victim.read_bytes() == original
+    assert len(list((out / "quarantine").iterdir())) == 1

@@ -1,0 +1,83 @@
+import networkx as nx
+import pytest
+
+from stagbench.errors import TopologyError
+from topologies import Disclosure, build_topology
+
+# Hand-written (sender, receiver) pairs for 4 players.
+EXPECTED_EDGES = {
+    "complete": [(u, v) for u in range(4) for v in range(4) if u != v],
+    "ring": [(0, 1), (0, 3), (1, 0), (1, 2), (2, 1), (2, 3), (3, 0), (3, 2)],
+    "line": [(0, 1), (1, 0), (1, 2), (2, 1), (2, 3), (3, 2)],
+    "star(hub=0)": [(0, 1), (0, 2), (0, 3), (1, 0), (2, 0), (3, 0)],
+    "star(hub=2)": [(0, 2), (1, 2), (2, 0), (2, 1), (2, 3), (3, 2)],
+    "empty": [],
+    "directed_ring": [(0, 1), (1, 2), (2, 3), (3, 0)],
+    "directed_line": [(0, 1), (1, 2), (2, 3)],
+    "directed_star(hub=1)": [(1, 0), (1, 2), (1, 3)],
+    "directed_star(hub=1,direction=in)": [(0, 1), (2, 1), (3, 1)],
+}
+
+
+@pytest.mark.parametrize("spec", sorted(EXPECTED_EDGES))
+def test_edges(spec: str) -> None:
+    assert build_topology(spec, 4).edges() == EXPECTED_EDGES[spec]
+
+
+def test_directed_means_receiver_hears_sender() -> None:
+    t = build_topology("directed_ring", 4)
+    assert t.receivers(0) == (1,)
+    assert t.senders(0) == (3,)
+    assert t.directed
+
+
+def test_random_graphs_are_seeded() -> None:
+    a = build_topology("erdos_renyi(p=0.5,seed=1)", 6).edges()
+    assert a == build_topology("erdos_renyi(p=0.5, seed=1)", 6).edges()
+    assert a != build_topology("erdos_renyi(p=0.5,seed=2)", 6).edges()
+    sw = build_topology("small_world(k=2,p=0.1,seed=1)", 6)
+    assert len(sw.edges()) == 12  # 6 nodes x 2 neighbours, both directions
+    d = build_topology("directed_erdos_renyi(p=0.5,seed=3)", 5)
+    assert d.directed
+
+
+def test_disclosure_views() -> None:
+    t = build_topology("star(hub=0)", 4)
+    explicit = t.view(2, Disclosure.EXPLICIT)
+    assert explicit is not None
+    assert explicit.can_reach == (0,) and explicit.hears_from == (0,)
+    assert t.view(2, Disclosure.SILENT) is None
+    d = build_topology("directed_ring", 4).view(0, Disclosure.EXPLICIT)
+    assert d is not None and d.can_reach == (1,) and d.hears_from == (3,)
+
+
+def test_graph_passed_in_code() -> None:
+    g = nx.DiGraph([(0, 1), (1, 0), (2, 1)])
+    t = build_topology(g, 3)
+    assert t.senders(1) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    "spec,n,match",
+    [
+        ("hexagon", 4, "unknown topology 'hexagon'"),
+        ("star(hub=7)", 4, "hub 7 is not a seat"),
+        ("star(center=1)", 4, "bad parameters"),
+        ("erdos_renyi(p=2)", 4, "p must be in"),
+        ("small_world(k=5)", 4, "k=5 must be below"),
+        ("ring(", 4, "cannot parse"),
+        ("star(hub)", 4, "not key=value"),
+    ],
+)
+def test_bad_topology_strings(spec: str, n: int, match: str) -> None:
+    with pytest.raises(TopologyError, match=match):
+        build_topology(spec, n)
+
+
+def test_graph_nodes_must_match_players() -> None:
+    with pytest.raises(TopologyError, match="missing \\[3\\]"):
+        build_topology(nx.path_graph(3), 4)
+    with pytest.raises(TopologyError, match="unexpected \\['a'\\]"):
+        build_topology(nx.Graph([(0, 1), (1, 2), (2, "a")]), 3)
+    with pytest.raises(TopologyError, match="self-loops"):
+        build_topology(nx.Graph([(0, 1), (1, 1)]), 2)
