@@ -70,6 +70,8 @@ class ModelAPI(ABC):
     name: str = ""
     #: Base URL that identifies the endpoint in the cache key (None for in-process models).
     base_url: str | None = None
+    #: The API key in use, so the wrapper can scrub it from any error text.
+    secret: str | None = None
 
     @abstractmethod
     async def generate(

@@ -20,6 +20,7 @@ class ModelSettings(BaseModel):
     max_retries: int | None = Field(None, ge=0)
     input_per_mtok: float | None = Field(None, ge=0)
     output_per_mtok: float | None = Field(None, ge=0)
+    max_cost_usd: float | None = Field(None, ge=0)
     options: dict[str, Any] = Field(default_factory=dict)
 
     def merged(self, other: ModelSettings) -> ModelSettings:

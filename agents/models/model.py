@@ -1,0 +1,176 @@
+"""``Model``: the one wrapper that owns retries, limits, caching, and token/cost accounting.
+
+Providers only translate a request to their API and map errors to ``ModelError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+)
+
+from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
+from agents.models.cache import ResponseCache, cache_key
+from agents.models.pricing import Price
+from agents.models.settings import ModelSettings
+from stagbench.errors import BudgetExceededError, ModelError
+
+DEFAULT_CONCURRENCY = 32
+DEFAULT_RETRIES = 5
+MAX_BACKOFF_S = 60.0
+
+
+@dataclass
+class Usage:
+    calls: int = 0
+    cached: int = 0
+    retries: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+
+
+@dataclass
+class Result:
+    output: ModelOutput
+    latency_s: float
+    cost_usd: float
+    cached: bool
+    attempts: int
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every secret (API key) in ``text``; errors can echo request headers."""
+    for s in secrets:
+        if s and len(s) >= 6:
+            text = text.replace(s, "[REDACTED]")
+    return text
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or (isinstance(exc, ModelError) and exc.retryable)
+
+
+@dataclass
+class Model:
+    """A provider API plus everything every provider needs around it."""
+
+    api: ModelAPI
+    settings: ModelSettings = field(default_factory=ModelSettings)
+    cache: ResponseCache | None = None
+    price: Price | None = None
+    secrets: list[str] = field(default_factory=list)
+    default_concurrency: int = DEFAULT_CONCURRENCY
+    backoff_base_s: float = 0.5
+    usage: Usage = field(default_factory=Usage)
+
+    def __post_init__(self) -> None:
+        self.name = self.api.name
+        if self.api.secret:
+            self.secrets = [*self.secrets, self.api.secret]
+        self._sem = asyncio.Semaphore(self.settings.max_concurrency or self.default_concurrency)
+        rpm, tpm = self.settings.requests_per_minute, self.settings.tokens_per_minute
+        self._rpm = AsyncLimiter(rpm, 60) if rpm else None
+        self._tpm = AsyncLimiter(tpm, 60) if tpm else None
+        self._rng = random.Random(0)
+
+    @property
+    def max_retries(self) -> int:
+        r = self.settings.max_retries
+        return DEFAULT_RETRIES if r is None else r
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ModelError) and exc.retry_after is not None:
+            return min(max(exc.retry_after, 0.0), MAX_BACKOFF_S)
+        backoff = self.backoff_base_s * 2 ** (state.attempt_number - 1)
+        return float(min(backoff * (0.5 + self._rng.random()), MAX_BACKOFF_S))
+
+    def _check_budget(self) -> None:
+        limit = self.settings.max_cost_usd
+        if limit is not None and self.usage.cost_usd >= limit:
+            raise BudgetExceededError(
+                f"model {self.name} reached its cost limit ${limit:.2f} "
+                f"(spent ${self.usage.cost_usd:.4f}); raise max_cost_usd to go on"
+            )
+
+    async def _limits(self, messages: list[ChatMessage], config: GenerateConfig) -> None:
+        if self._rpm is not None:
+            await self._rpm.acquire()
+        if self._tpm is not None:
+            # Estimate: ~4 characters a token for the prompt, plus the reply budget.
+            estimate = sum(len(m.content) for m in messages) / 4 + config.max_tokens
+            await self._tpm.acquire(min(math.ceil(estimate), self._tpm.max_rate))
+
+    async def generate(
+        self,
+        messages: list[ChatMessage],
+        config: GenerateConfig,
+        schema: OutputSchema | None = None,
+        cache_seed: int | None = None,
+    ) -> Result:
+        """One reply, from the cache or the provider, retried on transient errors."""
+        key = None
+        if self.cache is not None:
+            key = cache_key(self.name, self.api.base_url, messages, config, schema, cache_seed)
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.usage.cached += 1
+                return Result(hit, 0.0, 0.0, True, 0)
+        self._check_budget()
+        attempts = 0
+        start = time.perf_counter()
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.max_retries + 1),
+                wait=self._wait,
+                retry=retry_if_exception(_retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    if attempts > 1:
+                        self.usage.retries += 1
+                    async with self._sem:
+                        await self._limits(messages, config)
+                        t0 = time.perf_counter()
+                        try:
+                            output = await asyncio.wait_for(
+                                self.api.generate(messages, config, schema), config.timeout_s
+                            )
+                        except TimeoutError as exc:
+                            raise ModelError(
+                                f"{self.name}: no reply within {config.timeout_s:g}s",
+                                retryable=True,
+                            ) from exc
+                        latency = time.perf_counter() - t0
+        except ModelError as exc:
+            self.usage.errors += 1
+            raise ModelError(
+                redact(f"{exc} (after {attempts} attempt(s))", self.secrets),
+                retryable=exc.retryable,
+            ) from None
+        cost = self.price.cost(output.input_tokens, output.output_tokens) if self.price else 0.0
+        self.usage.calls += 1
+        self.usage.input_tokens += output.input_tokens
+        self.usage.output_tokens += output.output_tokens
+        self.usage.cost_usd += cost
+        self.usage.latency_s += time.perf_counter() - start
+        if self.cache is not None and key is not None:
+            self.cache.put(key, output)
+        return Result(output, latency, cost, False, attempts)
+
+    async def aclose(self) -> None:
+        await self.api.aclose()

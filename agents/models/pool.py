@@ -1,0 +1,58 @@
+"""One shared ``Model`` per model string for a whole run, so limits and caches are global."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agents.models.cache import ResponseCache
+from agents.models.model import Model, Usage
+from agents.models.pricing import price_for
+from agents.models.registry import create_api, resolve
+from agents.models.settings import ModelSettings
+
+# Providers whose calls share one local engine: one call at a time unless set otherwise.
+SERIAL_PROVIDERS = ("local",)
+
+
+def settings_for(model: str, table: dict[str, ModelSettings]) -> ModelSettings:
+    """Settings for ``model``: the provider's table, then the model's own laid over it."""
+    provider = model.split("/", 1)[0]
+    merged = ModelSettings()
+    for key in (provider, model):
+        if key in table:
+            merged = merged.merged(table[key])
+    return merged
+
+
+class ModelPool:
+    def __init__(
+        self,
+        settings: dict[str, ModelSettings] | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        self.settings = settings or {}
+        self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
+        self.models: dict[str, Model] = {}
+
+    def get(self, model: str) -> Model:
+        if model not in self.models:
+            info, _ = resolve(model)
+            s = settings_for(model, self.settings)
+            secrets = [os.environ.get(env, "") for env in (info.key_env, s.api_key_env) if env]
+            self.models[model] = Model(
+                api=create_api(model, s),
+                settings=s,
+                cache=self.cache,
+                price=price_for(model, s),
+                secrets=[x for x in secrets if x],
+                default_concurrency=1 if info.name in SERIAL_PROVIDERS else 32,
+            )
+        return self.models[model]
+
+    def usage(self) -> dict[str, Usage]:
+        return {name: m.usage for name, m in self.models.items()}
+
+    async def aclose(self) -> None:
+        for m in self.models.values():
+            await m.aclose()

@@ -1,0 +1,49 @@
+"""Token prices in USD per million tokens. Extend with ``[model_settings."<model>"]``
+``input_per_mtok`` / ``output_per_mtok`` in a spec; local and scripted models cost nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agents.models.settings import ModelSettings
+
+
+@dataclass(frozen=True)
+class Price:
+    input_per_mtok: float
+    output_per_mtok: float
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+
+FREE = Price(0.0, 0.0)
+
+# Public list prices at the time of writing; check your provider's page before you budget.
+PRICES: dict[str, Price] = {
+    "openai/gpt-4o": Price(2.50, 10.00),
+    "openai/gpt-4o-mini": Price(0.15, 0.60),
+    "openai/gpt-4.1": Price(2.00, 8.00),
+    "openai/gpt-4.1-mini": Price(0.40, 1.60),
+    "openai/gpt-4.1-nano": Price(0.10, 0.40),
+    "anthropic/claude-3-5-haiku-latest": Price(0.80, 4.00),
+    "anthropic/claude-3-5-sonnet-latest": Price(3.00, 15.00),
+    "anthropic/claude-3-7-sonnet-latest": Price(3.00, 15.00),
+    "anthropic/claude-sonnet-4-0": Price(3.00, 15.00),
+    "anthropic/claude-opus-4-0": Price(15.00, 75.00),
+    "anthropic/claude-haiku-4-5": Price(1.00, 5.00),
+}
+
+#: providers that run on your own hardware or are simulated: free
+FREE_PROVIDERS = ("local", "mock", "replay", "vllm", "vllm-offline", "scripted", "fault")
+
+
+def price_for(model: str, settings: ModelSettings | None = None) -> Price | None:
+    """The price of ``model``; None when it is unknown (cost is then reported as unpriced)."""
+    if settings and settings.input_per_mtok is not None and settings.output_per_mtok is not None:
+        return Price(settings.input_per_mtok, settings.output_per_mtok)
+    if model in PRICES:
+        return PRICES[model]
+    if model.split("/", 1)[0] in FREE_PROVIDERS:
+        return FREE
+    return None

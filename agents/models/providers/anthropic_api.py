@@ -1,0 +1,86 @@
+"""Anthropic through the official async SDK. Structured output by forced tool use: the
+reply is the tool's input, validated by the API against the schema."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
+from agents.models.providers._http import retry_after, status_retryable
+from stagbench.errors import ModelError
+
+
+class AnthropicAPI(ModelAPI):
+    def __init__(self, model: str, *, base_url: str | None, api_key: str | None) -> None:
+        import anthropic
+
+        self.model = model
+        self.base_url = base_url
+        self.secret = api_key
+        self.client = anthropic.AsyncAnthropic(
+            api_key=api_key or "missing", base_url=base_url, max_retries=0
+        )
+
+    async def generate(
+        self,
+        messages: list[ChatMessage],
+        config: GenerateConfig,
+        schema: OutputSchema | None = None,
+    ) -> ModelOutput:
+        import anthropic
+
+        system = "\n\n".join(m.content for m in messages if m.role == "system")
+        chat = [m.model_dump() for m in messages if m.role != "system"]
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": chat,
+            "max_tokens": config.max_tokens,
+            "timeout": config.timeout_s,
+        }
+        if system:
+            kwargs["system"] = system
+        if config.temperature is not None:
+            kwargs["temperature"] = config.temperature
+        if config.top_p is not None:
+            kwargs["top_p"] = config.top_p
+        if schema is not None:
+            kwargs["tools"] = [
+                {
+                    "name": schema.name,
+                    "description": f"Submit your {schema.name} reply.",
+                    "input_schema": schema.json_schema,
+                }
+            ]
+            kwargs["tool_choice"] = {"type": "tool", "name": schema.name}
+        try:
+            resp = await self.client.messages.create(**kwargs)
+        except anthropic.APIStatusError as exc:
+            raise ModelError(
+                f"{self.model}: HTTP {exc.status_code}: {exc.message[:300]}",
+                retryable=status_retryable(exc.status_code),
+                retry_after=retry_after(exc.response.headers),
+            ) from exc
+        except (anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
+            raise ModelError(f"{self.model}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        except (anthropic.APIError, ValueError) as exc:
+            raise ModelError(
+                f"{self.model}: malformed response: {str(exc)[:300]}", retryable=True
+            ) from exc
+        text = ""
+        for block in resp.content:
+            if block.type == "tool_use":
+                text = json.dumps(block.input)
+                break
+            if block.type == "text":
+                text += block.text
+        return ModelOutput(
+            text=text,
+            input_tokens=resp.usage.input_tokens,
+            output_tokens=resp.usage.output_tokens,
+            model=resp.model,
+            finish_reason=resp.stop_reason,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()

@@ -1,0 +1,84 @@
+"""``mock/<name>``: scripted replies, registered like a real provider, so the whole pipeline
+runs in tests with no key and no network.
+
+Built-in names: ``stag``, ``hare``, ``random`` (seeded by the call's seed), ``garbage``
+(never parses). Others come from ``register_mock`` in code or from the spec:
+``[model_settings."mock/x"] options = {replies = ["...", "..."], latency_s = 0.05}``.
+Replies are cycled; a callable gets (messages, schema name) and returns the text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable
+from itertools import count
+
+from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
+from stagbench.errors import ModelNotFoundError
+
+ReplyFn = Callable[[list[ChatMessage], str | None], str]
+
+
+def _fixed(action: str) -> ReplyFn:
+    def reply(messages: list[ChatMessage], purpose: str | None) -> str:
+        if purpose == "talk":
+            return json.dumps({"message": f"I will hunt {action} this round."})
+        return json.dumps({"reasoning": f"I always hunt {action}.", "action": action})
+
+    return reply
+
+
+def _garbage(messages: list[ChatMessage], purpose: str | None) -> str:
+    return "Hmm, let me think about what the other hunters might do..."
+
+
+BUILTIN: dict[str, ReplyFn] = {"stag": _fixed("stag"), "hare": _fixed("hare"), "garbage": _garbage}
+REGISTERED: dict[str, list[str] | ReplyFn] = {}
+
+
+def register_mock(name: str, replies: list[str] | ReplyFn) -> None:
+    """Make ``mock/<name>`` answer with ``replies`` (cycled) or a function."""
+    REGISTERED[name] = replies
+
+
+class MockAPI(ModelAPI):
+    def __init__(
+        self, name: str, replies: list[str] | ReplyFn | None = None, latency_s: float = 0.0
+    ) -> None:
+        source = replies if replies is not None else REGISTERED.get(name) or BUILTIN.get(name)
+        if source is None and name != "random":
+            known = ", ".join(sorted({*BUILTIN, *REGISTERED, "random"}))
+            raise ModelNotFoundError(
+                f"no mock named {name!r}; known: {known} (or give options.replies in the spec)"
+            )
+        self.source = source
+        self.mock_name = name
+        self.latency_s = latency_s
+        self._counter = count()
+
+    async def generate(
+        self,
+        messages: list[ChatMessage],
+        config: GenerateConfig,
+        schema: OutputSchema | None = None,
+    ) -> ModelOutput:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        purpose = schema.name if schema else None
+        if self.source is None:  # random
+            rng = random.Random(config.seed)
+            text = _fixed(rng.choice(["stag", "hare"]))(messages, purpose)
+        elif callable(self.source):
+            text = self.source(messages, purpose)
+        else:
+            text = self.source[next(self._counter) % len(self.source)]
+        prompt_chars = sum(len(m.content) for m in messages)
+        return ModelOutput(
+            text=text,
+            input_tokens=max(1, prompt_chars // 4),
+            output_tokens=max(1, len(text) // 4),
+            model=f"mock/{self.mock_name}",
+            finish_reason="stop",
+        )

@@ -1,0 +1,113 @@
+"""OpenAI and any OpenAI-compatible server (vLLM, llama.cpp, Ollama) through the official
+async SDK, with native structured output (``response_format`` json_schema)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
+from agents.models.providers._http import retry_after, status_retryable
+from stagbench.errors import MissingExtraError, ModelError
+
+
+class OpenAICompatAPI(ModelAPI):
+    """Chat completions against ``base_url`` for ``model``.
+
+    ``structured``: ``json_schema`` (native structured outputs, the default),
+    ``json_object`` (JSON mode; the schema is described in the prompt), or ``none``.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None,
+        api_key: str | None,
+        structured: str = "json_schema",
+        token_param: str = "max_tokens",
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            import openai
+        except ImportError as exc:  # pragma: no cover - openai is a core dependency
+            raise MissingExtraError("openai", "openai", "OpenAI models") from exc
+        self.model = model
+        self.base_url = base_url
+        self.secret = api_key
+        self.structured = structured
+        self.token_param = token_param
+        self.extra_body = extra_body or {}
+        # Retries belong to the Model wrapper: the SDK must not retry on its own.
+        self.client = openai.AsyncOpenAI(
+            api_key=api_key or "EMPTY", base_url=base_url, max_retries=0
+        )
+
+    def _response_format(self, schema: OutputSchema | None) -> dict[str, Any] | None:
+        if schema is None or self.structured == "none":
+            return None
+        if self.structured == "json_object":
+            return {"type": "json_object"}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": schema.name, "schema": schema.json_schema, "strict": True},
+        }
+
+    async def generate(
+        self,
+        messages: list[ChatMessage],
+        config: GenerateConfig,
+        schema: OutputSchema | None = None,
+    ) -> ModelOutput:
+        import openai
+
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.model_dump() for m in messages],
+            self.token_param: config.max_tokens,
+            "timeout": config.timeout_s,
+        }
+        if config.temperature is not None:
+            kwargs["temperature"] = config.temperature
+        if config.top_p is not None:
+            kwargs["top_p"] = config.top_p
+        if config.seed is not None:
+            kwargs["seed"] = config.seed
+        fmt = self._response_format(schema)
+        if fmt is not None:
+            kwargs["response_format"] = fmt
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body
+        try:
+            resp = await self.client.chat.completions.create(**kwargs)
+        except openai.APIStatusError as exc:
+            raise ModelError(
+                f"{self.model}: HTTP {exc.status_code}: {_short(exc.message)}",
+                retryable=status_retryable(exc.status_code),
+                retry_after=retry_after(exc.response.headers),
+            ) from exc
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            raise ModelError(f"{self.model}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        except (openai.APIError, ValueError, json.JSONDecodeError) as exc:
+            raise ModelError(
+                f"{self.model}: malformed response: {_short(str(exc))}", retryable=True
+            ) from exc
+        if not getattr(resp, "choices", None):
+            raise ModelError(f"{self.model}: response has no choices", retryable=True)
+        choice = resp.choices[0]
+        text = choice.message.content or getattr(choice.message, "refusal", None) or ""
+        usage = resp.usage
+        return ModelOutput(
+            text=text,
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+            model=resp.model or self.model,
+            finish_reason=choice.finish_reason,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
