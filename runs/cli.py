@@ -23,8 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Piped output (logs, CI) gets wide tables instead of the 80-column default.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -174,6 +175,76 @@ def validate(
         console.print(
             f"  {t.trial_id} {t.population} {t.condition} {t.topology} "
             f"{t.disclosure.value} {t.adversary.label} rep {t.repetition}"
+        )
+
+
+@app.command()
+def models() -> None:
+    """List the model providers and whether each is usable here."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from agents.models.registry import PROVIDERS, resolve
+    from agents.scripted import STRATEGIES
+
+    resolve("mock/stag")  # loads the built-in providers
+    table = Table("provider", "example", "status", "what")
+    table.add_row(
+        "scripted",
+        "scripted/tit-for-tat",
+        "[green]ready[/]",
+        "strategies: " + ", ".join(sorted({k.replace("_", "-") for k in STRATEGIES})),
+    )
+    for p in PROVIDERS.values():
+        status = p.status()
+        colour = "green" if status == "ready" else "yellow"
+        table.add_row(p.name, p.example, f"[{colour}]{escape(status)}[/]", escape(p.description))
+    console.print(table)
+
+
+@app.command()
+def estimate(spec_path: Annotated[Path, typer.Argument(metavar="SPEC")]) -> None:
+    """Calls, tokens and cost per model before spending anything."""
+    from rich.table import Table
+
+    from runs.estimate import OUTPUT_TOKENS
+    from runs.estimate import estimate as run_estimate
+
+    try:
+        spec, _ = load_spec(spec_path)
+        rows = run_estimate(spec)
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    n = len(spec.trials())
+    if not rows:
+        console.print(f"spec {spec.name!r}: {n} trials, no LLM calls (scripted agents only)")
+        return
+    table = Table("model", "trials", "calls", "input tokens", "output tokens", "cost (USD)")
+    total = 0.0
+    unpriced = []
+    for e in rows:
+        if e.cost_usd is None:
+            unpriced.append(e.model)
+        total += e.cost_usd or 0.0
+        cost = "unpriced" if e.cost_usd is None else f"{e.cost_usd:,.4f}"
+        table.add_row(
+            e.model,
+            str(e.trials),
+            f"{e.calls:,}",
+            f"{e.input_tokens:,}",
+            f"{e.output_tokens:,}",
+            cost,
+        )
+    console.print(f"spec {spec.name!r}: {n} trials")
+    console.print(table)
+    console.print(
+        f"total ${total:,.4f}; assumes ~{OUTPUT_TOKENS['talk']}/{OUTPUT_TOKENS['act']} output "
+        "tokens per talk/act reply and no re-asks"
+    )
+    if unpriced:
+        console.print(
+            f"[yellow]no price known for {', '.join(unpriced)}[/]: set input_per_mtok and "
+            'output_per_mtok in [model_settings."<model>"]'
         )
 
 

@@ -59,6 +59,11 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
+def _paced(per_minute: float, floor: float) -> AsyncLimiter:
+    capacity = max(floor, per_minute / 60.0)
+    return AsyncLimiter(capacity, 60.0 * capacity / per_minute)
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or (isinstance(exc, ModelError) and exc.retryable)
 
@@ -82,8 +87,9 @@ class Model:
             self.secrets = [*self.secrets, self.api.secret]
         self._sem = asyncio.Semaphore(self.settings.max_concurrency or self.default_concurrency)
         rpm, tpm = self.settings.requests_per_minute, self.settings.tokens_per_minute
-        self._rpm = AsyncLimiter(rpm, 60) if rpm else None
-        self._tpm = AsyncLimiter(tpm, 60) if tpm else None
+        # Buckets hold about a second's worth, so a per-minute limit is paced, not burst.
+        self._rpm = _paced(rpm, floor=1.0) if rpm else None
+        self._tpm = _paced(tpm, floor=min(tpm, 4096.0)) if tpm else None
         self._rng = random.Random(0)
 
     @property

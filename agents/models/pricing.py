@@ -19,19 +19,17 @@ class Price:
 
 FREE = Price(0.0, 0.0)
 
-# Public list prices at the time of writing; check your provider's page before you budget.
+# Public list prices known when this table was written; newer models are unpriced until you
+# add them (the estimate says so). Check your provider's page before you budget.
 PRICES: dict[str, Price] = {
     "openai/gpt-4o": Price(2.50, 10.00),
     "openai/gpt-4o-mini": Price(0.15, 0.60),
     "openai/gpt-4.1": Price(2.00, 8.00),
     "openai/gpt-4.1-mini": Price(0.40, 1.60),
     "openai/gpt-4.1-nano": Price(0.10, 0.40),
-    "anthropic/claude-3-5-haiku-latest": Price(0.80, 4.00),
-    "anthropic/claude-3-5-sonnet-latest": Price(3.00, 15.00),
-    "anthropic/claude-3-7-sonnet-latest": Price(3.00, 15.00),
-    "anthropic/claude-sonnet-4-0": Price(3.00, 15.00),
-    "anthropic/claude-opus-4-0": Price(15.00, 75.00),
     "anthropic/claude-haiku-4-5": Price(1.00, 5.00),
+    "anthropic/claude-sonnet-4-5": Price(3.00, 15.00),
+    "anthropic/claude-opus-4-5": Price(5.00, 25.00),
 }
 
 #: providers that run on your own hardware or are simulated: free

@@ -31,7 +31,7 @@ def _openai(model: str, s: ModelSettings) -> ModelAPI:
 @modelapi(
     "anthropic",
     description="Anthropic API, structured output by forced tool use",
-    example="anthropic/claude-3-5-haiku-latest",
+    example="anthropic/claude-haiku-4-5",
     key_env="ANTHROPIC_API_KEY",
 )
 def _anthropic(model: str, s: ModelSettings) -> ModelAPI:
@@ -41,6 +41,7 @@ def _anthropic(model: str, s: ModelSettings) -> ModelAPI:
         model,
         base_url=s.base_url or os.environ.get("ANTHROPIC_BASE_URL"),
         api_key=api_key(s.api_key_env or "ANTHROPIC_API_KEY", False, "anthropic"),
+        structured=str(s.options.get("structured", "tool")),
     )
 
 

@@ -1,8 +1,14 @@
-"""Anthropic through the official async SDK. Structured output by forced tool use: the
-reply is the tool's input, validated by the API against the schema."""
+"""Anthropic through the official async SDK, never a compatibility endpoint.
+
+Structured output is native: forced tool use by default (the reply is the tool's input,
+validated by the API against the schema), or ``options.structured = "json_schema"`` for
+the Messages API's own output format where the SDK has it. Sampling parameters are sent
+only where the installed SDK still accepts them (recent SDKs dropped ``temperature``).
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -12,7 +18,9 @@ from stagbench.errors import ModelError
 
 
 class AnthropicAPI(ModelAPI):
-    def __init__(self, model: str, *, base_url: str | None, api_key: str | None) -> None:
+    def __init__(
+        self, model: str, *, base_url: str | None, api_key: str | None, structured: str = "tool"
+    ) -> None:
         import anthropic
 
         self.model = model
@@ -21,6 +29,14 @@ class AnthropicAPI(ModelAPI):
         self.client = anthropic.AsyncAnthropic(
             api_key=api_key or "missing", base_url=base_url, max_retries=0
         )
+        self.accepted = set(inspect.signature(self.client.messages.create).parameters)
+        if structured not in ("tool", "json_schema"):
+            raise ValueError(
+                f"anthropic structured must be tool or json_schema, not {structured!r}"
+            )
+        if structured == "json_schema" and "output_config" not in self.accepted:
+            structured = "tool"  # this SDK predates native output formats
+        self.structured = structured
 
     async def generate(
         self,
@@ -40,11 +56,15 @@ class AnthropicAPI(ModelAPI):
         }
         if system:
             kwargs["system"] = system
-        if config.temperature is not None:
+        if config.temperature is not None and "temperature" in self.accepted:
             kwargs["temperature"] = config.temperature
-        if config.top_p is not None:
+        if config.top_p is not None and "top_p" in self.accepted:
             kwargs["top_p"] = config.top_p
-        if schema is not None:
+        if schema is not None and self.structured == "json_schema":
+            kwargs["output_config"] = {
+                "format": {"type": "json_schema", "schema": schema.json_schema}
+            }
+        elif schema is not None:
             kwargs["tools"] = [
                 {
                     "name": schema.name,

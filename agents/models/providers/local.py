@@ -63,7 +63,7 @@ class LlamaCppAPI(ModelAPI):
             )
             if self.options.get("prompt_cache", True):
                 # Reuses evaluated prompt prefixes (the shared rules, the growing history).
-                from llama_cpp import LlamaRAMCache
+                from llama_cpp.llama_cache import LlamaRAMCache
 
                 self._llm.set_cache(
                     LlamaRAMCache(capacity_bytes=int(self.options.get("cache_bytes", 2 << 30)))

@@ -15,6 +15,7 @@ class OpenAICompatAPI(ModelAPI):
     """Chat completions against ``base_url`` for ``model``.
 
     ``structured``: ``json_schema`` (native structured outputs, the default),
+    ``json_object_schema`` (llama.cpp's server: JSON mode with a schema grammar),
     ``json_object`` (JSON mode; the schema is described in the prompt), or ``none``.
     """
 
@@ -48,6 +49,8 @@ class OpenAICompatAPI(ModelAPI):
             return None
         if self.structured == "json_object":
             return {"type": "json_object"}
+        if self.structured == "json_object_schema":
+            return {"type": "json_object", "schema": schema.json_schema}
         return {
             "type": "json_schema",
             "json_schema": {"name": schema.name, "schema": schema.json_schema, "strict": True},

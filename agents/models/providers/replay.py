@@ -1,8 +1,10 @@
 """``replay/<transcript or run folder>``: answers from recorded model calls.
 
-A call whose messages were recorded gets the recorded raw reply (in recorded order when
-the same prompt was asked several times); anything else is an error, so a replay that
-drifts from the recording is noticed, not papered over.
+A call whose messages were recorded gets the recorded raw reply. A prompt recorded with
+different replies (asked again within a trial, or in several trials of a run folder) is
+answered in recorded order when it comes from one transcript, and is an error when it
+comes from several, since nothing tells which trial is being replayed. Anything not
+recorded is an error too: a replay that drifts from its recording is noticed.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ class ReplayAPI(ModelAPI):
         if not files or not files[0].exists():
             raise TranscriptError(f"replay source {source!r} has no transcripts")
         self.replies: dict[str, deque[ModelOutput]] = defaultdict(deque)
+        self.sources: dict[str, set[str]] = defaultdict(set)
         for f in files:
             for e in read_transcript(f).events:
                 if isinstance(e, ModelCallEvent) and e.call.raw is not None:
-                    self.replies[_key(e.call.messages)].append(
+                    key = _key(e.call.messages)
+                    self.sources[key].add(f.name)
+                    self.replies[key].append(
                         ModelOutput(
                             text=e.call.raw,
                             input_tokens=e.call.input_tokens,
@@ -48,7 +53,15 @@ class ReplayAPI(ModelAPI):
         config: GenerateConfig,
         schema: OutputSchema | None = None,
     ) -> ModelOutput:
-        queue = self.replies.get(_key(messages))
+        key = _key(messages)
+        queue = self.replies.get(key)
         if not queue:
             raise ModelError("replay: this prompt was not recorded (or its replies ran out)")
+        if len({o.text for o in queue}) == 1:
+            return queue[0]
+        if len(self.sources[key]) > 1:
+            raise ModelError(
+                f"replay: this prompt was recorded with different replies in "
+                f"{len(self.sources[key])} transcripts; replay one transcript file instead"
+            )
         return queue.popleft()

@@ -1,0 +1,146 @@
+"""A small OpenAI-compatible (and Anthropic Messages) server on loopback, with programmable faults.
+
+Each request pops the next behaviour from ``script`` (or uses ``default``): a reply text,
+an HTTP error with headers, a delay, or a malformed body. Requests are recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Behaviour:
+    text: str = '{"reasoning": "ok", "action": "stag"}'
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    raw_body: bytes | None = None
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.script: list[Behaviour] = []
+        self.default = Behaviour()
+        self.requests: list[dict[str, Any]] = []
+        self.auth: list[str | None] = []
+        self.paths: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+                self._send(200, body.encode(), {})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                with outer._lock:
+                    outer.requests.append(payload)
+                    outer.auth.append(
+                        self.headers.get("authorization") or self.headers.get("x-api-key")
+                    )
+                    outer.paths.append(self.path)
+                    b = outer.script.pop(0) if outer.script else outer.default
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                try:
+                    if b.delay_s:
+                        time.sleep(b.delay_s)
+                    if b.raw_body is not None:
+                        self._send(b.status, b.raw_body, b.headers)
+                    elif b.status != 200:
+                        err = {"error": {"message": f"fake error {b.status}", "type": "fake"}}
+                        self._send(b.status, json.dumps(err).encode(), b.headers)
+                    elif self.path.endswith("/messages"):
+                        self._send(200, json.dumps(_message(payload, b.text)).encode(), b.headers)
+                    else:
+                        self._send(
+                            200, json.dumps(_completion(payload, b.text)).encode(), b.headers
+                        )
+                finally:
+                    with outer._lock:
+                        outer.in_flight -= 1
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(body)))
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeOpenAI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _completion(payload: dict[str, Any], text: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": payload.get("model", "fake"),
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
+
+
+def _message(payload: dict[str, Any], text: str) -> dict[str, Any]:
+    tools = payload.get("tools")
+    if tools:
+        block = {
+            "type": "tool_use",
+            "id": "tu_1",
+            "name": tools[0]["name"],
+            "input": json.loads(text),
+        }
+    else:
+        block = {"type": "text", "text": text}
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": payload.get("model", "fake"),
+        "content": [block],
+        "stop_reason": "tool_use" if tools else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 200, "output_tokens": 20},
+    }
+
+
+if __name__ == "__main__":  # a standalone server for lifecycle tests: --port N
+    import sys
+
+    port = int(sys.argv[sys.argv.index("--port") + 1])
+    fake = FakeOpenAI()
+    fake.server.server_close()
+    fake.server = ThreadingHTTPServer(("127.0.0.1", port), fake.server.RequestHandlerClass)
+    fake.server.serve_forever()
