@@ -135,9 +135,8 @@ class LLMAgent:
         calls: list[ModelCallRecord] = []
         error: str | None = None
         for attempt in range(1, self.settings.max_reasks + 2):
-            result = await self.model.generate(
-                messages, self._config(view, attempt), schema, cache_seed=self.seed
-            )
+            config = self._config(view, attempt)
+            result = await self.model.generate(messages, config, schema, cache_seed=self.seed)
             raw = result.output.text
             parsed: BaseModel | None = None
             try:
@@ -152,6 +151,9 @@ class LLMAgent:
                     attempt=attempt,
                     messages=messages,
                     raw=raw,
+                    temperature=config.temperature,
+                    max_tokens=config.max_tokens,
+                    seed=config.seed,
                     parsed=parsed.model_dump() if parsed else None,
                     parse_ok=parsed is not None,
                     error=error,

@@ -52,6 +52,9 @@ class ModelCallRecord(BaseModel):
     attempt: int
     messages: list[ChatMessage]
     raw: str | None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
     parsed: dict[str, Any] | None = None
     parse_ok: bool = False
     error: str | None = None

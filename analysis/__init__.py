@@ -1,0 +1,1 @@
+"""Analysis reads only stored transcripts: tables, metrics, archetypes, statistics, reports."""
