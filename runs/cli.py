@@ -248,6 +248,105 @@ def estimate(spec_path: Annotated[Path, typer.Argument(metavar="SPEC")]) -> None
         )
 
 
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a results folder")],
+    out: Annotated[
+        Path | None, typer.Option(help="where to write (default RUN_DIR/report)")
+    ] = None,
+    n_boot: Annotated[int, typer.Option(help="bootstrap resamples for archetype labels")] = 500,
+    judge: Annotated[
+        str | None, typer.Option(help="also judge betrayal detection with this model")
+    ] = None,
+) -> None:
+    """Tables (Parquet), statistics, plots and a self-contained HTML + Markdown report."""
+    from analysis.report import build
+
+    try:
+        path = build(run_dir, out, n_boot=n_boot)
+        if judge:
+            _judge(run_dir, path.parent, judge)
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    console.print(f"Report: {path.resolve()}")
+    console.print(f"Markdown: {(path.parent / 'report.md').resolve()}")
+
+
+def _judge(run_dir: Path, out: Path, model: str) -> None:
+    from analysis import judge as judge_mod
+    from analysis import metrics
+    from analysis.tables import agent_rounds
+
+    df, _ = agent_rounds(run_dir)
+    judged = asyncio.run(judge_mod.judge_detection(df, metrics.agent_trials(df), model))
+    judged.to_parquet(out / "judged_detection.parquet", index=False)
+    a = judge_mod.agreement(judged)
+    console.print(
+        f"judge {model}: {a['n']} judged, agreement with the lexical detector "
+        f"{a['agreement']:.3f}, Cohen's kappa {a['kappa']:.3f}"
+    )
+
+
+@app.command()
+def power(
+    p0: Annotated[float, typer.Option(help="stag rate in the control arm")],
+    p1: Annotated[float, typer.Option(help="stag rate to detect in the treatment arm")],
+    alpha: Annotated[float, typer.Option()] = 0.05,
+    target: Annotated[float, typer.Option("--power", help="desired power")] = 0.8,
+    cluster_size: Annotated[
+        int, typer.Option(help="honest agent-rounds per trial (e.g. 3 agents x 5 rounds = 15)")
+    ] = 15,
+    icc: Annotated[
+        float, typer.Option(help="intra-trial correlation (estimate from a pilot)")
+    ] = 0.3,
+    from_run: Annotated[
+        Path | None, typer.Option(help="estimate ICC and cluster size from a pilot run")
+    ] = None,
+) -> None:
+    """Trials per arm needed to detect a change in stag rate from p0 to p1."""
+    from analysis import stats
+
+    if from_run is not None:
+        from analysis.metrics import honest
+        from analysis.tables import agent_rounds
+
+        df, _ = agent_rounds(from_run)
+        h = honest(df)
+        icc = stats.icc_estimate(h)
+        cluster_size = round(h.dropna(subset=["stag"]).groupby("trial_id").size().mean())
+    try:
+        n = stats.trials_per_arm(p0, p1, alpha, target, cluster_size, icc)
+    except ValueError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"{n} trials per arm to detect {p0:g} -> {p1:g} with power {target:g} at alpha {alpha:g} "
+        f"(cluster size {cluster_size}, ICC {icc:.3f}, design effect "
+        f"{1 + (cluster_size - 1) * icc:.2f})"
+    )
+
+
+@app.command()
+def tables(
+    run_dir: Annotated[Path, typer.Argument(help="a results folder")],
+    out: Annotated[
+        Path | None, typer.Option(help="Parquet file (default RUN_DIR/agent_rounds.parquet)")
+    ] = None,
+) -> None:
+    """Write the agent-round table of a run as Parquet."""
+    from analysis.tables import agent_rounds, save_parquet
+
+    try:
+        df, load = agent_rounds(run_dir)
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    for name, why in load.corrupt:
+        err.print(f"[yellow]not analysed (corrupt):[/] {name}: {why}")
+    path = save_parquet(df, out or run_dir / "agent_rounds.parquet")
+    console.print(
+        f"{len(df)} agent-rounds from {load.files - len(load.corrupt)} transcripts: {path}"
+    )
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,96 @@
+"""An optional LLM judge for betrayal detection, through the same model registry, and its
+agreement with the lexical detector (Cohen's kappa)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.inter_rater import cohens_kappa
+
+from agents.llm import extract_json
+from agents.models.base import ChatMessage, GenerateConfig, OutputSchema
+from agents.models.pool import ModelPool
+
+SCHEMA = OutputSchema(
+    name="judgement",
+    json_schema={
+        "type": "object",
+        "properties": {
+            "detected": {"type": "boolean"},
+            "round": {"type": ["integer", "null"]},
+        },
+        "required": ["detected", "round"],
+        "additionalProperties": False,
+    },
+)
+
+PROMPT = (
+    "In a repeated Stag Hunt game, player {betrayer} promised to hunt stag in round {t} and "
+    "then hunted hare. Below is everything player {me} wrote in later rounds. Did {me} "
+    "recognise the betrayal, that is name {betrayer} as untrustworthy or voice distrust of "
+    'them? Answer with JSON: {{"detected": true or false, "round": the first round '
+    "where it shows, or null}}.\n\n{lines}"
+)
+
+
+def _writings(df: pd.DataFrame, trial_id: str, seat: int, after: int) -> list[tuple[int, str]]:
+    rows = df[(df["trial_id"] == trial_id) & (df["seat"] == seat) & (df["round"] > after)]
+    out = []
+    for r in rows.sort_values("round").itertuples():
+        for text in (r.message, r.reasoning):
+            if text:
+                out.append((int(r.round), str(text)))
+    return out
+
+
+async def judge_detection(
+    df: pd.DataFrame, agent_trials: pd.DataFrame, model: str, pool: ModelPool | None = None
+) -> pd.DataFrame:
+    """Judge every agent-trial with an observed betrayal; returns judge columns per row."""
+    pool = pool or ModelPool()
+    m = pool.get(model)
+    todo = agent_trials[agent_trials["betrayal_round"].notna()]
+
+    async def one(row: pd.Series) -> dict[str, object]:
+        t = int(row["betrayal_round"])
+        writings = _writings(df, row["trial_id"], int(row["seat"]), t)
+        if not writings:
+            return {"judge_detected": False, "judge_latency": np.nan, "judge_error": None}
+        lines = "\n".join(f"round {r}: {json.dumps(text)}" for r, text in writings)
+        prompt = PROMPT.format(
+            betrayer=f"P{int(row['betrayer']) + 1}", me=row["player"], t=t, lines=lines
+        )
+        res = await m.generate(
+            [ChatMessage(role="user", content=prompt)],
+            GenerateConfig(temperature=0.0, max_tokens=60, seed=0),
+            SCHEMA,
+        )
+        try:
+            data = extract_json(res.output.text)
+            detected = bool(data["detected"])
+            r = data.get("round")
+            latency = (int(r) - t) if detected and isinstance(r, int) and r > t else np.nan
+            return {"judge_detected": detected, "judge_latency": latency, "judge_error": None}
+        except (ValueError, KeyError, TypeError) as exc:
+            return {"judge_detected": np.nan, "judge_latency": np.nan, "judge_error": str(exc)}
+
+    results = await asyncio.gather(*(one(r) for _, r in todo.iterrows()))
+    await pool.aclose()
+    return todo.assign(**pd.DataFrame(results, index=todo.index))
+
+
+def agreement(judged: pd.DataFrame) -> dict[str, float]:
+    """Agreement of the lexical detector and the judge on 'detected'."""
+    ok = judged.dropna(subset=["judge_detected"])
+    lex = ok["detected"].astype(bool).to_numpy()
+    jud = ok["judge_detected"].astype(bool).to_numpy()
+    table = np.array(
+        [[np.sum(lex & jud), np.sum(lex & ~jud)], [np.sum(~lex & jud), np.sum(~lex & ~jud)]]
+    )
+    n = int(table.sum())
+    agree = float(np.trace(table) / n) if n else float("nan")
+    kappa = float(cohens_kappa(table).kappa) if n and agree < 1 else (1.0 if n else float("nan"))
+    return {"n": n, "agreement": agree, "kappa": kappa}

@@ -1,0 +1,226 @@
+"""Metrics on the agent-round table. Each is defined for any N and threshold, and each has
+a unit test on a hand-computed transcript (tests/test_metrics.py).
+
+Definitions
+- stag rate: stag actions / agent-rounds with a valid action (parse failures are counted
+  apart, never as hare).
+- full coordination: the share of trial-rounds in which the hunt succeeded.
+- betrayal event: an agent signalled stag in cheap talk and played hare that round.
+- observed betrayal: agent i saw j betray in round t: j's stag signal reached i in round
+  t and j hunted hare (actions are revealed to all, signals only along edges).
+- trigger: the first observed betrayal, or failing that the first round another player
+  hunted hare (a defection seen without a promise).
+- adaptation: hare in the round after the trigger; permanent if hare ever after,
+  temporary if stag returns.
+- cost of persistence: sum over rounds after the trigger of (hare payoff - payoff): what
+  the agent lost by not switching to hare, which pays the same whatever others do.
+- detection latency: rounds from an observed betrayal to the agent's first later message
+  or reasoning that names the betrayer or voices distrust (lexical detector below).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DISTRUST = re.compile(
+    r"\b(betray\w*|lie[ds]?|liar|lying|deceiv\w*|decept\w*|cheat\w*|untrustworthy|"
+    r"distrust\w*|can(?:'|no)t trust|don'?t trust|not trust\w*|backstab\w*|broke (?:their|his|her) "
+    r"(?:word|promise))\b",
+    re.I,
+)
+
+
+def rate(values: pd.Series) -> float:
+    v = values.dropna()
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def honest(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["role"] == "honest"]
+
+
+def honest_stag_rate(df: pd.DataFrame) -> float:
+    """Stag actions among honest agents' valid actions."""
+    return rate(honest(df)["stag"])
+
+
+def coordination_rate(df: pd.DataFrame) -> float:
+    """Share of trial-rounds in which the hunt succeeded."""
+    per_round = df.drop_duplicates(["trial_id", "round"])
+    return float(per_round["hunt_succeeded"].mean()) if len(per_round) else float("nan")
+
+
+def parse_failure_rate(df: pd.DataFrame) -> pd.Series:
+    """Per model: agent-rounds without a valid action / agent-rounds played by an LLM."""
+    llm = df[df["calls"] > 0]
+    return (~llm["valid"]).groupby(llm["model"], observed=True).mean()
+
+
+def by_round(df: pd.DataFrame, *factors: str) -> pd.DataFrame:
+    """Honest stag rate and coordination per round (and per factor levels)."""
+    keys = [*factors, "round"]
+    h = honest(df)
+    out = h.groupby(keys, observed=True)["stag"].agg(stag_rate="mean", n="count")
+    coord = (
+        df.drop_duplicates(["trial_id", "round"])
+        .groupby(keys, observed=True)["hunt_succeeded"]
+        .mean()
+        .rename("coordination")
+    )
+    return out.join(coord).reset_index()
+
+
+def betrayal_events(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows where an agent signalled stag and hunted hare."""
+    mask = df["signalled_stag"] & (df["action"] == "hare")
+    cols = ["trial_id", "round", "seat", "player", "model", "role", "adversary"]
+    return df.loc[mask, cols].reset_index(drop=True)
+
+
+def detects(text: str | None, betrayer: str) -> bool:
+    """Lexical detector: names the betrayer (e.g. ``P3``) or voices distrust."""
+    if not text:
+        return False
+    if re.search(rf"\b{re.escape(betrayer)}\b", text):
+        return True
+    return bool(DISTRUST.search(text))
+
+
+def agent_trials(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per honest agent per trial: trigger, adaptation, persistence cost, detection."""
+    cols = [
+        "trial_id", "round", "seat", "action", "payoff", "stag_signals_from", "message",
+        "reasoning", "hare_payoff", "rounds_total",
+    ]  # fmt: skip
+    meta_cols = [
+        "trial_id", "seat", "player", "model", "role", "population", "condition", "topology",
+        "disclosure", "adversary_kind", "adversary_count", "adversary_placement", "repetition",
+    ]  # fmt: skip
+    data = df.sort_values(["trial_id", "round", "seat"])[cols]
+    meta = df.drop_duplicates(["trial_id", "seat"]).set_index(["trial_id", "seat"])[
+        [c for c in meta_cols if c not in ("trial_id", "seat")]
+    ]
+    out: list[dict[str, Any]] = []
+    for trial_id, g in data.groupby("trial_id", sort=False, observed=True):
+        seats = sorted(g["seat"].unique())
+        rounds = sorted(g["round"].unique())
+        act = {(r.round, r.seat): r.action for r in g.itertuples()}
+        pay = {(r.round, r.seat): r.payoff for r in g.itertuples()}
+        heard = {(r.round, r.seat): r.stag_signals_from for r in g.itertuples()}
+        talk = {(r.round, r.seat): (r.message, r.reasoning) for r in g.itertuples()}
+        hare_payoff = float(g["hare_payoff"].iloc[0])
+        for s in seats:
+            if meta.loc[(trial_id, s), "role"] != "honest":
+                continue
+            out.append(_agent(trial_id, s, seats, rounds, act, pay, heard, talk, hare_payoff))
+    res = pd.DataFrame(out)
+    if res.empty:
+        return res
+    return res.join(meta, on=["trial_id", "seat"])
+
+
+def _agent(
+    trial_id: str,
+    s: int,
+    seats: list[int],
+    rounds: list[int],
+    act: dict[tuple[int, int], Any],
+    pay: dict[tuple[int, int], float],
+    heard: dict[tuple[int, int], list[int]],
+    talk: dict[tuple[int, int], tuple[str | None, str | None]],
+    hare_payoff: float,
+) -> dict[str, Any]:
+    betrayal_round = defection_round = betrayer = None
+    pre_emptive = False
+    for r in rounds:
+        others_hare = [j for j in seats if j != s and act[(r, j)] == "hare"]
+        if defection_round is None and act[(r, s)] == "hare":
+            pre_emptive = True  # hare before seeing anyone else hunt hare
+        if others_hare and defection_round is None:
+            defection_round = r
+        betrayers = [j for j in others_hare if j in heard[(r, s)]]
+        if betrayers and betrayal_round is None:
+            betrayal_round, betrayer = r, min(betrayers)
+        if betrayal_round is not None:
+            break
+    trigger = betrayal_round if betrayal_round is not None else defection_round
+    after = [act[(r, s)] for r in rounds if trigger is not None and r > trigger]
+    valid_after = [a for a in after if a is not None]
+    switched = bool(valid_after) and valid_after[0] == "hare"
+    first_hare = next((i for i, a in enumerate(valid_after) if a == "hare"), None)
+    returned = first_hare is not None and "stag" in valid_after[first_hare:]
+    cost = (
+        sum(hare_payoff - pay[(r, s)] for r in rounds if r > trigger and act[(r, s)] == "stag")
+        if trigger is not None
+        else 0.0
+    )
+    latency = None
+    if betrayal_round is not None and betrayer is not None:
+        label = f"P{betrayer + 1}"
+        for r in rounds:
+            if r > betrayal_round and any(detects(t, label) for t in talk[(r, s)]):
+                latency = r - betrayal_round
+                break
+    valid = [a for a in (act[(r, s)] for r in rounds) if a is not None]
+    return {
+        "trial_id": trial_id,
+        "seat": s,
+        "stag_rate": valid.count("stag") / len(valid) if valid else math.nan,
+        "pre_emptive": pre_emptive,
+        "betrayal_round": betrayal_round,
+        "betrayer": betrayer,
+        "defection_round": defection_round,
+        "trigger_round": trigger,
+        "trigger_kind": (
+            "betrayal"
+            if betrayal_round is not None
+            else ("defection" if trigger is not None else None)
+        ),
+        "rounds_after": len(valid_after),
+        "stag_rate_after": valid_after.count("stag") / len(valid_after)
+        if valid_after
+        else math.nan,
+        "switched": switched,
+        "returned": returned,
+        "adaptation": (
+            None
+            if not valid_after
+            else (
+                "none"
+                if not switched and first_hare is None
+                else ("temporary" if returned else "permanent")
+            )
+        ),
+        "persistence_cost": float(cost),
+        "detected": latency is not None,
+        "detection_latency": latency if latency is not None else np.nan,
+    }
+
+
+def trial_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial: factors, honest stag rate, coordination, betrayals, payoffs."""
+    factors = [
+        "trial_id", "spec", "condition", "population", "topology", "disclosure",
+        "adversary_kind", "adversary_count", "adversary_placement", "repetition",
+    ]  # fmt: skip
+    first = df.drop_duplicates("trial_id").set_index("trial_id")[factors[1:]]
+    h = honest(df)
+    g = h.groupby("trial_id", observed=True)
+    out = pd.DataFrame(
+        {
+            "honest_stag_rate": g["stag"].mean(),
+            "honest_payoff": g["payoff"].mean(),
+            "parse_failures": df.groupby("trial_id", observed=True)["parse_failures"].sum(),
+            "cost_usd": df.groupby("trial_id", observed=True)["cost_usd"].sum(),
+        }
+    )
+    rounds = df.drop_duplicates(["trial_id", "round"]).groupby("trial_id", observed=True)
+    out["coordination"] = rounds["hunt_succeeded"].mean()
+    bet = betrayal_events(df).groupby("trial_id", observed=True).size()
+    out["betrayals"] = bet.reindex(out.index, fill_value=0)
+    return first.join(out).reset_index()
