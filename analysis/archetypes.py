@@ -2,9 +2,10 @@
 
 Per agent-trial (from ``metrics.agent_trials``), in this order:
 1. Pre-emptive defector: hunted hare before seeing any other player hunt hare.
-2. Unclassified: no trigger seen, or fewer than ``MIN_ROUNDS_AFTER`` valid actions after it.
+2. Unclassified: no trigger seen, or fewer than ``min_rounds_after`` valid actions after it.
 3. Defection-Prone: hare in the round after the trigger and never stag again.
-4. Cooperation-Persistent: stag in at least ``PERSIST_MIN_STAG`` of the rounds after it.
+4. Cooperation-Persistent: stag in the round after the trigger and in at least
+   ``persist_min_stag`` of the rounds after it.
 5. Adaptive/Forgiving: hunted hare after the trigger, then returned to stag.
 6. Unclassified otherwise (mixed evidence).
 
@@ -43,11 +44,18 @@ def classify_row(row: pd.Series, rule: Rule = RULE) -> str:
         return UNCLASSIFIED
     if row["adaptation"] == "permanent" and row["switched"]:
         return DEFECTION_PRONE
-    if row["stag_rate_after"] >= rule.persist_min_stag:
+    if not row["switched"] and row["stag_rate_after"] >= rule.persist_min_stag:
         return COOPERATION_PERSISTENT
     if row["returned"]:
         return ADAPTIVE
     return UNCLASSIFIED
+
+
+def has_evidence(row: pd.Series, rule: Rule = RULE) -> bool:
+    """Whether an agent-trial can be classified at all (a trigger and enough rounds after)."""
+    return bool(row["pre_emptive"]) or (
+        not pd.isna(row["trigger_round"]) and row["rounds_after"] >= rule.min_rounds_after
+    )
 
 
 def classify(agent_trials: pd.DataFrame, rule: Rule = RULE) -> pd.DataFrame:

@@ -41,7 +41,7 @@ def _writings(df: pd.DataFrame, trial_id: str, seat: int, after: int) -> list[tu
     out = []
     for r in rows.sort_values("round").itertuples():
         for text in (r.message, r.reasoning):
-            if text:
+            if isinstance(text, str) and text:
                 out.append((int(r.round), str(text)))
     return out
 

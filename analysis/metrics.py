@@ -82,9 +82,9 @@ def betrayal_events(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[mask, cols].reset_index(drop=True)
 
 
-def detects(text: str | None, betrayer: str) -> bool:
+def detects(text: object, betrayer: str) -> bool:
     """Lexical detector: names the betrayer (e.g. ``P3``) or voices distrust."""
-    if not text:
+    if not isinstance(text, str) or not text:
         return False
     if re.search(rf"\b{re.escape(betrayer)}\b", text):
         return True

@@ -220,7 +220,7 @@ def build(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 
     dist = at.groupby(["model", "archetype"], observed=True).size().unstack(fill_value=0)
     if not dist.empty:
         fig, ax = plt.subplots(figsize=(7, 4))
-        shares = dist.div(dist.sum(1), axis=0)
+        shares = dist.div(dist.sum(axis=1), axis=0)
         bottom = pd.Series(0.0, index=shares.index)
         for lab in [c for c in archetypes.LABELS if c in shares.columns]:
             ax.bar(shares.index.astype(str), shares[lab], bottom=bottom, label=lab)

@@ -39,6 +39,21 @@ Builder = Callable[..., nx.Graph]
 _CALL = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?:\((.*)\))?\s*$", re.S)
 
 
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets, so ``placement=[0,1]`` stays whole."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
 def parse_call(text: str, what: str = "name") -> tuple[str, dict[str, Any]]:
     """Split ``name(a=1,b=0.5,c=x)`` into the name and literal keyword arguments."""
     m = _CALL.match(text)
@@ -47,7 +62,7 @@ def parse_call(text: str, what: str = "name") -> tuple[str, dict[str, Any]]:
     name, arg_text = m.group(1).lower().replace("-", "_"), (m.group(2) or "").strip()
     params: dict[str, Any] = {}
     if arg_text:
-        for part in arg_text.split(","):
+        for part in _split_top_level(arg_text):
             if "=" not in part:
                 raise TopologyError(
                     f"cannot parse {what} {text!r}: argument {part.strip()!r} is not key=value"

@@ -1,0 +1,172 @@
+"""Every metric against hand-computed values on small transcripts made by the engine."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from agents.models.base import ChatMessage
+from agents.models.providers.mock import register_mock
+from analysis import metrics
+from analysis.archetypes import COOPERATION_PERSISTENT, DEFECTION_PRONE, classify
+from analysis.tables import agent_rounds, load_parquet, save_parquet, signals_stag
+from tests.analysis_helpers import run_spec
+
+HAND = """
+name = "hand"
+seed = 3
+[game]
+rounds = 3
+[factors]
+models = [["scripted/always-stag", "scripted/grim-trigger", "scripted/tit-for-tat"]]
+topologies = ["{topology}"]
+adversaries = ["byzantine(count=1,placement=[3])"]
+"""
+
+
+@pytest.fixture(scope="module")
+def hand(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    out = run_spec(HAND.format(topology="complete"), tmp_path_factory.mktemp("hand"))
+    df, report = agent_rounds(out)
+    assert report.files == 1 and not report.corrupt
+    return df
+
+
+def seat_of(df: pd.DataFrame, model: str) -> int:
+    return int(df[(df["model"] == model) & (df["role"] == "honest")]["seat"].iloc[0])
+
+
+def test_table_has_one_row_per_agent_round(hand: pd.DataFrame) -> None:
+    assert len(hand) == 4 * 3
+    assert set(hand["role"]) == {"honest", "adversary"}
+    byz = hand[hand["seat"] == 3]
+    assert list(byz["action"]) == ["hare"] * 3 and list(byz["payoff"]) == [3.0] * 3
+    assert all(byz["signalled_stag"])
+    # On a complete graph each seat hears the 3 others each round.
+    assert set(hand["n_received"]) == {3}
+
+
+def test_hand_computed_rates(hand: pd.DataFrame) -> None:
+    # Round 1: three honest stag, byzantine hare -> failed hunt.
+    # Rounds 2-3: always-stag stag; grim and tit-for-tat hare (they saw a hare).
+    assert metrics.honest_stag_rate(hand) == pytest.approx(5 / 9)
+    assert metrics.coordination_rate(hand) == 0.0
+    per_round = metrics.by_round(hand)
+    assert list(per_round["stag_rate"]) == pytest.approx([1.0, 1 / 3, 1 / 3])
+    assert list(per_round["n"]) == [3, 3, 3]
+    ev = metrics.betrayal_events(hand)
+    assert len(ev) == 3 and set(ev["seat"]) == {3} and set(ev["role"]) == {"adversary"}
+    summary = metrics.trial_summary(hand)
+    assert summary["betrayals"].iloc[0] == 3
+    assert summary["honest_stag_rate"].iloc[0] == pytest.approx(5 / 9)
+    # payoffs: always-stag 0+0+0, grim 0+3+3, tft 0+3+3 -> mean per honest agent-round 12/9
+    assert summary["honest_payoff"].iloc[0] == pytest.approx(12 / 9)
+
+
+def test_hand_computed_adaptation_and_cost(hand: pd.DataFrame) -> None:
+    at = classify(metrics.agent_trials(hand)).set_index("model")
+    stag = at.loc["scripted/always-stag"]
+    assert stag["betrayal_round"] == 1 and stag["trigger_kind"] == "betrayal"
+    assert stag["betrayer"] == 3 and not stag["switched"] and stag["stag_rate_after"] == 1.0
+    assert stag["persistence_cost"] == 6.0  # rounds 2 and 3: hare pays 3, stag paid 0
+    assert stag["archetype"] == COOPERATION_PERSISTENT
+    grim = at.loc["scripted/grim-trigger"]
+    assert grim["switched"] and grim["adaptation"] == "permanent" and grim["persistence_cost"] == 0
+    assert grim["archetype"] == DEFECTION_PRONE
+    assert not at["pre_emptive"].any()
+    assert not at["detected"].any() and at["detection_latency"].isna().all()
+
+
+def test_signals_travel_only_along_edges(tmp_path: Path) -> None:
+    # On a ring, seat 1 is not adjacent to seat 3: it sees the hare, not the promise.
+    df, _ = agent_rounds(run_spec(HAND.format(topology="ring"), tmp_path))
+    at = metrics.agent_trials(df).set_index("seat")
+    assert at.loc[1, "trigger_kind"] == "defection" and pd.isna(at.loc[1, "betrayal_round"])
+    assert at.loc[0, "trigger_kind"] == "betrayal" and at.loc[2, "trigger_kind"] == "betrayal"
+
+
+def test_threshold_and_other_n(tmp_path: Path) -> None:
+    spec = """
+name = "t5"
+[game]
+n_players = 5
+threshold = 3
+rounds = 2
+[factors]
+models = ["scripted/always-stag"]
+adversaries = ["byzantine(count=2,placement=[0,1])"]
+"""
+    df, _ = agent_rounds(run_spec(spec, tmp_path))
+    assert metrics.coordination_rate(df) == 1.0  # 3 stag hunters reach the threshold
+    assert set(df[df["role"] == "honest"]["payoff"]) == {10.0}
+    assert metrics.honest_stag_rate(df) == 1.0
+
+
+def test_parse_failures_are_not_hare(tmp_path: Path) -> None:
+    spec = """
+name = "pf"
+[game]
+rounds = 2
+[agents]
+max_reasks = 0
+[factors]
+models = [["mock/garbage", "mock/stag"]]
+"""
+    df, _ = agent_rounds(run_spec(spec, tmp_path, llm=True))
+    garbage = df[df["model"] == "mock/garbage"]
+    assert garbage["action"].isna().all() and garbage["stag"].isna().all()
+    assert (garbage["parse_failures"] == 2).all()  # talk and act
+    assert metrics.honest_stag_rate(df) == 1.0  # failures are outside the denominator
+    rates = metrics.parse_failure_rate(df)
+    assert rates["mock/garbage"] == 1.0 and rates["mock/stag"] == 0.0
+    assert df["input_tokens"].sum() > 0 and (df[df["model"] == "mock/stag"]["calls"] == 2).all()
+
+
+def _detector(messages: list[ChatMessage], purpose: str | None) -> str:
+    if purpose == "act":
+        return json.dumps({"reasoning": "stag is best", "action": "stag"})
+    if "Past rounds" in messages[-1].content:
+        return json.dumps({"message": "P4 promised stag and lied. I do not trust P4."})
+    return json.dumps({"message": "Let's all hunt stag."})
+
+
+def test_detection_latency(tmp_path: Path) -> None:
+    register_mock("detector", _detector)
+    spec = """
+name = "det"
+[game]
+rounds = 3
+[factors]
+models = ["mock/detector"]
+adversaries = ["byzantine(count=1,placement=[3])"]
+"""
+    df, _ = agent_rounds(run_spec(spec, tmp_path, llm=True))
+    at = metrics.agent_trials(df)
+    assert (at["betrayal_round"] == 1).all() and at["detected"].all()
+    assert (at["detection_latency"] == 1).all()
+    assert list(df[df["seat"] == 0]["signalled_stag"]) == [True, True, True]
+
+
+def test_lexical_helpers() -> None:
+    assert signals_stag("I will hunt stag this round.")
+    assert signals_stag("Let's all go for the stag, not the hare!")
+    assert not signals_stag("I will hunt hare this round.")
+    assert not signals_stag(None)
+    assert metrics.detects("P3 cannot be trusted", "P3")
+    assert metrics.detects("they betrayed us", "P2")
+    assert not metrics.detects("P33 is fine, stag again", "P3")
+
+
+def test_parquet_roundtrip_and_corrupt_files_reported(hand: pd.DataFrame, tmp_path: Path) -> None:
+    back = load_parquet(save_parquet(hand, tmp_path / "t.parquet"))
+    assert len(back) == len(hand) and back["received"].iloc[0] == hand["received"].iloc[0]
+    out = run_spec(HAND.format(topology="complete"), tmp_path / "run")
+    victim = next((out / "transcripts").glob("*.jsonl"))
+    victim.write_text(victim.read_text()[:-200])
+    df, report = agent_rounds(out)
+    assert df.empty and len(report.corrupt) == 1 and victim.name in report.corrupt[0][0]
+    assert math.isnan(metrics.honest_stag_rate(pd.DataFrame({"role": [], "stag": []})))
