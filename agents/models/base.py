@@ -26,6 +26,13 @@ class GenerateConfig(BaseModel):
     seed: int | None = None
     timeout_s: float = Field(60.0, gt=0)
 
+    def sampling(self, accepted: set[str] | None = None) -> dict[str, Any]:
+        """temperature / top_p / seed that are set (and, if given, that the API accepts)."""
+        values = {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed}
+        return {
+            k: v for k, v in values.items() if v is not None and (accepted is None or k in accepted)
+        }
+
 
 class OutputSchema(BaseModel):
     """A JSON schema the reply must follow; providers enforce it natively where they can."""

@@ -6,6 +6,7 @@ import email.utils
 import os
 import time
 from collections.abc import Mapping
+from types import ModuleType
 
 from stagbench.errors import ModelError
 
@@ -44,3 +45,20 @@ def status_retryable(status: int) -> bool:
 def env_prefix(name: str) -> str:
     """``my-server`` -> ``MY_SERVER`` for ``MY_SERVER_BASE_URL`` / ``MY_SERVER_API_KEY``."""
     return "".join(c if c.isalnum() else "_" for c in name).upper()
+
+
+def sdk_error(model: str, exc: Exception, sdk: ModuleType) -> ModelError:
+    """Map an error of the openai or anthropic SDK (same exception layout) to ``ModelError``."""
+    if isinstance(exc, sdk.APIStatusError):
+        return ModelError(
+            f"{model}: HTTP {exc.status_code}: {short(exc.message)}",
+            retryable=status_retryable(exc.status_code),
+            retry_after=retry_after(exc.response.headers),
+        )
+    if isinstance(exc, sdk.APITimeoutError | sdk.APIConnectionError):
+        return ModelError(f"{model}: {type(exc).__name__}: {exc}", retryable=True)
+    return ModelError(f"{model}: malformed response: {short(str(exc))}", retryable=True)
+
+
+def short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -13,8 +13,7 @@ import json
 from typing import Any
 
 from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
-from agents.models.providers._http import retry_after, status_retryable
-from stagbench.errors import ModelError
+from agents.models.providers._http import sdk_error
 
 
 class AnthropicAPI(ModelAPI):
@@ -53,13 +52,11 @@ class AnthropicAPI(ModelAPI):
             "messages": chat,
             "max_tokens": config.max_tokens,
             "timeout": config.timeout_s,
+            # Anthropic has no seed; recent SDKs dropped temperature and top_p too.
+            **config.sampling(self.accepted - {"seed"}),
         }
         if system:
             kwargs["system"] = system
-        if config.temperature is not None and "temperature" in self.accepted:
-            kwargs["temperature"] = config.temperature
-        if config.top_p is not None and "top_p" in self.accepted:
-            kwargs["top_p"] = config.top_p
         if schema is not None and self.structured == "json_schema":
             kwargs["output_config"] = {
                 "format": {"type": "json_schema", "schema": schema.json_schema}
@@ -75,18 +72,8 @@ class AnthropicAPI(ModelAPI):
             kwargs["tool_choice"] = {"type": "tool", "name": schema.name}
         try:
             resp = await self.client.messages.create(**kwargs)
-        except anthropic.APIStatusError as exc:
-            raise ModelError(
-                f"{self.model}: HTTP {exc.status_code}: {exc.message[:300]}",
-                retryable=status_retryable(exc.status_code),
-                retry_after=retry_after(exc.response.headers),
-            ) from exc
-        except (anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
-            raise ModelError(f"{self.model}: {type(exc).__name__}: {exc}", retryable=True) from exc
         except (anthropic.APIError, ValueError) as exc:
-            raise ModelError(
-                f"{self.model}: malformed response: {str(exc)[:300]}", retryable=True
-            ) from exc
+            raise sdk_error(self.model, exc, anthropic) from exc
         text = ""
         for block in resp.content:
             if block.type == "tool_use":

@@ -78,13 +78,8 @@ class LlamaCppAPI(ModelAPI):
             kwargs: dict[str, Any] = {
                 "messages": [m.model_dump() for m in messages],
                 "max_tokens": config.max_tokens,
+                **config.sampling(),
             }
-            if config.temperature is not None:
-                kwargs["temperature"] = config.temperature
-            if config.top_p is not None:
-                kwargs["top_p"] = config.top_p
-            if config.seed is not None:
-                kwargs["seed"] = config.seed
             if schema is not None:
                 kwargs["response_format"] = {"type": "json_object", "schema": schema.json_schema}
             try:

@@ -3,11 +3,10 @@ async SDK, with native structured output (``response_format`` json_schema)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
-from agents.models.providers._http import retry_after, status_retryable
+from agents.models.providers._http import sdk_error
 from stagbench.errors import MissingExtraError, ModelError
 
 
@@ -69,13 +68,8 @@ class OpenAICompatAPI(ModelAPI):
             "messages": [m.model_dump() for m in messages],
             self.token_param: config.max_tokens,
             "timeout": config.timeout_s,
+            **config.sampling(),
         }
-        if config.temperature is not None:
-            kwargs["temperature"] = config.temperature
-        if config.top_p is not None:
-            kwargs["top_p"] = config.top_p
-        if config.seed is not None:
-            kwargs["seed"] = config.seed
         fmt = self._response_format(schema)
         if fmt is not None:
             kwargs["response_format"] = fmt
@@ -83,18 +77,8 @@ class OpenAICompatAPI(ModelAPI):
             kwargs["extra_body"] = self.extra_body
         try:
             resp = await self.client.chat.completions.create(**kwargs)
-        except openai.APIStatusError as exc:
-            raise ModelError(
-                f"{self.model}: HTTP {exc.status_code}: {_short(exc.message)}",
-                retryable=status_retryable(exc.status_code),
-                retry_after=retry_after(exc.response.headers),
-            ) from exc
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-            raise ModelError(f"{self.model}: {type(exc).__name__}: {exc}", retryable=True) from exc
-        except (openai.APIError, ValueError, json.JSONDecodeError) as exc:
-            raise ModelError(
-                f"{self.model}: malformed response: {_short(str(exc))}", retryable=True
-            ) from exc
+        except (openai.APIError, ValueError) as exc:
+            raise sdk_error(self.model, exc, openai) from exc
         if not getattr(resp, "choices", None):
             raise ModelError(f"{self.model}: response has no choices", retryable=True)
         choice = resp.choices[0]
@@ -110,7 +94,3 @@ class OpenAICompatAPI(ModelAPI):
 
     async def aclose(self) -> None:
         await self.client.close()
-
-
-def _short(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."

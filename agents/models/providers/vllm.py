@@ -145,11 +145,7 @@ class VLLMOfflineAPI(ModelAPI):
         ] = Batcher(self._run_batch, max_batch=int(options.get("max_batch", 512)))
 
     def _params(self, config: GenerateConfig, schema: OutputSchema | None) -> Any:
-        kwargs: dict[str, Any] = {"max_tokens": config.max_tokens, "seed": config.seed}
-        if config.temperature is not None:
-            kwargs["temperature"] = config.temperature
-        if config.top_p is not None:
-            kwargs["top_p"] = config.top_p
+        kwargs: dict[str, Any] = {"max_tokens": config.max_tokens, **config.sampling()}
         if schema is not None:
             sp = self.vllm.sampling_params
             if hasattr(sp, "StructuredOutputsParams"):  # vLLM >= 0.11
