@@ -92,6 +92,7 @@ async def _run(
         pool = ModelPool(
             spec.model_settings,
             cache_dir=None if no_cache else (cache_dir or store.root / "cache"),
+            budget_usd=spec.budget_usd,
         )
     columns = (
         TextColumn("[bold]{task.description}"),

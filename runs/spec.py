@@ -146,6 +146,8 @@ class ExperimentSpec(BaseModel):
     agents: AgentSettings = Field(default_factory=AgentSettings)
     factors: Factors
     model_settings: dict[str, ModelSettings] = Field(default_factory=dict)
+    #: a cost limit for the whole run (USD); per-model limits are max_cost_usd in model_settings
+    budget_usd: float | None = Field(None, ge=0)
 
     def trials(self) -> list[TrialSpec]:
         """Expand the factorial design; order is stable and ids are content hashes."""

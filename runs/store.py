@@ -30,10 +30,15 @@ from runs.spec import ExperimentSpec, TrialSpec
 from runs.transcript import Transcript, read_transcript
 from stagbench.errors import StoreError, TranscriptError
 
+#: Settings that change how a run is carried out, not what it measures: a resumed run may
+#: change them (a new endpoint, a higher budget, other rate limits).
+OPERATIONAL = {"model_settings", "budget_usd", "description"}
+
 
 def spec_hash(spec: ExperimentSpec) -> str:
-    """Hash of the validated spec (comments and layout of the file do not count)."""
-    canon = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """Hash of the validated design (comments, layout and operational settings do not count)."""
+    design = spec.model_dump(mode="json", exclude=OPERATIONAL)
+    canon = json.dumps(design, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 

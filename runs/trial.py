@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import stagbench
 from adversaries import GroupPlan, place
@@ -27,6 +28,8 @@ from runs.transcript import (
     TrialEndEvent,
 )
 from topologies import Topology, build_topology
+
+T = TypeVar("T")
 
 # (model string, seat, rng) -> honest agent
 AgentBuilder = Callable[[str, int, random.Random], Agent]
@@ -89,6 +92,19 @@ def seat_agents(
     return Seating(seats=seats, agents=agents, topology=topo)
 
 
+async def gather_or_cancel(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Like ``asyncio.gather``, but the first failure cancels the other calls of the phase
+    (a budget stop or an outage must not leave orphan model calls running)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 def _action_name(a: Action | None) -> str | None:
     return None if a is None else a.value
 
@@ -139,8 +155,8 @@ async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript
 
         for phase in range(game.talk_phases):
             views = [view(s, phase) for s in range(n)]
-            utterances = await asyncio.gather(
-                *(a.speak(v) for a, v in zip(agents, views, strict=True))
+            utterances = await gather_or_cancel(
+                [a.speak(v) for a, v in zip(agents, views, strict=True)]
             )
             delivered: list[Message] = []
             for s, u in enumerate(utterances):
@@ -168,7 +184,7 @@ async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript
                     inbox[recv].append(m)
 
         views = [view(s, None) for s in range(n)]
-        decisions = await asyncio.gather(*(a.act(v) for a, v in zip(agents, views, strict=True)))
+        decisions = await gather_or_cancel([a.act(v) for a, v in zip(agents, views, strict=True)])
         for s, d in enumerate(decisions):
             log_calls(s, r, None, d)
             failures += d.parse_failed

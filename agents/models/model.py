@@ -43,6 +43,14 @@ class Usage:
 
 
 @dataclass
+class RunBudget:
+    """A cost limit shared by every model of a run."""
+
+    limit_usd: float | None = None
+    spent_usd: float = 0.0
+
+
+@dataclass
 class Result:
     output: ModelOutput
     latency_s: float
@@ -80,6 +88,7 @@ class Model:
     default_concurrency: int = DEFAULT_CONCURRENCY
     backoff_base_s: float = 0.5
     usage: Usage = field(default_factory=Usage)
+    run_budget: RunBudget = field(default_factory=RunBudget)
 
     def __post_init__(self) -> None:
         self.name = self.api.name
@@ -101,10 +110,18 @@ class Model:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, ModelError) and exc.retry_after is not None:
             return min(max(exc.retry_after, 0.0), MAX_BACKOFF_S)
-        backoff = self.backoff_base_s * 2 ** (state.attempt_number - 1)
+        base = self.settings.retry_backoff_s
+        base = self.backoff_base_s if base is None else base
+        backoff = base * 2 ** (state.attempt_number - 1)
         return float(min(backoff * (0.5 + self._rng.random()), MAX_BACKOFF_S))
 
     def _check_budget(self) -> None:
+        run = self.run_budget
+        if run.limit_usd is not None and run.spent_usd >= run.limit_usd:
+            raise BudgetExceededError(
+                f"the run reached its cost limit ${run.limit_usd:.2f} (spent "
+                f"${run.spent_usd:.4f}); raise budget_usd in the spec and run again to go on"
+            )
         limit = self.settings.max_cost_usd
         if limit is not None and self.usage.cost_usd >= limit:
             raise BudgetExceededError(
@@ -173,6 +190,7 @@ class Model:
         self.usage.input_tokens += output.input_tokens
         self.usage.output_tokens += output.output_tokens
         self.usage.cost_usd += cost
+        self.run_budget.spent_usd += cost
         self.usage.latency_s += time.perf_counter() - start
         if self.cache is not None and key is not None:
             self.cache.put(key, output)

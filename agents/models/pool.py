@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from agents.models.cache import ResponseCache
-from agents.models.model import Model, Usage
+from agents.models.model import Model, RunBudget, Usage
 from agents.models.pricing import price_for
 from agents.models.registry import create_api, resolve
 from agents.models.settings import ModelSettings
@@ -30,8 +30,10 @@ class ModelPool:
         self,
         settings: dict[str, ModelSettings] | None = None,
         cache_dir: str | Path | None = None,
+        budget_usd: float | None = None,
     ) -> None:
         self.settings = settings or {}
+        self.budget = RunBudget(limit_usd=budget_usd)
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
         self.models: dict[str, Model] = {}
 
@@ -47,6 +49,7 @@ class ModelPool:
                 price=price_for(model, s),
                 secrets=[x for x in secrets if x],
                 default_concurrency=1 if info.name in SERIAL_PROVIDERS else 32,
+                run_budget=self.budget,
             )
         return self.models[model]
 

@@ -18,6 +18,8 @@ class ModelSettings(BaseModel):
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
     max_retries: int | None = Field(None, ge=0)
+    #: first retry waits about this long (doubling after), unless the server says Retry-After
+    retry_backoff_s: float | None = Field(None, ge=0)
     input_per_mtok: float | None = Field(None, ge=0)
     output_per_mtok: float | None = Field(None, ge=0)
     max_cost_usd: float | None = Field(None, ge=0)

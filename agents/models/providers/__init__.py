@@ -132,3 +132,16 @@ def _replay(source: str, s: ModelSettings) -> ModelAPI:
     from agents.models.providers.replay import ReplayAPI
 
     return ReplayAPI(source)
+
+
+@modelapi(
+    "fault",
+    description="injects errors, timeouts, 429 bursts and garbage in front of a model",
+    example="fault/mock/random",
+)
+def _fault(inner: str, s: ModelSettings) -> ModelAPI:
+    from agents.models.providers.fault import FaultAPI
+    from agents.models.registry import create_api
+
+    inner_settings = ModelSettings(options=dict(s.options.get("inner_options", {})))
+    return FaultAPI(create_api(inner, inner_settings), dict(s.options))
