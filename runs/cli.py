@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from runs.orchestrator import RunSummary, run_trials
 from runs.replay import check, render
-from runs.spec import ExperimentSpec, TrialSpec, load_spec
+from runs.spec import ExperimentSpec, TrialSpec, load_spec, parse_shard, shard
 from runs.store import RunStore
 from runs.transcript import Transcript, read_transcript
 from stagbench.errors import StagbenchError
@@ -55,14 +55,25 @@ def run(
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="do not cache replies")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    shard_: Annotated[
+        str | None,
+        typer.Option("--shard", help="run only shard i/n of the trials (merge with `merge`)"),
+    ] = None,
 ) -> None:
     """Run every trial of SPEC that is not finished yet in the results folder."""
     try:
         spec, text = load_spec(spec_path)
-        trials = spec.trials()
-        out_dir = out or Path("results") / spec.name
+        all_trials = spec.trials()
+        trials = all_trials
+        suffix = ""
+        if shard_:
+            i, n = parse_shard(shard_)
+            trials = shard(all_trials, i, n)
+            suffix = f"-shard{i}of{n}"
+        out_dir = out or Path("results") / f"{spec.name}{suffix}"
         store = RunStore(out_dir)
-        store.open(spec, text, trials)
+        store.open(spec, text, all_trials)
+        store.update_manifest(shard=shard_, shard_trials=len(trials) if shard_ else None)
         summary = asyncio.run(_run(spec, trials, store, concurrency, cache_dir, no_cache, progress))
     except StagbenchError as exc:
         raise _fail(exc) from exc
@@ -132,6 +143,29 @@ def _print_summary(s: RunSummary) -> None:
         err.print(f"[red]trial {tid} failed:[/] {e}")
     console.print(f"Results: {Path(s.out_dir).resolve()}")
     console.print(f"Transcripts: {(Path(s.out_dir) / 'transcripts').resolve()}")
+
+
+@app.command()
+def merge(
+    out: Annotated[Path, typer.Argument(help="the merged results folder")],
+    sources: Annotated[list[Path], typer.Argument(help="results folders of the shards")],
+) -> None:
+    """Merge the results folders of shards of one spec into one folder."""
+    from runs.store import merge_stores
+
+    try:
+        report = merge_stores(out, sources)
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    for name, why in report.corrupt:
+        err.print(f"[yellow]not merged (corrupt):[/] {name}: {why}")
+    console.print(
+        f"merged {report.copied} transcripts ({report.already} already there) into {out}; "
+        f"{report.finished}/{report.total} trials of the spec are finished"
+    )
+    if report.finished < report.total:
+        console.print(f"{report.total - report.finished} trials are still missing: run the spec "
+                      f"into {out} to finish them")  # fmt: skip
 
 
 @app.command()

@@ -272,3 +272,20 @@ def load_spec(path: str | Path) -> tuple[ExperimentSpec, str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec file {p}: {exc}") from exc
     return parse_spec(text, str(p)), text
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/8"`` -> (2, 8): this process runs the trials whose id hashes to shard 2 of 8."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SpecError(f"--shard must look like i/n (e.g. 0/4), not {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise SpecError(f"--shard {text}: need n >= 1 and 0 <= i < n")
+    return i, n
+
+
+def shard(trials: list[TrialSpec], i: int, n: int) -> list[TrialSpec]:
+    """The trials of shard i of n. Membership depends only on the trial id, so it is the
+    same on every machine and survives growing the spec."""
+    return [t for t in trials if int(t.trial_id, 16) % n == i]

@@ -19,8 +19,10 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -164,6 +166,66 @@ class RunStore:
 
     def transcript_paths(self) -> list[Path]:
         return sorted(self.transcripts.glob("*.jsonl"))
+
+
+@dataclass
+class MergeReport:
+    copied: int = 0
+    already: int = 0
+    total: int = 0
+    finished: int = 0
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+
+
+def merge_stores(out: str | Path, sources: list[Path]) -> MergeReport:
+    """Copy the valid transcripts of several results folders of one spec into ``out``."""
+    if not sources:
+        raise StoreError("merge needs at least one source folder")
+    manifests = []
+    for src in sources:
+        m = RunStore(src).read_manifest()
+        if m is None:
+            raise StoreError(f"{src} is not a results folder (no manifest.json)")
+        manifests.append(m)
+    hashes = {m["spec_hash"] for m in manifests}
+    if len(hashes) != 1:
+        raise StoreError(f"the sources hold runs of different specs: {sorted(hashes)}")
+    target = RunStore(out)
+    existing = target.read_manifest()
+    if existing is not None and existing.get("spec_hash") not in hashes:
+        raise StoreError(f"{out} holds results of another spec ({existing.get('spec_name')!r})")
+    with _io_errors(f"creating {out}"):
+        for d in (target.root, target.transcripts, target.failures):
+            d.mkdir(parents=True, exist_ok=True)
+        for name in ("spec.toml", "trials.jsonl"):
+            if not (target.root / name).exists():
+                shutil.copyfile(sources[0] / name, target.root / name)
+    report = MergeReport()
+    for src in sources:
+        for path in RunStore(src).transcript_paths():
+            dest = target.path_for(path.stem)
+            if dest.exists():
+                report.already += 1
+                continue
+            try:
+                read_transcript(path)
+            except TranscriptError as exc:
+                report.corrupt.append((str(path), str(exc)))
+                continue
+            atomic_write(dest, path.read_text(encoding="utf-8"))
+            report.copied += 1
+    report.total = sum(1 for _ in (target.root / "trials.jsonl").open(encoding="utf-8"))
+    report.finished = len(target.transcript_paths())
+    target.write_manifest(
+        {
+            **manifests[0],
+            "status": "complete" if report.finished == report.total else "incomplete",
+            "finished_trials": report.finished,
+            "merged_from": [str(s) for s in sources],
+            "updated": _now(),
+        }
+    )
+    return report
 
 
 def _now() -> str:

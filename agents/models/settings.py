@@ -12,7 +12,8 @@ class ModelSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    base_url: str | None = None
+    #: one endpoint, or several serving the same model (load goes to the least busy)
+    base_url: str | list[str] | None = None
     api_key_env: str | None = None
     max_concurrency: int | None = Field(None, ge=1)
     requests_per_minute: float | None = Field(None, gt=0)

@@ -36,7 +36,10 @@ def _openai(model: str, s: ModelSettings) -> ModelAPI:
 )
 def _anthropic(model: str, s: ModelSettings) -> ModelAPI:
     from agents.models.providers.anthropic_api import AnthropicAPI
+    from stagbench.errors import ModelError
 
+    if isinstance(s.base_url, list):
+        raise ModelError(f"anthropic/{model} takes one base_url, not a list")
     return AnthropicAPI(
         model,
         base_url=s.base_url or os.environ.get("ANTHROPIC_BASE_URL"),
@@ -80,7 +83,8 @@ def _vllm(model: str, s: ModelSettings) -> ModelAPI:
     from agents.models.providers.openai_api import OpenAICompatAPI
     from agents.models.providers.vllm import ManagedServerAPI
 
-    base_url = s.base_url or os.environ.get("VLLM_BASE_URL")
+    env = os.environ.get("VLLM_BASE_URL")  # comma-separated for several servers
+    base_url = s.base_url or (env.split(",") if env and "," in env else env)
     if base_url:
         return OpenAICompatAPI(
             model,

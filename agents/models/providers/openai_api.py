@@ -22,7 +22,7 @@ class OpenAICompatAPI(ModelAPI):
         self,
         model: str,
         *,
-        base_url: str | None,
+        base_url: str | list[str] | None,
         api_key: str | None,
         structured: str = "json_schema",
         token_param: str = "max_tokens",
@@ -33,15 +33,20 @@ class OpenAICompatAPI(ModelAPI):
         except ImportError as exc:  # pragma: no cover - openai is a core dependency
             raise MissingExtraError("openai", "openai", "OpenAI models") from exc
         self.model = model
-        self.base_url = base_url
+        urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
+        if not urls:
+            raise ModelError(f"{model}: an empty list of base URLs")
+        self.base_url = None if urls == [None] else "|".join(str(u) for u in urls)
         self.secret = api_key
         self.structured = structured
         self.token_param = token_param
         self.extra_body = extra_body or {}
         # Retries belong to the Model wrapper: the SDK must not retry on its own.
-        self.client = openai.AsyncOpenAI(
-            api_key=api_key or "EMPTY", base_url=base_url, max_retries=0
-        )
+        self.clients = [
+            openai.AsyncOpenAI(api_key=api_key or "EMPTY", base_url=u, max_retries=0) for u in urls
+        ]
+        self.in_flight = [0] * len(self.clients)
+        self.sent = [0] * len(self.clients)
 
     def _response_format(self, schema: OutputSchema | None) -> dict[str, Any] | None:
         if schema is None or self.structured == "none":
@@ -75,10 +80,16 @@ class OpenAICompatAPI(ModelAPI):
             kwargs["response_format"] = fmt
         if self.extra_body:
             kwargs["extra_body"] = self.extra_body
+        # Several endpoints: the least busy one, ties to the one that has had the fewest.
+        i = min(range(len(self.clients)), key=lambda k: (self.in_flight[k], self.sent[k]))
+        self.in_flight[i] += 1
+        self.sent[i] += 1
         try:
-            resp = await self.client.chat.completions.create(**kwargs)
+            resp = await self.clients[i].chat.completions.create(**kwargs)
         except (openai.APIError, ValueError) as exc:
             raise sdk_error(self.model, exc, openai) from exc
+        finally:
+            self.in_flight[i] -= 1
         if not getattr(resp, "choices", None):
             raise ModelError(f"{self.model}: response has no choices", retryable=True)
         choice = resp.choices[0]
@@ -93,4 +104,5 @@ class OpenAICompatAPI(ModelAPI):
         )
 
     async def aclose(self) -> None:
-        await self.client.close()
+        for c in self.clients:
+            await c.close()

@@ -1,0 +1,81 @@
+"""Scaling past one process: shards merged equal one run; several endpoints share load."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agents.models.base import ChatMessage, GenerateConfig
+from agents.models.pool import ModelPool
+from agents.models.settings import ModelSettings
+from runs.cli import app
+from runs.spec import parse_shard, parse_spec, shard
+from runs.store import RunStore
+from stagbench.errors import SpecError
+from tests.fake_openai import Behaviour, FakeOpenAI
+
+runner = CliRunner()
+SPEC = """
+name = "sharded"
+seed = 6
+repetitions = 10
+[factors]
+models = ["scripted/random(p=0.6)", "scripted/grim-trigger"]
+topologies = ["complete", "ring"]
+adversaries = ["none", "soft(p=0.5)"]
+"""
+
+
+def test_shards_partition_the_design() -> None:
+    trials = parse_spec(SPEC).trials()
+    parts = [shard(trials, i, 3) for i in range(3)]
+    ids = [t.trial_id for p in parts for t in p]
+    assert sorted(ids) == sorted(t.trial_id for t in trials)
+    assert all(len(p) > 12 for p in parts)
+    with pytest.raises(SpecError):
+        parse_shard("3/3")
+    with pytest.raises(SpecError):
+        parse_shard("x")
+
+
+def test_sharded_runs_merge_into_the_unsharded_result(tmp_path: Path) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    whole = tmp_path / "whole"
+    assert runner.invoke(app, ["run", str(spec), "--out", str(whole)]).exit_code == 0
+    shards = []
+    for i in range(3):
+        out = tmp_path / f"part{i}"
+        res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--shard", f"{i}/3"])
+        assert res.exit_code == 0, res.output
+        shards.append(str(out))
+    # Merge two shards first: the merged folder says what is missing.
+    merged = tmp_path / "merged"
+    res = runner.invoke(app, ["merge", str(merged), *shards[:2]])
+    assert res.exit_code == 0 and "still missing" in res.output
+    res = runner.invoke(app, ["merge", str(merged), *shards])
+    assert res.exit_code == 0 and "80/80 trials of the spec are finished" in res.output
+    a = {p.name: p.read_bytes() for p in RunStore(whole).transcript_paths()}
+    b = {p.name: p.read_bytes() for p in RunStore(merged).transcript_paths()}
+    assert a == b
+    assert RunStore(merged).read_manifest()["status"] == "complete"  # type: ignore[index]
+    other = tmp_path / "other.toml"
+    other.write_text(SPEC.replace("seed = 6", "seed = 7"))
+    assert runner.invoke(app, ["run", str(other), "--out", str(tmp_path / "o")]).exit_code == 0
+    bad = runner.invoke(app, ["merge", str(tmp_path / "m2"), shards[0], str(tmp_path / "o")])
+    assert bad.exit_code == 2 and "different specs" in bad.output
+
+
+async def test_several_endpoints_share_the_load() -> None:
+    with FakeOpenAI() as a, FakeOpenAI() as b:
+        a.default = b.default = Behaviour(delay_s=0.05)
+        pool = ModelPool({"vllm": ModelSettings(base_url=[a.base_url, b.base_url])})
+        model = pool.get("vllm/some/model")
+        msgs = [ChatMessage(role="user", content="hi")]
+        await asyncio.gather(*(model.generate(msgs, GenerateConfig()) for _ in range(40)))
+        await pool.aclose()
+    assert len(a.requests) + len(b.requests) == 40
+    assert abs(len(a.requests) - len(b.requests)) <= 4
