@@ -7,13 +7,17 @@ silently analysed. ``strict=True`` validates every event with the pydantic model
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from adversaries.wrappers import player_label
@@ -29,6 +33,7 @@ _STAG_INTENT = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def signals_stag(text: str | None) -> bool:
     """Lexical stag signal: the message mentions stag and not hare, or states a stag intent."""
     if not text:
@@ -59,16 +64,16 @@ def transcript_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
 
 
 def _read_events(path: Path, strict: bool) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
     if strict:
         from runs.transcript import parse_transcript
 
-        t = parse_transcript(text, str(path))
-        return [json.loads(line) for line in t.lines()]
+        t = parse_transcript(data.decode("utf-8"), str(path))
+        return [orjson.loads(line) for line in t.lines()]
     try:
-        events = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise TranscriptError(f"{path}: not valid JSON lines ({exc.msg})") from exc
+        events = [orjson.loads(line) for line in data.splitlines() if line.strip()]
+    except orjson.JSONDecodeError as exc:
+        raise TranscriptError(f"{path}: not valid JSON lines ({exc})") from exc
     if not events or events[0].get("type") != "header":
         raise TranscriptError(f"{path}: does not start with a header")
     head = events[0]
@@ -85,14 +90,30 @@ def _read_events(path: Path, strict: bool) -> list[dict[str, Any]]:
     return events
 
 
-def _rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+# Columns that are the same for every row of a trial.
+TRIAL_COLUMNS = (
+    "trial_id", "spec", "condition", "population", "topology", "disclosure", "adversary_kind",
+    "adversary_count", "adversary_placement", "repetition", "n_players", "rounds_total",
+    "hare_payoff", "stag_needed",
+)  # fmt: skip
+# Columns that vary by agent-round.
+ROW_COLUMNS = (
+    "round", "seat", "player", "model", "role", "adversary", "message", "signalled_stag",
+    "received", "received_from", "stag_signals_from", "action", "reasoning", "payoff",
+    "hunt_succeeded", "parse_failures", "calls", "input_tokens", "output_tokens", "cost_usd",
+)  # fmt: skip
+
+
+def _append_trial(events: list[dict[str, Any]], cols: dict[str, list[Any]]) -> None:
+    """Append one trial's agent-rounds to column lists (rows ordered by round, seat)."""
     head = events[0]
     trial = head["trial"]
     game = trial["game"]
     n = game["n_players"]
+    rounds = events[-1]["rounds_played"]
     adv = trial["adversary"]
-    seats = {s["seat"]: s for s in head["seats"]}
-    base = {
+    size = rounds * n
+    const = {
         "trial_id": trial["trial_id"],
         "spec": head["spec_name"],
         "condition": trial["condition"],
@@ -108,102 +129,138 @@ def _rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "hare_payoff": game["hare_payoff"],
         "stag_needed": game["threshold"] or n,
     }
-    per: dict[tuple[int, int], dict[str, Any]] = {}
-
-    def row(r: int, s: int) -> dict[str, Any]:
-        key = (r, s)
-        if key not in per:
-            info = seats[s]
-            per[key] = {
-                **base,
-                "round": r,
-                "seat": s,
-                "player": player_label(s),
-                "model": info["model"],
-                "role": info["role"],
-                "adversary": info.get("adversary"),
-                "message": None,
-                "signalled_stag": False,
-                "received": [],
-                "received_from": [],
-                "stag_signals_from": [],
-                "action": None,
-                "reasoning": None,
-                "payoff": float("nan"),
-                "parse_failures": 0,
-                "calls": 0,
-                "input_tokens": 0,
-                "output_tokens": 0,
-                "cost_usd": 0.0,
-            }
-        return per[key]
-
+    seats = sorted(head["seats"], key=lambda x: x["seat"])
+    message: list[str | None] = [None] * size
+    signalled = [False] * size
+    received: list[list[str]] = [[] for _ in range(size)]
+    received_from: list[list[int]] = [[] for _ in range(size)]
+    stag_from: list[list[int]] = [[] for _ in range(size)]
+    action: list[str | None] = [None] * size
+    reasoning: list[str | None] = [None] * size
+    payoff = [float("nan")] * size
+    success = [False] * size
+    failures = [0] * size
+    calls = [0] * size
+    tok_in = [0] * size
+    tok_out = [0] * size
+    cost = [0.0] * size
     for e in events[1:-1]:
         t = e["type"]
         if t == "message":
-            sender = row(e["round"], e["sender"])
+            i = (e["round"] - 1) * n + e["sender"]
             if e["parse_failed"]:
-                sender["parse_failures"] += 1
-            if e["text"] is None:
+                failures[i] += 1
+            text = e["text"]
+            if text is None:
                 continue
-            sender["message"] = (
-                e["text"] if sender["message"] is None else f"{sender['message']} / {e['text']}"
-            )
-            stag = signals_stag(e["text"])
-            sender["signalled_stag"] = sender["signalled_stag"] or stag
+            message[i] = text if message[i] is None else f"{message[i]} / {text}"
+            stag = signals_stag(text)
+            signalled[i] = signalled[i] or stag
+            base = (e["round"] - 1) * n
             for recv in e["receivers"]:
-                rr = row(e["round"], recv)
-                rr["received"].append(e["text"])
-                rr["received_from"].append(e["sender"])
+                received[base + recv].append(text)
+                received_from[base + recv].append(e["sender"])
                 if stag:
-                    rr["stag_signals_from"].append(e["sender"])
+                    stag_from[base + recv].append(e["sender"])
         elif t == "model_call":
-            r = row(e["round"], e["seat"])
+            i = (e["round"] - 1) * n + e["seat"]
             c = e["call"]
-            r["calls"] += 1
-            r["input_tokens"] += c["input_tokens"]
-            r["output_tokens"] += c["output_tokens"]
-            r["cost_usd"] += c["cost_usd"]
+            calls[i] += 1
+            tok_in[i] += c["input_tokens"]
+            tok_out[i] += c["output_tokens"]
+            cost[i] += c["cost_usd"]
         elif t == "action":
-            r = row(e["round"], e["seat"])
-            r["action"] = e["action"]
-            r["reasoning"] = e["reasoning"]
+            i = (e["round"] - 1) * n + e["seat"]
+            action[i] = e["action"]
+            reasoning[i] = e["reasoning"]
             if e["parse_failed"]:
-                r["parse_failures"] += 1
+                failures[i] += 1
         elif t == "round_end":
-            for s, p in enumerate(e["payoffs"]):
-                row(e["round"], s)["payoff"] = p
-            for s in range(n):
-                row(e["round"], s)["hunt_succeeded"] = e["hunt_succeeded"]
-    return [per[k] for k in sorted(per)]
+            base = (e["round"] - 1) * n
+            for s_, p in enumerate(e["payoffs"]):
+                payoff[base + s_] = p
+                success[base + s_] = e["hunt_succeeded"]
+    for key, value in const.items():
+        cols[key].extend([value] * size)
+    cols["round"].extend(r for r in range(1, rounds + 1) for _ in range(n))
+    cols["seat"].extend(list(range(n)) * rounds)
+    for key, field_name in (("player", None), ("model", "model"), ("role", "role"),
+                            ("adversary", "adversary")):  # fmt: skip
+        per_seat = [
+            player_label(x["seat"]) if field_name is None else x.get(field_name) for x in seats
+        ]
+        cols[key].extend(per_seat * rounds)
+    for key, values in (
+        ("message", message), ("signalled_stag", signalled), ("received", received),
+        ("received_from", received_from), ("stag_signals_from", stag_from), ("action", action),
+        ("reasoning", reasoning), ("payoff", payoff), ("hunt_succeeded", success),
+        ("parse_failures", failures), ("calls", calls), ("input_tokens", tok_in),
+        ("output_tokens", tok_out), ("cost_usd", cost),
+    ):  # fmt: skip
+        cols[key].extend(values)
 
 
 CATEGORICAL = [
     "spec", "condition", "population", "topology", "disclosure", "adversary_kind",
-    "adversary_placement", "model", "role", "adversary", "player",
+    "adversary_placement", "model", "role", "adversary", "player", "trial_id",
 ]  # fmt: skip
 
 
-def agent_rounds(
-    source: str | Path | Iterable[str | Path], *, strict: bool = False
-) -> tuple[pd.DataFrame, LoadReport]:
-    """One row per agent-round of every readable transcript, and what could not be read."""
-    report = LoadReport()
-    rows: list[dict[str, Any]] = []
-    for path in transcript_files(source):
-        report.files += 1
+def _load_chunk(
+    paths: list[Path], strict: bool
+) -> tuple[pd.DataFrame | None, int, list[tuple[str, str]]]:
+    cols: dict[str, list[Any]] = {k: [] for k in (*TRIAL_COLUMNS, *ROW_COLUMNS)}
+    corrupt: list[tuple[str, str]] = []
+    for path in paths:
         try:
-            rows.extend(_rows(_read_events(path, strict)))
-        except (TranscriptError, KeyError, TypeError, ValueError, OSError) as exc:
-            report.corrupt.append((str(path), str(exc)))
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df, report
-    df["stag"] = df["action"].map({"stag": 1.0, "hare": 0.0})  # NaN: no valid action
+            events = _read_events(path, strict)
+            scratch: dict[str, list[Any]] = {k: [] for k in cols}
+            _append_trial(events, scratch)  # a broken file adds nothing
+        except (TranscriptError, KeyError, TypeError, ValueError, IndexError, OSError) as exc:
+            corrupt.append((str(path), str(exc)))
+            continue
+        for k, v in scratch.items():
+            cols[k].extend(v)
+    if not cols["trial_id"]:
+        return None, len(paths), corrupt
+    df = pd.DataFrame({k: (pd.Categorical(v) if k in CATEGORICAL else v) for k, v in cols.items()})
+    return df, len(paths), corrupt
+
+
+CHUNK = 2000
+
+
+def agent_rounds(
+    source: str | Path | Iterable[str | Path], *, strict: bool = False, workers: int | None = None
+) -> tuple[pd.DataFrame, LoadReport]:
+    """One row per agent-round of every readable transcript, and what could not be read.
+
+    Large runs are read in chunks by ``workers`` processes (default: one per core).
+    """
+    report = LoadReport()
+    files = transcript_files(source)
+    chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
+    workers = min(workers or os.cpu_count() or 1, len(chunks))
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_load_chunk, chunks, [strict] * len(chunks)))
+    else:
+        results = [_load_chunk(c, strict) for c in chunks]
+    frames = []
+    for df_part, n, corrupt in results:
+        report.files += n
+        report.corrupt += corrupt
+        if df_part is not None:
+            frames.append(df_part)
+    if not frames:
+        return pd.DataFrame(), report
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    for col in CATEGORICAL:  # concat of differing categories falls back to object
+        if not isinstance(df[col].dtype, pd.CategoricalDtype):
+            df[col] = df[col].astype("category")
+    df["stag"] = df["action"].map({"stag": 1.0, "hare": 0.0}).astype(float)  # NaN: no action
     df["valid"] = df["action"].notna()
     df["n_received"] = df["received"].map(len)
-    for col in CATEGORICAL:
-        df[col] = df[col].astype("category")
     return df, report
 
 
