@@ -59,9 +59,22 @@ def has_evidence(row: pd.Series, rule: Rule = RULE) -> bool:
 
 
 def classify(agent_trials: pd.DataFrame, rule: Rule = RULE) -> pd.DataFrame:
-    """``agent_trials`` with an ``archetype`` column."""
+    """``agent_trials`` with an ``archetype`` column: ``classify_row`` over whole columns."""
     out = agent_trials.copy()
-    out["archetype"] = [classify_row(r, rule) for _, r in out.iterrows()] if len(out) else []
+    if out.empty:
+        out["archetype"] = []
+        return out
+    pre = out["pre_emptive"].astype(bool).to_numpy()
+    short = (out["trigger_round"].isna() | (out["rounds_after"] < rule.min_rounds_after)).to_numpy()
+    switched = out["switched"].astype(bool).to_numpy()
+    dp = switched & (out["adaptation"] == "permanent").to_numpy()
+    cp = ~switched & (out["stag_rate_after"] >= rule.persist_min_stag).fillna(False).to_numpy()
+    adaptive = out["returned"].astype(bool).to_numpy()
+    out["archetype"] = np.select(
+        [pre, short, dp, cp, adaptive],
+        [PRE_EMPTIVE, UNCLASSIFIED, DEFECTION_PRONE, COOPERATION_PERSISTENT, ADAPTIVE],
+        default=UNCLASSIFIED,
+    )
     return out
 
 
@@ -77,24 +90,32 @@ def model_labels(
     classified: pd.DataFrame, n_boot: int = 500, seed: int = 0, by: str = "model"
 ) -> pd.DataFrame:
     """Per model: label, share of its agent-trials with it, and bootstrap confidence
-    (resampling trials with replacement)."""
+    (resampling trials with replacement, how often the modal label stays the same)."""
     rng = np.random.default_rng(seed)
     rows = []
     for model, g in classified.groupby(by, observed=True):
         label = _modal(g["archetype"])
-        trials = g["trial_id"].unique()
-        by_trial = {t: x["archetype"] for t, x in g.groupby("trial_id", observed=True)}
+        # trials x labels count matrix; a resample is a weighted sum of its rows.
+        counts_by_trial = pd.crosstab(g["trial_id"].astype(str), g["archetype"])
+        ranked = [c for c in counts_by_trial.columns if c != UNCLASSIFIED]
+        matrix = counts_by_trial[ranked].to_numpy(dtype=float) if ranked else None
         same = 0
-        for _ in range(n_boot):
-            pick = rng.choice(trials, size=len(trials), replace=True)
-            same += _modal(pd.concat([by_trial[t] for t in pick])) == label
+        if matrix is not None and label != UNCLASSIFIED:
+            n_trials = matrix.shape[0]
+            target = ranked.index(label)
+            for _ in range(n_boot):
+                weights = np.bincount(rng.integers(0, n_trials, n_trials), minlength=n_trials)
+                totals = weights @ matrix
+                same += totals.max() > 0 and int(np.argmax(totals)) == target
+        elif label == UNCLASSIFIED:
+            same = n_boot
         counts = g["archetype"].value_counts()
         rows.append(
             {
                 by: model,
                 "label": label,
                 "share": float(counts.get(label, 0) / len(g)),
-                "confidence": same / n_boot,
+                "confidence": same / n_boot if n_boot else float("nan"),
                 "agent_trials": len(g),
                 "unclassified": float(counts.get(UNCLASSIFIED, 0) / len(g)),
                 **{f"n_{lab}": int(counts.get(lab, 0)) for lab in LABELS},

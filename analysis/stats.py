@@ -71,11 +71,15 @@ def permutation_test(
     observed = ka.sum() / na.sum() - kb.sum() / nb.sum()
     labels = np.zeros(len(k), dtype=bool)
     labels[:m] = True
-    perms = np.array([rng.permutation(labels) for _ in range(n_perm)])
-    ka_p, na_p = perms @ k, perms @ n
-    kb_p, nb_p = k.sum() - ka_p, n.sum() - na_p
-    diffs = ka_p / na_p - kb_p / nb_p
-    return float((np.sum(np.abs(diffs) >= abs(observed) - 1e-12) + 1) / (n_perm + 1))
+    extreme = 0
+    batch = max(1, min(n_perm, 2_000_000 // len(k)))  # bounded memory on large runs
+    for start in range(0, n_perm, batch):
+        perms = np.array([rng.permutation(labels) for _ in range(min(batch, n_perm - start))])
+        ka_p, na_p = perms @ k, perms @ n
+        kb_p, nb_p = k.sum() - ka_p, n.sum() - na_p
+        diffs = ka_p / na_p - kb_p / nb_p
+        extreme += int(np.sum(np.abs(diffs) >= abs(observed) - 1e-12))
+    return float((extreme + 1) / (n_perm + 1))
 
 
 def cluster_bootstrap_ci(
@@ -86,10 +90,14 @@ def cluster_bootstrap_ci(
     n_boot: int,
     rng: np.random.Generator,
 ) -> tuple[float, float]:
-    ia = rng.integers(0, len(ka), size=(n_boot, len(ka)))
-    ib = rng.integers(0, len(kb), size=(n_boot, len(kb)))
-    d = ka[ia].sum(1) / na[ia].sum(1) - kb[ib].sum(1) / nb[ib].sum(1)
-    lo, hi = np.percentile(d, [2.5, 97.5])
+    parts = []
+    batch = max(1, min(n_boot, 2_000_000 // (len(ka) + len(kb))))  # bounded memory
+    for start in range(0, n_boot, batch):
+        size = min(batch, n_boot - start)
+        ia = rng.integers(0, len(ka), size=(size, len(ka)))
+        ib = rng.integers(0, len(kb), size=(size, len(kb)))
+        parts.append(ka[ia].sum(1) / na[ia].sum(1) - kb[ib].sum(1) / nb[ib].sum(1))
+    lo, hi = np.percentile(np.concatenate(parts), [2.5, 97.5])
     return float(lo), float(hi)
 
 

@@ -137,3 +137,14 @@ def test_gee_recovers_a_round_trend() -> None:
         fit.loc["round", "coef"] == pytest.approx(-0.4, abs=0.15) and fit.loc["round", "p"] < 0.001
     )
     assert fit.loc["C(disclosure)[T.silent]", "coef"] < -0.3
+
+
+def test_vectorised_classifier_matches_the_rule(tmp_path: Path) -> None:
+    spec = PLANTED.replace("repetitions = 40", "repetitions = 6").replace(
+        '["soft(p=0.4,count=1)"]', '["soft(p=0.4,count=1)", "none", "delayed(k=7,count=1)"]'
+    )
+    df, _ = agent_rounds(run_spec(spec, tmp_path))
+    at = metrics.agent_trials(df)
+    fast = archetypes.classify(at)["archetype"].tolist()
+    assert fast == [archetypes.classify_row(r) for _, r in at.iterrows()]
+    assert {archetypes.UNCLASSIFIED, archetypes.ADAPTIVE} <= set(fast)
