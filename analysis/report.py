@@ -206,12 +206,18 @@ def build(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 
     s = Section("Regression")
     honest_df = metrics.honest(df)
     formula = stats.default_formula(honest_df)
+    sample = stats.gee_sample(honest_df)
+    n_all, n_fit = honest_df["trial_id"].nunique(), sample["trial_id"].nunique()
+    fitted_on = "" if n_fit == n_all else f" (fitted on a random {n_fit} of {n_all} trials)"
     try:
-        gee = stats.gee_logit(honest_df, formula)
+        gee = stats.gee_logit(sample, formula)
         if gee["coef"].isna().all():
             s.text(f"GEE `{formula}` is not estimable on this data (complete separation).")
         else:
-            s.table(gee.reset_index(names="term"), f"Logistic GEE, trials as clusters: {formula}")
+            s.table(
+                gee.reset_index(names="term"),
+                f"Logistic GEE, trials as clusters: {formula}{fitted_on}",
+            )
     except Exception as exc:  # statsmodels raises many kinds on degenerate designs
         s.text(f"GEE `{formula}` could not be fitted: {exc}")
     sections.append(s)

@@ -165,6 +165,21 @@ def comparison_family(
     return out
 
 
+GEE_MAX_TRIALS = 3000
+
+
+def gee_sample(
+    df: pd.DataFrame, max_trials: int | None = GEE_MAX_TRIALS, seed: int = 0
+) -> pd.DataFrame:
+    """All rows of at most ``max_trials`` trials drawn at random (GEE cost grows with rows;
+    a few thousand trials pin the coefficients down well)."""
+    ids = df["trial_id"].astype(str).unique()
+    if max_trials is None or len(ids) <= max_trials:
+        return df
+    keep = set(np.random.default_rng(seed).choice(ids, size=max_trials, replace=False))
+    return df[df["trial_id"].astype(str).isin(keep)]
+
+
 def gee_logit(df: pd.DataFrame, formula: str = "stag ~ C(disclosure) * round") -> pd.DataFrame:
     """Logistic GEE, exchangeable correlation within trials. Factors with one level are
     dropped from the formula by the caller (see ``default_formula``)."""
