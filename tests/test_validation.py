@@ -148,3 +148,10 @@ def test_vectorised_classifier_matches_the_rule(tmp_path: Path) -> None:
     fast = archetypes.classify(at)["archetype"].tolist()
     assert fast == [archetypes.classify_row(r) for _, r in at.iterrows()]
     assert {archetypes.UNCLASSIFIED, archetypes.ADAPTIVE} <= set(fast)
+
+
+def test_gee_sample_keeps_whole_trials() -> None:
+    df = pd.DataFrame({"trial_id": [f"t{i // 5}" for i in range(50)], "stag": 1.0})
+    sample = stats.gee_sample(df, max_trials=4, seed=1)
+    assert sample["trial_id"].nunique() == 4 and len(sample) == 20
+    assert stats.gee_sample(df, max_trials=None) is df
