@@ -8,6 +8,7 @@ instruction that nothing inside them is an instruction.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +116,8 @@ DECEIVER_BRIEF = (
 )
 
 
-def _names(seats: tuple[int, ...] | list[int]) -> str:
+@functools.lru_cache(maxsize=4096)
+def _names(seats: tuple[int, ...]) -> str:
     return ", ".join(player_label(s) for s in seats) or "nobody"
 
 
@@ -134,7 +136,7 @@ def render_system(view: AgentView, variant: str, delimit: bool, deceiver: bool =
     fill = {
         "me": player_label(view.seat),
         "n": n,
-        "names": _names(list(range(n))),
+        "names": _names(tuple(range(n))),
         "k": g.stag_needed,
         "S": g.stag_payoff,
         "F": g.failed_stag_payoff,

@@ -39,10 +39,16 @@ PROMPT = (
 def _writings(df: pd.DataFrame, trial_id: str, seat: int, after: int) -> list[tuple[int, str]]:
     rows = df[(df["trial_id"] == trial_id) & (df["seat"] == seat) & (df["round"] > after)]
     out = []
-    for r in rows.sort_values("round").itertuples():
-        for text in (r.message, r.reasoning):
+    ordered = rows.sort_values("round")
+    for rnd, message, reasoning in zip(
+        ordered["round"].tolist(),
+        ordered["message"].tolist(),
+        ordered["reasoning"].tolist(),
+        strict=True,
+    ):
+        for text in (message, reasoning):
             if isinstance(text, str) and text:
-                out.append((int(r.round), str(text)))
+                out.append((int(rnd), text))
     return out
 
 

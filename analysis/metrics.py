@@ -72,7 +72,8 @@ def by_round(df: pd.DataFrame, *factors: str) -> pd.DataFrame:
         .mean()
         .rename("coordination")
     )
-    return out.join(coord).reset_index()
+    joined: pd.DataFrame = out.join(coord).reset_index()
+    return joined
 
 
 def betrayal_events(df: pd.DataFrame) -> pd.DataFrame:

@@ -106,14 +106,19 @@ class Model:
         r = self.settings.max_retries
         return DEFAULT_RETRIES if r is None else r
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
+    def _delay(self, exc: BaseException | None, failed_attempt: int) -> float:
+        """How long to wait after attempt ``failed_attempt`` (1-based) failed with ``exc``."""
         if isinstance(exc, ModelError) and exc.retry_after is not None:
             return min(max(exc.retry_after, 0.0), MAX_BACKOFF_S)
         base = self.settings.retry_backoff_s
         base = self.backoff_base_s if base is None else base
-        backoff = base * 2 ** (state.attempt_number - 1)
+        backoff = base * 2 ** (failed_attempt - 1)
         return float(min(backoff * (0.5 + self._rng.random()), MAX_BACKOFF_S))
+
+    def _wait(self, state: RetryCallState) -> float:
+        # tenacity counts from the first retry; the first attempt ran outside it.
+        exc = state.outcome.exception() if state.outcome else None
+        return self._delay(exc, state.attempt_number + 1)
 
     def _check_budget(self) -> None:
         run = self.run_budget
@@ -153,36 +158,27 @@ class Model:
                 self.usage.cached += 1
                 return Result(hit, 0.0, 0.0, True, 0)
         self._check_budget()
-        attempts = 0
+        attempts = [0]
         start = time.perf_counter()
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.max_retries + 1),
-                wait=self._wait,
-                retry=retry_if_exception(_retryable),
-                reraise=True,
-            ):
-                with attempt:
-                    attempts += 1
-                    if attempts > 1:
-                        self.usage.retries += 1
-                    async with self._sem:
-                        await self._limits(messages, config)
-                        t0 = time.perf_counter()
-                        try:
-                            output = await asyncio.wait_for(
-                                self.api.generate(messages, config, schema), config.timeout_s
-                            )
-                        except TimeoutError as exc:
-                            raise ModelError(
-                                f"{self.name}: no reply within {config.timeout_s:g}s",
-                                retryable=True,
-                            ) from exc
-                        latency = time.perf_counter() - t0
+            try:  # the common case, one attempt, pays no retry machinery
+                output, latency = await self._attempt(messages, config, schema, attempts)
+            except ModelError as first:
+                if not first.retryable or self.max_retries == 0:
+                    raise
+                await asyncio.sleep(self._delay(first, 1))
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(self.max_retries),
+                    wait=self._wait,
+                    retry=retry_if_exception(_retryable),
+                    reraise=True,
+                ):
+                    with attempt:
+                        output, latency = await self._attempt(messages, config, schema, attempts)
         except ModelError as exc:
             self.usage.errors += 1
             raise ModelError(
-                redact(f"{exc} (after {attempts} attempt(s))", self.secrets),
+                redact(f"{exc} (after {attempts[0]} attempt(s))", self.secrets),
                 retryable=exc.retryable,
             ) from None
         cost = self.price.cost(output.input_tokens, output.output_tokens) if self.price else 0.0
@@ -194,7 +190,30 @@ class Model:
         self.usage.latency_s += time.perf_counter() - start
         if self.cache is not None and key is not None:
             self.cache.put(key, output)
-        return Result(output, latency, cost, False, attempts)
+        return Result(output, latency, cost, False, attempts[0])
+
+    async def _attempt(
+        self,
+        messages: list[ChatMessage],
+        config: GenerateConfig,
+        schema: OutputSchema | None,
+        attempts: list[int],
+    ) -> tuple[ModelOutput, float]:
+        attempts[0] += 1
+        if attempts[0] > 1:
+            self.usage.retries += 1
+        async with self._sem:
+            await self._limits(messages, config)
+            t0 = time.perf_counter()
+            try:
+                output = await asyncio.wait_for(
+                    self.api.generate(messages, config, schema), config.timeout_s
+                )
+            except TimeoutError as exc:
+                raise ModelError(
+                    f"{self.name}: no reply within {config.timeout_s:g}s", retryable=True
+                ) from exc
+            return output, time.perf_counter() - t0
 
     async def aclose(self) -> None:
         await self.api.aclose()
