@@ -102,15 +102,15 @@ class LLMAgent:
         self.seed = seed
         self.deceiver = deceiver
         self.enforce_defect = enforce_defect
+        self._system: str | None = None  # the same for every call of this seat
 
     def _messages(self, view: AgentView) -> list[ChatMessage]:
         s = self.settings
         delimit = s.defence == "delimit"
+        if self._system is None:
+            self._system = render_system(view, s.prompt_variant, delimit, self.deceiver)
         return [
-            ChatMessage(
-                role="system",
-                content=render_system(view, s.prompt_variant, delimit, self.deceiver),
-            ),
+            ChatMessage(role="system", content=self._system),
             ChatMessage(
                 role="user", content=render_user(view, s.prompt_variant, delimit, s.reasoning)
             ),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,6 +81,33 @@ async def throughput(limit: int, latency: float) -> None:
         shutil.rmtree(tmp)
 
 
+def throughput_workers(limit: int, latency: float, workers: int) -> None:
+    """The same design run by ``stagbench run --workers K`` (K processes sharing M)."""
+    text = DESIGN.format(rounds=5, limit=limit, latency=latency)
+    tmp = Path(tempfile.mkdtemp(prefix="stagbench-bench-"))
+    try:
+        spec_path = tmp / "spec.toml"
+        spec_path.write_text(text)
+        cmd = [sys.executable, "-m", "runs.cli", "run", str(spec_path), "--out", str(tmp / "out"),
+               "--no-cache", "--concurrency", str(limit), "--workers", str(workers)]  # fmt: skip
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+        wall = time.perf_counter() - t0
+        calls = sum(
+            line.count(b'"type":"model_call"')
+            for p in (tmp / "out" / "transcripts").glob("*.jsonl")
+            for line in p.read_bytes().splitlines()
+        )
+        bound = limit / latency
+        print(
+            f"M={limit:5d}, {workers} processes: {calls} calls in {wall:6.2f}s (process start "
+            f"included) -> {calls / wall:8.1f} calls/s; bound {bound:8.1f}; "
+            f"ratio {calls / wall / bound:.2f}"
+        )
+    finally:
+        shutil.rmtree(tmp)
+
+
 def tokens_vs_rounds() -> None:
     print("input tokens per trial (all 4 seats LLM, complete graph, explicit):")
     for rounds in (1, 2, 5, 10, 20):
@@ -96,9 +124,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--limits", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--workers", type=int, default=0, help="also run with K processes")
     args = ap.parse_args()
     for limit in args.limits:
         asyncio.run(throughput(limit, args.latency))
+        if args.workers > 1:
+            throughput_workers(limit, args.latency, args.workers)
     tokens_vs_rounds()
 
 

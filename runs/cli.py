@@ -59,8 +59,20 @@ def run(
         str | None,
         typer.Option("--shard", help="run only shard i/n of the trials (merge with `merge`)"),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="worker processes sharing the run (one per core at most)")
+    ] = 1,
+    share: Annotated[int, typer.Option(min=1, hidden=True)] = 1,
 ) -> None:
     """Run every trial of SPEC that is not finished yet in the results folder."""
+    if workers > 1:
+        if shard_:
+            raise _fail(StagbenchError("use either --shard or --workers, not both"))
+        from runs.parallel import run_workers
+
+        raise typer.Exit(
+            code=run_workers(spec_path, out, workers, concurrency, cache_dir, no_cache, console)
+        )
     try:
         spec, text = load_spec(spec_path)
         all_trials = spec.trials()
@@ -74,7 +86,9 @@ def run(
         store = RunStore(out_dir)
         store.open(spec, text, all_trials)
         store.update_manifest(shard=shard_, shard_trials=len(trials) if shard_ else None)
-        summary = asyncio.run(_run(spec, trials, store, concurrency, cache_dir, no_cache, progress))
+        summary = asyncio.run(
+            _run(spec, trials, store, concurrency, cache_dir, no_cache, progress, share)
+        )
     except StagbenchError as exc:
         raise _fail(exc) from exc
     for name, reason in summary.corrupt:
@@ -95,6 +109,7 @@ async def _run(
     cache_dir: Path | None,
     no_cache: bool,
     show: bool,
+    share: int = 1,
 ) -> RunSummary:
     pool = None
     if _needs_models(trials):
@@ -104,6 +119,7 @@ async def _run(
             spec.model_settings,
             cache_dir=None if no_cache else (cache_dir or store.root / "cache"),
             budget_usd=spec.budget_usd,
+            share=share,
         )
     columns = (
         TextColumn("[bold]{task.description}"),

@@ -79,3 +79,29 @@ async def test_several_endpoints_share_the_load() -> None:
         await pool.aclose()
     assert len(a.requests) + len(b.requests) == 40
     assert abs(len(a.requests) - len(b.requests)) <= 4
+
+
+def test_worker_processes_give_the_single_process_result(tmp_path: Path) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert runner.invoke(app, ["run", str(spec), "--out", str(one)]).exit_code == 0
+    res = runner.invoke(app, ["run", str(spec), "--out", str(two), "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert "80/80 trials finished" in res.output
+    a = {p.name: p.read_bytes() for p in RunStore(one).transcript_paths()}
+    b = {p.name: p.read_bytes() for p in RunStore(two).transcript_paths()}
+    assert a == b
+    manifest = RunStore(two).read_manifest()
+    assert manifest is not None and manifest["status"] == "complete" and manifest["workers"] == 2
+    both = runner.invoke(app, ["run", str(spec), "--workers", "2", "--shard", "0/2"])
+    assert both.exit_code == 2
+
+
+def test_share_splits_limits() -> None:
+    s = ModelSettings(max_concurrency=5, requests_per_minute=600, max_cost_usd=10).share(2)
+    assert (s.max_concurrency, s.requests_per_minute, s.max_cost_usd) == (3, 300, 5)
+    assert ModelSettings().share(4) == ModelSettings()
+    pool = ModelPool({"mock": ModelSettings(max_concurrency=64)}, budget_usd=8, share=4)
+    assert pool.get("mock/stag").settings.max_concurrency == 16
+    assert pool.budget.limit_usd == 2

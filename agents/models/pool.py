@@ -31,24 +31,27 @@ class ModelPool:
         settings: dict[str, ModelSettings] | None = None,
         cache_dir: str | Path | None = None,
         budget_usd: float | None = None,
+        share: int = 1,
     ) -> None:
         self.settings = settings or {}
-        self.budget = RunBudget(limit_usd=budget_usd)
+        self.share = share
+        self.budget = RunBudget(limit_usd=None if budget_usd is None else budget_usd / share)
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
         self.models: dict[str, Model] = {}
 
     def get(self, model: str) -> Model:
         if model not in self.models:
             info, _ = resolve(model)
-            s = settings_for(model, self.settings)
+            s = settings_for(model, self.settings).share(self.share)
             secrets = [os.environ.get(env, "") for env in (info.key_env, s.api_key_env) if env]
+            default = 1 if info.name in SERIAL_PROVIDERS else max(1, 32 // self.share)
             self.models[model] = Model(
                 api=create_api(model, s),
                 settings=s,
                 cache=self.cache,
                 price=price_for(model, s),
                 secrets=[x for x in secrets if x],
-                default_concurrency=1 if info.name in SERIAL_PROVIDERS else 32,
+                default_concurrency=default,
                 run_budget=self.budget,
             )
         return self.models[model]

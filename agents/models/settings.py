@@ -26,6 +26,20 @@ class ModelSettings(BaseModel):
     max_cost_usd: float | None = Field(None, ge=0)
     options: dict[str, Any] = Field(default_factory=dict)
 
+    def share(self, k: int) -> ModelSettings:
+        """This process's share when ``k`` worker processes run one spec together: limits
+        (concurrency, rates, cost) are split so that together they keep the whole."""
+        if k <= 1:
+            return self
+        update: dict[str, Any] = {}
+        if self.max_concurrency is not None:
+            update["max_concurrency"] = max(1, -(-self.max_concurrency // k))
+        for name in ("requests_per_minute", "tokens_per_minute", "max_cost_usd"):
+            value = getattr(self, name)
+            if value is not None:
+                update[name] = value / k
+        return self.model_copy(update=update)
+
     def merged(self, other: ModelSettings) -> ModelSettings:
         """These settings with every field ``other`` sets laid over them."""
         return self.model_copy(update=other.model_dump(exclude_unset=True))
