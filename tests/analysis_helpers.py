@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
+import pandas as pd
+
+from agents.models.base import ChatMessage
 from agents.models.pool import ModelPool
+from agents.models.providers.mock import register_mock
+from analysis.tables import agent_rounds
 from runs.orchestrator import run_trials
 from runs.spec import parse_spec
 from runs.store import RunStore
@@ -20,3 +26,29 @@ def run_spec(text: str, out: Path, llm: bool = False) -> Path:
     summary = asyncio.run(run_trials(spec, trials, store, pool=pool, concurrency=8))
     assert summary.finished, summary.errors
     return out
+
+
+def _accuser(messages: list[ChatMessage], purpose: str | None) -> str:
+    """Hunts stag; once a round has been played, accuses P4 (the planted betrayer)."""
+    if purpose == "act":
+        return json.dumps({"reasoning": "stag is best", "action": "stag"})
+    if "Past rounds" in messages[-1].content:
+        return json.dumps({"message": "P4 promised stag and lied. I do not trust P4."})
+    return json.dumps({"message": "Let's all hunt stag."})
+
+
+ACCUSED = """
+name = "accused"
+[game]
+rounds = 3
+[factors]
+models = ["mock/accuser"]
+adversaries = ["byzantine(count=1,placement=[3])"]
+"""
+
+
+def accused_run(out: Path) -> pd.DataFrame:
+    """Three honest accusers and a Byzantine P4: a betrayal in round 1, named in round 2."""
+    register_mock("accuser", _accuser)
+    df, _ = agent_rounds(run_spec(ACCUSED, out, llm=True))
+    return df

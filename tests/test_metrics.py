@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from agents.models.base import ChatMessage
-from agents.models.providers.mock import register_mock
 from analysis import metrics
 from analysis.archetypes import COOPERATION_PERSISTENT, DEFECTION_PRONE, classify
 from analysis.tables import agent_rounds, load_parquet, save_parquet, signals_stag
-from tests.analysis_helpers import run_spec
+from tests.analysis_helpers import accused_run, run_spec
 
 HAND = """
 name = "hand"
@@ -126,25 +123,8 @@ models = [["mock/garbage", "mock/stag"]]
     assert df["input_tokens"].sum() > 0 and (df[df["model"] == "mock/stag"]["calls"] == 2).all()
 
 
-def _detector(messages: list[ChatMessage], purpose: str | None) -> str:
-    if purpose == "act":
-        return json.dumps({"reasoning": "stag is best", "action": "stag"})
-    if "Past rounds" in messages[-1].content:
-        return json.dumps({"message": "P4 promised stag and lied. I do not trust P4."})
-    return json.dumps({"message": "Let's all hunt stag."})
-
-
 def test_detection_latency(tmp_path: Path) -> None:
-    register_mock("detector", _detector)
-    spec = """
-name = "det"
-[game]
-rounds = 3
-[factors]
-models = ["mock/detector"]
-adversaries = ["byzantine(count=1,placement=[3])"]
-"""
-    df, _ = agent_rounds(run_spec(spec, tmp_path, llm=True))
+    df = accused_run(tmp_path)
     at = metrics.agent_trials(df)
     assert (at["betrayal_round"] == 1).all() and at["detected"].all()
     assert (at["detection_latency"] == 1).all()

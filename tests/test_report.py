@@ -16,9 +16,8 @@ from typer.testing import CliRunner
 from agents.models.base import ChatMessage
 from agents.models.providers.mock import register_mock
 from analysis import judge, metrics
-from analysis.tables import agent_rounds
 from runs.cli import app
-from tests.analysis_helpers import run_spec
+from tests.analysis_helpers import accused_run, run_spec
 
 runner = CliRunner()
 
@@ -108,23 +107,7 @@ def _judge_reply(messages: list[ChatMessage], purpose: str | None) -> str:
 def test_llm_judge_and_agreement(tmp_path: Path) -> None:
     register_mock("judge", _judge_reply)
 
-    def speaker(messages: list[ChatMessage], purpose: str | None) -> str:
-        if purpose == "act":
-            return json.dumps({"reasoning": "go", "action": "stag"})
-        if "Past rounds" in messages[-1].content:
-            return json.dumps({"message": "P4 lied to us."})
-        return json.dumps({"message": "stag please"})
-
-    register_mock("speaker", speaker)
-    spec = """
-name = "j"
-[game]
-rounds = 3
-[factors]
-models = ["mock/speaker"]
-adversaries = ["byzantine(count=1,placement=[3])"]
-"""
-    df, _ = agent_rounds(run_spec(spec, tmp_path, llm=True))
+    df = accused_run(tmp_path)
     at = metrics.agent_trials(df)
     judged = asyncio.run(judge.judge_detection(df, at, "mock/judge"))
     assert len(judged) == 3 and judged["judge_detected"].all()
