@@ -247,3 +247,59 @@ def test_registry_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     except ImportError:
         with pytest.raises(MissingExtraError, match=r"stagbench\[vllm\]"):
             create_api("vllm-offline/some/model")
+
+
+async def test_vllm_offline_glue_against_a_stand_in_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM cannot be installed here (no GPU, no wheels offline), so this drives our glue
+    through a stand-in for the documented interface: ``vllm.LLM(...).chat(conversations,
+    sampling_params=[...])`` returning RequestOutputs, ``SamplingParams(**kw)`` and
+    ``sampling_params.StructuredOutputsParams(json=...)``. It checks batching across
+    concurrent calls, the structured-output and seed mapping, and the output mapping."""
+    import types
+
+    batches: list[tuple[list[list[dict[str, str]]], list[dict[str, object]]]] = []
+
+    class StructuredOutputsParams:
+        def __init__(self, json: dict[str, object]) -> None:
+            self.json = json
+
+    class SamplingParams:
+        def __init__(self, **kw: object) -> None:
+            self.kw = kw
+
+    class LLM:
+        def __init__(self, model: str, **engine_args: object) -> None:
+            self.model, self.engine_args = model, engine_args
+
+        def chat(self, convs, sampling_params, use_tqdm):  # type: ignore[no-untyped-def]
+            batches.append((convs, [p.kw for p in sampling_params]))
+            out = types.SimpleNamespace
+            return [
+                out(
+                    prompt_token_ids=[1] * 9,
+                    outputs=[
+                        out(text='{"action": "stag"}', token_ids=[1, 2, 3], finish_reason="stop")
+                    ],
+                )
+                for _ in convs
+            ]
+
+    sp = types.SimpleNamespace(StructuredOutputsParams=StructuredOutputsParams)
+    fake = types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams, sampling_params=sp)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    api = create_api("vllm-offline/Qwen/Qwen2.5-0.5B-Instruct")
+    outs = await asyncio.gather(
+        *(
+            api.generate(MSGS, CFG.model_copy(update={"seed": i}), act_schema(False))
+            for i in range(12)
+        )
+    )
+    assert len(batches) == 1 and len(batches[0][0]) == 12  # one engine call for the round
+    convs, params = batches[0]
+    assert convs[0] == [m.model_dump() for m in MSGS]
+    assert sorted(p["seed"] for p in params) == list(range(12))  # type: ignore[type-var]
+    assert params[0]["max_tokens"] == 50 and params[0]["temperature"] == 0.5
+    assert params[0]["structured_outputs"].json["required"] == ["action"]  # type: ignore[attr-defined]
+    assert outs[0].text == '{"action": "stag"}'
+    assert (outs[0].input_tokens, outs[0].output_tokens) == (9, 3)
+    assert api.llm.engine_args["enable_prefix_caching"] is True  # type: ignore[attr-defined]
