@@ -128,14 +128,22 @@ async def _run(
         TextColumn("{task.fields[stats]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=err, disable=not show or not sys.stderr.isatty()) as bar:
+    tty = sys.stderr.isatty()
+    # Without a terminal (a cluster job's log), a plain line every 5% of the trials instead.
+    step = max(1, len(trials) // 20)
+    logged = [-1]
+    with Progress(*columns, console=err, disable=not show or not tty) as bar:
         task = bar.add_task(spec.name, total=len(trials), stats="")
 
         def on_progress(s: RunSummary, _t: Transcript | None) -> None:
             stats = f"failed {s.failed}" if s.failed else ""
             if s.input_tokens or s.output_tokens:
                 stats += f" tok {s.input_tokens + s.output_tokens:,} ${s.cost_usd:.4f}"
-            bar.update(task, completed=s.already_done + s.completed, stats=stats)
+            done = s.already_done + s.completed
+            bar.update(task, completed=done, stats=stats)
+            if show and not tty and done // step != logged[0] and (done - s.already_done) > 0:
+                logged[0] = done // step
+                err.print(f"[{done}/{len(trials)}] {stats.strip()}".rstrip(), highlight=False)
 
         try:
             return await run_trials(

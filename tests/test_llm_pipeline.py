@@ -45,6 +45,8 @@ def test_mock_pipeline_records_every_call(tmp_path: Path) -> None:
     out = tmp_path / "out"
     res = runner.invoke(app, ["run", str(write(tmp_path)), "--out", str(out)])
     assert res.exit_code == 0, res.output
+    # Not a terminal: progress comes as plain lines with the running token and cost totals.
+    assert "[8/8] tok " in res.output and " $0.0000" in res.output
     ts = transcripts(out)
     assert len(ts) == 8
     for t in ts:
