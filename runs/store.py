@@ -59,6 +59,23 @@ def _io_errors(what: str) -> Iterator[None]:
         raise StoreError(f"I/O error while {what}: {exc}") from exc
 
 
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the process that owns ``.NAME.PID.tmp`` still runs."""
+    try:
+        pid = int(tmp.name.rsplit(".", 2)[-2])
+    except (ValueError, IndexError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write a file so that readers see either nothing or all of it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -97,7 +114,8 @@ class RunStore:
             for d in (self.root, self.transcripts, self.failures):
                 d.mkdir(parents=True, exist_ok=True)
         for stale in self.transcripts.glob(".*.tmp"):  # left by a killed writer
-            stale.unlink(missing_ok=True)
+            if not _writer_alive(stale):  # never the file of a live worker sharing the folder
+                stale.unlink(missing_ok=True)
         if existing is None:
             atomic_write(self.root / "spec.toml", spec_text)
             atomic_write(
@@ -158,10 +176,15 @@ class RunStore:
                     raise TranscriptError(f"{path} holds trial {t.trial_id}, not {path.stem}")
                 done.add(t.trial_id)
             except TranscriptError as exc:
+                if not path.exists():
+                    continue  # another worker sharing the folder quarantined it first
                 corrupt.append((path.name, str(exc)))
                 with _io_errors(f"quarantining {path}"):
                     self.quarantine.mkdir(exist_ok=True)
-                    os.replace(path, self.quarantine / f"{path.name}.{_now_compact()}")
+                    try:
+                        os.replace(path, self.quarantine / f"{path.name}.{_now_compact()}")
+                    except FileNotFoundError:
+                        continue  # the same race, a moment later
         return done, corrupt
 
     def transcript_paths(self) -> list[Path]:

@@ -131,3 +131,19 @@ def test_corrupt_transcript_is_quarantined_and_rerun(tmp_path: Path) -> None:
     assert [name for name, _ in summary.corrupt] == [victim.name]
     assert victim.read_bytes() == original
     assert len(list((out / "quarantine").iterdir())) == 1
+
+
+def test_stale_temp_files_of_dead_writers_only_are_removed(tmp_path: Path) -> None:
+    import subprocess as sp
+
+    _run(GOLDEN / "golden.toml", tmp_path / "r")
+    tdir = tmp_path / "r" / "transcripts"
+    dead = sp.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tdir / f".abc.jsonl.{dead.pid}.tmp"
+    live = tdir / f".def.jsonl.{os.getppid()}.tmp"  # a running process: a worker mid-write
+    stale.write_text("half")
+    live.write_text("half")
+    spec, text = load_spec(GOLDEN / "golden.toml")
+    RunStore(tmp_path / "r").open(spec, text, spec.trials())
+    assert not stale.exists() and live.exists()
