@@ -165,8 +165,8 @@ def _print_summary(s: RunSummary) -> None:
         )
     for tid, e in list(s.errors.items())[:5]:
         err.print(f"[red]trial {tid} failed:[/] {e}")
-    console.print(f"Results: {Path(s.out_dir).resolve()}")
-    console.print(f"Transcripts: {(Path(s.out_dir) / 'transcripts').resolve()}")
+    for line in RunStore(s.out_dir).location_lines():
+        console.print(line)
 
 
 @app.command()

@@ -81,6 +81,6 @@ def run_workers(
     for i, code in enumerate(codes):
         if code != 0:
             console.print(f"[red]worker {i} exited with {code}[/]; see {logs[i]}")
-    console.print(f"Results: {out_dir.resolve()}")
-    console.print(f"Transcripts: {(out_dir / 'transcripts').resolve()}")
+    for line in store.location_lines():
+        console.print(line)
     return max(codes, key=lambda c: SEVERITY.get(c, 2))

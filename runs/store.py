@@ -187,6 +187,10 @@ class RunStore:
                         continue  # the same race, a moment later
         return done, corrupt
 
+    def location_lines(self) -> list[str]:
+        """Where the results are, as every run command prints it at its end."""
+        return [f"Results: {self.root.resolve()}", f"Transcripts: {self.transcripts.resolve()}"]
+
     def transcript_paths(self) -> list[Path]:
         return sorted(self.transcripts.glob("*.jsonl"))
 
