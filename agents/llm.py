@@ -23,6 +23,7 @@ from agents.models.model import Model
 from agents.prompts import (
     PARAPHRASES,
     TALK_SCHEMA,
+    HistoryRenderer,
     act_schema,
     reask_text,
     render_system,
@@ -102,19 +103,17 @@ class LLMAgent:
         self.seed = seed
         self.deceiver = deceiver
         self.enforce_defect = enforce_defect
-        self._system: str | None = None  # the same for every call of this seat
+        self._system: ChatMessage | None = None  # the same for every call of this seat
+        self._history = HistoryRenderer()
 
     def _messages(self, view: AgentView) -> list[ChatMessage]:
         s = self.settings
         delimit = s.defence == "delimit"
         if self._system is None:
-            self._system = render_system(view, s.prompt_variant, delimit, self.deceiver)
-        return [
-            ChatMessage(role="system", content=self._system),
-            ChatMessage(
-                role="user", content=render_user(view, s.prompt_variant, delimit, s.reasoning)
-            ),
-        ]
+            text = render_system(view, s.prompt_variant, delimit, self.deceiver)
+            self._system = ChatMessage(role="system", content=text)
+        user = render_user(view, s.prompt_variant, delimit, s.reasoning, self._history)
+        return [self._system, ChatMessage(role="user", content=user)]
 
     def _config(self, view: AgentView, attempt: int) -> GenerateConfig:
         s = self.settings

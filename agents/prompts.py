@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adversaries.wrappers import player_label
-from agents.base import AgentView, Message
+from agents.base import AgentView, Message, PastRound
 from agents.models.base import OutputSchema
 
 TALK_SCHEMA = OutputSchema(
@@ -28,6 +28,7 @@ TALK_SCHEMA = OutputSchema(
 )
 
 
+@functools.cache  # two values; a frozen record, built once
 def act_schema(reasoning: bool) -> OutputSchema:
     props: dict[str, Any] = {"action": {"type": "string", "enum": ["stag", "hare"]}}
     required = ["action"]
@@ -167,25 +168,63 @@ def render_system(view: AgentView, variant: str, delimit: bool, deceiver: bool =
     return "\n".join(line.format(**fill) for line in lines)
 
 
+def _history_row(past: PastRound, me: int) -> str:
+    acts = [a.value if a else "none" for a in past.actions]
+    return f"| {past.round} | " + " | ".join(acts) + f" | {past.payoffs[me]:g} |"
+
+
+def _received_lines(past: PastRound, delimit: bool) -> list[str]:
+    return [f"- round {past.round}: {_quote(m, delimit)[:240]}" for m in past.received]
+
+
+def _compose_history(n: int, rows: list[str], received: list[str], total: float) -> str:
+    head = "| round | " + " | ".join(player_label(s) for s in range(n)) + " | your payoff |"
+    out = ["Past rounds (actions of every player):", head, "|" + "---|" * (n + 2), *rows]
+    out.append(f"Your total so far: {total:g}.")
+    if received:
+        out.append("Messages you received in past rounds:")
+        out += received
+    return "\n".join(out)
+
+
 def render_history(view: AgentView, delimit: bool) -> str:
     """A compact table of past rounds: tokens grow linearly with the rounds played."""
-    if not view.history:
-        return "No rounds have been played yet."
-    n = view.config.n_players
-    me = view.seat
-    head = "| round | " + " | ".join(player_label(s) for s in range(n)) + " | your payoff |"
-    rows = [head, "|" + "---|" * (n + 2)]
-    total = 0.0
-    for past in view.history:
-        acts = [a.value if a else "none" for a in past.actions]
-        total += past.payoffs[me]
-        rows.append(f"| {past.round} | " + " | ".join(acts) + f" | {past.payoffs[me]:g} |")
-    out = ["Past rounds (actions of every player):", *rows, f"Your total so far: {total:g}."]
-    said = [(past.round, m) for past in view.history for m in past.received]
-    if said:
-        out.append("Messages you received in past rounds:")
-        out += [f"- round {r}: {_quote(m, delimit)[:240]}" for r, m in said]
-    return "\n".join(out)
+    return HistoryRenderer().render(view, delimit)
+
+
+class HistoryRenderer:
+    """``render_history`` for one seat across a trial, rendering each past round once.
+
+    A seat's history only grows, so the rows of rounds already rendered are kept; without
+    this, rendering alone is quadratic in the rounds. The cache is checked against the
+    very ``PastRound`` objects it rendered, so any other history is rendered afresh.
+    """
+
+    def __init__(self) -> None:
+        self._reset(None)
+
+    def _reset(self, key: tuple[int, bool] | None) -> None:
+        self._key = key
+        self._seen: list[PastRound] = []
+        self._rows: list[str] = []
+        self._received: list[str] = []
+        self._total = 0.0
+
+    def render(self, view: AgentView, delimit: bool) -> str:
+        if not view.history:
+            return "No rounds have been played yet."
+        history, me = view.history, view.seat
+        k = len(self._seen)
+        stale = len(history) < k or (k > 0 and history[k - 1] is not self._seen[-1])
+        if stale or self._key != (me, delimit):
+            self._reset((me, delimit))
+            k = 0
+        for past in history[k:]:
+            self._seen.append(past)
+            self._rows.append(_history_row(past, me))
+            self._received += _received_lines(past, delimit)
+            self._total += past.payoffs[me]
+        return _compose_history(view.config.n_players, self._rows, self._received, self._total)
 
 
 def render_inbox(view: AgentView, delimit: bool) -> str:
@@ -210,10 +249,17 @@ def render_request(view: AgentView, variant: str, reasoning: bool) -> str:
     return " ".join(parts)
 
 
-def render_user(view: AgentView, variant: str, delimit: bool, reasoning: bool) -> str:
+def render_user(
+    view: AgentView,
+    variant: str,
+    delimit: bool,
+    reasoning: bool,
+    history: HistoryRenderer | None = None,
+) -> str:
+    """The per-call prompt. Pass the seat's ``HistoryRenderer`` to render past rounds once."""
     return "\n\n".join(
         [
-            render_history(view, delimit),
+            (history or HistoryRenderer()).render(view, delimit),
             render_inbox(view, delimit),
             render_request(view, variant, reasoning),
         ]

@@ -1,7 +1,8 @@
 """Benchmark: orchestrator throughput against a fixed-latency model, and prompt tokens vs rounds.
 
-1. The 720-trial design with every agent an LLM (``mock/random`` answering after a fixed
-   latency). For each model concurrency limit M, the bound is M / latency calls per second;
+1. The 720-trial design with every agent an LLM (one model, ``mock/random``, answering after
+   a fixed latency, so one limit binds every call). For each model concurrency limit M,
+   the bound is M / latency calls per second;
    we report achieved calls/s, the ratio to that bound, and the orchestrator's CPU per call.
 2. Input tokens per trial as the number of rounds grows (the real templates, rendered on a
    synthetic course of play), showing the per-call prompt grows linearly with the rounds.
@@ -12,7 +13,6 @@ Run: python benchmarks/bench_llm.py [--latency 0.05] [--limits 64 256]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import subprocess
 import sys
@@ -26,19 +26,20 @@ sys.path.insert(0, str(ROOT))
 from agents.models.pool import ModelPool  # noqa: E402
 from runs.estimate import estimate  # noqa: E402
 from runs.orchestrator import run_trials  # noqa: E402
+from runs.runtime import event_loop_name, run_async  # noqa: E402
 from runs.spec import parse_spec  # noqa: E402
 from runs.store import RunStore  # noqa: E402
 
 DESIGN = """
 name = "bench-llm"
 seed = 1
-repetitions = 8
+repetitions = 24
 [game]
 rounds = {rounds}
 [agents]
 max_reasks = 0
 [factors]
-models = ["mock/random", "mock/stag", "mock/hare"]
+models = ["mock/random"]
 topologies = ["complete", "ring", "star(hub=0)"]
 disclosures = ["explicit", "silent"]
 adversaries = ["none", "deceiver(count=1)", "deceiver(count=2)", "soft(p=0.5,count=1)",
@@ -126,8 +127,9 @@ def main() -> None:
     ap.add_argument("--limits", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--workers", type=int, default=0, help="also run with K processes")
     args = ap.parse_args()
+    print(f"event loop: {event_loop_name()}")
     for limit in args.limits:
-        asyncio.run(throughput(limit, args.latency))
+        run_async(throughput(limit, args.latency))
         if args.workers > 1:
             throughput_workers(limit, args.latency, args.workers)
     tokens_vs_rounds()

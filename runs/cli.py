@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from runs.orchestrator import RunSummary, run_trials
 from runs.replay import check, render
+from runs.runtime import run_async
 from runs.spec import ExperimentSpec, TrialSpec, load_spec, parse_shard, shard
 from runs.store import RunStore
 from runs.transcript import Transcript, read_transcript
@@ -86,7 +87,7 @@ def run(
         store = RunStore(out_dir)
         store.open(spec, text, all_trials)
         store.update_manifest(shard=shard_, shard_trials=len(trials) if shard_ else None)
-        summary = asyncio.run(
+        summary = run_async(
             _run(spec, trials, store, concurrency, cache_dir, no_cache, progress, share)
         )
     except StagbenchError as exc:

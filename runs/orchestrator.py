@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agents.factory import AgentFactory
+from runs.runtime import run_gc_policy
 from runs.spec import ExperimentSpec, TrialSpec
 from runs.store import RunStore
 from runs.transcript import Transcript
@@ -88,7 +89,7 @@ async def run_trials(
                 return
             try:
                 transcript = await run_trial(trial, spec.name, pool)
-                store.write(transcript)
+                await store.write_async(transcript)
             except (BudgetExceededError, StoreError) as exc:
                 summary.stopped = str(exc)
                 stop.set()
@@ -109,7 +110,8 @@ async def run_trials(
 
     workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(pending))))]
     try:
-        await asyncio.gather(*workers)
+        with run_gc_policy():
+            await asyncio.gather(*workers)
     finally:
         for w in workers:
             w.cancel()

@@ -15,6 +15,7 @@ finished, and re-running the same spec into the same folder runs only what is mi
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import json
@@ -152,9 +153,18 @@ class RunStore:
         return self.transcripts / f"{trial_id}.jsonl"
 
     def write(self, transcript: Transcript) -> Path:
-        path = self.path_for(transcript.trial_id)
-        atomic_write(path, transcript.to_jsonl())
-        failure = self.failures / f"{transcript.trial_id}.txt"
+        return self._write_text(transcript.trial_id, transcript.to_jsonl())
+
+    async def write_async(self, transcript: Transcript) -> Path:
+        """``write`` with the file system work (open, fsync, rename) on a worker thread,
+        so the event loop keeps serving model calls while the disk catches up."""
+        text = transcript.to_jsonl()
+        return await asyncio.to_thread(self._write_text, transcript.trial_id, text)
+
+    def _write_text(self, trial_id: str, text: str) -> Path:
+        path = self.path_for(trial_id)
+        atomic_write(path, text)
+        failure = self.failures / f"{trial_id}.txt"
         if failure.exists():
             failure.unlink()
         return path

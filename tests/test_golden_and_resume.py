@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from agents.models.pool import ModelPool
 from runs.orchestrator import run_trials
 from runs.replay import check
 from runs.spec import load_spec
@@ -36,6 +38,29 @@ def test_golden_transcripts_byte_identical(tmp_path: Path) -> None:
     assert [p.name for p in made] == [p.name for p in expected]
     for got, want in zip(made, expected, strict=True):
         assert got.read_bytes() == want.read_bytes(), got.name
+
+
+GOLDEN_LLM = Path(__file__).parent / "golden_llm"
+_LATENCY = re.compile(rb'"latency_s":[0-9.e-]+')
+
+
+def test_golden_llm_transcripts_identical_but_latency(tmp_path: Path) -> None:
+    """Every prompt (rules, topology, history table, quoted messages, delimit fences),
+    reply, parse and seed of mock-model trials, fixed byte for byte."""
+    spec, text = load_spec(GOLDEN_LLM / "golden_llm.toml")
+    trials = spec.trials()
+    store = RunStore(tmp_path / "llm")
+    store.open(spec, text, trials)
+    pool = ModelPool(spec.model_settings, cache_dir=None)
+    summary = asyncio.run(run_trials(spec, trials, store, pool=pool, concurrency=4))
+    assert summary.finished and summary.failed == 0
+    made = sorted(store.transcripts.glob("*.jsonl"))
+    expected = sorted(GOLDEN_LLM.glob("*.jsonl"))
+    assert [p.name for p in made] == [p.name for p in expected]
+    for got, want in zip(made, expected, strict=True):
+        normal = [_LATENCY.sub(b'"latency_s":0', p.read_bytes()) for p in (got, want)]
+        assert normal[0] == normal[1], got.name
+    assert all(check(read_transcript(p)) == [] for p in expected)
 
 
 def test_golden_transcripts_replay_check() -> None:

@@ -10,7 +10,7 @@ from agents.base import Message, PastRound
 from agents.llm import LLMAgent, extract_json
 from agents.models.model import Model
 from agents.models.providers.mock import MockAPI
-from agents.prompts import render_system, render_user
+from agents.prompts import HistoryRenderer, render_history, render_system, render_user
 from agents.settings import AgentSettings
 from games import Action, GameConfig
 from tests.conftest import make_view
@@ -140,3 +140,32 @@ def test_history_grows_linearly() -> None:
         sizes.append(len(render_user(v, "default", False, True)))
     steps = [b - a for a, b in zip(sizes[1:], sizes[2:], strict=False)]
     assert max(steps) - min(steps) <= 2  # a constant cost per round (digits aside)
+
+
+def _history(rounds: int, text: str, payoff: float = 10.0) -> tuple[PastRound, ...]:
+    return tuple(
+        PastRound(i, (Action.STAG, None, Action.HARE, Action.STAG), (payoff, 0.0, 3.0, 2.5),
+                  (Message(i, 0, 2, (0,), f"{text} {i}"),), ())
+        for i in range(1, rounds + 1)
+    )  # fmt: skip
+
+
+def test_history_renderer_matches_a_fresh_render_and_notices_another_history() -> None:
+    cfg = GameConfig(rounds=9)
+    renderer = HistoryRenderer()
+    grown = _history(6, "stag please")
+    for r in range(0, 7):  # one seat's history growing round by round
+        v = make_view(round_=r + 1, history=grown[:r], config=cfg)
+        assert renderer.render(v, True) == render_history(v, True)
+    assert "| 6 | stag | none | hare | stag | 10 |" in renderer.render(v, True)
+    assert "Your total so far: 60." in renderer.render(v, True)
+    # Another history (equal length, other objects), another seat, another fence: re-rendered.
+    other = make_view(round_=7, history=_history(6, "hare now", payoff=1.0), config=cfg)
+    assert renderer.render(other, True) == render_history(other, True)
+    assert "Your total so far: 6." in renderer.render(other, True)
+    seat1 = make_view(seat=1, round_=7, history=grown, config=cfg)
+    assert renderer.render(seat1, True) == render_history(seat1, True)
+    assert "Your total so far: 0." in renderer.render(seat1, True)
+    shorter = make_view(round_=3, history=grown[:2], config=cfg)
+    assert renderer.render(shorter, False) == render_history(shorter, False)
+    assert "P3 said:" in renderer.render(shorter, False)

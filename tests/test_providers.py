@@ -172,7 +172,7 @@ async def test_anthropic_native_output_format(
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url.removesuffix("/v1"))
     p = ModelPool({"anthropic": ModelSettings(options={"structured": "json_schema"})})
-    model = p.get("anthropic/claude-sonnet-4-5")
+    model = p.get("anthropic/claude-sonnet-4-6")
     await model.generate(MSGS, CFG, act_schema(False))
     body = fake.requests[-1]
     if "output_config" in model.api.accepted:  # type: ignore[attr-defined]

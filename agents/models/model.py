@@ -23,6 +23,7 @@ from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutpu
 from agents.models.cache import ResponseCache, cache_key
 from agents.models.pricing import Price
 from agents.models.settings import ModelSettings
+from agents.models.slots import Slots
 from stagbench.errors import BudgetExceededError, ModelError
 
 DEFAULT_CONCURRENCY = 32
@@ -94,7 +95,7 @@ class Model:
         self.name = self.api.name
         if self.api.secret:
             self.secrets = [*self.secrets, self.api.secret]
-        self._sem = asyncio.Semaphore(self.settings.max_concurrency or self.default_concurrency)
+        self._sem = Slots(self.settings.max_concurrency or self.default_concurrency)
         rpm, tpm = self.settings.requests_per_minute, self.settings.tokens_per_minute
         # Buckets hold about a second's worth, so a per-minute limit is paced, not burst.
         self._rpm = _paced(rpm, floor=1.0) if rpm else None
@@ -206,9 +207,8 @@ class Model:
             await self._limits(messages, config)
             t0 = time.perf_counter()
             try:
-                output = await asyncio.wait_for(
-                    self.api.generate(messages, config, schema), config.timeout_s
-                )
+                async with asyncio.timeout(config.timeout_s):  # no extra task, unlike wait_for
+                    output = await self.api.generate(messages, config, schema)
             except TimeoutError as exc:
                 raise ModelError(
                     f"{self.name}: no reply within {config.timeout_s:g}s", retryable=True

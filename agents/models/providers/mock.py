@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Callable
 from itertools import count
 
@@ -65,7 +66,13 @@ class MockAPI(ModelAPI):
         schema: OutputSchema | None = None,
     ) -> ModelOutput:
         if self.latency_s:
+            # A loop's timers may fire a little early (uvloop keeps time in whole, cached
+            # milliseconds); a benchmark's latency must be a floor, so sleep any remainder
+            # (in whole milliseconds: a shorter sleep would spin).
+            deadline = time.perf_counter() + self.latency_s
             await asyncio.sleep(self.latency_s)
+            while (left := deadline - time.perf_counter()) > 0:
+                await asyncio.sleep(max(left, 0.001))
         purpose = schema.name if schema else None
         if self.source is None:  # random
             rng = random.Random(config.seed)

@@ -1,0 +1,92 @@
+"""The process-level run settings: the FIFO concurrency cap, the event loop, the GC policy."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+import pytest
+
+from agents.models.slots import Slots
+from runs.runtime import event_loop_name, run_async, run_gc_policy
+
+
+async def test_slots_cap_and_first_come_first_served() -> None:
+    slots = Slots(2)
+    order: list[int] = []
+    peak = [0]
+
+    async def job(i: int) -> None:
+        async with slots:
+            order.append(i)
+            peak[0] = max(peak[0], slots.in_use)
+            await asyncio.sleep(0.001 * (i % 3))
+
+    await asyncio.gather(*(job(i) for i in range(50)))
+    assert order == list(range(50))  # granted strictly in arrival order
+    assert peak[0] == 2 and slots.in_use == 0 and slots.waiting == 0
+
+
+async def test_slots_cancelled_waiters_never_leak_a_slot() -> None:
+    slots = Slots(1)
+    await slots.acquire()
+    waiters = [asyncio.create_task(slots.acquire()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert slots.waiting == 3
+    waiters[0].cancel()  # cancelled while waiting: skipped by release
+    await asyncio.sleep(0)
+    slots.release()  # handed to waiters[1]
+    waiters[1].cancel()  # ...which is cancelled before it runs: it must pass the slot on
+    await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
+    assert waiters[2].done() and not waiters[2].cancelled()
+    assert slots.in_use == 1
+    slots.release()
+    assert slots.in_use == 0
+    with pytest.raises(RuntimeError, match="more often"):
+        slots.release()
+    with pytest.raises(ValueError):
+        Slots(0)
+
+
+async def test_slots_hand_over_to_many_waiters() -> None:
+    slots = Slots(1)
+    await slots.acquire()
+    waiters = [asyncio.create_task(slots.acquire()) for _ in range(20_000)]
+    await asyncio.sleep(0)
+    for _ in range(20_000):  # each release hands over at once, without scanning the queue
+        slots.release()
+    await asyncio.wait_for(asyncio.gather(*waiters), 10)
+    assert slots.in_use == 1 and not slots._waiters
+
+
+def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def which() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    monkeypatch.setenv("STAGBENCH_EVENT_LOOP", "asyncio")
+    assert event_loop_name() == "asyncio"
+    assert run_async(which()).startswith("asyncio")
+    pytest.importorskip("uvloop")
+    monkeypatch.setenv("STAGBENCH_EVENT_LOOP", "auto")
+    assert event_loop_name() == "uvloop"
+    assert run_async(which()).startswith("uvloop")
+    monkeypatch.setenv("STAGBENCH_EVENT_LOOP", "tokio")
+    with pytest.raises(ValueError, match="STAGBENCH_EVENT_LOOP"):
+        event_loop_name()
+
+
+def test_gc_policy_is_restored_and_still_collects_cycles() -> None:
+    before = gc.get_threshold()
+
+    class Node:
+        pass
+
+    with run_gc_policy():
+        assert gc.get_threshold()[0] >= 200_000
+        assert gc.get_freeze_count() > 0
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # type: ignore[attr-defined]
+        del a, b
+        assert gc.collect() >= 2  # cycles made during a run are still collectable
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
