@@ -7,13 +7,18 @@
 2. Input tokens per trial as the number of rounds grows (the real templates, rendered on a
    synthetic course of play), showing the per-call prompt grows linearly with the rounds.
 
-Run: python benchmarks/bench_llm.py [--latency 0.05] [--limits 64 256]
+3. Client CPU per call of the ``sdk`` and ``http`` clients for OpenAI-compatible servers.
+
+Run: python benchmarks/bench_llm.py [--latency 0.05] [--limits 64 256] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agents.models.base import ChatMessage, GenerateConfig  # noqa: E402
 from agents.models.pool import ModelPool  # noqa: E402
+from agents.models.providers.vllm import free_port  # noqa: E402
+from agents.models.settings import ModelSettings  # noqa: E402
+from agents.prompts import act_schema  # noqa: E402
 from runs.estimate import estimate  # noqa: E402
 from runs.orchestrator import run_trials  # noqa: E402
 from runs.runtime import event_loop_name, run_async  # noqa: E402
@@ -109,6 +118,64 @@ def throughput_workers(limit: int, latency: float, workers: int) -> None:
         shutil.rmtree(tmp)
 
 
+CLIENT_MSGS = [
+    ChatMessage(role="system", content="You are P1, one of 4 players. " * 40),
+    ChatMessage(role="user", content="Past rounds: | 1 | stag | stag | hare | stag | " * 10),
+]
+
+
+def client_cpu(calls: int) -> None:
+    """Client CPU per call of the two OpenAI-compatible clients against a loopback server
+    (in its own process, keep-alive like vLLM's): what one process can drive against a
+    fast local server, beyond the orchestrator's own cost."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "fake_openai.py"),
+            "--port",
+            str(port),
+            "--keep-alive",
+        ]
+    )
+    try:
+        os.environ["BENCH_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        for client in ("sdk", "http"):
+            run_async(_client_cpu(client, calls))
+    finally:
+        server.terminate()
+        server.wait()
+
+
+async def _client_cpu(client: str, calls: int) -> None:
+    settings = ModelSettings(max_concurrency=16, options={"client": client})
+    pool = ModelPool({"openai-api": settings}, cache_dir=None)
+    model = pool.get("openai-api/bench/m")
+    config = GenerateConfig(max_tokens=64, seed=1)
+    schema = act_schema(True)
+    try:
+        await asyncio.gather(*(model.generate(CLIENT_MSGS, config, schema) for _ in range(50)))
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(model.generate(CLIENT_MSGS, config, schema) for _ in range(calls)))
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    finally:
+        await pool.aclose()
+    print(
+        f"client {client:4s}: {1e3 * cpu / calls:.3f} ms client CPU per call "
+        f"(one process saturates near {calls / cpu:,.0f} calls/s); loopback server answered "
+        f"{calls / wall:,.0f} calls/s"
+    )
+
+
 def tokens_vs_rounds() -> None:
     print("input tokens per trial (all 4 seats LLM, complete graph, explicit):")
     for rounds in (1, 2, 5, 10, 20):
@@ -126,12 +193,15 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--limits", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--workers", type=int, default=0, help="also run with K processes")
+    ap.add_argument("--clients", type=int, default=2000, help="calls per client (0: skip)")
     args = ap.parse_args()
     print(f"event loop: {event_loop_name()}")
     for limit in args.limits:
         run_async(throughput(limit, args.latency))
         if args.workers > 1:
             throughput_workers(limit, args.latency, args.workers)
+    if args.clients:
+        client_cpu(args.clients)
     tokens_vs_rounds()
 
 

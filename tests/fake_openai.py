@@ -136,11 +136,14 @@ def _message(payload: dict[str, Any], text: str) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":  # a standalone server for lifecycle tests: --port N
+if __name__ == "__main__":  # a standalone server: --port N [--keep-alive]
     import sys
 
     port = int(sys.argv[sys.argv.index("--port") + 1])
     fake = FakeOpenAI()
     fake.server.server_close()
-    fake.server = ThreadingHTTPServer(("127.0.0.1", port), fake.server.RequestHandlerClass)
+    handler = fake.server.RequestHandlerClass
+    if "--keep-alive" in sys.argv:  # HTTP/1.1 persistent connections, as real servers keep
+        handler.protocol_version = "HTTP/1.1"  # type: ignore[attr-defined]
+    fake.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     fake.server.serve_forever()

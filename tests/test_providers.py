@@ -34,16 +34,22 @@ def fake(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
         yield server
 
 
-def pool(**settings: object) -> ModelPool:
-    s = ModelSettings.model_validate({"max_retries": 3, **settings})
+@pytest.fixture(params=["sdk", "http"])
+def client(request: pytest.FixtureRequest) -> str:
+    """Every OpenAI-compatible test runs through the official SDK and the lean HTTP client."""
+    return str(request.param)
+
+
+def pool(client: str = "sdk", **settings: object) -> ModelPool:
+    s = ModelSettings.model_validate({"max_retries": 3, **settings, "options": {"client": client}})
     p = ModelPool({"openai-api": s})
     for m in ("openai-api/fake/m1",):
         p.get(m).backoff_base_s = 0.01
     return p
 
 
-async def test_openai_compatible_structured_output(fake: FakeOpenAI) -> None:
-    model = pool().get("openai-api/fake/m1")
+async def test_openai_compatible_structured_output(fake: FakeOpenAI, client: str) -> None:
+    model = pool(client).get("openai-api/fake/m1")
     res = await model.generate(MSGS, CFG, act_schema(True))
     assert json.loads(res.output.text)["action"] == "stag"
     assert (res.output.input_tokens, res.output.output_tokens) == (11, 7)
@@ -55,18 +61,34 @@ async def test_openai_compatible_structured_output(fake: FakeOpenAI) -> None:
     assert fake.auth[0] == f"Bearer {SECRET}"
 
 
-async def test_429_with_retry_after_is_honoured(fake: FakeOpenAI) -> None:
+async def test_both_clients_send_the_same_request(fake: FakeOpenAI) -> None:
+    outs = [
+        await pool(c).get("openai-api/fake/m1").generate(MSGS, CFG, act_schema(True))
+        for c in ("sdk", "http")
+    ]
+    assert fake.requests[0] == fake.requests[1]
+    assert fake.auth[0] == fake.auth[1] == f"Bearer {SECRET}"
+    assert fake.paths[0] == fake.paths[1] == "/v1/chat/completions"
+    assert outs[0].output == outs[1].output
+
+
+async def test_unknown_client_is_a_clear_error(fake: FakeOpenAI) -> None:
+    with pytest.raises(ModelError, match="client must be one of sdk, http"):
+        pool("curl").get("openai-api/fake/m1")
+
+
+async def test_429_with_retry_after_is_honoured(fake: FakeOpenAI, client: str) -> None:
     fake.script = [Behaviour(status=429, headers={"retry-after": "0.4"}), Behaviour()]
-    model = pool().get("openai-api/fake/m1")
+    model = pool(client).get("openai-api/fake/m1")
     t0 = time.perf_counter()
     res = await model.generate(MSGS, CFG, TALK_SCHEMA)
     assert time.perf_counter() - t0 >= 0.38
     assert res.attempts == 2 and model.usage.retries == 1
 
 
-async def test_500_retried_then_ok_and_400_not_retried(fake: FakeOpenAI) -> None:
+async def test_500_retried_then_ok_and_400_not_retried(fake: FakeOpenAI, client: str) -> None:
     fake.script = [Behaviour(status=500), Behaviour(status=503), Behaviour()]
-    model = pool().get("openai-api/fake/m1")
+    model = pool(client).get("openai-api/fake/m1")
     assert (await model.generate(MSGS, CFG)).attempts == 3
     fake.script = [Behaviour(status=400)]
     with pytest.raises(ModelError, match="HTTP 400") as info:
@@ -75,17 +97,17 @@ async def test_500_retried_then_ok_and_400_not_retried(fake: FakeOpenAI) -> None
     assert len(fake.requests) == 4
 
 
-async def test_retries_are_bounded(fake: FakeOpenAI) -> None:
+async def test_retries_are_bounded(fake: FakeOpenAI, client: str) -> None:
     fake.default = Behaviour(status=500)
-    model = pool(max_retries=2).get("openai-api/fake/m1")
+    model = pool(client, max_retries=2).get("openai-api/fake/m1")
     with pytest.raises(ModelError, match=r"after 3 attempt"):
         await model.generate(MSGS, CFG)
     assert len(fake.requests) == 3
 
 
-async def test_malformed_json_body(fake: FakeOpenAI) -> None:
+async def test_malformed_json_body(fake: FakeOpenAI, client: str) -> None:
     fake.script = [Behaviour(raw_body=b"{not json"), Behaviour()]
-    model = pool().get("openai-api/fake/m1")
+    model = pool(client).get("openai-api/fake/m1")
     res = await model.generate(MSGS, CFG)
     assert res.attempts == 2
     fake.default = Behaviour(raw_body=b"<html>gateway</html>")
@@ -93,36 +115,36 @@ async def test_malformed_json_body(fake: FakeOpenAI) -> None:
         await model.generate(MSGS, CFG)
 
 
-async def test_timeout_is_retried(fake: FakeOpenAI) -> None:
+async def test_timeout_is_retried(fake: FakeOpenAI, client: str) -> None:
     fake.script = [Behaviour(delay_s=1.5), Behaviour()]
-    model = pool().get("openai-api/fake/m1")
+    model = pool(client).get("openai-api/fake/m1")
     cfg = CFG.model_copy(update={"timeout_s": 0.3})
     res = await model.generate(MSGS, cfg)
     assert res.attempts == 2
     fake.default = Behaviour(delay_s=1.5)
     with pytest.raises(ModelError, match="no reply within|Timeout"):
-        await pool(max_retries=0).get("openai-api/fake/m1").generate(MSGS, cfg)
+        await pool(client, max_retries=0).get("openai-api/fake/m1").generate(MSGS, cfg)
 
 
-async def test_concurrency_limit_holds(fake: FakeOpenAI) -> None:
+async def test_concurrency_limit_holds(fake: FakeOpenAI, client: str) -> None:
     fake.default = Behaviour(delay_s=0.15)
-    model = pool(max_concurrency=3).get("openai-api/fake/m1")
+    model = pool(client, max_concurrency=3).get("openai-api/fake/m1")
     await asyncio.gather(*(model.generate(MSGS, CFG) for _ in range(10)))
     assert fake.max_in_flight == 3
 
 
-async def test_requests_per_minute_limit(fake: FakeOpenAI) -> None:
-    model = pool(requests_per_minute=600).get("openai-api/fake/m1")  # 10 a second
+async def test_requests_per_minute_limit(fake: FakeOpenAI, client: str) -> None:
+    model = pool(client, requests_per_minute=600).get("openai-api/fake/m1")  # 10 a second
     t0 = time.perf_counter()
     await asyncio.gather(*(model.generate(MSGS, CFG) for _ in range(15)))
     assert time.perf_counter() - t0 >= 0.4
 
 
-async def test_api_key_never_in_errors(fake: FakeOpenAI) -> None:
+async def test_api_key_never_in_errors(fake: FakeOpenAI, client: str) -> None:
     body = json.dumps({"error": {"message": f"Incorrect API key provided: {SECRET}"}}).encode()
     fake.default = Behaviour(status=401, raw_body=body)
     with pytest.raises(ModelError) as info:
-        await pool().get("openai-api/fake/m1").generate(MSGS, CFG)
+        await pool(client).get("openai-api/fake/m1").generate(MSGS, CFG)
     assert SECRET not in str(info.value) and "[REDACTED]" in str(info.value)
 
 
@@ -187,6 +209,7 @@ async def test_vllm_against_running_server(
 ) -> None:
     monkeypatch.setenv("VLLM_BASE_URL", fake.base_url)
     model = ModelPool().get("vllm/Qwen/Qwen2.5-0.5B-Instruct")
+    assert model.api.client == "http"  # type: ignore[attr-defined]  # the lean client by default
     await model.generate(MSGS, CFG, act_schema(False))
     assert fake.requests[0]["model"] == "Qwen/Qwen2.5-0.5B-Instruct"
     assert fake.requests[0]["response_format"]["type"] == "json_schema"
@@ -303,3 +326,16 @@ async def test_vllm_offline_glue_against_a_stand_in_engine(monkeypatch: pytest.M
     assert outs[0].text == '{"action": "stag"}'
     assert (outs[0].input_tokens, outs[0].output_tokens) == (9, 3)
     assert api.llm.engine_args["enable_prefix_caching"] is True  # type: ignore[attr-defined]
+
+
+def test_http_client_takes_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.models.providers.openai_api import env_proxy
+
+    for var in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    assert env_proxy("https://api.openai.com/v1") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert env_proxy("https://api.openai.com/v1") == "http://proxy.example:3128"
+    assert env_proxy("http://api.openai.com/v1") is None  # no HTTP_PROXY set
+    assert env_proxy("https://127.0.0.1:8000/v1") is None  # bypassed

@@ -25,6 +25,7 @@ def _openai(model: str, s: ModelSettings) -> ModelAPI:
         api_key=api_key(s.api_key_env or "OPENAI_API_KEY", False, "openai"),
         structured=str(s.options.get("structured", "json_schema")),
         token_param=str(s.options.get("token_param", "max_completion_tokens")),
+        client=str(s.options.get("client", "sdk")),
     )
 
 
@@ -71,6 +72,7 @@ def _openai_compat(rest: str, s: ModelSettings) -> ModelAPI:
         base_url=base_url,
         api_key=os.environ.get(s.api_key_env or f"{prefix}_API_KEY"),
         structured=str(s.options.get("structured", "json_schema")),
+        client=str(s.options.get("client", "sdk")),
     )
 
 
@@ -91,6 +93,8 @@ def _vllm(model: str, s: ModelSettings) -> ModelAPI:
             base_url=base_url,
             api_key=os.environ.get(s.api_key_env or "VLLM_API_KEY"),
             structured=str(s.options.get("structured", "json_schema")),
+            # A local server answers fast enough that the SDK's CPU per call would bind.
+            client=str(s.options.get("client", "http")),
         )
     return ManagedServerAPI(model, dict(s.options))
 

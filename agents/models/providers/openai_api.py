@@ -1,13 +1,33 @@
-"""OpenAI and any OpenAI-compatible server (vLLM, llama.cpp, Ollama) through the official
-async SDK, with native structured output (``response_format`` json_schema)."""
+"""OpenAI and any OpenAI-compatible server (vLLM, llama.cpp, Ollama), with native
+structured output (``response_format`` json_schema).
+
+Two clients send the same request body:
+
+- ``sdk``: the official async SDK (the default for ``openai`` and ``openai-api``).
+- ``http``: one aiohttp session posting JSON to ``/chat/completions`` (the default for
+  ``vllm``). The SDK spends about 2 ms of CPU per call on request transformation and its
+  HTTP stack, which caps one process at a few hundred calls a second; this client spends
+  a sixth of that (``benchmarks/bench_llm.py --clients`` measures both), which is what a
+  local vLLM server answering thousands of calls a second needs.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import urllib.parse
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
-from agents.models.providers._http import sdk_error
+from agents.models.providers._http import retry_after, sdk_error, short, status_retryable
 from stagbench.errors import MissingExtraError, ModelError
+
+if TYPE_CHECKING:
+    import aiohttp
+
+CLIENTS = ("sdk", "http")
 
 
 class OpenAICompatAPI(ModelAPI):
@@ -27,11 +47,11 @@ class OpenAICompatAPI(ModelAPI):
         structured: str = "json_schema",
         token_param: str = "max_tokens",
         extra_body: dict[str, Any] | None = None,
+        client: str = "sdk",
     ) -> None:
-        try:
-            import openai
-        except ImportError as exc:  # pragma: no cover - openai is a core dependency
-            raise MissingExtraError("openai", "openai", "OpenAI models") from exc
+        if client not in CLIENTS:
+            raise ModelError(f"{model}: client must be one of {', '.join(CLIENTS)}, not {client!r}")
+        self.client = client
         self.model = model
         urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
         if not urls:
@@ -41,12 +61,27 @@ class OpenAICompatAPI(ModelAPI):
         self.structured = structured
         self.token_param = token_param
         self.extra_body = extra_body or {}
-        # Retries belong to the Model wrapper: the SDK must not retry on its own.
-        self.clients = [
-            openai.AsyncOpenAI(api_key=api_key or "EMPTY", base_url=u, max_retries=0) for u in urls
-        ]
-        self.in_flight = [0] * len(self.clients)
-        self.sent = [0] * len(self.clients)
+        self.urls = [(u or "https://api.openai.com/v1").rstrip("/") for u in urls]
+        self.clients: list[Any] = []
+        if client == "sdk":
+            try:
+                import openai
+            except ImportError as exc:  # pragma: no cover - openai is a core dependency
+                raise MissingExtraError("openai", "openai", "OpenAI models") from exc
+            # Retries belong to the Model wrapper: the SDK must not retry on its own.
+            self.clients = [
+                openai.AsyncOpenAI(api_key=api_key or "EMPTY", base_url=u, max_retries=0)
+                for u in urls
+            ]
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._headers = {
+            "content-type": "application/json",
+            "authorization": f"Bearer {api_key or 'EMPTY'}",
+        }
+        self.proxies = [env_proxy(u) for u in self.urls]
+        self.in_flight = [0] * len(self.urls)
+        self.sent = [0] * len(self.urls)
 
     def _response_format(self, schema: OutputSchema | None) -> dict[str, Any] | None:
         if schema is None or self.structured == "none":
@@ -60,36 +95,50 @@ class OpenAICompatAPI(ModelAPI):
             "json_schema": {"name": schema.name, "schema": schema.json_schema, "strict": True},
         }
 
+    def body(
+        self, messages: list[ChatMessage], config: GenerateConfig, schema: OutputSchema | None
+    ) -> dict[str, Any]:
+        """The request body, the same for both clients."""
+        body: dict[str, Any] = {
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "model": self.model,
+            self.token_param: config.max_tokens,
+            **config.sampling(),
+        }
+        fmt = self._response_format(schema)
+        if fmt is not None:
+            body["response_format"] = fmt
+        return {**body, **self.extra_body}
+
     async def generate(
         self,
         messages: list[ChatMessage],
         config: GenerateConfig,
         schema: OutputSchema | None = None,
     ) -> ModelOutput:
-        import openai
-
-        kwargs: dict[str, Any] = {
-            "model": self.model,
-            "messages": [m.model_dump() for m in messages],
-            self.token_param: config.max_tokens,
-            "timeout": config.timeout_s,
-            **config.sampling(),
-        }
-        fmt = self._response_format(schema)
-        if fmt is not None:
-            kwargs["response_format"] = fmt
-        if self.extra_body:
-            kwargs["extra_body"] = self.extra_body
+        body = self.body(messages, config, schema)
         # Several endpoints: the least busy one, ties to the one that has had the fewest.
-        i = min(range(len(self.clients)), key=lambda k: (self.in_flight[k], self.sent[k]))
+        i = min(range(len(self.urls)), key=lambda k: (self.in_flight[k], self.sent[k]))
         self.in_flight[i] += 1
         self.sent[i] += 1
         try:
-            resp = await self.clients[i].chat.completions.create(**kwargs)
-        except (openai.APIError, ValueError) as exc:
-            raise sdk_error(self.model, exc, openai) from exc
+            if self.client == "http":
+                return await self._post(i, body, config.timeout_s)
+            return await self._sdk(i, body, config.timeout_s)
         finally:
             self.in_flight[i] -= 1
+
+    async def _sdk(self, i: int, body: dict[str, Any], timeout_s: float) -> ModelOutput:
+        import openai
+
+        extra = {k: v for k, v in body.items() if k in self.extra_body}
+        kwargs = {k: v for k, v in body.items() if k not in self.extra_body}
+        try:
+            resp = await self.clients[i].chat.completions.create(
+                **kwargs, timeout=timeout_s, **({"extra_body": extra} if extra else {})
+            )
+        except (openai.APIError, ValueError) as exc:
+            raise sdk_error(self.model, exc, openai) from exc
         if not getattr(resp, "choices", None):
             raise ModelError(f"{self.model}: response has no choices", retryable=True)
         choice = resp.choices[0]
@@ -103,6 +152,104 @@ class OpenAICompatAPI(ModelAPI):
             finish_reason=choice.finish_reason,
         )
 
+    def _http_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._session_loop = loop
+            # No pool limit here: the Model wrapper's slots bound the calls in flight.
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            # Proxies come from the environment, looked up once per endpoint here: aiohttp's
+            # trust_env looks them up on every request (a third of this client's CPU).
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def _post(self, i: int, body: dict[str, Any], timeout_s: float) -> ModelOutput:
+        import aiohttp
+
+        session = self._http_session()
+        url = f"{self.urls[i]}/chat/completions"
+        try:
+            async with session.post(
+                url,
+                data=orjson.dumps(body),
+                headers=self._headers,
+                proxy=self.proxies[i],
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as resp:
+                raw = await resp.read()
+                status, headers = resp.status, resp.headers
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise ModelError(
+                f"{self.model}: no reply within {timeout_s:g}s", retryable=True
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise ModelError(f"{self.model}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        if status >= 400:
+            raise ModelError(
+                f"{self.model}: HTTP {status}: {short(_error_message(raw))}",
+                retryable=status_retryable(status),
+                retry_after=retry_after(headers),
+            )
+        return self._parse(raw)
+
+    def _parse(self, raw: bytes) -> ModelOutput:
+        try:
+            data = orjson.loads(raw)
+            choice = data["choices"][0]
+            message = choice["message"]
+            text = message.get("content") or message.get("refusal") or ""
+            usage = data.get("usage") or {}
+            if not isinstance(text, str):
+                raise TypeError("message content is not a string")
+            return ModelOutput(
+                text=text,
+                input_tokens=int(usage.get("prompt_tokens") or 0),
+                output_tokens=int(usage.get("completion_tokens") or 0),
+                model=str(data.get("model") or self.model),
+                finish_reason=choice.get("finish_reason"),
+            )
+        except (
+            orjson.JSONDecodeError,
+            KeyError,
+            IndexError,
+            TypeError,
+            ValueError,
+            AttributeError,
+        ):
+            raise ModelError(
+                f"{self.model}: malformed response: {short(raw.decode('utf-8', 'replace'))}",
+                retryable=True,
+            ) from None
+
     async def aclose(self) -> None:
         for c in self.clients:
             await c.close()
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment (``HTTPS_PROXY``, ``NO_PROXY``, ...) names for ``url``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
+def _error_message(raw: bytes) -> str:
+    """The ``error.message`` of an OpenAI-style error body, else the body as text."""
+    try:
+        data = orjson.loads(raw)
+        if isinstance(data, dict):
+            err = data.get("error")
+            if isinstance(err, dict) and isinstance(err.get("message"), str):
+                return str(err["message"])
+            if isinstance(err, str):
+                return err
+            if isinstance(data.get("message"), str):
+                return str(data["message"])
+    except orjson.JSONDecodeError:
+        pass
+    return raw.decode("utf-8", "replace")

@@ -99,6 +99,7 @@ class ManagedServerAPI(ModelAPI):
                 base_url=self.base_url,
                 api_key=None,
                 structured=str(self.options.get("structured", "json_schema")),
+                client=str(self.options.get("client", "http")),
             )
 
     async def generate(
