@@ -19,6 +19,8 @@ from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from stagbench.errors import StagbenchError
+
 T = TypeVar("T")
 
 #: young-generation threshold while a batch runs (CPython's default is 700)
@@ -30,14 +32,14 @@ def event_loop_name() -> str:
     """``uvloop`` or ``asyncio``: the loop ``run_async`` will use."""
     choice = os.environ.get(LOOP_ENV, "auto").strip().lower()
     if choice not in ("auto", "uvloop", "asyncio"):
-        raise ValueError(f"{LOOP_ENV} must be auto, uvloop or asyncio, not {choice!r}")
+        raise StagbenchError(f"{LOOP_ENV} must be auto, uvloop or asyncio, not {choice!r}")
     if choice == "asyncio":
         return "asyncio"
     try:
         import uvloop  # noqa: F401
     except ImportError:
         if choice == "uvloop":
-            raise ImportError(
+            raise StagbenchError(
                 f"{LOOP_ENV}=uvloop but uvloop is not installed (pip install uvloop)"
             ) from None
         return "asyncio"
@@ -46,7 +48,12 @@ def event_loop_name() -> str:
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` on the fastest available loop."""
-    if event_loop_name() == "uvloop":
+    try:
+        name = event_loop_name()
+    except StagbenchError:
+        coro.close()  # never started: no "was never awaited" warning
+        raise
+    if name == "uvloop":
         import uvloop
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

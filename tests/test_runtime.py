@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from pathlib import Path
 
 import pytest
 
 from agents.models.slots import Slots
 from runs.runtime import event_loop_name, run_async, run_gc_policy
+from stagbench.errors import StagbenchError
 
 
 async def test_slots_cap_and_first_come_first_served() -> None:
@@ -71,7 +73,7 @@ def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert event_loop_name() == "uvloop"
     assert run_async(which()).startswith("uvloop")
     monkeypatch.setenv("STAGBENCH_EVENT_LOOP", "tokio")
-    with pytest.raises(ValueError, match="STAGBENCH_EVENT_LOOP"):
+    with pytest.raises(StagbenchError, match="STAGBENCH_EVENT_LOOP"):
         event_loop_name()
 
 
@@ -90,3 +92,20 @@ def test_gc_policy_is_restored_and_still_collects_cycles() -> None:
         assert gc.collect() >= 2  # cycles made during a run are still collectable
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_a_bad_event_loop_setting_is_a_clear_cli_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from runs.cli import app
+
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\n[factors]\nmodels = ["scripted/always-stag"]\n')
+    monkeypatch.setenv("STAGBENCH_EVENT_LOOP", "tokio")
+    res = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "STAGBENCH_EVENT_LOOP must be" in res.output
+    monkeypatch.setenv("STAGBENCH_EVENT_LOOP", "asyncio")
+    res = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output

@@ -105,3 +105,48 @@ def test_share_splits_limits() -> None:
     pool = ModelPool({"mock": ModelSettings(max_concurrency=64)}, budget_usd=8, share=4)
     assert pool.get("mock/stag").settings.max_concurrency == 16
     assert pool.budget.limit_usd == 2
+
+
+async def test_calls_in_flight_reach_the_model_limit_across_trials(tmp_path: Path) -> None:
+    """A trial has at most 4 calls in flight (one per seat, round by round in lockstep);
+    with 16 trials in flight the model's limit of 12 is reached and never passed, so
+    calls of several trials overlap."""
+    from agents.models.base import ModelAPI, ModelOutput, OutputSchema
+    from runs.orchestrator import run_trials
+
+    spec = parse_spec(
+        'name = "inflight"\nrepetitions = 16\n[game]\nrounds = 2\n[agents]\nmax_reasks = 0\n'
+        '[factors]\nmodels = ["mock/random"]\n'
+        '[model_settings."mock/random"]\nmax_concurrency = 12\n'
+    )
+    pool = ModelPool(spec.model_settings, cache_dir=None)
+    model = pool.get("mock/random")
+    inner = model.api
+    counts = {"now": 0, "peak": 0, "calls": 0}
+
+    class Counting(ModelAPI):
+        name = inner.name
+
+        async def generate(
+            self,
+            messages: list[ChatMessage],
+            config: GenerateConfig,
+            schema: OutputSchema | None = None,
+        ) -> ModelOutput:
+            counts["now"] += 1
+            counts["calls"] += 1
+            counts["peak"] = max(counts["peak"], counts["now"])
+            try:
+                await asyncio.sleep(0.01)
+                return await inner.generate(messages, config, schema)
+            finally:
+                counts["now"] -= 1
+
+    model.api = Counting()
+    store = RunStore(tmp_path / "r")
+    trials = spec.trials()
+    store.open(spec, "", trials)
+    summary = await run_trials(spec, trials, store, pool=pool, concurrency=16)
+    assert summary.completed == 16
+    assert counts["calls"] == 16 * 2 * 2 * 4  # trials x rounds x (talk + act) x seats
+    assert counts["peak"] == 12
