@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from runs.orchestrator import RunSummary, run_trials
+from runs.orchestrator import RunSummary, StopRequest, run_trials
 from runs.replay import check, render
 from runs.runtime import run_async
 from runs.spec import ExperimentSpec, TrialSpec, load_spec, parse_shard, shard
@@ -97,7 +98,8 @@ def run(
     _print_summary(summary)
     if summary.stopped:
         err.print(f"[bold red]run stopped:[/] {summary.stopped}")
-        raise typer.Exit(code=3)
+        # 128 + signal number after a signal, as shells report it; 3 for a budget or disk stop
+        raise typer.Exit(code=128 + summary.signum if summary.signum else 3)
     if summary.failed:
         raise typer.Exit(code=1)
 
@@ -146,13 +148,42 @@ async def _run(
                 logged[0] = done // step
                 err.print(f"[{done}/{len(trials)}] {stats.strip()}".rstrip(), highlight=False)
 
+        request = StopRequest()
+        handled = _on_stop_signals(request)
         try:
             return await run_trials(
-                spec, trials, store, pool=pool, concurrency=concurrency, progress=on_progress
+                spec,
+                trials,
+                store,
+                pool=pool,
+                concurrency=concurrency,
+                progress=on_progress,
+                stop_request=request,
             )
         finally:
+            loop = asyncio.get_running_loop()
+            for sig in handled:
+                loop.remove_signal_handler(sig)
             if pool is not None:
                 await pool.aclose()
+
+
+def _on_stop_signals(request: StopRequest) -> list[signal.Signals]:
+    """SIGTERM (a cluster's time limit) and SIGINT (Ctrl-C) stop the run cleanly: trials in
+    flight are cancelled (they run again on resume) and the manifest says why."""
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        reason = (
+            f"interrupted by {sig.name}; finished transcripts are safe, trials in flight run "
+            "again when the same command is run again"
+        )
+        try:
+            loop.add_signal_handler(sig, request.set, reason, int(sig))
+        except (NotImplementedError, RuntimeError):  # not on this platform or thread
+            continue
+        handled.append(sig)
+    return handled
 
 
 def _print_summary(s: RunSummary) -> None:

@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agents.factory import AgentFactory
 from runs.runtime import run_gc_policy
@@ -40,6 +40,8 @@ class RunSummary:
     cost_usd: float = 0.0
     wall_s: float = 0.0
     stopped: str | None = None
+    #: the signal that stopped the run, if one did
+    signum: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -47,6 +49,21 @@ class RunSummary:
 
 
 ProgressFn = Callable[[RunSummary, Transcript | None], None]
+
+
+@dataclass
+class StopRequest:
+    """Set from outside (a signal handler) to stop a batch now: trials in flight are
+    cancelled and run again on resume; finished transcripts are already on disk."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str = ""
+    signum: int | None = None
+
+    def set(self, reason: str, signum: int | None = None) -> None:
+        if not self.event.is_set():
+            self.reason, self.signum = reason, signum
+            self.event.set()
 
 
 async def run_trial(trial: TrialSpec, spec_name: str, pool: ModelPool | None) -> Transcript:
@@ -63,6 +80,7 @@ async def run_trials(
     pool: ModelPool | None = None,
     concurrency: int = 16,
     progress: ProgressFn | None = None,
+    stop_request: StopRequest | None = None,
 ) -> RunSummary:
     """Run every trial not already finished in ``store``; failures are recorded, not fatal."""
     start = time.perf_counter()
@@ -109,9 +127,21 @@ async def run_trials(
                 progress(summary, transcript)
 
     workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(pending))))]
+    request = stop_request or StopRequest()
     try:
         with run_gc_policy():
-            await asyncio.gather(*workers)
+            everything: asyncio.Future[list[None]] = asyncio.gather(*workers)
+            interrupted: asyncio.Future[Any] = asyncio.ensure_future(request.event.wait())
+            await asyncio.wait([everything, interrupted], return_when=asyncio.FIRST_COMPLETED)
+            interrupted.cancel()
+            if request.event.is_set() and not everything.done():
+                summary.stopped, summary.signum = request.reason, request.signum
+                stop.set()
+                for w in workers:
+                    w.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+            else:
+                await everything
     finally:
         for w in workers:
             w.cancel()

@@ -10,6 +10,7 @@ and token rates, cost) and of the run budget, so together they keep the configur
 from __future__ import annotations
 
 import math
+import signal
 import subprocess
 import sys
 import time
@@ -58,13 +59,22 @@ def run_workers(
             procs.append(
                 subprocess.Popen([*base, "--shard", f"{i}/{workers}"], stdout=log, stderr=log)
             )
+    stopped_by: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        # SIGTERM (a cluster's time limit) or Ctrl-C: every worker stops cleanly and says so.
+        stopped_by.append(signum)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while any(p.poll() is None for p in procs):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        raise
+            time.sleep(0.1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     codes = [p.returncode for p in procs]
     done, corrupt = store.scan()
     finished = len(done & {t.trial_id for t in trials})
@@ -83,4 +93,9 @@ def run_workers(
             console.print(f"[red]worker {i} exited with {code}[/]; see {logs[i]}")
     for line in store.location_lines():
         console.print(line)
+    if stopped_by:
+        console.print(
+            f"[bold red]run stopped:[/] interrupted by {signal.Signals(stopped_by[0]).name}"
+        )
+        return 128 + stopped_by[0]
     return max(codes, key=lambda c: SEVERITY.get(c, 2))

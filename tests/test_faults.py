@@ -264,3 +264,56 @@ async def test_fault_wrapper_counts_and_is_reproducible() -> None:
     assert a == await pattern(1) and a != await pattern(2)
     assert {"ok", "garbage", "error"} <= set(a)
     await asyncio.sleep(0)
+
+
+SLOW = """
+name = "slow"
+seed = 3
+repetitions = 40
+[agents]
+max_reasks = 0
+[factors]
+models = ["mock/random"]
+[model_settings.mock]
+options = {latency_s = 0.02}
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_cleanly_and_resumes(tmp_path: Path, workers: int) -> None:
+    """A cluster's time limit sends SIGTERM: the run stops at once with 143, the manifest
+    says why, nothing half-written is left, and the same command finishes the run."""
+    spec = write(tmp_path, SLOW)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    cmd = [sys.executable, "-m", "runs.cli", "run", str(spec), "--no-progress", "--no-cache",
+           "--concurrency", "4", "--workers", str(workers)]  # fmt: skip
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        d = out / "transcripts"
+        if d.exists() and sum(1 for _ in d.glob("*.jsonl")) >= 3:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 143, output
+    assert time.monotonic() - t0 < 10
+    assert "interrupted by SIGTERM" in output
+    store = RunStore(out)
+    manifest = store.read_manifest() or {}
+    assert manifest["status"] == "incomplete"
+    if workers == 1:
+        assert "SIGTERM" in manifest["stopped"]
+    assert not list((out / "transcripts").glob(".*.tmp"))
+    finished = len(store.transcript_paths())
+    assert 3 <= finished < 40
+    done = subprocess.run([*cmd, "--out", str(out)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    clean = tmp_path / "clean"
+    subprocess.run([*cmd, "--out", str(clean)], env=env, check=True, capture_output=True)
+    assert decisions(out) == decisions(clean) and len(decisions(out)) == 40
