@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.models.deadlines import Deadlines
 from agents.models.slots import Slots
 from runs.runtime import event_loop_name, run_async, run_gc_policy
 from stagbench.errors import StagbenchError
@@ -109,3 +110,53 @@ def test_a_bad_event_loop_setting_is_a_clear_cli_error(
     monkeypatch.setenv("STAGBENCH_EVENT_LOOP", "asyncio")
     res = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
+
+
+async def _guarded(dl: Deadlines, timeout_s: float, work_s: float) -> str:
+    call = dl.start(timeout_s)
+    try:
+        await asyncio.sleep(work_s)
+        return "done"
+    except asyncio.CancelledError:
+        if dl.expired(call):
+            raise TimeoutError from None
+        raise
+    finally:
+        dl.finish(call)
+
+
+async def test_deadlines_time_out_late_calls_only() -> None:
+    dl = Deadlines(tick=0.02)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    results = await asyncio.gather(
+        *(_guarded(dl, 0.1, 0.3 if i % 2 else 0.01) for i in range(200)), return_exceptions=True
+    )
+    took = loop.time() - t0
+    assert results[0::2] == ["done"] * 100
+    assert all(isinstance(r, TimeoutError) for r in results[1::2])
+    assert 0.1 <= took < 0.25  # the late ones stopped within a tick or so of their deadline
+    assert dl.in_flight == 0
+    await asyncio.sleep(0.05)
+    assert dl._sweeper is not None and dl._sweeper.done()  # no sweeper left behind
+
+
+async def test_deadlines_let_other_cancellations_through() -> None:
+    dl = Deadlines(tick=0.01)
+    task = asyncio.create_task(_guarded(dl, 5.0, 5.0))
+    await asyncio.sleep(0.02)
+    task.cancel()  # a failed phase or a stop signal, not the deadline
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # while the deadline's own cancellation becomes a TimeoutError
+    late = asyncio.create_task(_guarded(dl, 0.01, 5.0))
+    with pytest.raises(TimeoutError):
+        await late
+    assert dl.in_flight == 0
+
+
+def test_deadlines_survive_a_new_event_loop() -> None:
+    dl = Deadlines(tick=0.01)
+    for _ in range(2):  # the sweeper of the first loop is gone; the second gets its own
+        with pytest.raises(TimeoutError):
+            asyncio.run(_guarded(dl, 0.02, 1.0))

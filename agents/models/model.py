@@ -21,6 +21,7 @@ from tenacity import (
 
 from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
 from agents.models.cache import ResponseCache, cache_key
+from agents.models.deadlines import Deadlines
 from agents.models.pricing import Price
 from agents.models.settings import ModelSettings
 from agents.models.slots import Slots
@@ -95,6 +96,7 @@ class Model:
         self.name = self.api.name
         if self.api.secret:
             self.secrets = [*self.secrets, self.api.secret]
+        self._deadlines = Deadlines()
         self._sem = Slots(self.settings.max_concurrency or self.default_concurrency)
         rpm, tpm = self.settings.requests_per_minute, self.settings.tokens_per_minute
         # Buckets hold about a second's worth, so a per-minute limit is paced, not burst.
@@ -206,13 +208,17 @@ class Model:
         async with self._sem:
             await self._limits(messages, config)
             t0 = time.perf_counter()
+            call = self._deadlines.start(config.timeout_s)
             try:
-                async with asyncio.timeout(config.timeout_s):  # no extra task, unlike wait_for
-                    output = await self.api.generate(messages, config, schema)
-            except TimeoutError as exc:
-                raise ModelError(
-                    f"{self.name}: no reply within {config.timeout_s:g}s", retryable=True
-                ) from exc
+                output = await self.api.generate(messages, config, schema)
+            except (TimeoutError, asyncio.CancelledError) as exc:
+                if isinstance(exc, TimeoutError) or self._deadlines.expired(call):
+                    raise ModelError(
+                        f"{self.name}: no reply within {config.timeout_s:g}s", retryable=True
+                    ) from exc
+                raise
+            finally:
+                self._deadlines.finish(call)
             return output, time.perf_counter() - t0
 
     async def aclose(self) -> None:
