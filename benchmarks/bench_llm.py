@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import os
 import shutil
 import socket
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +40,7 @@ from runs.orchestrator import run_trials  # noqa: E402
 from runs.runtime import event_loop_name, run_async  # noqa: E402
 from runs.spec import parse_spec  # noqa: E402
 from runs.store import RunStore  # noqa: E402
+from runs.transcript import ModelCallEvent, read_transcript  # noqa: E402
 
 DESIGN = """
 name = "bench-llm"
@@ -82,13 +85,63 @@ async def throughput(limit: int, latency: float) -> None:
         calls = sum(u.calls for u in pool.usage().values())
         assert summary.completed == len(trials), summary.errors
         bound = limit / latency
+        ceiling = lockstep_ceiling(phase_calls(store), limit, limit, latency)
         print(
             f"M={limit:5d}: {len(trials)} trials, {calls} calls in {wall:6.2f}s -> "
-            f"{calls / wall:8.1f} calls/s; bound {bound:8.1f}; ratio {calls / wall / bound:.2f}; "
-            f"CPU {1e3 * cpu / calls:.3f} ms/call"
+            f"{calls / wall:8.1f} calls/s; bound {bound:8.1f}; ratio {calls / wall / bound:.2f} "
+            f"(lockstep ceiling {ceiling:.2f}); CPU {1e3 * cpu / calls:.3f} ms/call"
         )
     finally:
         shutil.rmtree(tmp)
+
+
+def phase_calls(store: RunStore) -> list[list[int]]:
+    """For each trial, the model calls of each phase in order (talk phases, then act)."""
+    out = []
+    for path in store.transcript_paths():
+        t = read_transcript(path)
+        per: dict[tuple[int, int], int] = {}
+        for e in t.events:
+            if isinstance(e, ModelCallEvent):
+                key = (e.round, -1 if e.phase is None else e.phase)
+                per[key] = per.get(key, 0) + 1
+        # the act phase (-1) of a round comes after its talk phases
+        out.append([per[k] for k in sorted(per, key=lambda k: (k[0], k[1] < 0, k[1]))])
+    return out
+
+
+def lockstep_ceiling(trials: list[list[int]], slots: int, in_flight: int, latency: float) -> float:
+    """The best ratio any orchestrator could reach on these trials: an exact simulation with
+    zero CPU of ``slots`` first-come-first-served slots, calls of exactly ``latency``, each
+    trial's phases in lockstep and ``in_flight`` trials at a time. Below 1 because the
+    run starts and ends with slots idle: a short run at a high limit cannot reach 1."""
+    queue: deque[int] = deque()  # trial index per waiting call
+    left = [0] * len(trials)  # calls of the current phase not yet done
+    phase = [0] * len(trials)
+    done: list[tuple[float, int]] = []  # (finish time, trial) heap
+    pending = deque(range(len(trials)))
+    busy, now, total = 0, 0.0, sum(map(sum, trials))
+
+    def start_phase(i: int) -> None:
+        left[i] = trials[i][phase[i]]
+        queue.extend([i] * left[i])
+
+    for _ in range(min(in_flight, len(trials))):
+        start_phase(pending.popleft())
+    while queue or done:
+        while queue and busy < slots:
+            heapq.heappush(done, (now + latency, queue.popleft()))
+            busy += 1
+        now, i = heapq.heappop(done)
+        busy -= 1
+        left[i] -= 1
+        if left[i] == 0:
+            phase[i] += 1
+            if phase[i] < len(trials[i]):
+                start_phase(i)
+            elif pending:
+                start_phase(pending.popleft())
+    return total / now / (slots / latency)
 
 
 def throughput_workers(limit: int, latency: float, workers: int) -> None:
@@ -191,7 +244,7 @@ def tokens_vs_rounds() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency", type=float, default=0.05)
-    ap.add_argument("--limits", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--limits", type=int, nargs="+", default=[64, 256, 1024])
     ap.add_argument("--workers", type=int, default=0, help="also run with K processes")
     ap.add_argument("--clients", type=int, default=2000, help="calls per client (0: skip)")
     args = ap.parse_args()

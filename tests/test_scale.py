@@ -150,3 +150,15 @@ async def test_calls_in_flight_reach_the_model_limit_across_trials(tmp_path: Pat
     assert summary.completed == 16
     assert counts["calls"] == 16 * 2 * 2 * 4  # trials x rounds x (talk + act) x seats
     assert counts["peak"] == 12
+
+
+def test_lockstep_ceiling_simulation() -> None:
+    """The benchmark's zero-CPU ceiling, on cases worked by hand."""
+    from benchmarks.bench_llm import lockstep_ceiling
+
+    assert lockstep_ceiling([[4, 4]], slots=4, in_flight=1, latency=0.05) == 1.0
+    assert lockstep_ceiling([[4, 4]], slots=8, in_flight=1, latency=0.05) == 0.5
+    # two trials of phases [3, 1] on 4 slots: t=0 runs A's 3 calls and one of B's; at 50 ms
+    # A's second phase (1 call) and B's last 2 calls; at 100 ms B's second phase: 8 calls
+    # in 150 ms against a bound of 4 per 50 ms
+    assert abs(lockstep_ceiling([[3, 1], [3, 1]], 4, 2, 0.05) - 8 / 12) < 1e-9
