@@ -6,7 +6,6 @@ levels, writing real transcripts to a temporary folder. Run: python benchmarks/b
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import sys
 import tempfile
@@ -17,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runs.orchestrator import run_trials  # noqa: E402
+from runs.runtime import event_loop_name, run_async  # noqa: E402
 from runs.spec import load_spec  # noqa: E402
 from runs.store import RunStore  # noqa: E402
 
@@ -26,7 +26,7 @@ def main() -> None:
     trials = spec.trials()
     print(
         f"design: {spec.name}, {len(trials)} trials, {spec.game.rounds} rounds, "
-        f"{spec.game.n_players} players"
+        f"{spec.game.n_players} players; event loop {event_loop_name()}"
     )
     for concurrency in (1, 16, 128):
         tmp = Path(tempfile.mkdtemp(prefix="stagbench-bench-"))
@@ -34,7 +34,7 @@ def main() -> None:
             store = RunStore(tmp)
             store.open(spec, text, trials)
             start = time.perf_counter()
-            summary = asyncio.run(run_trials(spec, trials, store, concurrency=concurrency))
+            summary = run_async(run_trials(spec, trials, store, concurrency=concurrency))
             wall = time.perf_counter() - start
             assert summary.completed == len(trials), summary
             size = sum(p.stat().st_size for p in store.transcript_paths())
