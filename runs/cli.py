@@ -180,7 +180,7 @@ def _on_stop_signals(request: StopRequest) -> list[signal.Signals]:
         )
         try:
             loop.add_signal_handler(sig, request.set, reason, int(sig))
-        except (NotImplementedError, RuntimeError):  # not on this platform or thread
+        except (NotImplementedError, RuntimeError, ValueError):  # not this platform or thread
             continue
         handled.append(sig)
     return handled

@@ -160,3 +160,26 @@ def test_deadlines_survive_a_new_event_loop() -> None:
     for _ in range(2):  # the sweeper of the first loop is gone; the second gets its own
         with pytest.raises(TimeoutError):
             asyncio.run(_guarded(dl, 0.02, 1.0))
+
+
+def test_run_works_outside_the_main_thread(tmp_path: Path) -> None:
+    """Signal handlers can only be set in the main thread; elsewhere (a notebook's worker,
+    a test runner's thread) ``run`` goes on without them."""
+    import threading
+
+    from typer.testing import CliRunner
+
+    from runs.cli import app
+
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\n[factors]\nmodels = ["scripted/always-stag"]\n')
+    codes: list[int] = []
+
+    def go() -> None:
+        res = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "o")])
+        codes.append(res.exit_code)
+
+    t = threading.Thread(target=go)
+    t.start()
+    t.join(60)
+    assert codes == [0]
