@@ -5,9 +5,9 @@ Two clients send the same request body:
 
 - ``sdk``: the official async SDK (the default for ``openai`` and ``openai-api``).
 - ``http``: one aiohttp session posting JSON to ``/chat/completions`` (the default for
-  ``vllm``). The SDK spends about 2 ms of CPU per call on request transformation and its
+  ``vllm``). The SDK spends 2-3 ms of CPU per call on request transformation and its
   HTTP stack, which caps one process at a few hundred calls a second; this client spends
-  a sixth of that (``benchmarks/bench_llm.py --clients`` measures both), which is what a
+  a fifth of that (``benchmarks/bench_llm.py --clients`` measures both), which is what a
   local vLLM server answering thousands of calls a second needs.
 """
 
