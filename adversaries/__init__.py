@@ -1,24 +1,42 @@
-"""Adversaries as wrappers around any agent, and where to seat them."""
+"""Adversaries as wrappers around any agent, and where to seat them.
 
-from adversaries.placement import PLACEMENTS, place
-from adversaries.wrappers import (
+Each kind is one registered wrapper (``stagbench.adversaries.registry``); importing this
+package registers the built-in ones.
+"""
+
+from stagbench.adversaries.llm import Deceiver
+from stagbench.adversaries.placement import PLACEMENTS, place
+from stagbench.adversaries.registry import (
     ADVERSARIES,
+    AdversaryKind,
+    adversary,
+    check_adversary,
+    inner_model,
+    wrap_adversary,
+)
+from stagbench.adversaries.wrappers import (
     Byzantine,
     Delayed,
     GroupPlan,
     Injector,
     SoftByzantine,
-    wrap_adversary,
+    Wrapper,
 )
 
 __all__ = [
     "ADVERSARIES",
+    "PLACEMENTS",
+    "AdversaryKind",
     "Byzantine",
+    "Deceiver",
     "Delayed",
     "GroupPlan",
     "Injector",
-    "PLACEMENTS",
     "SoftByzantine",
+    "Wrapper",
+    "adversary",
+    "check_adversary",
+    "inner_model",
     "place",
     "wrap_adversary",
 ]

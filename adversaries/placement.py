@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import networkx as nx
 
 from stagbench.errors import StrategyError
-from topologies import Topology
+from stagbench.topologies import Topology
 
 
 def _degree(topo: Topology) -> dict[int, float]:

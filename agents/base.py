@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from agents.models.base import ModelCallRecord
-from games import Action, GameConfig
-from topologies import TopologyView
+from stagbench.games import Action, GameConfig
+from stagbench.records import ModelCallRecord
+from stagbench.topologies import TopologyView
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,12 @@ class Agent(Protocol):
     async def speak(self, view: AgentView) -> Utterance: ...
 
     async def act(self, view: AgentView) -> Decision: ...
+
+
+@runtime_checkable
+class Briefable(Protocol):
+    """An agent that can be given standing instructions of its own, beyond the rules every
+    player reads (an LLM agent: they join its system prompt). Wrappers use it to turn an
+    agent into something else, e.g. a deceiver, without the agent knowing why."""
+
+    def add_brief(self, text: str) -> None: ...

@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from agents.base import AgentView, Decision, Utterance
-from agents.models.base import ChatMessage, GenerateConfig, ModelCallRecord, OutputSchema
-from agents.models.model import Model
-from agents.prompts import (
+from stagbench.agents.base import AgentView, Decision, Utterance
+from stagbench.agents.models.base import ChatMessage, GenerateConfig, ModelCallRecord, OutputSchema
+from stagbench.agents.models.model import Model
+from stagbench.agents.prompts import (
     PARAPHRASES,
     TALK_SCHEMA,
     HistoryRenderer,
@@ -29,9 +29,9 @@ from agents.prompts import (
     render_system,
     render_user,
 )
-from agents.settings import AgentSettings
-from games import Action
 from stagbench.errors import StrategyError
+from stagbench.games import Action
+from stagbench.records import AgentSettings
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.I)
 
@@ -89,8 +89,7 @@ class LLMAgent:
         settings: AgentSettings,
         seed: int,
         *,
-        deceiver: bool = False,
-        enforce_defect: bool = False,
+        briefs: tuple[str, ...] = (),
     ) -> None:
         if settings.prompt_variant not in PARAPHRASES:
             raise StrategyError(
@@ -101,8 +100,7 @@ class LLMAgent:
         self.seat = seat
         self.settings = settings
         self.seed = seed
-        self.deceiver = deceiver
-        self.enforce_defect = enforce_defect
+        self.briefs = briefs
         self._system: ChatMessage | None = None  # the same for every call of this seat
         self._history = HistoryRenderer()
 
@@ -110,10 +108,16 @@ class LLMAgent:
         s = self.settings
         delimit = s.defence == "delimit"
         if self._system is None:
-            text = render_system(view, s.prompt_variant, delimit, self.deceiver)
+            text = render_system(view, s.prompt_variant, delimit, self.briefs)
             self._system = ChatMessage(role="system", content=text)
         user = render_user(view, s.prompt_variant, delimit, s.reasoning, self._history)
         return [self._system, ChatMessage(role="user", content=user)]
+
+    def add_brief(self, text: str) -> None:
+        """Standing instructions of this player's own, appended to its system prompt."""
+        if self._system is not None:
+            raise StrategyError("a brief must be given before the agent's first call")
+        self.briefs = (*self.briefs, text)
 
     def _config(self, view: AgentView, attempt: int) -> GenerateConfig:
         s = self.settings
@@ -148,7 +152,9 @@ class LLMAgent:
                     model=self.model.name,
                     purpose=purpose,
                     attempt=attempt,
-                    messages=messages,
+                    # The system prompt is the seat's, stored once in the transcript.
+                    messages=messages[1:],
+                    system=messages[0].content,
                     raw=raw,
                     temperature=config.temperature,
                     max_tokens=config.max_tokens,
@@ -161,6 +167,10 @@ class LLMAgent:
                     latency_s=round(result.latency_s, 4),
                     cost_usd=result.cost_usd,
                     cached=result.cached,
+                    finish_reason=result.output.finish_reason,
+                    response_model=result.output.model or None,
+                    system_fingerprint=result.output.system_fingerprint,
+                    request_id=result.output.request_id,
                 )
             )
             if parsed is not None:
@@ -180,8 +190,6 @@ class LLMAgent:
         return Utterance(text=reply.message, calls=calls)
 
     async def act(self, view: AgentView) -> Decision:
-        if self.enforce_defect:
-            return Decision(action=Action.HARE, reasoning="(deceiver: defection enforced)")
         schema = act_schema(self.settings.reasoning)
         reply, calls, error = await self._ask(view, schema, _parse(ActReply))
         if reply is None:

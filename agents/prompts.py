@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from adversaries.wrappers import player_label
-from agents.base import AgentView, Message, PastRound
-from agents.models.base import OutputSchema
+from stagbench.agents.base import AgentView, Message, PastRound
+from stagbench.agents.models.base import OutputSchema
+from stagbench.games import player_label
 
 TALK_SCHEMA = OutputSchema(
     name="talk",
@@ -130,7 +130,11 @@ def _quote(m: Message, delimit: bool) -> str:
     return f"{who} said: {json.dumps(m.text, ensure_ascii=False)}"
 
 
-def render_system(view: AgentView, variant: str, delimit: bool, deceiver: bool = False) -> str:
+def render_system(
+    view: AgentView, variant: str, delimit: bool, briefs: tuple[str, ...] = ()
+) -> str:
+    """The rules as one player reads them; ``briefs`` are standing instructions of that
+    player's own (a deceiver's secret plan), appended after the rules."""
     p = PARAPHRASES[variant]
     g = view.config
     n = g.n_players
@@ -163,9 +167,8 @@ def render_system(view: AgentView, variant: str, delimit: bool, deceiver: bool =
     lines += [p.reveal, p.goal]
     if delimit:
         lines.append(DELIMIT_RULE)
-    if deceiver:
-        lines.append(DECEIVER_BRIEF)
-    return "\n".join(line.format(**fill) for line in lines)
+    text = "\n".join(line.format(**fill) for line in lines)
+    return "\n".join([text, *briefs])
 
 
 def _history_row(past: PastRound, me: int) -> str:

@@ -11,10 +11,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agents.base import AgentView, Decision, Utterance
-from games import Action
+from stagbench.agents.base import AgentView, Decision, Utterance
 from stagbench.errors import StrategyError
-from topologies import parse_call
+from stagbench.games import Action
+from stagbench.registry import Registry
 
 TALK_MODES = ("intent", "none")
 
@@ -95,28 +95,45 @@ class RandomAgent(ScriptedAgent):
         return Action.STAG if self.rng.random() < self.p else Action.HARE
 
 
-STRATEGIES: dict[str, Callable[..., ScriptedAgent]] = {
-    "always_stag": AlwaysStag,
-    "always_hare": AlwaysHare,
-    "tit_for_tat": TitForTat,
-    "tft": TitForTat,
-    "grim_trigger": GrimTrigger,
-    "grim": GrimTrigger,
-    "random": RandomAgent,
-}
+@dataclass(frozen=True)
+class Strategy:
+    """A scripted strategy: ``factory(rng=..., talk=..., **params)`` makes one player."""
+
+    name: str
+    factory: Callable[..., ScriptedAgent]
+    description: str
+
+
+STRATEGIES: Registry[Strategy] = Registry("scripted strategy", StrategyError)
+
+
+def strategy(
+    name: str,
+    factory: Callable[..., ScriptedAgent],
+    description: str,
+    aliases: tuple[str, ...] = (),
+) -> Strategy:
+    """Register a scripted strategy, usable as ``scripted/<name>(k=v, ...)`` in a spec."""
+    return STRATEGIES.register(name, Strategy(name, factory, description), aliases)
+
+
+strategy("always_stag", AlwaysStag, "stag every round")
+strategy("always_hare", AlwaysHare, "hare every round")
+strategy(
+    "tit_for_tat",
+    TitForTat,
+    "stag first, then stag exactly when no other player hunted hare last round",
+    aliases=("tft",),
+)
+strategy(
+    "grim_trigger",
+    GrimTrigger,
+    "stag until any other player hunts hare, then hare forever",
+    aliases=("grim",),
+)
+strategy("random", RandomAgent, "stag with probability p (default 0.5)")
 
 
 def make_scripted(name: str, rng: random.Random) -> ScriptedAgent:
     """A strategy from a string such as ``tit-for-tat`` or ``random(p=0.7,talk=none)``."""
-    try:
-        key, params = parse_call(name, "strategy")
-    except Exception as exc:
-        raise StrategyError(str(exc)) from exc
-    factory = STRATEGIES.get(key)
-    if factory is None:
-        known = ", ".join(sorted(k.replace("_", "-") for k in STRATEGIES))
-        raise StrategyError(f"unknown scripted strategy {name!r}; known: {known}")
-    try:
-        return factory(rng=rng, **params)
-    except TypeError as exc:
-        raise StrategyError(f"bad parameters for strategy {name!r}: {exc}") from exc
+    return STRATEGIES.call(name, lambda s: s.factory, rng=rng)

@@ -1,31 +1,34 @@
-"""An optional LLM judge for betrayal detection, through the same model registry, and its
-agreement with the lexical detector (Cohen's kappa)."""
+"""An optional LLM judge for betrayal detection, and its agreement with the lexical
+detector (Cohen's kappa).
+
+Analysis reads records only: the judge is handed an ``Ask`` (a prompt and a JSON schema
+in, the reply's JSON object out), which the command line builds on the run's model
+registry (``stagbench.runs.compose.json_asker``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from statsmodels.stats.inter_rater import cohens_kappa
 
-from agents.llm import extract_json
-from agents.models.base import ChatMessage, GenerateConfig, OutputSchema
-from agents.models.pool import ModelPool
+#: a prompt and a JSON schema in; the reply's JSON object out (ValueError if it has none)
+Ask = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
-SCHEMA = OutputSchema(
-    name="judgement",
-    json_schema={
-        "type": "object",
-        "properties": {
-            "detected": {"type": "boolean"},
-            "round": {"type": ["integer", "null"]},
-        },
-        "required": ["detected", "round"],
-        "additionalProperties": False,
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "detected": {"type": "boolean"},
+        "round": {"type": ["integer", "null"]},
     },
-)
+    "required": ["detected", "round"],
+    "additionalProperties": False,
+}
 
 PROMPT = (
     "In a repeated Stag Hunt game, player {betrayer} promised to hunt stag in round {t} and "
@@ -52,12 +55,8 @@ def _writings(df: pd.DataFrame, trial_id: str, seat: int, after: int) -> list[tu
     return out
 
 
-async def judge_detection(
-    df: pd.DataFrame, agent_trials: pd.DataFrame, model: str, pool: ModelPool | None = None
-) -> pd.DataFrame:
+async def judge_detection(df: pd.DataFrame, agent_trials: pd.DataFrame, ask: Ask) -> pd.DataFrame:
     """Judge every agent-trial with an observed betrayal; returns judge columns per row."""
-    pool = pool or ModelPool()
-    m = pool.get(model)
     todo = agent_trials[agent_trials["betrayal_round"].notna()]
 
     async def one(row: pd.Series) -> dict[str, object]:
@@ -69,13 +68,8 @@ async def judge_detection(
         prompt = PROMPT.format(
             betrayer=f"P{int(row['betrayer']) + 1}", me=row["player"], t=t, lines=lines
         )
-        res = await m.generate(
-            [ChatMessage(role="user", content=prompt)],
-            GenerateConfig(temperature=0.0, max_tokens=60, seed=0),
-            SCHEMA,
-        )
         try:
-            data = extract_json(res.output.text)
+            data = await ask(prompt, SCHEMA)
             detected = bool(data["detected"])
             r = data.get("round")
             latency = (int(r) - t) if detected and isinstance(r, int) and r > t else np.nan
@@ -84,7 +78,6 @@ async def judge_detection(
             return {"judge_detected": np.nan, "judge_latency": np.nan, "judge_error": str(exc)}
 
     results = await asyncio.gather(*(one(r) for _, r in todo.iterrows()))
-    await pool.aclose()
     return todo.assign(**pd.DataFrame(results, index=todo.index))
 
 

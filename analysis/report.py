@@ -17,8 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis import archetypes, metrics, stats  # noqa: E402
-from analysis.tables import agent_rounds, save_parquet  # noqa: E402
+from stagbench.analysis import archetypes, metrics, stats  # noqa: E402
+from stagbench.analysis.tables import agent_rounds, save_parquet  # noqa: E402
 from stagbench.errors import TranscriptError  # noqa: E402
 
 

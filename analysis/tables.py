@@ -1,8 +1,9 @@
 """Tidy tables from stored transcripts: one row per agent-round, plus trial and agent summaries.
 
-The reader is a fast JSON path with structural checks (header first, a trial_end last,
-the round count agreeing); a file that fails them is reported and left out, never
-silently analysed. ``strict=True`` validates every event with the pydantic models instead.
+Transcripts are read with ``stagbench.records``' one reader: its fast path (structural
+checks: header first, a trial_end last, the round count agreeing; older versions migrated)
+by default, its strict path (every event validated) with ``strict=True``. A file that
+fails is reported and left out, never silently analysed.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from adversaries.wrappers import player_label
-from stagbench import TRANSCRIPT_FORMAT, TRANSCRIPT_VERSION
 from stagbench.errors import TranscriptError
+from stagbench.games import player_label
+from stagbench.records import read_events, read_transcript
 
 _STAG = re.compile(r"\bstag\b", re.I)
 _HARE = re.compile(r"\bhare\b", re.I)
@@ -64,30 +65,11 @@ def transcript_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
 
 
 def _read_events(path: Path, strict: bool) -> list[dict[str, Any]]:
-    data = path.read_bytes()
+    """The one reader of ``stagbench.records``: its fast path, or its strict one (every
+    event validated) re-dumped into the same dicts."""
     if strict:
-        from runs.transcript import parse_transcript
-
-        t = parse_transcript(data.decode("utf-8"), str(path))
-        return [orjson.loads(line) for line in t.lines()]
-    try:
-        events = [orjson.loads(line) for line in data.splitlines() if line.strip()]
-    except orjson.JSONDecodeError as exc:
-        raise TranscriptError(f"{path}: not valid JSON lines ({exc})") from exc
-    if not events or events[0].get("type") != "header":
-        raise TranscriptError(f"{path}: does not start with a header")
-    head = events[0]
-    if head.get("format") != TRANSCRIPT_FORMAT or head.get("version", 0) > TRANSCRIPT_VERSION:
-        raise TranscriptError(f"{path}: unknown format {head.get('format')} v{head.get('version')}")
-    end = events[-1]
-    if end.get("type") != "trial_end":
-        raise TranscriptError(f"{path}: truncated, no trial_end event")
-    rounds = sum(1 for e in events if e.get("type") == "round_end")
-    if rounds != end.get("rounds_played"):
-        raise TranscriptError(
-            f"{path}: {rounds} rounds recorded, trial_end says {end.get('rounds_played')}"
-        )
-    return events
+        return [orjson.loads(line) for line in read_transcript(path).lines()]
+    return read_events(path)
 
 
 # Columns that are the same for every row of a trial.

@@ -11,19 +11,17 @@ import argparse
 import asyncio
 import math
 import resource
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from stagbench.analysis import archetypes, metrics
+from stagbench.analysis.report import build
+from stagbench.analysis.tables import agent_rounds, save_parquet
+from stagbench.runs.orchestrator import run_trials
+from stagbench.runs.spec import parse_spec
+from stagbench.runs.store import RunStore
 
-from analysis import archetypes, metrics  # noqa: E402
-from analysis.report import build  # noqa: E402
-from analysis.tables import agent_rounds, save_parquet  # noqa: E402
-from runs.orchestrator import run_trials  # noqa: E402
-from runs.spec import parse_spec  # noqa: E402
-from runs.store import RunStore  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CELLS = 90  # populations x topologies x disclosures x adversary arms below
 SPEC = """

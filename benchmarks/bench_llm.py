@@ -27,20 +27,19 @@ import time
 from collections import deque
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from stagbench.agents.models.base import ChatMessage, GenerateConfig
+from stagbench.agents.models.pool import ModelPool
+from stagbench.agents.models.providers.vllm import free_port
+from stagbench.agents.models.settings import ModelSettings
+from stagbench.agents.prompts import act_schema
+from stagbench.records import ModelCallEvent, read_transcript
+from stagbench.runs.estimate import estimate
+from stagbench.runs.orchestrator import run_trials
+from stagbench.runs.runtime import event_loop_name, run_async
+from stagbench.runs.spec import parse_spec
+from stagbench.runs.store import RunStore
 
-from agents.models.base import ChatMessage, GenerateConfig  # noqa: E402
-from agents.models.pool import ModelPool  # noqa: E402
-from agents.models.providers.vllm import free_port  # noqa: E402
-from agents.models.settings import ModelSettings  # noqa: E402
-from agents.prompts import act_schema  # noqa: E402
-from runs.estimate import estimate  # noqa: E402
-from runs.orchestrator import run_trials  # noqa: E402
-from runs.runtime import event_loop_name, run_async  # noqa: E402
-from runs.spec import parse_spec  # noqa: E402
-from runs.store import RunStore  # noqa: E402
-from runs.transcript import ModelCallEvent, read_transcript  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DESIGN = """
 name = "bench-llm"
@@ -151,8 +150,9 @@ def throughput_workers(limit: int, latency: float, workers: int) -> None:
     try:
         spec_path = tmp / "spec.toml"
         spec_path.write_text(text)
-        cmd = [sys.executable, "-m", "runs.cli", "run", str(spec_path), "--out", str(tmp / "out"),
-               "--no-cache", "--concurrency", str(limit), "--workers", str(workers)]  # fmt: skip
+        cmd = [sys.executable, "-P", "-m", "stagbench.cli", "run", str(spec_path),
+               "--out", str(tmp / "out"), "--no-cache", "--concurrency", str(limit),
+               "--workers", str(workers)]  # fmt: skip
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
         wall = time.perf_counter() - t0

@@ -7,18 +7,16 @@ levels, writing real transcripts to a temporary folder. Run: python benchmarks/b
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from stagbench.runs.orchestrator import run_trials
+from stagbench.runs.runtime import event_loop_name, run_async
+from stagbench.runs.spec import load_spec
+from stagbench.runs.store import RunStore
 
-from runs.orchestrator import run_trials  # noqa: E402
-from runs.runtime import event_loop_name, run_async  # noqa: E402
-from runs.spec import load_spec  # noqa: E402
-from runs.store import RunStore  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from games.config import GameConfig
 from stagbench.errors import GameError
+from stagbench.records import GameConfig
 
 
 class Action(StrEnum):

@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from agents.base import AgentView, Message, PastRound
-from agents.models.pool import settings_for
-from agents.models.pricing import price_for
-from agents.prompts import render_system, render_user
-from games import Action
-from runs.spec import ExperimentSpec, TrialSpec
-from runs.trial import default_adversary_model
-from topologies import build_topology
+from stagbench.adversaries import ADVERSARIES
+from stagbench.agents.base import AgentView, Message, PastRound
+from stagbench.agents.models.pool import settings_for
+from stagbench.agents.models.registry import price_for
+from stagbench.agents.prompts import render_system, render_user
+from stagbench.games import Action
+from stagbench.runs.compose import adversary_model, is_scripted
+from stagbench.runs.spec import ExperimentSpec, TrialSpec
+from stagbench.topologies import build_topology
 
 TYPICAL_MESSAGE = "I will hunt stag this round, let's all cooperate."
 OUTPUT_TOKENS = {"talk": 40, "act": 50}
@@ -40,14 +41,12 @@ def _llm_seats(trial: TrialSpec) -> list[tuple[str, bool]]:
     n, adv = trial.game.n_players, trial.adversary
     n_honest = n - (adv.count if adv.kind != "none" else 0)
     honest = [trial.models[i % len(trial.models)] for i in range(n_honest)]
-    seats = [(m, False) for m in honest if not m.startswith("scripted/")]
-    if adv.kind == "deceiver":
-        enforced = bool(adv.params.get("enforce_defect", True))
-        seats += [(default_adversary_model(trial), enforced)] * adv.count
-    elif adv.kind != "none":
-        inner = default_adversary_model(trial)
-        if not inner.startswith("scripted/"):
-            seats += [(inner, False)] * adv.count  # wrapped LLMs still talk and act at times
+    seats = [(m, False) for m in honest if not is_scripted(m)]
+    inner = adversary_model(trial)
+    if adv.kind != "none" and not is_scripted(inner):
+        # A wrapped LLM still talks and acts at times; one whose hare is enforced never acts.
+        enforced = bool(adv.params.get("enforce_defect", ADVERSARIES.get(adv.kind).model_backed))
+        seats += [(inner, enforced)] * adv.count
     return seats
 
 

@@ -14,16 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agents.factory import AgentFactory
-from runs.runtime import run_gc_policy
-from runs.spec import ExperimentSpec, TrialSpec
-from runs.store import RunStore
-from runs.transcript import Transcript
-from runs.trial import play, seat_agents
 from stagbench.errors import BudgetExceededError, StoreError
+from stagbench.records import Transcript
+from stagbench.runs.compose import AgentFactory, seat_agents
+from stagbench.runs.runtime import run_gc_policy
+from stagbench.runs.spec import ExperimentSpec, TrialSpec
+from stagbench.runs.store import RunStore
+from stagbench.runs.trial import play
 
 if TYPE_CHECKING:
-    from agents.models.pool import ModelPool
+    from stagbench.agents.models.pool import ModelPool
 
 
 @dataclass
@@ -67,8 +67,7 @@ class StopRequest:
 
 
 async def run_trial(trial: TrialSpec, spec_name: str, pool: ModelPool | None) -> Transcript:
-    factory = AgentFactory(trial, pool)
-    seating = seat_agents(trial, factory.build, factory.build_adversary)
+    seating = seat_agents(trial, AgentFactory(trial, pool))
     return await play(trial, spec_name, seating)
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from runs.spec import load_spec
-from runs.store import RunStore
 from stagbench.errors import StagbenchError
+from stagbench.runs.spec import load_spec
+from stagbench.runs.store import RunStore
 
 #: a child's exit code: 3 (stopped: budget, disk) outranks 1 (failed trials) outranks 0
 SEVERITY = {0: 0, 1: 1, 3: 3}
@@ -45,7 +45,16 @@ def run_workers(
         console.print(f"[bold red]error:[/] {exc}")
         return 2
     start = time.perf_counter()
-    base = [sys.executable, "-m", "runs.cli", "run", str(spec_path), "--out", str(out_dir)]
+    base = [
+        sys.executable,
+        "-P",
+        "-m",
+        "stagbench.cli",
+        "run",
+        str(spec_path),
+        "--out",
+        str(out_dir),
+    ]
     base += ["--concurrency", str(math.ceil(concurrency / workers)), "--share", str(workers)]
     base += ["--no-progress"]
     if no_cache:

@@ -8,13 +8,14 @@ import random
 from rich.console import Console
 from rich.table import Table
 
-from adversaries.wrappers import player_label
-from agents.base import Agent, AgentView, Decision, Utterance
-from agents.scripted import AlwaysStag
-from games import Action
-from runs.transcript import ActionEvent, MessageEvent, ModelCallEvent, Transcript
-from runs.trial import Seating, play, seat_agents
-from topologies import build_topology
+from stagbench.adversaries import GroupPlan
+from stagbench.agents.base import Agent, AgentView, Decision, Utterance
+from stagbench.agents.scripted import AlwaysStag
+from stagbench.games import Action, player_label
+from stagbench.records import ActionEvent, MessageEvent, ModelCallEvent, Transcript
+from stagbench.runs.compose import Seating, seat_agents
+from stagbench.runs.trial import play
+from stagbench.topologies import build_topology
 
 
 class RecordedAgent:
@@ -47,20 +48,27 @@ class RecordedAgent:
         )
 
 
+class _Placeholders:
+    """Seats stand-ins: only the seating the seed gives is compared."""
+
+    def build(self, model: str, seat: int, rng: random.Random) -> Agent:
+        return AlwaysStag()
+
+    def build_adversary(
+        self, seat: int, inner: str, rng: random.Random, group: GroupPlan | None
+    ) -> Agent:
+        return AlwaysStag()
+
+
 def check(transcript: Transcript) -> list[str]:
     """Re-execute the trial from its recorded decisions; return every mismatch found."""
     trial = transcript.header.trial
     problems: list[str] = []
 
     # 1. The seed must give the same seating (adversary seats and model shuffle).
-    def placeholder(model: str, seat: int, rng: random.Random) -> Agent:
-        return AlwaysStag()
-
-    def placeholder_adv(*args: object) -> Agent:
-        return AlwaysStag()
-
-    again = seat_agents(trial, placeholder, placeholder_adv)
-    if again.seats != transcript.header.seats:
+    again = seat_agents(trial, _Placeholders())
+    recorded_seats = [s.model_copy(update={"system": None}) for s in transcript.header.seats]
+    if again.seats != recorded_seats:
         problems.append(
             f"seating differs: recorded {transcript.header.seats}, seed gives {again.seats}"
         )

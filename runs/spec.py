@@ -14,69 +14,37 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agents.models.settings import ModelSettings
-from agents.settings import AgentSettings
-from games import GameConfig
+from stagbench.adversaries import PLACEMENTS, check_adversary, inner_model
+from stagbench.agents.models.settings import ModelSettings
 from stagbench.errors import SpecError, StagbenchError
-from topologies import Disclosure, build_topology, parse_call
+from stagbench.records import AdversarySpec, AgentSettings, Disclosure, GameConfig, TrialSpec
+from stagbench.registry import parse_call
+from stagbench.runs.compose import check_model_string
+from stagbench.topologies import build_topology
 
-SCRIPTED_ADVERSARIES = ("byzantine", "soft", "delayed", "injector")
-LLM_ADVERSARIES = ("deceiver",)
-ADVERSARY_KINDS = ("none", *SCRIPTED_ADVERSARIES, *LLM_ADVERSARIES)
+__all__ = ["AdversarySpec", "ConditionSpec", "ExperimentSpec", "Factors", "TrialSpec"]
+
 _ADVERSARY_FIELDS = ("count", "placement", "colluding", "model")
 
 
-class AdversarySpec(BaseModel):
-    """One adversary arm: a kind with parameters, how many, where, and whose model inside.
-
-    Written as a table or as a string: ``"byzantine"``, ``"soft(p=0.5)"``,
-    ``"delayed(k=2,count=2,placement=hub,colluding=True)"``.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: str = "none"
-    params: dict[str, Any] = Field(default_factory=dict)
-    count: int = Field(1, ge=0)
-    placement: str | list[int] = "random"
-    colluding: bool = False
-    model: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, data: Any) -> Any:
-        if not isinstance(data, str):
-            return data
-        try:
-            kind, params = parse_call(data, "adversary")
-        except StagbenchError as exc:
-            raise ValueError(str(exc)) from exc
-        out: dict[str, Any] = {"kind": kind}
-        for key in _ADVERSARY_FIELDS:
-            if key in params:
-                out[key] = params.pop(key)
-        out["params"] = params
-        return out
-
-    @model_validator(mode="after")
-    def _check(self) -> AdversarySpec:
-        if self.kind not in ADVERSARY_KINDS:
-            raise ValueError(f"unknown adversary kind {self.kind!r}; known: {ADVERSARY_KINDS}")
-        if self.kind == "none":
-            object.__setattr__(self, "count", 0)
-        return self
-
-    @property
-    def label(self) -> str:
-        """A short name for tables: ``soft(p=0.5)[1@hub]``."""
-        if self.kind == "none" or self.count == 0:
-            return "none"
-        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
-        where = self.placement if isinstance(self.placement, str) else "seats" + str(self.placement)
-        group = ",colluding" if self.colluding else ""
-        return f"{self.kind}{f'({args})' if args else ''}[{self.count}@{where}{group}]"
+def parse_adversary(data: Any) -> Any:
+    """``"delayed(k=2,count=2,placement=hub,colluding=True)"`` as an ``AdversarySpec``
+    table: the seat fields apart, the rest the kind's own parameters. Tables pass as they
+    are; which kinds exist is checked against the registry in ``ExperimentSpec.check``."""
+    if not isinstance(data, str):
+        return data
+    try:
+        kind, params = parse_call(data, "adversary", SpecError)
+    except StagbenchError as exc:
+        raise ValueError(str(exc)) from exc
+    out: dict[str, Any] = {"kind": kind}
+    for key in _ADVERSARY_FIELDS:
+        if key in params:
+            out[key] = params.pop(key)
+    out["params"] = params
+    return out
 
 
 class ConditionSpec(BaseModel):
@@ -105,6 +73,11 @@ class Factors(BaseModel):
         default_factory=lambda: [ConditionSpec(name="base")], min_length=1
     )
 
+    @field_validator("adversaries", mode="before")
+    @classmethod
+    def _adversary_strings(cls, v: Any) -> Any:
+        return [parse_adversary(x) for x in v] if isinstance(v, list) else v
+
     @field_validator("models")
     @classmethod
     def _non_empty_populations(cls, v: list[str | list[str]]) -> list[str | list[str]]:
@@ -112,27 +85,6 @@ class Factors(BaseModel):
             if isinstance(entry, list) and not entry:
                 raise ValueError("a mixed population (a list of models) cannot be empty")
         return v
-
-
-class TrialSpec(BaseModel):
-    """One fully determined trial. Its id and seed come from its content."""
-
-    model_config = ConfigDict(frozen=True)
-
-    trial_id: str
-    seed: int
-    repetition: int
-    condition: str
-    game: GameConfig
-    models: tuple[str, ...]
-    topology: str
-    disclosure: Disclosure
-    adversary: AdversarySpec
-    agents: AgentSettings
-
-    @property
-    def population(self) -> str:
-        return "+".join(self.models)
 
 
 class ExperimentSpec(BaseModel):
@@ -191,8 +143,6 @@ class ExperimentSpec(BaseModel):
 
     def check(self) -> None:
         """Fail early on anything a trial would fail on: topologies, models, adversaries."""
-        from agents.factory import check_adversary, check_model_string
-
         problems: list[str] = []
         for cond in self.factors.conditions:
             try:
@@ -209,12 +159,19 @@ class ExperimentSpec(BaseModel):
             for adv in self.factors.adversaries:
                 if adv.count > n:
                     problems.append(f"adversary {adv.label}: count {adv.count} exceeds {n} players")
+                if isinstance(adv.placement, str) and adv.placement not in PLACEMENTS:
+                    problems.append(
+                        f"adversary {adv.label}: unknown placement {adv.placement!r}; use one "
+                        f"of {', '.join(PLACEMENTS)} or a list of seats"
+                    )
                 if isinstance(adv.placement, list) and (
-                    len(adv.placement) != adv.count or any(not 0 <= s < n for s in adv.placement)
+                    len(adv.placement) != adv.count
+                    or len(set(adv.placement)) != len(adv.placement)
+                    or any(not 0 <= s < n for s in adv.placement)
                 ):
                     problems.append(
                         f"adversary {adv.label}: placement {adv.placement} must list "
-                        f"{adv.count} seats in 0..{n - 1}"
+                        f"{adv.count} distinct seats in 0..{n - 1}"
                     )
         names = [c.name for c in self.factors.conditions]
         if len(set(names)) != len(names):
@@ -226,9 +183,12 @@ class ExperimentSpec(BaseModel):
                 check_model_string(m)
             except StagbenchError as exc:
                 problems.append(str(exc))
+        populations = [(e,) if isinstance(e, str) else tuple(e) for e in self.factors.models]
         for adv in self.factors.adversaries:
             try:
-                check_adversary(adv.kind, adv.params)
+                inners = {inner_model(adv.kind, pop, adv.model) for pop in populations}
+                for inner in sorted(inners):
+                    check_adversary(adv.kind, adv.params, inner)
             except StagbenchError as exc:
                 problems.append(f"adversary {adv.label}: {exc}")
         if problems:

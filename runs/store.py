@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import stagbench
-from runs.spec import ExperimentSpec, TrialSpec
-from runs.transcript import Transcript, read_transcript
 from stagbench.errors import StoreError, TranscriptError
+from stagbench.records import Manifest, Transcript, read_manifest, read_transcript
+from stagbench.runs.spec import ExperimentSpec, TrialSpec
 
 #: Settings that change how a run is carried out, not what it measures: a resumed run may
 #: change them (a new endpoint, a higher budget, other rate limits).
@@ -105,10 +105,10 @@ class RunStore:
         """Create the folder for this spec, or check it belongs to this spec (resume)."""
         digest = spec_hash(spec)
         existing = self.read_manifest()
-        if existing is not None and existing.get("spec_hash") != digest:
+        if existing is not None and existing.spec_hash != digest:
             raise StoreError(
-                f"{self.root} holds results of another spec ({existing.get('spec_name')!r}, "
-                f"hash {existing.get('spec_hash')}); this spec hashes to {digest}. "
+                f"{self.root} holds results of another spec ({existing.spec_name!r}, "
+                f"hash {existing.spec_hash}); this spec hashes to {digest}. "
                 "Use another --out folder."
             )
         with _io_errors(f"creating {self.root}"):
@@ -122,31 +122,31 @@ class RunStore:
             atomic_write(
                 self.root / "trials.jsonl", "".join(t.model_dump_json() + "\n" for t in trials)
             )
-        self.write_manifest(
-            {
-                **(existing or {}),
-                "spec_name": spec.name,
-                "spec_hash": digest,
-                "stagbench_version": stagbench.__version__,
-                "n_trials": len(trials),
-                "created": (existing or {}).get("created", _now()),
-            }
-        )
+        ident = {
+            "spec_name": spec.name,
+            "spec_hash": digest,
+            "stagbench_version": stagbench.__version__,
+            "n_trials": len(trials),
+        }
+        if existing is None:
+            self.write_manifest(Manifest(**ident, created=_now()))
+        else:
+            self.update_manifest(**ident)
 
-    def read_manifest(self) -> dict[str, Any] | None:
-        if not self.manifest_path.exists():
-            return None
-        try:
-            data: dict[str, Any] = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise StoreError(f"cannot read {self.manifest_path}: {exc}") from exc
-        return data
+    def read_manifest(self) -> Manifest | None:
+        return read_manifest(self.manifest_path)
 
-    def write_manifest(self, data: dict[str, Any]) -> None:
-        atomic_write(self.manifest_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    def write_manifest(self, manifest: Manifest) -> None:
+        text = manifest.model_dump_json(indent=2, exclude_none=True)
+        atomic_write(self.manifest_path, text + "\n")
 
     def update_manifest(self, **fields: Any) -> None:
-        self.write_manifest({**(self.read_manifest() or {}), **fields, "updated": _now()})
+        """Set ``fields`` in the manifest (validated) and stamp the time."""
+        current = self.read_manifest()
+        if current is None:
+            raise StoreError(f"{self.root} has no manifest.json to update")
+        data = {**current.model_dump(), **fields, "updated": _now()}
+        self.write_manifest(Manifest.model_validate(data))
 
     # -- transcripts -----------------------------------------------------------
     def path_for(self, trial_id: str) -> Path:
@@ -224,13 +224,13 @@ def merge_stores(out: str | Path, sources: list[Path]) -> MergeReport:
         if m is None:
             raise StoreError(f"{src} is not a results folder (no manifest.json)")
         manifests.append(m)
-    hashes = {m["spec_hash"] for m in manifests}
+    hashes = {m.spec_hash for m in manifests}
     if len(hashes) != 1:
         raise StoreError(f"the sources hold runs of different specs: {sorted(hashes)}")
     target = RunStore(out)
     existing = target.read_manifest()
-    if existing is not None and existing.get("spec_hash") not in hashes:
-        raise StoreError(f"{out} holds results of another spec ({existing.get('spec_name')!r})")
+    if existing is not None and existing.spec_hash not in hashes:
+        raise StoreError(f"{out} holds results of another spec ({existing.spec_name!r})")
     with _io_errors(f"creating {out}"):
         for d in (target.root, target.transcripts, target.failures):
             d.mkdir(parents=True, exist_ok=True)
@@ -253,14 +253,16 @@ def merge_stores(out: str | Path, sources: list[Path]) -> MergeReport:
             report.copied += 1
     report.total = sum(1 for _ in (target.root / "trials.jsonl").open(encoding="utf-8"))
     report.finished = len(target.transcript_paths())
+    base = existing or manifests[0]
     target.write_manifest(
-        {
-            **manifests[0],
-            "status": "complete" if report.finished == report.total else "incomplete",
-            "finished_trials": report.finished,
-            "merged_from": [str(s) for s in sources],
-            "updated": _now(),
-        }
+        base.model_copy(
+            update={
+                "status": "complete" if report.finished == report.total else "incomplete",
+                "finished_trials": report.finished,
+                "merged_from": [str(s) for s in sources],
+                "updated": _now(),
+            }
+        )
     )
     return report
 

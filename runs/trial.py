@@ -1,4 +1,4 @@
-"""One trial: seat the agents, then per round talk phase(s), simultaneous actions, reveal.
+"""One trial, its agents seated: per round talk phase(s), simultaneous actions, reveal.
 
 Agents of a round are called concurrently; events are recorded in seat order so the
 transcript does not depend on which call returned first.
@@ -7,89 +7,27 @@ transcript does not depend on which call returned first.
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import stagbench
-from adversaries import GroupPlan, place
-from agents.base import Agent, AgentView, Decision, Message, PastRound, Utterance
-from games import Action, GameState
-from runs.spec import SCRIPTED_ADVERSARIES, TrialSpec
-from runs.transcript import (
+from stagbench.agents.base import AgentView, Decision, Message, PastRound, Utterance
+from stagbench.games import Action, GameState
+from stagbench.records import (
     ActionEvent,
+    BodyEvent,
+    ChatMessage,
     Header,
     MessageEvent,
     ModelCallEvent,
     RoundEndEvent,
-    SeatInfo,
     Transcript,
     TrialEndEvent,
+    TrialSpec,
 )
-from topologies import Topology, build_topology
+from stagbench.runs.compose import Seating
 
 T = TypeVar("T")
-
-# (model string, seat, rng) -> honest agent
-AgentBuilder = Callable[[str, int, random.Random], Agent]
-# (trial, seat, inner model string, builder, rng, group) -> adversary agent
-AdversaryBuilder = Callable[
-    [TrialSpec, int, str, AgentBuilder, random.Random, GroupPlan | None], Agent
-]
-
-
-@dataclass
-class Seating:
-    seats: list[SeatInfo]
-    agents: list[Agent]
-    topology: Topology
-
-
-def seat_rng(trial: TrialSpec, label: str | int) -> random.Random:
-    """An independent, reproducible generator for one seat or purpose of one trial."""
-    return random.Random(f"{trial.seed}:{label}")
-
-
-def default_adversary_model(trial: TrialSpec) -> str:
-    """Scripted adversaries wrap always-stag; LLM ones use the trial's first honest model."""
-    if trial.adversary.model:
-        return trial.adversary.model
-    if trial.adversary.kind in SCRIPTED_ADVERSARIES:
-        return "scripted/always-stag"
-    return trial.models[0]
-
-
-def seat_agents(
-    trial: TrialSpec, build: AgentBuilder, build_adversary: AdversaryBuilder
-) -> Seating:
-    """Place adversaries, then shuffle the honest population over the remaining seats."""
-    n = trial.game.n_players
-    rng = random.Random(trial.seed)
-    topo = build_topology(trial.topology, n)
-    adv = trial.adversary
-    adv_seats = place(adv.placement, topo, adv.count, rng) if adv.kind != "none" else ()
-    honest = [s for s in range(n) if s not in adv_seats]
-    population = [trial.models[i % len(trial.models)] for i in range(len(honest))]
-    rng.shuffle(population)
-    model_of = dict(zip(honest, population, strict=True))
-    group = (
-        GroupPlan(members=adv_seats, rng=seat_rng(trial, "group"))
-        if adv.colluding and adv_seats
-        else None
-    )
-    seats: list[SeatInfo] = []
-    agents: list[Agent] = []
-    for s in range(n):
-        r = seat_rng(trial, s)
-        if s in adv_seats:
-            inner = default_adversary_model(trial)
-            agents.append(build_adversary(trial, s, inner, build, r, group))
-            seats.append(SeatInfo(seat=s, model=inner, role="adversary", adversary=adv.label))
-        else:
-            agents.append(build(model_of[s], s, r))
-            seats.append(SeatInfo(seat=s, model=model_of[s], role="honest"))
-    return Seating(seats=seats, agents=agents, topology=topo)
 
 
 async def gather_or_cancel(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
@@ -116,7 +54,9 @@ async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript
     topo = seating.topology
     agents = seating.agents
     state = GameState(game)
-    events: list[MessageEvent | ModelCallEvent | ActionEvent | RoundEndEvent] = []
+    events: list[BodyEvent] = []
+    #: each seat's system prompt, stored once in its SeatInfo (transcript format v2)
+    systems: dict[int, str] = {}
     history: list[list[PastRound]] = [[] for _ in range(n)]
     tokens_in = tokens_out = 0
     cost = 0.0
@@ -125,6 +65,10 @@ async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript
     def log_calls(seat: int, round_: int, phase: int | None, reply: Utterance | Decision) -> None:
         nonlocal tokens_in, tokens_out, cost
         for call in reply.calls:
+            if call.system is not None and systems.setdefault(seat, call.system) != call.system:
+                # Not the seat's usual system prompt: this call keeps its own inline.
+                inline = [ChatMessage(role="system", content=call.system), *call.messages]
+                call = call.model_copy(update={"messages": inline, "system": None})
             events.append(ModelCallEvent(round=round_, phase=phase, seat=seat, call=call))
             tokens_in += call.input_tokens
             tokens_out += call.output_tokens
@@ -217,7 +161,10 @@ async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript
         stagbench_version=stagbench.__version__,
         spec_name=spec_name,
         trial=trial,
-        seats=seating.seats,
+        seats=[
+            s.model_copy(update={"system": systems[s.seat]}) if s.seat in systems else s
+            for s in seating.seats
+        ],
         edges=topo.edges(),
         directed=topo.directed,
     )

@@ -60,3 +60,7 @@ class TranscriptError(StagbenchError):
 
 class StoreError(StagbenchError):
     """The results folder cannot be used (another spec's run, no space, no permission)."""
+
+
+class PluginError(StagbenchError):
+    """A package of the ``stagbench`` entry-point group could not be loaded."""

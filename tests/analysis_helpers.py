@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from agents.models.base import ChatMessage
-from agents.models.pool import ModelPool
-from agents.models.providers.mock import register_mock
-from analysis.tables import agent_rounds
-from runs.orchestrator import run_trials
-from runs.spec import parse_spec
-from runs.store import RunStore
+from stagbench.agents.models.base import ChatMessage
+from stagbench.agents.models.pool import ModelPool
+from stagbench.agents.models.providers.mock import register_mock
+from stagbench.analysis.tables import agent_rounds
+from stagbench.runs.orchestrator import run_trials
+from stagbench.runs.spec import parse_spec
+from stagbench.runs.store import RunStore
 
 
 def run_spec(text: str, out: Path, llm: bool = False) -> Path:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.base import AgentView
-from games import GameConfig
+from stagbench.agents.base import AgentView
+from stagbench.games import GameConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 
-from agents.base import AgentView, Decision, Utterance
-from games import Action
-from runs.spec import TrialSpec, parse_spec
+from stagbench.agents.base import AgentView, Decision, Utterance
+from stagbench.games import Action
+from stagbench.runs.spec import TrialSpec, parse_spec
 
 BASE = """
 name = "t"
@@ -45,9 +48,29 @@ class Recorder:
         return Decision(action=Action.STAG)
 
 
-def recorder_builder(store: dict[int, Recorder]):  # type: ignore[no-untyped-def]
-    def build(model: str, seat: int, rng: random.Random) -> Recorder:
-        store[seat] = Recorder(seat)
-        return store[seat]
+@dataclass
+class RecorderSeats:
+    """A seat builder for ``seat_agents``: every honest seat a ``Recorder``, kept in
+    ``store``; no adversary expected."""
 
-    return build
+    store: dict[int, Recorder]
+
+    def build(self, model: str, seat: int, rng: random.Random) -> Recorder:
+        self.store[seat] = Recorder(seat)
+        return self.store[seat]
+
+    def build_adversary(self, seat: int, inner: str, rng: random.Random, group: object) -> Recorder:
+        raise AssertionError("no adversary expected")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script of benchmarks/ as a module (it is not part of the installed package)."""
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

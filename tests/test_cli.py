@@ -2,7 +2,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from runs.cli import app
+from stagbench.cli import app
 
 GOLDEN = Path(__file__).parent / "golden"
 runner = CliRunner()
@@ -44,7 +44,7 @@ def test_replay_of_broken_file(tmp_path: Path) -> None:
     bad = tmp_path / "x.jsonl"
     bad.write_text('{"type":"header"\n')
     res = runner.invoke(app, ["replay", str(bad)])
-    assert res.exit_code == 2 and "not a valid event" in res.output
+    assert res.exit_code == 2 and "line 1 is not valid JSON" in res.output
 
 
 def test_validate(tmp_path: Path) -> None:

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import runs.store as store_mod
-from runs.cli import app
-from runs.store import RunStore
-from runs.transcript import ActionEvent, MessageEvent, ModelCallEvent, read_transcript
-from tests.fake_openai import Behaviour, FakeOpenAI
+import stagbench.runs.store as store_mod
+from stagbench.cli import app
+from stagbench.records import ActionEvent, MessageEvent, ModelCallEvent, read_transcript
+from stagbench.runs.store import RunStore
+
+from fake_openai import Behaviour, FakeOpenAI
 
 runner = CliRunner()
 
@@ -217,8 +218,8 @@ adversaries = ["none", "soft(p=0.5)"]
 
 def test_sigkill_at_random_points_many_seeds(tmp_path: Path) -> None:
     spec = write(tmp_path, KILL)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    cmd = [sys.executable, "-m", "runs.cli", "run", str(spec), "--no-progress"]
+    env = dict(os.environ)
+    cmd = [sys.executable, "-P", "-m", "stagbench.cli", "run", str(spec), "--no-progress"]
     clean = tmp_path / "clean"
     subprocess.run([*cmd, "--out", str(clean)], env=env, check=True, capture_output=True)
     want = {p.name: p.read_bytes() for p in RunStore(clean).transcript_paths()}
@@ -244,9 +245,9 @@ def test_sigkill_at_random_points_many_seeds(tmp_path: Path) -> None:
 
 
 async def test_fault_wrapper_counts_and_is_reproducible() -> None:
-    from agents.models.base import ChatMessage, GenerateConfig
-    from agents.models.providers.fault import FaultAPI
-    from agents.models.providers.mock import MockAPI
+    from stagbench.agents.models.base import ChatMessage, GenerateConfig
+    from stagbench.agents.models.providers.fault import FaultAPI
+    from stagbench.agents.models.providers.mock import MockAPI
     from stagbench.errors import ModelError
 
     async def pattern(seed: int) -> list[str]:
@@ -284,8 +285,8 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path: Path, workers: int) -> None
     """A cluster's time limit sends SIGTERM: the run stops at once with 143, the manifest
     says why, nothing half-written is left, and the same command finishes the run."""
     spec = write(tmp_path, SLOW)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    cmd = [sys.executable, "-m", "runs.cli", "run", str(spec), "--no-progress", "--no-cache",
+    env = dict(os.environ)
+    cmd = [sys.executable, "-P", "-m", "stagbench.cli", "run", str(spec), "--no-progress", "--no-cache",
            "--concurrency", "4", "--workers", str(workers)]  # fmt: skip
     out = tmp_path / "out"
     proc = subprocess.Popen(
@@ -305,10 +306,10 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path: Path, workers: int) -> None
     assert time.monotonic() - t0 < 10
     assert "interrupted by SIGTERM" in output
     store = RunStore(out)
-    manifest = store.read_manifest() or {}
-    assert manifest["status"] == "incomplete"
+    manifest = store.read_manifest()
+    assert manifest is not None and manifest.status == "incomplete"
     if workers == 1:
-        assert "SIGTERM" in manifest["stopped"]
+        assert "SIGTERM" in (manifest.stopped or "")
     assert not list((out / "transcripts").glob(".*.tmp"))
     finished = len(store.transcript_paths())
     assert 3 <= finished < 40

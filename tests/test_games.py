@@ -3,8 +3,8 @@ import itertools
 import pytest
 from pydantic import ValidationError
 
-from games import Action, GameConfig, GameState, payoffs
 from stagbench.errors import GameError
+from stagbench.games import Action, GameConfig, GameState, payoffs
 
 S, H = Action.STAG, Action.HARE
 

@@ -12,12 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from agents.models.pool import ModelPool
-from runs.orchestrator import run_trials
-from runs.replay import check
-from runs.spec import load_spec
-from runs.store import RunStore
-from runs.transcript import read_transcript
+import orjson
+import pytest
+
+from stagbench.agents.models.pool import ModelPool
+from stagbench.records import ModelCallEvent, read_events, read_transcript
+from stagbench.runs.orchestrator import run_trials
+from stagbench.runs.replay import check
+from stagbench.runs.spec import load_spec
+from stagbench.runs.store import RunStore
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -34,14 +37,21 @@ def _run(spec_path: Path, out: Path) -> None:
 def test_golden_transcripts_byte_identical(tmp_path: Path) -> None:
     _run(GOLDEN / "golden.toml", tmp_path / "a")
     made = sorted((tmp_path / "a" / "transcripts").glob("*.jsonl"))
-    expected = sorted(GOLDEN.glob("*.jsonl"))
-    assert [p.name for p in made] == [p.name for p in expected]
+    expected = sorted((GOLDEN / "v2").glob("*.jsonl"))
+    assert len(expected) == 4 and [p.name for p in made] == [p.name for p in expected]
     for got, want in zip(made, expected, strict=True):
         assert got.read_bytes() == want.read_bytes(), got.name
 
 
 GOLDEN_LLM = Path(__file__).parent / "golden_llm"
-_LATENCY = re.compile(rb'"latency_s":[0-9.e-]+')
+_LATENCY = re.compile(r'"latency_s":[0-9.e-]+')
+#: provenance a v1 transcript did not record
+_V2_ONLY = re.compile(r',"(finish_reason|response_model|system_fingerprint|request_id)":"[^"]*"')
+
+
+def _normal(text: str, v1: bool = False) -> str:
+    text = _LATENCY.sub('"latency_s":0', text)
+    return _V2_ONLY.sub("", text) if v1 else text
 
 
 def test_golden_llm_transcripts_identical_but_latency(tmp_path: Path) -> None:
@@ -55,16 +65,45 @@ def test_golden_llm_transcripts_identical_but_latency(tmp_path: Path) -> None:
     summary = asyncio.run(run_trials(spec, trials, store, pool=pool, concurrency=4))
     assert summary.finished and summary.failed == 0
     made = sorted(store.transcripts.glob("*.jsonl"))
-    expected = sorted(GOLDEN_LLM.glob("*.jsonl"))
-    assert [p.name for p in made] == [p.name for p in expected]
+    expected = sorted((GOLDEN_LLM / "v2").glob("*.jsonl"))
+    assert len(expected) == 8 and [p.name for p in made] == [p.name for p in expected]
     for got, want in zip(made, expected, strict=True):
-        normal = [_LATENCY.sub(b'"latency_s":0', p.read_bytes()) for p in (got, want)]
-        assert normal[0] == normal[1], got.name
+        assert _normal(got.read_text()) == _normal(want.read_text()), got.name
     assert all(check(read_transcript(p)) == [] for p in expected)
 
 
+@pytest.mark.parametrize("folder", [GOLDEN, GOLDEN_LLM])
+def test_v1_transcripts_read_through_migrate_as_v2(folder: Path) -> None:
+    """The v1 goldens (system prompt in every call) read into exactly the v2 records that
+    today's run writes (system prompt once per seat), and still replay."""
+    v1 = sorted(folder.glob("*.jsonl"))
+    assert v1 and all('"version":1,' in p.read_text().split("\n", 1)[0] for p in v1)
+    for path in v1:
+        t = read_transcript(path)
+        assert t.header.version == 2
+        want = (folder / "v2" / path.name).read_text()
+        assert _normal(t.to_jsonl()) == _normal(want, v1=True), path.name
+        assert check(t) == [], path.name
+        # the fast path (analysis) migrates the same way
+        assert [orjson.loads(line) for line in t.lines()] == read_events(path)
+
+
+def test_v2_stores_each_system_prompt_once_and_replays_full_prompts() -> None:
+    path = sorted((GOLDEN_LLM / "v2").glob("*.jsonl"))[0]
+    text = path.read_text()
+    t = read_transcript(path)
+    llm_seats = [s for s in t.header.seats if s.system]
+    assert llm_seats and all(text.count(json.dumps(s.system)[1:40]) == 1 for s in llm_seats)
+    calls = [e for e in t.events if isinstance(e, ModelCallEvent)]
+    assert calls and all(c.call.messages[0].role != "system" for c in calls)
+    v1 = read_transcript(GOLDEN_LLM / path.name)
+    assert [t.full_messages(c) for c in calls] == [
+        v1.full_messages(c) for c in v1.events if isinstance(c, ModelCallEvent)
+    ]
+
+
 def test_golden_transcripts_replay_check() -> None:
-    for path in sorted(GOLDEN.glob("*.jsonl")):
+    for path in sorted(GOLDEN.glob("*.jsonl")) + sorted((GOLDEN / "v2").glob("*.jsonl")):
         assert check(read_transcript(path)) == []
 
 
@@ -106,14 +145,14 @@ adversaries = ["none", "soft(p=0.5)"]
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "runs.cli", *args]
+    return [sys.executable, "-P", "-m", "stagbench.cli", *args]
 
 
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     spec = tmp_path / "big.toml"
     spec.write_text(BIG)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = dict(os.environ)
     proc = subprocess.Popen(
         _cli("run", str(spec), "--out", str(killed), "--concurrency", "8", "--no-progress"),
         env=env,

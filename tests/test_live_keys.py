@@ -10,9 +10,9 @@ import os
 
 import pytest
 
-from agents.models.base import ChatMessage, GenerateConfig
-from agents.models.pool import ModelPool
-from agents.prompts import act_schema
+from stagbench.agents.models.base import ChatMessage, GenerateConfig
+from stagbench.agents.models.pool import ModelPool
+from stagbench.agents.prompts import act_schema
 
 MODELS = {
     "OPENAI_API_KEY": os.environ.get("STAGBENCH_LIVE_OPENAI", "openai/gpt-4o-mini"),

@@ -6,15 +6,16 @@ import json
 
 import pytest
 
-from agents.base import Message, PastRound
-from agents.llm import LLMAgent, extract_json
-from agents.models.model import Model
-from agents.models.providers.mock import MockAPI
-from agents.prompts import HistoryRenderer, render_history, render_system, render_user
-from agents.settings import AgentSettings
-from games import Action, GameConfig
-from tests.conftest import make_view
-from topologies import Disclosure, build_topology
+from stagbench.agents.base import Message, PastRound
+from stagbench.agents.llm import LLMAgent, extract_json
+from stagbench.agents.models.model import Model
+from stagbench.agents.models.providers.mock import MockAPI
+from stagbench.agents.prompts import HistoryRenderer, render_history, render_system, render_user
+from stagbench.games import Action, GameConfig
+from stagbench.records import AgentSettings
+from stagbench.topologies import Disclosure, build_topology
+
+from conftest import make_view
 
 
 def agent(replies: list[str], **settings: object) -> LLMAgent:
@@ -40,7 +41,9 @@ async def test_act_parses_and_records_call() -> None:
     assert call.purpose == "act" and call.parse_ok and call.attempt == 1
     assert call.raw == '{"reasoning": "trust them", "action": " STAG "}'
     assert call.parsed == {"action": "stag", "reasoning": "trust them"}
-    assert call.messages[0].role == "system" and "Stag Hunt" in call.messages[0].content
+    # The system prompt is the seat's: kept once per seat in a transcript, not per call.
+    assert call.system is not None and "Stag Hunt" in call.system
+    assert call.messages[0].role == "user" and "system" not in call.model_dump()
     assert call.input_tokens > 0 and call.model == "mock/t"
 
 
@@ -52,8 +55,8 @@ async def test_reask_then_success() -> None:
     assert d.calls[0].error == "no JSON object in the reply"
     assert "action" in (d.calls[1].error or "")
     third = d.calls[2].messages
-    assert [m.role for m in third] == ["system", "user", "assistant", "user", "assistant", "user"]
-    assert third[2].content == "I pick stag" and "could not be used" in third[3].content
+    assert [m.role for m in third] == ["user", "assistant", "user", "assistant", "user"]
+    assert third[1].content == "I pick stag" and "could not be used" in third[2].content
 
 
 async def test_garbage_is_a_recorded_parse_failure_never_a_default() -> None:
@@ -78,7 +81,7 @@ async def test_call_seeds_are_stable_and_distinct() -> None:
 
 
 def _view(disclosure: Disclosure, **cfg: object):  # type: ignore[no-untyped-def]
-    from agents.base import AgentView
+    from stagbench.agents.base import AgentView
 
     topo = build_topology("star(hub=0)", 4)
     return AgentView(

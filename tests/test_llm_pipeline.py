@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from runs.cli import app
-from runs.store import RunStore
-from runs.transcript import ActionEvent, MessageEvent, ModelCallEvent, read_transcript
-from tests.fake_openai import Behaviour, FakeOpenAI
+from stagbench.cli import app
+from stagbench.records import ActionEvent, MessageEvent, ModelCallEvent, read_transcript
+from stagbench.runs.store import RunStore
+
+from fake_openai import Behaviour, FakeOpenAI
 
 runner = CliRunner()
 
@@ -71,7 +72,8 @@ def test_mock_pipeline_records_every_call(tmp_path: Path) -> None:
         assert all(a.action == "hare" for a in acts)
         talk = [e for e in t.events if isinstance(e, ModelCallEvent) and e.seat == adv.seat]
         assert talk and all(c.call.purpose == "talk" for c in talk)
-        assert "Secret instructions" in talk[0].call.messages[0].content
+        assert "Secret instructions" in (t.header.seats[adv.seat].system or "")
+        assert "Secret instructions" in t.full_messages(talk[0])[0].content
 
 
 def test_cache_makes_a_repeated_run_free(tmp_path: Path) -> None:
@@ -173,8 +175,8 @@ def test_estimate_and_models_commands(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "openai/gpt-4o-mini" in res.output and "unpriced" in res.output
     assert "no price known for anthropic/claude-opus-9" in res.output
-    from runs.estimate import estimate
-    from runs.spec import load_spec
+    from stagbench.runs.estimate import estimate
+    from stagbench.runs.spec import load_spec
 
     rows = {e.model: e for e in estimate(load_spec(spec)[0])}
     gpt = rows["openai/gpt-4o-mini"]

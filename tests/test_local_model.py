@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agents.models.providers.vllm import ManagedServerAPI
-from runs.cli import app
-from runs.store import RunStore
-from runs.transcript import ActionEvent, ModelCallEvent, read_transcript
+from stagbench.agents.models.providers.vllm import ManagedServerAPI
+from stagbench.cli import app
+from stagbench.records import ActionEvent, ModelCallEvent, read_transcript
+from stagbench.runs.store import RunStore
 
 needs_llama = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None
@@ -71,7 +71,7 @@ topologies = ["ring"]
 async def test_llama_cpp_server_as_openai_compatible_peer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agents.models.providers.local import bundled_path
+    from stagbench.agents.models.providers.local import bundled_path
 
     gguf = str(bundled_path("smollm2-135m"))
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--port", "{port}",

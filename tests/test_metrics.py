@@ -8,10 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import metrics
-from analysis.archetypes import COOPERATION_PERSISTENT, DEFECTION_PRONE, classify
-from analysis.tables import agent_rounds, load_parquet, save_parquet, signals_stag
-from tests.analysis_helpers import accused_run, run_spec
+from stagbench.analysis import metrics
+from stagbench.analysis.archetypes import COOPERATION_PERSISTENT, DEFECTION_PRONE, classify
+from stagbench.analysis.tables import agent_rounds, load_parquet, save_parquet, signals_stag
+
+from analysis_helpers import accused_run, run_spec
 
 HAND = """
 name = "hand"

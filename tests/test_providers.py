@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from agents.models.base import ChatMessage, GenerateConfig
-from agents.models.batching import Batcher
-from agents.models.pool import ModelPool
-from agents.models.providers.vllm import ManagedServerAPI
-from agents.models.registry import create_api, resolve
-from agents.models.settings import ModelSettings
-from agents.prompts import TALK_SCHEMA, act_schema
+from stagbench.agents.models.base import ChatMessage, GenerateConfig
+from stagbench.agents.models.batching import Batcher
+from stagbench.agents.models.pool import ModelPool
+from stagbench.agents.models.providers.vllm import ManagedServerAPI
+from stagbench.agents.models.registry import create_api, resolve
+from stagbench.agents.models.settings import ModelSettings
+from stagbench.agents.prompts import TALK_SCHEMA, act_schema
 from stagbench.errors import MissingExtraError, ModelError, ModelNotFoundError
-from tests.fake_openai import Behaviour, FakeOpenAI
+
+from fake_openai import Behaviour, FakeOpenAI
 
 MSGS = [ChatMessage(role="system", content="rules"), ChatMessage(role="user", content="go")]
 CFG = GenerateConfig(temperature=0.5, max_tokens=50, seed=3, timeout_s=5)
@@ -216,9 +217,9 @@ async def test_vllm_against_running_server(
 
 
 async def test_managed_server_lifecycle(tmp_path: Path) -> None:
-    root = str(Path(__file__).resolve().parent.parent)
-    cmd = [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r}); import runpy; "
-           "runpy.run_module('tests.fake_openai', run_name='__main__')", "--port", "{port}"]  # fmt: skip
+    here = str(Path(__file__).resolve().parent)
+    cmd = [sys.executable, "-c", f"import sys; sys.path.insert(0, {here!r}); import runpy; "
+           "runpy.run_module('fake_openai', run_name='__main__')", "--port", "{port}"]  # fmt: skip
     api = ManagedServerAPI("some/model", {"command": cmd, "startup_timeout_s": 30})
     out = await api.generate(MSGS, CFG, TALK_SCHEMA)
     assert out.input_tokens == 11
@@ -329,7 +330,7 @@ async def test_vllm_offline_glue_against_a_stand_in_engine(monkeypatch: pytest.M
 
 
 def test_http_client_takes_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agents.models.providers.openai_api import env_proxy
+    from stagbench.agents.models.providers.openai_api import env_proxy
 
     for var in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
         monkeypatch.delenv(var, raising=False)

@@ -13,11 +13,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agents.models.base import ChatMessage
-from agents.models.providers.mock import register_mock
-from analysis import judge, metrics
-from runs.cli import app
-from tests.analysis_helpers import accused_run, run_spec
+from stagbench.agents.models.base import ChatMessage
+from stagbench.agents.models.pool import ModelPool
+from stagbench.agents.models.providers.mock import register_mock
+from stagbench.analysis import judge, metrics
+from stagbench.cli import app
+from stagbench.runs.compose import json_asker
+
+from analysis_helpers import accused_run, run_spec
 
 runner = CliRunner()
 
@@ -109,7 +112,8 @@ def test_llm_judge_and_agreement(tmp_path: Path) -> None:
 
     df = accused_run(tmp_path)
     at = metrics.agent_trials(df)
-    judged = asyncio.run(judge.judge_detection(df, at, "mock/judge"))
+    pool = ModelPool()
+    judged = asyncio.run(judge.judge_detection(df, at, json_asker(pool, "mock/judge")))
     assert len(judged) == 3 and judged["judge_detected"].all()
     assert (judged["judge_latency"] == 1).all()
     a = judge.agreement(judged)
@@ -131,7 +135,7 @@ def test_power_and_tables_commands(run: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
 def test_report_renders_in_headless_chromium(run: Path) -> None:
-    from analysis.report import build
+    from stagbench.analysis.report import build
 
     html = build(run, n_boot=20)
     shot = Path(tempfile.mkdtemp()) / "shot.png"

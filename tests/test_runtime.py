@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.models.deadlines import Deadlines
-from agents.models.slots import Slots
-from runs.runtime import event_loop_name, run_async, run_gc_policy
+from stagbench.agents.models.deadlines import Deadlines
+from stagbench.agents.models.slots import Slots
 from stagbench.errors import StagbenchError
+from stagbench.runs.runtime import event_loop_name, run_async, run_gc_policy
 
 
 async def test_slots_cap_and_first_come_first_served() -> None:
@@ -100,7 +100,7 @@ def test_a_bad_event_loop_setting_is_a_clear_cli_error(
 ) -> None:
     from typer.testing import CliRunner
 
-    from runs.cli import app
+    from stagbench.cli import app
 
     spec = tmp_path / "s.toml"
     spec.write_text('name = "s"\n[factors]\nmodels = ["scripted/always-stag"]\n')
@@ -169,7 +169,7 @@ def test_run_works_outside_the_main_thread(tmp_path: Path) -> None:
 
     from typer.testing import CliRunner
 
-    from runs.cli import app
+    from stagbench.cli import app
 
     spec = tmp_path / "s.toml"
     spec.write_text('name = "s"\n[factors]\nmodels = ["scripted/always-stag"]\n')

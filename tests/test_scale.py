@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agents.models.base import ChatMessage, GenerateConfig
-from agents.models.pool import ModelPool
-from agents.models.settings import ModelSettings
-from runs.cli import app
-from runs.spec import parse_shard, parse_spec, shard
-from runs.store import RunStore
+from stagbench.agents.models.base import ChatMessage, GenerateConfig
+from stagbench.agents.models.pool import ModelPool
+from stagbench.agents.models.settings import ModelSettings
+from stagbench.cli import app
 from stagbench.errors import SpecError
-from tests.fake_openai import Behaviour, FakeOpenAI
+from stagbench.runs.spec import parse_shard, parse_spec, shard
+from stagbench.runs.store import RunStore
+
+from fake_openai import Behaviour, FakeOpenAI
+from helpers import load_benchmark
 
 runner = CliRunner()
 SPEC = """
@@ -61,7 +63,8 @@ def test_sharded_runs_merge_into_the_unsharded_result(tmp_path: Path) -> None:
     a = {p.name: p.read_bytes() for p in RunStore(whole).transcript_paths()}
     b = {p.name: p.read_bytes() for p in RunStore(merged).transcript_paths()}
     assert a == b
-    assert RunStore(merged).read_manifest()["status"] == "complete"  # type: ignore[index]
+    merged_manifest = RunStore(merged).read_manifest()
+    assert merged_manifest is not None and merged_manifest.status == "complete"
     other = tmp_path / "other.toml"
     other.write_text(SPEC.replace("seed = 6", "seed = 7"))
     assert runner.invoke(app, ["run", str(other), "--out", str(tmp_path / "o")]).exit_code == 0
@@ -93,7 +96,7 @@ def test_worker_processes_give_the_single_process_result(tmp_path: Path) -> None
     b = {p.name: p.read_bytes() for p in RunStore(two).transcript_paths()}
     assert a == b
     manifest = RunStore(two).read_manifest()
-    assert manifest is not None and manifest["status"] == "complete" and manifest["workers"] == 2
+    assert manifest is not None and manifest.status == "complete" and manifest.workers == 2
     both = runner.invoke(app, ["run", str(spec), "--workers", "2", "--shard", "0/2"])
     assert both.exit_code == 2
 
@@ -111,8 +114,8 @@ async def test_calls_in_flight_reach_the_model_limit_across_trials(tmp_path: Pat
     """A trial has at most 4 calls in flight (one per seat, round by round in lockstep);
     with 16 trials in flight the model's limit of 12 is reached and never passed, so
     calls of several trials overlap."""
-    from agents.models.base import ModelAPI, ModelOutput, OutputSchema
-    from runs.orchestrator import run_trials
+    from stagbench.agents.models.base import ModelAPI, ModelOutput, OutputSchema
+    from stagbench.runs.orchestrator import run_trials
 
     spec = parse_spec(
         'name = "inflight"\nrepetitions = 16\n[game]\nrounds = 2\n[agents]\nmax_reasks = 0\n'
@@ -154,7 +157,7 @@ async def test_calls_in_flight_reach_the_model_limit_across_trials(tmp_path: Pat
 
 def test_lockstep_ceiling_simulation() -> None:
     """The benchmark's zero-CPU ceiling, on cases worked by hand."""
-    from benchmarks.bench_llm import lockstep_ceiling
+    lockstep_ceiling = load_benchmark("bench_llm").lockstep_ceiling
 
     assert lockstep_ceiling([[4, 4]], slots=4, in_flight=1, latency=0.05) == 1.0
     assert lockstep_ceiling([[4, 4]], slots=8, in_flight=1, latency=0.05) == 0.5

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from runs.cli import app
-from runs.spec import AdversarySpec, parse_spec
+from stagbench.cli import app
 from stagbench.errors import SpecError
+from stagbench.runs.spec import AdversarySpec, parse_adversary, parse_spec
 
 GOOD = """
 name = "s"
@@ -51,10 +51,12 @@ def test_ids_survive_growing_the_spec() -> None:
 
 
 def test_adversary_string_and_table_forms_agree() -> None:
-    a = AdversarySpec.model_validate("delayed(k=2,count=2,placement=leaf,colluding=True)")
+    a = AdversarySpec.model_validate(
+        parse_adversary("delayed(k=2,count=2,placement=leaf,colluding=True)")
+    )
     b = AdversarySpec(kind="delayed", params={"k": 2}, count=2, placement="leaf", colluding=True)
     assert a == b
-    assert AdversarySpec.model_validate("none").count == 0
+    assert AdversarySpec.model_validate(parse_adversary("none")).count == 0
 
 
 @pytest.mark.parametrize(
@@ -73,7 +75,7 @@ def test_adversary_string_and_table_forms_agree() -> None:
         (('"scripted/tit-for-tat"', '"scripted/nice"'), "unknown scripted strategy"),
         (('"scripted/tit-for-tat"', '"tit-for-tat"'), "provider/model"),
         (('"scripted/tit-for-tat"', '"nosuchprovider/x"'), "unknown provider 'nosuchprovider'"),
-        (('"none"', '"sneaky"'), "unknown adversary kind"),
+        (('"none"', '"sneaky"'), "unknown adversary 'sneaky'"),
         (('"none"', '"byzantine(count=5)"'), "count 5 exceeds 4 players"),
         (('"none"', '"soft(p=3)"'), "0 <= p <= 1"),
         (('"explicit"', '"loud"'), "disclosures"),

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from adversaries import (
+from stagbench.adversaries import (
     Byzantine,
     Delayed,
     GroupPlan,
@@ -11,8 +11,8 @@ from adversaries import (
     place,
     wrap_adversary,
 )
-from agents.base import PastRound
-from agents.scripted import (
+from stagbench.agents.base import PastRound
+from stagbench.agents.scripted import (
     AlwaysHare,
     AlwaysStag,
     GrimTrigger,
@@ -20,10 +20,11 @@ from agents.scripted import (
     TitForTat,
     make_scripted,
 )
-from games import Action
 from stagbench.errors import StrategyError
-from tests.conftest import make_view
-from topologies import build_topology
+from stagbench.games import Action
+from stagbench.topologies import build_topology
+
+from conftest import make_view
 
 S, H = Action.STAG, Action.HARE
 

@@ -2,7 +2,7 @@ import networkx as nx
 import pytest
 
 from stagbench.errors import TopologyError
-from topologies import Disclosure, build_topology
+from stagbench.topologies import Disclosure, build_topology
 
 # Hand-written (sender, receiver) pairs for 4 players.
 EXPECTED_EDGES = {

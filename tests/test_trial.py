@@ -1,8 +1,10 @@
 import pytest
 
-from runs.trial import play, seat_agents
-from tests.helpers import Recorder, recorder_builder, trial
-from topologies import build_topology
+from stagbench.runs.compose import seat_agents
+from stagbench.runs.trial import play
+from stagbench.topologies import build_topology
+
+from helpers import Recorder, RecorderSeats, trial
 
 TOPOLOGIES = [
     "complete",
@@ -15,14 +17,10 @@ TOPOLOGIES = [
 ]
 
 
-def _no_adv(*a: object) -> Recorder:
-    raise AssertionError("no adversary expected")
-
-
 async def _run(topology: str, disclosure: str, phases: int = 1) -> dict[int, Recorder]:
     agents: dict[int, Recorder] = {}
     t = trial(topology, disclosure, rounds=2, phases=phases)
-    seating = seat_agents(t, recorder_builder(agents), _no_adv)  # type: ignore[arg-type]
+    seating = seat_agents(t, RecorderSeats(agents))
     await play(t, "t", seating)
     return agents
 

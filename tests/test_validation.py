@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import archetypes, metrics, stats
-from analysis.tables import agent_rounds
-from tests.analysis_helpers import run_spec
+from stagbench.analysis import archetypes, metrics, stats
+from stagbench.analysis.tables import agent_rounds
+
+from analysis_helpers import run_spec
 
 PLANTED = """
 name = "planted"

@@ -1,5 +1,21 @@
 """Who hears whom: networkx graphs built from strings, message routing, disclosure."""
 
-from topologies.graph import Disclosure, Topology, TopologyView, build_topology, parse_call
+from stagbench.records import Disclosure
+from stagbench.topologies.graph import (
+    TOPOLOGIES,
+    Topology,
+    TopologyKind,
+    TopologyView,
+    build_topology,
+    topology,
+)
 
-__all__ = ["Disclosure", "Topology", "TopologyView", "build_topology", "parse_call"]
+__all__ = [
+    "TOPOLOGIES",
+    "Disclosure",
+    "Topology",
+    "TopologyKind",
+    "TopologyView",
+    "build_topology",
+    "topology",
+]

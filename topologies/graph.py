@@ -6,24 +6,14 @@ directed graph an edge ``u -> v`` means v hears u. An undirected edge works both
 
 from __future__ import annotations
 
-import ast
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
 
 import networkx as nx
 
 from stagbench.errors import TopologyError
-
-
-class Disclosure(StrEnum):
-    """``explicit``: each agent is told whom it reaches and hears; ``silent``: same routing,
-    nothing said."""
-
-    EXPLICIT = "explicit"
-    SILENT = "silent"
+from stagbench.records import Disclosure
+from stagbench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -36,43 +26,29 @@ class TopologyView:
 
 Builder = Callable[..., nx.Graph]
 
-_CALL = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?:\((.*)\))?\s*$", re.S)
+
+@dataclass(frozen=True)
+class TopologyKind:
+    """A named graph family: ``builder(n_players, **params)`` returns the graph."""
+
+    name: str
+    builder: Builder
+    description: str
 
 
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside brackets, so ``placement=[0,1]`` stays whole."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return parts
+TOPOLOGIES: Registry[TopologyKind] = Registry("topology", TopologyError)
 
 
-def parse_call(text: str, what: str = "name") -> tuple[str, dict[str, Any]]:
-    """Split ``name(a=1,b=0.5,c=x)`` into the name and literal keyword arguments."""
-    m = _CALL.match(text)
-    if not m:
-        raise TopologyError(f"cannot parse {what} {text!r}: expected NAME or NAME(key=value, ...)")
-    name, arg_text = m.group(1).lower().replace("-", "_"), (m.group(2) or "").strip()
-    params: dict[str, Any] = {}
-    if arg_text:
-        for part in _split_top_level(arg_text):
-            if "=" not in part:
-                raise TopologyError(
-                    f"cannot parse {what} {text!r}: argument {part.strip()!r} is not key=value"
-                )
-            key, raw = (s.strip() for s in part.split("=", 1))
-            try:
-                params[key] = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
-                params[key] = raw  # a bare word such as direction=out
-    return name, params
+def topology(
+    name: str, description: str, aliases: tuple[str, ...] = ()
+) -> Callable[[Builder], Builder]:
+    """Register a graph builder under ``name``: ``@topology("ring", "a cycle")``."""
+
+    def register(builder: Builder) -> Builder:
+        TOPOLOGIES.register(name, TopologyKind(name, builder, description), aliases)
+        return builder
+
+    return register
 
 
 def _hubbed_star(n: int, hub: int = 0, directed: bool = False, direction: str = "out") -> nx.Graph:
@@ -116,22 +92,46 @@ def _small_world(n: int, k: int = 2, p: float = 0.1, seed: int = 0) -> nx.Graph:
     return nx.watts_strogatz_graph(n, k, p, seed=seed)
 
 
-BUILDERS: dict[str, Builder] = {
-    "complete": lambda n: nx.complete_graph(n),
-    "broadcast": lambda n: nx.complete_graph(n),
-    "ring": lambda n: nx.cycle_graph(n),
-    "line": lambda n: nx.path_graph(n),
-    "path": lambda n: nx.path_graph(n),
-    "star": lambda n, hub=0: _hubbed_star(n, hub),
-    "empty": lambda n: nx.empty_graph(n),
-    "erdos_renyi": _erdos_renyi,
-    "small_world": _small_world,
-    "directed_complete": _directed_complete,
-    "directed_ring": _directed_cycle,
-    "directed_line": _directed_path,
-    "directed_star": lambda n, hub=0, direction="out": _hubbed_star(n, hub, True, direction),
-    "directed_erdos_renyi": lambda n, p=0.5, seed=0: _erdos_renyi(n, p, seed, directed=True),
-}
+@topology("complete", "everyone hears everyone", aliases=("broadcast",))
+def _complete(n: int) -> nx.Graph:
+    return nx.complete_graph(n)
+
+
+@topology("ring", "a cycle: each player hears its two neighbours")
+def _ring(n: int) -> nx.Graph:
+    return nx.cycle_graph(n)
+
+
+@topology("line", "a path: the two ends hear one player", aliases=("path",))
+def _line(n: int) -> nx.Graph:
+    return nx.path_graph(n)
+
+
+@topology("star", "a hub (default seat 0) hears and reaches every leaf")
+def _star(n: int, hub: int = 0) -> nx.Graph:
+    return _hubbed_star(n, hub)
+
+
+@topology("empty", "no cheap talk reaches anyone")
+def _empty(n: int) -> nx.Graph:
+    return nx.empty_graph(n)
+
+
+topology("erdos_renyi", "random graph G(n, p) with a seed")(_erdos_renyi)
+topology("small_world", "Watts-Strogatz ring lattice with rewiring")(_small_world)
+topology("directed_complete", "every ordered pair")(_directed_complete)
+topology("directed_ring", "u -> u+1 around the ring")(_directed_cycle)
+topology("directed_line", "u -> u+1 along a path")(_directed_path)
+
+
+@topology("directed_star", "hub -> leaves (direction=out), leaves -> hub (in), or both")
+def _directed_star(n: int, hub: int = 0, direction: str = "out") -> nx.Graph:
+    return _hubbed_star(n, hub, True, direction)
+
+
+@topology("directed_erdos_renyi", "random directed graph G(n, p) with a seed")
+def _directed_erdos_renyi(n: int, p: float = 0.5, seed: int = 0) -> nx.Graph:
+    return _erdos_renyi(n, p, seed, directed=True)
 
 
 class Topology:
@@ -186,14 +186,8 @@ def build_topology(spec: str | nx.Graph, n_players: int) -> Topology:
     """A topology from a string such as ``ring`` or ``erdos_renyi(p=0.5,seed=1)``, or a graph."""
     if isinstance(spec, nx.Graph):
         return Topology(spec, n_players)
-    name, params = parse_call(spec, "topology")
-    builder = BUILDERS.get(name)
-    if builder is None:
-        raise TopologyError(f"unknown topology {name!r}; known: {', '.join(sorted(BUILDERS))}")
     try:
-        graph = builder(n_players, **params)
-    except TypeError as exc:
-        raise TopologyError(f"bad parameters for topology {spec!r}: {exc}") from exc
+        graph = TOPOLOGIES.call(spec, lambda kind: kind.builder, n_players)
     except nx.NetworkXError as exc:
         raise TopologyError(f"cannot build topology {spec!r}: {exc}") from exc
     return Topology(graph, n_players, name=spec.strip())

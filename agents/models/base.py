@@ -1,18 +1,13 @@
-"""The one async seam every provider implements, and the records of a call."""
+"""The one async seam every provider implements, and what a call takes and gives."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    role: Literal["system", "user", "assistant"]
-    content: str
+from stagbench.records import ChatMessage, ModelCallRecord
 
 
 class GenerateConfig(BaseModel):
@@ -44,32 +39,17 @@ class OutputSchema(BaseModel):
 
 
 class ModelOutput(BaseModel):
+    """A reply and what the provider said about it."""
+
     text: str
     input_tokens: int = 0
     output_tokens: int = 0
+    #: the model version the provider reports (e.g. ``gpt-4o-mini-2024-07-18``)
     model: str = ""
+    #: why generation stopped: ``stop``, ``length`` (cut at max_tokens), ``tool_use``, ...
     finish_reason: str | None = None
-
-
-class ModelCallRecord(BaseModel):
-    """One model call as the transcript keeps it: prompt as seen, raw reply, parse, cost."""
-
-    model: str
-    purpose: Literal["talk", "act"]
-    attempt: int
-    messages: list[ChatMessage]
-    raw: str | None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    parsed: dict[str, Any] | None = None
-    parse_ok: bool = False
-    error: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    latency_s: float = 0.0
-    cost_usd: float = 0.0
-    cached: bool = False
+    system_fingerprint: str | None = None
+    request_id: str | None = None
 
 
 class ModelAPI(ABC):
@@ -93,3 +73,13 @@ class ModelAPI(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections, subprocesses or engines."""
+
+
+__all__ = [
+    "ChatMessage",
+    "GenerateConfig",
+    "ModelAPI",
+    "ModelCallRecord",
+    "ModelOutput",
+    "OutputSchema",
+]

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agents.models.base import ChatMessage, GenerateConfig, ModelOutput, OutputSchema
+from stagbench.agents.models.base import ChatMessage, GenerateConfig, ModelOutput, OutputSchema
 
 
 def cache_key(

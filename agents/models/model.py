@@ -19,12 +19,18 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
-from agents.models.cache import ResponseCache, cache_key
-from agents.models.deadlines import Deadlines
-from agents.models.pricing import Price
-from agents.models.settings import ModelSettings
-from agents.models.slots import Slots
+from stagbench.agents.models.base import (
+    ChatMessage,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    OutputSchema,
+)
+from stagbench.agents.models.cache import ResponseCache, cache_key
+from stagbench.agents.models.deadlines import Deadlines
+from stagbench.agents.models.pricing import Price
+from stagbench.agents.models.settings import ModelSettings
+from stagbench.agents.models.slots import Slots
 from stagbench.errors import BudgetExceededError, ModelError
 
 DEFAULT_CONCURRENCY = 32

@@ -5,14 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agents.models.cache import ResponseCache
-from agents.models.model import Model, RunBudget, Usage
-from agents.models.pricing import price_for
-from agents.models.registry import create_api, resolve
-from agents.models.settings import ModelSettings
-
-# Providers whose calls share one local engine: one call at a time unless set otherwise.
-SERIAL_PROVIDERS = ("local",)
+from stagbench.agents.models.cache import ResponseCache
+from stagbench.agents.models.model import Model, RunBudget, Usage
+from stagbench.agents.models.registry import create_api, price_for, resolve
+from stagbench.agents.models.settings import ModelSettings
 
 
 def settings_for(model: str, table: dict[str, ModelSettings]) -> ModelSettings:
@@ -44,14 +40,13 @@ class ModelPool:
             info, _ = resolve(model)
             s = settings_for(model, self.settings).share(self.share)
             secrets = [os.environ.get(env, "") for env in (info.key_env, s.api_key_env) if env]
-            default = 1 if info.name in SERIAL_PROVIDERS else max(1, 32 // self.share)
             self.models[model] = Model(
                 api=create_api(model, s),
                 settings=s,
                 cache=self.cache,
                 price=price_for(model, s),
                 secrets=[x for x in secrets if x],
-                default_concurrency=default,
+                default_concurrency=info.concurrency(self.share),
                 run_budget=self.budget,
             )
         return self.models[model]

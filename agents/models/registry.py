@@ -1,22 +1,30 @@
-"""A registry of lazy provider factories keyed by the ``provider`` part of ``provider/model``.
+"""The registry of model providers, keyed by the ``provider`` part of ``provider/model``.
 
-Registering a provider imports nothing heavy: each factory imports its SDK when a model
-of that provider is first built, and a missing optional package becomes a
+A provider declares every fact about itself in its one registration: how to build its
+API, what it needs installed and which key, whether it costs money (and its list prices),
+whether its calls share one engine (serial), and how many calls it takes at once by
+default. Registering imports nothing heavy: each factory imports its SDK when a model of
+that provider is first built, and a missing optional package becomes a
 ``MissingExtraError`` naming the pip extra.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
-from agents.models.base import ModelAPI
-from agents.models.settings import ModelSettings
+from stagbench.agents.models.base import ModelAPI
+from stagbench.agents.models.pricing import FREE, Price
+from stagbench.agents.models.settings import ModelSettings
 from stagbench.errors import ModelNotFoundError
+from stagbench.registry import Registry
 
 # (model part of the string, settings) -> provider API
 Factory = Callable[[str, ModelSettings], ModelAPI]
+
+DEFAULT_CONCURRENCY = 32
 
 
 @dataclass(frozen=True)
@@ -31,11 +39,17 @@ class Provider:
     key_env: str | None = None
     #: how many parts the model part has (openai-api/<name>/<model> has 2)
     parts: int = 1
+    #: runs on your own hardware or is simulated: every call costs nothing
+    free: bool = False
+    #: calls share one in-process engine: one at a time unless the spec says otherwise
+    serial: bool = False
+    #: calls in flight per model when the spec sets no max_concurrency
+    default_concurrency: int = DEFAULT_CONCURRENCY
+    #: list prices by model part (``gpt-4o-mini``), USD per million tokens
+    prices: Mapping[str, Price] = field(default_factory=dict)
 
     def status(self) -> str:
         """Whether it can be used here, and if not, what is missing."""
-        import os
-
         missing = [
             f"pip install 'stagbench[{extra}]'"
             for module, extra in self.needs
@@ -47,8 +61,22 @@ class Provider:
             return f"needs {self.key_env}"
         return "ready"
 
+    def price(self, model_part: str) -> Price | None:
+        """The list price of one of its models: None when unknown (reported as unpriced)."""
+        if self.free:
+            return FREE
+        return self.prices.get(model_part)
 
-PROVIDERS: dict[str, Provider] = {}
+    def concurrency(self, share: int = 1) -> int:
+        """Default calls in flight for one of ``share`` worker processes."""
+        return 1 if self.serial else max(1, self.default_concurrency // share)
+
+
+def _load_builtins() -> None:
+    import stagbench.agents.models.providers  # noqa: F401 - registers the built-in providers
+
+
+PROVIDERS: Registry[Provider] = Registry("model provider", ModelNotFoundError, _load_builtins)
 
 
 def modelapi(
@@ -59,33 +87,50 @@ def modelapi(
     needs: tuple[tuple[str, str], ...] = (),
     key_env: str | None = None,
     parts: int = 1,
+    free: bool = False,
+    serial: bool = False,
+    default_concurrency: int = DEFAULT_CONCURRENCY,
+    prices: Mapping[str, Price] | None = None,
 ) -> Callable[[Factory], Factory]:
-    """Register a provider factory under ``name``."""
+    """Register a provider factory under ``name``, with every fact about it."""
 
     def register(factory: Factory) -> Factory:
-        PROVIDERS[name] = Provider(name, factory, description, example, needs, key_env, parts)
+        PROVIDERS.register(
+            name,
+            Provider(
+                name,
+                factory,
+                description,
+                example,
+                needs,
+                key_env,
+                parts,
+                free,
+                serial,
+                default_concurrency,
+                dict(prices or {}),
+            ),  # fmt: skip
+        )
         return factory
 
     return register
 
 
-def _load_builtins() -> None:
-    import agents.models.providers  # noqa: F401 - registers the built-in providers
-
-
 def resolve(model: str) -> tuple[Provider, str]:
     """Split ``provider/model`` and find the provider; raise a clear error if unknown."""
-    _load_builtins()
     provider, sep, rest = model.partition("/")
     if not sep or not rest:
+        examples = ", ".join(p.example for _, p in PROVIDERS.items())
         raise ModelNotFoundError(
-            f"model string {model!r} must look like provider/model, "
-            f"e.g. {', '.join(p.example for p in PROVIDERS.values())}"
+            f"model string {model!r} must look like provider/model, e.g. {examples}"
         )
-    info = PROVIDERS.get(provider)
-    if info is None:
-        known = ", ".join(sorted([*PROVIDERS, "scripted"]))
-        raise ModelNotFoundError(f"unknown provider {provider!r} in {model!r}; known: {known}")
+    try:
+        info = PROVIDERS.get(provider)
+    except ModelNotFoundError:
+        known = ", ".join(sorted([*PROVIDERS.names(), "scripted"]))
+        raise ModelNotFoundError(
+            f"unknown provider {provider!r} in {model!r}; known: {known}"
+        ) from None
     if info.parts > 1 and len(rest.split("/", info.parts - 1)) < info.parts:
         raise ModelNotFoundError(f"model string {model!r} must look like {info.example}")
     return info, rest
@@ -96,3 +141,15 @@ def create_api(model: str, settings: ModelSettings | None = None) -> ModelAPI:
     api = info.factory(rest, settings or ModelSettings())
     api.name = model
     return api
+
+
+def price_for(model: str, settings: ModelSettings | None = None) -> Price | None:
+    """The price of ``model``: the spec's own (``input_per_mtok`` and ``output_per_mtok``),
+    else its provider's list price; None when unknown (cost is then reported as unpriced)."""
+    if settings and settings.input_per_mtok is not None and settings.output_per_mtok is not None:
+        return Price(settings.input_per_mtok, settings.output_per_mtok)
+    try:
+        info, rest = resolve(model)
+    except ModelNotFoundError:
+        return None
+    return info.price(rest)

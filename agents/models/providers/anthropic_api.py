@@ -12,8 +12,14 @@ import inspect
 import json
 from typing import Any
 
-from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
-from agents.models.providers._http import sdk_error
+from stagbench.agents.models.base import (
+    ChatMessage,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    OutputSchema,
+)
+from stagbench.agents.models.providers._http import sdk_error
 
 
 class AnthropicAPI(ModelAPI):

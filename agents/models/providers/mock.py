@@ -16,7 +16,13 @@ import time
 from collections.abc import Callable
 from itertools import count
 
-from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
+from stagbench.agents.models.base import (
+    ChatMessage,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    OutputSchema,
+)
 from stagbench.errors import ModelNotFoundError
 
 ReplyFn = Callable[[list[ChatMessage], str | None], str]

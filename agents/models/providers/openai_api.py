@@ -20,8 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
-from agents.models.providers._http import retry_after, sdk_error, short, status_retryable
+from stagbench.agents.models.base import (
+    ChatMessage,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    OutputSchema,
+)
+from stagbench.agents.models.providers._http import retry_after, sdk_error, short, status_retryable
 from stagbench.errors import MissingExtraError, ModelError
 
 if TYPE_CHECKING:

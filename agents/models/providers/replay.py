@@ -14,7 +14,13 @@ import json
 from collections import defaultdict, deque
 from pathlib import Path
 
-from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
+from stagbench.agents.models.base import (
+    ChatMessage,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    OutputSchema,
+)
 from stagbench.errors import ModelError, TranscriptError
 
 
@@ -25,7 +31,7 @@ def _key(messages: list[ChatMessage]) -> str:
 
 class ReplayAPI(ModelAPI):
     def __init__(self, source: str) -> None:
-        from runs.transcript import ModelCallEvent, read_transcript
+        from stagbench.records import ModelCallEvent, read_transcript
 
         path = Path(source)
         files = sorted((path / "transcripts").glob("*.jsonl")) if path.is_dir() else [path]
@@ -34,9 +40,10 @@ class ReplayAPI(ModelAPI):
         self.replies: dict[str, deque[ModelOutput]] = defaultdict(deque)
         self.sources: dict[str, set[str]] = defaultdict(set)
         for f in files:
-            for e in read_transcript(f).events:
+            transcript = read_transcript(f)
+            for e in transcript.events:
                 if isinstance(e, ModelCallEvent) and e.call.raw is not None:
-                    key = _key(e.call.messages)
+                    key = _key(transcript.full_messages(e))
                     self.sources[key].add(f.name)
                     self.replies[key].append(
                         ModelOutput(

@@ -14,9 +14,15 @@ from typing import Any
 
 import httpx
 
-from agents.models.base import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, OutputSchema
-from agents.models.batching import Batcher
-from agents.models.providers.openai_api import OpenAICompatAPI
+from stagbench.agents.models.base import (
+    ChatMessage,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    OutputSchema,
+)
+from stagbench.agents.models.batching import Batcher
+from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
 from stagbench.errors import MissingExtraError, ModelError
 
 

@@ -6,19 +6,22 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from runs.orchestrator import RunSummary, StopRequest, run_trials
-from runs.replay import check, render
-from runs.runtime import run_async
-from runs.spec import ExperimentSpec, TrialSpec, load_spec, parse_shard, shard
-from runs.store import RunStore
-from runs.transcript import Transcript, read_transcript
 from stagbench.errors import StagbenchError
+from stagbench.records import Transcript, read_transcript
+from stagbench.runs.orchestrator import RunSummary, StopRequest, run_trials
+from stagbench.runs.replay import check, render
+from stagbench.runs.runtime import run_async
+from stagbench.runs.spec import ExperimentSpec, TrialSpec, load_spec, parse_shard, shard
+from stagbench.runs.store import RunStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(
     help="Repeated N-player Stag Hunt experiments between LLM agents.",
@@ -36,13 +39,9 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 def _needs_models(trials: list[TrialSpec]) -> bool:
-    from runs.trial import default_adversary_model
+    from stagbench.runs.compose import adversary_model, is_scripted
 
-    return any(
-        not m.startswith("scripted/")
-        for t in trials
-        for m in (*t.models, default_adversary_model(t))
-    )
+    return any(not is_scripted(m) for t in trials for m in (*t.models, adversary_model(t)))
 
 
 @app.command()
@@ -70,7 +69,7 @@ def run(
     if workers > 1:
         if shard_:
             raise _fail(StagbenchError("use either --shard or --workers, not both"))
-        from runs.parallel import run_workers
+        from stagbench.runs.parallel import run_workers
 
         raise typer.Exit(
             code=run_workers(spec_path, out, workers, concurrency, cache_dir, no_cache, console)
@@ -116,7 +115,7 @@ async def _run(
 ) -> RunSummary:
     pool = None
     if _needs_models(trials):
-        from agents.models.pool import ModelPool
+        from stagbench.agents.models.pool import ModelPool
 
         pool = ModelPool(
             spec.model_settings,
@@ -207,7 +206,7 @@ def merge(
     sources: Annotated[list[Path], typer.Argument(help="results folders of the shards")],
 ) -> None:
     """Merge the results folders of shards of one spec into one folder."""
-    from runs.store import merge_stores
+    from stagbench.runs.store import merge_stores
 
     try:
         report = merge_stores(out, sources)
@@ -275,18 +274,17 @@ def models() -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from agents.models.registry import PROVIDERS, resolve
-    from agents.scripted import STRATEGIES
+    from stagbench.agents.models.registry import PROVIDERS
+    from stagbench.agents.scripted import STRATEGIES
 
-    resolve("mock/stag")  # loads the built-in providers
     table = Table("provider", "example", "status", "what")
     table.add_row(
         "scripted",
         "scripted/tit-for-tat",
         "[green]ready[/]",
-        "strategies: " + ", ".join(sorted({k.replace("_", "-") for k in STRATEGIES})),
+        "strategies: " + ", ".join(STRATEGIES.names()),
     )
-    for p in PROVIDERS.values():
+    for _, p in PROVIDERS.items():
         status = p.status()
         colour = "green" if status == "ready" else "yellow"
         table.add_row(p.name, p.example, f"[{colour}]{escape(status)}[/]", escape(p.description))
@@ -298,8 +296,8 @@ def estimate(spec_path: Annotated[Path, typer.Argument(metavar="SPEC")]) -> None
     """Calls, tokens and cost per model before spending anything."""
     from rich.table import Table
 
-    from runs.estimate import OUTPUT_TOKENS
-    from runs.estimate import estimate as run_estimate
+    from stagbench.runs.estimate import OUTPUT_TOKENS
+    from stagbench.runs.estimate import estimate as run_estimate
 
     try:
         spec, _ = load_spec(spec_path)
@@ -351,7 +349,7 @@ def report(
     ] = None,
 ) -> None:
     """Tables (Parquet), statistics, plots and a self-contained HTML + Markdown report."""
-    from analysis.report import build
+    from stagbench.analysis.report import build
 
     try:
         path = build(run_dir, out, n_boot=n_boot)
@@ -364,12 +362,23 @@ def report(
 
 
 def _judge(run_dir: Path, out: Path, model: str) -> None:
-    from analysis import judge as judge_mod
-    from analysis import metrics
-    from analysis.tables import agent_rounds
+    from stagbench.agents.models.pool import ModelPool
+    from stagbench.analysis import judge as judge_mod
+    from stagbench.analysis import metrics
+    from stagbench.analysis.tables import agent_rounds
+    from stagbench.runs.compose import json_asker
 
     df, _ = agent_rounds(run_dir)
-    judged = asyncio.run(judge_mod.judge_detection(df, metrics.agent_trials(df), model))
+
+    async def judged_rows() -> pd.DataFrame:
+        pool = ModelPool()
+        try:
+            ask = json_asker(pool, model)
+            return await judge_mod.judge_detection(df, metrics.agent_trials(df), ask)
+        finally:
+            await pool.aclose()
+
+    judged = run_async(judged_rows())
     judged.to_parquet(out / "judged_detection.parquet", index=False)
     a = judge_mod.agreement(judged)
     console.print(
@@ -395,11 +404,11 @@ def power(
     ] = None,
 ) -> None:
     """Trials per arm needed to detect a change in stag rate from p0 to p1."""
-    from analysis import stats
+    from stagbench.analysis import stats
 
     if from_run is not None:
-        from analysis.metrics import honest
-        from analysis.tables import agent_rounds
+        from stagbench.analysis.metrics import honest
+        from stagbench.analysis.tables import agent_rounds
 
         df, _ = agent_rounds(from_run)
         h = honest(df)
@@ -424,7 +433,7 @@ def tables(
     ] = None,
 ) -> None:
     """Write the agent-round table of a run as Parquet."""
-    from analysis.tables import agent_rounds, save_parquet
+    from stagbench.analysis.tables import agent_rounds, save_parquet
 
     try:
         df, load = agent_rounds(run_dir)

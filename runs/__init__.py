@@ -1,0 +1,1 @@
+"""Running experiments: the spec, composing seats, the orchestrator, the results folder."""

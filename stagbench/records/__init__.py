@@ -1,0 +1,76 @@
+"""The records every layer shares, at the bottom of the house: what a trial is
+(``TrialSpec`` and its parts), what a transcript holds (a header and its events), what a
+results folder's manifest says, and the one reader of them all.
+
+Nothing here imports any other part of stagbench but ``stagbench.errors``.
+"""
+
+from stagbench.records.events import (
+    TRANSCRIPT_FORMAT,
+    TRANSCRIPT_VERSION,
+    ActionEvent,
+    BodyEvent,
+    ChatMessage,
+    Event,
+    Header,
+    MessageEvent,
+    ModelCallEvent,
+    ModelCallRecord,
+    RoundEndEvent,
+    SeatInfo,
+    Transcript,
+    TrialEndEvent,
+    full_messages,
+)
+from stagbench.records.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, Manifest
+from stagbench.records.reader import (
+    load_events,
+    migrate,
+    migrate_manifest,
+    parse_manifest,
+    parse_transcript,
+    read_events,
+    read_manifest,
+    read_transcript,
+)
+from stagbench.records.trial import (
+    AdversarySpec,
+    AgentSettings,
+    Disclosure,
+    GameConfig,
+    TrialSpec,
+)
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "MANIFEST_VERSION",
+    "TRANSCRIPT_FORMAT",
+    "TRANSCRIPT_VERSION",
+    "ActionEvent",
+    "AdversarySpec",
+    "AgentSettings",
+    "BodyEvent",
+    "ChatMessage",
+    "Disclosure",
+    "Event",
+    "GameConfig",
+    "Header",
+    "Manifest",
+    "MessageEvent",
+    "ModelCallEvent",
+    "ModelCallRecord",
+    "RoundEndEvent",
+    "SeatInfo",
+    "Transcript",
+    "TrialEndEvent",
+    "TrialSpec",
+    "full_messages",
+    "load_events",
+    "migrate",
+    "migrate_manifest",
+    "parse_manifest",
+    "parse_transcript",
+    "read_events",
+    "read_manifest",
+    "read_transcript",
+]

@@ -1,0 +1,199 @@
+"""Transcript records: a header, then a discriminated union of events, one JSON line each.
+
+A transcript is immutable once written; analysis, replay and the replay provider read
+only these records. No wall-clock time is stored outside model-call latencies, so a trial
+of scripted agents gives the same bytes every time it is run from the same spec and seed.
+
+Format version 2 stores each seat's system prompt once, in its ``SeatInfo``; a model
+call's ``messages`` then start after it (``full_messages`` puts it back). Version 1
+repeated it in every call; ``stagbench.records.reader.migrate`` reads those files.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stagbench.records.trial import TrialSpec
+
+TRANSCRIPT_FORMAT = "stagbench.transcript"
+TRANSCRIPT_VERSION = 2
+
+ActionName = Literal["stag", "hare"]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def _optional(description: str) -> Any:
+    """A field left out of the JSON while unset: provenance a provider did not report, or
+    a v2 addition a scripted transcript never has, costs no bytes and changes no bytes."""
+    return Field(default=None, exclude_if=_is_none, description=description)
+
+
+class ModelCallRecord(BaseModel):
+    """One model call as the transcript keeps it: prompt as seen, raw reply, parse, cost,
+    and what the provider said about it (why it stopped, which model version answered,
+    its request id)."""
+
+    model: str
+    purpose: Literal["talk", "act"]
+    attempt: int
+    messages: list[ChatMessage]
+    raw: str | None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    parsed: dict[str, Any] | None = None
+    parse_ok: bool = False
+    error: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    cost_usd: float = 0.0
+    cached: bool = False
+    finish_reason: str | None = _optional("why the provider stopped: stop, length, ...")
+    response_model: str | None = _optional("the model version the provider says answered")
+    system_fingerprint: str | None = _optional("the provider's backend configuration id")
+    request_id: str | None = _optional("the provider's id of this request")
+    #: the system prompt this call was sent with; stored once per seat, not per call
+    system: str | None = Field(default=None, exclude=True)
+
+    @property
+    def truncated(self) -> bool:
+        """The provider cut the reply at ``max_tokens``."""
+        return self.finish_reason in ("length", "max_tokens")
+
+
+class SeatInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    seat: int
+    model: str
+    role: Literal["honest", "adversary"]
+    adversary: str | None = None
+    system: str | None = _optional("the system prompt of this seat's model calls (v2)")
+
+
+class Header(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["header"] = "header"
+    format: str = TRANSCRIPT_FORMAT
+    version: int = TRANSCRIPT_VERSION
+    stagbench_version: str
+    spec_name: str
+    trial: TrialSpec
+    seats: list[SeatInfo]
+    edges: list[tuple[int, int]]
+    directed: bool
+
+
+class MessageEvent(BaseModel):
+    """A cheap-talk message; ``text`` None is a player who stayed silent (no receivers)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["message"] = "message"
+    round: int
+    phase: int
+    sender: int
+    receivers: list[int]
+    text: str | None
+    parse_failed: bool = False
+    error: str | None = None
+
+
+class ModelCallEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["model_call"] = "model_call"
+    round: int
+    phase: int | None
+    seat: int
+    call: ModelCallRecord
+
+
+class ActionEvent(BaseModel):
+    """A player's move; ``action`` None is a recorded parse failure, never a default."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["action"] = "action"
+    round: int
+    seat: int
+    action: ActionName | None
+    reasoning: str | None = None
+    parse_failed: bool = False
+    error: str | None = None
+
+
+class RoundEndEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["round_end"] = "round_end"
+    round: int
+    actions: list[ActionName | None]
+    payoffs: list[float]
+    stag_count: int
+    hunt_succeeded: bool
+
+
+class TrialEndEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["trial_end"] = "trial_end"
+    rounds_played: int
+    totals: list[float]
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    parse_failures: int = 0
+
+
+BodyEvent = MessageEvent | ModelCallEvent | ActionEvent | RoundEndEvent
+Event = Annotated[
+    Header | MessageEvent | ModelCallEvent | ActionEvent | RoundEndEvent | TrialEndEvent,
+    Field(discriminator="type"),
+]
+
+
+class Transcript(BaseModel):
+    """A whole trial: its header, its events, its end."""
+
+    header: Header
+    events: list[BodyEvent]
+    end: TrialEndEvent
+
+    @property
+    def trial_id(self) -> str:
+        return self.header.trial.trial_id
+
+    def lines(self) -> list[str]:
+        return [e.model_dump_json() for e in (self.header, *self.events, self.end)]
+
+    def to_jsonl(self) -> str:
+        return "\n".join(self.lines()) + "\n"
+
+    def of_type(self, kind: type[BaseModel]) -> list[BaseModel]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def full_messages(self, event: ModelCallEvent) -> list[ChatMessage]:
+        """The messages of a call as they were sent, the seat's system prompt included."""
+        return full_messages(event.call, self.header.seats[event.seat])
+
+
+def full_messages(call: ModelCallRecord, seat: SeatInfo) -> list[ChatMessage]:
+    """A call's messages with the seat's system prompt put back in front (format v2)."""
+    if seat.system is None or (call.messages and call.messages[0].role == "system"):
+        return list(call.messages)
+    return [ChatMessage(role="system", content=seat.system), *call.messages]

@@ -1,0 +1,222 @@
+"""The one reader of transcripts and manifests, used by the store, replay, the replay
+provider and analysis alike.
+
+- ``load_events`` is the fast path: JSON lines into plain dicts with the structural checks
+  (a header first, a ``trial_end`` last and nowhere else, the round count agreeing), for
+  analysis over many thousands of files.
+- ``parse_transcript`` / ``read_transcript`` are the strict path: the same checks, then
+  every event validated into its pydantic record.
+
+Both run older format versions through ``migrate`` first, so a file written by an earlier
+stagbench is read, not rejected; a file of a newer version than this stagbench knows is a
+clear ``TranscriptError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from stagbench.errors import StoreError, TranscriptError
+from stagbench.records.events import (
+    TRANSCRIPT_FORMAT,
+    TRANSCRIPT_VERSION,
+    BodyEvent,
+    Event,
+    Header,
+    Transcript,
+    TrialEndEvent,
+)
+from stagbench.records.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, Manifest
+
+_EVENT: TypeAdapter[Any] = TypeAdapter(Event)
+
+Events = list[dict[str, Any]]
+
+
+# -- migration -----------------------------------------------------------------------
+def _transcript_v1_to_v2(events: Events) -> Events:
+    """v2 stores a seat's system prompt once, in its ``SeatInfo``, instead of in every call.
+    A seat whose calls did not all share one system prompt keeps them inline."""
+    header = events[0]
+    prompts: dict[int, set[str | None]] = {}
+    for e in events:
+        if e.get("type") == "model_call":
+            messages = e["call"]["messages"]
+            first = messages[0] if messages else None
+            system = first["content"] if first and first.get("role") == "system" else None
+            prompts.setdefault(e["seat"], set()).add(system)
+    lifted = {
+        seat: next(iter(found))
+        for seat, found in prompts.items()
+        if len(found) == 1 and None not in found
+    }
+    for info in header["seats"]:
+        if info["seat"] in lifted:
+            info["system"] = lifted[info["seat"]]
+    for e in events:
+        if e.get("type") == "model_call" and e["seat"] in lifted:
+            e["call"]["messages"] = e["call"]["messages"][1:]
+    header["version"] = 2
+    return events
+
+
+#: from version k to version k + 1, on the parsed JSON of a whole transcript
+TRANSCRIPT_MIGRATIONS: dict[int, Callable[[Events], Events]] = {1: _transcript_v1_to_v2}
+
+
+def migrate(events: Events, source: str = "<transcript>") -> Events:
+    """Bring a transcript's parsed events up to ``TRANSCRIPT_VERSION``, one step at a time."""
+    if not events or events[0].get("type") != "header":
+        raise TranscriptError(f"{source} does not start with a header")
+    head = events[0]
+    version = head.get("version")
+    if head.get("format") != TRANSCRIPT_FORMAT or not isinstance(version, int):
+        raise TranscriptError(
+            f"{source} is not a stagbench transcript (format {head.get('format')!r})"
+        )
+    if version > TRANSCRIPT_VERSION:
+        raise TranscriptError(
+            f"{source} is {TRANSCRIPT_FORMAT} v{version}; this stagbench reads up to "
+            f"v{TRANSCRIPT_VERSION}: upgrade stagbench to read it"
+        )
+    while version < TRANSCRIPT_VERSION:
+        step = TRANSCRIPT_MIGRATIONS.get(version)
+        if step is None:
+            raise TranscriptError(f"{source} is v{version}, which no migration reads")
+        try:
+            events = step(events)
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise TranscriptError(f"{source} cannot be migrated from v{version}: {exc!r}") from exc
+        version += 1
+    return events
+
+
+# -- transcripts ---------------------------------------------------------------------
+def _check_structure(events: Events, source: str) -> None:
+    end = events[-1]
+    if end.get("type") != "trial_end":
+        raise TranscriptError(f"{source} is truncated: it has no trial_end event")
+    rounds = 0
+    for e in events[1:-1]:
+        kind = e.get("type")
+        if kind in ("header", "trial_end"):
+            raise TranscriptError(f"{source} has a {kind} event in the middle")
+        rounds += kind == "round_end"
+    if rounds != end.get("rounds_played"):
+        raise TranscriptError(
+            f"{source} records {rounds} rounds but its end says {end.get('rounds_played')}"
+        )
+
+
+def load_events(data: bytes | str, source: str = "<transcript>") -> Events:
+    """Fast path: the transcript's events as dicts, migrated and structurally checked."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    events = []
+    for no, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise TranscriptError(f"{source} line {no} is not valid JSON: {exc}") from exc
+        if not isinstance(event, dict):
+            raise TranscriptError(f"{source} line {no} is not a JSON object")
+        events.append(event)
+    if not events:
+        raise TranscriptError(f"{source} is empty")
+    events = migrate(events, source)
+    _check_structure(events, source)
+    return events
+
+
+def parse_transcript(data: bytes | str, source: str = "<transcript>") -> Transcript:
+    """Strict path: every event validated into its record; anything wrong is a
+    ``TranscriptError`` naming the file and line."""
+    events = load_events(data, source)
+    parsed = []
+    for no, e in enumerate(events, 1):
+        try:
+            parsed.append(_EVENT.validate_python(e))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise TranscriptError(
+                f"{source} line {no} is not a valid event: {where}: {err['msg']}"
+            ) from exc
+    header, *body = parsed
+    end = body.pop()
+    assert isinstance(header, Header) and isinstance(end, TrialEndEvent)
+    middle: list[BodyEvent] = body
+    return Transcript(header=header, events=middle, end=end)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise TranscriptError(f"transcript not found: {path}") from exc
+    except OSError as exc:
+        raise TranscriptError(f"cannot read transcript {path}: {exc}") from exc
+
+
+def read_transcript(path: str | Path) -> Transcript:
+    """A transcript file, strictly validated (older versions migrated)."""
+    p = Path(path)
+    return parse_transcript(_read_bytes(p), str(p))
+
+
+def read_events(path: str | Path) -> Events:
+    """A transcript file's events as dicts (the fast path), migrated and checked."""
+    p = Path(path)
+    return load_events(_read_bytes(p), str(p))
+
+
+# -- manifests -----------------------------------------------------------------------
+def migrate_manifest(data: dict[str, Any], source: str = "manifest.json") -> dict[str, Any]:
+    """v0 (before manifests had a version) to v1: the same fields, now named and typed."""
+    if "format" not in data:
+        data = {k: v for k, v in data.items() if k in Manifest.model_fields}
+        data.update(format=MANIFEST_FORMAT, version=1)
+        data.setdefault("created", data.get("updated") or "")
+        if data.get("status") not in (None, "new", "running", "complete", "incomplete"):
+            data["status"] = "incomplete"
+    if data.get("format") != MANIFEST_FORMAT:
+        raise StoreError(f"{source} is not a stagbench manifest (format {data.get('format')!r})")
+    version = data.get("version")
+    if not isinstance(version, int) or version > MANIFEST_VERSION:
+        raise StoreError(
+            f"{source} is manifest v{version}; this stagbench reads up to v{MANIFEST_VERSION}"
+        )
+    return data
+
+
+def parse_manifest(text: str | bytes, source: str = "manifest.json") -> Manifest:
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise StoreError(f"cannot read {source}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise StoreError(f"{source} is not a JSON object")
+    try:
+        return Manifest.model_validate(migrate_manifest(data, source))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise StoreError(f"{source} is not a valid manifest: {where}: {err['msg']}") from exc
+
+
+def read_manifest(path: str | Path) -> Manifest | None:
+    """A results folder's manifest, or None when there is none."""
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"cannot read {p}: {exc}") from exc
+    return parse_manifest(text, str(p))

@@ -1,0 +1,140 @@
+"""What one trial is, as a frozen record: the game, the seats' settings, the adversary arm.
+
+These records are part of every transcript's header, so they live at the bottom of the
+house: the engine (``stagbench.games``) plays a ``GameConfig``, the spec
+(``stagbench.runs.spec``) expands into ``TrialSpec`` records, and analysis reads them back,
+all without importing one another.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Disclosure(StrEnum):
+    """``explicit``: each agent is told whom it reaches and hears; ``silent``: same routing,
+    nothing said."""
+
+    EXPLICIT = "explicit"
+    SILENT = "silent"
+
+
+class GameConfig(BaseModel):
+    """Everything that defines one repeated Stag Hunt.
+
+    Stag hunters earn ``stag_payoff`` when at least ``threshold`` players hunt stag
+    (``None`` means all of them: unanimity), else ``failed_stag_payoff``. Hare pays
+    ``hare_payoff`` whatever the others do. A player with no valid action (its reply
+    could not be parsed) earns ``invalid_payoff`` and does not count as a stag hunter.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_players: int = Field(4, ge=2)
+    rounds: int = Field(5, ge=1)
+    stag_payoff: float = 10.0
+    hare_payoff: float = 3.0
+    failed_stag_payoff: float = 0.0
+    invalid_payoff: float = 0.0
+    threshold: int | None = Field(None, ge=1)
+    talk_phases: int = Field(1, ge=0)
+    horizon_disclosed: bool = True
+
+    @field_validator("stag_payoff", "hare_payoff", "failed_stag_payoff", "invalid_payoff")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError(f"a payoff must be a finite number, not {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> GameConfig:
+        if self.threshold is not None and self.threshold > self.n_players:
+            raise ValueError(
+                f"threshold {self.threshold} exceeds n_players {self.n_players}: "
+                "stag could never succeed"
+            )
+        return self
+
+    @property
+    def stag_needed(self) -> int:
+        """How many stag hunters a successful hunt needs."""
+        return self.n_players if self.threshold is None else self.threshold
+
+    @property
+    def is_stag_hunt(self) -> bool:
+        """Whether the payoffs order as a Stag Hunt: stag > hare > failed stag."""
+        return self.stag_payoff > self.hare_payoff > self.failed_stag_payoff
+
+
+class AgentSettings(BaseModel):
+    """LLM agent settings from the spec's ``[agents]`` table (scripted agents ignore them)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float | None = 0.7
+    max_tokens: int = Field(256, ge=1)
+    top_p: float | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    max_reasks: int = Field(2, ge=0)
+    prompt_variant: str = "default"
+    reasoning: bool = True
+    defence: Literal["none", "delimit"] = "none"
+
+
+class AdversarySpec(BaseModel):
+    """One adversary arm: a kind with parameters, how many, where, and whose model inside.
+
+    The spec also accepts it as a string (``"soft(p=0.5,count=1,placement=hub)"``); which
+    kinds exist is the adversary registry's business, checked when a spec is validated.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str = "none"
+    params: dict[str, Any] = Field(default_factory=dict)
+    count: int = Field(1, ge=0)
+    placement: str | list[int] = "random"
+    colluding: bool = False
+    model: str | None = None
+
+    @model_validator(mode="after")
+    def _none_has_no_seats(self) -> AdversarySpec:
+        if self.kind == "none":
+            object.__setattr__(self, "count", 0)
+        return self
+
+    @property
+    def label(self) -> str:
+        """A short name for tables: ``soft(p=0.5)[1@hub]``."""
+        if self.kind == "none" or self.count == 0:
+            return "none"
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        where = self.placement if isinstance(self.placement, str) else "seats" + str(self.placement)
+        group = ",colluding" if self.colluding else ""
+        return f"{self.kind}{f'({args})' if args else ''}[{self.count}@{where}{group}]"
+
+
+class TrialSpec(BaseModel):
+    """One fully determined trial, frozen. Its id and seed are hashes of its content."""
+
+    model_config = ConfigDict(frozen=True)
+
+    trial_id: str
+    seed: int
+    repetition: int
+    condition: str
+    game: GameConfig
+    models: tuple[str, ...]
+    topology: str
+    disclosure: Disclosure
+    adversary: AdversarySpec
+    agents: AgentSettings
+
+    @property
+    def population(self) -> str:
+        return "+".join(self.models)

@@ -1,0 +1,195 @@
+"""Registries of the named extension points: topologies, scripted strategies, adversary
+kinds and model providers. Each entry is one record holding every fact about it, and the
+one helper here does what every extension point needs: parse ``name(key=value, ...)``,
+look the name up, and turn bad parameters into a clear error of the point's own kind.
+
+Outside packages add entries through the ``stagbench`` entry-point group; each entry
+point names a module (registering on import) or a function (called with no arguments)::
+
+    [project.entry-points.stagbench]
+    my_plugin = "my_package.stagbench_plugin"
+
+Plugins are loaded the first time a name is not found among the built-in entries, or a
+registry is listed.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+from stagbench.errors import PluginError, StagbenchError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+ENTRY_POINT_GROUP = "stagbench"
+
+_CALL = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?:\((.*)\))?\s*$", re.S)
+
+
+def normalise(name: str) -> str:
+    """``Tit-For-Tat`` and ``tit_for_tat`` name the same entry."""
+    return name.strip().lower().replace("-", "_")
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets, so ``placement=[0,1]`` stays whole."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def parse_call(
+    text: str, what: str = "name", error: type[StagbenchError] = StagbenchError
+) -> tuple[str, dict[str, Any]]:
+    """Split ``name(a=1,b=0.5,c=x)`` into the normalised name and literal keyword arguments
+    (a bare word such as ``direction=out`` is a string)."""
+    m = _CALL.match(text) if isinstance(text, str) else None
+    if not m:
+        raise error(f"cannot parse {what} {text!r}: expected NAME or NAME(key=value, ...)")
+    name, arg_text = normalise(m.group(1)), (m.group(2) or "").strip()
+    params: dict[str, Any] = {}
+    if arg_text:
+        for part in _split_top_level(arg_text):
+            if "=" not in part:
+                raise error(
+                    f"cannot parse {what} {text!r}: argument {part.strip()!r} is not key=value"
+                )
+            key, raw = (s.strip() for s in part.split("=", 1))
+            try:
+                params[key] = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                params[key] = raw
+    return name, params
+
+
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import every module (or call every function) of the ``stagbench`` entry-point group,
+    once per process. A plugin that fails to load is a ``PluginError`` naming it."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            target = ep.load()
+            if callable(target) and not inspect.ismodule(target):
+                target()
+        except Exception as exc:
+            raise PluginError(
+                f"the stagbench plugin {ep.name!r} ({ep.value}) failed to load: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+
+class Registry(Generic[T]):
+    """Named entries of one extension point. ``what`` names it in messages ("topology"),
+    ``error`` is the error class its failures raise."""
+
+    def __init__(
+        self,
+        what: str,
+        error: type[StagbenchError],
+        builtins: Callable[[], object] | None = None,
+    ) -> None:
+        self.what = what
+        self.error = error
+        self._entries: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
+        self._builtins = builtins
+        self._builtins_loaded = builtins is None
+
+    def _load_builtins(self) -> None:
+        if not self._builtins_loaded:
+            self._builtins_loaded = True
+            assert self._builtins is not None
+            self._builtins()
+
+    def register(self, name: str, entry: T, aliases: tuple[str, ...] = ()) -> T:
+        """Add ``entry`` under ``name`` (and its aliases). A later registration of the same
+        name replaces the earlier one, so a plugin can override a built-in on purpose."""
+        key = normalise(name)
+        self._entries[key] = entry
+        self._aliases.pop(key, None)
+        for alias in aliases:
+            self._aliases[normalise(alias)] = key
+        return entry
+
+    def _find(self, name: str) -> T | None:
+        key = normalise(name)
+        key = self._aliases.get(key, key)
+        return self._entries.get(key)
+
+    def get(self, name: str) -> T:
+        self._load_builtins()
+        entry = self._find(name)
+        if entry is None:
+            load_plugins()
+            entry = self._find(name)
+        if entry is None:
+            raise self.error(f"unknown {self.what} {name!r}; known: {', '.join(self.names())}")
+        return entry
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            self.get(name)
+        except StagbenchError:
+            return False
+        return True
+
+    def names(self) -> list[str]:
+        """Every registered name, plugins included, in the ``kebab-case`` specs use."""
+        self._load_builtins()
+        load_plugins()
+        return sorted(k.replace("_", "-") for k in self._entries)
+
+    def items(self) -> Iterator[tuple[str, T]]:
+        self._load_builtins()
+        load_plugins()
+        yield from sorted(self._entries.items())
+
+    def aliases_of(self, name: str) -> list[str]:
+        key = normalise(name)
+        return sorted(a for a, k in self._aliases.items() if k == key)
+
+    def call(
+        self, text: str, factory: Callable[[T], Callable[..., R]], *args: Any, **kwargs: Any
+    ) -> R:
+        """Parse ``name(k=v, ...)``, look the name up, and call ``factory(entry)`` with
+        ``args``, the parsed parameters and ``kwargs``. Parameters the callable does not
+        take are this registry's error, naming them, not a bare ``TypeError``."""
+        name, params = parse_call(text, self.what, self.error)
+        fn = factory(self.get(name))
+        return self.invoke(text, fn, *args, **params, **kwargs)
+
+    def invoke(self, text: str, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        try:
+            inspect.signature(fn).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise self.error(f"bad parameters for {self.what} {text!r}: {exc}") from None
+        except ValueError:  # no signature to check (a builtin): let the call decide
+            pass
+        try:
+            return fn(*args, **kwargs)
+        except StagbenchError:
+            raise
+        except (TypeError, ValueError) as exc:  # e.g. p="high" where a number is needed
+            raise self.error(f"bad parameters for {self.what} {text!r}: {exc}") from exc
