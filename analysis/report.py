@@ -7,6 +7,7 @@ import base64
 import html
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from stagbench.analysis import archetypes, metrics, stats  # noqa: E402
-from stagbench.analysis.tables import agent_rounds, save_parquet  # noqa: E402
+from stagbench.analysis.tables import LoadReport, agent_rounds, save_parquet  # noqa: E402
 from stagbench.errors import TranscriptError  # noqa: E402
 
 
@@ -106,21 +107,22 @@ def _condition_label(df: pd.DataFrame) -> pd.Series:
     return out
 
 
-def build(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 500) -> Path:
-    """Write RUN_DIR/report/{report.html, report.md, *.parquet}; returns the HTML path."""
-    run = Path(run_dir)
-    out = Path(out_dir) if out_dir else run / "report"
-    df, load = agent_rounds(run)
-    if df.empty:
-        raise TranscriptError(f"no readable transcripts under {run}")
-    out.mkdir(parents=True, exist_ok=True)
-    at = archetypes.classify(metrics.agent_trials(df))
-    trials = metrics.trial_summary(df)
-    save_parquet(df, out / "agent_rounds.parquet")
-    trials.to_parquet(out / "trials.parquet", index=False)
-    at.to_parquet(out / "agent_trials.parquet", index=False)
-    sections: list[Section] = []
+@dataclass
+class ReportData:
+    """What every section reads: the agent-round table and what derives from it."""
 
+    df: pd.DataFrame
+    agent_trials: pd.DataFrame
+    trials: pd.DataFrame
+    load: LoadReport
+    n_boot: int = 500
+
+
+SectionFn = Callable[[ReportData], Section]
+
+
+def overview(d: ReportData) -> Section:
+    df, load = d.df, d.load
     s = Section("Overview")
     s.text(
         f"{df['trial_id'].nunique()} trials, {len(df)} agent-rounds, models: "
@@ -133,8 +135,11 @@ def build(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 
             f"WARNING: {len(load.corrupt)} transcript(s) could not be read and are NOT analysed:"
         )
         s.table(pd.DataFrame(load.corrupt, columns=["file", "problem"]))
-    sections.append(s)
+    return s
 
+
+def cooperation(d: ReportData) -> Section:
+    df = d.df
     s = Section("Cooperation")
     keys = [
         c
@@ -152,10 +157,12 @@ def build(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 
     )
     ax.legend(fontsize=8)
     s.figure(fig, "cooperation_by_round", "Honest stag rate by round per condition")
-    sections.append(s)
+    return s
 
+
+def explicit_vs_silent(d: ReportData) -> Section:
+    df = d.df
     s = Section("Explicit vs silent")
-    pairs: list[tuple[str, str, str]] = []
     if set(df["disclosure"].unique()) >= {"explicit", "silent"}:
         table = _rate_table(df, ["topology", "disclosure"])
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -186,8 +193,11 @@ def build(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 
                     "trial-clustered permutation test, Holm-adjusted over topologies")  # fmt: skip
     else:
         s.text("The run has only one disclosure mode.")
-    sections.append(s)
+    return s
 
+
+def adversaries(d: ReportData) -> Section:
+    df = d.df
     s = Section("Adversaries")
     counts = sorted(df["adversary_count"].unique())
     if len(counts) > 1:
@@ -201,10 +211,12 @@ def build(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 
     ev = metrics.betrayal_events(df)
     s.text(f"{len(ev)} betrayal events (signalled stag, hunted hare); "
            f"{int((ev['role'] == 'honest').sum())} by honest agents.")  # fmt: skip
-    sections.append(s)
+    return s
 
+
+def regression(d: ReportData) -> Section:
     s = Section("Regression")
-    honest_df = metrics.honest(df)
+    honest_df = metrics.honest(d.df)
     formula = stats.default_formula(honest_df)
     sample = stats.gee_sample(honest_df)
     n_all, n_fit = honest_df["trial_id"].nunique(), sample["trial_id"].nunique()
@@ -220,8 +232,11 @@ def build(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 
             )
     except Exception as exc:  # statsmodels raises many kinds on degenerate designs
         s.text(f"GEE `{formula}` could not be fitted: {exc}")
-    sections.append(s)
+    return s
 
+
+def archetype_section(d: ReportData) -> Section:
+    at = d.agent_trials
     s = Section("Archetypes")
     dist = at.groupby(["model", "archetype"], observed=True).size().unstack(fill_value=0)
     if not dist.empty:
@@ -236,7 +251,7 @@ def build(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 
         ax.legend(fontsize=8)
         s.figure(fig, "archetypes", "Archetype distribution per model")
         s.table(
-            archetypes.model_labels(at, n_boot=n_boot), "Model labels with bootstrap confidence"
+            archetypes.model_labels(at, n_boot=d.n_boot), "Model labels with bootstrap confidence"
         )
         s.table(archetypes.stability(at), "Stability across split halves and seed cohorts")
     adapt = (
@@ -251,8 +266,11 @@ def build(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 
     )
     if not adapt.empty:
         s.table(adapt.reset_index(), "Adaptation after the trigger; mean payoff lost by persisting")
-    sections.append(s)
+    return s
 
+
+def betrayal_detection(d: ReportData) -> Section:
+    at = d.agent_trials
     s = Section("Betrayal detection")
     seen = at[at["betrayal_round"].notna()]
     if len(seen):
@@ -266,8 +284,11 @@ def build(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 
             s.figure(fig, "detection_latency", "Rounds from observed betrayal to detection")
     else:
         s.text("No agent observed a betrayal.")
-    sections.append(s)
+    return s
 
+
+def parse_failures(d: ReportData) -> Section:
+    df = d.df
     s = Section("Parse failures")
     llm = df[df["calls"] > 0]
     if len(llm):
@@ -289,9 +310,46 @@ def build(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 
         s.table(g.drop(columns=["ok"]), "Parse failures per model")
     else:
         s.text("No LLM agents in this run.")
-    sections.append(s)
+    return s
 
-    return _write(out, run.name, sections)
+
+#: the report, in order: a new section is one function above plus one entry here
+SECTIONS: list[SectionFn] = [
+    overview,
+    cooperation,
+    explicit_vs_silent,
+    adversaries,
+    regression,
+    archetype_section,
+    betrayal_detection,
+    parse_failures,
+]
+
+
+def build(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    n_boot: int = 500,
+    sections: list[SectionFn] | None = None,
+) -> Path:
+    """Write RUN_DIR/report/{report.html, report.md, *.parquet}; returns the HTML path."""
+    run = Path(run_dir)
+    out = Path(out_dir) if out_dir else run / "report"
+    df, load = agent_rounds(run)
+    if df.empty:
+        raise TranscriptError(f"no readable transcripts under {run}")
+    out.mkdir(parents=True, exist_ok=True)
+    data = ReportData(
+        df=df,
+        agent_trials=archetypes.classify(metrics.agent_trials(df)),
+        trials=metrics.trial_summary(df),
+        load=load,
+        n_boot=n_boot,
+    )
+    save_parquet(df, out / "agent_rounds.parquet")
+    data.trials.to_parquet(out / "trials.parquet", index=False)
+    data.agent_trials.to_parquet(out / "agent_trials.parquet", index=False)
+    return _write(out, run.name, [section(data) for section in sections or SECTIONS])
 
 
 CSS = """

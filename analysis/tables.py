@@ -23,6 +23,7 @@ import pandas as pd
 
 from stagbench.errors import TranscriptError
 from stagbench.games import player_label
+from stagbench.games.audit import audit_events
 from stagbench.records import read_events, read_transcript
 
 _STAG = re.compile(r"\bstag\b", re.I)
@@ -66,10 +67,16 @@ def transcript_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
 
 def _read_events(path: Path, strict: bool) -> list[dict[str, Any]]:
     """The one reader of ``stagbench.records``: its fast path, or its strict one (every
-    event validated) re-dumped into the same dicts."""
+    event validated) re-dumped into the same dicts. Either way the outcome is re-derived
+    from the actions with the engine: a file that disagrees is not analysed."""
     if strict:
-        return [orjson.loads(line) for line in read_transcript(path).lines()]
-    return read_events(path)
+        events = [orjson.loads(line) for line in read_transcript(path).lines()]
+    else:
+        events = read_events(path)
+    problems = audit_events(events)
+    if problems:
+        raise TranscriptError(f"{path} is inconsistent: {'; '.join(problems[:3])}")
+    return events
 
 
 # Columns that are the same for every row of a trial.

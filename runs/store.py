@@ -30,7 +30,14 @@ from typing import Any
 
 import stagbench
 from stagbench.errors import StoreError, TranscriptError
-from stagbench.records import Manifest, Transcript, read_manifest, read_transcript
+from stagbench.games.audit import audit_events
+from stagbench.records import (
+    Manifest,
+    Transcript,
+    read_events,
+    read_manifest,
+    validate_events,
+)
 from stagbench.runs.spec import ExperimentSpec, TrialSpec
 
 #: Settings that change how a run is carried out, not what it measures: a resumed run may
@@ -75,6 +82,17 @@ def _writer_alive(tmp: Path) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def read_checked(path: Path) -> Transcript:
+    """A transcript strictly validated, and re-derived from its actions with the engine:
+    a file that disagrees with itself (tampered, or written wrong) is a ``TranscriptError``,
+    treated like corruption."""
+    events = read_events(path)
+    problems = audit_events(events)
+    if problems:
+        raise TranscriptError(f"{path} is inconsistent: {'; '.join(problems[:3])}")
+    return validate_events(events, str(path))
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -181,7 +199,7 @@ class RunStore:
             return done, corrupt
         for path in sorted(self.transcripts.glob("*.jsonl")):
             try:
-                t = read_transcript(path)
+                t = read_checked(path)
                 if t.trial_id != path.stem:
                     raise TranscriptError(f"{path} holds trial {t.trial_id}, not {path.stem}")
                 done.add(t.trial_id)
@@ -245,7 +263,7 @@ def merge_stores(out: str | Path, sources: list[Path]) -> MergeReport:
                 report.already += 1
                 continue
             try:
-                read_transcript(path)
+                read_checked(path)
             except TranscriptError as exc:
                 report.corrupt.append((str(path), str(exc)))
                 continue

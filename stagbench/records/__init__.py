@@ -32,6 +32,7 @@ from stagbench.records.reader import (
     read_events,
     read_manifest,
     read_transcript,
+    validate_events,
 )
 from stagbench.records.trial import (
     AdversarySpec,
@@ -73,4 +74,5 @@ __all__ = [
     "read_events",
     "read_manifest",
     "read_transcript",
+    "validate_events",
 ]

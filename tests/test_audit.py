@@ -1,0 +1,101 @@
+"""Tampered or inconsistent transcripts are found by re-deriving them with the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stagbench.analysis.tables import agent_rounds
+from stagbench.games.audit import audit_events
+from stagbench.records import read_events
+from stagbench.runs.orchestrator import run_trials
+from stagbench.runs.spec import load_spec
+from stagbench.runs.store import RunStore
+
+GOLDEN = Path(__file__).parent / "golden"
+Events = list[dict[str, Any]]
+
+
+def _first(events: Events, kind: str) -> dict[str, Any]:
+    return next(e for e in events if e["type"] == kind)
+
+
+def _payoff_999(ev: Events) -> None:
+    _first(ev, "round_end")["payoffs"][0] = 999.0
+
+
+def _flip_action(ev: Events) -> None:
+    a = _first(ev, "action")
+    a["action"] = "hare" if a["action"] == "stag" else "stag"
+
+
+def _totals_doubled(ev: Events) -> None:
+    ev[-1]["totals"] = [2 * t for t in ev[-1]["totals"]]
+
+
+def _drop_action(ev: Events) -> None:
+    ev.remove(_first(ev, "action"))
+
+
+def _stag_count(ev: Events) -> None:
+    _first(ev, "round_end")["stag_count"] += 1
+
+
+def _success_flag(ev: Events) -> None:
+    e = _first(ev, "round_end")
+    e["hunt_succeeded"] = not e["hunt_succeeded"]
+
+
+def _rerouted(ev: Events) -> None:
+    m = next(e for e in ev if e["type"] == "message" and e["text"])
+    m["receivers"] = [m["sender"]]
+
+
+TAMPERS: dict[str, Callable[[Events], None]] = {
+    "payoff": _payoff_999,
+    "action": _flip_action,
+    "totals": _totals_doubled,
+    "missing action": _drop_action,
+    "stag count": _stag_count,
+    "success flag": _success_flag,
+    "rerouted message": _rerouted,
+}
+
+
+def test_every_golden_transcript_passes() -> None:
+    files = sorted(GOLDEN.glob("*.jsonl")) + sorted((GOLDEN.parent / "golden_llm").glob("*.jsonl"))
+    assert files and all(audit_events(read_events(p)) == [] for p in files)
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERS))
+def test_each_tampering_is_found(name: str) -> None:
+    events = read_events(sorted(GOLDEN.glob("*.jsonl"))[0])
+    TAMPERS[name](events)
+    assert audit_events(events), name
+
+
+def _write(path: Path, events: Events) -> None:
+    path.write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
+
+
+def test_tampered_files_are_left_out_of_analysis_and_rerun_on_resume(tmp_path: Path) -> None:
+    spec, text = load_spec(GOLDEN / "golden.toml")
+    store = RunStore(tmp_path / "run")
+    store.open(spec, text, spec.trials())
+    asyncio.run(run_trials(spec, spec.trials(), store))
+    victim = store.transcript_paths()[0]
+    clean = victim.read_bytes()
+    events = read_events(victim)
+    _payoff_999(events)
+    _write(victim, events)
+    df, load = agent_rounds(store.root, workers=1)
+    assert [Path(f).name for f, _ in load.corrupt] == [victim.name]
+    assert "payoffs" in load.corrupt[0][1] and victim.stem not in set(df["trial_id"].astype(str))
+    summary = asyncio.run(run_trials(spec, spec.trials(), store))
+    assert [name for name, _ in summary.corrupt] == [victim.name] and summary.completed == 1
+    assert victim.read_bytes() == clean  # run again from its seed: the true transcript
