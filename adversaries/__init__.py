@@ -4,6 +4,7 @@ Each kind is one registered wrapper (``stagbench.adversaries.registry``); import
 package registers the built-in ones.
 """
 
+from stagbench.adversaries.group import GroupPlan
 from stagbench.adversaries.llm import Deceiver
 from stagbench.adversaries.placement import PLACEMENTS, place
 from stagbench.adversaries.registry import (
@@ -17,7 +18,6 @@ from stagbench.adversaries.registry import (
 from stagbench.adversaries.wrappers import (
     Byzantine,
     Delayed,
-    GroupPlan,
     Injector,
     SoftByzantine,
     Wrapper,

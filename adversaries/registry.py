@@ -11,7 +11,7 @@ from stagbench.errors import StrategyError
 from stagbench.registry import Registry
 
 if TYPE_CHECKING:
-    from stagbench.adversaries.wrappers import GroupPlan
+    from stagbench.adversaries.group import GroupPlan
     from stagbench.agents.base import Agent, AgentView, Decision, Utterance
 
 #: what wraps a scripted adversary when the spec names no model for it

@@ -11,26 +11,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from stagbench.adversaries.group import GroupPlan
 from stagbench.adversaries.registry import adversary
 from stagbench.agents.base import Agent, AgentView, Decision, Utterance
 from stagbench.errors import StrategyError
 from stagbench.games import Action, player_label
 
 DEFAULT_SIGNAL = "I will hunt stag this round. Let's all hunt stag together!"
-
-
-@dataclass
-class GroupPlan:
-    """Shared decisions of a colluding group: one coin per round, one roster."""
-
-    members: tuple[int, ...]
-    rng: random.Random
-    _coins: dict[int, float] = field(default_factory=dict)
-
-    def coin(self, round_: int) -> float:
-        if round_ not in self._coins:
-            self._coins[round_] = self.rng.random()
-        return self._coins[round_]
 
 
 @dataclass

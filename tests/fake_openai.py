@@ -32,6 +32,8 @@ class FakeOpenAI:
         self.paths: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        #: answer like a server with structured output: only the schema's keys
+        self.honour_schema = False
         self._lock = threading.Lock()
         outer = self
 
@@ -55,6 +57,7 @@ class FakeOpenAI:
                     b = outer.script.pop(0) if outer.script else outer.default
                     outer.in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                text = _within_schema(payload, b.text) if outer.honour_schema else b.text
                 try:
                     if b.delay_s:
                         time.sleep(b.delay_s)
@@ -64,11 +67,9 @@ class FakeOpenAI:
                         err = {"error": {"message": f"fake error {b.status}", "type": "fake"}}
                         self._send(b.status, json.dumps(err).encode(), b.headers)
                     elif self.path.endswith("/messages"):
-                        self._send(200, json.dumps(_message(payload, b.text)).encode(), b.headers)
+                        self._send(200, json.dumps(_message(payload, text)).encode(), b.headers)
                     else:
-                        self._send(
-                            200, json.dumps(_completion(payload, b.text)).encode(), b.headers
-                        )
+                        self._send(200, json.dumps(_completion(payload, text)).encode(), b.headers)
                 finally:
                     with outer._lock:
                         outer.in_flight -= 1
@@ -98,6 +99,18 @@ class FakeOpenAI:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _within_schema(payload: dict[str, Any], text: str) -> str:
+    """The reply's JSON cut down to the properties of the schema the request asked for."""
+    fmt = payload.get("response_format") or {}
+    schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema")
+    if payload.get("tools"):
+        schema = payload["tools"][0]["input_schema"]
+    if not schema:
+        return text
+    data = json.loads(text)
+    return json.dumps({k: v for k, v in data.items() if k in schema["properties"]})
 
 
 def _completion(payload: dict[str, Any], text: str) -> dict[str, Any]:

@@ -72,11 +72,9 @@ class Provider:
         return 1 if self.serial else max(1, self.default_concurrency // share)
 
 
-def _load_builtins() -> None:
-    import stagbench.agents.models.providers  # noqa: F401 - registers the built-in providers
-
-
-PROVIDERS: Registry[Provider] = Registry("model provider", ModelNotFoundError, _load_builtins)
+# The built-in providers register when ``stagbench.agents.models`` is imported (it imports
+# ``stagbench.agents.models.providers``), before anyone can look one up.
+PROVIDERS: Registry[Provider] = Registry("model provider", ModelNotFoundError)
 
 
 def modelapi(

@@ -37,6 +37,20 @@ def _fixed(action: str) -> ReplyFn:
     return reply
 
 
+def _within(text: str, schema: OutputSchema | None) -> str:
+    """A built-in reply cut to the schema's keys, as a server with structured output does
+    (no ``reasoning`` when the act schema asks for none)."""
+    if schema is None:
+        return text
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return text  # garbage stays garbage
+    if not isinstance(data, dict):
+        return text
+    return json.dumps({k: v for k, v in data.items() if k in schema.json_schema["properties"]})
+
+
 def _garbage(messages: list[ChatMessage], purpose: str | None) -> str:
     return "Hmm, let me think about what the other hunters might do..."
 
@@ -83,6 +97,9 @@ class MockAPI(ModelAPI):
         if self.source is None:  # random
             rng = random.Random(config.seed)
             text = _fixed(rng.choice(["stag", "hare"]))(messages, purpose)
+            text = _within(text, schema)
+        elif self.mock_name in BUILTIN and self.source is BUILTIN[self.mock_name]:
+            text = _within(self.source(messages, purpose), schema)
         elif callable(self.source):
             text = self.source(messages, purpose)
         else:

@@ -1,0 +1,5 @@
+"""``python -m stagbench``: the command line."""
+
+from stagbench.cli import main
+
+main()
