@@ -3,7 +3,11 @@
 1. The 720-trial design with every agent an LLM (one model, ``mock/random``, answering after
    a fixed latency, so one limit binds every call). For each model concurrency limit M,
    the bound is M / latency calls per second;
-   we report achieved calls/s, the ratio to that bound, and the orchestrator's CPU per call.
+   we report achieved calls/s, the ratio to that bound, and the orchestrator's CPU per call,
+   split by component: a statistical profiler in the process (SIGPROF on the process's CPU
+   clock, a sample every few milliseconds of CPU) files each sample under the innermost
+   stagbench (or pydantic) function running, and the shares of the samples split the
+   measured CPU. The mock model's own work (what a real server would spend) is one of them.
 2. Input tokens per trial as the number of rounds grows (the real templates, rendered on a
    synthetic course of play), showing the per-call prompt grows linearly with the rounds.
 
@@ -19,13 +23,15 @@ import asyncio
 import heapq
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
+from types import FrameType
 
 from stagbench.agents.models.base import ChatMessage, GenerateConfig
 from stagbench.agents.models.pool import ModelPool
@@ -70,7 +76,71 @@ topologies = ["complete"]
 """
 
 
-async def throughput(limit: int, latency: float) -> None:
+#: (path fragment of the innermost stagbench module, component), first match wins
+COMPONENTS = [
+    ("runs/runtime.py", "event loop and tasks (asyncio, uvloop)"),
+    ("agents/models/providers/mock.py", "mock model (the simulated server)"),
+    ("agents/prompts.py", "prompt rendering"),
+    ("agents/llm.py", "agent: config, parse, call record"),
+    ("agents/models/", "model wrapper: limits, deadlines, usage"),
+    ("runs/trial.py", "trial loop: views, events"),
+    ("games/", "trial loop: views, events"),
+    ("records/", "serialisation and store"),
+    ("runs/store.py", "serialisation and store"),
+]
+SETUP = "trial setup and orchestrator"
+LOOP = "event loop and tasks (asyncio, uvloop)"
+PYDANTIC = "pydantic validation (records)"
+DUMP = "serialisation and store"
+
+
+def component(frame: FrameType | None) -> str:
+    """The component a sample belongs to: the innermost stagbench or pydantic frame decides
+    (standard-library frames count for their caller); no such frame is the event loop."""
+    while frame is not None:
+        path = frame.f_code.co_filename.replace(os.sep, "/")
+        if "/pydantic/" in path:
+            return DUMP if frame.f_code.co_name.startswith("model_dump") else PYDANTIC
+        _, hit, rest = path.rpartition("/stagbench/")
+        if hit:
+            return next((name for part, name in COMPONENTS if rest.startswith(part)), SETUP)
+        frame = frame.f_back
+    return LOOP
+
+
+class Sampler:
+    """Counts samples per component while active: SIGPROF fires on the process's CPU
+    clock (the kernel delivers it at its tick, every few ms of CPU), so idle waiting for
+    the model costs nothing and is never sampled."""
+
+    def __init__(self, interval: float = 0.001) -> None:
+        self.interval = interval
+        self.counts: Counter[str] = Counter()
+
+    def _sample(self, signum: int, frame: FrameType | None) -> None:
+        self.counts[component(frame)] += 1
+
+    def __enter__(self) -> Sampler:
+        self._old = signal.signal(signal.SIGPROF, self._sample)
+        signal.setitimer(signal.ITIMER_PROF, self.interval, self.interval)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, self._old)
+
+    def table(self, cpu_per_call: float) -> list[str]:
+        total = sum(self.counts.values())
+        if not total:
+            return ["  (no samples)"]
+        rows = [f"  CPU per call by component ({total} samples):"]
+        for name, n in self.counts.most_common():
+            share = n / total
+            rows.append(f"    {1e3 * cpu_per_call * share:7.3f} ms  {100 * share:5.1f}%  {name}")
+        return rows
+
+
+async def throughput(limit: int, latency: float, components: bool = True) -> None:
     spec = parse_spec(DESIGN.format(rounds=5, limit=limit, latency=latency))
     trials = spec.trials()
     tmp = Path(tempfile.mkdtemp(prefix="stagbench-bench-"))
@@ -78,9 +148,17 @@ async def throughput(limit: int, latency: float) -> None:
         store = RunStore(tmp)
         store.open(spec, "", trials)
         pool = ModelPool(spec.model_settings, cache_dir=None)
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        summary = await run_trials(spec, trials, store, pool=pool, concurrency=limit)
+        sampler = Sampler()
+        cpu0, t0, times0 = time.process_time(), time.perf_counter(), os.times()
+        if components:
+            sampler.__enter__()
+        try:
+            summary = await run_trials(spec, trials, store, pool=pool, concurrency=limit)
+        finally:
+            if components:
+                sampler.__exit__()
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        times1 = os.times()
         calls = sum(u.calls for u in pool.usage().values())
         assert summary.completed == len(trials), summary.errors
         bound = limit / latency
@@ -88,8 +166,12 @@ async def throughput(limit: int, latency: float) -> None:
         print(
             f"M={limit:5d}: {len(trials)} trials, {calls} calls in {wall:6.2f}s -> "
             f"{calls / wall:8.1f} calls/s; bound {bound:8.1f}; ratio {calls / wall / bound:.2f} "
-            f"(lockstep ceiling {ceiling:.2f}); CPU {1e3 * cpu / calls:.3f} ms/call"
+            f"(lockstep ceiling {ceiling:.2f}); CPU {1e3 * cpu / calls:.3f} ms/call "
+            f"(user {1e3 * (times1.user - times0.user) / calls:.3f}, "
+            f"system {1e3 * (times1.system - times0.system) / calls:.3f})"
         )
+        if components:
+            print("\n".join(sampler.table(cpu / calls)))
     finally:
         shutil.rmtree(tmp)
 
@@ -247,10 +329,11 @@ def main() -> None:
     ap.add_argument("--limits", type=int, nargs="+", default=[64, 256, 1024])
     ap.add_argument("--workers", type=int, default=0, help="also run with K processes")
     ap.add_argument("--clients", type=int, default=2000, help="calls per client (0: skip)")
+    ap.add_argument("--no-components", action="store_true", help="no CPU split (no sampling)")
     args = ap.parse_args()
     print(f"event loop: {event_loop_name()}")
     for limit in args.limits:
-        run_async(throughput(limit, args.latency))
+        run_async(throughput(limit, args.latency, not args.no_components))
         if args.workers > 1:
             throughput_workers(limit, args.latency, args.workers)
     if args.clients:
