@@ -9,7 +9,9 @@ Replies are cycled; a callable gets (messages, schema name) and returns the text
 
 from __future__ import annotations
 
+import _random
 import asyncio
+import functools
 import json
 import random
 import time
@@ -51,6 +53,33 @@ def _within(text: str, schema: OutputSchema | None) -> str:
     return json.dumps({k: v for k, v in data.items() if k in schema.json_schema["properties"]})
 
 
+@functools.lru_cache(maxsize=1024)
+def _builtin_reply(action: str, purpose: str | None, keys: tuple[str, ...] | None) -> str:
+    """``_within(_fixed(action)(...), schema)`` for a schema with these ``keys``: the same
+    text for the same inputs, so worked out once (a benchmark's mock must cost little)."""
+    text = _fixed(action)([], purpose)
+    if keys is None:
+        return text
+    return json.dumps({k: v for k, v in json.loads(text).items() if k in keys})
+
+
+def _schema_keys(schema: OutputSchema | None) -> tuple[str, ...] | None:
+    return None if schema is None else tuple(schema.json_schema["properties"])
+
+
+_CHOICES = ("stag", "hare")
+
+
+def _seeded_choice(gen: _random.Random, seed: int) -> str:
+    """``random.Random(seed).choice(["stag", "hare"])``, reusing one generator: the same
+    draws (Mersenne Twister seeded from the integer, then ``getrandbits`` rejection)."""
+    gen.seed(seed)
+    r = gen.getrandbits(2)
+    while r >= 2:
+        r = gen.getrandbits(2)
+    return _CHOICES[r]
+
+
 def _garbage(messages: list[ChatMessage], purpose: str | None) -> str:
     return "Hmm, let me think about what the other hunters might do..."
 
@@ -78,6 +107,7 @@ class MockAPI(ModelAPI):
         self.mock_name = name
         self.latency_s = latency_s
         self._counter = count()
+        self._gen = _random.Random(0)  # reseeded for every call
 
     async def generate(
         self,
@@ -86,25 +116,23 @@ class MockAPI(ModelAPI):
         schema: OutputSchema | None = None,
     ) -> ModelOutput:
         if self.latency_s:
-            # A loop's timers may fire a little early (uvloop keeps time in whole, cached
-            # milliseconds); a benchmark's latency must be a floor, so sleep any remainder
-            # (in whole milliseconds: a shorter sleep would spin).
-            deadline = time.perf_counter() + self.latency_s
-            await asyncio.sleep(self.latency_s)
-            while (left := deadline - time.perf_counter()) > 0:
-                await asyncio.sleep(max(left, 0.001))
+            await self._wait()
         purpose = schema.name if schema else None
         if self.source is None:  # random
-            rng = random.Random(config.seed)
-            text = _fixed(rng.choice(["stag", "hare"]))(messages, purpose)
-            text = _within(text, schema)
+            if config.seed is None:
+                action = random.choice(_CHOICES)
+            else:
+                action = _seeded_choice(self._gen, config.seed)
+            text = _builtin_reply(action, purpose, _schema_keys(schema))
+        elif self.mock_name in ("stag", "hare") and self.source is BUILTIN[self.mock_name]:
+            text = _builtin_reply(self.mock_name, purpose, _schema_keys(schema))
         elif self.mock_name in BUILTIN and self.source is BUILTIN[self.mock_name]:
             text = _within(self.source(messages, purpose), schema)
         elif callable(self.source):
             text = self.source(messages, purpose)
         else:
             text = self.source[next(self._counter) % len(self.source)]
-        prompt_chars = sum(len(m.content) for m in messages)
+        prompt_chars = sum([len(m.content) for m in messages])
         return ModelOutput(
             text=text,
             input_tokens=max(1, prompt_chars // 4),
@@ -112,3 +140,31 @@ class MockAPI(ModelAPI):
             model=f"mock/{self.mock_name}",
             finish_reason="stop",
         )
+
+    async def _wait(self) -> None:
+        """Answer no sooner than ``latency_s`` after the call, on one timer as a rule.
+
+        uvloop keeps loop time in whole milliseconds read at the start of a loop iteration,
+        so a timer set late in a busy iteration fires early by that lag: it is added to the
+        delay (rounded up to the millisecond). The loop below is the guarantee; it rarely
+        runs. The timer sets a future directly (``asyncio.sleep`` would add a coroutine and
+        a Python callback): a simulated server should cost the process little."""
+        loop = asyncio.get_running_loop()
+        start = time.monotonic()
+        delay = self.latency_s + max(0.0, start - loop.time()) + 0.0005
+        while True:
+            done = loop.create_future()
+            timer = loop.call_later(delay, _wake, done)
+            try:
+                await done
+            finally:
+                timer.cancel()
+            delay = start + self.latency_s - time.monotonic()
+            if delay <= 0:
+                return
+            delay = max(delay, 0.001)
+
+
+def _wake(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
