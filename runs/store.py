@@ -95,19 +95,22 @@ def read_checked(path: Path) -> Transcript:
     return validate_events(events, str(path))
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write a file so that readers see either nothing or all of it."""
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Write a file (text as UTF-8) so that readers see either nothing or all of it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = text.encode() if isinstance(text, str) else text
     with _io_errors(f"writing {path}"):
+        done = False
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
+            done = True
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            if not done:
+                tmp.unlink(missing_ok=True)
 
 
 class RunStore:
@@ -171,15 +174,15 @@ class RunStore:
         return self.transcripts / f"{trial_id}.jsonl"
 
     def write(self, transcript: Transcript) -> Path:
-        return self._write_text(transcript.trial_id, transcript.to_jsonl())
+        return self._write_text(transcript.trial_id, transcript.to_jsonl_bytes())
 
     async def write_async(self, transcript: Transcript) -> Path:
         """``write`` with the file system work (open, fsync, rename) on a worker thread,
         so the event loop keeps serving model calls while the disk catches up."""
-        text = transcript.to_jsonl()
-        return await asyncio.to_thread(self._write_text, transcript.trial_id, text)
+        data = transcript.to_jsonl_bytes()
+        return await asyncio.to_thread(self._write_text, transcript.trial_id, data)
 
-    def _write_text(self, trial_id: str, text: str) -> Path:
+    def _write_text(self, trial_id: str, text: str | bytes) -> Path:
         path = self.path_for(trial_id)
         atomic_write(path, text)
         failure = self.failures / f"{trial_id}.txt"

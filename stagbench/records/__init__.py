@@ -21,6 +21,7 @@ from stagbench.records.events import (
     Transcript,
     TrialEndEvent,
     full_messages,
+    maker,
 )
 from stagbench.records.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, Manifest
 from stagbench.records.reader import (
@@ -74,5 +75,6 @@ __all__ = [
     "read_events",
     "read_manifest",
     "read_transcript",
+    "maker",
     "validate_events",
 ]

@@ -11,7 +11,8 @@ repeated it in every call; ``stagbench.records.reader.migrate`` reads those file
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +29,48 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "user", "assistant"]
     content: str
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def maker(cls: type[M]) -> Callable[..., M]:
+    """A constructor of ``cls`` records that skips validation, for the few records a run
+    makes millions of, from values that typed code and validated records produced (a
+    model's reply is validated before it gets here; anything from outside, a file, a spec
+    or a provider, goes through ``cls(...)`` or ``model_validate`` as ever).
+
+    It takes every field by keyword, none optional (a missing or unknown name is Python's
+    own ``TypeError``), and stores them in field order, as validation would: a record it
+    makes equals ``cls(**values)`` and serialises to the same bytes (tests hold it to
+    that). Generated once per class, like a dataclass's ``__init__``."""
+    names = tuple(cls.model_fields)
+    if not all(n.isidentifier() and not n.startswith("_sb_") for n in names):
+        raise TypeError(f"{cls.__name__} has a field name a maker cannot take: {names}")
+    body = ", ".join(f"{n!r}: {n}" for n in names)
+    source = (
+        f"def make_{cls.__name__}(*, {', '.join(names)}):\n"
+        "    record = _sb_new(_sb_cls)\n"
+        f"    _sb_set_dict(record, {{{body}}})\n"
+        "    _sb_set_fields(record, _sb_fields.copy())\n"
+        "    _sb_set_extra(record, None)\n"
+        "    _sb_set_private(record, None)\n"
+        "    return record\n"
+    )
+    slots = BaseModel.__dict__  # the slots every pydantic model instance has
+    scope: dict[str, Any] = {
+        "_sb_new": object.__new__,
+        "_sb_cls": cls,
+        "_sb_fields": set(names),
+        "_sb_set_dict": slots["__dict__"].__set__,
+        "_sb_set_fields": slots["__pydantic_fields_set__"].__set__,
+        "_sb_set_extra": slots["__pydantic_extra__"].__set__,
+        "_sb_set_private": slots["__pydantic_private__"].__set__,
+    }
+    exec(source, scope)  # noqa: S102 - the source is built from the model's field names
+    make: Callable[..., M] = scope[f"make_{cls.__name__}"]
+    make.__doc__ = f"A {cls.__name__} from trusted values, every field by keyword (unvalidated)."
+    return make
 
 
 def _is_none(value: object) -> bool:
@@ -182,7 +225,16 @@ class Transcript(BaseModel):
         return [e.model_dump_json() for e in (self.header, *self.events, self.end)]
 
     def to_jsonl(self) -> str:
-        return "\n".join(self.lines()) + "\n"
+        return self.to_jsonl_bytes().decode()
+
+    def to_jsonl_bytes(self) -> bytes:
+        """The transcript file's bytes (UTF-8): each record as ``model_dump_json`` writes it,
+        by the models' compiled serialisers directly (a run writes millions of records)."""
+        parts = [_to_json(self.header)]
+        parts += [_to_json(e) for e in self.events]
+        parts.append(_to_json(self.end))
+        parts.append(b"")
+        return b"\n".join(parts)
 
     def of_type(self, kind: type[BaseModel]) -> list[BaseModel]:
         return [e for e in self.events if isinstance(e, kind)]
@@ -190,6 +242,11 @@ class Transcript(BaseModel):
     def full_messages(self, event: ModelCallEvent) -> list[ChatMessage]:
         """The messages of a call as they were sent, the seat's system prompt included."""
         return full_messages(event.call, self.header.seats[event.seat])
+
+
+def _to_json(record: BaseModel) -> bytes:
+    """``record.model_dump_json()`` as bytes, without the Python wrapper around it."""
+    return record.__pydantic_serializer__.to_json(record)
 
 
 def full_messages(call: ModelCallRecord, seat: SeatInfo) -> list[ChatMessage]:
