@@ -9,12 +9,15 @@ than recorded with a hole that is not the model's behaviour.
 
 from __future__ import annotations
 
+import _random
+import hashlib
 import json
-import random
 import re
+import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from stagbench.agents.base import AgentView, Decision, Utterance
@@ -31,7 +34,7 @@ from stagbench.agents.prompts import (
 )
 from stagbench.errors import StrategyError
 from stagbench.games import Action
-from stagbench.records import AgentSettings
+from stagbench.records import AgentSettings, maker
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.I)
 
@@ -50,22 +53,58 @@ class ActReply(BaseModel):
         return v.strip().lower() if isinstance(v, str) else v
 
 
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def _loads(text: str) -> Any:
+    """``json.loads``, by orjson where it gives the same: on strict JSON without integers
+    past 64 bits (orjson makes those floats). Anything else (NaN, long digit runs, lone
+    surrogates, and the message a parse failure records) is ``json``'s own."""
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 def extract_json(text: str) -> dict[str, Any]:
     """The JSON object in a reply: bare, fenced in ```json, or embedded in prose."""
-    t = _FENCE.sub("", text.strip())
+    t = text.strip()
+    if "```" in t:
+        t = _FENCE.sub("", t)
     try:
-        data = json.loads(t)
+        data = _loads(t)
     except json.JSONDecodeError:
         start, end = t.find("{"), t.rfind("}")
         if start < 0 or end <= start:
             raise ValueError("no JSON object in the reply") from None
         try:
-            data = json.loads(t[start : end + 1])
+            data = _loads(t[start : end + 1])
         except json.JSONDecodeError as exc:
             raise ValueError(f"invalid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
         raise ValueError("the reply is JSON but not an object")
     return data
+
+
+_SEEDING = threading.local()  # one reusable generator per thread (see ``call_seed``)
+
+
+def call_seed(seed: int, round_: int, phase: int | None, attempt: int) -> int:
+    """A call's sampling seed: ``random.Random(f"{seed}:{round}:{phase}:{attempt}")
+    .randrange(2**31)``, worked out on one reusable generator: the same string seeding
+    (the text followed by its SHA-512, as one integer) and the same ``getrandbits``
+    rejection, without building a ``Random`` for every call."""
+    key = f"{seed}:{round_}:{phase}:{attempt}".encode()
+    gen: _random.Random | None = getattr(_SEEDING, "gen", None)
+    if gen is None:
+        gen = _SEEDING.gen = _random.Random(0)
+    gen.seed(int.from_bytes(key + hashlib.sha512(key).digest()))
+    r = gen.getrandbits(32)
+    while r >= 2**31:
+        r = gen.getrandbits(32)
+    return int(r)
 
 
 def _parse(model_cls: type[BaseModel]) -> Callable[[str], BaseModel]:
@@ -79,6 +118,12 @@ def _parse(model_cls: type[BaseModel]) -> Callable[[str], BaseModel]:
             raise ValueError(f"{where}: {err['msg']}") from None
 
     return parse
+
+
+_PARSE_TALK = _parse(TalkReply)
+_new_config = maker(GenerateConfig)
+_new_call = maker(ModelCallRecord)
+_PARSE_ACT = _parse(ActReply)
 
 
 class LLMAgent:
@@ -120,13 +165,12 @@ class LLMAgent:
         self.briefs = (*self.briefs, text)
 
     def _config(self, view: AgentView, attempt: int) -> GenerateConfig:
-        s = self.settings
-        call_seed = random.Random(f"{self.seed}:{view.round}:{view.phase}:{attempt}")
-        return GenerateConfig(
+        s = self.settings  # validated: the values are already of the config's types
+        return _new_config(
             temperature=s.temperature,
             max_tokens=s.max_tokens,
             top_p=s.top_p,
-            seed=call_seed.randrange(2**31),
+            seed=call_seed(self.seed, view.round, view.phase, attempt),
             timeout_s=s.timeout_s,
         )
 
@@ -147,30 +191,32 @@ class LLMAgent:
                 error = None
             except ValueError as exc:
                 error = str(exc)
+            output = result.output
             calls.append(
-                ModelCallRecord(
+                _new_call(  # every value typed here, or from validated records
                     model=self.model.name,
                     purpose=purpose,
                     attempt=attempt,
-                    # The system prompt is the seat's, stored once in the transcript.
                     messages=messages[1:],
-                    system=messages[0].content,
                     raw=raw,
                     temperature=config.temperature,
                     max_tokens=config.max_tokens,
                     seed=config.seed,
-                    parsed=parsed.model_dump() if parsed else None,
+                    # (the replies are flat models: their fields are their dump)
+                    parsed=dict(parsed.__dict__) if parsed is not None else None,
                     parse_ok=parsed is not None,
                     error=error,
-                    input_tokens=result.output.input_tokens,
-                    output_tokens=result.output.output_tokens,
-                    latency_s=round(result.latency_s, 4),
+                    input_tokens=output.input_tokens,
+                    output_tokens=output.output_tokens,
+                    latency_s=round(result.latency_s * 10_000) / 10_000,  # 4 decimals
                     cost_usd=result.cost_usd,
                     cached=result.cached,
-                    finish_reason=result.output.finish_reason,
-                    response_model=result.output.model or None,
-                    system_fingerprint=result.output.system_fingerprint,
-                    request_id=result.output.request_id,
+                    finish_reason=output.finish_reason,
+                    response_model=output.model or None,
+                    system_fingerprint=output.system_fingerprint,
+                    request_id=output.request_id,
+                    # The system prompt is the seat's, stored once in the transcript.
+                    system=messages[0].content,
                 )
             )
             if parsed is not None:
@@ -183,7 +229,7 @@ class LLMAgent:
         return None, calls, error
 
     async def speak(self, view: AgentView) -> Utterance:
-        reply, calls, error = await self._ask(view, TALK_SCHEMA, _parse(TalkReply))
+        reply, calls, error = await self._ask(view, TALK_SCHEMA, _PARSE_TALK)
         if reply is None:
             return Utterance(text=None, calls=calls, parse_failed=True, error=error)
         assert isinstance(reply, TalkReply)
@@ -191,7 +237,7 @@ class LLMAgent:
 
     async def act(self, view: AgentView) -> Decision:
         schema = act_schema(self.settings.reasoning)
-        reply, calls, error = await self._ask(view, schema, _parse(ActReply))
+        reply, calls, error = await self._ask(view, schema, _PARSE_ACT)
         if reply is None:
             return Decision(action=None, calls=calls, parse_failed=True, error=error)
         assert isinstance(reply, ActReply)

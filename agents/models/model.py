@@ -211,8 +211,12 @@ class Model:
         attempts[0] += 1
         if attempts[0] > 1:
             self.usage.retries += 1
-        async with self._sem:
-            await self._limits(messages, config)
+        sem = self._sem
+        if not sem.try_acquire():  # a free slot costs no coroutine
+            await sem.acquire()
+        try:
+            if self._rpm is not None or self._tpm is not None:
+                await self._limits(messages, config)
             t0 = time.perf_counter()
             call = self._deadlines.start(config.timeout_s)
             try:
@@ -226,6 +230,8 @@ class Model:
             finally:
                 self._deadlines.finish(call)
             return output, time.perf_counter() - t0
+        finally:
+            sem.release()
 
     async def aclose(self) -> None:
         await self.api.aclose()

@@ -30,9 +30,15 @@ class Slots:
     def waiting(self) -> int:
         return sum(1 for f in self._waiters if not f.done())
 
-    async def acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a free slot now if one is free and nobody waits for one (no await)."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
