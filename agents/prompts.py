@@ -123,11 +123,16 @@ def _names(seats: tuple[int, ...]) -> str:
 
 
 def _quote(m: Message, delimit: bool) -> str:
-    who = player_label(m.sender)
+    return _quote_text(m.sender, m.text, delimit)
+
+
+@functools.lru_cache(maxsize=8192)  # each message is quoted for every receiver, every round
+def _quote_text(sender: int, text: str, delimit: bool) -> str:
+    who = player_label(sender)
     if delimit:
-        body = m.text.replace("<", "‹").replace(">", "›")  # tags cannot be forged
+        body = text.replace("<", "‹").replace(">", "›")  # tags cannot be forged
         return f'<message from="{who}">{body}</message>'
-    return f"{who} said: {json.dumps(m.text, ensure_ascii=False)}"
+    return f"{who} said: {json.dumps(text, ensure_ascii=False)}"
 
 
 def render_system(
@@ -180,9 +185,14 @@ def _received_lines(past: PastRound, delimit: bool) -> list[str]:
     return [f"- round {past.round}: {_quote(m, delimit)[:240]}" for m in past.received]
 
 
-def _compose_history(n: int, rows: list[str], received: list[str], total: float) -> str:
+@functools.lru_cache(maxsize=64)
+def _history_head(n: int) -> str:
     head = "| round | " + " | ".join(player_label(s) for s in range(n)) + " | your payoff |"
-    out = ["Past rounds (actions of every player):", head, "|" + "---|" * (n + 2), *rows]
+    return "\n".join(["Past rounds (actions of every player):", head, "|" + "---|" * (n + 2)])
+
+
+def _compose_history(n: int, rows: list[str], received: list[str], total: float) -> str:
+    out = [_history_head(n), *rows]
     out.append(f"Your total so far: {total:g}.")
     if received:
         out.append("Messages you received in past rounds:")
@@ -212,6 +222,7 @@ class HistoryRenderer:
         self._rows: list[str] = []
         self._received: list[str] = []
         self._total = 0.0
+        self._text = ""  # the last rendering, for the rounds in ``_seen``
 
     def render(self, view: AgentView, delimit: bool) -> str:
         if not view.history:
@@ -222,12 +233,16 @@ class HistoryRenderer:
         if stale or self._key != (me, delimit):
             self._reset((me, delimit))
             k = 0
+        elif k == len(history):  # the same rounds as the last call (talk, then act)
+            return self._text
         for past in history[k:]:
             self._seen.append(past)
             self._rows.append(_history_row(past, me))
             self._received += _received_lines(past, delimit)
             self._total += past.payoffs[me]
-        return _compose_history(view.config.n_players, self._rows, self._received, self._total)
+        n = view.config.n_players
+        self._text = _compose_history(n, self._rows, self._received, self._total)
+        return self._text
 
 
 def render_inbox(view: AgentView, delimit: bool) -> str:
@@ -238,14 +253,25 @@ def render_inbox(view: AgentView, delimit: bool) -> str:
     return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=8192)  # a seat's own words, quoted again in its next request
+def _json_text(text: str) -> str:
+    return json.dumps(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _talk_request(variant: str) -> str:
+    return PARAPHRASES[variant].talk_request.format()
+
+
 def render_request(view: AgentView, variant: str, reasoning: bool) -> str:
     p = PARAPHRASES[variant]
     horizon = f" of {view.config.rounds}" if view.config.horizon_disclosed else ""
     parts = [f"It is round {view.round}{horizon}."]
     if view.said:
-        parts.append("You already said this round: " + " / ".join(json.dumps(s) for s in view.said))
+        said = " / ".join([_json_text(s) for s in view.said])
+        parts.append("You already said this round: " + said)
     if view.phase is not None:
-        parts.append(p.talk_request.format())
+        parts.append(_talk_request(variant))
     else:
         hint = '"reasoning": "...", ' if reasoning else ""
         parts.append(p.act_request.format(r=view.round, reasoning=hint))
