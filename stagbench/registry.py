@@ -16,6 +16,7 @@ registry is listed.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import re
 from collections.abc import Callable, Iterator
@@ -96,6 +97,33 @@ def load_plugins() -> None:
                 f"the stagbench plugin {ep.name!r} ({ep.value}) failed to load: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_bind(fn: Callable[..., Any], n_args: int, names: frozenset[str]) -> str | None:
+    """Whether ``fn`` takes ``n_args`` positional arguments and the keywords ``names``:
+    ``None``, or the ``TypeError`` message binding gives (binding looks at names only)."""
+    try:
+        inspect.signature(fn).bind(*([None] * n_args), **dict.fromkeys(names))
+    except TypeError as exc:
+        return str(exc)
+    return None
+
+
+def _bind_error(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str | None:
+    """``inspect.signature(fn).bind(*args, **kwargs)``'s complaint, if any, worked out once
+    per callable and shape of call (every trial builds its seats through here). Raises
+    ``ValueError`` where ``fn`` has no signature to check."""
+    try:
+        return _cached_bind(fn, len(args), frozenset(kwargs))
+    except TypeError:  # a callable that cannot be a cache key: bind it each time
+        try:
+            inspect.signature(fn).bind(*args, **kwargs)
+        except TypeError as exc:
+            return str(exc)
+        return None
 
 
 class Registry(Generic[T]):
@@ -182,11 +210,11 @@ class Registry(Generic[T]):
 
     def invoke(self, text: str, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         try:
-            inspect.signature(fn).bind(*args, **kwargs)
-        except TypeError as exc:
-            raise self.error(f"bad parameters for {self.what} {text!r}: {exc}") from None
+            problem = _bind_error(fn, args, kwargs)
         except ValueError:  # no signature to check (a builtin): let the call decide
-            pass
+            problem = None
+        if problem is not None:
+            raise self.error(f"bad parameters for {self.what} {text!r}: {problem}")
         try:
             return fn(*args, **kwargs)
         except StagbenchError:
