@@ -26,8 +26,10 @@ from stagbench.agents.models.base import (
     OutputSchema,
 )
 from stagbench.errors import ModelNotFoundError
+from stagbench.records import maker
 
 ReplyFn = Callable[[list[ChatMessage], str | None], str]
+_new_output = maker(ModelOutput)
 
 
 def _fixed(action: str) -> ReplyFn:
@@ -108,6 +110,7 @@ class MockAPI(ModelAPI):
         self.latency_s = latency_s
         self._counter = count()
         self._gen = _random.Random(0)  # reseeded for every call
+        self._answered_by = f"mock/{name}"
 
     async def generate(
         self,
@@ -132,13 +135,17 @@ class MockAPI(ModelAPI):
             text = self.source(messages, purpose)
         else:
             text = self.source[next(self._counter) % len(self.source)]
+        if not isinstance(text, str):  # a reply function's (or the spec's) mistake
+            raise TypeError(f"mock/{self.mock_name} replied with {type(text).__name__}, not str")
         prompt_chars = sum([len(m.content) for m in messages])
-        return ModelOutput(
+        return _new_output(
             text=text,
             input_tokens=max(1, prompt_chars // 4),
             output_tokens=max(1, len(text) // 4),
-            model=f"mock/{self.mock_name}",
+            model=self._answered_by,
             finish_reason="stop",
+            system_fingerprint=None,
+            request_id=None,
         )
 
     async def _wait(self) -> None:
