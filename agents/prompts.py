@@ -177,7 +177,7 @@ def render_system(
 
 
 def _history_row(past: PastRound, me: int) -> str:
-    acts = [a.value if a else "none" for a in past.actions]
+    acts = [str(a) if a else "none" for a in past.actions]  # str() of a StrEnum: its value
     return f"| {past.round} | " + " | ".join(acts) + f" | {past.payoffs[me]:g} |"
 
 

@@ -30,7 +30,6 @@ from stagbench.records import (
 from stagbench.runs.compose import Seating
 
 T = TypeVar("T")
-_new_call_event = maker(ModelCallEvent)
 
 
 async def gather_or_cancel(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
@@ -67,8 +66,28 @@ async def gather_or_cancel(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
         raise
 
 
+_new_call_event = maker(ModelCallEvent)
+_new_message_event = maker(MessageEvent)
+_new_action_event = maker(ActionEvent)
+_ACTIONS = frozenset({"stag", "hare", None})
+
+
+def _new_view(fields: dict[str, Any]) -> AgentView:
+    """``AgentView(**fields)`` (every field given, in order) without the frozen dataclass's
+    eight guarded attribute writes: a trial makes one per seat per phase."""
+    view = object.__new__(AgentView)
+    view.__dict__.update(fields)
+    return view
+
+
+def _plain(flag: object, *texts: object) -> bool:
+    """An agent's reply flag and texts of exactly the record's types (the common case),
+    which the record can take unvalidated."""
+    return type(flag) is bool and all(t is None or type(t) is str for t in texts)
+
+
 def _action_name(a: Action | None) -> str | None:
-    return None if a is None else a.value
+    return None if a is None else str(a)  # a StrEnum's str() is its value, without enum's property
 
 
 async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript:
@@ -122,15 +141,17 @@ async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript
             inbox: list[list[Message]] = inbox,
             said: list[list[str]] = said,
         ) -> AgentView:
-            return AgentView(
-                seat=seat,
-                config=game,
-                round=r,
-                phase=phase,
-                topology=topo_views[seat],
-                history=tuple(history[seat]),
-                inbox=tuple(inbox[seat]),
-                said=tuple(said[seat]),
+            return _new_view(
+                {
+                    "seat": seat,
+                    "config": game,
+                    "round": r,
+                    "phase": phase,
+                    "topology": topo_views[seat],
+                    "history": tuple(history[seat]),
+                    "inbox": tuple(inbox[seat]),
+                    "said": tuple(said[seat]),
+                }
             )
 
         for phase in range(game.talk_phases):
@@ -144,17 +165,19 @@ async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript
                 failures += u.parse_failed
                 text = u.text.strip() if u.text else None
                 receivers = topo.receivers(s) if text else ()
-                events.append(
-                    MessageEvent(
-                        round=r,
-                        phase=phase,
-                        sender=s,
-                        receivers=list(receivers),
-                        text=text,
-                        parse_failed=u.parse_failed,
-                        error=u.error,
-                    )
-                )
+                fields = {
+                    "round": r,
+                    "phase": phase,
+                    "sender": s,
+                    "receivers": list(receivers),
+                    "text": text,
+                    "parse_failed": u.parse_failed,
+                    "error": u.error,
+                }
+                if _plain(u.parse_failed, u.error):
+                    events.append(_new_message_event(type="message", **fields))
+                else:  # an agent's odd values: validated (coerced, or a clear error)
+                    events.append(MessageEvent.model_validate(fields))
                 if text:
                     said[s].append(text)
                     delivered.append(Message(r, phase, s, receivers, text))
@@ -168,16 +191,18 @@ async def play(trial: TrialSpec, spec_name: str, seating: Seating) -> Transcript
         for s, d in enumerate(decisions):
             log_calls(s, r, None, d)
             failures += d.parse_failed
-            events.append(
-                ActionEvent(
-                    round=r,
-                    seat=s,
-                    action=_action_name(d.action),
-                    reasoning=d.reasoning,
-                    parse_failed=d.parse_failed,
-                    error=d.error,
-                )
-            )
+            action = {
+                "round": r,
+                "seat": s,
+                "action": _action_name(d.action),
+                "reasoning": d.reasoning,
+                "parse_failed": d.parse_failed,
+                "error": d.error,
+            }
+            if _plain(d.parse_failed, d.error, d.reasoning) and action["action"] in _ACTIONS:
+                events.append(_new_action_event(type="action", **action))
+            else:  # an agent's odd values: validated (coerced, or a clear error)
+                events.append(ActionEvent.model_validate(action))
         result = state.apply_joint_action([d.action for d in decisions])
         events.append(
             RoundEndEvent(
