@@ -150,6 +150,7 @@ async def throughput(limit: int, latency: float, components: bool = True) -> Non
         pool = ModelPool(spec.model_settings, cache_dir=None)
         sampler = Sampler()
         cpu0, t0, times0 = time.process_time(), time.perf_counter(), os.times()
+        main0 = time.thread_time()
         if components:
             sampler.__enter__()
         try:
@@ -158,7 +159,7 @@ async def throughput(limit: int, latency: float, components: bool = True) -> Non
             if components:
                 sampler.__exit__()
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        times1 = os.times()
+        times1, main = os.times(), time.thread_time() - main0
         calls = sum(u.calls for u in pool.usage().values())
         assert summary.completed == len(trials), summary.errors
         bound = limit / latency
@@ -168,7 +169,8 @@ async def throughput(limit: int, latency: float, components: bool = True) -> Non
             f"{calls / wall:8.1f} calls/s; bound {bound:8.1f}; ratio {calls / wall / bound:.2f} "
             f"(lockstep ceiling {ceiling:.2f}); CPU {1e3 * cpu / calls:.3f} ms/call "
             f"(user {1e3 * (times1.user - times0.user) / calls:.3f}, "
-            f"system {1e3 * (times1.system - times0.system) / calls:.3f})"
+            f"system {1e3 * (times1.system - times0.system) / calls:.3f}; "
+            f"event loop thread {1e3 * main / calls:.3f})"
         )
         if components:
             print("\n".join(sampler.table(cpu / calls)))
