@@ -253,28 +253,31 @@ def render_inbox(view: AgentView, delimit: bool) -> str:
     return "\n".join(lines)
 
 
-@functools.lru_cache(maxsize=8192)  # a seat's own words, quoted again in its next request
-def _json_text(text: str) -> str:
-    return json.dumps(text)
-
-
-@functools.lru_cache(maxsize=64)
-def _talk_request(variant: str) -> str:
-    return PARAPHRASES[variant].talk_request.format()
-
-
 def render_request(view: AgentView, variant: str, reasoning: bool) -> str:
+    g = view.config
+    return _request(variant, view.round, g.rounds if g.horizon_disclosed else None,
+                    view.said, view.phase is not None, reasoning)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8192)  # the same request recurs across seats and trials
+def _request(
+    variant: str,
+    round_: int,
+    rounds: int | None,
+    said: tuple[str, ...],
+    talk: bool,
+    reasoning: bool,
+) -> str:
     p = PARAPHRASES[variant]
-    horizon = f" of {view.config.rounds}" if view.config.horizon_disclosed else ""
-    parts = [f"It is round {view.round}{horizon}."]
-    if view.said:
-        said = " / ".join([_json_text(s) for s in view.said])
-        parts.append("You already said this round: " + said)
-    if view.phase is not None:
-        parts.append(_talk_request(variant))
+    horizon = f" of {rounds}" if rounds is not None else ""
+    parts = [f"It is round {round_}{horizon}."]
+    if said:
+        parts.append("You already said this round: " + " / ".join(json.dumps(s) for s in said))
+    if talk:
+        parts.append(p.talk_request.format())
     else:
         hint = '"reasoning": "...", ' if reasoning else ""
-        parts.append(p.act_request.format(r=view.round, reasoning=hint))
+        parts.append(p.act_request.format(r=round_, reasoning=hint))
     return " ".join(parts)
 
 

@@ -65,8 +65,19 @@ def _builtin_reply(action: str, purpose: str | None, keys: tuple[str, ...] | Non
     return json.dumps({k: v for k, v in json.loads(text).items() if k in keys})
 
 
+_KEYS: dict[int, tuple[OutputSchema, tuple[str, ...]]] = {}  # id -> (the schema, its keys)
+
+
 def _schema_keys(schema: OutputSchema | None) -> tuple[str, ...] | None:
-    return None if schema is None else tuple(schema.json_schema["properties"])
+    if schema is None:
+        return None
+    known = _KEYS.get(id(schema))
+    if known is not None and known[0] is schema:  # the entry keeps its schema alive
+        return known[1]
+    keys = tuple(schema.json_schema["properties"])
+    if len(_KEYS) < 1024:
+        _KEYS[id(schema)] = (schema, keys)
+    return keys
 
 
 _CHOICES = ("stag", "hare")
