@@ -15,6 +15,7 @@ import functools
 import json
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from itertools import count
 
@@ -122,6 +123,9 @@ class MockAPI(ModelAPI):
         self._counter = count()
         self._gen = _random.Random(0)  # reseeded for every call
         self._answered_by = f"mock/{name}"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._due: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
 
     async def generate(
         self,
@@ -160,29 +164,34 @@ class MockAPI(ModelAPI):
         )
 
     async def _wait(self) -> None:
-        """Answer no sooner than ``latency_s`` after the call, on one timer as a rule.
+        """Answer no sooner than ``latency_s`` after the call, cheaply: every call of this
+        mock waits the same time, so they fall due in the order they came, and one timer
+        at a time (for the oldest) wakes every call that is due, however many.
 
         uvloop keeps loop time in whole milliseconds read at the start of a loop iteration,
         so a timer set late in a busy iteration fires early by that lag: it is added to the
-        delay (rounded up to the millisecond). The loop below is the guarantee; it rarely
-        runs. The timer sets a future directly (``asyncio.sleep`` would add a coroutine and
-        a Python callback): a simulated server should cost the process little."""
+        delay (rounded up to the millisecond), and a call found not yet due when the timer
+        fires waits for the next one. A simulated server should cost the process little."""
         loop = asyncio.get_running_loop()
-        start = time.monotonic()
-        delay = self.latency_s + max(0.0, start - loop.time()) + 0.0005
-        while True:
-            done = loop.create_future()
-            timer = loop.call_later(delay, _wake, done)
-            try:
-                await done
-            finally:
-                timer.cancel()
-            delay = start + self.latency_s - time.monotonic()
-            if delay <= 0:
-                return
-            delay = max(delay, 0.001)
+        if self._loop is not loop:  # a new event loop: nothing of the last one carries over
+            self._loop, self._due, self._timer = loop, deque(), None
+        done: asyncio.Future[None] = loop.create_future()
+        self._due.append((time.monotonic() + self.latency_s, done))
+        if self._timer is None:
+            self._arm(loop)
+        await done  # a cancelled call's future is skipped when it falls due
 
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = time.monotonic()
+        lag = max(0.0, now - loop.time())
+        self._timer = loop.call_later(self._due[0][0] - now + lag + 0.0005, self._release, loop)
 
-def _wake(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        due, now = self._due, time.monotonic()
+        while due and due[0][0] <= now:
+            done = due.popleft()[1]
+            if not done.done():
+                done.set_result(None)
+        if due:
+            self._arm(loop)
