@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,9 +66,13 @@ class StopRequest:
             self.event.set()
 
 
-async def run_trial(trial: TrialSpec, spec_name: str, pool: ModelPool | None) -> Transcript:
+def run_trial(
+    trial: TrialSpec, spec_name: str, pool: ModelPool | None
+) -> Coroutine[Any, Any, Transcript]:
+    """Seat the trial's agents and return the game to await (``play`` itself: one frame
+    less for every resumption of a trial)."""
     seating = seat_agents(trial, AgentFactory(trial, pool))
-    return await play(trial, spec_name, seating)
+    return play(trial, spec_name, seating)
 
 
 async def run_trials(

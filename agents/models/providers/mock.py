@@ -133,8 +133,15 @@ class MockAPI(ModelAPI):
         config: GenerateConfig,
         schema: OutputSchema | None = None,
     ) -> ModelOutput:
-        if self.latency_s:
-            await self._wait()
+        if self.latency_s:  # answer no sooner than latency_s (see ``_arm``)
+            loop = asyncio.get_running_loop()
+            if self._loop is not loop:  # a new event loop: nothing of the last carries over
+                self._loop, self._due, self._timer = loop, deque(), None
+            done: asyncio.Future[None] = loop.create_future()
+            self._due.append((time.monotonic() + self.latency_s, done))
+            if self._timer is None:
+                self._arm(loop)
+            await done  # a cancelled call's future is skipped when it falls due
         purpose = schema.name if schema else None
         if self.source is None:  # random
             if config.seed is None:
@@ -163,25 +170,15 @@ class MockAPI(ModelAPI):
             request_id=None,
         )
 
-    async def _wait(self) -> None:
-        """Answer no sooner than ``latency_s`` after the call, cheaply: every call of this
-        mock waits the same time, so they fall due in the order they came, and one timer
-        at a time (for the oldest) wakes every call that is due, however many.
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Set the one timer, for the oldest waiting call. Every call of this mock waits
+        the same time, so they fall due in the order they came, and each firing wakes every
+        call that is due, however many (a simulated server should cost the process little).
 
         uvloop keeps loop time in whole milliseconds read at the start of a loop iteration,
         so a timer set late in a busy iteration fires early by that lag: it is added to the
         delay (rounded up to the millisecond), and a call found not yet due when the timer
-        fires waits for the next one. A simulated server should cost the process little."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # a new event loop: nothing of the last one carries over
-            self._loop, self._due, self._timer = loop, deque(), None
-        done: asyncio.Future[None] = loop.create_future()
-        self._due.append((time.monotonic() + self.latency_s, done))
-        if self._timer is None:
-            self._arm(loop)
-        await done  # a cancelled call's future is skipped when it falls due
-
-    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        fires waits for the next one."""
         now = time.monotonic()
         lag = max(0.0, now - loop.time())
         self._timer = loop.call_later(self._due[0][0] - now + lag + 0.0005, self._release, loop)
