@@ -48,6 +48,11 @@ def is_scripted(model: str) -> bool:
     return model.partition("/")[0] == SCRIPTED
 
 
+def needs_models(trials: list[TrialSpec]) -> bool:
+    """Whether any seat of these trials is played by a model (a pool is needed)."""
+    return any(not is_scripted(m) for t in trials for m in (*t.models, adversary_model(t)))
+
+
 def adversary_model(trial: TrialSpec) -> str:
     """The model inside the trial's adversary seats."""
     adv = trial.adversary

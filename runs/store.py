@@ -182,6 +182,11 @@ class RunStore:
         data = transcript.to_jsonl_bytes()
         return await asyncio.to_thread(self._write_text, transcript.trial_id, data)
 
+    def write_received(self, trial_id: str, data: bytes) -> Path:
+        """Store a finished transcript's bytes made elsewhere (a Ray task), checked by the
+        caller, as ``write`` would."""
+        return self._write_text(trial_id, data)
+
     def _write_text(self, trial_id: str, text: str | bytes) -> Path:
         path = self.path_for(trial_id)
         atomic_write(path, text)

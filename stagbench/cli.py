@@ -34,14 +34,16 @@ err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() els
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}")
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] {escape(str(exc))}")  # e.g. 'stagbench[ray]' stays
     return typer.Exit(code=2)
 
 
 def _needs_models(trials: list[TrialSpec]) -> bool:
-    from stagbench.runs.compose import adversary_model, is_scripted
+    from stagbench.runs.compose import needs_models
 
-    return any(not is_scripted(m) for t in trials for m in (*t.models, adversary_model(t)))
+    return needs_models(trials)
 
 
 @app.command()
@@ -61,11 +63,42 @@ def run(
         typer.Option("--shard", help="run only shard i/n of the trials (merge with `merge`)"),
     ] = None,
     workers: Annotated[
-        int, typer.Option(min=1, help="worker processes sharing the run (one per core at most)")
-    ] = 1,
+        int | None,
+        typer.Option(
+            min=1,
+            help="worker processes sharing the run (one per core at most); with --executor "
+            "ray, the Ray tasks (shards) to split it into (default: the cluster's CPUs)",
+        ),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(help="local (this machine), or ray (shards as tasks on a Ray cluster)"),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="with --executor ray: the cluster (ray://HOST:10001, HOST:6379, "
+            "auto); default: a local Ray started for the run"
+        ),  # fmt: skip
+    ] = None,
     share: Annotated[int, typer.Option(min=1, hidden=True)] = 1,
 ) -> None:
     """Run every trial of SPEC that is not finished yet in the results folder."""
+    if executor not in ("local", "ray"):
+        raise _fail(StagbenchError(f"--executor must be local or ray, not {executor!r}"))
+    if address is not None and executor != "ray":
+        raise _fail(StagbenchError("--address goes with --executor ray"))
+    if executor == "ray":
+        if shard_:
+            raise _fail(StagbenchError("--executor ray makes its own shards; leave out --shard"))
+        from stagbench.runs.ray_executor import run_on_ray
+
+        try:
+            code = run_on_ray(spec_path, out, address, workers, concurrency, console)
+        except StagbenchError as exc:  # e.g. ray is not installed
+            raise _fail(exc) from exc
+        raise typer.Exit(code=code)
+    workers = workers or 1
     if workers > 1:
         if shard_:
             raise _fail(StagbenchError("use either --shard or --workers, not both"))

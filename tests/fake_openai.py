@@ -61,18 +61,18 @@ class FakeOpenAI:
                 try:
                     if b.delay_s:
                         time.sleep(b.delay_s)
-                    if b.raw_body is not None:
-                        self._send(b.status, b.raw_body, b.headers)
-                    elif b.status != 200:
-                        err = {"error": {"message": f"fake error {b.status}", "type": "fake"}}
-                        self._send(b.status, json.dumps(err).encode(), b.headers)
-                    elif self.path.endswith("/messages"):
-                        self._send(200, json.dumps(_message(payload, text)).encode(), b.headers)
-                    else:
-                        self._send(200, json.dumps(_completion(payload, text)).encode(), b.headers)
-                finally:
+                finally:  # before the reply goes out: the client may send its next at once
                     with outer._lock:
                         outer.in_flight -= 1
+                if b.raw_body is not None:
+                    self._send(b.status, b.raw_body, b.headers)
+                elif b.status != 200:
+                    err = {"error": {"message": f"fake error {b.status}", "type": "fake"}}
+                    self._send(b.status, json.dumps(err).encode(), b.headers)
+                elif self.path.endswith("/messages"):
+                    self._send(200, json.dumps(_message(payload, text)).encode(), b.headers)
+                else:
+                    self._send(200, json.dumps(_completion(payload, text)).encode(), b.headers)
 
             def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
                 try:

@@ -1,0 +1,392 @@
+"""``stagbench run SPEC --executor ray [--address ADDR]``: a run's shards as Ray tasks.
+
+The driver (the process that ran the command) expands the design, skips what its results
+folder already holds, and splits the rest into K shards by trial id, as ``--shard i/K``
+does. Each shard is one Ray task that runs the normal orchestrator on its node, in a
+scratch folder of its own, and streams each finished transcript back to the driver as it
+finishes (a Ray streaming generator); the driver checks it (parsed, re-derived with the
+engine) and writes it into the one results folder. No node needs the driver's file system.
+
+Limits hold across the cluster as ``--workers`` keeps them on one machine: every task gets
+1/K of each model's concurrency, request and token rates and cost limit, and of the run
+budget. A task that dies (its node lost, its worker killed) is noticed by the driver, and
+the trials of its shard not yet back run again in a new task (up to ``ATTEMPTS`` tasks a
+shard); a finished transcript is never run twice. Run the same command again to resume.
+
+Ray is an optional extra (``pip install 'stagbench[ray]'``), imported only here. Every
+node needs stagbench (the same version) and the spec's providers installed; API keys are
+read from each node's environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import queue
+import signal
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from stagbench.errors import MissingExtraError, StagbenchError, StoreError, TranscriptError
+from stagbench.games.audit import audit_events
+from stagbench.records import Transcript, load_events, validate_events
+from stagbench.runs.compose import needs_models
+from stagbench.runs.orchestrator import RunSummary, StopRequest, run_trials
+from stagbench.runs.runtime import run_async
+from stagbench.runs.spec import ExperimentSpec, TrialSpec, load_spec, parse_spec, shard
+from stagbench.runs.store import RunStore
+
+#: tasks tried per shard before its remaining trials are left for the next run
+ATTEMPTS = 3
+
+#: what a shard task streams back, as (kind, trial id, payload): ("done", id, transcript
+#: bytes), ("failed", id, error text), ("error", "", traceback) when the shard's run broke,
+#: and last ("stopped", "", reason) when a budget or the disk stopped it
+Item = tuple[str, str, Any]
+
+
+def import_ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingExtraError("ray", "ray", "running on a Ray cluster (--executor ray)") from exc
+    return ray
+
+
+# -- the task: runs on a Ray worker --------------------------------------------------
+def run_shard(spec_text: str, trial_ids: list[str], share: int, concurrency: int) -> Iterator[Item]:
+    """Run the trials ``trial_ids`` of the spec with the normal orchestrator, with a
+    ``share``-th of every limit, and yield each result as it is finished."""
+    spec = parse_spec(spec_text)
+    wanted = set(trial_ids)
+    everything = spec.trials()
+    trials = [t for t in everything if t.trial_id in wanted]
+    missing = wanted - {t.trial_id for t in trials}
+    if missing:  # the driver and this node expand the spec differently: versions differ
+        raise StagbenchError(
+            f"{len(missing)} trial ids are not in this node's expansion of the spec; "
+            "install the driver's stagbench version on every node"
+        )
+    with tempfile.TemporaryDirectory(prefix="stagbench-ray-") as scratch:
+        store = RunStore(scratch)
+        store.open(spec, spec_text, everything)
+        items: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        stop = StopRequest()
+        loops: list[asyncio.AbstractEventLoop] = []
+        runner = threading.Thread(
+            target=_run_shard_loop,
+            args=(spec, trials, store, share, concurrency, items, stop, loops),
+            name="stagbench-shard",
+        )
+        runner.start()
+        try:
+            while (item := items.get()) is not None:
+                yield item
+        finally:  # the driver cancelled the task, or it is being torn down: stop the run
+            if runner.is_alive() and loops:
+                loops[0].call_soon_threadsafe(stop.set, "the Ray task was cancelled")
+            runner.join()
+
+
+def _run_shard_loop(
+    spec: ExperimentSpec,
+    trials: list[TrialSpec],
+    store: RunStore,
+    share: int,
+    concurrency: int,
+    items: queue.SimpleQueue[Item | None],
+    stop: StopRequest,
+    loops: list[asyncio.AbstractEventLoop],
+) -> None:
+    reported: set[str] = set()
+
+    def progress(summary: RunSummary, transcript: Transcript | None) -> None:
+        if transcript is not None:
+            data = store.path_for(transcript.trial_id).read_bytes()  # as the orchestrator wrote it
+            items.put(("done", transcript.trial_id, data))
+        for trial_id, error in summary.errors.items():
+            if trial_id not in reported:
+                reported.add(trial_id)
+                items.put(("failed", trial_id, error))
+
+    async def main() -> RunSummary:
+        loops.append(asyncio.get_running_loop())
+        pool = None
+        if needs_models(trials):
+            from stagbench.agents.models.pool import ModelPool
+
+            pool = ModelPool(spec.model_settings, budget_usd=spec.budget_usd, share=share)
+        try:
+            return await run_trials(
+                spec, trials, store, pool=pool, concurrency=concurrency, progress=progress,
+                stop_request=stop,
+            )  # fmt: skip
+        finally:
+            if pool is not None:
+                await pool.aclose()
+
+    try:
+        stopped = run_async(main()).stopped
+        if stopped:
+            items.put(("stopped", "", stopped))
+    except BaseException:  # handed to the driver, which reruns the shard's rest
+        items.put(("error", "", traceback.format_exc()))
+    finally:
+        items.put(None)
+
+
+# -- the driver ----------------------------------------------------------------------
+@dataclass
+class _Shard:
+    index: int
+    #: its trials not back yet (neither finished nor failed)
+    left: set[str]
+    attempts: int = 0
+    #: tracebacks of runs that broke in its tasks
+    errors: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+
+@dataclass
+class RayRun:
+    """What the driver saw: counts for the summary line, and why it stopped if it did."""
+
+    total: int
+    already_done: int
+    completed: int = 0
+    failed: int = 0
+    lost: int = 0
+    stopped: str = ""
+    signum: int | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def run_on_ray(
+    spec_path: Path,
+    out: Path | None,
+    address: str | None,
+    tasks: int | None,
+    concurrency: int,
+    console: Console,
+) -> int:
+    """The ``run --executor ray`` command: returns the exit code (0 all finished, 1 some
+    trials failed or were lost, 2 bad input, 3 stopped by a budget or the disk, 128+n a
+    signal), as ``run`` does."""
+    ray = import_ray()
+    try:
+        spec, text = load_spec(spec_path)
+        trials = spec.trials()
+        out_dir = out or Path("results") / spec.name
+        store = RunStore(out_dir)
+        store.open(spec, text, trials)
+        done, corrupt = store.scan()
+    except StagbenchError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        return 2
+    for name, reason in corrupt:
+        console.print(
+            f"[yellow]corrupt transcript quarantined and re-run:[/] {name}: {escape(reason)}"
+        )
+    pending = [t for t in trials if t.trial_id not in done]
+    result = RayRun(total=len(trials), already_done=len(trials) - len(pending))
+    start = time.perf_counter()
+    k = 0
+    if pending:
+        if not ray.is_initialized():
+            try:
+                if address is None:  # a local Ray for this run, gone with it
+                    ray.init(log_to_driver=False, include_dashboard=False)
+                else:
+                    ray.init(address=address, log_to_driver=False)
+            except Exception as exc:  # no cluster there, a version mismatch, ...
+                where = f"at {address}" if address else "(a local one)"
+                raise StagbenchError(f"cannot start or reach a Ray cluster {where}: {exc}") from exc
+        k = tasks or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        k = max(1, min(k, len(pending)))
+        _drive(ray, spec, text, store, pending, k, concurrency, result, console)
+    wall = time.perf_counter() - start
+    finished = result.already_done + result.completed
+    store.update_manifest(
+        status="complete" if finished == len(trials) else "incomplete",
+        finished_trials=finished,
+        failed_trials=result.failed,
+        stopped=result.stopped or None,
+        shard=None,
+        shard_trials=None,
+        workers=k or None,
+        last_run_wall_s=round(wall, 3),
+    )
+    console.print(
+        f"{result.completed} trials run on Ray in {k} tasks, {result.already_done} already "
+        f"done, {result.failed} failed ({finished}/{len(trials)} finished) in {wall:.1f}s"
+    )
+    for trial_id, error in list(result.errors.items())[:5]:
+        console.print(f"[red]trial {trial_id} failed:[/] {escape(error)}")
+    for line in store.location_lines():
+        console.print(line)
+    if result.signum is not None:
+        console.print(f"[bold red]run stopped:[/] {escape(result.stopped)}")
+        return 128 + result.signum
+    if result.stopped:
+        console.print(f"[bold red]run stopped:[/] {escape(result.stopped)}")
+        return 3
+    if result.failed or result.lost:
+        return 1
+    return 0
+
+
+def _drive(
+    ray: ModuleType,
+    spec: ExperimentSpec,
+    text: str,
+    store: RunStore,
+    pending: list[TrialSpec],
+    k: int,
+    concurrency: int,
+    result: RayRun,
+    console: Console,
+) -> None:
+    """Submit the shards, take in what they stream back, and resubmit a dead task's rest."""
+    task = ray.remote(num_cpus=1, max_retries=0)(run_shard).options(num_returns="streaming")
+    per_task = max(1, math.ceil(concurrency / k))
+    ids = {t.trial_id for t in pending}
+    shards = [_Shard(i, {t.trial_id for t in shard(pending, i, k)}) for i in range(k)]
+    inbox: queue.SimpleQueue[tuple[_Shard, Item | BaseException | None]] = queue.SimpleQueue()
+    live: dict[int, Any] = {}  # shard index -> its running generator
+
+    def submit(s: _Shard) -> None:
+        s.attempts += 1
+        generator = task.remote(text, sorted(s.left), k, per_task)
+        live[s.index] = generator
+        threading.Thread(target=_pump, args=(ray, generator, s, inbox), daemon=True).start()
+
+    for s in shards:
+        if s.left:
+            submit(s)
+    stopped_by: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # SIGTERM (a cluster's time limit) or Ctrl-C: cancel the tasks; finished work is safe.
+        stopped_by.append(signum)
+        for generator in list(live.values()):
+            ray.cancel(generator, force=True)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = (
+        {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if main_thread
+        else {}
+    )
+    step = max(1, len(pending) // 20)
+    try:
+        while live:
+            try:
+                s, item = inbox.get(timeout=0.5)  # a timeout, so that signals get through
+            except queue.Empty:
+                continue
+            if item is None or isinstance(item, BaseException):
+                live.pop(s.index, None)
+                broke = item if isinstance(item, BaseException) else s.errors[-1:]
+                if broke and s.left and not stopped_by and not s.stopped:
+                    _task_died(s, broke, result, console, submit)
+                continue
+            kind, trial_id, payload = item
+            if kind == "done" and trial_id in s.left:
+                s.left.discard(trial_id)
+                try:
+                    _store(store, trial_id, payload, ids)
+                except (TranscriptError, StoreError) as exc:
+                    result.failed += 1
+                    result.errors[trial_id] = str(exc)
+                    store.record_failure(trial_id, f"received from a Ray task: {exc}")
+                    continue
+                result.completed += 1
+                if result.completed % step == 0:
+                    console.print(f"[{result.already_done + result.completed}/{result.total}]")
+            elif kind == "failed" and trial_id in s.left:
+                s.left.discard(trial_id)
+                result.failed += 1
+                result.errors[trial_id] = payload
+                store.record_failure(trial_id, payload)
+            elif kind == "error":
+                s.errors.append(payload)
+            elif kind == "stopped":  # a budget or the disk stopped that task
+                s.stopped = True
+                result.stopped = result.stopped or payload
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopped_by:
+        signum = stopped_by[0]
+        result.signum = signum
+        result.stopped = (
+            f"interrupted by {signal.Signals(signum).name}; finished transcripts are "
+            "safe, the rest run when the same command is run again"
+        )
+    result.lost = sum(len(s.left) for s in shards)
+
+
+def _task_died(
+    s: _Shard,
+    error: BaseException | list[str],
+    result: RayRun,
+    console: Console,
+    submit: Callable[[_Shard], None],
+) -> None:
+    if isinstance(error, BaseException):
+        lines = str(error).strip().splitlines()
+        why = f"{type(error).__name__}: {lines[0] if lines else ''}"
+    else:  # the run inside the task broke: the traceback's last line says how
+        why = error[-1].strip().splitlines()[-1]
+    if s.attempts < ATTEMPTS:
+        console.print(
+            f"[yellow]Ray task of shard {s.index} died ({escape(why)}); its {len(s.left)} "
+            "unfinished trials run again in a new task[/]"
+        )
+        submit(s)
+    else:
+        console.print(
+            f"[red]Ray task of shard {s.index} died ({escape(why)}) after {s.attempts} tasks; "
+            f"{len(s.left)} trials left for the next run[/]"
+        )
+
+
+def _pump(
+    ray: ModuleType,
+    generator: Any,
+    s: _Shard,
+    inbox: queue.SimpleQueue[tuple[_Shard, Item | BaseException | None]],
+) -> None:
+    """Take a task's stream item by item (on its own thread: ``ray.get`` blocks)."""
+    try:
+        for ref in generator:
+            inbox.put((s, ray.get(ref)))
+    except BaseException as exc:  # the task died or was cancelled
+        inbox.put((s, exc))
+        return
+    inbox.put((s, None))
+
+
+def _store(store: RunStore, trial_id: str, data: bytes, ids: set[str]) -> None:
+    """Check a transcript a task sent (its trial is one asked for, it parses, and it
+    re-derives with the engine) before it joins the results folder."""
+    if trial_id not in ids:
+        raise TranscriptError(f"a task sent trial {trial_id}, which was not asked for")
+    source = f"trial {trial_id} from a Ray task"
+    events = load_events(data, source)
+    problems = audit_events(events)
+    if problems:
+        raise TranscriptError(f"{source} is inconsistent: {'; '.join(problems[:3])}")
+    if validate_events(events, source).trial_id != trial_id:
+        raise TranscriptError(f"{source} holds another trial")
+    store.write_received(trial_id, data)
