@@ -97,7 +97,7 @@ def _count(out: Path) -> int:
 @pytest.mark.parametrize("first_workers", [1, 2])
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path, first_workers: int) -> None:
     spec = tmp_path / "spec.toml"
-    spec.write_text(SLOW.format(latency=0.02))
+    spec.write_text(SLOW.format(latency=0.1))
     out = tmp_path / "out"
     args = ["run", str(spec), "--out", str(out), "--no-progress", "--no-cache"]
     first = subprocess.Popen(

@@ -101,6 +101,7 @@ def _anthropic(model: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.anthropic_api import AnthropicAPI
 
     _check_anthropic(model, s)
+    assert not isinstance(s.base_url, list)  # refused by the check
     return AnthropicAPI(
         model,
         base_url=s.base_url or os.environ.get("ANTHROPIC_BASE_URL"),

@@ -69,7 +69,9 @@ def register_mock(name: str, replies: list[str] | ReplyFn) -> None:
 CHARS_PER_TOKEN = 4
 
 
-def mock_source(name: str, replies: list[str] | ReplyFn | None = None) -> list[str] | ReplyFn | None:
+def mock_source(
+    name: str, replies: list[str] | ReplyFn | None = None
+) -> list[str] | ReplyFn | None:
     """What ``mock/<name>`` answers with (None: the built-in ``random``); a clear error for
     a name nobody registered."""
     source = replies if replies is not None else REGISTERED.get(name) or BUILTIN.get(name)
