@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from stagbench.errors import StagbenchError
 from stagbench.runs.spec import ExperimentSpec, load_spec
@@ -86,7 +87,7 @@ def run_workers(
             store.check_fits(spec)
         lock = store.lock()
     except StagbenchError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
         return 2
     with lock:
         return _run_workers(spec, text, spec_path, store, lock, workers, concurrency,
@@ -110,7 +111,7 @@ def _run_workers(
     try:
         store.open(spec, text)
     except StagbenchError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
         return 2
     start = time.perf_counter()
     base = [
@@ -173,11 +174,11 @@ def _run_workers(
     console.print(f"{workers} workers: {finished}/{total} trials finished in {wall:.1f}s")
     for i, code in enumerate(codes):
         if code != 0:
-            err.print(f"[red]worker {i} exited with {code}[/]; see {logs[i]}")
+            err.print(f"[red]worker {i} exited with {code}[/]; see {escape(str(logs[i]))}")
     for line in store.location_lines():
-        console.print(line)
+        console.print(escape(line))
     if failed:
-        err.print(f"[bold red]error:[/] {store.failure_line(len(failed), total)}")
+        err.print(f"[bold red]error:[/] {escape(store.failure_line(len(failed), total))}")
     if stopped_by:
         err.print(f"[bold red]run stopped:[/] interrupted by {signal.Signals(stopped_by[0]).name}")
         return 128 + stopped_by[0]

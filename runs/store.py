@@ -411,7 +411,12 @@ def merge_stores(out: str | Path, sources: list[Path]) -> MergeReport:
     existing = target.read_manifest()
     if existing is not None and existing.spec_hash not in hashes:
         raise StoreError(f"{out} holds results of another spec ({existing.spec_name!r})")
-    with _io_errors(f"creating {out}"):
+    with target.lock():  # never a user's own folder, never beside a run working there
+        return _merge(target, existing or manifests[0], sources)
+
+
+def _merge(target: RunStore, base: Manifest, sources: list[Path]) -> MergeReport:
+    with _io_errors(f"creating {target.root}"):
         for d in (target.root, target.transcripts, target.failures):
             d.mkdir(parents=True, exist_ok=True)
         for name in ("spec.toml", "trials.jsonl"):
@@ -433,7 +438,6 @@ def merge_stores(out: str | Path, sources: list[Path]) -> MergeReport:
             report.copied += 1
     report.total = sum(1 for _ in (target.root / "trials.jsonl").open(encoding="utf-8"))
     report.finished = len(target.transcript_paths())
-    base = existing or manifests[0]
     target.write_manifest(
         base.model_copy(
             update={

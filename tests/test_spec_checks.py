@@ -143,6 +143,23 @@ def test_missing_key_is_a_warning_for_validate_and_an_error_for_run(
     assert not out.exists()
 
 
+def test_a_vllm_model_with_no_server_and_no_vllm_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here: a server could be started")
+    monkeypatch.delenv("VLLM_BASE_URL", raising=False)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(_mutate(MODELS, 'models = ["vllm/some/model"]'))
+    res = runner.invoke(app, ["validate", str(spec)])
+    assert res.exit_code == 0, res.output
+    assert "VLLM_BASE_URL" in res.output and "pip install 'stagbench[vllm]'" in res.output
+    res = runner.invoke(app, ["run", str(spec), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "stagbench[vllm]" in res.output, res.output
+
+
 HUGE = BASE.replace("seed = 1", "seed = 1\nrepetitions = 1e9").replace(
     '["ring"]', '["ring", "complete"]'
 )

@@ -46,6 +46,12 @@ def test_a_users_folder_is_never_taken_over(tmp_path: Path) -> None:
     res = runner.invoke(app, ["run", str(GOLDEN / "golden.toml"), "--out", str(folder)])
     assert res.exit_code == 2, res.output
     assert "not a stagbench results folder" in res.output and "notes.txt" in res.output
+    src = tmp_path / "src"
+    assert (
+        runner.invoke(app, ["run", str(GOLDEN / "golden.toml"), "--out", str(src)]).exit_code == 0
+    )
+    merged = runner.invoke(app, ["merge", str(folder), str(src)])
+    assert merged.exit_code == 2 and "not a stagbench results folder" in merged.output
     assert {p: p.read_text() for p in files} == files
     assert sorted(p.name for p in folder.rglob("*")) == sorted(
         ["notes.txt", "data.jsonl", "transcripts", "interview.jsonl"]

@@ -170,7 +170,7 @@ class Model:
             hit = self.cache.get(key)
             if hit is not None:
                 self.usage.cached += 1
-                return Result(hit, 0.0, 0.0, True, 0)
+                return Result(_clean(hit), 0.0, 0.0, True, 0)  # a cache written before
         self._check_budget()
         attempts = [0]
         start = time.perf_counter()

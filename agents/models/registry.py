@@ -64,6 +64,8 @@ class Provider:
     base_url_env: str | None = None
     #: its model part is itself a model string (``fault/mock/random``)
     wraps: bool = False
+    #: (model part, settings) -> what else this machine lacks for that model, in words
+    lacks: Callable[[str, ModelSettings], list[str]] | None = None
 
     def missing_packages(self) -> list[str]:
         return [
@@ -114,6 +116,7 @@ def modelapi(
     probe: Callable[[], str | None] | None = None,
     base_url_env: str | None = None,
     wraps: bool = False,
+    lacks: Callable[[str, ModelSettings], list[str]] | None = None,
 ) -> Callable[[Factory], Factory]:
     """Register a provider factory under ``name``, with every fact about it."""
 
@@ -136,6 +139,7 @@ def modelapi(
                 probe,
                 base_url_env,
                 wraps,
+                lacks,
             ),  # fmt: skip
         )
         return factory
@@ -188,6 +192,8 @@ def environment_problems(model: str, settings: ModelSettings | None = None) -> l
     elsewhere = s.base_url or (info.base_url_env and os.environ.get(info.base_url_env))
     if key_env and not os.environ.get(key_env) and (s.api_key_env or not elsewhere):
         problems.append(f"{model} needs an API key in the environment variable {key_env}")
+    if info.lacks is not None:
+        problems += [f"{model} needs {p}" for p in info.lacks(rest, s)]
     if info.wraps:
         problems += environment_problems(rest, inner_settings(s))
     return problems

@@ -146,6 +146,16 @@ def _vllm_probe() -> str | None:
     return None
 
 
+def _vllm_lacks(model: str, s: ModelSettings) -> list[str]:
+    import importlib.util
+
+    if s.base_url or os.environ.get("VLLM_BASE_URL") or s.options.get("command"):
+        return []
+    if importlib.util.find_spec("vllm") is None:
+        return ["VLLM_BASE_URL (a running server), or pip install 'stagbench[vllm]' to start one"]
+    return []
+
+
 def _check_vllm(model: str, s: ModelSettings) -> None:
     if s.base_url or os.environ.get("VLLM_BASE_URL"):
         _check_openai(f"vllm/{model}", s, "VLLM_BASE_URL", "http")
@@ -181,6 +191,7 @@ def _openai_compat(rest: str, s: ModelSettings) -> ModelAPI:
     free=True,
     check=_check_vllm,
     probe=_vllm_probe,
+    lacks=_vllm_lacks,
 )
 def _vllm(model: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
