@@ -82,10 +82,7 @@ def run_workers(
         spec, text = load_spec(spec_path)
         out_dir = out or Path("results") / spec.name
         store = RunStore(out_dir)
-        if store.read_manifest() is None:
-            store.check_folder()
-            store.check_fits(spec)
-        lock = store.lock()
+        lock = store.lock(spec)
     except StagbenchError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         return 2

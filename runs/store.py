@@ -222,9 +222,13 @@ class RunStore:
                 "empty folder, or a results folder of this spec to resume it."
             )
 
-    def lock(self) -> RunLock:
-        """Take the folder's lock, or refuse clearly if another run holds it."""
+    def lock(self, spec: ExperimentSpec | None = None) -> RunLock:
+        """Take the folder's lock, or refuse clearly if another run holds it. With ``spec``,
+        a new folder is first checked to hold the design (``check_fits``): a refused run
+        leaves nothing behind."""
         self.check_folder()
+        if spec is not None and self.read_manifest() is None:
+            self.check_fits(spec)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX: no lock, as before

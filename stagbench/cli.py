@@ -87,43 +87,18 @@ def run(
         watch_parent(worker_of)
     try:
         spec, text = _preflight(spec_path) if worker_of is None else load_spec(spec_path)
-        trials = spec.iter_trials()
-        total = spec.n_trials
-        owns = None
         suffix = ""
         if shard_:
             i, n = parse_shard(shard_)
             suffix = f"-shard{i}of{n}"
-        out_dir = out or Path("results") / f"{spec.name}{suffix}"
-        store = RunStore(out_dir)
-        if worker_of is None and store.read_manifest() is None:
-            store.check_folder()
-            store.check_fits(spec)  # before the lock creates the folder
-        lock = RunLock(None) if worker_of is not None else store.lock()
-        with lock:
+        store = RunStore(out or Path("results") / f"{spec.name}{suffix}")
+        with RunLock(None) if worker_of is not None else store.lock(spec):
             store.open(spec, text)
-            if shard_:
-                trials = iter_shard(spec.iter_trials(), i, n)
-                total = sum(1 for _ in iter_shard(spec.iter_trials(), i, n))
-
-                def owns(trial_id: str) -> bool:
-                    return int(trial_id, 16) % n == i
-
+            trials, total, owns = _trial_stream(spec, shard_)
             store.update_manifest(shard=shard_, shard_trials=total if shard_ else None)
-            summary = run_async(
-                _run(
-                    spec,
-                    trials,
-                    total,
-                    owns,
-                    store,
-                    concurrency,
-                    cache_dir,
-                    no_cache,
-                    progress,
-                    share,
-                )  # fmt: skip
-            )
+            job = _run(spec, trials, total, owns, store, concurrency, cache_dir, no_cache,
+                       progress, share)  # fmt: skip
+            summary = run_async(job)
     except StagbenchError as exc:
         raise _fail(exc) from exc
     for name, reason in summary.corrupt:
@@ -140,6 +115,21 @@ def run(
             f"[bold red]error:[/] {escape(store.failure_line(summary.failed, summary.total))}"
         )
         raise typer.Exit(code=1)
+
+
+def _trial_stream(
+    spec: ExperimentSpec, shard_: str | None
+) -> tuple[Iterable[TrialSpec], int, Callable[[str], bool] | None]:
+    """The trials this process runs, streamed, their number, and which ids are its own."""
+    if not shard_:
+        return spec.iter_trials(), spec.n_trials, None
+    i, n = parse_shard(shard_)
+
+    def owns(trial_id: str) -> bool:
+        return int(trial_id, 16) % n == i
+
+    total = sum(1 for _ in iter_shard(spec.iter_trials(), i, n))  # counted, not kept
+    return iter_shard(spec.iter_trials(), i, n), total, owns
 
 
 def _preflight(spec_path: Path) -> tuple[ExperimentSpec, str]:
