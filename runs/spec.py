@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stagbench.adversaries import PLACEMENTS, check_adversary, inner_model
 from stagbench.agents.models.settings import ModelSettings
 from stagbench.errors import SpecError, StagbenchError
-from stagbench.records import AdversarySpec, AgentSettings, Disclosure, GameConfig, TrialSpec
+from stagbench.records import (
+    AdversarySpec,
+    AgentSettings,
+    AnalysisSettings,
+    Disclosure,
+    GameConfig,
+    TrialSpec,
+)
 from stagbench.registry import parse_call
 from stagbench.runs.compose import check_model_string
 from stagbench.topologies import build_topology
@@ -100,6 +107,9 @@ class ExperimentSpec(BaseModel):
     model_settings: dict[str, ModelSettings] = Field(default_factory=dict)
     #: a cost limit for the whole run (USD); per-model limits are max_cost_usd in model_settings
     budget_usd: float | None = Field(None, ge=0)
+    #: how analysis reads the cheap talk (vocabularies of the lexical detectors); not part
+    #: of the design, so changing it does not change the spec's hash
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
 
     def trials(self) -> list[TrialSpec]:
         """Expand the factorial design; order is stable and ids are content hashes."""

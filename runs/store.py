@@ -42,7 +42,7 @@ from stagbench.runs.spec import ExperimentSpec, TrialSpec
 
 #: Settings that change how a run is carried out, not what it measures: a resumed run may
 #: change them (a new endpoint, a higher budget, other rate limits).
-OPERATIONAL = {"model_settings", "budget_usd", "description"}
+OPERATIONAL = {"model_settings", "budget_usd", "description", "analysis"}
 
 
 def spec_hash(spec: ExperimentSpec) -> str:

@@ -407,13 +407,24 @@ def power(
     from stagbench.analysis import stats
 
     if from_run is not None:
-        from stagbench.analysis.metrics import honest
         from stagbench.analysis.tables import agent_rounds
 
-        df, _ = agent_rounds(from_run)
-        h = honest(df)
-        icc = stats.icc_estimate(h)
-        cluster_size = round(h.dropna(subset=["stag"]).groupby("trial_id").size().mean())
+        try:
+            df, _ = agent_rounds(from_run)
+        except StagbenchError as exc:
+            raise _fail(exc) from exc
+        if df.empty:
+            raise _fail(StagbenchError(f"no readable transcripts under {from_run}"))
+        h = stats.population(df).dropna(subset=["stag"])
+        if h.empty:
+            raise _fail(StagbenchError(f"{from_run} has no valid honest actions"))
+        estimate = stats.icc_estimate(h)
+        icc, note = stats.clamped_icc(estimate)
+        if note:
+            err.print(f"[yellow]note:[/] {note}")
+        cluster_size = max(1, round(h.groupby("trial_id", observed=True).size().mean()))
+    elif not 0.0 <= icc <= 1.0:
+        raise _fail(StagbenchError(f"--icc must lie in [0, 1], not {icc}"))
     try:
         n = stats.trials_per_arm(p0, p1, alpha, target, cluster_size, icc)
     except ValueError as exc:
@@ -432,19 +443,48 @@ def tables(
         Path | None, typer.Option(help="Parquet file (default RUN_DIR/agent_rounds.parquet)")
     ] = None,
 ) -> None:
-    """Write the agent-round table of a run as Parquet."""
+    """Write the agent-round table of a run as Parquet (the transcripts of its design;
+    foreign and corrupt ones are listed and left out)."""
+    from stagbench.analysis import design
     from stagbench.analysis.tables import agent_rounds, save_parquet
 
     try:
-        df, load = agent_rounds(run_dir)
+        df, load = agent_rounds(run_dir, lexicon=design.lexicon(run_dir))
+        checked = design.check(run_dir, load)
     except StagbenchError as exc:
         raise _fail(exc) from exc
     for name, why in load.corrupt:
         err.print(f"[yellow]not analysed (corrupt):[/] {name}: {why}")
+    for name, why in checked.foreign:
+        err.print(f"[yellow]not analysed (foreign):[/] {name}: {why}")
+    if checked.foreign and not df.empty:
+        df = df[df["trial_id"].astype(str).isin(checked.analysed)]
     path = save_parquet(df, out or run_dir / "agent_rounds.parquet")
-    console.print(
-        f"{len(df)} agent-rounds from {load.files - len(load.corrupt)} transcripts: {path}"
-    )
+    console.print(f"{len(df)} agent-rounds from {df['trial_id'].nunique() if len(df) else 0} "
+                  f"transcripts: {path}")  # fmt: skip
+
+
+@app.command("import")
+def import_(
+    harness: Annotated[str, typer.Argument(help="whose logs: bct (Byzantine Cheap Talk)")],
+    sources: Annotated[list[Path], typer.Argument(help="the source folders", metavar="SRC...")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the new results folder")],
+) -> None:
+    """Import another harness's logs as a stagbench results folder (then `report` it)."""
+    from stagbench.runs.importers import import_logs
+
+    try:
+        result, manifest = import_logs(harness, sources, out)
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    for ident, source, why in result.failures:
+        err.print(f"[yellow]not imported:[/] {source or ident}: {why}")
+    console.print(f"imported {manifest.finished_trials} trials into {out}")
+    if manifest.failed_trials:
+        console.print(f"{manifest.failed_trials} could not be imported: listed above and in "
+                      f"{out / 'failures'}")  # fmt: skip
+    if manifest.failed_trials:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:
