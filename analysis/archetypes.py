@@ -17,10 +17,11 @@ pattern. Per model and condition (a group of agent-trials) the label is the moda
 only if the group's behaviour bears it out against noise:
 
 - Defection-Prone and Adaptive/Forgiving claim a reaction to the trigger: the group must
-  switch to hare after its triggers more often than a null in which each agent-trial's own
-  actions are shuffled across its rounds (its own base rate: the response is hare with
-  probability own hares / own valid actions). One-sided test at ``alpha`` on the
-  Poisson-binomial count (normal approximation with continuity correction).
+  hunt hare after its triggers more often than a null in which each agent-trial's own
+  actions are shuffled across its rounds (its own base rate: the hares after the trigger
+  are then hypergeometric, its hares drawn into its rounds at random). One-sided test at
+  ``alpha`` on the summed count (normal approximation with continuity correction): a
+  strategy that switches when betrayed puts its hares after the trigger, noise does not.
 - Cooperation-Persistent claims steadiness: the group's stag rate after its triggers must
   reach ``persist_min_stag`` with 1 - ``alpha`` confidence (one-sided lower bound, trials
   as clusters), so noise that mostly cooperates (``random(p=0.7)``) is not steady.
@@ -129,16 +130,22 @@ def _trial_features(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Per group (``by``) and trial: the sums in ``_FEATURES``, in one pass over the
     agent-trials (indexed by the ``by`` columns and trial_id)."""
     code = at["archetype"].map({lab: i for i, lab in enumerate(PATTERNS)})
-    p = at["null_hare"].to_numpy(dtype=float)
-    has = ~np.isnan(at["response_hare"].to_numpy(dtype=float))
+    n = at["n_valid"].to_numpy(dtype=float)
+    post = at["post_n"].to_numpy(dtype=float)
+    hare_after = post - at["post_stag"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(n > 0, at["n_hare"].to_numpy(dtype=float) / n, 0.0)
+        # hypergeometric: post_n of the agent's n actions drawn at random hold its hares
+        var = np.where(n > 1, post * p * (1 - p) * (n - post) / (n - 1), 0.0)
+    has = post > 0
     cols: dict[str, Any] = {
         **{c: at[c].astype(str).to_numpy() for c in by},
         "trial_id": at["trial_id"].astype(str).to_numpy(),
         **{f"n_{i}": (code == i).to_numpy(dtype=float) for i in range(len(PATTERNS))},
         "responses": has.astype(float),
-        "response_hare": np.where(has, at["response_hare"].to_numpy(dtype=float), 0.0),
-        "null_mean": np.where(has, p, 0.0),
-        "null_var": np.where(has, p * (1 - p), 0.0),
+        "response_hare": np.where(has, hare_after, 0.0),
+        "null_mean": np.where(has, post * p, 0.0),
+        "null_var": np.where(has, var, 0.0),
         # the pre-trigger rate counts hare, the post-trigger rate counts stag
         "pre_k": at["pre_hare"].to_numpy(dtype=float),
         "pre_n": at["pre_n"].to_numpy(dtype=float),

@@ -159,14 +159,22 @@ def _trial_rounds(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _rates(d: ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
-    """Honest stag rate and full coordination per ``keys`` with clustered intervals."""
+    """Honest stag rate and full coordination per ``keys`` with clustered intervals. When
+    some honest agent-rounds have no valid action, also the stag share of all honest
+    agent-rounds (a failure counted as not stag, as some harnesses report it)."""
     n_boot = max(d.n_boot, 200)
     rho = stats.rate_table(d.honest, keys, "stag", n_boot, seed, prefix="stag_")
+    if d.honest["stag"].isna().any():
+        every = d.honest.assign(stag_all=d.honest["stag"].fillna(0.0))
+        share = stats.rate_table(every, keys, "stag_all", n_boot, seed, prefix="stag_all_")
+        share = share[[*keys, "stag_all_rate", "stag_all_ci_lo", "stag_all_ci_hi", "stag_all_n"]]
+        rho = rho.merge(share, on=keys, how="left") if keys else rho.join(share)
     tr = _trial_rounds(d.df).assign(coord=lambda x: x["hunt_succeeded"].astype(float))
     keys_c = [k for k in keys if k not in ("model", "model_label")]
     phi = stats.rate_table(tr, keys_c, "coord", n_boot, seed + 1, prefix="coord_")
-    out = rho.merge(phi, on=keys_c, how="left") if keys_c else rho.join(phi)
-    return out
+    if keys_c:
+        return rho.merge(phi, on=keys_c, how="left")
+    return rho.assign(**{c: phi[c].iloc[0] for c in phi.columns})
 
 
 def _omnibus(d: ReportData, keys: list[str]) -> str:
@@ -247,9 +255,11 @@ def cooperation(d: ReportData) -> Section:
     table = _display(_rates(d, keys))
     s.table(
         table,
-        f"Honest stag rate (stag_*: {HONEST_NOTE}, over valid actions; n = agent-rounds) and "
-        "full coordination (coord_*: all players; n = trial-rounds) per design cell, "
-        f"trial-clustered 95% CIs. Test: {_omnibus(d, keys)}",
+        f"Honest stag rate (stag_*: {HONEST_NOTE}, over valid actions; n = agent-rounds; "
+        "stag_all_*, where shown: over all honest agent-rounds, a parse failure counted as "
+        "not stag) and full coordination (coord_*: all players hunted stag; n = "
+        "trial-rounds) per design cell, trial-clustered 95% CIs. Test: "
+        f"{_omnibus(d, keys)}",
         "cooperation_by_cell",
     )
     if d.df["model"].nunique() > 1:

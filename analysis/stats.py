@@ -596,7 +596,12 @@ class ModelFit:
 
 
 def logit_model(
-    df: pd.DataFrame, formula: str, n_boot: int = 200, seed: int = 0, max_iter: int = 100
+    df: pd.DataFrame,
+    formula: str,
+    n_boot: int = 200,
+    seed: int = 0,
+    max_iter: int = 100,
+    ctol: float = 1e-6,
 ) -> ModelFit:
     """The checked logistic model: GEE (exchangeable, trials as clusters) when the data
     allow it; when they separate (a linear program finds a direction that splits successes
@@ -644,7 +649,7 @@ def logit_model(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                res = model.fit(maxiter=max_iter)
+                res = model.fit(maxiter=max_iter, ctol=ctol)
             except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as exc:
                 res = None
                 notes.append(f"GEE failed: {exc}")

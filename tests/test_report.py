@@ -10,6 +10,7 @@ import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -71,23 +72,35 @@ def test_report_command_writes_everything(run: Path) -> None:
     out = run / "report"
     assert "Report: " in res.output
     for name in (
-        "report.html",
-        "report.md",
-        "agent_rounds.parquet",
-        "trials.parquet",
-        "agent_trials.parquet",
-    ):
+        "report.html", "report.md", "agent_rounds.parquet", "trials.parquet",
+        "agent_trials.parquet", "cooperation_by_cell.parquet", "cooperation_by_round.parquet",
+        "comparisons.parquet", "archetypes.parquet", "payoffs.parquet", "parse_failures.parquet",
+        "lexicon_recall.parquet", "regression.parquet",
+    ):  # fmt: skip
         assert (out / name).exists(), name
     page = _Collect()
     page.feed((out / "report.html").read_text())
     assert page.h2 == [
-        "Overview", "Cooperation", "Explicit vs silent", "Adversaries", "Regression",
-        "Archetypes", "Betrayal detection", "Parse failures",
+        "Overview", "Cooperation", "Comparisons", "Payoffs and welfare", "Regression",
+        "Archetypes", "Betrayal detection", "Parse failures and truncations",
     ]  # fmt: skip
     assert len(page.srcs) >= 4 and all(s.startswith("data:image/png;base64,") for s in page.srcs)
     md = (out / "report.md").read_text()
-    assert "| topology | rate_a |" in md and "mock/garbage" in md
+    assert md.startswith("# stagbench report: rep\n")  # the spec's name, not the folder's
+    assert "garbage" in md and "mock/garbage" not in md.split("Model labels")[0]
     assert "http" not in (out / "report.html").read_text().replace("https://", "")  # self-contained
+    comp = pd.read_parquet(out / "comparisons.parquet")
+    assert {"rate_a", "rate_b", "n_a", "n_b", "test", "p"} <= set(comp.columns)
+    assert set(comp["factor"]) >= {"disclosure", "topology", "adversary"}
+    assert (comp["population"] == "honest").all()
+    arch = pd.read_parquet(out / "archetypes.parquet")
+    assert {"model", "condition", "label", "confidence"} <= set(arch.columns)
+    assert arch["confidence"].between(0, 1).all()
+    # every table in the report is a Parquet file: as many files as tables
+    tables = md.count("\n|---|")
+    parquet = [p for p in out.glob("*.parquet") if p.stem not in
+               ("agent_rounds", "trials", "agent_trials")]  # fmt: skip
+    assert len(parquet) == tables
 
 
 def test_report_flags_corrupt_transcripts(run: Path, tmp_path: Path) -> None:
@@ -98,7 +111,7 @@ def test_report_flags_corrupt_transcripts(run: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["report", str(copy), "--n-boot", "20"])
     assert res.exit_code == 0
     html = (copy / "report" / "report.html").read_text()
-    assert "could not be read and are NOT analysed" in html and victim.name in html
+    assert "LEFT OUT" in html and victim.name in html
 
 
 def _judge_reply(messages: list[ChatMessage], purpose: str | None) -> str:
@@ -129,8 +142,38 @@ def test_power_and_tables_commands(run: Path) -> None:
     assert res.exit_code == 0 and "ICC" in res.output
     bad = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.5"])
     assert bad.exit_code == 2
+    bad = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.7", "--icc", "-0.2"])
+    assert bad.exit_code == 2 and "[0, 1]" in bad.output
     res = runner.invoke(app, ["tables", str(run)])
     assert res.exit_code == 0 and (run / "agent_rounds.parquet").exists()
+
+
+NEGATIVE_ICC = """
+name = "even"
+repetitions = 4
+[game]
+rounds = 4
+[factors]
+models = [["scripted/always-stag", "scripted/always-hare"]]
+"""
+
+
+def test_power_from_run_clamps_a_negative_icc(tmp_path: Path) -> None:
+    """Every trial has exactly half its honest rounds stag: trials vary less than chance,
+    the ANOVA ICC is negative, and the design effect would fall below 1 (4 trials)."""
+    from stagbench.analysis import stats
+    from stagbench.analysis.tables import agent_rounds
+
+    out = run_spec(NEGATIVE_ICC, tmp_path / "even")
+    df, _ = agent_rounds(out)
+    assert stats.icc_estimate(df) < 0
+    res = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.7", "--from-run", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "below 0" in res.output and "clamped to 0" in res.output
+    assert "cluster size 16, ICC 0.000, design effect 1.00" in res.output  # 4 agents x 4 rounds
+    assert stats.trials_per_arm(0.5, 0.7, cluster_size=16, icc=0.0) == int(
+        res.output.split(" trials per arm")[0].split()[-1]
+    )
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
