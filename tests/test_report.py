@@ -190,3 +190,43 @@ def test_report_renders_in_headless_chromium(run: Path) -> None:
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     assert shot.stat().st_size > 20_000
+
+
+def test_report_checks_the_folder_against_its_design(run: Path, tmp_path: Path) -> None:
+    """A missing, a failed, a tampered and two foreign transcripts are listed at the top of
+    the report and left out of every statistic."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "report", ignore_errors=True)
+    files = sorted((copy / "transcripts").glob("*.jsonl"))
+    missing, failed, tampered, dup = files[0], files[1], files[2], files[3]
+    missing.unlink()
+    failed.unlink()
+    (copy / "failures" / f"{failed.stem}.txt").write_text("provider exploded\ntraceback...\n")
+    lines = tampered.read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if '"round_end"' in line)
+    event = json.loads(lines[i])
+    event["payoffs"] = [p + 1 for p in event["payoffs"]]
+    lines[i] = json.dumps(event)
+    tampered.write_text("\n".join(lines) + "\n")
+    shutil.copy(dup, copy / "transcripts" / "0123456789abcdef.jsonl")  # named after no trial
+    other = run_spec(NEGATIVE_ICC, tmp_path / "other")
+    stranger = next((other / "transcripts").glob("*.jsonl"))
+    shutil.copy(stranger, copy / "transcripts" / stranger.name)
+    res = runner.invoke(app, ["report", str(copy), "--n-boot", "20"])
+    assert res.exit_code == 0, res.output
+    out = copy / "report"
+    md = (out / "report.md").read_text()
+    overview = md.split("## Cooperation")[0]
+    assert "LEFT OUT: 5" in overview
+    check = pd.read_parquet(out / "design_check.parquet")
+    kinds = dict(zip(check["trial or file"], check["problem"], strict=True))
+    assert kinds[missing.stem] == "missing" and kinds[failed.stem] == "failed"
+    assert kinds[tampered.name] == "corrupt or tampered"
+    assert kinds["0123456789abcdef.jsonl"] == "foreign" and kinds[stranger.name] == "foreign"
+    assert "provider exploded" in set(check["why"])
+    assert "29 trials analysed of 32 in the design" in overview
+    cells = pd.read_parquet(out / "cooperation_by_cell.parquet")
+    assert cells["stag_trials"].sum() == 29
+    analysed = set(pd.read_parquet(out / "trials.parquet")["trial_id"])
+    assert not analysed & {missing.stem, failed.stem, tampered.stem, stranger.stem}

@@ -359,19 +359,17 @@ def _placement(group: list[Parsed], graphs: list[str]) -> str | list[int]:
     return "random"
 
 
-def _payoff_table(group: list[Parsed], source: Path) -> dict[str, float]:
+def _payoff_table(group: list[Parsed]) -> dict[str, float]:
+    """The payoff of stag (success), failed stag, hare and a failed reply, as most rounds of
+    a source record them (the study's 10 / 0 / 3 / 0 where no round shows one); a trial
+    whose rounds disagree fails on its own, naming the round."""
     seen: dict[str, Counter[float]] = defaultdict(Counter)
     for p in group:
         for cat, v in p.observed:
             seen[cat][v] += 1
     table = {"stag": 10.0, "hare": 3.0, "failed": 0.0, "invalid": 0.0}
     for cat, counts in seen.items():
-        if len(counts) > 1:
-            raise BctError(
-                f"{source}: the rounds give more than one payoff for {cat} "
-                f"({dict(counts)}): not one game; import such folders separately"
-            )
-        table[cat] = next(iter(counts))
+        table[cat] = counts.most_common(1)[0][0]
     return table
 
 
@@ -510,7 +508,7 @@ def convert(sources: list[Path]) -> Imported:
             by_source[src].append(p)
     tables = {}
     for src, group in by_source.items():
-        table = _payoff_table(group, src)
+        table = _payoff_table(group)
         for p in group:
             tables[p.source] = table
     conditions: dict[str, dict[str, Any]] = {}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 #: a message of at most this many words is "short": one-word cheap talk
 SHORT_MAX_WORDS = 3
@@ -97,6 +97,15 @@ class AnalysisSettings(BaseModel):
     distrust: tuple[str, ...] = ()
     player_names: tuple[str, ...] = ()
     replace_defaults: bool = False
+
+    @model_validator(mode="after")
+    def _valid(self) -> AnalysisSettings:
+        try:
+            self.lexicon()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        return self
 
     def lexicon(self) -> Lexicon:
         base = Lexicon() if not self.replace_defaults else None
