@@ -112,11 +112,9 @@ class ForgiveAfter(ScriptedAgent):
             raise StrategyError(f"forgive_after(k) needs k >= 1, not {self.k}")
 
     def choose(self, view: AgentView) -> Action:
-        clean = 0
-        for past in reversed(view.history):
+        for clean, past in enumerate(reversed(view.history)):
             if view.others_played_hare(past):
                 return Action.STAG if clean >= self.k else Action.HARE
-            clean += 1
         return Action.STAG
 
 

@@ -121,9 +121,12 @@ def classify(agent_trials: pd.DataFrame, rule: Rule = RULE) -> pd.DataFrame:
 _LEVELS = ("pre", "post")
 _FEATURES = (
     *(f"n_{i}" for i in range(len(PATTERNS))),
-    "responses", "response_hare", "null_mean", "null_var",
+    "responses",
+    "response_hare",
+    "null_mean",
+    "null_var",
     *(f"{lv}_{part}" for lv in _LEVELS for part in ("k", "n", "kk", "kn", "nn", "t")),
-)  # fmt: skip
+)
 
 
 def _trial_features(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -154,9 +157,9 @@ def _trial_features(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     }
     per = pd.DataFrame(cols).groupby([*by, "trial_id"], sort=True).sum()
     for lv in _LEVELS:
-        k, n = per[f"{lv}_k"], per[f"{lv}_n"]
-        per[f"{lv}_kk"], per[f"{lv}_kn"], per[f"{lv}_nn"] = k * k, k * n, n * n
-        per[f"{lv}_t"] = (n > 0).astype(float)
+        kl, nl = per[f"{lv}_k"], per[f"{lv}_n"]
+        per[f"{lv}_kk"], per[f"{lv}_kn"], per[f"{lv}_nn"] = kl * kl, kl * nl, nl * nl
+        per[f"{lv}_t"] = (nl > 0).astype(float)
     return per[list(_FEATURES)]
 
 

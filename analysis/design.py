@@ -125,8 +125,10 @@ def check(run: str | Path, load: LoadReport) -> DesignCheck:
             why = f"a second copy of trial {trial_id} ({Path(seen[trial_id]).name})"
         elif expected is not None and trial_id not in expected:
             why = f"trial {trial_id} is not in this folder's design (trials.jsonl)"
-        elif expected is not None and expected[trial_id] != digest and not _recheck(
-            root, path, trial_id
+        elif (
+            expected is not None
+            and expected[trial_id] != digest
+            and not _recheck(root, path, trial_id)
         ):
             why = f"trial {trial_id}'s record differs from the design's"
         if why:
@@ -152,9 +154,10 @@ def check(run: str | Path, load: LoadReport) -> DesignCheck:
     corrupt_ids = {Path(f).stem for f, _ in load.corrupt}
     if expected is not None:
         out.missing = sorted(
-            t for t in expected if t not in out.analysed and t not in failed_ids
-            and t not in corrupt_ids
-        )  # fmt: skip
+            t
+            for t in expected
+            if t not in out.analysed and t not in failed_ids and t not in corrupt_ids
+        )
     out.imported = _imported(root)
     return out
 

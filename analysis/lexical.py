@@ -42,6 +42,11 @@ def _any_re(patterns: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(alts), re.I) if alts else None
 
 
+def _norm(words: Iterable[str]) -> set[str]:
+    """Each vocabulary entry as one lower-case token (``all-in`` -> ``allin``)."""
+    return {"".join(tokens(w)) for w in words if tokens(w)}
+
+
 class Detector:
     """Compiled detectors for one ``Lexicon`` (results cached per text)."""
 
@@ -51,10 +56,9 @@ class Detector:
         self._hare = _words_re(lexicon.hare_words)
         self._intent = _any_re(lexicon.stag_intent)
         self._distrust = _any_re(lexicon.distrust)
-        norm = lambda ws: {"".join(tokens(w)) for w in ws if tokens(w)}  # noqa: E731
-        self._stag_set = norm(lexicon.stag_words)
-        self._short_set = norm(lexicon.short_stag_words) | self._stag_set
-        self._hare_set = norm(lexicon.hare_words)
+        self._stag_set = _norm(lexicon.stag_words)
+        self._short_set = _norm(lexicon.short_stag_words) | self._stag_set
+        self._hare_set = _norm(lexicon.hare_words)
         self._names: dict[int, re.Pattern[str]] = {}
         self.signals_stag = lru_cache(maxsize=1 << 16)(self._signals_stag)
 

@@ -35,6 +35,7 @@ import pandas as pd
 
 from stagbench.analysis.lexical import DEFAULT, Detector
 
+
 def rate(values: pd.Series) -> float:
     v = values.dropna()
     return float(v.mean()) if len(v) else float("nan")
@@ -190,9 +191,7 @@ def _agent(
                 break
     valid = [a for a in (act[(r, s)] for r in rounds) if a is not None]
     pre = [
-        a
-        for r in rounds
-        if (trigger is None or r <= trigger) and (a := act[(r, s)]) is not None
+        a for r in rounds if (trigger is None or r <= trigger) and (a := act[(r, s)]) is not None
     ]
     return {
         "trial_id": trial_id,

@@ -192,7 +192,8 @@ def _omnibus(d: ReportData, keys: list[str]) -> str:
 
 
 def _series_styles(n: int) -> list[dict[str, Any]]:
-    colours = plt.get_cmap("tab10" if n <= 10 else "tab20").colors
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    colours = [cmap(i % cmap.N) for i in range(cmap.N)]
     markers = cycle(["o", "s", "^", "D", "v", "P", "X", "*"])
     styles = cycle(["-", "--", "-.", ":"])
     return [
@@ -233,8 +234,9 @@ def overview(d: ReportData) -> Section:
         f"{metrics.coordination_rate(df):.3f} (trial-rounds in which the hunt succeeded)."
     )
     if d.factors:
-        s.text("Design factors that vary (never pooled): "
-               f"{', '.join(FACTORS[f] for f in d.factors)}.")  # fmt: skip
+        s.text(
+            f"Design factors that vary (never pooled): {', '.join(FACTORS[f] for f in d.factors)}."
+        )
     cells = (
         df.drop_duplicates("trial_id")
         .groupby(d.factors or ["spec"], observed=True)
@@ -264,7 +266,7 @@ def cooperation(d: ReportData) -> Section:
     )
     if d.df["model"].nunique() > 1:
         by_model = _display(_rates(d, ["model_label", *keys]))
-        by_model = by_model.drop(columns=[c for c in by_model if c.startswith("coord_")])
+        by_model = by_model.drop(columns=[c for c in by_model if str(c).startswith("coord_")])
         s.table(
             by_model.rename(columns={"model_label": "model"}),
             f"Honest stag rate per model and design cell ({HONEST_NOTE}), trial-clustered "
@@ -302,8 +304,15 @@ def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
         )
         z, p = stats.trend_test(k.to_numpy(), n.reindex_like(k).to_numpy())
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(keys, key, strict=True)), "trials": len(k), "z": z, "p": p,
-                     "test": "trial-clustered round trend"})  # fmt: skip
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "trials": len(k),
+                "z": z,
+                "p": p,
+                "test": "trial-clustered round trend",
+            }
+        )
     return _display(pd.DataFrame(rows))
 
 
@@ -327,12 +336,20 @@ def _round_figure(s: Section, d: ReportData, per_round: pd.DataFrame) -> None:
             **style,
         )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="round", ylabel="honest stag rate", ylim=(-0.03, 1.03),
-           title="Honest stag rate by round")  # fmt: skip
+    ax.set(
+        xlabel="round",
+        ylabel="honest stag rate",
+        ylim=(-0.03, 1.03),
+        title="Honest stag rate by round",
+    )
     if len(cells) > 1:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="cell")
-    s.figure(fig, "cooperation_by_round", "Honest stag rate by round per design cell, "
-             "trial-clustered 95% CIs (points spread sideways so that none hides another)")  # fmt: skip
+    s.figure(
+        fig,
+        "cooperation_by_round",
+        "Honest stag rate by round per design cell, "
+        "trial-clustered 95% CIs (points spread sideways so that none hides another)",
+    )
 
 
 def _cells(d: ReportData) -> pd.DataFrame:
@@ -360,7 +377,7 @@ def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
     ``explicit``, else the first) against each other level, and adversary arms of the
     same kind and count that differ only in placement (hub vs leaf) against each other."""
     cells = _cells(d)
-    rows = cells.to_dict("records")
+    rows = [{str(k): str(v) for k, v in r.items()} for r in cells.to_dict("records")]
     out = []
     for f in d.factors:
         fixed = _context(d, f, cells)
@@ -372,10 +389,11 @@ def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
                     continue
                 if b[f] == ref:
                     a, b = b, a
-                if a[f] == ref:
-                    out.append((f, a, b))
-                elif f == "adversary_arm" and "@" in a[f] and "@" in b[f] and (
-                    a[f].split("@")[0] == b[f].split("@")[0]
+                if a[f] == ref or (
+                    f == "adversary_arm"
+                    and "@" in a[f]
+                    and "@" in b[f]
+                    and (a[f].split("@")[0] == b[f].split("@")[0])
                 ):
                     out.append((f, a, b))
     return out
@@ -389,8 +407,7 @@ def comparisons(d: ReportData) -> Section:
     for i, (factor, a, b) in enumerate(_pairs(d)):
         sub = h[(cell == a["cell"]) | (cell == b["cell"])]
         try:
-            c = stats.compare(sub, "cell", a["cell"], b["cell"], n_perm=max(d.n_boot, 1000),
-                              seed=i)  # fmt: skip
+            c = stats.compare(sub, "cell", a["cell"], b["cell"], n_perm=max(d.n_boot, 1000), seed=i)
         except ValueError:
             continue
         row = c.as_dict()
@@ -399,8 +416,10 @@ def comparisons(d: ReportData) -> Section:
             factor=FACTORS.get(factor, factor),
             a=a[factor],
             b=b[factor],
-            context="; ".join(f"{FACTORS[g]}={a[g]}" for g in d.factors
-                              if g != factor and a[g] == b[g]) or "all",  # fmt: skip
+            context="; ".join(
+                f"{FACTORS[g]}={a[g]}" for g in d.factors if g != factor and a[g] == b[g]
+            )
+            or "all",
             also_differs="; ".join(f"{FACTORS[g]}: {a[g]} vs {b[g]}" for g in also),
         )
         rows.append(row)
@@ -411,9 +430,27 @@ def comparisons(d: ReportData) -> Section:
     fam["test"] = "trial-clustered permutation"
     fam["p"] = fam["permutation_p"]
     fam["p_holm"] = stats.holm(fam["p"].tolist())
-    cols = ["factor", "a", "b", "context", "also_differs", "rate_a", "rate_b", "n_a", "n_b",
-            "trials_a", "trials_b", "diff", "diff_lo", "diff_hi", "test", "p", "p_holm",
-            "fisher_p", "population"]  # fmt: skip
+    cols = [
+        "factor",
+        "a",
+        "b",
+        "context",
+        "also_differs",
+        "rate_a",
+        "rate_b",
+        "n_a",
+        "n_b",
+        "trials_a",
+        "trials_b",
+        "diff",
+        "diff_lo",
+        "diff_hi",
+        "test",
+        "p",
+        "p_holm",
+        "fisher_p",
+        "population",
+    ]
     s.table(
         fam[cols],
         f"Honest stag rate ({HONEST_NOTE}) in arm a vs arm b, cells equal in every other "
@@ -427,15 +464,17 @@ def comparisons(d: ReportData) -> Section:
     if "disclosure" in d.factors and {"explicit", "silent"} <= set(d.df["disclosure"].astype(str)):
         _disclosure_figure(s, d)
     ev = metrics.betrayal_events(d.df)
-    s.text(f"{len(ev)} betrayal events (signalled stag, hunted hare); "
-           f"{int((ev['role'] == 'honest').sum())} by honest agents.")  # fmt: skip
+    s.text(
+        f"{len(ev)} betrayal events (signalled stag, hunted hare); "
+        f"{int((ev['role'] == 'honest').sum())} by honest agents."
+    )
     return s
 
 
 def _disclosure_figure(s: Section, d: ReportData) -> None:
     others = _context(d, "disclosure")
     table = _display(_rates(d, [*others, "disclosure"]))
-    table = table.drop(columns=[c for c in table if c.startswith("coord_")])
+    table = table.drop(columns=[c for c in table if str(c).startswith("coord_")])
     cols = [FACTORS[f] for f in others]
     table["context"] = _cell_label(table, cols)
     both = table.groupby("context")["disclosure"].nunique()
@@ -447,50 +486,67 @@ def _disclosure_figure(s: Section, d: ReportData) -> None:
     for i, disc in enumerate(("explicit", "silent")):
         t = table[table["disclosure"] == disc].set_index("context").reindex(contexts)
         xs = np.arange(len(contexts)) + (i - 0.5) * 0.38
-        ax.bar(xs, t["stag_rate"], width=0.36, label=disc,
-               yerr=stats.error_bars(t["stag_rate"], t["stag_ci_lo"], t["stag_ci_hi"]),
-               capsize=3)  # fmt: skip
+        ax.bar(
+            xs,
+            t["stag_rate"],
+            width=0.36,
+            label=disc,
+            yerr=stats.error_bars(t["stag_rate"], t["stag_ci_lo"], t["stag_ci_hi"]),
+            capsize=3,
+        )
     ax.set_xticks(range(len(contexts)), contexts, rotation=20, ha="right", fontsize=8)
     ax.set(ylabel="honest stag rate", ylim=(0, 1.05), title="Explicit vs silent")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    s.figure(fig, "explicit_vs_silent", "Honest stag rate, explicit vs silent, trial-clustered "
-             "95% CIs: the bars are the table below")  # fmt: skip
-    s.table(table.drop(columns=["context"]), "The data of the figure above",
-            "explicit_vs_silent")  # fmt: skip
+    s.figure(
+        fig,
+        "explicit_vs_silent",
+        "Honest stag rate, explicit vs silent, trial-clustered "
+        "95% CIs: the bars are the table below",
+    )
+    s.table(table.drop(columns=["context"]), "The data of the figure above", "explicit_vs_silent")
+
+
+def _group_means(
+    frame: pd.DataFrame, keys: list[str], values: pd.Series, n_boot: int, seed: int
+) -> dict[tuple[str, ...], tuple[float, float, float, int]]:
+    """Per group of ``keys``: mean of ``values`` with a trial-clustered interval, and n."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    data = frame.assign(_v=values)
+    groups = data.groupby([data[k].astype(str) for k in keys], sort=True) if keys else [((), data)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        mean, lo, hi = stats.mean_ci(g["_v"], g["trial_id"].astype(str), n_boot, rng)
+        out[key] = (mean, lo, hi, int(g["_v"].notna().sum()))
+    return out
 
 
 def payoffs(d: ReportData) -> Section:
     s = Section("Payoffs and welfare")
+    keys = d.factors
+    df, at = d.df, d.agent_trials
+    pay = _group_means(d.honest, keys, d.honest["payoff"], d.n_boot, 1)
+    eff = _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan), d.n_boot, 2)
+    trig = at[at["trigger_round"].notna()] if len(at) else at
+    cost = _group_means(trig, keys, trig["persistence_cost"], d.n_boot, 3) if len(trig) else {}
+    trials = (
+        df.groupby([df[k].astype(str) for k in keys], sort=True)["trial_id"].nunique()
+        if (keys)
+        else pd.Series({(): df["trial_id"].nunique()})
+    )
+    nan4 = (math.nan, math.nan, math.nan, 0)
     rows = []
-    df = d.df
-    h = d.honest
-    at = d.agent_trials
-    rng = np.random.default_rng(3)
-    groups = df.groupby(d.factors, observed=True) if d.factors else [((), df)]
-    for key, g in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        sel = dict(zip(d.factors, key, strict=True))
-        hg = h.loc[h.index.intersection(g.index)]
-        pay, pay_lo, pay_hi = stats.mean_ci(hg["payoff"], hg["trial_id"], d.n_boot, rng)
-        eff = g["payoff"] / g["stag_payoff"].replace(0, np.nan)
-        welfare, w_lo, w_hi = stats.mean_ci(eff, g["trial_id"], d.n_boot, rng)
-        a = at
-        for c, v in sel.items():
-            a = a[a[c].astype(str) == str(v)] if len(a) else a
-        trig = a[a["trigger_round"].notna()] if len(a) else a
-        cost = stats.mean_ci(trig["persistence_cost"], trig["trial_id"], d.n_boot, rng) if len(
-            trig
-        ) else (math.nan, math.nan, math.nan)
+    for key, (p, p_lo, p_hi, p_n) in pay.items():
+        e, e_lo, e_hi, e_n = eff.get(key, nan4)
+        c, c_lo, c_hi, c_n = cost.get(key, nan4)
         rows.append(
             {
-                **sel,
-                "honest_payoff": pay, "honest_payoff_lo": pay_lo, "honest_payoff_hi": pay_hi,
-                "n_honest": int(hg["payoff"].notna().sum()),
-                "efficiency": welfare, "efficiency_lo": w_lo, "efficiency_hi": w_hi,
-                "n_all": int(eff.notna().sum()),
-                "persistence_cost": cost[0], "persistence_cost_lo": cost[1],
-                "persistence_cost_hi": cost[2], "n_triggered": len(trig),
-                "trials": g["trial_id"].nunique(),
+                **dict(zip(keys, key, strict=True)),
+                "honest_payoff": p, "honest_payoff_lo": p_lo, "honest_payoff_hi": p_hi,
+                "n_honest": p_n, "efficiency": e, "efficiency_lo": e_lo, "efficiency_hi": e_hi,
+                "n_all": e_n, "persistence_cost": c, "persistence_cost_lo": c_lo,
+                "persistence_cost_hi": c_hi, "n_triggered": c_n,
+                "trials": int(trials.get(key if len(key) != 1 else key[0], 0)),
             }
         )  # fmt: skip
     s.table(
@@ -499,7 +555,7 @@ def payoffs(d: ReportData) -> Section:
         "over the all-stag payoff, per agent-round (1 = every hunt succeeded); price of "
         "persistence: payoff an honest agent lost by hunting stag after its trigger instead "
         "of hare, per agent-trial with a trigger. Means with trial-clustered bootstrap 95% "
-        "CIs",
+        "CIs (blank: fewer than two trials, or no spread to resample)",
         "payoffs",
     )
     return s
@@ -555,14 +611,23 @@ def archetype_section(d: ReportData) -> Section:
     ax.set(ylabel="share of agent-trials", ylim=(0, 1), title="Patterns per model")
     ax.tick_params(axis="x", rotation=20)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    s.figure(fig, "archetype_patterns", "Per agent-trial patterns (descriptive, pooled over "
-             "cells; noise shows every pattern): the calibrated labels are in the table above")  # fmt: skip
-    s.table(shares.reset_index().rename(columns={"model_label": "model"}),
-            "The data of the figure above", "archetype_patterns")  # fmt: skip
+    s.figure(
+        fig,
+        "archetype_patterns",
+        "Per agent-trial patterns (descriptive, pooled over "
+        "cells; noise shows every pattern): the calibrated labels are in the table above",
+    )
+    s.table(
+        shares.reset_index().rename(columns={"model_label": "model"}),
+        "The data of the figure above",
+        "archetype_patterns",
+    )
     stab = archetypes.stability(at, ["model_label", "cell"])
-    s.table(stab.rename(columns={"model_label": "model", "cell": "condition"}),
-            "Stability of the labels across split halves of trials and seed cohorts",
-            "archetype_stability")  # fmt: skip
+    s.table(
+        stab.rename(columns={"model_label": "model", "cell": "condition"}),
+        "Stability of the labels across split halves of trials and seed cohorts",
+        "archetype_stability",
+    )
     return s
 
 
@@ -571,8 +636,10 @@ def betrayal_detection(d: ReportData) -> Section:
     s = Section("Betrayal detection")
     seen = at[at["betrayal_round"].notna()] if len(at) else at
     if len(seen):
-        s.text(f"{len(seen)} honest agent-trials observed a betrayal; lexical detection rate "
-               f"{seen['detected'].mean():.3f}.")  # fmt: skip
+        s.text(
+            f"{len(seen)} honest agent-trials observed a betrayal; lexical detection rate "
+            f"{seen['detected'].mean():.3f}."
+        )
         lat = seen["detection_latency"].dropna()
         if len(lat):
             fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -602,31 +669,50 @@ def parse_failures(d: ReportData) -> Section:
     rows = []
     for model, g in llm.groupby("model_label", observed=True):
         per = g.groupby("trial_id", observed=True).agg(
-            n=("valid", "size"), bad=("valid", lambda v: int((~v).sum())),
-            calls=("calls", "sum"), cut=("truncated", "sum"),
-        )  # fmt: skip
+            n=("valid", "size"),
+            bad=("valid", lambda v: int((~v).sum())),
+            calls=("calls", "sum"),
+            cut=("truncated", "sum"),
+        )
         lo, hi, _ = stats.cluster_rate_ci(per["bad"], per["n"], d.n_boot, rng)
         tlo, thi, _ = stats.cluster_rate_ci(per["cut"], per["calls"], d.n_boot, rng)
         rows.append(
             {
-                "model": model, "agent_rounds": int(per["n"].sum()),
+                "model": model,
+                "agent_rounds": int(per["n"].sum()),
                 "no_valid_action": int(per["bad"].sum()),
-                "rate": per["bad"].sum() / per["n"].sum(), "ci_lo": lo, "ci_hi": hi,
+                "rate": per["bad"].sum() / per["n"].sum(),
+                "ci_lo": lo,
+                "ci_hi": hi,
                 "talk_and_act_failures": int(g["parse_failures"].sum()),
-                "calls": int(per["calls"].sum()), "truncated_calls": int(per["cut"].sum()),
+                "calls": int(per["calls"].sum()),
+                "truncated_calls": int(per["cut"].sum()),
                 "truncation_rate": per["cut"].sum() / per["calls"].sum(),
-                "trunc_ci_lo": tlo, "trunc_ci_hi": thi, "trials": len(per),
+                "trunc_ci_lo": tlo,
+                "trunc_ci_hi": thi,
+                "trials": len(per),
             }
-        )  # fmt: skip
+        )
     table = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(table) + 2), 3.8))
-    ax.bar(table["model"], table["rate"], capsize=3,
-           yerr=stats.error_bars(table["rate"], table["ci_lo"], table["ci_hi"]))  # fmt: skip
-    ax.set(ylabel="agent-rounds with no valid action", title="Parse failures per model",
-           ylim=(0, max(0.05, float(table["ci_hi"].max()) * 1.15)))  # fmt: skip
+    ax.bar(
+        table["model"],
+        table["rate"],
+        capsize=3,
+        yerr=stats.error_bars(table["rate"], table["ci_lo"], table["ci_hi"]),
+    )
+    ax.set(
+        ylabel="agent-rounds with no valid action",
+        title="Parse failures per model",
+        ylim=(0, max(0.05, float(table["ci_hi"].max()) * 1.15)),
+    )
     ax.tick_params(axis="x", rotation=20)
-    s.figure(fig, "parse_failures", "Share of agent-rounds with no valid action per model, "
-             "trial-clustered 95% CIs: the bars are the table below")  # fmt: skip
+    s.figure(
+        fig,
+        "parse_failures",
+        "Share of agent-rounds with no valid action per model, "
+        "trial-clustered 95% CIs: the bars are the table below",
+    )
     s.table(
         table,
         "Per model (every role that made model calls): agent-rounds with no valid action "
@@ -650,9 +736,7 @@ SECTIONS: list[SectionFn] = [
 ]
 
 
-def prepare(
-    run_dir: str | Path, n_boot: int = 500, workers: int | None = None
-) -> ReportData:
+def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) -> ReportData:
     """Read and check a results folder: the data every section reads."""
     run = Path(run_dir)
     lexicon = design.lexicon(run)
@@ -677,7 +761,9 @@ def prepare(
     df["cell"] = _cell_label(df, factors).astype("category")
     at = archetypes.classify(metrics.agent_trials(df, detector))
     if not at.empty:
-        cells = df.drop_duplicates("trial_id").set_index(df.drop_duplicates("trial_id")["trial_id"].astype(str))
+        cells = df.drop_duplicates("trial_id").set_index(
+            df.drop_duplicates("trial_id")["trial_id"].astype(str)
+        )
         for col in (*factors, "cell"):
             at[col] = at["trial_id"].map(cells[col].astype(str))
         at["model_label"] = at["model"].astype(str).map(short)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import stats as sps
 from scipy.special import expit
@@ -48,7 +49,7 @@ def error_bars(rate: Any, lo: Any, hi: Any) -> np.ndarray:
     r = np.asarray(rate, dtype=float)
     below = np.clip(r - np.asarray(lo, dtype=float), 0.0, None)
     above = np.clip(np.asarray(hi, dtype=float) - r, 0.0, None)
-    return np.nan_to_num(np.vstack([below, above]))
+    return np.asarray(np.nan_to_num(np.vstack([below, above])))
 
 
 def population(df: pd.DataFrame, who: str = HONEST) -> pd.DataFrame:
@@ -67,8 +68,8 @@ def boot_weights(n_items: int, size: int, rng: np.random.Generator) -> np.ndarra
 
 
 def cluster_rate_ci(
-    k: np.ndarray,
-    n: np.ndarray,
+    k: npt.ArrayLike,
+    n: npt.ArrayLike,
     n_boot: int = 1000,
     rng: np.random.Generator | None = None,
     alpha: float = 0.05,
@@ -82,10 +83,10 @@ def cluster_rate_ci(
       design effect) is given instead.
     The interval always contains the estimate. Returns (lo, hi, method).
     """
-    k = np.asarray(k, dtype=float)
-    n = np.asarray(n, dtype=float)
-    keep = n > 0
-    k, n = k[keep], n[keep]
+    kk = np.asarray(k, dtype=float)
+    nn = np.asarray(n, dtype=float)
+    keep = nn > 0
+    k, n = kk[keep], nn[keep]
     trials = len(n)
     if trials == 0:
         return (math.nan, math.nan, "no data")
@@ -157,12 +158,13 @@ def rate_table(
 
 
 def mean_ci(
-    values: np.ndarray,
-    clusters: np.ndarray,
+    values: npt.ArrayLike,
+    clusters: npt.ArrayLike,
     n_boot: int = 1000,
     rng: np.random.Generator | None = None,
 ) -> tuple[float, float, float]:
-    """Mean of ``values`` with a trial-clustered bootstrap interval (clusters: trial ids)."""
+    """Mean of ``values`` with a trial-clustered bootstrap interval (clusters: trial ids);
+    no interval (NaN) from fewer than two trials or values without spread."""
     v = np.asarray(values, dtype=float)
     ok = ~np.isnan(v)
     v, c = v[ok], np.asarray(clusters)[ok]
@@ -173,7 +175,7 @@ def mean_ci(
     m = np.bincount(codes).astype(float)
     mean = float(s.sum() / m.sum())
     if len(s) < 2 or np.allclose(v, v[0]):
-        return (mean, mean, mean)
+        return (mean, math.nan, math.nan)  # no interval is earned by one trial or no spread
     rng = rng or np.random.default_rng(0)
     if len(s) > BOOT_MAX_TRIALS:
         resid = s - mean * m
@@ -342,7 +344,7 @@ def comparison_family(
 
 
 def omnibus_test(
-    k: np.ndarray, n: np.ndarray, groups: np.ndarray, n_perm: int = 1000, seed: int = 0
+    k: npt.ArrayLike, n: npt.ArrayLike, groups: npt.ArrayLike, n_perm: int = 1000, seed: int = 0
 ) -> float:
     """Are the pooled rates equal across groups? Trials (k of n each) keep their outcomes and
     are permuted between groups; the statistic is the chi-square of the pooled counts.
@@ -350,9 +352,9 @@ def omnibus_test(
     codes, uniques = pd.factorize(np.asarray(groups))
     if len(uniques) < 2:
         return math.nan
-    k = np.asarray(k, dtype=float)
-    n = np.asarray(n, dtype=float)
-    p = k.sum() / n.sum()
+    kv = np.asarray(k, dtype=float)
+    nv = np.asarray(n, dtype=float)
+    p = kv.sum() / nv.sum()
     if p in (0.0, 1.0):
         return 1.0
     g = len(uniques)
@@ -360,8 +362,8 @@ def omnibus_test(
     def stat(c: np.ndarray) -> np.ndarray:
         # c: (perms x trials) group codes -> chi-square per permutation
         flat = (c + g * np.arange(c.shape[0])[:, None]).ravel()
-        kk = np.bincount(flat, weights=np.tile(k, c.shape[0]), minlength=g * c.shape[0])
-        nn = np.bincount(flat, weights=np.tile(n, c.shape[0]), minlength=g * c.shape[0])
+        kk = np.bincount(flat, weights=np.tile(kv, c.shape[0]), minlength=g * c.shape[0])
+        nn = np.bincount(flat, weights=np.tile(nv, c.shape[0]), minlength=g * c.shape[0])
         kk, nn = kk.reshape(-1, g), nn.reshape(-1, g)
         with np.errstate(invalid="ignore", divide="ignore"):
             chi = np.where(nn > 0, (kk - nn * p) ** 2 / (nn * p * (1 - p)), 0.0)
@@ -370,24 +372,24 @@ def omnibus_test(
     observed = float(stat(codes[None, :])[0])
     rng = np.random.default_rng(seed)
     extreme = 0
-    batch = max(1, min(n_perm, 2_000_000 // len(k)))
+    batch = max(1, min(n_perm, 2_000_000 // len(kv)))
     for start in range(0, n_perm, batch):
         size = min(batch, n_perm - start)
-        perm = np.argsort(rng.random((size, len(k))), axis=1)
+        perm = np.argsort(rng.random((size, len(kv))), axis=1)
         extreme += int(np.sum(stat(codes[perm]) >= observed - 1e-9))
     return float((extreme + 1) / (n_perm + 1))
 
 
-def trend_test(k: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+def trend_test(k: npt.ArrayLike, n: npt.ArrayLike) -> tuple[float, float]:
     """Does the rate change with round? ``k`` and ``n`` are (trials x rounds) counts. Under
     the null the rounds of a trial are exchangeable; the statistic is sum over trials of
     (round - mean round) x the round's rate, its null mean 0 and variance the exact
     permutation variance within each trial, summed over trials (normal approximation).
     Returns (z, two-sided p); NaN when no trial varies."""
-    k = np.asarray(k, dtype=float)
-    n = np.asarray(n, dtype=float)
+    kv = np.asarray(k, dtype=float)
+    nv = np.asarray(n, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.where(n > 0, k / n, np.nan)
+        rate = np.where(nv > 0, kv / nv, np.nan)
     rounds = rate.shape[1]
     if rounds < 2:
         return (math.nan, math.nan)
@@ -654,9 +656,7 @@ def logit_model(
                 res = None
                 notes.append(f"GEE failed: {exc}")
         flagged = [
-            w
-            for w in caught
-            if issubclass(w.category, ConvergenceWarning | IterationLimitWarning)
+            w for w in caught if issubclass(w.category, ConvergenceWarning | IterationLimitWarning)
         ]
         if res is not None and not flagged and getattr(res, "converged", True):
             table = _gee_table(res)

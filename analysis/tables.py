@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from stagbench.analysis.lexical import DEFAULT, Detector
 from stagbench.errors import TranscriptError
 from stagbench.games import player_label
 from stagbench.games.audit import audit_events
-from stagbench.analysis.lexical import DEFAULT, Detector
 from stagbench.records import Lexicon, read_events, read_transcript
 
 #: finish reasons that mean the provider cut the reply at its token limit
@@ -37,7 +37,9 @@ def signals_stag(text: str | None) -> bool:
 
 def trial_digest(trial: dict[str, Any]) -> str:
     """A short hash of a trial record's content (key order does not matter)."""
-    return hashlib.blake2b(orjson.dumps(trial, option=orjson.OPT_SORT_KEYS), digest_size=8).hexdigest()
+    return hashlib.blake2b(
+        orjson.dumps(trial, option=orjson.OPT_SORT_KEYS), digest_size=8
+    ).hexdigest()
 
 
 @dataclass
@@ -203,8 +205,8 @@ def _append_trial(
         ("message", message), ("signalled_stag", signalled), ("received", received),
         ("received_from", received_from), ("stag_signals_from", stag_from), ("action", action),
         ("reasoning", reasoning), ("payoff", payoff), ("hunt_succeeded", success),
-        ("parse_failures", failures), ("calls", calls), ("truncated", cut), ("input_tokens", tok_in),
-        ("output_tokens", tok_out), ("cost_usd", cost),
+        ("parse_failures", failures), ("calls", calls), ("truncated", cut),
+        ("input_tokens", tok_in), ("output_tokens", tok_out), ("cost_usd", cost),
     ):  # fmt: skip
         cols[key].extend(values)
 

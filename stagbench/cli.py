@@ -364,17 +364,18 @@ def report(
 def _judge(run_dir: Path, out: Path, model: str) -> None:
     from stagbench.agents.models.pool import ModelPool
     from stagbench.analysis import judge as judge_mod
-    from stagbench.analysis import metrics
-    from stagbench.analysis.tables import agent_rounds
+    from stagbench.analysis.report import prepare
     from stagbench.runs.compose import json_asker
 
-    df, _ = agent_rounds(run_dir)
+    data = prepare(run_dir, n_boot=0)
+    imported = data.design.imported if data.design else None
+    name = str((imported or {}).get("player_name", "P{n}"))
 
     async def judged_rows() -> pd.DataFrame:
         pool = ModelPool()
         try:
             ask = json_asker(pool, model)
-            return await judge_mod.judge_detection(df, metrics.agent_trials(df), ask)
+            return await judge_mod.judge_detection(data.df, data.agent_trials, ask, name)
         finally:
             await pool.aclose()
 

@@ -178,10 +178,17 @@ def test_false_label_rate_on_noise_is_low(tmp_path: Path) -> None:
 def test_too_few_agent_trials_stay_unclassified() -> None:
     rows = pd.DataFrame(
         {
-            "trial_id": ["t1", "t2"], "model": "m", "archetype": [DEFECTION_PRONE] * 2,
-            "n_valid": [5, 5], "n_hare": [3, 3], "pre_n": [2, 2],
-            "pre_hare": [0, 0], "post_n": [3, 3], "post_stag": [0, 0], "repetition": [0, 1],
+            "trial_id": ["t1", "t2"],
+            "model": "m",
+            "archetype": [DEFECTION_PRONE] * 2,
+            "n_valid": [5, 5],
+            "n_hare": [3, 3],
+            "pre_n": [2, 2],
+            "pre_hare": [0, 0],
+            "post_n": [3, 3],
+            "post_stag": [0, 0],
+            "repetition": [0, 1],
         }
-    )  # fmt: skip
+    )
     out = archetypes.group_labels(rows, ["model"], n_boot=50)
     assert out["label"].iloc[0] == UNCLASSIFIED and out["classified"].iloc[0] == 2

@@ -133,9 +133,12 @@ def test_star_edges_are_the_visibility_map(imported: Path) -> None:
         if not t.header.trial.condition.endswith("/star"):
             continue
         assert t.header.trial.topology == "star(hub=varied)"
-        metas = [m for (folder, _), m in sources.items()
-                 if t.header.trial.condition.startswith(folder + "/")
-                 and m["trial"] == t.header.trial.repetition + 1]  # fmt: skip
+        metas = [
+            m
+            for (folder, _), m in sources.items()
+            if t.header.trial.condition.startswith(folder + "/")
+            and m["trial"] == t.header.trial.repetition + 1
+        ]
         assert len(metas) == 1
         vis = metas[0]["visibility_map"]
         want = sorted(
@@ -154,8 +157,13 @@ def test_star_edges_are_the_visibility_map(imported: Path) -> None:
 
 
 # -- synthetic folders in the study's format ---------------------------------------------
-def _decision(reasoning: str, action: Any, family: str, seen: list[list[str]] | None = None,
-              failed: bool = False) -> dict[str, Any]:  # fmt: skip
+def _decision(
+    reasoning: str,
+    action: Any,
+    family: str,
+    seen: list[list[str]] | None = None,
+    failed: bool = False,
+) -> dict[str, Any]:
     d: dict[str, Any] = {"reasoning": reasoning, "action": action, "model_family": family}
     if seen is not None:
         d["words_visible"] = seen
@@ -195,29 +203,45 @@ def make_trial(
             if s in adversaries:
                 words[name] = "stag"
                 why = ("Soft " if soft_p is not None else "") + "Byzantine agent: signal."
-                talk_dec[name] = _decision(why, {"type": "communicate", "word": "stag"}, families[s])
+                talk_dec[name] = _decision(
+                    why, {"type": "communicate", "word": "stag"}, families[s]
+                )
             elif (r, s) in talk_fail:
                 words[name] = "cooperate"
-                talk_dec[name] = _decision("Error occurred, signaling cooperation",
-                                           {"type": "communicate", "word": "cooperate"}, families[s])  # fmt: skip
+                talk_dec[name] = _decision(
+                    "Error occurred, signaling cooperation",
+                    {"type": "communicate", "word": "cooperate"},
+                    families[s],
+                )
             else:
                 word = rng.choice(["stag", "COMMIT", "Together", "UNITE"])
                 words[name] = word
-                talk_dec[name] = _decision("I want stag.", {"type": "communicate", "word": word},
-                                           families[s])  # fmt: skip
-        data_rounds.append({"round": r, "stage": "communication", "communications": words,
-                            "summary": "", "full_decisions": talk_dec})  # fmt: skip
+                talk_dec[name] = _decision(
+                    "I want stag.", {"type": "communicate", "word": word}, families[s]
+                )
+        data_rounds.append(
+            {
+                "round": r,
+                "stage": "communication",
+                "communications": words,
+                "summary": "",
+                "full_decisions": talk_dec,
+            }
+        )
         choices, decisions = {}, {}
         for s, name in enumerate(names):
             seen = [[names[x], words[names[x]]] for x in sorted(vis[s])]
             if s in adversaries:
                 hare = soft_p is None or rng.random() < soft_p
                 c = "Hunt Hare" if hare else "Hunt Stag"
-                decisions[name] = _decision("Byzantine agent: defect.", {"choice": c}, families[s], seen)
+                decisions[name] = _decision(
+                    "Byzantine agent: defect.", {"choice": c}, families[s], seen
+                )
             elif (r, s) in fail:
                 c = None
-                decisions[name] = _decision("Error occurred, all retries failed", None,
-                                            families[s], seen, failed=True)  # fmt: skip
+                decisions[name] = _decision(
+                    "Error occurred, all retries failed", None, families[s], seen, failed=True
+                )
             else:
                 p = 0.5 if saw_hare else 0.9
                 c = "Hunt Stag" if rng.random() < p else "Hunt Hare"
@@ -229,16 +253,30 @@ def make_trial(
             for k, c in choices.items()
         }
         saw_hare = saw_hare or any(c == "Hunt Hare" for c in choices.values())
-        data_rounds.append({"round": r, "communications": words, "choices": choices,
-                            "payoffs": pays, "all_cooperated": all_stag, "cooperation_rate": 9.9,
-                            "summary": "", "full_decisions": decisions})  # fmt: skip
+        data_rounds.append(
+            {
+                "round": r,
+                "communications": words,
+                "choices": choices,
+                "payoffs": pays,
+                "all_cooperated": all_stag,
+                "cooperation_rate": 9.9,
+                "summary": "",
+                "full_decisions": decisions,
+            }
+        )
     meta: dict[str, Any] = {
-        "experiment": experiment, "version": "v1", "trial": trial, "rounds": rounds,
-        "agents": [{"name": nm, "model": f"org/{f}-70B", "model_family": f}
-                   for nm, f in zip(names, families, strict=True)],
+        "experiment": experiment,
+        "version": "v1",
+        "trial": trial,
+        "rounds": rounds,
+        "agents": [
+            {"name": nm, "model": f"org/{f}-70B", "model_family": f}
+            for nm, f in zip(names, families, strict=True)
+        ],
         "n_adversaries": len(adversaries),
         "adversary_agents": [names[a] for a in adversaries],
-    }  # fmt: skip
+    }
     if soft_p is not None:
         meta["defect_prob"] = soft_p
     if visibility is not None:
@@ -278,8 +316,12 @@ def expected(datas: list[dict[str, Any]]) -> dict[str, Any]:
                 k = per_round.setdefault(e["round"], [0, 0])
                 k[0] += c == "Hunt Stag"
                 k[1] += c is not None
-    return {"phi": all_stag / rounds, "rho": stag / valid, "rho_all": stag / rows,
-            "rounds": {r: k / n for r, (k, n) in per_round.items()}}  # fmt: skip
+    return {
+        "phi": all_stag / rounds,
+        "rho": stag / valid,
+        "rho_all": stag / rows,
+        "rounds": {r: k / n for r, (k, n) in per_round.items()},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -289,19 +331,43 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     src_n5 = base / "byzantine_n5"
     datas: dict[str, list[dict[str, Any]]] = {}
     for t in range(1, 7):
-        d = make_trial(src_star / "hub_is_adversary" / f"trial_{t:02d}", trial=t, adversaries=(3,),
-                       visibility=star(4, 3), hub=3, seed=t, experiment="byzantine_star",
-                       fail=((2, 0),) if t == 1 else (), talk_fail=((1, 1),) if t == 2 else ())  # fmt: skip
+        d = make_trial(
+            src_star / "hub_is_adversary" / f"trial_{t:02d}",
+            trial=t,
+            adversaries=(3,),
+            visibility=star(4, 3),
+            hub=3,
+            seed=t,
+            experiment="byzantine_star",
+            fail=((2, 0),) if t == 1 else (),
+            talk_fail=((1, 1),) if t == 2 else (),
+        )
         datas.setdefault("byzantine_star_v1/hub_is_adversary", []).append(d)
         hub = t % 3
-        d = make_trial(src_star / "hub_is_honest" / f"trial_{t:02d}", trial=t, adversaries=(3,),
-                       visibility=star(4, hub), hub=hub, seed=100 + t, experiment="byzantine_star")  # fmt: skip
+        d = make_trial(
+            src_star / "hub_is_honest" / f"trial_{t:02d}",
+            trial=t,
+            adversaries=(3,),
+            visibility=star(4, hub),
+            hub=hub,
+            seed=100 + t,
+            experiment="byzantine_star",
+        )
         datas.setdefault("byzantine_star_v1/hub_is_honest", []).append(d)
         # five players, two soft Byzantines, a directed visibility map (each sees the next)
         directed = {v: sorted({v, (v + 1) % 5, (v + 2) % 5}) for v in range(5)}
-        d = make_trial(src_n5 / "adv_2" / f"trial_{t:02d}", n=5, rounds=4, trial=t,
-                       adversaries=(0, 4), soft_p=0.7, visibility=directed, seed=200 + t,
-                       experiment="byzantine_soft", fail=((3, 2),))  # fmt: skip
+        d = make_trial(
+            src_n5 / "adv_2" / f"trial_{t:02d}",
+            n=5,
+            rounds=4,
+            trial=t,
+            adversaries=(0, 4),
+            soft_p=0.7,
+            visibility=directed,
+            seed=200 + t,
+            experiment="byzantine_soft",
+            fail=((3, 2),),
+        )
         datas.setdefault("byzantine_n5/adv_2", []).append(d)
     out = base / "out"
     res = runner.invoke(app, ["import", "bct", str(src_star), str(src_n5), "--out", str(out)])
@@ -388,8 +454,14 @@ def test_bad_files_are_recorded_failures_with_clear_reasons(tmp_path: Path) -> N
     assert res.exit_code == 1, res.output
     assert "imported 1 trials" in res.output
     text = " ".join(f.read_text() for f in (out / "failures").glob("*.txt"))
-    for why in ("stopped after 5 of 7 rounds", "'Hunt Deer' is neither", "missing field "
-                "'metadata'", "not JSON", "are not players", "are not the game's"):  # fmt: skip
+    for why in (
+        "stopped after 5 of 7 rounds",
+        "'Hunt Deer' is neither",
+        "missing field 'metadata'",
+        "not JSON",
+        "are not players",
+        "are not the game's",
+    ):
         assert why in text or why in res.output, why
     report = runner.invoke(app, ["report", str(out), "--n-boot", "20"])
     assert report.exit_code == 0, report.output
@@ -402,7 +474,9 @@ def test_refusals(tmp_path: Path) -> None:
     empty.mkdir()
     res = runner.invoke(app, ["import", "bct", str(empty), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "no results.json" in res.output
-    res = runner.invoke(app, ["import", "bct", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    res = runner.invoke(
+        app, ["import", "bct", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code == 2 and "not found" in res.output
     src = tmp_path / "exp"
     make_trial(src / "trial_01")

@@ -24,18 +24,42 @@ OLD = Lexicon(short_stag_words=(), hare_words=("hare",), player_names=("P{n}",),
 
 @pytest.mark.parametrize(
     "word",
-    ["COMMIT", "UNITE", "PACT", "together", "cooperate", "stag", "ALLSTAG", "TogetherStag",
-     "all-in", "AllIn", "STAG10", "stagifall", "Pledge", "trust"],
-)  # fmt: skip
+    [
+        "COMMIT",
+        "UNITE",
+        "PACT",
+        "together",
+        "cooperate",
+        "stag",
+        "ALLSTAG",
+        "TogetherStag",
+        "all-in",
+        "AllIn",
+        "STAG10",
+        "stagifall",
+        "Pledge",
+        "trust",
+    ],
+)
 def test_one_word_cheap_talk_signals_stag(word: str) -> None:
     assert DEFAULT.signals_stag(word)
 
 
 @pytest.mark.parametrize(
     "text",
-    ["hare", "HARE", "StagOrHare", "Punish", "share", "adapt", "", None,
-     "I will hunt hare this round.", "Stag or hare? You decide."],
-)  # fmt: skip
+    [
+        "hare",
+        "HARE",
+        "StagOrHare",
+        "Punish",
+        "share",
+        "adapt",
+        "",
+        None,
+        "I will hunt hare this round.",
+        "Stag or hare? You decide.",
+    ],
+)
 def test_what_is_not_a_stag_signal(text: str | None) -> None:
     assert not DEFAULT.signals_stag(text)
 

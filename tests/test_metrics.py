@@ -11,7 +11,6 @@ import pytest
 from stagbench.analysis import metrics
 from stagbench.analysis.archetypes import (
     COOPERATION_PERSISTENT,
-    DEFECTION_PRONE,
     UNCLASSIFIED,
     classify,
 )

@@ -99,7 +99,9 @@ def test_non_convergence_is_flagged_and_falls_back() -> None:
     assert "Firth" in capped.method
     assert any("did not converge" in n for n in capped.notes)
     assert capped.table is not None and np.isfinite(capped.table["coef"]).all()
-    assert capped.table.loc["round", "coef"] == pytest.approx(ok.table.loc["round", "coef"], abs=0.1)
+    assert capped.table.loc["round", "coef"] == pytest.approx(
+        ok.table.loc["round", "coef"], abs=0.1
+    )
 
 
 def test_aliased_terms_are_dropped_and_named() -> None:
@@ -156,8 +158,16 @@ def test_comparisons_are_over_honest_rows_only() -> None:
                 for seat in range(4):
                     adv = arm == "b" and seat == 3
                     stag = 0.0 if adv else (1.0 if arm == "a" or r <= 3 else 0.0)
-                    rows.append({"trial_id": t, "arm": arm, "round": r, "seat": seat,
-                                 "role": "adversary" if adv else "honest", "stag": stag})  # fmt: skip
+                    rows.append(
+                        {
+                            "trial_id": t,
+                            "arm": arm,
+                            "round": r,
+                            "seat": seat,
+                            "role": "adversary" if adv else "honest",
+                            "stag": stag,
+                        }
+                    )
     df = pd.DataFrame(rows)
     c = stats.compare(df, "arm", "a", "b", n_perm=200)
     assert c.rate_b == pytest.approx(0.6) and c.n_b == 30 and c.population == "honest"

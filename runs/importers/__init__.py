@@ -129,7 +129,9 @@ def write_imported(result: Imported, out: str | Path) -> Manifest:
     from stagbench.runs.store import RunStore, atomic_write
 
     store = RunStore(out)
-    if store.manifest_path.exists() or (store.transcripts.exists() and any(store.transcripts.iterdir())):
+    if store.manifest_path.exists() or (
+        store.transcripts.exists() and any(store.transcripts.iterdir())
+    ):
         raise StoreError(f"{store.root} already holds a results folder: import into a new --out")
     written: list[Transcript] = []
     failures = list(result.failures)

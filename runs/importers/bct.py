@@ -152,8 +152,9 @@ def _parse(path: Path, condition: str) -> Parsed:
             raise BctError(f"{at}: round {r!r} is not a positive integer")
         target = talk if entry.get("stage") == "communication" else acts
         if r in target:
-            raise BctError(f"{at}: a second {'talk' if target is talk else 'action'} entry "
-                           f"for round {r}")  # fmt: skip
+            raise BctError(
+                f"{at}: a second {'talk' if target is talk else 'action'} entry for round {r}"
+            )
         target[r] = entry
     if not acts:
         raise BctError(f"{where}: no action entries (entries without stage) in rounds_data")
@@ -181,8 +182,9 @@ def _parse(path: Path, condition: str) -> Parsed:
                     fam = dec["model_family"]
                     break
         if not fam:
-            raise BctError(f"{where}: player {n} has no model_family (metadata.agents or its "
-                           "decisions)")  # fmt: skip
+            raise BctError(
+                f"{where}: player {n} has no model_family (metadata.agents or its decisions)"
+            )
         families.append(str(fam))
     # adversaries
     adv_names = meta.get("adversary_agents")
@@ -195,8 +197,9 @@ def _parse(path: Path, condition: str) -> Parsed:
     adversaries = sorted(seat[a] for a in adv_names)
     n_adv = meta.get("n_adversaries")
     if isinstance(n_adv, int) and n_adv != len(adversaries):
-        raise BctError(f"{where}: n_adversaries is {n_adv} but adversary_agents lists "
-                       f"{len(adversaries)}")  # fmt: skip
+        raise BctError(
+            f"{where}: n_adversaries is {n_adv} but adversary_agents lists {len(adversaries)}"
+        )
     experiment = str(meta.get("experiment") or "")
     soft_p = meta.get("defect_prob")
     soft = soft_p is not None or "soft" in experiment.lower()
@@ -209,8 +212,10 @@ def _parse(path: Path, condition: str) -> Parsed:
             dec = (entry.get("full_decisions") or {}).get(n) or {}
             why = dec.get("reasoning") if isinstance(dec, dict) else None
             if isinstance(why, str) and re.match(r"\s*(soft )?byzantine agent", why, re.I):
-                raise BctError(f"{where}: {n} reasons as a Byzantine agent but metadata does "
-                               "not list it among adversary_agents")  # fmt: skip
+                raise BctError(
+                    f"{where}: {n} reasons as a Byzantine agent but metadata does "
+                    "not list it among adversary_agents"
+                )
     # the graph
     vis = meta.get("visibility_map")
     sees: dict[int, set[int]] = {}
@@ -221,8 +226,10 @@ def _parse(path: Path, condition: str) -> Parsed:
             raise BctError(f"{where}: metadata.visibility_map is not an object")
         for viewer, senders in vis.items():
             if viewer not in seat or not isinstance(senders, list):
-                raise BctError(f"{where}: visibility_map entry {viewer!r} is not a player "
-                               "with a list of senders")  # fmt: skip
+                raise BctError(
+                    f"{where}: visibility_map entry {viewer!r} is not a player "
+                    "with a list of senders"
+                )
             bad = [s for s in senders if s not in seat]
             if bad:
                 raise BctError(f"{where}: visibility_map[{viewer}] names unknown players {bad}")
@@ -238,11 +245,14 @@ def _parse(path: Path, condition: str) -> Parsed:
     hub = seat.get(hub_name) if isinstance(hub_name, str) else None
     declared = meta.get("rounds", len(played))
     if not isinstance(declared, int) or declared < len(played):
-        raise BctError(f"{where}: metadata.rounds {declared!r} is below the {len(played)} "
-                       "rounds played")  # fmt: skip
+        raise BctError(
+            f"{where}: metadata.rounds {declared!r} is below the {len(played)} rounds played"
+        )
     if declared > len(played):
-        raise BctError(f"{where}: the trial stopped after {len(played)} of {declared} rounds "
-                       "(an unfinished trial)")  # fmt: skip
+        raise BctError(
+            f"{where}: the trial stopped after {len(played)} of {declared} rounds "
+            "(an unfinished trial)"
+        )
     trial_no = meta.get("trial")
     per_round = [{"talk": talk.get(r), "act": acts[r]} for r in played]
     p = Parsed(
@@ -296,8 +306,11 @@ def _check_rounds(p: Parsed, sees: dict[int, set[int]]) -> None:
             value = pays[n]
             if not isinstance(value, int | float) or not math.isfinite(value):
                 raise BctError(f"{at}: payoff of {n} is {value!r}, not a number")
-            cat = "invalid" if a is None else ("hare" if a == "hare" else
-                                               ("stag" if success else "failed"))  # fmt: skip
+            cat = (
+                "invalid"
+                if a is None
+                else ("hare" if a == "hare" else ("stag" if success else "failed"))
+            )
             p.observed.append((cat, float(value)))
         for n in p.names:
             dec = (act.get("full_decisions") or {}).get(n)
@@ -307,7 +320,9 @@ def _check_rounds(p: Parsed, sees: dict[int, set[int]]) -> None:
             try:
                 senders = {str(s[0]) for s in seen}
             except (TypeError, IndexError, KeyError) as exc:
-                raise BctError(f"{at}: words_visible of {n} is not a list of [sender, word]") from exc
+                raise BctError(
+                    f"{at}: words_visible of {n} is not a list of [sender, word]"
+                ) from exc
             want = {p.names[s] for s in sees[p.names.index(n)]}
             if senders - want:
                 raise BctError(
@@ -317,8 +332,15 @@ def _check_rounds(p: Parsed, sees: dict[int, set[int]]) -> None:
 
 
 # -- the design of each condition -------------------------------------------------------
-_CANDIDATES = ("complete", "ring", "line", "empty", "directed_complete", "directed_ring",
-               "directed_line")  # fmt: skip
+_CANDIDATES = (
+    "complete",
+    "ring",
+    "line",
+    "empty",
+    "directed_complete",
+    "directed_ring",
+    "directed_line",
+)
 
 
 def graph_name(edges: list[tuple[int, int]], n: int, hint: str | None = None) -> str:
@@ -379,9 +401,20 @@ def _ident(text: str) -> tuple[str, int]:
     return digest[:16], int(digest[16:32], 16) % (2**63)
 
 
-def _call(model: str, purpose: str, parsed: dict[str, Any], ok: bool, error: str | None) -> ModelCallRecord:
-    return ModelCallRecord(model=model, purpose=purpose, attempt=1, messages=[], raw=None,
-                           temperature=None, parsed=parsed, parse_ok=ok, error=error)  # fmt: skip
+def _call(
+    model: str, purpose: str, parsed: dict[str, Any], ok: bool, error: str | None
+) -> ModelCallRecord:
+    return ModelCallRecord(
+        model=model,
+        purpose=purpose,
+        attempt=1,
+        messages=[],
+        raw=None,
+        temperature=None,
+        parsed=parsed,
+        parse_ok=ok,
+        error=error,
+    )
 
 
 def _transcript(p: Parsed, trial: TrialSpec, spec_name: str, adv_label: str) -> Transcript:
@@ -408,19 +441,39 @@ def _transcript(p: Parsed, trial: TrialSpec, spec_name: str, adv_label: str) -> 
                 dec = decisions.get(name) if isinstance(decisions.get(name), dict) else {}
                 why = dec.get("reasoning") if isinstance(dec, dict) else None
                 fell_back = isinstance(why, str) and bool(_FALLBACK.match(why))
-                error = ("the talk reply failed; the harness sent its fallback word"
-                         if fell_back else None)  # fmt: skip
+                error = (
+                    "the talk reply failed; the harness sent its fallback word"
+                    if fell_back
+                    else None
+                )
                 text = str(word) if word not in (None, "") else None
                 if s not in p.adversaries and (talk is not None):
-                    events.append(ModelCallEvent(round=r, phase=1, seat=s, call=_call(
-                        p.families[s], "talk", {"reasoning": why, "word": word},
-                        not fell_back and text is not None, error)))  # fmt: skip
+                    events.append(
+                        ModelCallEvent(
+                            round=r,
+                            phase=1,
+                            seat=s,
+                            call=_call(
+                                p.families[s],
+                                "talk",
+                                {"reasoning": why, "word": word},
+                                not fell_back and text is not None,
+                                error,
+                            ),
+                        )
+                    )
                 failures += fell_back
-                events.append(MessageEvent(
-                    round=r, phase=1, sender=s,
-                    receivers=p.receivers[s] if text is not None else [], text=text,
-                    parse_failed=fell_back, error=error,
-                ))  # fmt: skip
+                events.append(
+                    MessageEvent(
+                        round=r,
+                        phase=1,
+                        sender=s,
+                        receivers=p.receivers[s] if text is not None else [],
+                        text=text,
+                        parse_failed=fell_back,
+                        error=error,
+                    )
+                )
         actions: list[Action | None] = []
         for s, name in enumerate(p.names):
             dec = (act.get("full_decisions") or {}).get(name)
@@ -429,7 +482,7 @@ def _transcript(p: Parsed, trial: TrialSpec, spec_name: str, adv_label: str) -> 
             raw_choice = act["choices"][name]
             failed = _failed(dec, raw_choice)
             choice = None if failed else _choice(raw_choice, f"{p.source}: round {r}")
-            substituted = (not failed and isinstance(why, str) and bool(_FALLBACK.match(why)))
+            substituted = not failed and isinstance(why, str) and bool(_FALLBACK.match(why))
             error = None
             if failed:
                 error = "the action reply could not be parsed (no action)"
@@ -438,24 +491,48 @@ def _transcript(p: Parsed, trial: TrialSpec, spec_name: str, adv_label: str) -> 
             flagged = failed or substituted
             failures += flagged
             if s not in p.adversaries:
-                events.append(ModelCallEvent(round=r, phase=None, seat=s, call=_call(
-                    p.families[s], "act", {"reasoning": why, "choice": raw_choice},
-                    not flagged, error)))  # fmt: skip
-            events.append(ActionEvent(
-                round=r, seat=s, action=choice, reasoning=why if isinstance(why, str) else None,
-                parse_failed=flagged, error=error,
-            ))  # fmt: skip
+                events.append(
+                    ModelCallEvent(
+                        round=r,
+                        phase=None,
+                        seat=s,
+                        call=_call(
+                            p.families[s],
+                            "act",
+                            {"reasoning": why, "choice": raw_choice},
+                            not flagged,
+                            error,
+                        ),
+                    )
+                )
+            events.append(
+                ActionEvent(
+                    round=r,
+                    seat=s,
+                    action=choice,
+                    reasoning=why if isinstance(why, str) else None,
+                    parse_failed=flagged,
+                    error=error,
+                )
+            )
             actions.append(None if choice is None else Action(choice))
         want = payoffs(trial.game, actions)
         got = [float(act["payoffs"][name]) for name in p.names]
         if any(abs(g - w) > 1e-9 for g, w in zip(got, want, strict=True)):
-            raise BctError(f"{p.source}: round {r}: recorded payoffs {got} are not the game's "
-                           f"{list(want)} for actions {[a and a.value for a in actions]}")  # fmt: skip
+            raise BctError(
+                f"{p.source}: round {r}: recorded payoffs {got} are not the game's "
+                f"{list(want)} for actions {[a and a.value for a in actions]}"
+            )
         stags = sum(a is Action.STAG for a in actions)
-        events.append(RoundEndEvent(
-            round=r, actions=[a.value if a else None for a in actions], payoffs=got,
-            stag_count=stags, hunt_succeeded=stags >= trial.game.stag_needed,
-        ))  # fmt: skip
+        events.append(
+            RoundEndEvent(
+                round=r,
+                actions=[a.value if a else None for a in actions],
+                payoffs=got,
+                stag_count=stags,
+                hunt_succeeded=stags >= trial.game.stag_needed,
+            )
+        )
         totals = [t + g for t, g in zip(totals, got, strict=True)]
     header = Header(
         stagbench_version=stagbench.__version__,
@@ -487,11 +564,12 @@ def _find(src: Path) -> list[tuple[Path, str]]:
 def convert(sources: list[Path]) -> Imported:
     names = [s.resolve().name for s in sources]
     spec_name = "bct: " + " + ".join(names)
-    result = Imported(harness=HARNESS, sources=[s.resolve() for s in sources],
-                      spec_name=spec_name)  # fmt: skip
+    result = Imported(harness=HARNESS, sources=[s.resolve() for s in sources], spec_name=spec_name)
     if len(set(names)) != len(names):
-        raise BctError(f"two sources have the same folder name ({names}): their conditions "
-                       "would mix; import them into separate folders")  # fmt: skip
+        raise BctError(
+            f"two sources have the same folder name ({names}): their conditions "
+            "would mix; import them into separate folders"
+        )
     parsed: dict[str, list[Parsed]] = defaultdict(list)
     by_source: dict[Path, list[Parsed]] = defaultdict(list)
     for src in sources:
@@ -507,7 +585,7 @@ def convert(sources: list[Path]) -> Imported:
             parsed[condition].append(p)
             by_source[src].append(p)
     tables = {}
-    for src, group in by_source.items():
+    for group in by_source.values():
         table = _payoff_table(group)
         for p in group:
             tables[p.source] = table
@@ -519,40 +597,63 @@ def convert(sources: list[Path]) -> Imported:
         kinds = {(len(p.adversaries), p.soft_p) for p in group}
         if len(kinds) > 1:
             for p in group:
-                result.failures.append((_ident(str(p.source.resolve()))[0], str(p.source),
-                    f"condition {condition} mixes adversary arms {sorted(map(str, kinds))}: "
-                    "not one condition"))  # fmt: skip
+                result.failures.append(
+                    (
+                        _ident(str(p.source.resolve()))[0],
+                        str(p.source),
+                        f"condition {condition} mixes adversary arms {sorted(map(str, kinds))}: "
+                        "not one condition",
+                    )
+                )
             continue
         count, soft_p = kinds.pop()
         if count:
             kind, params = ("soft", {"p": soft_p}) if soft_p is not None else ("byzantine", {})
-            adv = AdversarySpec(kind=kind, params=params, count=count,
-                                placement=_placement(group, graphs), model=BYZANTINE_INNER)  # fmt: skip
+            adv = AdversarySpec(
+                kind=kind,
+                params=params,
+                count=count,
+                placement=_placement(group, graphs),
+                model=BYZANTINE_INNER,
+            )
             adv_label = f"{kind}(p={soft_p})" if soft_p is not None else kind
         else:
             adv, adv_label = AdversarySpec(kind="none"), "none"
         silent = any("silent" in x.lower() for x in (condition, *(p.experiment for p in group)))
         disclosure = Disclosure.SILENT if silent else Disclosure.EXPLICIT
-        conditions[condition] = {"trials": len(group), "topology": topology,
-                                 "disclosure": disclosure.value, "adversary": adv.label}  # fmt: skip
+        conditions[condition] = {
+            "trials": len(group),
+            "topology": topology,
+            "disclosure": disclosure.value,
+            "adversary": adv.label,
+        }
         for i, p in enumerate(group):
             pay = tables[p.source]
             game = GameConfig(
-                n_players=len(p.names), rounds=p.rounds_declared, stag_payoff=pay["stag"],
-                hare_payoff=pay["hare"], failed_stag_payoff=pay["failed"],
-                invalid_payoff=pay["invalid"], threshold=None,
+                n_players=len(p.names),
+                rounds=p.rounds_declared,
+                stag_payoff=pay["stag"],
+                hare_payoff=pay["hare"],
+                failed_stag_payoff=pay["failed"],
+                invalid_payoff=pay["invalid"],
+                threshold=None,
                 talk_phases=1 if any(r["talk"] is not None for r in p.rounds) else 0,
                 horizon_disclosed=False,
-            )  # fmt: skip
+            )
             rel = f"{condition}/{p.source.parent.name}"
             trial_id, seed = _ident(rel)
             trial = TrialSpec(
-                trial_id=trial_id, seed=seed,
+                trial_id=trial_id,
+                seed=seed,
                 repetition=(p.trial_no - 1) if p.trial_no is not None else i,
-                condition=condition, game=game, models=tuple(p.families), topology=topology,
-                disclosure=disclosure, adversary=adv,
+                condition=condition,
+                game=game,
+                models=tuple(p.families),
+                topology=topology,
+                disclosure=disclosure,
+                adversary=adv,
                 agents=AgentSettings(temperature=None, prompt_variant="bct (not kept)"),
-            )  # fmt: skip
+            )
             result.trials.append(trial)
             try:
                 result.transcripts.append(_transcript(p, trial, spec_name, adv_label))
@@ -560,14 +661,20 @@ def convert(sources: list[Path]) -> Imported:
                 result.failures.append((trial_id, str(p.source), str(exc)))
     if not result.trials and result.failures:
         first = result.failures[0]
-        raise BctError(f"nothing could be imported: {len(result.failures)} file(s) failed; "
-                       f"the first: {first[2]}")  # fmt: skip
+        raise BctError(
+            f"nothing could be imported: {len(result.failures)} file(s) failed; "
+            f"the first: {first[2]}"
+        )
     result.notes = {
         "prompts_kept": False,
         "raw_replies_kept": False,
         "tokens_kept": False,
         "note": NOT_KEPT,
-        "conditions": {c: f"{v['trials']} trials, {v['topology']}, {v['disclosure']}, "
-                          f"adversary {v['adversary']}" for c, v in conditions.items()},
-    }  # fmt: skip
+        "player_name": "Agent_{n}",
+        "conditions": {
+            c: f"{v['trials']} trials, {v['topology']}, {v['disclosure']}, "
+            f"adversary {v['adversary']}"
+            for c, v in conditions.items()
+        },
+    }
     return result
