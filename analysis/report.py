@@ -515,9 +515,9 @@ def _group_means(
     data = frame.assign(_v=values)
     groups = data.groupby([data[k].astype(str) for k in keys], sort=True) if keys else [((), data)]
     for key, g in groups:
-        key = key if isinstance(key, tuple) else (key,)
+        parts = tuple(str(k) for k in key) if isinstance(key, tuple) else (str(key),)
         mean, lo, hi = stats.mean_ci(g["_v"], g["trial_id"].astype(str), n_boot, rng)
-        out[key] = (mean, lo, hi, int(g["_v"].notna().sum()))
+        out[parts] = (mean, lo, hi, int(g["_v"].notna().sum()))
     return out
 
 
@@ -529,11 +529,13 @@ def payoffs(d: ReportData) -> Section:
     eff = _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan), d.n_boot, 2)
     trig = at[at["trigger_round"].notna()] if len(at) else at
     cost = _group_means(trig, keys, trig["persistence_cost"], d.n_boot, 3) if len(trig) else {}
-    trials = (
-        df.groupby([df[k].astype(str) for k in keys], sort=True)["trial_id"].nunique()
-        if (keys)
-        else pd.Series({(): df["trial_id"].nunique()})
-    )
+    trials: dict[tuple[str, ...], int] = {(): int(df["trial_id"].nunique())}
+    if keys:
+        counts = df.groupby([df[k].astype(str) for k in keys], sort=True)["trial_id"].nunique()
+        trials = {
+            tuple(str(x) for x in (k if isinstance(k, tuple) else (k,))): int(v)
+            for k, v in counts.items()
+        }
     nan4 = (math.nan, math.nan, math.nan, 0)
     rows = []
     for key, (p, p_lo, p_hi, p_n) in pay.items():
@@ -546,7 +548,7 @@ def payoffs(d: ReportData) -> Section:
                 "n_honest": p_n, "efficiency": e, "efficiency_lo": e_lo, "efficiency_hi": e_hi,
                 "n_all": e_n, "persistence_cost": c, "persistence_cost_lo": c_lo,
                 "persistence_cost_hi": c_hi, "n_triggered": c_n,
-                "trials": int(trials.get(key if len(key) != 1 else key[0], 0)),
+                "trials": trials.get(key, 0),
             }
         )  # fmt: skip
     s.table(
