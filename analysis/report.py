@@ -316,10 +316,12 @@ def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
     return _display(pd.DataFrame(rows))
 
 
-def _round_figure(s: Section, d: ReportData, per_round: pd.DataFrame) -> None:
-    cols = [FACTORS[f] for f in d.factors]
+def round_plot(per_round: pd.DataFrame, cell_columns: list[str]) -> Any:
+    """Honest stag rate by round, one line per design cell: whole-number round ticks,
+    clustered error bars, and each series with its own colour, marker and dash, moved a
+    little sideways so that none hides another."""
     data = per_round.copy()
-    data["cell"] = _cell_label(data, cols)
+    data["cell"] = _cell_label(data, cell_columns)
     cells = list(dict.fromkeys(data["cell"]))
     fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.3
@@ -344,8 +346,12 @@ def _round_figure(s: Section, d: ReportData, per_round: pd.DataFrame) -> None:
     )
     if len(cells) > 1:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="cell")
+    return fig
+
+
+def _round_figure(s: Section, d: ReportData, per_round: pd.DataFrame) -> None:
     s.figure(
-        fig,
+        round_plot(per_round, [FACTORS[f] for f in d.factors]),
         "cooperation_by_round",
         "Honest stag rate by round per design cell, "
         "trial-clustered 95% CIs (points spread sideways so that none hides another)",

@@ -87,7 +87,7 @@ def test_report_command_writes_everything(run: Path) -> None:
     assert len(page.srcs) >= 4 and all(s.startswith("data:image/png;base64,") for s in page.srcs)
     md = (out / "report.md").read_text()
     assert md.startswith("# stagbench report: rep\n")  # the spec's name, not the folder's
-    assert "garbage" in md and "mock/garbage" not in md.split("Model labels")[0]
+    assert "| garbage |" in md and "mock/garbage" not in md.split("## Cooperation")[1]
     assert "http" not in (out / "report.html").read_text().replace("https://", "")  # self-contained
     comp = pd.read_parquet(out / "comparisons.parquet")
     assert {"rate_a", "rate_b", "n_a", "n_b", "test", "p"} <= set(comp.columns)
@@ -230,3 +230,81 @@ def test_report_checks_the_folder_against_its_design(run: Path, tmp_path: Path) 
     assert cells["stag_trials"].sum() == 29
     analysed = set(pd.read_parquet(out / "trials.parquet")["trial_id"])
     assert not analysed & {missing.stem, failed.stem, tampered.stem, stranger.stem}
+
+
+def test_truncated_calls_are_counted_per_model(run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "report", ignore_errors=True)
+    victim = sorted((copy / "transcripts").glob("*.jsonl"))[0]
+    lines = victim.read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if '"model_call"' in line and "mock/random" in line)
+    event = json.loads(lines[i])
+    event["call"]["finish_reason"] = "length"
+    lines[i] = json.dumps(event)
+    victim.write_text("\n".join(lines) + "\n")
+    res = runner.invoke(app, ["report", str(copy), "--n-boot", "20"])
+    assert res.exit_code == 0, res.output
+    table = pd.read_parquet(copy / "report" / "parse_failures.parquet").set_index("model")
+    assert table.loc["random", "truncated_calls"] == 1
+    assert table["truncated_calls"].sum() == 1
+    assert table.loc["garbage", "no_valid_action"] == table.loc["garbage", "agent_rounds"]
+    assert table.loc["random", "truncation_rate"] == 1 / table.loc["random", "calls"]
+
+
+@pytest.mark.parametrize("folder", ["golden", "golden/v2", "golden_llm", "golden_llm/v2"])
+def test_report_builds_on_the_suite_folders(folder: str, tmp_path: Path) -> None:
+    """Folders of transcripts without a manifest (the golden files) are reported with a
+    note that the design was not checked."""
+    from stagbench.analysis.report import build
+
+    src = Path(__file__).parent / folder
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for f in src.glob("*.jsonl"):
+        shutil.copy(f, copy / f.name)
+    html = build(copy, n_boot=20)
+    md = (html.parent / "report.md").read_text()
+    assert "the transcripts are analysed as found" in md
+
+
+def test_round_plot_has_whole_rounds_and_visible_lines() -> None:
+    from stagbench.analysis.report import round_plot
+
+    per_round = pd.DataFrame(
+        {
+            "condition": ["a"] * 3 + ["b"] * 3,
+            "round": [1, 2, 3] * 2,
+            "stag_rate": [1.0, 0.5, 0.5] * 2,  # identical series: they must not hide
+            "stag_ci_lo": [1.0, 0.2, 0.2] * 2,
+            "stag_ci_hi": [1.0, 0.8, 0.8] * 2,
+        }
+    )
+    fig = round_plot(per_round, ["condition"])
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    lines = [c.lines[0] for c in ax.containers]  # the data line of each errorbar
+    xs = [tuple(line.get_xdata()) for line in lines]
+    assert len(xs) == 2 and xs[0] != xs[1]  # moved sideways
+    assert lines[0].get_marker() != lines[1].get_marker()
+    assert ax.get_legend() is not None
+
+
+def test_short_model_labels() -> None:
+    from stagbench.analysis.labels import population_label, short_names
+
+    names = [
+        "openai-api/deepinfra/mistralai/Mixtral-8x22B-Instruct-v0.1",
+        "openai-api/deepinfra/Qwen/Qwen2.5-72B-Instruct",
+        "vllm/a/model",
+        "vllm/b/model",
+        "scripted/tit-for-tat",
+    ]
+    short = short_names(names)
+    assert short["scripted/tit-for-tat"] == "tit-for-tat"
+    assert short["openai-api/deepinfra/Qwen/Qwen2.5-72B-Instruct"] == "Qwen2.5-72B-Instruct"
+    assert short["vllm/a/model"] == "a/model" and short["vllm/b/model"] == "b/model"
+    assert len(set(short.values())) == len(names) and all(len(v) <= 24 for v in short.values())
+    assert population_label("vllm/a/model+scripted/tit-for-tat", short) == "a/model+tit-for-tat"
