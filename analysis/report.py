@@ -408,12 +408,18 @@ def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
 def comparisons(d: ReportData) -> Section:
     s = Section("Comparisons")
     rows = []
-    h = d.honest
-    cell = h["cell"].astype(str)
+    h = d.honest.assign(cell=d.honest["cell"].astype(str))
+    counts = stats.trial_counts(h, ["cell"], "stag")
+    per_cell = {
+        str(c): (g["k"].to_numpy(float), g["n"].to_numpy(float))
+        for c, g in counts.groupby("cell", sort=False)
+    }
+    empty = (np.zeros(0), np.zeros(0))
     for i, (factor, a, b) in enumerate(_pairs(d)):
-        sub = h[(cell == a["cell"]) | (cell == b["cell"])]
+        (ka, na), (kb, nb) = per_cell.get(a["cell"], empty), per_cell.get(b["cell"], empty)
+        n_perm = max(d.n_boot, 1000)
         try:
-            c = stats.compare(sub, "cell", a["cell"], b["cell"], n_perm=max(d.n_boot, 1000), seed=i)
+            c = stats.compare_counts(ka, na, kb, nb, "cell", a["cell"], b["cell"], n_perm, i)
         except ValueError:
             continue
         row = c.as_dict()

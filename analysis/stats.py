@@ -269,26 +269,24 @@ def cluster_bootstrap_ci(
     return float(min(lo, diff)), float(max(hi, diff))
 
 
-def compare(
-    df: pd.DataFrame,
-    factor: str,
-    a: Any,
-    b: Any,
-    outcome: str = "stag",
+def compare_counts(
+    ka: npt.ArrayLike,
+    na: npt.ArrayLike,
+    kb: npt.ArrayLike,
+    nb: npt.ArrayLike,
+    factor: str = "",
+    a: Any = "a",
+    b: Any = "b",
     n_perm: int = 2000,
     seed: int = 0,
     who: str = HONEST,
 ) -> Comparison:
-    """Arm ``a`` vs arm ``b`` of ``factor`` on a 0/1 outcome over one population (honest
-    agents unless ``who`` says otherwise): Fisher and chi-square on pooled counts, a
-    trial-clustered permutation test, and a trial-clustered bootstrap CI."""
+    """``compare`` on per-trial counts already made: k successes of n in each trial of arm
+    a and of arm b."""
     rng = np.random.default_rng(seed)
-    data = population(df, who)
-    ta = _trial_rates(data[data[factor] == a], outcome)
-    tb = _trial_rates(data[data[factor] == b], outcome)
-    if ta.empty or tb.empty:
+    ka, na, kb, nb = (np.asarray(x, dtype=float) for x in (ka, na, kb, nb))
+    if len(ka) == 0 or len(kb) == 0 or na.sum() == 0 or nb.sum() == 0:
         raise ValueError(f"no data for {factor}={a!r} or {factor}={b!r}")
-    ka, na, kb, nb = (x.to_numpy(dtype=float) for x in (ta["k"], ta["n"], tb["k"], tb["n"]))
     table = np.array([[ka.sum(), na.sum() - ka.sum()], [kb.sum(), nb.sum() - kb.sum()]])
     fisher_p = float(sps.fisher_exact(table)[1])
     with warnings.catch_warnings():
@@ -311,6 +309,29 @@ def compare(
         diff=float(ra - rb),
         diff_ci=cluster_bootstrap_ci(ka, na, kb, nb, n_perm, rng),
         population=who,
+    )
+
+
+def compare(
+    df: pd.DataFrame,
+    factor: str,
+    a: Any,
+    b: Any,
+    outcome: str = "stag",
+    n_perm: int = 2000,
+    seed: int = 0,
+    who: str = HONEST,
+) -> Comparison:
+    """Arm ``a`` vs arm ``b`` of ``factor`` on a 0/1 outcome over one population (honest
+    agents unless ``who`` says otherwise): Fisher and chi-square on pooled counts, a
+    trial-clustered permutation test, and a trial-clustered bootstrap CI."""
+    data = population(df, who)
+    ta = _trial_rates(data[data[factor] == a], outcome)
+    tb = _trial_rates(data[data[factor] == b], outcome)
+    if ta.empty or tb.empty:
+        raise ValueError(f"no data for {factor}={a!r} or {factor}={b!r}")
+    return compare_counts(
+        ta["k"], ta["n"], tb["k"], tb["n"], factor, a, b, n_perm=n_perm, seed=seed, who=who
     )
 
 
@@ -409,7 +430,7 @@ def trend_test(k: npt.ArrayLike, n: npt.ArrayLike) -> tuple[float, float]:
 
 
 # -- logistic models -----------------------------------------------------------------
-GEE_MAX_TRIALS = 3000
+GEE_MAX_TRIALS = 1000
 
 
 def gee_sample(
@@ -472,7 +493,7 @@ def default_formula(df: pd.DataFrame) -> str:
     skipping a factor whose level the factors already in the formula determine (an
     imported study's condition names its topology and disclosure: one of them is enough)."""
     terms: list[str] = []
-    for c in ("disclosure", "adversary_kind", "adversary_arm", "topology", "condition"):
+    for c in ("disclosure", "adversary_arm", "adversary_kind", "topology", "condition"):
         if c not in df.columns or df[c].nunique() < 2:
             continue
         if terms and df.groupby(terms, observed=True)[c].nunique().max() < 2:
@@ -602,7 +623,7 @@ def logit_model(
     formula: str,
     n_boot: int = 200,
     seed: int = 0,
-    max_iter: int = 100,
+    max_iter: int = 60,
     ctol: float = 1e-6,
 ) -> ModelFit:
     """The checked logistic model: GEE (exchangeable, trials as clusters) when the data
