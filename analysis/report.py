@@ -227,12 +227,17 @@ def overview(d: ReportData) -> Section:
     expected = dc.expected if dc is not None and dc.expected is not None else None
     of = f" of {expected} in the design" if expected is not None else ""
     h = d.honest
-    s.text(
-        f"{df['trial_id'].nunique()} trials analysed{of}, {len(df)} agent-rounds "
-        f"({len(h)} by honest agents). Honest stag rate {metrics.rate(h['stag']):.3f} "
-        f"(stag actions over honest agents' valid actions); full coordination "
-        f"{metrics.coordination_rate(df):.3f} (trial-rounds in which the hunt succeeded)."
-    )
+    line = f"{df['trial_id'].nunique()} trials analysed{of}, {len(df)} agent-rounds "
+    line += f"({len(h)} by honest agents)."
+    if not d.factors:  # one design cell: its rates are the run's (never pooled over cells)
+        line += (
+            f" Honest stag rate {metrics.rate(h['stag']):.3f} (stag actions over honest "
+            f"agents' valid actions); full coordination {metrics.coordination_rate(df):.3f} "
+            "(trial-rounds in which the hunt succeeded)."
+        )
+    else:
+        line += " Rates are per design cell in the tables below, never pooled over cells."
+    s.text(line)
     if d.factors:
         s.text(
             f"Design factors that vary (never pooled): {', '.join(FACTORS[f] for f in d.factors)}."

@@ -343,7 +343,9 @@ def report(
     out: Annotated[
         Path | None, typer.Option(help="where to write (default RUN_DIR/report)")
     ] = None,
-    n_boot: Annotated[int, typer.Option(help="bootstrap resamples for archetype labels")] = 500,
+    n_boot: Annotated[
+        int, typer.Option(help="bootstrap resamples (trial-clustered intervals, label confidence)")
+    ] = 500,
     judge: Annotated[
         str | None, typer.Option(help="also judge betrayal detection with this model")
     ] = None,
