@@ -21,7 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stagbench.adversaries import PLACEMENTS, check_adversary, inner_model
 from stagbench.agents.models.settings import ModelSettings
 from stagbench.errors import SpecError, StagbenchError
-from stagbench.records import AdversarySpec, AgentSettings, Disclosure, GameConfig, TrialSpec
+from stagbench.records import (
+    AdversarySpec,
+    AgentSettings,
+    AnalysisSettings,
+    Disclosure,
+    GameConfig,
+    TrialSpec,
+)
 from stagbench.registry import parse_call
 from stagbench.runs.compose import check_model_string
 from stagbench.runs.preflight import check_cells, check_models, environment_problems
@@ -118,6 +125,9 @@ class ExperimentSpec(BaseModel):
     model_settings: dict[str, ModelSettings] = Field(default_factory=dict)
     #: a cost limit for the whole run (USD); per-model limits are max_cost_usd in model_settings
     budget_usd: float | None = Field(None, ge=0)
+    #: how analysis reads the cheap talk (vocabularies of the lexical detectors); not part
+    #: of the design, so changing it does not change the spec's hash
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
 
     @field_validator("name")
     @classmethod

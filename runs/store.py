@@ -49,7 +49,7 @@ from stagbench.runs.spec import ExperimentSpec, TrialSpec
 
 #: Settings that change how a run is carried out, not what it measures: a resumed run may
 #: change them (a new endpoint, a higher budget, other rate limits).
-OPERATIONAL = {"model_settings", "budget_usd", "description"}
+OPERATIONAL = {"model_settings", "budget_usd", "description", "analysis"}
 
 LOCK_NAME = ".stagbench.lock"
 #: what a results folder may hold besides a manifest (a run killed while creating it)

@@ -408,7 +408,9 @@ def report(
     out: Annotated[
         Path | None, typer.Option(help="where to write (default RUN_DIR/report)")
     ] = None,
-    n_boot: Annotated[int, typer.Option(help="bootstrap resamples for archetype labels")] = 500,
+    n_boot: Annotated[
+        int, typer.Option(help="bootstrap resamples (trial-clustered intervals, label confidence)")
+    ] = 500,
     judge: Annotated[
         str | None, typer.Option(help="also judge betrayal detection with this model")
     ] = None,
@@ -429,17 +431,18 @@ def report(
 def _judge(run_dir: Path, out: Path, model: str) -> None:
     from stagbench.agents.models.pool import ModelPool
     from stagbench.analysis import judge as judge_mod
-    from stagbench.analysis import metrics
-    from stagbench.analysis.tables import agent_rounds
+    from stagbench.analysis.report import prepare
     from stagbench.runs.compose import json_asker
 
-    df, _ = agent_rounds(run_dir)
+    data = prepare(run_dir, n_boot=0)
+    imported = data.design.imported if data.design else None
+    name = str((imported or {}).get("player_name", "P{n}"))
 
     async def judged_rows() -> pd.DataFrame:
         pool = ModelPool()
         try:
             ask = json_asker(pool, model)
-            return await judge_mod.judge_detection(df, metrics.agent_trials(df), ask)
+            return await judge_mod.judge_detection(data.df, data.agent_trials, ask, name)
         finally:
             await pool.aclose()
 
@@ -472,15 +475,17 @@ def power(
     from stagbench.analysis import stats
 
     if from_run is not None:
-        from stagbench.analysis.metrics import honest
-
         df = _agent_rounds(from_run)
-        h = honest(df)
-        played = h.dropna(subset=["stag"])
-        if played.empty:
+        h = stats.population(df).dropna(subset=["stag"])
+        if h.empty:
             raise _fail(StagbenchError(f"{from_run}: no honest agent-round with an action"))
-        icc = stats.icc_estimate(h)
-        cluster_size = round(played.groupby("trial_id").size().mean())
+        estimate = stats.icc_estimate(h)
+        icc, note = stats.clamped_icc(estimate)
+        if note:
+            err.print(f"[yellow]note:[/] {escape(note)}")
+        cluster_size = max(1, round(h.groupby("trial_id", observed=True).size().mean()))
+    elif not 0.0 <= icc <= 1.0:
+        raise _fail(StagbenchError(f"--icc must lie in [0, 1], not {icc}"))
     try:
         n = stats.trials_per_arm(p0, p1, alpha, target, cluster_size, icc)
     except ValueError as exc:
@@ -499,28 +504,34 @@ def tables(
         Path | None, typer.Option(help="Parquet file (default RUN_DIR/agent_rounds.parquet)")
     ] = None,
 ) -> None:
-    """Write the agent-round table of a run as Parquet."""
+    """Write the agent-round table of a run as Parquet (the transcripts of its design;
+    foreign and corrupt ones are listed and left out)."""
     from stagbench.analysis.tables import save_parquet
 
-    df, load = _agent_rounds(run_dir, report=True)
+    df, _ = _agent_rounds(run_dir, report=True)
     path = save_parquet(df, out or run_dir / "agent_rounds.parquet")
-    console.print(
-        f"{len(df)} agent-rounds from {load.files - len(load.corrupt)} transcripts: {path}"
-    )
+    console.print(f"{len(df)} agent-rounds from {df['trial_id'].nunique()} transcripts: {path}")
 
 
 def _agent_rounds(run_dir: Path, report: bool = False) -> Any:
-    """The agent-round table of a folder, or a clear error when it has nothing readable;
-    with ``report``, the table and its load report (files left out are listed)."""
+    """The agent-round table of a folder's design (read with the run's vocabulary; foreign
+    transcripts left out), or a clear error when it has nothing readable; with
+    ``report``, also the load report, and files left out are listed."""
+    from stagbench.analysis import design
     from stagbench.analysis.tables import agent_rounds
 
     try:
-        df, load = agent_rounds(run_dir)
+        df, load = agent_rounds(run_dir, lexicon=design.lexicon(run_dir))
+        checked = design.check(run_dir, load)
     except StagbenchError as exc:
         raise _fail(exc) from exc
     if report:
         for name, why in load.corrupt:
             err.print(f"[yellow]not analysed (corrupt):[/] {escape(f'{name}: {why}')}")
+        for name, why in checked.foreign:
+            err.print(f"[yellow]not analysed (foreign):[/] {escape(f'{name}: {why}')}")
+    if checked.foreign and not df.empty:
+        df = df[df["trial_id"].astype(str).isin(checked.analysed)]
     if df.empty:
         left_out = f" ({len(load.corrupt)} left out as unreadable)" if load.corrupt else ""
         raise _fail(
@@ -529,6 +540,28 @@ def _agent_rounds(run_dir: Path, report: bool = False) -> Any:
             )
         )
     return (df, load) if report else df
+
+
+@app.command("import")
+def import_(
+    harness: Annotated[str, typer.Argument(help="whose logs: bct (Byzantine Cheap Talk)")],
+    sources: Annotated[list[Path], typer.Argument(help="the source folders", metavar="SRC...")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the new results folder")],
+) -> None:
+    """Import another harness's logs as a stagbench results folder (then `report` it)."""
+    from stagbench.runs.importers import import_logs
+
+    try:
+        result, manifest = import_logs(harness, sources, out)
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    for ident, source, why in result.failures:
+        err.print(f"[yellow]not imported:[/] {escape(f'{source or ident}: {why}')}")
+    console.print(f"imported {manifest.finished_trials} trials into {out}")
+    if manifest.failed_trials:
+        console.print(f"{manifest.failed_trials} could not be imported: listed above and in "
+                      f"{out / 'failures'}")  # fmt: skip
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from stagbench.records.events import (
     TrialEndEvent,
     full_messages,
 )
+from stagbench.records.lexicon import AnalysisSettings, Lexicon
 from stagbench.records.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, Manifest
 from stagbench.records.reader import (
     load_events,
@@ -49,6 +50,7 @@ __all__ = [
     "TRANSCRIPT_VERSION",
     "ActionEvent",
     "AdversarySpec",
+    "AnalysisSettings",
     "AgentSettings",
     "BodyEvent",
     "ChatMessage",
@@ -56,6 +58,7 @@ __all__ = [
     "Event",
     "GameConfig",
     "Header",
+    "Lexicon",
     "Manifest",
     "MessageEvent",
     "ModelCallEvent",
