@@ -116,6 +116,8 @@ class ReportData:
     trials: pd.DataFrame
     load: LoadReport
     n_boot: int = 500
+    #: the run folder the tables were read from (sections that read more of it)
+    run: Path | None = None
 
 
 SectionFn = Callable[[ReportData], Section]
@@ -313,6 +315,25 @@ def parse_failures(d: ReportData) -> Section:
     return s
 
 
+def injection_section(d: ReportData) -> Section:
+    """Injection and persuasion, echo and contagion, defences, and the variance that
+    prompt wording explains beside the other factors (``analysis.injection``)."""
+    from stagbench.analysis import injection
+
+    s = Section("Injection and persuasion")
+    if d.run is None:
+        s.text("Needs the run folder: build the report with `stagbench report DIR`.")
+        return s
+    for block in injection.report_blocks(d.run, n_boot=d.n_boot):
+        if block.fig is not None:
+            s.figure(block.fig, block.name, block.text)
+        elif block.df is not None:
+            s.table(block.df, block.text)
+        else:
+            s.text(block.text)
+    return s
+
+
 #: the report, in order: a new section is one function above plus one entry here
 SECTIONS: list[SectionFn] = [
     overview,
@@ -323,6 +344,7 @@ SECTIONS: list[SectionFn] = [
     archetype_section,
     betrayal_detection,
     parse_failures,
+    injection_section,
 ]
 
 
@@ -345,6 +367,7 @@ def build(
         trials=metrics.trial_summary(df),
         load=load,
         n_boot=n_boot,
+        run=run,
     )
     save_parquet(df, out / "agent_rounds.parquet")
     data.trials.to_parquet(out / "trials.parquet", index=False)

@@ -1,8 +1,13 @@
 """Experiment specs (TOML) validated by pydantic and expanded into trials with stable ids.
 
 A spec is a factorial design: models x conditions x topologies x disclosures x
-adversaries x repetitions. Each trial's id and seed are hashes of its content, so a
-trial keeps its id when the spec around it grows, and a resumed run finds it again.
+adversaries (x prompt wordings x defences x payloads, when the spec crosses them) x
+repetitions. Each trial's id and seed are hashes of its content, so a trial keeps its id
+when the spec around it grows, and a resumed run finds it again.
+
+Payloads are crossed as matched sets: trials that differ only in what the adversaries say
+share one seed (the hash of their content without the payload), hence the same seats,
+placement and sampling seeds, and one ``match`` key that analysis pairs them by.
 """
 
 from __future__ import annotations
@@ -12,19 +17,35 @@ import itertools
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stagbench.adversaries import PLACEMENTS, check_adversary, inner_model
+from stagbench.adversaries import ADVERSARIES, PLACEMENTS, check_adversary, inner_model
 from stagbench.agents.models.settings import ModelSettings
+from stagbench.agents.prompts import PARAPHRASES
 from stagbench.errors import SpecError, StagbenchError
-from stagbench.records import AdversarySpec, AgentSettings, Disclosure, GameConfig, TrialSpec
+from stagbench.records import (
+    AdversarySpec,
+    AgentSettings,
+    Disclosure,
+    GameConfig,
+    PayloadSpec,
+    TrialSpec,
+)
 from stagbench.registry import parse_call
 from stagbench.runs.compose import check_model_string
 from stagbench.topologies import build_topology
 
-__all__ = ["AdversarySpec", "ConditionSpec", "ExperimentSpec", "Factors", "TrialSpec"]
+__all__ = [
+    "AdversarySpec",
+    "ConditionSpec",
+    "ExperimentSpec",
+    "Factors",
+    "PayloadSpec",
+    "TrialSpec",
+    "payload_param",
+]
 
 _ADVERSARY_FIELDS = ("count", "placement", "colluding", "model")
 
@@ -72,6 +93,27 @@ class Factors(BaseModel):
     conditions: list[ConditionSpec] = Field(
         default_factory=lambda: [ConditionSpec(name="base")], min_length=1
     )
+    #: paraphrase sets of the prompts (``agents.prompt_variant`` when not crossed)
+    prompt_variants: list[str] | None = Field(None, min_length=1)
+    #: ``none`` / ``delimit`` (``agents.defence`` when not crossed)
+    defences: list[Literal["none", "delimit"]] | None = Field(None, min_length=1)
+    #: what the adversaries say, as matched sets (see the module docstring)
+    payloads: list[PayloadSpec] | None = Field(None, min_length=2)
+
+    @field_validator("payloads")
+    @classmethod
+    def _one_control(cls, v: list[PayloadSpec] | None) -> list[PayloadSpec] | None:
+        if v is None:
+            return v
+        names = [p.name for p in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"payload names must be unique: {names}")
+        marked = [p.name for p in v if p.control]
+        if len(marked) > 1:
+            raise ValueError(f"only one payload can be the control, not {marked}")
+        if not marked:  # the first level is the control
+            v = [v[0].model_copy(update={"control": True}), *v[1:]]
+        return v
 
     @field_validator("adversaries", mode="before")
     @classmethod
@@ -101,15 +143,30 @@ class ExperimentSpec(BaseModel):
     #: a cost limit for the whole run (USD); per-model limits are max_cost_usd in model_settings
     budget_usd: float | None = Field(None, ge=0)
 
+    def agent_settings(self) -> list[AgentSettings]:
+        """``[agents]`` crossed with the prompt wordings and defences the spec varies.
+        Uncrossed, it is ``[agents]`` itself, so those trials keep their ids."""
+        f = self.factors
+        variants = f.prompt_variants or [self.agents.prompt_variant]
+        defences = f.defences or [self.agents.defence]
+        if variants == [self.agents.prompt_variant] and defences == [self.agents.defence]:
+            return [self.agents]
+        return [
+            self.agents.model_copy(update={"prompt_variant": v, "defence": d})
+            for v, d in itertools.product(variants, defences)
+        ]
+
     def trials(self) -> list[TrialSpec]:
         """Expand the factorial design; order is stable and ids are content hashes."""
         out: list[TrialSpec] = []
         f = self.factors
-        for models, cond, topo, disc, adv in itertools.product(
-            f.models, f.conditions, f.topologies, f.disclosures, f.adversaries
-        ):
+        for models, cond, topo, disc, adv, agents in itertools.product(
+            f.models, f.conditions, f.topologies, f.disclosures, f.adversaries,
+            self.agent_settings(),
+        ):  # fmt: skip
             game = GameConfig.model_validate({**self.game.model_dump(), **cond.overrides()})
             population = (models,) if isinstance(models, str) else tuple(models)
+            param = payload_param(adv) if f.payloads else None
             for rep in range(self.repetitions):
                 content = {
                     "seed": self.seed,
@@ -120,25 +177,32 @@ class ExperimentSpec(BaseModel):
                     "topology": topo,
                     "disclosure": disc.value,
                     "adversary": adv.model_dump(mode="json"),
-                    "agents": self.agents.model_dump(mode="json"),
+                    "agents": agents.model_dump(mode="json"),
                 }
-                digest = hashlib.sha256(
-                    json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
-                ).hexdigest()
-                out.append(
-                    TrialSpec(
-                        trial_id=digest[:16],
-                        seed=int(digest[16:32], 16) % (2**63),
-                        repetition=rep,
-                        condition=cond.name,
-                        game=game,
-                        models=population,
-                        topology=topo,
-                        disclosure=disc,
-                        adversary=adv,
-                        agents=self.agents,
-                    )
-                )
+                base = _digest(content)
+                common = {
+                    "repetition": rep,
+                    "condition": cond.name,
+                    "game": game,
+                    "models": population,
+                    "topology": topo,
+                    "disclosure": disc,
+                    "agents": agents,
+                }
+                if param is None or not f.payloads:
+                    out.append(TrialSpec(trial_id=base[:16], seed=_seed(base), adversary=adv,
+                                         **common))  # fmt: skip
+                    continue
+                for level in f.payloads:
+                    said = adv.model_copy(update={"params": {**adv.params, param: level.text}})
+                    digest = _digest(
+                        {**content, "adversary": said.model_dump(mode="json"),
+                         "payload": level.model_dump(mode="json")}
+                    )  # fmt: skip
+                    out.append(
+                        TrialSpec(trial_id=digest[:16], seed=_seed(base), adversary=said,
+                                  payload=level, match=base[:16], **common)
+                    )  # fmt: skip
         return out
 
     def check(self) -> None:
@@ -173,6 +237,24 @@ class ExperimentSpec(BaseModel):
                         f"adversary {adv.label}: placement {adv.placement} must list "
                         f"{adv.count} distinct seats in 0..{n - 1}"
                     )
+        variants = {self.agents.prompt_variant, *(self.factors.prompt_variants or [])}
+        for v in sorted(variants - set(PARAPHRASES)):
+            problems.append(f"unknown prompt_variant {v!r}; known: {', '.join(PARAPHRASES)}")
+        if self.factors.payloads:
+            crossed = [a for a in self.factors.adversaries if payload_param(a)]
+            if not crossed:
+                problems.append(
+                    "payloads need an adversary arm that says them (one of: "
+                    + ", ".join(n for n, k in ADVERSARIES.items() if k.payload)
+                    + ")"
+                )
+            for adv in crossed:
+                param = payload_param(adv)
+                if param in adv.params:
+                    problems.append(
+                        f"adversary {adv.label}: the payloads factor sets {param!r}; "
+                        "leave it out of the arm"
+                    )
         names = [c.name for c in self.factors.conditions]
         if len(set(names)) != len(names):
             problems.append(f"condition names must be unique: {names}")
@@ -193,6 +275,27 @@ class ExperimentSpec(BaseModel):
                 problems.append(f"adversary {adv.label}: {exc}")
         if problems:
             raise SpecError("invalid spec:\n  - " + "\n  - ".join(problems))
+
+
+def _digest(content: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _seed(digest: str) -> int:
+    return int(digest[16:32], 16) % (2**63)
+
+
+def payload_param(adv: AdversarySpec) -> str | None:
+    """The parameter of ``adv``'s kind that a ``payloads`` factor sets, or None when the
+    arm says nothing a payload could replace (``none``, or a kind that takes none)."""
+    if adv.kind == "none" or adv.count == 0:
+        return None
+    try:
+        return ADVERSARIES.get(adv.kind).payload
+    except StagbenchError:  # an unknown kind: ``check`` says so
+        return None
 
 
 def _first_error(exc: ValidationError) -> str:

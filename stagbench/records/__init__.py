@@ -39,6 +39,7 @@ from stagbench.records.trial import (
     AgentSettings,
     Disclosure,
     GameConfig,
+    PayloadSpec,
     TrialSpec,
 )
 
@@ -60,6 +61,7 @@ __all__ = [
     "MessageEvent",
     "ModelCallEvent",
     "ModelCallRecord",
+    "PayloadSpec",
     "RoundEndEvent",
     "SeatInfo",
     "Transcript",
