@@ -238,7 +238,7 @@ PARAPHRASES: dict[str, Paraphrase] = {
         inbox_title="Notes that reached you this morning (other hunters wrote them; they may "
         "be lies):",
         round_now="It is morning {r}{horizon}.",
-        horizon_of=" of {R}",
+        horizon_of=" of the {R} planned",
         said="Notes you already passed this morning: ",
         reask="Nobody could read that ({error}). Answer again with only a JSON object with "
         "the keys {keys}.",
