@@ -33,9 +33,9 @@ from stagbench.records import (
     PayloadSpec,
     TrialSpec,
 )
-from stagbench.registry import parse_call
+from stagbench.registry import normalise, parse_call
 from stagbench.runs.compose import check_model_string
-from stagbench.topologies import build_topology
+from stagbench.topologies import build_topology, inline_graph, read_graph_file
 
 __all__ = [
     "AdversarySpec",
@@ -311,8 +311,37 @@ def _format_validation(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_spec(text: str, source: str = "<string>") -> ExperimentSpec:
-    """Parse and validate spec text; every problem becomes a ``SpecError``."""
+def inline_graph_files(spec: ExperimentSpec, base: Path | None) -> None:
+    """Read each ``graph_file(path=...)`` topology (a relative path from ``base``, the
+    spec's folder) and put its edges in its place (``edges(pairs=...)``): trials then
+    carry the graph itself, so a run does not depend on where the file is, and a changed
+    file makes new trials instead of changing old ones."""
+    topologies = spec.factors.topologies
+    for i, topo in enumerate(topologies):
+        try:
+            kind, params = parse_call(topo, "topology", SpecError)
+        except StagbenchError:
+            continue  # ``check`` says what is wrong with it
+        if normalise(kind) != "graph_file" or "path" not in params:
+            continue
+        extra = set(params) - {"path", "directed"}
+        if extra:
+            raise SpecError(f"topology {topo!r}: unknown parameter(s) {sorted(extra)}")
+        path = Path(str(params["path"])).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        try:
+            graph = read_graph_file(path, params.get("directed"))
+        except StagbenchError as exc:
+            raise SpecError(f"topology {topo!r}: {exc}") from exc
+        topologies[i] = inline_graph(graph, path.stem)
+
+
+def parse_spec(
+    text: str, source: str = "<string>", base_dir: str | Path | None = None
+) -> ExperimentSpec:
+    """Parse and validate spec text; every problem becomes a ``SpecError``. Graph files
+    are read from ``base_dir`` (the spec's folder; default: the working directory)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -321,6 +350,7 @@ def parse_spec(text: str, source: str = "<string>") -> ExperimentSpec:
         spec = ExperimentSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_format_validation(exc, source)) from exc
+    inline_graph_files(spec, Path(base_dir) if base_dir is not None else None)
     spec.check()
     return spec
 
@@ -334,7 +364,7 @@ def load_spec(path: str | Path) -> tuple[ExperimentSpec, str]:
         raise SpecError(f"spec file not found: {p}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec file {p}: {exc}") from exc
-    return parse_spec(text, str(p)), text
+    return parse_spec(text, str(p), p.parent), text
 
 
 def parse_shard(text: str) -> tuple[int, int]:
