@@ -82,7 +82,7 @@ def test_report_command_writes_everything(run: Path) -> None:
     page.feed((out / "report.html").read_text())
     assert page.h2 == [
         "Overview", "Cooperation", "Explicit vs silent", "Adversaries", "Regression",
-        "Archetypes", "Betrayal detection", "Parse failures",
+        "Archetypes", "Betrayal detection", "Parse failures", "Injection and persuasion",
     ]  # fmt: skip
     assert len(page.srcs) >= 4 and all(s.startswith("data:image/png;base64,") for s in page.srcs)
     md = (out / "report.md").read_text()
