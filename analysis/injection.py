@@ -47,9 +47,11 @@ Definitions
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections import deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,13 +246,18 @@ def _trial(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str,
     return info, rows, messages
 
 
-def load(source: str | Path | Iterable[str | Path]) -> InjectionData:
-    """Read every transcript of a run (a run folder, a transcripts folder, files)."""
+_MESSAGE_COLUMNS = [*FACTORS, "trial_id", "match", "payload", "control", "round", "phase",
+                    "seat", "distance", "text", "echo", "endorse"]  # fmt: skip
+
+
+def _load_chunk(
+    paths: list[Path],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[tuple[str, str]]]:
     infos: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     corrupt: list[tuple[str, str]] = []
-    for path in _files(source):
+    for path in paths:
         try:
             events = read_events(path)
             problems = audit_events(events)
@@ -263,13 +270,37 @@ def load(source: str | Path | Iterable[str | Path]) -> InjectionData:
         infos.append(info)
         rows += r
         messages += m
-    row_df = pd.DataFrame(rows)
+    msg_df = pd.DataFrame(messages) if messages else pd.DataFrame(columns=_MESSAGE_COLUMNS)
+    return pd.DataFrame(infos), pd.DataFrame(rows), msg_df, corrupt
+
+
+CHUNK = 2000
+
+
+def load(source: str | Path | Iterable[str | Path], workers: int | None = None) -> InjectionData:
+    """Read every transcript of a run (a run folder, a transcripts folder, files); a large
+    run in chunks by ``workers`` processes (default: one per core)."""
+    files = _files(source)
+    chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)] or [[]]
+    workers = min(workers or os.cpu_count() or 1, len(chunks))
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            parts = list(pool.map(_load_chunk, chunks))
+    else:
+        parts = [_load_chunk(c) for c in chunks]
+
+    def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        full = [f for f in frames if len(f)]
+        if not full:
+            return frames[0]
+        return pd.concat(full, ignore_index=True) if len(full) > 1 else full[0]
+
+    row_df = concat([p[1] for p in parts])
     if len(row_df):
         row_df["stag"] = row_df["action"].map({"stag": 1.0, "hare": 0.0}).astype(float)
-    msg_cols = [*FACTORS, "trial_id", "match", "payload", "control", "round", "phase", "seat",
-                "distance", "text", "echo", "endorse"]  # fmt: skip
-    msg_df = pd.DataFrame(messages) if messages else pd.DataFrame(columns=msg_cols)
-    return InjectionData(row_df, msg_df, pd.DataFrame(infos), corrupt)
+    corrupt = [c for p in parts for c in p[3]]
+    return InjectionData(row_df, concat([p[2] for p in parts]), concat([p[0] for p in parts]),
+                         corrupt)  # fmt: skip
 
 
 # -- statistics -----------------------------------------------------------------------
@@ -502,14 +533,19 @@ def echo_rates(
     rng = np.random.default_rng(seed)
     m = m.assign(either=m["echo"] | m["endorse"], payload=m["payload"].fillna("-"))
     keys = [*_group_keys(m, factors), *by]
+    # One pass to per-trial counts, then each group's rows of it (trials are the clusters).
+    m = m.assign(n=1, echo=m["echo"].astype(float), endorse=m["endorse"].astype(float),
+                 either=m["either"].astype(float))  # fmt: skip
+    per = m.groupby([*keys, "trial_id"], sort=True, dropna=False)[
+        ["echo", "endorse", "either", "n"]
+    ].sum()
     out = []
-    for key, g in m.groupby(keys, sort=True, dropna=False):
+    for key, g in per.groupby(level=list(range(len(keys))), sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        per = g.groupby("trial_id")[["echo", "endorse", "either"]].agg(["sum", "count"])
-        n = per[("echo", "count")].to_numpy(float)
-        row = {**dict(zip(keys, key, strict=True)), "trials": len(per), "messages": int(n.sum())}
+        n = g["n"].to_numpy(float)
+        row = {**dict(zip(keys, key, strict=True)), "trials": len(g), "messages": int(n.sum())}
         for col in ("echo", "endorse", "either"):
-            k = per[(col, "sum")].to_numpy(float)
+            k = g[col].to_numpy(float)
             row[f"{col}_rate"] = k.sum() / n.sum()
             if col == "either":
                 row["lo"], row["hi"] = ratio_ci(k, n, n_boot, rng)
@@ -535,14 +571,14 @@ def contagion(
     rng = np.random.default_rng(seed)
     h = h.assign(payload=h["payload"].fillna("-"))
     keys = [*_group_keys(h, factors), "distance", *(["round"] if per_round else [])]
+    per = h.groupby([*keys, "trial_id"], sort=True, dropna=False)["stag"].agg(["sum", "count"])
     out = []
-    for key, g in h.groupby(keys, sort=True, dropna=False):
+    for key, g in per.groupby(level=list(range(len(keys))), sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        per = g.groupby("trial_id")["stag"].agg(k="sum", n="count")
-        k, n = per["k"].to_numpy(float), per["n"].to_numpy(float)
+        k, n = g["sum"].to_numpy(float), g["count"].to_numpy(float)
         lo, hi = ratio_ci(k, n, n_boot, rng)
         out.append(
-            {**dict(zip(keys, key, strict=True)), "trials": len(per), "n": int(n.sum()),
+            {**dict(zip(keys, key, strict=True)), "trials": len(g), "n": int(n.sum()),
              "stag_rate": k.sum() / n.sum(), "lo": lo, "hi": hi}
         )  # fmt: skip
     return pd.DataFrame(out)
@@ -651,9 +687,10 @@ def _contagion_figure(table: pd.DataFrame) -> Any:
     return fig
 
 
-#: what the report's echo and contagion tables keep apart (the attack and the graph); the
-#: wording and the defence are pooled there, and have tables of their own
-ATTACK_FACTORS = ("population", "condition", "topology", "disclosure", "arm")
+#: what the report's echo and contagion tables keep apart (who is attacked, by what); the
+#: graph enters as the distance, and the wording and defence have tables of their own.
+#: ``contagion(data)`` / ``echo_rates(data)`` keep every factor apart.
+ATTACK_FACTORS = ("population", "arm")
 
 
 def _pivot_rounds(table: pd.DataFrame) -> pd.DataFrame:
@@ -713,7 +750,10 @@ def report_blocks(source: str | Path, n_boot: int = 500) -> list[Block]:
         )
     else:
         out.append(Block("The run does not compare the delimit defence with none."))
-    kept = "pooled over prompt wordings and defences"
+    kept = (
+        "pooled over topologies, disclosures, conditions, prompt wordings and defences; "
+        "analysis.injection keeps them apart"
+    )
     echo = echo_rates(data, by=["distance"], factors=ATTACK_FACTORS, n_boot=n_boot)
     if len(echo):
         out.append(

@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from stagbench.agents.models.base import ChatMessage
@@ -424,3 +425,17 @@ def test_the_shipped_injection_spec_reports_its_section(tmp_path: Path) -> None:
         "| injection | mock/gullible | injection success | 10 | 10 | 1 | 0 | -1 | -1 | -1 |"
         in section
     )
+
+
+def test_loading_in_parallel_chunks_gives_the_same_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _matched_sets(tmp_path)
+    (tmp_path / "zz.jsonl").write_text('{"type": "header"}\n')
+    serial = injection.load(tmp_path, workers=1)
+    monkeypatch.setattr(injection, "CHUNK", 2)
+    parallel = injection.load(tmp_path, workers=2)
+    pd.testing.assert_frame_equal(serial.rows, parallel.rows)
+    pd.testing.assert_frame_equal(serial.trials, parallel.trials)
+    pd.testing.assert_frame_equal(serial.messages, parallel.messages)
+    assert [Path(p).name for p, _ in parallel.corrupt] == ["zz.jsonl"]
