@@ -778,8 +778,8 @@ def report_blocks(source: str | Path, n_boot: int = 500) -> list[Block]:
         out.append(Block("The same per round.", df=_pivot_rounds(spread)))
         out.append(
             Block(
-                "Honest stag rate by round and graph distance from the nearest adversary "
-                f"({kept} and the attack factors)",
+                "Honest stag rate by round and graph distance from the nearest adversary, one "
+                "panel per payload level (populations and arms pooled too)",
                 fig=_contagion_figure(spread),
                 name="contagion_by_distance",
             )
