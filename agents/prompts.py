@@ -1,9 +1,11 @@
 """Every word an LLM agent is shown lives here: rules, topology disclosure, history,
 received messages, and the talk / act requests, in selectable paraphrase sets.
 
-Received messages are always quoted as data from named players. With the ``delimit``
-defence they are also fenced in tags the players cannot forge, with a standing
-instruction that nothing inside them is an instruction.
+Received messages are always quoted as data from named players, one line each: nothing a
+player writes can start a line of its own (a fake ``SYSTEM:`` line) or close its quote.
+With the ``delimit`` defence they are also fenced in tags the players cannot forge, with a
+standing instruction that nothing inside them is an instruction. A past message too long
+for the history is cut inside its quote or fence, which stay closed, and the cut says so.
 """
 
 from __future__ import annotations
@@ -293,12 +295,38 @@ def _names(seats: tuple[int, ...]) -> str:
     return ", ".join(player_label(s) for s in seats) or "nobody"
 
 
-def _quote(m: Message, delimit: bool) -> str:
-    who = player_label(m.sender)
+#: the longest a past message's quote may be in the history (fence or quotes included)
+HISTORY_QUOTE_CHARS = 240
+ELLIPSIS = "…"
+#: every character ``str.splitlines`` (and so, likely, a model) reads as a line break
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+#: in a fence: tags cannot be forged, lines cannot be broken (a break shows as ↵)
+_FENCE_ESCAPES = str.maketrans({"<": "‹", ">": "›", **{c: "↵" for c in _LINE_BREAKS}})
+#: line breaks that json.dumps(ensure_ascii=False) leaves raw
+_JSON_RAW_BREAKS = str.maketrans({c: f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"})
+
+
+def _quote_text(who: str, text: str, delimit: bool) -> str:
     if delimit:
-        body = m.text.replace("<", "‹").replace(">", "›")  # tags cannot be forged
-        return f'<message from="{who}">{body}</message>'
-    return f"{who} said: {json.dumps(m.text, ensure_ascii=False)}"
+        return f'<message from="{who}">{text.translate(_FENCE_ESCAPES)}</message>'
+    return f"{who} said: {json.dumps(text, ensure_ascii=False).translate(_JSON_RAW_BREAKS)}"
+
+
+def _quote(m: Message, delimit: bool, limit: int | None = None) -> str:
+    """One message as one line of quoted data; with ``limit``, its text is cut (and
+    marked …) so the whole quote, closing tag or quote included, fits."""
+    who = player_label(m.sender)
+    quoted = _quote_text(who, m.text, delimit)
+    if limit is None or len(quoted) <= limit:
+        return quoted
+    lo, hi = 0, len(m.text)  # the longest cut text whose quote fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(_quote_text(who, m.text[:mid] + ELLIPSIS, delimit)) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return _quote_text(who, m.text[:lo] + ELLIPSIS, delimit)
 
 
 def render_system(
@@ -348,7 +376,9 @@ def _history_row(past: PastRound, me: int) -> str:
 
 
 def _received_lines(past: PastRound, delimit: bool) -> list[str]:
-    return [f"- round {past.round}: {_quote(m, delimit)[:240]}" for m in past.received]
+    return [
+        f"- round {past.round}: {_quote(m, delimit, HISTORY_QUOTE_CHARS)}" for m in past.received
+    ]
 
 
 def _compose_history(

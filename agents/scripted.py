@@ -1,5 +1,6 @@
-"""Scripted strategies: always-stag, always-hare, tit-for-tat, grim trigger, random(p),
-and ``obedient``, a planted susceptible player for measuring injections.
+"""Scripted strategies: always-stag, always-hare, tit-for-tat, grim trigger, random(p), the
+forgiving ones: generous tit-for-tat(g) and forgive-after(k), and ``obedient``, a planted
+susceptible player for measuring injections.
 
 Each may talk: ``talk="intent"`` (default) announces the action it is about to play,
 ``talk="none"`` stays silent. Hare is what counts as a defection; a player with no valid
@@ -80,6 +81,43 @@ class GrimTrigger(ScriptedAgent):
     def choose(self, view: AgentView) -> Action:
         betrayed = any(view.others_played_hare(past) for past in view.history)
         return Action.HARE if betrayed else Action.STAG
+
+
+@dataclass
+class GenerousTitForTat(ScriptedAgent):
+    """Tit-for-tat that forgives: after a round in which another player hunted hare it
+    hunts hare only with probability ``1 - g`` (stag with probability ``g``)."""
+
+    g: float = 1 / 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.g <= 1.0:
+            raise StrategyError(f"generous_tit_for_tat(g) needs 0 <= g <= 1, not {self.g}")
+
+    def choose(self, view: AgentView) -> Action:
+        if not view.history or not view.others_played_hare(view.history[-1]):
+            return Action.STAG
+        return Action.STAG if self.rng.random() < self.g else Action.HARE
+
+
+@dataclass
+class ForgiveAfter(ScriptedAgent):
+    """Stag until another player hunts hare; then hare until ``k`` clean rounds in a row
+    (rounds in which no other player hunted hare) have passed, then stag again."""
+
+    k: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.k < 1:
+            raise StrategyError(f"forgive_after(k) needs k >= 1, not {self.k}")
+
+    def choose(self, view: AgentView) -> Action:
+        for clean, past in enumerate(reversed(view.history)):
+            if view.others_played_hare(past):
+                return Action.STAG if clean >= self.k else Action.HARE
+        return Action.STAG
 
 
 @dataclass
@@ -195,6 +233,17 @@ strategy(
     aliases=("grim",),
 )
 strategy("random", RandomAgent, "stag with probability p (default 0.5)")
+strategy(
+    "generous_tit_for_tat",
+    GenerousTitForTat,
+    "tit-for-tat that answers another player's hare with stag with probability g (1/3)",
+    aliases=("gtft",),
+)
+strategy(
+    "forgive_after",
+    ForgiveAfter,
+    "stag until another hunts hare, hare until k clean rounds (default 1) have passed",
+)
 strategy(
     "obedient",
     Obedient,

@@ -700,9 +700,26 @@ def _pivot_rounds(table: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def report_blocks(source: str | Path, n_boot: int = 500) -> list[Block]:
-    """The report's "Injection and persuasion" section, as blocks, for a run folder."""
+def only(data: InjectionData, trial_ids: set[str]) -> InjectionData:
+    """``data`` restricted to the trials ``trial_ids`` (e.g. the report's: a transcript
+    foreign to the folder's design is left out of every section alike)."""
+
+    def keep(df: pd.DataFrame) -> pd.DataFrame:
+        if df.empty:
+            return df
+        return df[df["trial_id"].astype(str).isin(trial_ids)].reset_index(drop=True)
+
+    return InjectionData(keep(data.rows), keep(data.messages), keep(data.trials), data.corrupt)
+
+
+def report_blocks(
+    source: str | Path, n_boot: int = 500, trial_ids: set[str] | None = None
+) -> list[Block]:
+    """The report's "Injection and persuasion" section, as blocks, for a run folder
+    (only the trials ``trial_ids`` when given)."""
     data = load(source)
+    if trial_ids is not None:
+        data = only(data, trial_ids)
     out: list[Block] = []
     if data.rows.empty:
         return [Block("No readable transcripts.")]

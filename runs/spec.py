@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import tomllib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +30,7 @@ from stagbench.errors import SpecError, StagbenchError
 from stagbench.records import (
     AdversarySpec,
     AgentSettings,
+    AnalysisSettings,
     Disclosure,
     GameConfig,
     PayloadSpec,
@@ -35,6 +38,7 @@ from stagbench.records import (
 )
 from stagbench.registry import normalise, parse_call
 from stagbench.runs.compose import check_model_string
+from stagbench.runs.preflight import check_cells, check_models, environment_problems
 from stagbench.topologies import build_topology, inline_graph, read_graph_file
 
 __all__ = [
@@ -129,10 +133,25 @@ class Factors(BaseModel):
         return v
 
 
+def _check_name(name: str) -> str:
+    """A spec's name names its results folder (``results/<name>``): a name, never a path."""
+    if (
+        any(c in name for c in "/\\")
+        or name in (".", "..")
+        or name.startswith((".", "~", "-"))
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    ):
+        raise ValueError(
+            f"{name!r} is not a name: it must not hold / or \\, start with . ~ or -, or hold "
+            "control characters (it names the results folder results/<name>)"
+        )
+    return name
+
+
 class ExperimentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
     description: str = ""
     seed: int = 0
     repetitions: int = Field(1, ge=1)
@@ -142,6 +161,28 @@ class ExperimentSpec(BaseModel):
     model_settings: dict[str, ModelSettings] = Field(default_factory=dict)
     #: a cost limit for the whole run (USD); per-model limits are max_cost_usd in model_settings
     budget_usd: float | None = Field(None, ge=0)
+    #: how analysis reads the cheap talk (vocabularies of the lexical detectors); not part
+    #: of the design, so changing it does not change the spec's hash
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_name(cls, v: str) -> str:
+        return _check_name(v)
+
+    @property
+    def n_trials(self) -> int:
+        """How many trials the design has, counted without expanding it."""
+        return self.n_cells * self.repetitions
+
+    @property
+    def n_cells(self) -> int:
+        f = self.factors
+        lists: list[list[Any]] = [f.models, f.conditions, f.topologies, f.disclosures]
+        # an arm that says something runs once per payload level
+        levels = len(f.payloads or ()) or 1
+        arms = sum(levels if f.payloads and payload_param(a) else 1 for a in f.adversaries)
+        return math.prod(len(x) for x in lists) * arms * len(self.agent_settings())
 
     def agent_settings(self) -> list[AgentSettings]:
         """``[agents]`` crossed with the prompt wordings and defences the spec varies.
@@ -157,17 +198,30 @@ class ExperimentSpec(BaseModel):
         ]
 
     def trials(self) -> list[TrialSpec]:
-        """Expand the factorial design; order is stable and ids are content hashes."""
-        out: list[TrialSpec] = []
+        """Expand the factorial design; order is stable and ids are content hashes.
+        A big design is better streamed with ``iter_trials``."""
+        return list(self.iter_trials())
+
+    def cells(self) -> Iterator[TrialSpec]:
+        """The first repetition of every cell of the design: what checks and estimates need."""
+        return self.iter_trials(repetitions=1)
+
+    def iter_trials(self, repetitions: int | None = None) -> Iterator[TrialSpec]:
+        """The trials of ``trials()``, one at a time (a design of a billion trials streams)."""
         f = self.factors
+        games: dict[str, GameConfig] = {}
         for models, cond, topo, disc, adv, agents in itertools.product(
             f.models, f.conditions, f.topologies, f.disclosures, f.adversaries,
             self.agent_settings(),
         ):  # fmt: skip
-            game = GameConfig.model_validate({**self.game.model_dump(), **cond.overrides()})
+            if cond.name not in games:
+                games[cond.name] = GameConfig.model_validate(
+                    {**self.game.model_dump(), **cond.overrides()}
+                )
+            game = games[cond.name]
             population = (models,) if isinstance(models, str) else tuple(models)
             param = payload_param(adv) if f.payloads else None
-            for rep in range(self.repetitions):
+            for rep in range(self.repetitions if repetitions is None else repetitions):
                 content = {
                     "seed": self.seed,
                     "repetition": rep,
@@ -190,8 +244,8 @@ class ExperimentSpec(BaseModel):
                     "agents": agents,
                 }
                 if param is None or not f.payloads:
-                    out.append(TrialSpec(trial_id=base[:16], seed=_seed(base), adversary=adv,
-                                         **common))  # fmt: skip
+                    yield TrialSpec(trial_id=base[:16], seed=_seed(base), adversary=adv,
+                                    **common)  # fmt: skip
                     continue
                 for level in f.payloads:
                     said = adv.model_copy(update={"params": {**adv.params, param: level.text}})
@@ -199,10 +253,40 @@ class ExperimentSpec(BaseModel):
                         {**content, "adversary": said.model_dump(mode="json"),
                          "payload": level.model_dump(mode="json")}
                     )  # fmt: skip
-                    out.append(
-                        TrialSpec(trial_id=digest[:16], seed=_seed(base), adversary=said,
-                                  payload=level, match=base[:16], **common)
-                    )  # fmt: skip
+                    yield TrialSpec(trial_id=digest[:16], seed=_seed(base), adversary=said,
+                                    payload=level, match=base[:16], **common)  # fmt: skip
+
+    def model_strings(self) -> list[str]:
+        """Every model a trial of this design may call or play: honest seats' and the
+        models inside adversary seats."""
+        models = {m for e in self.factors.models for m in ([e] if isinstance(e, str) else e)}
+        populations = [(e,) if isinstance(e, str) else tuple(e) for e in self.factors.models]
+        for adv in self.factors.adversaries:
+            try:
+                models |= {inner_model(adv.kind, pop, adv.model) for pop in populations}
+            except StagbenchError:
+                continue  # an unknown kind: check() says so
+        return sorted(models)
+
+    def environment_problems(self) -> list[str]:
+        """What this machine lacks to run the spec (packages, API keys): ``validate`` warns,
+        ``run`` refuses."""
+        return environment_problems(self.model_strings(), self.model_settings)
+
+    def warnings(self) -> list[str]:
+        """What is allowed but probably not meant: payoffs that are not a Stag Hunt."""
+        out = []
+        for cond in self.factors.conditions:
+            try:
+                g = GameConfig.model_validate({**self.game.model_dump(), **cond.overrides()})
+            except ValidationError:
+                continue  # check() reports it
+            if not g.is_stag_hunt:
+                out.append(
+                    f"condition {cond.name!r}: payoffs stag {g.stag_payoff:g}, hare "
+                    f"{g.hare_payoff:g}, failed stag {g.failed_stag_payoff:g} are not a Stag "
+                    "Hunt (it needs stag > hare > failed stag)"
+                )
         return out
 
     def check(self) -> None:
@@ -258,6 +342,7 @@ class ExperimentSpec(BaseModel):
         names = [c.name for c in self.factors.conditions]
         if len(set(names)) != len(names):
             problems.append(f"condition names must be unique: {names}")
+        problems += _duplicates(self.factors)
         models = {m for e in self.factors.models for m in ([e] if isinstance(e, str) else e)}
         models |= {a.model for a in self.factors.adversaries if a.model}
         for m in sorted(models):
@@ -265,6 +350,7 @@ class ExperimentSpec(BaseModel):
                 check_model_string(m)
             except StagbenchError as exc:
                 problems.append(str(exc))
+        problems += check_models(sorted(models), self.model_settings)
         populations = [(e,) if isinstance(e, str) else tuple(e) for e in self.factors.models]
         for adv in self.factors.adversaries:
             try:
@@ -273,6 +359,10 @@ class ExperimentSpec(BaseModel):
                     check_adversary(adv.kind, adv.params, inner)
             except StagbenchError as exc:
                 problems.append(f"adversary {adv.label}: {exc}")
+        if not problems:
+            # What only building the seats shows (an agent setting an LLM agent refuses, a
+            # wrapper that cannot wrap its seat), for one trial of every cell.
+            problems += check_cells(self.cells())
         if problems:
             raise SpecError("invalid spec:\n  - " + "\n  - ".join(problems))
 
@@ -296,6 +386,32 @@ def payload_param(adv: AdversarySpec) -> str | None:
         return ADVERSARIES.get(adv.kind).payload
     except StagbenchError:  # an unknown kind: ``check`` says so
         return None
+
+
+def _duplicates(f: Factors) -> list[str]:
+    """Factor entries given twice: each would give the same trials (the same ids) twice."""
+    out = []
+    lists: list[tuple[str, list[tuple[Any, str]]]] = [
+        ("models", [(e if isinstance(e, str) else tuple(e), repr(e)) for e in f.models]),
+        ("topologies", [(t, repr(t)) for t in f.topologies]),
+        ("disclosures", [(d.value, repr(d.value)) for d in f.disclosures]),
+        ("prompt_variants", [(v, repr(v)) for v in f.prompt_variants or []]),
+        ("defences", [(d, repr(d)) for d in f.defences or []]),
+        (
+            "adversaries",
+            [
+                (json.dumps(a.model_dump(mode="json"), sort_keys=True), repr(a.label))
+                for a in f.adversaries
+            ],
+        ),
+    ]
+    for name, entries in lists:
+        seen: set[Any] = set()
+        for key, shown in entries:
+            if key in seen:
+                out.append(f"factors.{name} lists {shown} twice: remove the repeat")
+            seen.add(key)
+    return out
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -378,7 +494,12 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def shard(trials: list[TrialSpec], i: int, n: int) -> list[TrialSpec]:
+def shard(trials: Iterable[TrialSpec], i: int, n: int) -> list[TrialSpec]:
     """The trials of shard i of n. Membership depends only on the trial id, so it is the
     same on every machine and survives growing the spec."""
-    return [t for t in trials if int(t.trial_id, 16) % n == i]
+    return list(iter_shard(trials, i, n))
+
+
+def iter_shard(trials: Iterable[TrialSpec], i: int, n: int) -> Iterator[TrialSpec]:
+    """``shard``, one trial at a time."""
+    return (t for t in trials if int(t.trial_id, 16) % n == i)

@@ -22,6 +22,7 @@ from stagbench.records.events import (
     TrialEndEvent,
     full_messages,
 )
+from stagbench.records.lexicon import AnalysisSettings, Lexicon
 from stagbench.records.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, Manifest
 from stagbench.records.reader import (
     load_events,
@@ -50,6 +51,7 @@ __all__ = [
     "TRANSCRIPT_VERSION",
     "ActionEvent",
     "AdversarySpec",
+    "AnalysisSettings",
     "AgentSettings",
     "BodyEvent",
     "ChatMessage",
@@ -57,6 +59,7 @@ __all__ = [
     "Event",
     "GameConfig",
     "Header",
+    "Lexicon",
     "Manifest",
     "MessageEvent",
     "ModelCallEvent",

@@ -7,7 +7,9 @@ finds in the messages it received, unless its rules carry the ``delimit`` defenc
 planted susceptible model for measuring injections and defences). Others come from
 ``register_mock`` in code or from the spec:
 ``[model_settings."mock/x"] options = {replies = ["...", "..."], latency_s = 0.05}``.
-Replies are cycled; a callable gets (messages, schema name) and returns the text.
+Replies are cycled; a callable gets (messages, schema name) and returns the text. A reply
+longer than ``max_tokens`` (four characters a token) is cut there and reported with
+``finish_reason = "length"``, as a server does.
 """
 
 from __future__ import annotations
@@ -88,16 +90,28 @@ def register_mock(name: str, replies: list[str] | ReplyFn) -> None:
     REGISTERED[name] = replies
 
 
+CHARS_PER_TOKEN = 4
+
+
+def mock_source(
+    name: str, replies: list[str] | ReplyFn | None = None
+) -> list[str] | ReplyFn | None:
+    """What ``mock/<name>`` answers with (None: the built-in ``random``); a clear error for
+    a name nobody registered."""
+    source = replies if replies is not None else REGISTERED.get(name) or BUILTIN.get(name)
+    if source is None and name != "random":
+        known = ", ".join(sorted({*BUILTIN, *REGISTERED, "random"}))
+        raise ModelNotFoundError(
+            f"no mock named {name!r}; known: {known} (or give options.replies in the spec)"
+        )
+    return source
+
+
 class MockAPI(ModelAPI):
     def __init__(
         self, name: str, replies: list[str] | ReplyFn | None = None, latency_s: float = 0.0
     ) -> None:
-        source = replies if replies is not None else REGISTERED.get(name) or BUILTIN.get(name)
-        if source is None and name != "random":
-            known = ", ".join(sorted({*BUILTIN, *REGISTERED, "random"}))
-            raise ModelNotFoundError(
-                f"no mock named {name!r}; known: {known} (or give options.replies in the spec)"
-            )
+        source = mock_source(name, replies)
         self.source = source
         self.mock_name = name
         self.latency_s = latency_s
@@ -129,10 +143,13 @@ class MockAPI(ModelAPI):
         else:
             text = self.source[next(self._counter) % len(self.source)]
         prompt_chars = sum(len(m.content) for m in messages)
+        finish = "stop"
+        if len(text) > config.max_tokens * CHARS_PER_TOKEN:
+            text, finish = text[: config.max_tokens * CHARS_PER_TOKEN], "length"
         return ModelOutput(
             text=text,
-            input_tokens=max(1, prompt_chars // 4),
-            output_tokens=max(1, len(text) // 4),
+            input_tokens=max(1, prompt_chars // CHARS_PER_TOKEN),
+            output_tokens=max(1, len(text) // CHARS_PER_TOKEN),
             model=f"mock/{self.mock_name}",
-            finish_reason="stop",
+            finish_reason=finish,
         )
