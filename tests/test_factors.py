@@ -205,3 +205,22 @@ class _AnySeats(RecorderSeats):
 
     def build_adversary(self, seat: int, inner: str, rng: random.Random, group: object):  # type: ignore[no-untyped-def, override]
         return self.build(inner, seat, rng)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        PAIRS,
+        BASE.format(extra='prompt_variants = ["default", "terse"]\ndefences = ["none", "delimit"]'),
+        UNCHANGED,
+    ],
+)
+def test_the_trial_count_without_expanding_agrees_with_the_expansion(text: str) -> None:
+    spec = parse_spec(text)
+    assert spec.n_trials == len(spec.trials())
+    assert spec.n_cells == len(list(spec.cells()))
+
+
+def test_a_factor_value_given_twice_is_a_clear_error() -> None:
+    with pytest.raises(SpecError, match="lists 'terse' twice"):
+        parse_spec(BASE.format(extra='prompt_variants = ["terse", "terse"]'))
