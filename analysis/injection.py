@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -619,7 +620,9 @@ def variance_explained(data: InjectionData) -> tuple[pd.DataFrame, str]:
     if total == 0:
         return pd.DataFrame(), "every trial has the same honest stag rate: nothing to explain"
     formula = "y ~ " + " + ".join(f"C(f{i})" for i in range(len(factors)))
-    fit = smf.ols(formula, data=frame).fit()
+    with warnings.catch_warnings():  # a rank-deficient design is reported just below
+        warnings.simplefilter("ignore")
+        fit = smf.ols(formula, data=frame).fit()
     if round(fit.df_model) + 1 < params:
         return pd.DataFrame(), (
             "not estimable: the design's factors are confounded (some levels never cross), "

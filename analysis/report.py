@@ -45,6 +45,9 @@ FACTORS = {
     "disclosure": "disclosure",
     "adversary_arm": "adversary",
     "population_label": "population",
+    "prompt_variant": "wording",
+    "defence": "defence",
+    "payload": "payload",
 }
 HONEST_NOTE = "honest agents only"
 

@@ -439,3 +439,19 @@ def test_loading_in_parallel_chunks_gives_the_same_tables(
     pd.testing.assert_frame_equal(serial.trials, parallel.trials)
     pd.testing.assert_frame_equal(serial.messages, parallel.messages)
     assert [Path(p).name for p, _ in parallel.corrupt] == ["zz.jsonl"]
+
+
+def test_variance_says_when_factors_are_confounded(tmp_path: Path) -> None:
+    # wording a always with defence none, b always with delimit: their shares cannot be told
+    for i, acts in enumerate(
+        [
+            ["hare", "stag", "stag", "stag"],
+            ["hare", "stag", "hare", "stag"],
+            ["hare", "hare", "hare", "stag"],
+            ["hare", "hare", "stag", "hare"],
+        ]
+    ):
+        variant, defence = ("a", "none") if i < 2 else ("b", "delimit")
+        write_trial(tmp_path, f"t{i}", [acts], variant=variant, defence=defence)
+    table, note = injection.variance_explained(injection.load(tmp_path))
+    assert table.empty and "confounded" in note and "prompt_variant, defence" in note
