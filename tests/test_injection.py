@@ -417,6 +417,8 @@ def test_the_shipped_injection_spec_reports_its_section(tmp_path: Path) -> None:
     text = (ROOT / "experiments" / "injection.toml").read_text()
     run = run_spec(text, tmp_path / "injection", llm=True)
     md = (build(run, n_boot=100).parent / "report.md").read_text()
+    # The report's other tables keep the new factors apart too: no cell pools wordings.
+    assert "Design factors that vary (never pooled): population, wording, defence, payload." in md
     section = md[md.index("## Injection and persuasion") :]
     assert "Injection success" in section and "Defence effect" in section
     assert "Contagion" in section and "Variance of the trial-level" in section
