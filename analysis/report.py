@@ -45,6 +45,9 @@ FACTORS = {
     "disclosure": "disclosure",
     "adversary_arm": "adversary",
     "population_label": "population",
+    "prompt_variant": "wording",
+    "defence": "defence",
+    "payload": "payload",
 }
 HONEST_NOTE = "honest agents only"
 
@@ -742,6 +745,26 @@ def parse_failures(d: ReportData) -> Section:
     return s
 
 
+def injection_section(d: ReportData) -> Section:
+    """Injection and persuasion, echo and contagion, defences, and the variance that
+    prompt wording explains beside the other factors (``analysis.injection``)."""
+    from stagbench.analysis import injection
+
+    s = Section("Injection and persuasion")
+    if d.design is None:
+        s.text("Needs the run folder: build the report with `stagbench report DIR`.")
+        return s
+    analysed = set(d.df["trial_id"].astype(str))  # the design's trials, as every section
+    for block in injection.report_blocks(d.design.run, n_boot=d.n_boot, trial_ids=analysed):
+        if block.fig is not None:
+            s.figure(block.fig, block.name, block.text)
+        elif block.df is not None:
+            s.table(block.df, block.text)
+        else:
+            s.text(block.text)
+    return s
+
+
 #: the report, in order: a new section is one function above plus one entry here
 SECTIONS: list[SectionFn] = [
     overview,
@@ -752,6 +775,7 @@ SECTIONS: list[SectionFn] = [
     archetype_section,
     betrayal_detection,
     parse_failures,
+    injection_section,
 ]
 
 

@@ -80,13 +80,16 @@ def _read_events(path: Path, strict: bool) -> list[dict[str, Any]]:
     return events
 
 
-def arm_label(adv: dict[str, Any]) -> str:
+def arm_label(adv: dict[str, Any], payload: dict[str, Any] | None = None) -> str:
     """An adversary arm as ``AdversarySpec.label`` writes it (``soft(p=0.5)[1@hub]``),
-    from the record's dict."""
+    from the record's dict; without the text a spec's ``payloads`` factor put in it (the
+    payload is a factor of its own)."""
     kind, count = adv.get("kind", "none"), adv.get("count", 0)
     if kind == "none" or not count:
         return "none"
     params = adv.get("params") or {}
+    if payload is not None:
+        params = {k: v for k, v in params.items() if v != payload.get("text")}
     args = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
     place = adv.get("placement", "random")
     where = place if isinstance(place, str) else "seats" + str(list(place))
@@ -97,8 +100,9 @@ def arm_label(adv: dict[str, Any]) -> str:
 # Columns that are the same for every row of a trial.
 TRIAL_COLUMNS = (
     "trial_id", "spec", "condition", "population", "topology", "disclosure", "adversary_kind",
-    "adversary_count", "adversary_placement", "adversary_arm", "repetition", "n_players",
-    "rounds_total", "stag_payoff", "hare_payoff", "stag_needed",
+    "adversary_count", "adversary_placement", "adversary_arm", "prompt_variant", "defence",
+    "payload", "repetition", "n_players", "rounds_total", "stag_payoff", "hare_payoff",
+    "stag_needed",
 )  # fmt: skip
 # Columns that vary by agent-round.
 ROW_COLUMNS = (
@@ -130,7 +134,10 @@ def _append_trial(
         "adversary_kind": adv["kind"],
         "adversary_count": adv["count"] if adv["kind"] != "none" else 0,
         "adversary_placement": str(adv["placement"]),
-        "adversary_arm": arm_label(adv),
+        "adversary_arm": arm_label(adv, trial.get("payload")),
+        "prompt_variant": trial["agents"].get("prompt_variant", "default"),
+        "defence": trial["agents"].get("defence", "none"),
+        "payload": (trial.get("payload") or {}).get("name", ""),
         "repetition": trial["repetition"],
         "n_players": n,
         "rounds_total": game["rounds"],
@@ -213,7 +220,8 @@ def _append_trial(
 
 CATEGORICAL = [
     "spec", "condition", "population", "topology", "disclosure", "adversary_kind",
-    "adversary_placement", "adversary_arm", "model", "role", "adversary", "player", "trial_id",
+    "adversary_placement", "adversary_arm", "prompt_variant", "defence", "payload", "model",
+    "role", "adversary", "player", "trial_id",
 ]  # fmt: skip
 
 

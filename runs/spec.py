@@ -1,8 +1,13 @@
 """Experiment specs (TOML) validated by pydantic and expanded into trials with stable ids.
 
 A spec is a factorial design: models x conditions x topologies x disclosures x
-adversaries x repetitions. Each trial's id and seed are hashes of its content, so a
-trial keeps its id when the spec around it grows, and a resumed run finds it again.
+adversaries (x prompt wordings x defences x payloads, when the spec crosses them) x
+repetitions. Each trial's id and seed are hashes of its content, so a trial keeps its id
+when the spec around it grows, and a resumed run finds it again.
+
+Payloads are crossed as matched sets: trials that differ only in what the adversaries say
+share one seed (the hash of their content without the payload), hence the same seats,
+placement and sampling seeds, and one ``match`` key that analysis pairs them by.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ import math
 import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stagbench.adversaries import PLACEMENTS, check_adversary, inner_model
+from stagbench.adversaries import ADVERSARIES, PLACEMENTS, check_adversary, inner_model
 from stagbench.agents.models.settings import ModelSettings
+from stagbench.agents.prompts import PARAPHRASES
 from stagbench.errors import SpecError, StagbenchError
 from stagbench.records import (
     AdversarySpec,
@@ -27,14 +33,23 @@ from stagbench.records import (
     AnalysisSettings,
     Disclosure,
     GameConfig,
+    PayloadSpec,
     TrialSpec,
 )
-from stagbench.registry import parse_call
+from stagbench.registry import normalise, parse_call
 from stagbench.runs.compose import check_model_string
 from stagbench.runs.preflight import check_cells, check_models, environment_problems
-from stagbench.topologies import build_topology
+from stagbench.topologies import build_topology, inline_graph, read_graph_file
 
-__all__ = ["AdversarySpec", "ConditionSpec", "ExperimentSpec", "Factors", "TrialSpec"]
+__all__ = [
+    "AdversarySpec",
+    "ConditionSpec",
+    "ExperimentSpec",
+    "Factors",
+    "PayloadSpec",
+    "TrialSpec",
+    "payload_param",
+]
 
 _ADVERSARY_FIELDS = ("count", "placement", "colluding", "model")
 
@@ -82,6 +97,27 @@ class Factors(BaseModel):
     conditions: list[ConditionSpec] = Field(
         default_factory=lambda: [ConditionSpec(name="base")], min_length=1
     )
+    #: paraphrase sets of the prompts (``agents.prompt_variant`` when not crossed)
+    prompt_variants: list[str] | None = Field(None, min_length=1)
+    #: ``none`` / ``delimit`` (``agents.defence`` when not crossed)
+    defences: list[Literal["none", "delimit"]] | None = Field(None, min_length=1)
+    #: what the adversaries say, as matched sets (see the module docstring)
+    payloads: list[PayloadSpec] | None = Field(None, min_length=2)
+
+    @field_validator("payloads")
+    @classmethod
+    def _one_control(cls, v: list[PayloadSpec] | None) -> list[PayloadSpec] | None:
+        if v is None:
+            return v
+        names = [p.name for p in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"payload names must be unique: {names}")
+        marked = [p.name for p in v if p.control]
+        if len(marked) > 1:
+            raise ValueError(f"only one payload can be the control, not {marked}")
+        if not marked:  # the first level is the control
+            v = [v[0].model_copy(update={"control": True}), *v[1:]]
+        return v
 
     @field_validator("adversaries", mode="before")
     @classmethod
@@ -142,14 +178,24 @@ class ExperimentSpec(BaseModel):
     @property
     def n_cells(self) -> int:
         f = self.factors
-        lists: list[list[Any]] = [
-            f.models,
-            f.conditions,
-            f.topologies,
-            f.disclosures,
-            f.adversaries,
+        lists: list[list[Any]] = [f.models, f.conditions, f.topologies, f.disclosures]
+        # an arm that says something runs once per payload level
+        levels = len(f.payloads or ()) or 1
+        arms = sum(levels if f.payloads and payload_param(a) else 1 for a in f.adversaries)
+        return math.prod(len(x) for x in lists) * arms * len(self.agent_settings())
+
+    def agent_settings(self) -> list[AgentSettings]:
+        """``[agents]`` crossed with the prompt wordings and defences the spec varies.
+        Uncrossed, it is ``[agents]`` itself, so those trials keep their ids."""
+        f = self.factors
+        variants = f.prompt_variants or [self.agents.prompt_variant]
+        defences = f.defences or [self.agents.defence]
+        if variants == [self.agents.prompt_variant] and defences == [self.agents.defence]:
+            return [self.agents]
+        return [
+            self.agents.model_copy(update={"prompt_variant": v, "defence": d})
+            for v, d in itertools.product(variants, defences)
         ]
-        return math.prod(len(x) for x in lists)
 
     def trials(self) -> list[TrialSpec]:
         """Expand the factorial design; order is stable and ids are content hashes.
@@ -164,15 +210,17 @@ class ExperimentSpec(BaseModel):
         """The trials of ``trials()``, one at a time (a design of a billion trials streams)."""
         f = self.factors
         games: dict[str, GameConfig] = {}
-        for models, cond, topo, disc, adv in itertools.product(
-            f.models, f.conditions, f.topologies, f.disclosures, f.adversaries
-        ):
+        for models, cond, topo, disc, adv, agents in itertools.product(
+            f.models, f.conditions, f.topologies, f.disclosures, f.adversaries,
+            self.agent_settings(),
+        ):  # fmt: skip
             if cond.name not in games:
                 games[cond.name] = GameConfig.model_validate(
                     {**self.game.model_dump(), **cond.overrides()}
                 )
             game = games[cond.name]
             population = (models,) if isinstance(models, str) else tuple(models)
+            param = payload_param(adv) if f.payloads else None
             for rep in range(self.repetitions if repetitions is None else repetitions):
                 content = {
                     "seed": self.seed,
@@ -183,23 +231,30 @@ class ExperimentSpec(BaseModel):
                     "topology": topo,
                     "disclosure": disc.value,
                     "adversary": adv.model_dump(mode="json"),
-                    "agents": self.agents.model_dump(mode="json"),
+                    "agents": agents.model_dump(mode="json"),
                 }
-                digest = hashlib.sha256(
-                    json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
-                ).hexdigest()
-                yield TrialSpec(
-                    trial_id=digest[:16],
-                    seed=int(digest[16:32], 16) % (2**63),
-                    repetition=rep,
-                    condition=cond.name,
-                    game=game,
-                    models=population,
-                    topology=topo,
-                    disclosure=disc,
-                    adversary=adv,
-                    agents=self.agents,
-                )
+                base = _digest(content)
+                common = {
+                    "repetition": rep,
+                    "condition": cond.name,
+                    "game": game,
+                    "models": population,
+                    "topology": topo,
+                    "disclosure": disc,
+                    "agents": agents,
+                }
+                if param is None or not f.payloads:
+                    yield TrialSpec(trial_id=base[:16], seed=_seed(base), adversary=adv,
+                                    **common)  # fmt: skip
+                    continue
+                for level in f.payloads:
+                    said = adv.model_copy(update={"params": {**adv.params, param: level.text}})
+                    digest = _digest(
+                        {**content, "adversary": said.model_dump(mode="json"),
+                         "payload": level.model_dump(mode="json")}
+                    )  # fmt: skip
+                    yield TrialSpec(trial_id=digest[:16], seed=_seed(base), adversary=said,
+                                    payload=level, match=base[:16], **common)  # fmt: skip
 
     def model_strings(self) -> list[str]:
         """Every model a trial of this design may call or play: honest seats' and the
@@ -266,6 +321,24 @@ class ExperimentSpec(BaseModel):
                         f"adversary {adv.label}: placement {adv.placement} must list "
                         f"{adv.count} distinct seats in 0..{n - 1}"
                     )
+        variants = {self.agents.prompt_variant, *(self.factors.prompt_variants or [])}
+        for v in sorted(variants - set(PARAPHRASES)):
+            problems.append(f"unknown prompt_variant {v!r}; known: {', '.join(PARAPHRASES)}")
+        if self.factors.payloads:
+            crossed = [a for a in self.factors.adversaries if payload_param(a)]
+            if not crossed:
+                problems.append(
+                    "payloads need an adversary arm that says them (one of: "
+                    + ", ".join(n for n, k in ADVERSARIES.items() if k.payload)
+                    + ")"
+                )
+            for adv in crossed:
+                param = payload_param(adv)
+                if param in adv.params:
+                    problems.append(
+                        f"adversary {adv.label}: the payloads factor sets {param!r}; "
+                        "leave it out of the arm"
+                    )
         names = [c.name for c in self.factors.conditions]
         if len(set(names)) != len(names):
             problems.append(f"condition names must be unique: {names}")
@@ -294,6 +367,27 @@ class ExperimentSpec(BaseModel):
             raise SpecError("invalid spec:\n  - " + "\n  - ".join(problems))
 
 
+def _digest(content: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _seed(digest: str) -> int:
+    return int(digest[16:32], 16) % (2**63)
+
+
+def payload_param(adv: AdversarySpec) -> str | None:
+    """The parameter of ``adv``'s kind that a ``payloads`` factor sets, or None when the
+    arm says nothing a payload could replace (``none``, or a kind that takes none)."""
+    if adv.kind == "none" or adv.count == 0:
+        return None
+    try:
+        return ADVERSARIES.get(adv.kind).payload
+    except StagbenchError:  # an unknown kind: ``check`` says so
+        return None
+
+
 def _duplicates(f: Factors) -> list[str]:
     """Factor entries given twice: each would give the same trials (the same ids) twice."""
     out = []
@@ -301,6 +395,8 @@ def _duplicates(f: Factors) -> list[str]:
         ("models", [(e if isinstance(e, str) else tuple(e), repr(e)) for e in f.models]),
         ("topologies", [(t, repr(t)) for t in f.topologies]),
         ("disclosures", [(d.value, repr(d.value)) for d in f.disclosures]),
+        ("prompt_variants", [(v, repr(v)) for v in f.prompt_variants or []]),
+        ("defences", [(d, repr(d)) for d in f.defences or []]),
         (
             "adversaries",
             [
@@ -331,8 +427,37 @@ def _format_validation(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_spec(text: str, source: str = "<string>") -> ExperimentSpec:
-    """Parse and validate spec text; every problem becomes a ``SpecError``."""
+def inline_graph_files(spec: ExperimentSpec, base: Path | None) -> None:
+    """Read each ``graph_file(path=...)`` topology (a relative path from ``base``, the
+    spec's folder) and put its edges in its place (``edges(pairs=...)``): trials then
+    carry the graph itself, so a run does not depend on where the file is, and a changed
+    file makes new trials instead of changing old ones."""
+    topologies = spec.factors.topologies
+    for i, topo in enumerate(topologies):
+        try:
+            kind, params = parse_call(topo, "topology", SpecError)
+        except StagbenchError:
+            continue  # ``check`` says what is wrong with it
+        if normalise(kind) != "graph_file" or "path" not in params:
+            continue
+        extra = set(params) - {"path", "directed"}
+        if extra:
+            raise SpecError(f"topology {topo!r}: unknown parameter(s) {sorted(extra)}")
+        path = Path(str(params["path"])).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        try:
+            graph = read_graph_file(path, params.get("directed"))
+        except StagbenchError as exc:
+            raise SpecError(f"topology {topo!r}: {exc}") from exc
+        topologies[i] = inline_graph(graph, path.stem)
+
+
+def parse_spec(
+    text: str, source: str = "<string>", base_dir: str | Path | None = None
+) -> ExperimentSpec:
+    """Parse and validate spec text; every problem becomes a ``SpecError``. Graph files
+    are read from ``base_dir`` (the spec's folder; default: the working directory)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -341,6 +466,7 @@ def parse_spec(text: str, source: str = "<string>") -> ExperimentSpec:
         spec = ExperimentSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_format_validation(exc, source)) from exc
+    inline_graph_files(spec, Path(base_dir) if base_dir is not None else None)
     spec.check()
     return spec
 
@@ -354,7 +480,7 @@ def load_spec(path: str | Path) -> tuple[ExperimentSpec, str]:
         raise SpecError(f"spec file not found: {p}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec file {p}: {exc}") from exc
-    return parse_spec(text, str(p)), text
+    return parse_spec(text, str(p), p.parent), text
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -564,6 +564,31 @@ def import_(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def view(
+    run_dir: Annotated[Path, typer.Argument(help="a results folder")],
+    out: Annotated[
+        Path | None, typer.Option(help="where to write the pages (default RUN_DIR/view)")
+    ] = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="open the index in the default browser")
+    ] = False,
+) -> None:
+    """Transcripts as web pages: trials filterable by factor; per trial the graph, the
+    messages, actions, payoffs and every model call. Static files: open them from disk."""
+    from stagbench.viewer import build_view
+
+    try:
+        index = build_view(run_dir, out)
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    console.print(f"Viewer: {index.resolve()}")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(index.resolve().as_uri())
+
+
 def main() -> None:
     app()
 

@@ -83,6 +83,7 @@ def test_report_command_writes_everything(run: Path) -> None:
     assert page.h2 == [
         "Overview", "Cooperation", "Comparisons", "Payoffs and welfare", "Regression",
         "Archetypes", "Betrayal detection", "Parse failures and truncations",
+        "Injection and persuasion",
     ]  # fmt: skip
     assert len(page.srcs) >= 4 and all(s.startswith("data:image/png;base64,") for s in page.srcs)
     md = (out / "report.md").read_text()

@@ -40,6 +40,7 @@ from stagbench.records.trial import (
     AgentSettings,
     Disclosure,
     GameConfig,
+    PayloadSpec,
     TrialSpec,
 )
 
@@ -63,6 +64,7 @@ __all__ = [
     "MessageEvent",
     "ModelCallEvent",
     "ModelCallRecord",
+    "PayloadSpec",
     "RoundEndEvent",
     "SeatInfo",
     "Transcript",

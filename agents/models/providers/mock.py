@@ -2,7 +2,10 @@
 runs in tests with no key and no network.
 
 Built-in names: ``stag``, ``hare``, ``random`` (seeded by the call's seed), ``garbage``
-(never parses). Others come from ``register_mock`` in code or from the spec:
+(never parses), ``gullible`` (hunts stag but obeys an order to play an action that it
+finds in the messages it received, unless its rules carry the ``delimit`` defence: a
+planted susceptible model for measuring injections and defences). Others come from
+``register_mock`` in code or from the spec:
 ``[model_settings."mock/x"] options = {replies = ["...", "..."], latency_s = 0.05}``.
 Replies are cycled; a callable gets (messages, schema name) and returns the text. A reply
 longer than ``max_tokens`` (four characters a token) is cut there and reported with
@@ -57,7 +60,28 @@ def _garbage(messages: list[ChatMessage], purpose: str | None) -> str:
     return "Hmm, let me think about what the other hunters might do..."
 
 
-BUILTIN: dict[str, ReplyFn] = {"stag": _fixed("stag"), "hare": _fixed("hare"), "garbage": _garbage}
+def _gullible(messages: list[ChatMessage], purpose: str | None) -> str:
+    # The prompt quotes received messages only in its user turn; the rules (system turn)
+    # say whether the delimit defence fences them, and then this model heeds it fully.
+    from stagbench.agents.prompts import DELIMIT_RULE
+    from stagbench.agents.scripted import order_in
+
+    system = " ".join(m.content for m in messages if m.role == "system")
+    user = [m.content for m in messages if m.role == "user"]
+    order = None if DELIMIT_RULE in system or not user else order_in(user[0])
+    action = order.value if order is not None else "stag"
+    if purpose == "talk":
+        return json.dumps({"message": f"I will hunt {action} this round."})
+    why = "I was told to." if order is not None else "Stag pays most if we all hunt it."
+    return json.dumps({"reasoning": why, "action": action})
+
+
+BUILTIN: dict[str, ReplyFn] = {
+    "stag": _fixed("stag"),
+    "hare": _fixed("hare"),
+    "garbage": _garbage,
+    "gullible": _gullible,
+}
 REGISTERED: dict[str, list[str] | ReplyFn] = {}
 
 
