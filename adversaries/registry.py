@@ -25,12 +25,16 @@ class AdversaryKind:
     ``model_backed``: its inner agent is an LLM it instructs (it needs a model string, by
     default the trial's first model); otherwise it wraps ``scripted/always-stag`` unless
     the spec names a model.
+
+    ``payload``: the parameter holding what it says to the others, which a spec's
+    ``payloads`` factor sets (matched sets differing only in it); None: it takes none.
     """
 
     name: str
     factory: Callable[..., Agent]
     description: str
     model_backed: bool = False
+    payload: str | None = None
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -48,11 +52,15 @@ ADVERSARIES: Registry[AdversaryKind] = Registry("adversary", StrategyError)
 W = TypeVar("W", bound=Callable[..., Any])
 
 
-def adversary(name: str, description: str, *, model_backed: bool = False) -> Callable[[W], W]:
-    """Register a wrapper class (or factory) as the adversary kind ``name``."""
+def adversary(
+    name: str, description: str, *, model_backed: bool = False, payload: str | None = None
+) -> Callable[[W], W]:
+    """Register a wrapper class (or factory) as the adversary kind ``name``; ``payload``
+    names the parameter holding what it says (see ``AdversaryKind``)."""
 
     def register(factory: W) -> W:
-        ADVERSARIES.register(name, AdversaryKind(name, factory, description, model_backed))
+        kind = AdversaryKind(name, factory, description, model_backed, payload)
+        ADVERSARIES.register(name, kind)
         return factory
 
     return register

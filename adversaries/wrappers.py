@@ -59,7 +59,7 @@ class Wrapper:
         return self._coins[round_]
 
 
-@adversary("byzantine", "signals stag, always hunts hare")
+@adversary("byzantine", "signals stag, always hunts hare", payload="signal")
 @dataclass
 class Byzantine(Wrapper):
     """Always signals stag, always plays hare."""
@@ -68,7 +68,7 @@ class Byzantine(Wrapper):
         return True
 
 
-@adversary("soft", "signals stag, hunts hare with probability p (default 0.5)")
+@adversary("soft", "signals stag, hunts hare with probability p (default 0.5)", payload="signal")
 @dataclass
 class SoftByzantine(Wrapper):
     """Always signals stag; plays hare with probability ``p``, else as the inner agent."""
@@ -86,7 +86,11 @@ class SoftByzantine(Wrapper):
         return Utterance(text=self.signal_text())
 
 
-@adversary("delayed", "plays as its inner agent for k rounds (default 2), then betrays")
+@adversary(
+    "delayed",
+    "plays as its inner agent for k rounds (default 2), then betrays",
+    payload="signal",
+)
 @dataclass
 class Delayed(Wrapper):
     """Plays as the inner agent for ``k`` rounds, then signals stag and plays hare."""
@@ -107,7 +111,11 @@ DEFAULT_INJECTION = (
 )
 
 
-@adversary("injector", "its cheap talk carries a prompt injection (payload=...); hunts hare")
+@adversary(
+    "injector",
+    "its cheap talk carries a prompt injection (payload=...); hunts hare",
+    payload="payload",
+)
 @dataclass
 class Injector(Wrapper):
     """Carries a prompt injection aimed at the other agents in its cheap talk; plays hare."""

@@ -235,7 +235,12 @@ class LLMAgent:
             messages = [
                 *messages,
                 ChatMessage(role="assistant", content=raw),
-                ChatMessage(role="user", content=reask_text(error or "unparseable", schema)),
+                ChatMessage(
+                    role="user",
+                    content=reask_text(
+                        error or "unparseable", schema, self.settings.prompt_variant
+                    ),
+                ),
             ]
         return None, calls, error
 

@@ -1,53 +1,85 @@
-"""Archetypes of how an agent reacts to betrayal, with the rule and thresholds in one place.
+"""Archetypes of how an agent reacts to betrayal, calibrated against noise.
 
-Per agent-trial (from ``metrics.agent_trials``), in this order:
+Per agent-trial (from ``metrics.agent_trials``), a descriptive pattern, in this order:
 1. Pre-emptive defector: hunted hare before seeing any other player hunt hare.
 2. Unclassified: no trigger seen, or fewer than ``min_rounds_after`` valid actions after it.
-3. Defection-Prone: hare in the round after the trigger and never stag again.
-4. Cooperation-Persistent: stag in the round after the trigger and in at least
+3. Cooperation-Persistent: stag in the round after the trigger and in at least
    ``persist_min_stag`` of the rounds after it.
-5. Adaptive/Forgiving: hunted hare after the trigger, then returned to stag.
+4. Adaptive/Forgiving: hunted hare after the trigger, then returned to stag.
+5. Defection-Prone: hunted hare after the trigger and never stag again, although it had
+   a chance to forgive (a later round in which no other player hunted hare). Without such
+   a chance (everyone kept defecting: an all-tit-for-tat group) forgiveness is untested,
+   and the agent-trial is Unclassified.
 6. Unclassified otherwise (mixed evidence).
 
-Per model: the most common label among its classified agent-trials, with a bootstrap
-over trials giving how often resampling keeps that label (its confidence).
+A pattern is not a label: a strategy that is noise (``random(p=0.5)``) shows every
+pattern. Per model and condition (a group of agent-trials) the label is the modal pattern
+only if the group's behaviour bears it out against noise:
+
+- Defection-Prone and Adaptive/Forgiving claim a reaction to the trigger: the group must
+  hunt hare after its triggers more often than a null in which each agent-trial's own
+  actions are shuffled across its rounds (its own base rate: the hares after the trigger
+  are then hypergeometric, its hares drawn into its rounds at random). One-sided test at
+  ``alpha`` on the summed count (normal approximation with continuity correction): a
+  strategy that switches when betrayed puts its hares after the trigger, noise does not.
+- Cooperation-Persistent claims steadiness: the group's stag rate after its triggers must
+  reach ``persist_min_stag`` with 1 - ``alpha`` confidence (one-sided lower bound, trials
+  as clusters), so noise that mostly cooperates (``random(p=0.7)``) is not steady.
+- Pre-emptive defector claims unprovoked defection: the group's hare rate before its
+  triggers must reach ``pre_emptive_min_hare`` the same way.
+
+Otherwise the label is "Unclassified/Inconsistent". Too few classified agent-trials
+(``min_agent_trials``) are "Unclassified/Inconsistent" too. The confidence is the share of
+bootstrap resamples of trials in which the whole rule gives the same label (Unclassified
+included), so a label that rests on a handful of trials says so.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
+
+from stagbench.analysis.stats import boot_weights
 
 PRE_EMPTIVE = "Pre-emptive defector"
 DEFECTION_PRONE = "Defection-Prone"
 COOPERATION_PERSISTENT = "Cooperation-Persistent"
 ADAPTIVE = "Adaptive/Forgiving"
-UNCLASSIFIED = "Unclassified"
-LABELS = (DEFECTION_PRONE, COOPERATION_PERSISTENT, ADAPTIVE, PRE_EMPTIVE, UNCLASSIFIED)
+UNCLASSIFIED = "Unclassified/Inconsistent"
+#: behavioural labels, in the order of the integer codes used below
+PATTERNS = (PRE_EMPTIVE, DEFECTION_PRONE, COOPERATION_PERSISTENT, ADAPTIVE)
+LABELS = (*PATTERNS, UNCLASSIFIED)
 
 
 @dataclass(frozen=True)
 class Rule:
     min_rounds_after: int = 2
     persist_min_stag: float = 0.75
+    pre_emptive_min_hare: float = 0.75
+    alpha: float = 0.05
+    min_agent_trials: int = 5
 
 
 RULE = Rule()
 
 
 def classify_row(row: pd.Series, rule: Rule = RULE) -> str:
+    """The pattern of one agent-trial (see the module docstring)."""
     if row["pre_emptive"]:
         return PRE_EMPTIVE
     if pd.isna(row["trigger_round"]) or row["rounds_after"] < rule.min_rounds_after:
         return UNCLASSIFIED
-    if row["adaptation"] == "permanent" and row["switched"]:
-        return DEFECTION_PRONE
     if not row["switched"] and row["stag_rate_after"] >= rule.persist_min_stag:
         return COOPERATION_PERSISTENT
     if row["returned"]:
         return ADAPTIVE
+    if row["switched"] and row["adaptation"] == "permanent" and row["forgive_chance"]:
+        return DEFECTION_PRONE
     return UNCLASSIFIED
 
 
@@ -59,7 +91,8 @@ def has_evidence(row: pd.Series, rule: Rule = RULE) -> bool:
 
 
 def classify(agent_trials: pd.DataFrame, rule: Rule = RULE) -> pd.DataFrame:
-    """``agent_trials`` with an ``archetype`` column: ``classify_row`` over whole columns."""
+    """``agent_trials`` with an ``archetype`` column (the pattern): ``classify_row`` over
+    whole columns."""
     out = agent_trials.copy()
     if out.empty:
         out["archetype"] = []
@@ -67,82 +100,238 @@ def classify(agent_trials: pd.DataFrame, rule: Rule = RULE) -> pd.DataFrame:
     pre = out["pre_emptive"].astype(bool).to_numpy()
     short = (out["trigger_round"].isna() | (out["rounds_after"] < rule.min_rounds_after)).to_numpy()
     switched = out["switched"].astype(bool).to_numpy()
-    dp = switched & (out["adaptation"] == "permanent").to_numpy()
     cp = ~switched & (out["stag_rate_after"] >= rule.persist_min_stag).fillna(False).to_numpy()
     adaptive = out["returned"].astype(bool).to_numpy()
+    dp = (
+        switched
+        & (out["adaptation"] == "permanent").to_numpy()
+        & out["forgive_chance"].astype(bool).to_numpy()
+    )
     out["archetype"] = np.select(
-        [pre, short, dp, cp, adaptive],
-        [PRE_EMPTIVE, UNCLASSIFIED, DEFECTION_PRONE, COOPERATION_PERSISTENT, ADAPTIVE],
+        [pre, short, cp, adaptive, dp],
+        [PRE_EMPTIVE, UNCLASSIFIED, COOPERATION_PERSISTENT, ADAPTIVE, DEFECTION_PRONE],
         default=UNCLASSIFIED,
     )
     return out
 
 
-def _modal(labels: pd.Series) -> str:
-    classified = labels[labels != UNCLASSIFIED]
-    if classified.empty:
-        return UNCLASSIFIED
-    counts = classified.value_counts()
-    return str(counts.index[0])
+# -- the calibrated label of a group ---------------------------------------------------------
+#: per-trial sums the rule reads: pattern counts, the reaction evidence, and for the pre-
+#: and post-trigger rates the sums a cluster-robust variance needs (k, n, k^2, k n, n^2, 1)
+_LEVELS = ("pre", "post")
+_FEATURES = (
+    *(f"n_{i}" for i in range(len(PATTERNS))),
+    "responses",
+    "response_hare",
+    "null_mean",
+    "null_var",
+    *(f"{lv}_{part}" for lv in _LEVELS for part in ("k", "n", "kk", "kn", "nn", "t")),
+)
 
 
-def model_labels(
-    classified: pd.DataFrame, n_boot: int = 500, seed: int = 0, by: str = "model"
+def _trial_features(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group (``by``) and trial: the sums in ``_FEATURES``, in one pass over the
+    agent-trials (indexed by the ``by`` columns and trial_id)."""
+    code = at["archetype"].map({lab: i for i, lab in enumerate(PATTERNS)})
+    n = at["n_valid"].to_numpy(dtype=float)
+    post = at["post_n"].to_numpy(dtype=float)
+    hare_after = post - at["post_stag"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(n > 0, at["n_hare"].to_numpy(dtype=float) / n, 0.0)
+        # hypergeometric: post_n of the agent's n actions drawn at random hold its hares
+        var = np.where(n > 1, post * p * (1 - p) * (n - post) / (n - 1), 0.0)
+    has = post > 0
+    cols: dict[str, Any] = {
+        **{c: at[c].astype(str).to_numpy() for c in by},
+        "trial_id": at["trial_id"].astype(str).to_numpy(),
+        **{f"n_{i}": (code == i).to_numpy(dtype=float) for i in range(len(PATTERNS))},
+        "responses": has.astype(float),
+        "response_hare": np.where(has, hare_after, 0.0),
+        "null_mean": np.where(has, post * p, 0.0),
+        "null_var": np.where(has, var, 0.0),
+        # the pre-trigger rate counts hare, the post-trigger rate counts stag
+        "pre_k": at["pre_hare"].to_numpy(dtype=float),
+        "pre_n": at["pre_n"].to_numpy(dtype=float),
+        "post_k": at["post_stag"].to_numpy(dtype=float),
+        "post_n": at["post_n"].to_numpy(dtype=float),
+    }
+    per = pd.DataFrame(cols).groupby([*by, "trial_id"], sort=True).sum()
+    for lv in _LEVELS:
+        kl, nl = per[f"{lv}_k"], per[f"{lv}_n"]
+        per[f"{lv}_kk"], per[f"{lv}_kn"], per[f"{lv}_nn"] = kl * kl, kl * nl, nl * nl
+        per[f"{lv}_t"] = (nl > 0).astype(float)
+    return per[list(_FEATURES)]
+
+
+def _groups(at: pd.DataFrame, by: list[str]) -> Any:
+    """(key tuple, per-trial feature matrix, trial ids) for each group."""
+    feats = _trial_features(at, by)
+    for key, g in feats.groupby(level=list(range(len(by))), sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        yield key, g.to_numpy(dtype=float), g.index.get_level_values("trial_id").to_numpy()
+
+
+def _lower_bound(col: dict[str, np.ndarray], lv: str, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """The rate of level ``lv`` and its one-sided lower confidence bound, trials as
+    clusters: cluster-robust normal when the rate varies, Wilson on the number of trials
+    when it does not (every trial all one way)."""
+    k, n, t = col[f"{lv}_k"], col[f"{lv}_n"], col[f"{lv}_t"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(n > 0, k / n, np.nan)
+        ss = col[f"{lv}_kk"] - 2 * r * col[f"{lv}_kn"] + r * r * col[f"{lv}_nn"]
+        var = np.where(t > 1, t / (t - 1) * np.clip(ss, 0, None) / (n * n), np.nan)
+        normal = r - z * np.sqrt(var)
+        # Wilson lower bound at p = 1 with t observations is 1 / (1 + z^2 / t)
+        edge = np.where(r >= 1, 1 / (1 + z * z / t), 0.0)
+    lower = np.where((r <= 0) | (r >= 1), edge, normal)
+    return r, np.nan_to_num(lower, nan=0.0)
+
+
+def _decide(f: np.ndarray, rule: Rule) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The rule on summed features, vectorised: ``f`` is (replicates x features). Returns
+    label codes (0..3 the patterns, 4 Unclassified/Inconsistent) and the evidence."""
+    counts = f[:, : len(PATTERNS)]
+    col = {name: f[:, i] for i, name in enumerate(_FEATURES)}
+    classified = counts.sum(1)
+    modal = np.argmax(counts, axis=1)
+    top = np.take_along_axis(counts, modal[:, None], 1)[:, 0]
+    tied = (counts == top[:, None]).sum(1) > 1
+    z_crit = float(sps.norm.ppf(1 - rule.alpha))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.sqrt(col["null_var"])
+        excess = col["response_hare"] - col["null_mean"] - 0.5  # continuity correction
+        z = np.where(sd > 0, excess / np.where(sd > 0, sd, 1), -np.inf)
+    pre_rate, pre_lo = _lower_bound(col, "pre", z_crit)
+    post_rate, post_lo = _lower_bound(col, "post", z_crit)
+    reactive = z > z_crit
+    ok = np.select(
+        [modal == 0, modal == 1, modal == 2, modal == 3],
+        [
+            pre_lo >= rule.pre_emptive_min_hare,
+            reactive,
+            post_lo >= rule.persist_min_stag,
+            reactive,
+        ],
+        default=False,
+    )
+    ok &= (classified >= rule.min_agent_trials) & ~tied
+    labels = np.where(ok, modal, len(PATTERNS))
+    evidence = {
+        "z": z,
+        "pre_rate": pre_rate,
+        "pre_lo": pre_lo,
+        "post_rate": post_rate,
+        "post_lo": post_lo,
+        "classified": classified,
+    }
+    return labels, evidence
+
+
+def group_labels(
+    classified: pd.DataFrame,
+    by: list[str],
+    n_boot: int = 500,
+    seed: int = 0,
+    rule: Rule = RULE,
 ) -> pd.DataFrame:
-    """Per model: label, share of its agent-trials with it, and bootstrap confidence
-    (resampling trials with replacement, how often the modal label stays the same)."""
+    """Per group (e.g. model x condition): the calibrated label, its bootstrap confidence
+    and the evidence behind it (see the module docstring)."""
     rng = np.random.default_rng(seed)
     rows = []
-    for model, g in classified.groupby(by, observed=True):
-        label = _modal(g["archetype"])
-        # trials x labels count matrix; a resample is a weighted sum of its rows.
-        counts_by_trial = pd.crosstab(g["trial_id"].astype(str), g["archetype"])
-        ranked = [c for c in counts_by_trial.columns if c != UNCLASSIFIED]
-        matrix = counts_by_trial[ranked].to_numpy(dtype=float) if ranked else None
+    if classified.empty:
+        return pd.DataFrame(columns=[*by, "label", "confidence"])
+    patterns = {
+        k if isinstance(k, tuple) else (k,): v
+        for k, v in classified.groupby([classified[c].astype(str) for c in by], sort=True)[
+            "archetype"
+        ]
+    }
+    for key, matrix, _ in _groups(classified, by):
+        labels, ev = _decide(matrix.sum(0, keepdims=True), rule)
+        label = int(labels[0])
         same = 0
-        if matrix is not None and label != UNCLASSIFIED:
-            n_trials = matrix.shape[0]
-            target = ranked.index(label)
-            for _ in range(n_boot):
-                weights = np.bincount(rng.integers(0, n_trials, n_trials), minlength=n_trials)
-                totals = weights @ matrix
-                same += totals.max() > 0 and int(np.argmax(totals)) == target
-        elif label == UNCLASSIFIED:
-            same = n_boot
-        counts = g["archetype"].value_counts()
+        n_trials = matrix.shape[0]
+        if n_boot > 0:
+            done = 0
+            batch = max(1, min(n_boot, 4_000_000 // max(n_trials, 1)))
+            while done < n_boot:
+                size = min(batch, n_boot - done)
+                w = boot_weights(n_trials, size, rng)
+                boot_labels, _ = _decide(w @ matrix, rule)
+                same += int((boot_labels == label).sum())
+                done += size
+        z = float(ev["z"][0])
+        counts = patterns[key].value_counts()
+        n_cls = int(ev["classified"][0])
         rows.append(
             {
-                by: model,
-                "label": label,
-                "share": float(counts.get(label, 0) / len(g)),
-                "confidence": same / n_boot if n_boot else float("nan"),
-                "agent_trials": len(g),
-                "unclassified": float(counts.get(UNCLASSIFIED, 0) / len(g)),
+                **dict(zip(by, key, strict=True)),
+                "label": LABELS[label],
+                "confidence": same / n_boot if n_boot else math.nan,
+                "agent_trials": int(counts.sum()),
+                "trials": n_trials,
+                "classified": n_cls,
+                "modal_pattern": PATTERNS[int(np.argmax(matrix.sum(0)[: len(PATTERNS)]))]
+                if n_cls
+                else UNCLASSIFIED,
+                "modal_share": float(matrix.sum(0)[: len(PATTERNS)].max() / n_cls)
+                if n_cls
+                else math.nan,
+                "reaction_z": z if math.isfinite(z) else math.nan,
+                "reaction_p": float(sps.norm.sf(z)) if math.isfinite(z) else math.nan,
+                "pre_trigger_hare": float(ev["pre_rate"][0]),
+                "pre_trigger_hare_lo": float(ev["pre_lo"][0]),
+                "post_trigger_stag": float(ev["post_rate"][0]),
+                "post_trigger_stag_lo": float(ev["post_lo"][0]),
                 **{f"n_{lab}": int(counts.get(lab, 0)) for lab in LABELS},
             }
         )
     return pd.DataFrame(rows)
 
 
-def stability(classified: pd.DataFrame, by: str = "model") -> pd.DataFrame:
-    """Does each model keep its label across cohorts: split halves of trials (by trial id
-    parity) and repetition (seed) cohorts."""
+def model_labels(
+    classified: pd.DataFrame, n_boot: int = 500, seed: int = 0, by: str = "model"
+) -> pd.DataFrame:
+    """Per model (pooled over conditions): ``group_labels`` by one column."""
+    return group_labels(classified, [by], n_boot=n_boot, seed=seed)
+
+
+def stability(
+    classified: pd.DataFrame,
+    by: str | list[str] = "model",
+    rule: Rule = RULE,
+    n_cohorts: int = 4,
+) -> pd.DataFrame:
+    """Does each group keep its label across cohorts: split halves of trials (alternate
+    trial ids) and ``n_cohorts`` seed cohorts (repetition modulo ``n_cohorts``), each
+    labelled by the whole rule."""
+    keys = [by] if isinstance(by, str) else list(by)
     rows = []
-    for model, g in classified.groupby(by, observed=True):
-        ids = sorted(g["trial_id"].unique())
-        half = {t: i % 2 for i, t in enumerate(ids)}
-        halves = [_modal(g[g["trial_id"].map(half) == h]["archetype"]) for h in (0, 1)]
-        reps = [_modal(x["archetype"]) for _, x in g.groupby("repetition", observed=True)]
-        overall = _modal(g["archetype"])
+
+    def label_of(matrix: np.ndarray) -> str:
+        if matrix.shape[0] == 0:
+            return UNCLASSIFIED
+        return LABELS[int(_decide(matrix.sum(0, keepdims=True), rule)[0][0])]
+
+    reps = classified.assign(_t=classified["trial_id"].astype(str)).groupby("_t")["repetition"]
+    rep_of = reps.first().astype(int)
+    for key, matrix, trial_ids in _groups(classified, keys):
+        parity = np.arange(len(trial_ids)) % 2  # trial ids are sorted: alternate halves
+        halves = [label_of(matrix[parity == h]) for h in (0, 1)]
+        cohort = rep_of.reindex(trial_ids).to_numpy() % n_cohorts
+        cohorts = [label_of(matrix[cohort == c]) for c in sorted(set(cohort))]
+        overall = label_of(matrix)
         rows.append(
             {
-                by: model,
+                **dict(zip(keys, key, strict=True)),
                 "label": overall,
                 "half_a": halves[0],
                 "half_b": halves[1],
                 "halves_agree": halves[0] == halves[1],
-                "seed_cohorts": len(reps),
-                "seed_agreement": float(np.mean([r == overall for r in reps])) if reps else np.nan,
+                "seed_cohorts": len(cohorts),
+                "seed_agreement": float(np.mean([c == overall for c in cohorts]))
+                if cohorts
+                else np.nan,
             }
         )
     return pd.DataFrame(rows)

@@ -55,8 +55,11 @@ def _writings(df: pd.DataFrame, trial_id: str, seat: int, after: int) -> list[tu
     return out
 
 
-async def judge_detection(df: pd.DataFrame, agent_trials: pd.DataFrame, ask: Ask) -> pd.DataFrame:
-    """Judge every agent-trial with an observed betrayal; returns judge columns per row."""
+async def judge_detection(
+    df: pd.DataFrame, agent_trials: pd.DataFrame, ask: Ask, player_name: str = "P{n}"
+) -> pd.DataFrame:
+    """Judge every agent-trial with an observed betrayal; returns judge columns per row.
+    ``player_name`` is how the transcripts name a player (``{n}`` = seat + 1)."""
     todo = agent_trials[agent_trials["betrayal_round"].notna()]
 
     async def one(row: pd.Series) -> dict[str, object]:
@@ -65,8 +68,9 @@ async def judge_detection(df: pd.DataFrame, agent_trials: pd.DataFrame, ask: Ask
         if not writings:
             return {"judge_detected": False, "judge_latency": np.nan, "judge_error": None}
         lines = "\n".join(f"round {r}: {json.dumps(text)}" for r, text in writings)
+        me = player_name.format(n=int(row["seat"]) + 1)
         prompt = PROMPT.format(
-            betrayer=f"P{int(row['betrayer']) + 1}", me=row["player"], t=t, lines=lines
+            betrayer=player_name.format(n=int(row["betrayer"]) + 1), me=me, t=t, lines=lines
         )
         try:
             data = await ask(prompt, SCHEMA)

@@ -15,24 +15,25 @@ Definitions
 - cost of persistence: sum over rounds after the trigger of (hare payoff - payoff): what
   the agent lost by not switching to hare, which pays the same whatever others do.
 - detection latency: rounds from an observed betrayal to the agent's first later message
-  or reasoning that names the betrayer or voices distrust (lexical detector below).
+  or reasoning that names the betrayer or voices distrust (``analysis.lexical``, with the
+  vocabularies of the run's ``[analysis]`` table).
+- response: the agent's first valid action after the trigger; its null probability of
+  being hare is the agent's own hare share over the trial (the chance of hare at that
+  round if the agent's actions were shuffled across its rounds: its own base rate).
+- chance to forgive: after switching to hare, a round in which no other player hunted hare
+  (a clean round), followed by a round in which the agent acted: a forgiving agent returns
+  to stag there, an unforgiving one does not.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-DISTRUST = re.compile(
-    r"\b(betray\w*|lie[ds]?|liar|lying|deceiv\w*|decept\w*|cheat\w*|untrustworthy|"
-    r"distrust\w*|can(?:'|no)t trust|don'?t trust|not trust\w*|backstab\w*|broke (?:their|his|her) "
-    r"(?:word|promise))\b",
-    re.I,
-)
+from stagbench.analysis.lexical import DEFAULT, Detector
 
 
 def rate(values: pd.Series) -> float:
@@ -83,17 +84,15 @@ def betrayal_events(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[mask, cols].reset_index(drop=True)
 
 
-def detects(text: object, betrayer: str) -> bool:
-    """Lexical detector: names the betrayer (e.g. ``P3``) or voices distrust."""
-    if not isinstance(text, str) or not text:
-        return False
-    if re.search(rf"\b{re.escape(betrayer)}\b", text):
-        return True
-    return bool(DISTRUST.search(text))
+def detects(text: object, seat: int, detector: Detector = DEFAULT) -> bool:
+    """Lexical detector: names the player in ``seat`` (``P3``, ``Agent_3``, ...) or voices
+    distrust."""
+    return detector.detects(text, seat)
 
 
-def agent_trials(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per honest agent per trial: trigger, adaptation, persistence cost, detection."""
+def agent_trials(df: pd.DataFrame, detector: Detector = DEFAULT) -> pd.DataFrame:
+    """One row per honest agent per trial: trigger, adaptation, persistence cost, detection,
+    and what the archetype calibration needs (base rate, response, chance to forgive)."""
     meta_cols = [
         "player", "model", "role", "population", "condition", "topology", "disclosure",
         "adversary_kind", "adversary_count", "adversary_placement", "repetition",
@@ -128,7 +127,9 @@ def agent_trials(df: pd.DataFrame) -> pd.DataFrame:
         honest_seats = {seat[i] for i in rows if role[i] == "honest"}
         for s in seats:
             if s in honest_seats:
-                out.append(_agent(tid[start], s, seats, rounds, a, p, h, t, float(hare[start])))
+                out.append(
+                    _agent(tid[start], s, seats, rounds, a, p, h, t, float(hare[start]), detector)
+                )
         start = stop
     res = pd.DataFrame(out)
     if res.empty:
@@ -148,6 +149,7 @@ def _agent(
     heard: dict[tuple[int, int], list[int]],
     talk: dict[tuple[int, int], tuple[str | None, str | None]],
     hare_payoff: float,
+    detector: Detector = DEFAULT,
 ) -> dict[str, Any]:
     betrayal_round = defection_round = betrayer = None
     pre_emptive = False
@@ -163,11 +165,19 @@ def _agent(
         if betrayal_round is not None:
             break
     trigger = betrayal_round if betrayal_round is not None else defection_round
-    after = [act[(r, s)] for r in rounds if trigger is not None and r > trigger]
-    valid_after = [a for a in after if a is not None]
-    switched = bool(valid_after) and valid_after[0] == "hare"
-    first_hare = next((i for i, a in enumerate(valid_after) if a == "hare"), None)
-    returned = first_hare is not None and "stag" in valid_after[first_hare:]
+    after_rounds = [r for r in rounds if trigger is not None and r > trigger]
+    valid_after = [(r, act[(r, s)]) for r in after_rounds if act[(r, s)] is not None]
+    after = [a for _, a in valid_after]
+    switched = bool(after) and after[0] == "hare"
+    first_hare = next((i for i, a in enumerate(after) if a == "hare"), None)
+    returned = first_hare is not None and "stag" in after[first_hare:]
+    chance = False
+    if switched:
+        t1 = valid_after[0][0]
+        clean = [
+            r for r in rounds if r >= t1 and not any(act[(r, j)] == "hare" for j in seats if j != s)
+        ]
+        chance = any(any(r > c for r, _ in valid_after) for c in clean)
     cost = (
         sum(hare_payoff - pay[(r, s)] for r in rounds if r > trigger and act[(r, s)] == "stag")
         if trigger is not None
@@ -175,16 +185,20 @@ def _agent(
     )
     latency = None
     if betrayal_round is not None and betrayer is not None:
-        label = f"P{betrayer + 1}"
         for r in rounds:
-            if r > betrayal_round and any(detects(t, label) for t in talk[(r, s)]):
+            if r > betrayal_round and any(detector.detects(t, betrayer) for t in talk[(r, s)]):
                 latency = r - betrayal_round
                 break
     valid = [a for a in (act[(r, s)] for r in rounds) if a is not None]
+    pre = [
+        a for r in rounds if (trigger is None or r <= trigger) and (a := act[(r, s)]) is not None
+    ]
     return {
         "trial_id": trial_id,
         "seat": s,
         "stag_rate": valid.count("stag") / len(valid) if valid else math.nan,
+        "n_valid": len(valid),
+        "n_hare": valid.count("hare"),
         "pre_emptive": pre_emptive,
         "betrayal_round": betrayal_round,
         "betrayer": betrayer,
@@ -195,15 +209,20 @@ def _agent(
             if betrayal_round is not None
             else ("defection" if trigger is not None else None)
         ),
-        "rounds_after": len(valid_after),
-        "stag_rate_after": valid_after.count("stag") / len(valid_after)
-        if valid_after
-        else math.nan,
+        "rounds_after": len(after),
+        "stag_rate_after": after.count("stag") / len(after) if after else math.nan,
+        "pre_n": len(pre),
+        "pre_hare": pre.count("hare"),
+        "post_n": len(after),
+        "post_stag": after.count("stag"),
+        "response_hare": (1.0 if switched else 0.0) if after else math.nan,
+        "null_hare": valid.count("hare") / len(valid) if valid and after else math.nan,
         "switched": switched,
         "returned": returned,
+        "forgive_chance": chance,
         "adaptation": (
             None
-            if not valid_after
+            if not after
             else (
                 "none"
                 if not switched and first_hare is None

@@ -1,5 +1,16 @@
 """``stagbench report RUN_DIR``: tables (Parquet), statistics, plots, and a self-contained
-HTML report (images inlined) with a Markdown twin."""
+HTML report (images inlined) with a Markdown twin.
+
+The report reads the folder's design first (``analysis.design``): missing, failed,
+foreign and tampered transcripts are listed at the top and left out of every statistic.
+Every rate is over honest agents unless its table says otherwise, and comes with n and a
+trial-clustered 95% interval; every table names its test. Every table is also written as
+``report/<name>.parquet``. Design factors are never pooled: the rows of each table are the
+design cells (condition x topology x disclosure x adversary arm x population, the factors
+that vary in the run).
+
+A new section is one function taking ``ReportData`` plus one entry in ``SECTIONS``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,7 @@ import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import cycle
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +28,35 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from stagbench.analysis import archetypes, metrics, stats  # noqa: E402
+from stagbench.analysis import archetypes, design, metrics, stats  # noqa: E402
+from stagbench.analysis.labels import legend, population_label, short_names  # noqa: E402
+from stagbench.analysis.lexical import DEFAULT, Detector, evaluate  # noqa: E402
 from stagbench.analysis.tables import LoadReport, agent_rounds, save_parquet  # noqa: E402
 from stagbench.errors import TranscriptError  # noqa: E402
+
+#: the design factors a cell is made of, and how tables call them
+FACTORS = {
+    "condition": "condition",
+    "topology": "topology",
+    "disclosure": "disclosure",
+    "adversary_arm": "adversary",
+    "population_label": "population",
+    "prompt_variant": "wording",
+    "defence": "defence",
+    "payload": "payload",
+}
+HONEST_NOTE = "honest agents only"
 
 
 @dataclass
 class Table:
     df: pd.DataFrame
     caption: str
+    name: str = ""
 
 
 @dataclass
@@ -44,8 +74,10 @@ class Section:
     def text(self, s: str) -> None:
         self.blocks.append(s)
 
-    def table(self, df: pd.DataFrame, caption: str = "") -> None:
-        self.blocks.append(Table(df, caption))
+    def table(self, df: pd.DataFrame, caption: str = "", name: str | None = None) -> None:
+        """A table shown in the report and written as ``<name>.parquet``."""
+        auto = f"{self.title.lower().replace(' ', '_')}_{len(self.blocks)}"
+        self.blocks.append(Table(df, caption, name or auto))
 
     def figure(self, fig: Any, name: str, caption: str) -> None:
         buf = io.BytesIO()
@@ -55,7 +87,7 @@ class Section:
 
 
 def _fmt(v: object) -> str:
-    if isinstance(v, float):
+    if isinstance(v, float | np.floating):
         if math.isnan(v):
             return ""
         return f"{v:.4g}"
@@ -79,237 +111,657 @@ def _html_table(df: pd.DataFrame) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _rate_table(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    h = metrics.honest(df).dropna(subset=["stag"])
-    g = h.groupby(keys, observed=True)["stag"].agg(k="sum", n="count").reset_index()
-    ci = [stats.wilson(int(k), int(n)) for k, n in zip(g["k"], g["n"], strict=True)]
-    g["stag_rate"] = g["k"] / g["n"]
-    g["ci_lo"] = [c[0] for c in ci]
-    g["ci_hi"] = [c[1] for c in ci]
-    coord = (
-        df.drop_duplicates(["trial_id", "round"])
-        .groupby(keys, observed=True)["hunt_succeeded"]
-        .mean()
-        .rename("coordination")
-        .reset_index()
-    )
-    trials = df.groupby(keys, observed=True)["trial_id"].nunique().rename("trials").reset_index()
-    return g.merge(coord, on=keys).merge(trials, on=keys)
-
-
-def _condition_label(df: pd.DataFrame) -> pd.Series:
-    parts = [df[c].astype(str) for c in ("disclosure", "adversary_kind") if df[c].nunique() > 1]
-    if not parts:
-        return pd.Series("all", index=df.index)
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + " / " + p
-    return out
-
-
 @dataclass
 class ReportData:
-    """What every section reads: the agent-round table and what derives from it."""
+    """What every section reads: the analysed agent-round table (every role; rates filter
+    to honest agents) and what derives from it."""
 
     df: pd.DataFrame
     agent_trials: pd.DataFrame
     trials: pd.DataFrame
     load: LoadReport
     n_boot: int = 500
+    design: design.DesignCheck | None = None
+    #: the design factors that vary in this run (columns of df), in FACTORS order
+    factors: list[str] = field(default_factory=list)
+    #: full model name -> short label
+    short: dict[str, str] = field(default_factory=dict)
+    detector: Detector = DEFAULT
+    title: str = ""
+
+    @property
+    def honest(self) -> pd.DataFrame:
+        return stats.population(self.df)
 
 
 SectionFn = Callable[[ReportData], Section]
 
 
+# -- helpers ------------------------------------------------------------------------------
+def _display(df: pd.DataFrame) -> pd.DataFrame:
+    """Factor columns under their table names, as plain strings."""
+    out = df.rename(columns=FACTORS)
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].astype(str)
+    return out
+
+
+def _cell_label(frame: pd.DataFrame, factors: list[str]) -> pd.Series:
+    if not factors:
+        return pd.Series("all", index=frame.index)
+    parts = [frame[c].astype(str) for c in factors]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + " · " + p
+    return out
+
+
+def _trial_rounds(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop_duplicates(["trial_id", "round"])
+
+
+def _rates(d: ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
+    """Honest stag rate and full coordination per ``keys`` with clustered intervals. When
+    some honest agent-rounds have no valid action, also the stag share of all honest
+    agent-rounds (a failure counted as not stag, as some harnesses report it)."""
+    n_boot = max(d.n_boot, 200)
+    rho = stats.rate_table(d.honest, keys, "stag", n_boot, seed, prefix="stag_")
+    if d.honest["stag"].isna().any():
+        every = d.honest.assign(stag_all=d.honest["stag"].fillna(0.0))
+        share = stats.rate_table(every, keys, "stag_all", n_boot, seed, prefix="stag_all_")
+        share = share[[*keys, "stag_all_rate", "stag_all_ci_lo", "stag_all_ci_hi", "stag_all_n"]]
+        rho = rho.merge(share, on=keys, how="left") if keys else rho.join(share)
+    tr = _trial_rounds(d.df).assign(coord=lambda x: x["hunt_succeeded"].astype(float))
+    keys_c = [k for k in keys if k not in ("model", "model_label")]
+    phi = stats.rate_table(tr, keys_c, "coord", n_boot, seed + 1, prefix="coord_")
+    if keys_c:
+        return rho.merge(phi, on=keys_c, how="left")
+    return rho.assign(**{c: phi[c].iloc[0] for c in phi.columns})
+
+
+def _omnibus(d: ReportData, keys: list[str]) -> str:
+    """The clustered test that the honest stag rate is the same in every row."""
+    if not keys:
+        return "one cell: no test"
+    counts = stats.trial_counts(d.honest, keys, "stag")
+    if counts.empty:
+        return "no data"
+    groups = counts[keys].astype(str).agg(" · ".join, axis=1).to_numpy()
+    p = stats.omnibus_test(counts["k"], counts["n"], groups, n_perm=max(d.n_boot, 500))
+    if math.isnan(p):
+        return "one cell: no test"
+    return f"equal rates in every row: trial-clustered permutation chi-square, p = {p:.3g}"
+
+
+def _series_styles(n: int) -> list[dict[str, Any]]:
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    colours = [cmap(i % cmap.N) for i in range(cmap.N)]
+    markers = cycle(["o", "s", "^", "D", "v", "P", "X", "*"])
+    styles = cycle(["-", "--", "-.", ":"])
+    return [
+        {"color": colours[i % len(colours)], "marker": next(markers), "linestyle": next(styles)}
+        for i in range(n)
+    ]
+
+
+# -- sections -----------------------------------------------------------------------------
 def overview(d: ReportData) -> Section:
-    df, load = d.df, d.load
+    df = d.df
     s = Section("Overview")
-    s.text(
-        f"{df['trial_id'].nunique()} trials, {len(df)} agent-rounds, models: "
-        f"{', '.join(sorted(map(str, df['model'].unique())))}. Honest stag rate "
-        f"{metrics.honest_stag_rate(df):.3f}; full coordination "
-        f"{metrics.coordination_rate(df):.3f}."
-    )
-    if load.corrupt:
-        s.text(
-            f"WARNING: {len(load.corrupt)} transcript(s) could not be read and are NOT analysed:"
+    dc = d.design
+    if dc is not None:
+        if dc.problems:
+            s.text(
+                f"LEFT OUT: {dc.problems} trial(s) or file(s) are not analysed (missing, "
+                "failed, foreign, or corrupt or tampered: their payoffs do not re-derive "
+                "from their actions with the game engine). Every statistic below is "
+                "computed without them."
+            )
+            s.table(dc.table(), "What the design check found", "design_check")
+        for note in dc.notes:
+            s.text(f"Note: {note}.")
+        if dc.imported:
+            imp = dc.imported
+            s.text(
+                f"Imported from {', '.join(map(str, imp.get('sources', [])))} "
+                f"({imp.get('harness', 'another harness')}). {imp.get('note', '')}".strip()
+            )
+    expected = dc.expected if dc is not None and dc.expected is not None else None
+    of = f" of {expected} in the design" if expected is not None else ""
+    h = d.honest
+    line = f"{df['trial_id'].nunique()} trials analysed{of}, {len(df)} agent-rounds "
+    line += f"({len(h)} by honest agents)."
+    if not d.factors:  # one design cell: its rates are the run's (never pooled over cells)
+        line += (
+            f" Honest stag rate {metrics.rate(h['stag']):.3f} (stag actions over honest "
+            f"agents' valid actions); full coordination {metrics.coordination_rate(df):.3f} "
+            "(trial-rounds in which the hunt succeeded)."
         )
-        s.table(pd.DataFrame(load.corrupt, columns=["file", "problem"]))
+    else:
+        line += " Rates are per design cell in the tables below, never pooled over cells."
+    s.text(line)
+    if d.factors:
+        s.text(
+            f"Design factors that vary (never pooled): {', '.join(FACTORS[f] for f in d.factors)}."
+        )
+    cells = (
+        df.drop_duplicates("trial_id")
+        .groupby(d.factors or ["spec"], observed=True)
+        .size()
+        .rename("trials")
+        .reset_index()
+    )
+    s.table(_display(cells), "Design cells and their trials", "cells")
+    leg = legend(d.short)
+    if not leg.empty:
+        s.table(leg, "Model labels used in tables and plots", "models")
     return s
 
 
 def cooperation(d: ReportData) -> Section:
-    df = d.df
     s = Section("Cooperation")
-    keys = [
-        c
-        for c in ("topology", "disclosure", "adversary_kind", "adversary_count")
-        if df[c].nunique() > 1
-    ]
-    s.table(_rate_table(df, keys or ["spec"]), "Honest stag rate (Wilson 95% CI) and coordination")
-    rounds = df.assign(cond=_condition_label(df))
-    per = metrics.by_round(rounds, "cond")
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for cond, g in per.groupby("cond", observed=True):
-        ax.plot(g["round"], g["stag_rate"], marker="o", label=str(cond))
-    ax.set(
-        xlabel="round", ylabel="honest stag rate", ylim=(-0.02, 1.02), title="Cooperation by round"
+    keys = d.factors
+    table = _display(_rates(d, keys))
+    s.table(
+        table,
+        f"Honest stag rate (stag_*: {HONEST_NOTE}, over valid actions; n = agent-rounds; "
+        "stag_all_*, where shown: over all honest agent-rounds, a parse failure counted as "
+        "not stag) and full coordination (coord_*: all players hunted stag; n = "
+        "trial-rounds) per design cell, trial-clustered 95% CIs. Test: "
+        f"{_omnibus(d, keys)}",
+        "cooperation_by_cell",
     )
-    ax.legend(fontsize=8)
-    s.figure(fig, "cooperation_by_round", "Honest stag rate by round per condition")
-    return s
-
-
-def explicit_vs_silent(d: ReportData) -> Section:
-    df = d.df
-    s = Section("Explicit vs silent")
-    if set(df["disclosure"].unique()) >= {"explicit", "silent"}:
-        table = _rate_table(df, ["topology", "disclosure"])
-        fig, ax = plt.subplots(figsize=(7, 4))
-        topos = list(dict.fromkeys(table["topology"].astype(str)))
-        for i, disc in enumerate(("explicit", "silent")):
-            t = table[table["disclosure"] == disc]
-            t = t.set_index(t["topology"].astype(str)).reindex(topos)
-            xs = [j + (i - 0.5) * 0.38 for j in range(len(topos))]
-            err = [t["stag_rate"] - t["ci_lo"], t["ci_hi"] - t["stag_rate"]]
-            ax.bar(xs, t["stag_rate"], width=0.36, yerr=err, capsize=3, label=disc)
-        ax.set_xticks(range(len(topos)), topos)
-        ax.set(ylabel="honest stag rate", ylim=(0, 1.05), title="Explicit vs silent per topology")
-        ax.legend()
-        s.figure(fig, "explicit_vs_silent", "Honest stag rate with Wilson 95% CIs")
-        tests = []
-        for topo in topos:
-            sub = df[df["topology"].astype(str) == topo]
-            c = stats.comparison_family(sub, [("disclosure", "explicit", "silent")])
-            if not c.empty:
-                tests.append(c.assign(topology=topo))
-        if tests:
-            fam = pd.concat(tests, ignore_index=True)
-            fam["permutation_p_holm"] = stats.holm(fam["permutation_p"].tolist())
-            fam["fisher_p_holm"] = stats.holm(fam["fisher_p"].tolist())
-            cols = ["topology", "rate_a", "rate_b", "diff", "diff_lo", "diff_hi", "trials_a",
-                    "trials_b", "fisher_p", "permutation_p", "permutation_p_holm"]  # fmt: skip
-            s.table(fam[cols], "explicit (a) vs silent (b): Fisher on pooled agent-rounds, "
-                    "trial-clustered permutation test, Holm-adjusted over topologies")  # fmt: skip
-    else:
-        s.text("The run has only one disclosure mode.")
-    return s
-
-
-def adversaries(d: ReportData) -> Section:
-    df = d.df
-    s = Section("Adversaries")
-    counts = sorted(df["adversary_count"].unique())
-    if len(counts) > 1:
-        pairs = [("adversary_count", counts[0], k) for k in counts[1:]]
-        fam = stats.comparison_family(df, pairs)
+    if d.df["model"].nunique() > 1:
+        by_model = _display(_rates(d, ["model_label", *keys]))
+        by_model = by_model.drop(columns=[c for c in by_model if str(c).startswith("coord_")])
         s.table(
-            fam.drop(columns=["factor"]), "k adversaries: honest stag rate, Holm-adjusted family"
+            by_model.rename(columns={"model_label": "model"}),
+            f"Honest stag rate per model and design cell ({HONEST_NOTE}), trial-clustered "
+            f"95% CIs. Test across rows: {_omnibus(d, ['model_label', *keys])}",
+            "cooperation_by_model",
         )
-    else:
-        s.text("The run has one adversary count.")
-    ev = metrics.betrayal_events(df)
-    s.text(f"{len(ev)} betrayal events (signalled stag, hunted hare); "
-           f"{int((ev['role'] == 'honest').sum())} by honest agents.")  # fmt: skip
+    per_round = _display(_rates(d, [*keys, "round"]))
+    trend = _trend(d, keys)
+    s.table(
+        per_round,
+        f"Per round: honest stag rate ({HONEST_NOTE}) and full coordination, trial-clustered "
+        "95% CIs",
+        "cooperation_by_round",
+    )
+    s.table(
+        trend,
+        "Does the honest stag rate change over rounds? Rounds exchangeable within each "
+        "trial under the null (trial-clustered trend test, normal approximation)",
+        "round_trend",
+    )
+    _round_figure(s, d, per_round)
+    return s
+
+
+def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
+    h = d.honest.dropna(subset=["stag"])
+    rows = []
+    groups = h.groupby(keys, observed=True) if keys else [((), h)]
+    for key, g in groups:
+        k = g.pivot_table(
+            index="trial_id", columns="round", values="stag", aggfunc="sum", observed=True
+        )
+        n = g.pivot_table(
+            index="trial_id", columns="round", values="stag", aggfunc="count", observed=True
+        )
+        z, p = stats.trend_test(k.to_numpy(), n.reindex_like(k).to_numpy())
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "trials": len(k),
+                "z": z,
+                "p": p,
+                "test": "trial-clustered round trend",
+            }
+        )
+    return _display(pd.DataFrame(rows))
+
+
+def round_plot(per_round: pd.DataFrame, cell_columns: list[str]) -> Any:
+    """Honest stag rate by round, one line per design cell: whole-number round ticks,
+    clustered error bars, and each series with its own colour, marker and dash, moved a
+    little sideways so that none hides another."""
+    data = per_round.copy()
+    data["cell"] = _cell_label(data, cell_columns)
+    cells = list(dict.fromkeys(data["cell"]))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.3
+    for i, (cell, style) in enumerate(zip(cells, _series_styles(len(cells)), strict=True)):
+        g = data[data["cell"] == cell].sort_values("round")
+        offset = (i - (len(cells) - 1) / 2) * (width / max(len(cells) - 1, 1))
+        ax.errorbar(
+            g["round"].astype(float) + offset,
+            g["stag_rate"],
+            yerr=stats.error_bars(g["stag_rate"], g["stag_ci_lo"], g["stag_ci_hi"]),
+            capsize=2,
+            label=str(cell),
+            markersize=5,
+            **style,
+        )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(
+        xlabel="round",
+        ylabel="honest stag rate",
+        ylim=(-0.03, 1.03),
+        title="Honest stag rate by round",
+    )
+    if len(cells) > 1:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="cell")
+    return fig
+
+
+def _round_figure(s: Section, d: ReportData, per_round: pd.DataFrame) -> None:
+    s.figure(
+        round_plot(per_round, [FACTORS[f] for f in d.factors]),
+        "cooperation_by_round",
+        "Honest stag rate by round per design cell, "
+        "trial-clustered 95% CIs (points spread sideways so that none hides another)",
+    )
+
+
+def _cells(d: ReportData) -> pd.DataFrame:
+    """One row per design cell: its factor levels (as text) and its label."""
+    cells = d.df.drop_duplicates("cell")[[*d.factors, "cell"]].astype(str)
+    return cells.sort_values("cell").reset_index(drop=True)
+
+
+def _determines(cells: pd.DataFrame, g: str, f: str) -> bool:
+    """Every level of ``g`` comes with one level of ``f`` (an imported study's condition
+    determines its disclosure): cells that differ in f cannot agree on g."""
+    return bool(cells.groupby(g)[f].nunique().max() == 1)
+
+
+def _context(d: ReportData, f: str, cells: pd.DataFrame | None = None) -> list[str]:
+    """The factors held fixed when ``f`` is compared: all others but those that determine
+    ``f`` (they differ whenever f does)."""
+    cells = _cells(d) if cells is None else cells
+    return [g for g in d.factors if g != f and not _determines(cells, g, f)]
+
+
+def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    """Pairs of design cells that differ in one factor f (and in factors that determine
+    f, such as an imported study's condition name): the reference level of f (``none``,
+    ``explicit``, else the first) against each other level, and adversary arms of the
+    same kind and count that differ only in placement (hub vs leaf) against each other."""
+    cells = _cells(d)
+    rows = [{str(k): str(v) for k, v in r.items()} for r in cells.to_dict("records")]
+    out = []
+    for f in d.factors:
+        fixed = _context(d, f, cells)
+        levels = sorted(set(cells[f]))
+        ref = next((r for r in ("none", "explicit") if r in levels), levels[0])
+        for i, a in enumerate(rows):
+            for b in rows[i + 1 :]:
+                if a[f] == b[f] or any(a[g] != b[g] for g in fixed):
+                    continue
+                if b[f] == ref:
+                    a, b = b, a
+                if a[f] == ref or (
+                    f == "adversary_arm"
+                    and "@" in a[f]
+                    and "@" in b[f]
+                    and (a[f].split("@")[0] == b[f].split("@")[0])
+                ):
+                    out.append((f, a, b))
+    return out
+
+
+def comparisons(d: ReportData) -> Section:
+    s = Section("Comparisons")
+    rows = []
+    h = d.honest.assign(cell=d.honest["cell"].astype(str))
+    counts = stats.trial_counts(h, ["cell"], "stag")
+    per_cell = {
+        str(c): (g["k"].to_numpy(float), g["n"].to_numpy(float))
+        for c, g in counts.groupby("cell", sort=False)
+    }
+    empty = (np.zeros(0), np.zeros(0))
+    for i, (factor, a, b) in enumerate(_pairs(d)):
+        (ka, na), (kb, nb) = per_cell.get(a["cell"], empty), per_cell.get(b["cell"], empty)
+        n_perm = max(d.n_boot, 1000)
+        try:
+            c = stats.compare_counts(ka, na, kb, nb, "cell", a["cell"], b["cell"], n_perm, i)
+        except ValueError:
+            continue
+        row = c.as_dict()
+        also = [g for g in d.factors if g != factor and a[g] != b[g]]
+        row.update(
+            factor=FACTORS.get(factor, factor),
+            a=a[factor],
+            b=b[factor],
+            context="; ".join(
+                f"{FACTORS[g]}={a[g]}" for g in d.factors if g != factor and a[g] == b[g]
+            )
+            or "all",
+            also_differs="; ".join(f"{FACTORS[g]}: {a[g]} vs {b[g]}" for g in also),
+        )
+        rows.append(row)
+    if not rows:
+        s.text("No two design cells differ in a single factor: nothing to compare.")
+        return s
+    fam = pd.DataFrame(rows)
+    fam["test"] = "trial-clustered permutation"
+    fam["p"] = fam["permutation_p"]
+    fam["p_holm"] = stats.holm(fam["p"].tolist())
+    cols = [
+        "factor",
+        "a",
+        "b",
+        "context",
+        "also_differs",
+        "rate_a",
+        "rate_b",
+        "n_a",
+        "n_b",
+        "trials_a",
+        "trials_b",
+        "diff",
+        "diff_lo",
+        "diff_hi",
+        "test",
+        "p",
+        "p_holm",
+        "fisher_p",
+        "population",
+    ]
+    s.table(
+        fam[cols],
+        f"Honest stag rate ({HONEST_NOTE}) in arm a vs arm b, cells equal in every other "
+        "factor (context) except factors that name the arm (also_differs: an imported "
+        "study's condition). n = agent-rounds with a valid action; diff CI: trial bootstrap. "
+        "Test: trial-clustered permutation (whole trials swapped between arms), Holm over "
+        "the whole table; Fisher on pooled agent-rounds for contrast (it over-rejects when "
+        "rounds of a trial are correlated)",
+        "comparisons",
+    )
+    if "disclosure" in d.factors and {"explicit", "silent"} <= set(d.df["disclosure"].astype(str)):
+        _disclosure_figure(s, d)
+    ev = metrics.betrayal_events(d.df)
+    s.text(
+        f"{len(ev)} betrayal events (signalled stag, hunted hare); "
+        f"{int((ev['role'] == 'honest').sum())} by honest agents."
+    )
+    return s
+
+
+def _disclosure_figure(s: Section, d: ReportData) -> None:
+    others = _context(d, "disclosure")
+    table = _display(_rates(d, [*others, "disclosure"]))
+    table = table.drop(columns=[c for c in table if str(c).startswith("coord_")])
+    cols = [FACTORS[f] for f in others]
+    table["context"] = _cell_label(table, cols)
+    both = table.groupby("context")["disclosure"].nunique()
+    table = table[table["context"].map(both) >= 2].reset_index(drop=True)  # pairs only
+    if table.empty:
+        return
+    contexts = list(dict.fromkeys(table["context"]))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(contexts) + 2), 4.2))
+    for i, disc in enumerate(("explicit", "silent")):
+        t = table[table["disclosure"] == disc].set_index("context").reindex(contexts)
+        xs = np.arange(len(contexts)) + (i - 0.5) * 0.38
+        ax.bar(
+            xs,
+            t["stag_rate"],
+            width=0.36,
+            label=disc,
+            yerr=stats.error_bars(t["stag_rate"], t["stag_ci_lo"], t["stag_ci_hi"]),
+            capsize=3,
+        )
+    ax.set_xticks(range(len(contexts)), contexts, rotation=20, ha="right", fontsize=8)
+    ax.set(ylabel="honest stag rate", ylim=(0, 1.05), title="Explicit vs silent")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    s.figure(
+        fig,
+        "explicit_vs_silent",
+        "Honest stag rate, explicit vs silent, trial-clustered "
+        "95% CIs: the bars are the table below",
+    )
+    s.table(table.drop(columns=["context"]), "The data of the figure above", "explicit_vs_silent")
+
+
+def _group_means(
+    frame: pd.DataFrame, keys: list[str], values: pd.Series, n_boot: int, seed: int
+) -> dict[tuple[str, ...], tuple[float, float, float, int]]:
+    """Per group of ``keys``: mean of ``values`` with a trial-clustered interval, and n."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    data = frame.assign(_v=values)
+    groups = data.groupby([data[k].astype(str) for k in keys], sort=True) if keys else [((), data)]
+    for key, g in groups:
+        parts = tuple(str(k) for k in key) if isinstance(key, tuple) else (str(key),)
+        mean, lo, hi = stats.mean_ci(g["_v"], g["trial_id"].astype(str), n_boot, rng)
+        out[parts] = (mean, lo, hi, int(g["_v"].notna().sum()))
+    return out
+
+
+def payoffs(d: ReportData) -> Section:
+    s = Section("Payoffs and welfare")
+    keys = d.factors
+    df, at = d.df, d.agent_trials
+    pay = _group_means(d.honest, keys, d.honest["payoff"], d.n_boot, 1)
+    eff = _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan), d.n_boot, 2)
+    trig = at[at["trigger_round"].notna()] if len(at) else at
+    cost = _group_means(trig, keys, trig["persistence_cost"], d.n_boot, 3) if len(trig) else {}
+    trials: dict[tuple[str, ...], int] = {(): int(df["trial_id"].nunique())}
+    if keys:
+        counts = df.groupby([df[k].astype(str) for k in keys], sort=True)["trial_id"].nunique()
+        trials = {
+            tuple(str(x) for x in (k if isinstance(k, tuple) else (k,))): int(v)
+            for k, v in counts.items()
+        }
+    nan4 = (math.nan, math.nan, math.nan, 0)
+    rows = []
+    for key, (p, p_lo, p_hi, p_n) in pay.items():
+        e, e_lo, e_hi, e_n = eff.get(key, nan4)
+        c, c_lo, c_hi, c_n = cost.get(key, nan4)
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "honest_payoff": p, "honest_payoff_lo": p_lo, "honest_payoff_hi": p_hi,
+                "n_honest": p_n, "efficiency": e, "efficiency_lo": e_lo, "efficiency_hi": e_hi,
+                "n_all": e_n, "persistence_cost": c, "persistence_cost_lo": c_lo,
+                "persistence_cost_hi": c_hi, "n_triggered": c_n,
+                "trials": trials.get(key, 0),
+            }
+        )  # fmt: skip
+    s.table(
+        _display(pd.DataFrame(rows)),
+        f"Honest payoff per agent-round ({HONEST_NOTE}); efficiency: every player's payoff "
+        "over the all-stag payoff, per agent-round (1 = every hunt succeeded); price of "
+        "persistence: payoff an honest agent lost by hunting stag after its trigger instead "
+        "of hare, per agent-trial with a trigger. Means with trial-clustered bootstrap 95% "
+        "CIs (blank: fewer than two trials, or no spread to resample)",
+        "payoffs",
+    )
     return s
 
 
 def regression(d: ReportData) -> Section:
     s = Section("Regression")
-    honest_df = metrics.honest(d.df)
+    honest_df = d.honest.assign(model=lambda x: x["model_label"])
     formula = stats.default_formula(honest_df)
     sample = stats.gee_sample(honest_df)
     n_all, n_fit = honest_df["trial_id"].nunique(), sample["trial_id"].nunique()
     fitted_on = "" if n_fit == n_all else f" (fitted on a random {n_fit} of {n_all} trials)"
-    try:
-        gee = stats.gee_logit(sample, formula)
-        if gee["coef"].isna().all():
-            s.text(f"GEE `{formula}` is not estimable on this data (complete separation).")
-        else:
-            s.table(
-                gee.reset_index(names="term"),
-                f"Logistic GEE, trials as clusters: {formula}{fitted_on}",
-            )
-    except Exception as exc:  # statsmodels raises many kinds on degenerate designs
-        s.text(f"GEE `{formula}` could not be fitted: {exc}")
+    fit = stats.logit_model(sample, formula, n_boot=min(max(d.n_boot, 100), 400))
+    for note in fit.notes:
+        s.text(f"Note: {note}.")
+    if fit.table is None:
+        s.text(f"`{formula}` is not estimable on this data: no coefficients are reported.")
+        return s
+    s.text(f"Method: {fit.method}.")
+    s.table(
+        fit.table.reset_index(names="term"),
+        f"Logistic model of honest stag choices, {fit.method}: {formula}{fitted_on}",
+        "regression",
+    )
     return s
 
 
 def archetype_section(d: ReportData) -> Section:
     at = d.agent_trials
     s = Section("Archetypes")
-    dist = at.groupby(["model", "archetype"], observed=True).size().unstack(fill_value=0)
-    if not dist.empty:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        shares = dist.div(dist.sum(axis=1), axis=0)
-        bottom = pd.Series(0.0, index=shares.index)
-        for lab in [c for c in archetypes.LABELS if c in shares.columns]:
-            ax.bar(shares.index.astype(str), shares[lab], bottom=bottom, label=lab)
-            bottom += shares[lab]
-        ax.set(ylabel="share of agent-trials", title="Archetypes per model")
-        ax.tick_params(axis="x", rotation=20)
-        ax.legend(fontsize=8)
-        s.figure(fig, "archetypes", "Archetype distribution per model")
-        s.table(
-            archetypes.model_labels(at, n_boot=d.n_boot), "Model labels with bootstrap confidence"
-        )
-        s.table(archetypes.stability(at), "Stability across split halves and seed cohorts")
-    adapt = (
-        at.dropna(subset=["trigger_round"])
-        .groupby("model", observed=True)
-        .agg(
-            agents=("seat", "count"),
-            switched=("switched", "mean"),
-            returned=("returned", "mean"),
-            persistence_cost=("persistence_cost", "mean"),
-        )
+    if at.empty:
+        s.text("No honest agent-trials.")
+        return s
+    labels = archetypes.group_labels(at, ["model_label", "cell"], n_boot=d.n_boot)
+    labels = labels.rename(columns={"model_label": "model", "cell": "condition"})
+    front = ["model", "condition", "label", "confidence"]
+    s.table(
+        labels[front + [c for c in labels.columns if c not in front]],
+        "Calibrated label per model and design cell (condition). A label needs its modal "
+        "pattern borne out against noise: a reaction beyond the null of the agent's own base "
+        "rate (reaction_z, one-sided), or a steady rate whose lower bound reaches the rule's "
+        "threshold; else Unclassified/Inconsistent. Confidence: share of trial bootstrap "
+        "resamples giving the same label",
+        "archetypes",
     )
-    if not adapt.empty:
-        s.table(adapt.reset_index(), "Adaptation after the trigger; mean payoff lost by persisting")
+    dist = at.groupby(["model_label", "archetype"], observed=True).size().unstack(fill_value=0)
+    shares = dist.div(dist.sum(axis=1), axis=0)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(shares) + 3), 4))
+    bottom = np.zeros(len(shares))
+    for lab in [c for c in archetypes.LABELS if c in shares.columns]:
+        ax.bar(shares.index.astype(str), shares[lab], bottom=bottom, label=lab)
+        bottom += shares[lab].to_numpy()
+    ax.set(ylabel="share of agent-trials", ylim=(0, 1), title="Patterns per model")
+    ax.tick_params(axis="x", rotation=20)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    s.figure(
+        fig,
+        "archetype_patterns",
+        "Per agent-trial patterns (descriptive, pooled over "
+        "cells; noise shows every pattern): the calibrated labels are in the table above",
+    )
+    s.table(
+        shares.reset_index().rename(columns={"model_label": "model"}),
+        "The data of the figure above",
+        "archetype_patterns",
+    )
+    stab = archetypes.stability(at, ["model_label", "cell"])
+    s.table(
+        stab.rename(columns={"model_label": "model", "cell": "condition"}),
+        "Stability of the labels across split halves of trials and seed cohorts",
+        "archetype_stability",
+    )
     return s
 
 
 def betrayal_detection(d: ReportData) -> Section:
     at = d.agent_trials
     s = Section("Betrayal detection")
-    seen = at[at["betrayal_round"].notna()]
+    seen = at[at["betrayal_round"].notna()] if len(at) else at
     if len(seen):
-        s.text(f"{len(seen)} agent-trials observed a betrayal; lexical detection rate "
-               f"{seen['detected'].mean():.3f}.")  # fmt: skip
+        s.text(
+            f"{len(seen)} honest agent-trials observed a betrayal; lexical detection rate "
+            f"{seen['detected'].mean():.3f}."
+        )
         lat = seen["detection_latency"].dropna()
         if len(lat):
             fig, ax = plt.subplots(figsize=(6, 3.5))
             ax.hist(lat, bins=range(1, int(lat.max()) + 2), align="left", rwidth=0.8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set(xlabel="rounds to detection", ylabel="agent-trials", title="Detection latency")
             s.figure(fig, "detection_latency", "Rounds from observed betrayal to detection")
     else:
-        s.text("No agent observed a betrayal.")
+        s.text("No honest agent observed a betrayal.")
+    s.table(
+        evaluate(d.detector),
+        "The lexical detectors of this report (the run's vocabularies) on the bundled "
+        "labelled sample (stagbench.analysis.lexicon_sample): recall and precision",
+        "lexicon_recall",
+    )
     return s
 
 
 def parse_failures(d: ReportData) -> Section:
     df = d.df
-    s = Section("Parse failures")
+    s = Section("Parse failures and truncations")
     llm = df[df["calls"] > 0]
-    if len(llm):
-        g = llm.groupby("model", observed=True)["valid"].agg(ok="sum", n="count").reset_index()
-        g["failures"] = g["n"] - g["ok"]
-        g["rate"] = g["failures"] / g["n"]
-        ci = [stats.wilson(int(f), int(n)) for f, n in zip(g["failures"], g["n"], strict=True)]
-        g["ci_lo"], g["ci_hi"] = [c[0] for c in ci], [c[1] for c in ci]
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.bar(
-            g["model"].astype(str),
-            g["rate"],
-            yerr=[g["rate"] - g["ci_lo"], g["ci_hi"] - g["rate"]],
-            capsize=3,
+    if llm.empty:
+        s.text("No model calls were recorded (scripted agents only).")
+        return s
+    rng = np.random.default_rng(5)
+    rows = []
+    for model, g in llm.groupby("model_label", observed=True):
+        per = g.groupby("trial_id", observed=True).agg(
+            n=("valid", "size"),
+            bad=("valid", lambda v: int((~v).sum())),
+            calls=("calls", "sum"),
+            cut=("truncated", "sum"),
         )
-        ax.set(ylabel="agent-rounds with no valid action", title="Parse failure rate per model")
-        ax.tick_params(axis="x", rotation=20)
-        s.figure(fig, "parse_failures", "Parse failure rate per model (Wilson 95% CI)")
-        s.table(g.drop(columns=["ok"]), "Parse failures per model")
-    else:
-        s.text("No LLM agents in this run.")
+        lo, hi, _ = stats.cluster_rate_ci(per["bad"], per["n"], d.n_boot, rng)
+        tlo, thi, _ = stats.cluster_rate_ci(per["cut"], per["calls"], d.n_boot, rng)
+        rows.append(
+            {
+                "model": model,
+                "agent_rounds": int(per["n"].sum()),
+                "no_valid_action": int(per["bad"].sum()),
+                "rate": per["bad"].sum() / per["n"].sum(),
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "talk_and_act_failures": int(g["parse_failures"].sum()),
+                "calls": int(per["calls"].sum()),
+                "truncated_calls": int(per["cut"].sum()),
+                "truncation_rate": per["cut"].sum() / per["calls"].sum(),
+                "trunc_ci_lo": tlo,
+                "trunc_ci_hi": thi,
+                "trials": len(per),
+            }
+        )
+    table = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(table) + 2), 3.8))
+    ax.bar(
+        table["model"],
+        table["rate"],
+        capsize=3,
+        yerr=stats.error_bars(table["rate"], table["ci_lo"], table["ci_hi"]),
+    )
+    ax.set(
+        ylabel="agent-rounds with no valid action",
+        title="Parse failures per model",
+        ylim=(0, max(0.05, float(table["ci_hi"].max()) * 1.15)),
+    )
+    ax.tick_params(axis="x", rotation=20)
+    s.figure(
+        fig,
+        "parse_failures",
+        "Share of agent-rounds with no valid action per model, "
+        "trial-clustered 95% CIs: the bars are the table below",
+    )
+    s.table(
+        table,
+        "Per model (every role that made model calls): agent-rounds with no valid action "
+        "(never counted as hare), talk and act parse failures, and calls the provider cut at "
+        "its token limit (finish_reason length or max_tokens). Trial-clustered 95% CIs",
+        "parse_failures",
+    )
+    return s
+
+
+def injection_section(d: ReportData) -> Section:
+    """Injection and persuasion, echo and contagion, defences, and the variance that
+    prompt wording explains beside the other factors (``analysis.injection``)."""
+    from stagbench.analysis import injection
+
+    s = Section("Injection and persuasion")
+    if d.design is None:
+        s.text("Needs the run folder: build the report with `stagbench report DIR`.")
+        return s
+    analysed = set(d.df["trial_id"].astype(str))  # the design's trials, as every section
+    for block in injection.report_blocks(d.design.run, n_boot=d.n_boot, trial_ids=analysed):
+        if block.fig is not None:
+            s.figure(block.fig, block.name, block.text)
+        elif block.df is not None:
+            s.table(block.df, block.text)
+        else:
+            s.text(block.text)
     return s
 
 
@@ -317,13 +769,60 @@ def parse_failures(d: ReportData) -> Section:
 SECTIONS: list[SectionFn] = [
     overview,
     cooperation,
-    explicit_vs_silent,
-    adversaries,
+    comparisons,
+    payoffs,
     regression,
     archetype_section,
     betrayal_detection,
     parse_failures,
+    injection_section,
 ]
+
+
+def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) -> ReportData:
+    """Read and check a results folder: the data every section reads."""
+    run = Path(run_dir)
+    lexicon = design.lexicon(run)
+    detector = Detector(lexicon) if lexicon != DEFAULT.lexicon else DEFAULT
+    df, load = agent_rounds(run, lexicon=lexicon, workers=workers)
+    dc = design.check(run, load)
+    if not df.empty and dc.foreign:
+        df = df[df["trial_id"].astype(str).isin(dc.analysed)].reset_index(drop=True)
+        for col in df.select_dtypes("category").columns:
+            df[col] = df[col].cat.remove_unused_categories()
+    if df.empty:
+        raise TranscriptError(
+            f"no readable transcripts of this folder's design under {run}"
+            + (f" ({dc.problems} left out: {dc.table().iloc[0].to_dict()})" if dc.problems else "")
+        )
+    short = short_names(df["model"].astype(str).unique())
+    df["model_label"] = df["model"].astype(str).map(short).astype("category")
+    df["population_label"] = (
+        df["population"].astype(str).map(lambda p: population_label(p, short)).astype("category")
+    )
+    factors = [f for f in FACTORS if df[f].nunique() > 1]
+    df["cell"] = _cell_label(df, factors).astype("category")
+    at = archetypes.classify(metrics.agent_trials(df, detector))
+    if not at.empty:
+        cells = df.drop_duplicates("trial_id").set_index(
+            df.drop_duplicates("trial_id")["trial_id"].astype(str)
+        )
+        for col in (*factors, "cell"):
+            at[col] = at["trial_id"].map(cells[col].astype(str))
+        at["model_label"] = at["model"].astype(str).map(short)
+    spec = dc.spec_name or str(df["spec"].iloc[0])
+    return ReportData(
+        df=df,
+        agent_trials=at,
+        trials=metrics.trial_summary(df),
+        load=load,
+        n_boot=n_boot,
+        design=dc,
+        factors=factors,
+        short=short,
+        detector=detector,
+        title=spec,
+    )
 
 
 def build(
@@ -335,48 +834,57 @@ def build(
     """Write RUN_DIR/report/{report.html, report.md, *.parquet}; returns the HTML path."""
     run = Path(run_dir)
     out = Path(out_dir) if out_dir else run / "report"
-    df, load = agent_rounds(run)
-    if df.empty:
-        raise TranscriptError(f"no readable transcripts under {run}")
+    data = prepare(run, n_boot)
     out.mkdir(parents=True, exist_ok=True)
-    data = ReportData(
-        df=df,
-        agent_trials=archetypes.classify(metrics.agent_trials(df)),
-        trials=metrics.trial_summary(df),
-        load=load,
-        n_boot=n_boot,
-    )
-    save_parquet(df, out / "agent_rounds.parquet")
+    save_parquet(data.df, out / "agent_rounds.parquet")
     data.trials.to_parquet(out / "trials.parquet", index=False)
     data.agent_trials.to_parquet(out / "agent_trials.parquet", index=False)
-    return _write(out, run.name, [section(data) for section in sections or SECTIONS])
+    return _write(out, data.title, [section(data) for section in sections or SECTIONS])
 
 
 CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}
-td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f2f2f2}
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:12px}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f2f2f2}
 h2{border-bottom:2px solid #ddd;padding-bottom:4px}figure{margin:1em 0}
 figcaption,.caption{color:#555;font-size:13px}img{max-width:100%}
+.warn{background:#fff3cd;border:1px solid #e0c060;padding:6px 10px}
 """
+
+
+def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    out.columns = [str(c) for c in out.columns]
+    return out
 
 
 def _write(out: Path, name: str, sections: list[Section]) -> Path:
     md = [f"# stagbench report: {name}", ""]
     body = [f"<h1>stagbench report: {html.escape(name)}</h1>"]
+    written: set[str] = set()
     for sec in sections:
         md += [f"## {sec.title}", ""]
         body.append(f"<h2>{html.escape(sec.title)}</h2>")
         for block in sec.blocks:
             if isinstance(block, str):
                 md += [block, ""]
-                body.append(f"<p>{html.escape(block)}</p>")
+                cls = ' class="warn"' if block.startswith(("LEFT OUT", "Note:")) else ""
+                body.append(f"<p{cls}>{html.escape(block)}</p>")
             elif isinstance(block, Table):
                 if block.caption:
                     md += [f"*{block.caption}*", ""]
                     body.append(f'<p class="caption">{html.escape(block.caption)}</p>')
                 md += [_md_table(block.df), ""]
                 body.append(_html_table(block.df))
+                stem = block.name
+                i = 2
+                while stem in written:
+                    stem, i = f"{block.name}_{i}", i + 1
+                written.add(stem)
+                _parquet_safe(block.df).to_parquet(out / f"{stem}.parquet", index=False)
             else:
                 (out / f"{block.name}.png").write_bytes(block.png)
                 md += [f"![{block.caption}]({block.name}.png)", ""]

@@ -1,29 +1,193 @@
-"""Inference with statsmodels. Agent-rounds of one trial are not independent, so every
-comparison has a trial-clustered test beside the pooled one, and models use GEE with
-trials as clusters.
+"""Inference with statsmodels and numpy. Agent-rounds of one trial are not independent, so
+every interval is trial-clustered, every comparison has a trial-clustered test beside the
+pooled one, and models use GEE with trials as clusters.
+
+Every method that can fail says so instead of printing a number it did not earn: a Wilson
+bound never passes its estimate, a rate with no variation gets an interval on its trials
+(not a zero-width bootstrap), a negative ICC is clamped to 0 with a note, and a logistic
+model under separation or non-convergence falls back to Firth's penalised likelihood with
+a trial-cluster bootstrap, saying which was used.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import stats as sps
+from scipy.special import expit
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_confint, proportion_effectsize
 
+#: the population every rate is computed over unless a caller names another
+HONEST = "honest"
+#: cells with more trials than this get the cluster-robust normal interval instead of the
+#: bootstrap (the two agree to the third decimal there, and it is linear in trials)
+BOOT_MAX_TRIALS = 5000
+
 
 def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
-    if n == 0:
+    """Wilson score interval, clamped so that ``lo <= k/n <= hi`` always holds (the
+    statsmodels bound can land a hair past the estimate at k = 0 or k = n)."""
+    if n <= 0:
         return (math.nan, math.nan)
     lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
-    return float(lo), float(hi)
+    p = k / n
+    lo = 0.0 if k == 0 else min(float(lo), p)
+    hi = 1.0 if k == n else max(float(hi), p)
+    return max(lo, 0.0), min(hi, 1.0)
 
 
+def error_bars(rate: Any, lo: Any, hi: Any) -> np.ndarray:
+    """``yerr`` for matplotlib: distances below and above the estimate, never negative."""
+    r = np.asarray(rate, dtype=float)
+    below = np.clip(r - np.asarray(lo, dtype=float), 0.0, None)
+    above = np.clip(np.asarray(hi, dtype=float) - r, 0.0, None)
+    return np.asarray(np.nan_to_num(np.vstack([below, above])))
+
+
+def population(df: pd.DataFrame, who: str = HONEST) -> pd.DataFrame:
+    """The rows of the named population: honest agents (default), or ``all``."""
+    if who == "all" or "role" not in df.columns:
+        return df
+    return df[df["role"] == who]
+
+
+# -- trial-clustered intervals ------------------------------------------------------
+def boot_weights(n_items: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` bootstrap resamples of ``n_items`` clusters as count weights (size x n)."""
+    idx = rng.integers(0, n_items, size=(size, n_items))
+    flat = (idx + n_items * np.arange(size)[:, None]).ravel()
+    return np.bincount(flat, minlength=size * n_items).reshape(size, n_items).astype(float)
+
+
+def cluster_rate_ci(
+    k: npt.ArrayLike,
+    n: npt.ArrayLike,
+    n_boot: int = 1000,
+    rng: np.random.Generator | None = None,
+    alpha: float = 0.05,
+) -> tuple[float, float, str]:
+    """Interval for the pooled rate ``sum(k) / sum(n)`` whose units are trials.
+
+    - Some variation, up to ``BOOT_MAX_TRIALS`` trials: percentile bootstrap over trials.
+    - More trials: the cluster-robust (ratio estimator) normal interval.
+    - No variation at all (every trial 0 or every trial 1): a bootstrap would have zero
+      width, so the Wilson interval with one observation per trial (the most conservative
+      design effect) is given instead.
+    The interval always contains the estimate. Returns (lo, hi, method).
+    """
+    kk = np.asarray(k, dtype=float)
+    nn = np.asarray(n, dtype=float)
+    keep = nn > 0
+    k, n = kk[keep], nn[keep]
+    trials = len(n)
+    if trials == 0:
+        return (math.nan, math.nan, "no data")
+    rate = k.sum() / n.sum()
+    if rate in (0.0, 1.0):
+        lo, hi = wilson(int(round(rate * trials)), trials, alpha)
+        return (lo, hi, "Wilson on trials (no variation)")
+    if trials == 1:
+        lo, hi = wilson(int(k.sum()), int(n.sum()), alpha)
+        return (lo, hi, "Wilson (one trial)")
+    rng = rng or np.random.default_rng(0)
+    if trials > BOOT_MAX_TRIALS or n_boot <= 0:
+        resid = k - rate * n
+        var = trials / (trials - 1) * float((resid**2).sum()) / float(n.sum()) ** 2
+        z = float(sps.norm.ppf(1 - alpha / 2))
+        lo, hi = rate - z * math.sqrt(var), rate + z * math.sqrt(var)
+        method = "cluster-robust normal"
+    else:
+        parts = []
+        batch = max(1, min(n_boot, 4_000_000 // trials))
+        for start in range(0, n_boot, batch):
+            w = boot_weights(trials, min(batch, n_boot - start), rng)
+            parts.append((w @ k) / (w @ n))
+        lo, hi = np.percentile(np.concatenate(parts), [100 * alpha / 2, 100 * (1 - alpha / 2)])
+        method = f"trial bootstrap (B={n_boot})"
+    return (float(max(0.0, min(lo, rate))), float(min(1.0, max(hi, rate))), method)
+
+
+def trial_counts(df: pd.DataFrame, keys: list[str], outcome: str) -> pd.DataFrame:
+    """Per ``keys`` and trial: k (sum of the 0/1 outcome) and n (rows with an outcome)."""
+    data = df.dropna(subset=[outcome])
+    return (
+        data.groupby([*keys, "trial_id"], observed=True)[outcome]
+        .agg(k="sum", n="count")
+        .reset_index()
+    )
+
+
+def rate_table(
+    df: pd.DataFrame,
+    keys: list[str],
+    outcome: str = "stag",
+    n_boot: int = 1000,
+    seed: int = 0,
+    prefix: str = "",
+) -> pd.DataFrame:
+    """Pooled rate of a 0/1 ``outcome`` per ``keys``, with n, trials and a trial-clustered
+    95% interval. ``df`` is already the population the rate is over."""
+    rng = np.random.default_rng(seed)
+    counts = trial_counts(df, keys, outcome)
+    rows = []
+    grouped = counts.groupby(keys, observed=True, sort=True) if keys else [((), counts)]
+    for key, g in grouped:
+        k, n = g["k"].to_numpy(float), g["n"].to_numpy(float)
+        lo, hi, method = cluster_rate_ci(k, n, n_boot, rng)
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                f"{prefix}rate": k.sum() / n.sum() if n.sum() else math.nan,
+                f"{prefix}ci_lo": lo,
+                f"{prefix}ci_hi": hi,
+                f"{prefix}n": int(n.sum()),
+                f"{prefix}trials": len(g),
+                f"{prefix}ci": method,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def mean_ci(
+    values: npt.ArrayLike,
+    clusters: npt.ArrayLike,
+    n_boot: int = 1000,
+    rng: np.random.Generator | None = None,
+) -> tuple[float, float, float]:
+    """Mean of ``values`` with a trial-clustered bootstrap interval (clusters: trial ids);
+    no interval (NaN) from fewer than two trials or values without spread."""
+    v = np.asarray(values, dtype=float)
+    ok = ~np.isnan(v)
+    v, c = v[ok], np.asarray(clusters)[ok]
+    if len(v) == 0:
+        return (math.nan, math.nan, math.nan)
+    codes, _ = pd.factorize(c)
+    s = np.bincount(codes, weights=v)
+    m = np.bincount(codes).astype(float)
+    mean = float(s.sum() / m.sum())
+    if len(s) < 2 or np.allclose(v, v[0]):
+        return (mean, math.nan, math.nan)  # no interval is earned by one trial or no spread
+    rng = rng or np.random.default_rng(0)
+    if len(s) > BOOT_MAX_TRIALS:
+        resid = s - mean * m
+        se = math.sqrt(len(s) / (len(s) - 1) * float((resid**2).sum())) / float(m.sum())
+        return (mean, mean - 1.96 * se, mean + 1.96 * se)
+    w = boot_weights(len(s), n_boot, rng)
+    boots = (w @ s) / (w @ m)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return (mean, float(min(lo, mean)), float(max(hi, mean)))
+
+
+# -- tests ----------------------------------------------------------------------------
 @dataclass
 class Comparison:
     factor: str
@@ -40,6 +204,7 @@ class Comparison:
     permutation_p: float
     diff: float
     diff_ci: tuple[float, float]
+    population: str = HONEST
 
     def as_dict(self) -> dict[str, object]:
         d = self.__dict__.copy()
@@ -69,15 +234,16 @@ def permutation_test(
     n = np.concatenate([na, nb]).astype(float)
     m = len(ka)
     observed = ka.sum() / na.sum() - kb.sum() / nb.sum()
-    labels = np.zeros(len(k), dtype=bool)
-    labels[:m] = True
     extreme = 0
     batch = max(1, min(n_perm, 2_000_000 // len(k)))  # bounded memory on large runs
     for start in range(0, n_perm, batch):
-        perms = np.array([rng.permutation(labels) for _ in range(min(batch, n_perm - start))])
+        size = min(batch, n_perm - start)
+        # each row a random relabelling of the trials: the m lowest keys go to arm a
+        perms = (rng.random((size, len(k))).argsort(axis=1) < m).astype(float)
         ka_p, na_p = perms @ k, perms @ n
         kb_p, nb_p = k.sum() - ka_p, n.sum() - na_p
-        diffs = ka_p / na_p - kb_p / nb_p
+        with np.errstate(invalid="ignore", divide="ignore"):
+            diffs = ka_p / na_p - kb_p / nb_p
         extreme += int(np.sum(np.abs(diffs) >= abs(observed) - 1e-12))
     return float((extreme + 1) / (n_perm + 1))
 
@@ -98,26 +264,28 @@ def cluster_bootstrap_ci(
         ib = rng.integers(0, len(kb), size=(size, len(kb)))
         parts.append(ka[ia].sum(1) / na[ia].sum(1) - kb[ib].sum(1) / nb[ib].sum(1))
     lo, hi = np.percentile(np.concatenate(parts), [2.5, 97.5])
-    return float(lo), float(hi)
+    diff = ka.sum() / na.sum() - kb.sum() / nb.sum()
+    return float(min(lo, diff)), float(max(hi, diff))
 
 
-def compare(
-    df: pd.DataFrame,
-    factor: str,
-    a: str,
-    b: str,
-    outcome: str = "stag",
+def compare_counts(
+    ka: npt.ArrayLike,
+    na: npt.ArrayLike,
+    kb: npt.ArrayLike,
+    nb: npt.ArrayLike,
+    factor: str = "",
+    a: Any = "a",
+    b: Any = "b",
     n_perm: int = 2000,
     seed: int = 0,
+    who: str = HONEST,
 ) -> Comparison:
-    """Arm ``a`` vs arm ``b`` of ``factor`` on a 0/1 outcome: Fisher and chi-square on pooled
-    counts, a trial-clustered permutation test, and a trial-clustered bootstrap CI."""
+    """``compare`` on per-trial counts already made: k successes of n in each trial of arm
+    a and of arm b."""
     rng = np.random.default_rng(seed)
-    ta = _trial_rates(df[df[factor] == a], outcome)
-    tb = _trial_rates(df[df[factor] == b], outcome)
-    if ta.empty or tb.empty:
+    ka, na, kb, nb = (np.asarray(x, dtype=float) for x in (ka, na, kb, nb))
+    if len(ka) == 0 or len(kb) == 0 or na.sum() == 0 or nb.sum() == 0:
         raise ValueError(f"no data for {factor}={a!r} or {factor}={b!r}")
-    ka, na, kb, nb = (x.to_numpy(dtype=float) for x in (ta["k"], ta["n"], tb["k"], tb["n"]))
     table = np.array([[ka.sum(), na.sum() - ka.sum()], [kb.sum(), nb.sum() - kb.sum()]])
     fisher_p = float(sps.fisher_exact(table)[1])
     with warnings.catch_warnings():
@@ -139,6 +307,30 @@ def compare(
         permutation_p=permutation_test(ka, na, kb, nb, n_perm, rng),
         diff=float(ra - rb),
         diff_ci=cluster_bootstrap_ci(ka, na, kb, nb, n_perm, rng),
+        population=who,
+    )
+
+
+def compare(
+    df: pd.DataFrame,
+    factor: str,
+    a: Any,
+    b: Any,
+    outcome: str = "stag",
+    n_perm: int = 2000,
+    seed: int = 0,
+    who: str = HONEST,
+) -> Comparison:
+    """Arm ``a`` vs arm ``b`` of ``factor`` on a 0/1 outcome over one population (honest
+    agents unless ``who`` says otherwise): Fisher and chi-square on pooled counts, a
+    trial-clustered permutation test, and a trial-clustered bootstrap CI."""
+    data = population(df, who)
+    ta = _trial_rates(data[data[factor] == a], outcome)
+    tb = _trial_rates(data[data[factor] == b], outcome)
+    if ta.empty or tb.empty:
+        raise ValueError(f"no data for {factor}={a!r} or {factor}={b!r}")
+    return compare_counts(
+        ta["k"], ta["n"], tb["k"], tb["n"], factor, a, b, n_perm=n_perm, seed=seed, who=who
     )
 
 
@@ -149,13 +341,19 @@ def holm(pvalues: list[float]) -> list[float]:
 
 
 def comparison_family(
-    df: pd.DataFrame, pairs: list[tuple[str, str, str]], outcome: str = "stag", seed: int = 0
+    df: pd.DataFrame,
+    pairs: list[tuple[str, Any, Any]],
+    outcome: str = "stag",
+    seed: int = 0,
+    who: str = HONEST,
+    n_perm: int = 2000,
 ) -> pd.DataFrame:
-    """Several comparisons as one family, with Holm-adjusted clustered p-values."""
+    """Several comparisons as one family over one population (honest agents by default),
+    with Holm-adjusted clustered p-values."""
     rows = []
     for factor, a, b in pairs:
         try:
-            rows.append(compare(df, factor, a, b, outcome, seed=seed).as_dict())
+            rows.append(compare(df, factor, a, b, outcome, n_perm, seed, who).as_dict())
         except ValueError:
             continue
     out = pd.DataFrame(rows)
@@ -165,7 +363,73 @@ def comparison_family(
     return out
 
 
-GEE_MAX_TRIALS = 3000
+def omnibus_test(
+    k: npt.ArrayLike, n: npt.ArrayLike, groups: npt.ArrayLike, n_perm: int = 1000, seed: int = 0
+) -> float:
+    """Are the pooled rates equal across groups? Trials (k of n each) keep their outcomes and
+    are permuted between groups; the statistic is the chi-square of the pooled counts.
+    Returns the permutation p-value (NaN with fewer than two groups)."""
+    codes, uniques = pd.factorize(np.asarray(groups))
+    if len(uniques) < 2:
+        return math.nan
+    kv = np.asarray(k, dtype=float)
+    nv = np.asarray(n, dtype=float)
+    p = kv.sum() / nv.sum()
+    if p in (0.0, 1.0):
+        return 1.0
+    g = len(uniques)
+
+    def stat(c: np.ndarray) -> np.ndarray:
+        # c: (perms x trials) group codes -> chi-square per permutation
+        flat = (c + g * np.arange(c.shape[0])[:, None]).ravel()
+        kk = np.bincount(flat, weights=np.tile(kv, c.shape[0]), minlength=g * c.shape[0])
+        nn = np.bincount(flat, weights=np.tile(nv, c.shape[0]), minlength=g * c.shape[0])
+        kk, nn = kk.reshape(-1, g), nn.reshape(-1, g)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            chi = np.where(nn > 0, (kk - nn * p) ** 2 / (nn * p * (1 - p)), 0.0)
+        return np.asarray(chi.sum(1))
+
+    observed = float(stat(codes[None, :])[0])
+    rng = np.random.default_rng(seed)
+    extreme = 0
+    batch = max(1, min(n_perm, 2_000_000 // len(kv)))
+    for start in range(0, n_perm, batch):
+        size = min(batch, n_perm - start)
+        perm = np.argsort(rng.random((size, len(kv))), axis=1)
+        extreme += int(np.sum(stat(codes[perm]) >= observed - 1e-9))
+    return float((extreme + 1) / (n_perm + 1))
+
+
+def trend_test(k: npt.ArrayLike, n: npt.ArrayLike) -> tuple[float, float]:
+    """Does the rate change with round? ``k`` and ``n`` are (trials x rounds) counts. Under
+    the null the rounds of a trial are exchangeable; the statistic is sum over trials of
+    (round - mean round) x the round's rate, its null mean 0 and variance the exact
+    permutation variance within each trial, summed over trials (normal approximation).
+    Returns (z, two-sided p); NaN when no trial varies."""
+    kv = np.asarray(k, dtype=float)
+    nv = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(nv > 0, kv / nv, np.nan)
+    rounds = rate.shape[1]
+    if rounds < 2:
+        return (math.nan, math.nan)
+    c = np.arange(rounds, dtype=float)
+    c -= c.mean()
+    full = ~np.isnan(rate).any(axis=1)  # trials with every round played (exchangeable)
+    r = rate[full]
+    if len(r) == 0:
+        return (math.nan, math.nan)
+    s = float((r @ c).sum())
+    dev = r - r.mean(axis=1, keepdims=True)
+    var = float((c**2).sum() * (dev**2).sum() / (rounds - 1))
+    if var <= 0:
+        return (math.nan, math.nan)
+    z = s / math.sqrt(var)
+    return (z, float(2 * sps.norm.sf(abs(z))))
+
+
+# -- logistic models -----------------------------------------------------------------
+GEE_MAX_TRIALS = 1000
 
 
 def gee_sample(
@@ -180,15 +444,21 @@ def gee_sample(
     return df[df["trial_id"].astype(str).isin(keep)]
 
 
+def _prepare(df: pd.DataFrame) -> pd.DataFrame:
+    data = df.dropna(subset=["stag"]).copy()
+    for col in data.select_dtypes("category").columns:
+        data[col] = data[col].astype(str)
+    return data
+
+
 def gee_logit(df: pd.DataFrame, formula: str = "stag ~ C(disclosure) * round") -> pd.DataFrame:
-    """Logistic GEE, exchangeable correlation within trials. Factors with one level are
+    """Logistic GEE, exchangeable correlation within trials, as statsmodels gives it (no
+    checks: ``logit_model`` is the checked entry point). Factors with one level are
     dropped from the formula by the caller (see ``default_formula``)."""
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
 
-    data = df.dropna(subset=["stag"]).copy()
-    for col in data.select_dtypes("category").columns:
-        data[col] = data[col].astype(str)
+    data = _prepare(df)
     model = smf.gee(
         formula,
         groups="trial_id",
@@ -199,6 +469,10 @@ def gee_logit(df: pd.DataFrame, formula: str = "stag ~ C(disclosure) * round") -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = model.fit()
+    return _gee_table(res)
+
+
+def _gee_table(res: Any) -> pd.DataFrame:
     ci = res.conf_int()
     return pd.DataFrame(
         {
@@ -214,14 +488,241 @@ def gee_logit(df: pd.DataFrame, formula: str = "stag ~ C(disclosure) * round") -
 
 
 def default_formula(df: pd.DataFrame) -> str:
-    """``stag ~ condition * round + model`` using only factors that vary in the data."""
-    terms = [c for c in ("disclosure", "adversary_kind", "topology") if df[c].nunique() > 1]
+    """``stag ~ factor * round + ... + model`` with the design factors that vary in the data,
+    skipping a factor whose level the factors already in the formula determine (an
+    imported study's condition names its topology and disclosure: one of them is enough)."""
+    terms: list[str] = []
+    for c in ("disclosure", "adversary_arm", "adversary_kind", "topology", "condition"):
+        if c not in df.columns or df[c].nunique() < 2:
+            continue
+        if terms and df.groupby(terms, observed=True)[c].nunique().max() < 2:
+            continue
+        terms.append(c)
     rhs = " + ".join(f"C({c}) * round" for c in terms) or "round"
-    if df["model"].nunique() > 1:
+    if "model" in df.columns and df["model"].nunique() > 1:
         rhs += " + C(model)"
     return f"stag ~ {rhs}"
 
 
+def _independent_columns(x: np.ndarray) -> list[int]:
+    """A maximal set of linearly independent columns (QR with pivoting), in order."""
+    from scipy.linalg import qr
+
+    if x.size == 0:
+        return []
+    _, r, piv = qr(x, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    rank = int((diag > diag.max() * 1e-10).sum()) if diag.size else 0
+    return sorted(int(i) for i in piv[:rank])
+
+
+def _design(data: pd.DataFrame, formula: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from patsy import dmatrices
+
+    y, x = dmatrices(formula, data, return_type="dataframe")
+    return y.to_numpy(dtype=float).ravel(), x.to_numpy(dtype=float), [str(c) for c in x.columns]
+
+
+def _patterns(
+    xs: np.ndarray, y: np.ndarray, trial_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of the design matrix collapsed to unique patterns: per pattern its row of X,
+    and per (trial, pattern) the successes and trials. Returns (X, K, N) with K and N of
+    shape (trials x patterns)."""
+    uniq, pattern = np.unique(xs, axis=0, return_inverse=True)
+    pattern = np.asarray(pattern).ravel()
+    trial_codes, trials = pd.factorize(trial_ids)
+    cells = trial_codes * len(uniq) + pattern
+    size = len(trials) * len(uniq)
+    k = np.bincount(cells, weights=y, minlength=size).reshape(len(trials), len(uniq))
+    n = np.bincount(cells, minlength=size).astype(float).reshape(len(trials), len(uniq))
+    return uniq, k, n
+
+
+def separation(x: np.ndarray, k: np.ndarray, n: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+    """Complete or quasi-complete separation (Albert and Anderson; Konis's linear program):
+    is there a direction b != 0 with x b >= 0 wherever a success was seen and x b <= 0
+    wherever a failure was seen? Returns b (zeros when the data do not separate)."""
+    from scipy.optimize import linprog
+
+    succ, fail = k > 0, (n - k) > 0
+    rows = np.vstack([-x[succ], x[fail]])  # -x b <= 0 for successes, x b <= 0 for failures
+    objective = -(x[succ].sum(0) - x[fail].sum(0))  # maximise the total margin
+    res = linprog(
+        objective,
+        A_ub=rows,
+        b_ub=np.zeros(len(rows)),
+        bounds=[(-1, 1)] * x.shape[1],
+        method="highs",
+    )
+    if res.status != 0 or -res.fun <= tol:
+        return np.zeros(x.shape[1])
+    b = np.asarray(res.x)
+    b[np.abs(b) < 1e-6] = 0.0
+    return b
+
+
+def firth_logit(
+    x: np.ndarray, k: np.ndarray, n: np.ndarray, max_iter: int = 100, tol: float = 1e-8
+) -> np.ndarray:
+    """Firth's penalised maximum likelihood for grouped binomial data (k successes of n at
+    each row of x): estimates stay finite under separation."""
+    keep = n > 0
+    x, k, n = x[keep], k[keep], n[keep]
+    beta = np.zeros(x.shape[1])
+
+    def penalised(b: np.ndarray) -> float:
+        eta = x @ b
+        p = expit(eta)
+        info = x.T @ (x * (n * p * (1 - p))[:, None])
+        sign, logdet = np.linalg.slogdet(info)
+        if sign <= 0:
+            return -math.inf
+        ll = float(np.sum(k * -np.logaddexp(0, -eta) + (n - k) * -np.logaddexp(0, eta)))
+        return ll + 0.5 * float(logdet)
+
+    current = penalised(beta)
+    for _ in range(max_iter):
+        p = expit(x @ beta)
+        w = n * p * (1 - p)
+        info = x.T @ (x * w[:, None])
+        try:
+            inv = np.linalg.inv(info)
+        except np.linalg.LinAlgError:
+            inv = np.linalg.pinv(info)
+        h = w * np.einsum("ij,jk,ik->i", x, inv, x)
+        score = x.T @ (k - n * p + h * (0.5 - p))
+        step = inv @ score
+        step_size = 1.0
+        trial = beta + step
+        value = penalised(trial)
+        while value < current - 1e-12 and step_size > 1e-4:  # step halving
+            step_size /= 2
+            trial = beta + step_size * step
+            value = penalised(trial)
+        beta, current = trial, value
+        if np.max(np.abs(step_size * step)) < tol:
+            break
+    return beta
+
+
+@dataclass
+class ModelFit:
+    """A fitted logistic model of stag on the design, and what it can be trusted for."""
+
+    formula: str
+    method: str
+    table: pd.DataFrame | None
+    notes: list[str] = field(default_factory=list)
+    separated_terms: list[str] = field(default_factory=list)
+
+
+def logit_model(
+    df: pd.DataFrame,
+    formula: str,
+    n_boot: int = 200,
+    seed: int = 0,
+    max_iter: int = 60,
+    ctol: float = 1e-6,
+) -> ModelFit:
+    """The checked logistic model: GEE (exchangeable, trials as clusters) when the data
+    allow it; when they separate (a linear program finds a direction that splits successes
+    from failures) or GEE does not converge or gives runaway coefficients, Firth's
+    penalised logistic regression with a trial-cluster bootstrap (percentile CI, and a
+    bootstrap p for the sign) instead. Aliased terms (determined by others) are dropped
+    and named. ``method`` and ``notes`` say which and why."""
+    import statsmodels.api as sm
+    from patsy import PatsyError
+
+    data = _prepare(df)
+    if data.empty or data["stag"].nunique() < 2:
+        what = "no valid actions" if data.empty else f"every outcome is {data['stag'].iloc[0]:g}"
+        return ModelFit(formula, "not estimable", None, [f"not estimable: {what}"])
+    try:
+        y, xs, names = _design(data, formula)
+    except PatsyError as exc:
+        return ModelFit(formula, "not estimable", None, [f"the formula does not fit: {exc}"])
+    notes: list[str] = []
+    keep = _independent_columns(xs)
+    if len(keep) < len(names):
+        dropped = [names[i] for i in range(len(names)) if i not in keep]
+        notes.append(f"aliased terms dropped (other terms determine them): {', '.join(dropped)}")
+        xs, names = xs[:, keep], [names[i] for i in keep]
+    trial_ids = data["trial_id"].astype(str).to_numpy()
+    x, k, n = _patterns(xs, y, trial_ids)
+    direction = separation(x, k.sum(0), n.sum(0))
+    separated = [names[i] for i in np.flatnonzero(direction)]
+    if separated:
+        notes.append(
+            "complete or quasi-complete separation: some outcomes are perfectly predicted "
+            f"along {', '.join(separated)}; GEE coefficients would run off to infinity"
+        )
+    else:
+        from statsmodels.tools.sm_exceptions import ConvergenceWarning, IterationLimitWarning
+
+        groups = pd.factorize(trial_ids)[0]
+        model = sm.GEE(
+            y,
+            pd.DataFrame(xs, columns=names),
+            groups=groups,
+            family=sm.families.Binomial(),
+            cov_struct=sm.cov_struct.Exchangeable(),
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                res = model.fit(maxiter=max_iter, ctol=ctol)
+            except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as exc:
+                res = None
+                notes.append(f"GEE failed: {exc}")
+        flagged = [
+            w for w in caught if issubclass(w.category, ConvergenceWarning | IterationLimitWarning)
+        ]
+        if res is not None and not flagged and getattr(res, "converged", True):
+            table = _gee_table(res)
+            finite = np.isfinite(table[["coef", "se", "p"]].to_numpy()).all()
+            if finite and table["coef"].abs().max() < 15:
+                return ModelFit(formula, "GEE (exchangeable, trials as clusters)", table, notes)
+            notes.append("GEE gave non-finite or runaway coefficients (|coef| >= 15)")
+        elif res is not None:
+            why = str(flagged[0].message) if flagged else "statsmodels marks it unconverged"
+            notes.append(f"GEE did not converge ({why.splitlines()[0]})")
+    table = _firth_bootstrap(x, k, n, names, n_boot, seed)
+    return ModelFit(
+        formula,
+        f"Firth penalised logistic, trial-cluster bootstrap (B={n_boot})",
+        table,
+        notes,
+        separated,
+    )
+
+
+def _firth_bootstrap(
+    x: np.ndarray, k: np.ndarray, n: np.ndarray, names: list[str], n_boot: int, seed: int
+) -> pd.DataFrame:
+    coef = firth_logit(x, k.sum(0), n.sum(0))
+    rng = np.random.default_rng(seed)
+    w = boot_weights(k.shape[0], n_boot, rng)
+    kb, nb = w @ k, w @ n
+    boots = np.array([firth_logit(x, kb[i], nb[i]) for i in range(n_boot)])
+    lo, hi = np.percentile(boots, [2.5, 97.5], axis=0)
+    # two-sided bootstrap p for the sign: twice the share of resamples on the other side
+    other = np.minimum((boots <= 0).mean(0), (boots >= 0).mean(0))
+    p = np.clip(2 * other, 1 / (n_boot + 1), 1.0)
+    return pd.DataFrame(
+        {
+            "coef": coef,
+            "se": boots.std(0, ddof=1),
+            "p": p,
+            "odds_ratio": np.exp(np.clip(coef, -700, 700)),
+            "ci_lo": np.minimum(lo, coef),
+            "ci_hi": np.maximum(hi, coef),
+        },
+        index=names,
+    )
+
+
+# -- power ------------------------------------------------------------------------------
 def trials_per_arm(
     p0: float,
     p1: float,
@@ -231,7 +732,12 @@ def trials_per_arm(
     icc: float = 0.0,
 ) -> int:
     """Trials per arm to detect p0 vs p1 (two-sided), inflating the independent-sample size
-    by the design effect 1 + (m - 1) * ICC for m correlated observations per trial."""
+    by the design effect 1 + (m - 1) * ICC for m correlated observations per trial. The
+    ICC must lie in [0, 1]: a negative one would make the design effect fall below 1."""
+    if not 0.0 <= icc <= 1.0:
+        raise ValueError(f"the ICC must lie in [0, 1], not {icc}")
+    if cluster_size < 1:
+        raise ValueError(f"the cluster size must be at least 1, not {cluster_size}")
     es = abs(float(proportion_effectsize(p1, p0)))
     if es == 0:
         raise ValueError("p0 and p1 are equal: no effect to detect")
@@ -241,7 +747,9 @@ def trials_per_arm(
 
 
 def icc_estimate(df: pd.DataFrame, outcome: str = "stag") -> float:
-    """One-way ANOVA estimate of the intra-trial correlation of a 0/1 outcome."""
+    """One-way ANOVA estimate of the intra-trial correlation of a 0/1 outcome. It can be
+    negative (trials vary less than chance would make them): ``clamped_icc`` says what to
+    use for planning."""
     t = _trial_rates(df, outcome)
     if len(t) < 2:
         return float("nan")
@@ -249,6 +757,20 @@ def icc_estimate(df: pd.DataFrame, outcome: str = "stag") -> float:
     grand = k.sum() / n.sum()
     m0 = (n.sum() - (n**2).sum() / n.sum()) / (len(n) - 1)
     msb = (n * (k / n - grand) ** 2).sum() / (len(n) - 1)
-    msw = (k - k**2 / n).sum() / (n.sum() - len(n))
+    msw = (k - k**2 / n).sum() / (n.sum() - len(n)) if n.sum() > len(n) else 0.0
     denom = msb + (m0 - 1) * msw
     return float((msb - msw) / denom) if denom > 0 else 0.0
+
+
+def clamped_icc(icc: float) -> tuple[float, str | None]:
+    """The ICC to plan with, and a note when the estimate had to be changed."""
+    if math.isnan(icc):
+        return 0.0, "the ICC cannot be estimated (fewer than two trials); using 0"
+    if icc < 0:
+        return 0.0, (
+            f"the ICC estimate {icc:.3f} is below 0 (trials vary less than chance); "
+            "clamped to 0, so the design effect is 1"
+        )
+    if icc > 1:
+        return 1.0, f"the ICC estimate {icc:.3f} is above 1; clamped to 1"
+    return icc, None

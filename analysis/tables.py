@@ -8,10 +8,9 @@ fails is reported and left out, never silently analysed.
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -21,34 +20,36 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from stagbench.analysis.lexical import DEFAULT, Detector
 from stagbench.errors import TranscriptError
 from stagbench.games import player_label
 from stagbench.games.audit import audit_events
-from stagbench.records import read_events, read_transcript
+from stagbench.records import Lexicon, read_events, read_transcript
 
-_STAG = re.compile(r"\bstag\b", re.I)
-_HARE = re.compile(r"\bhare\b", re.I)
-_STAG_INTENT = re.compile(
-    r"\b(?:i(?:'ll| will| am going to|'m going to| plan to)|let'?s|we should|going)\b"
-    r"[^.!?]{0,30}\bstag\b",
-    re.I,
-)
+#: finish reasons that mean the provider cut the reply at its token limit
+TRUNCATED = ("length", "max_tokens")
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def signals_stag(text: str | None) -> bool:
-    """Lexical stag signal: the message mentions stag and not hare, or states a stag intent."""
-    if not text:
-        return False
-    if _STAG_INTENT.search(text):
-        return True
-    return bool(_STAG.search(text)) and not _HARE.search(text)
+    """Lexical stag signal with the default vocabularies (``analysis.lexical``)."""
+    return DEFAULT.signals_stag(text)
+
+
+def trial_digest(trial: dict[str, Any]) -> str:
+    """A short hash of a trial record's content (key order does not matter)."""
+    return hashlib.blake2b(
+        orjson.dumps(trial, option=orjson.OPT_SORT_KEYS), digest_size=8
+    ).hexdigest()
 
 
 @dataclass
 class LoadReport:
+    """What was read: how many files, which could not be (file, why), and per readable
+    file its trial id, spec name and trial digest (for the design check)."""
+
     files: int = 0
     corrupt: list[tuple[str, str]] = field(default_factory=list)
+    read: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def transcript_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
@@ -79,21 +80,42 @@ def _read_events(path: Path, strict: bool) -> list[dict[str, Any]]:
     return events
 
 
+def arm_label(adv: dict[str, Any], payload: dict[str, Any] | None = None) -> str:
+    """An adversary arm as ``AdversarySpec.label`` writes it (``soft(p=0.5)[1@hub]``),
+    from the record's dict; without the text a spec's ``payloads`` factor put in it (the
+    payload is a factor of its own)."""
+    kind, count = adv.get("kind", "none"), adv.get("count", 0)
+    if kind == "none" or not count:
+        return "none"
+    params = adv.get("params") or {}
+    if payload is not None:
+        params = {k: v for k, v in params.items() if v != payload.get("text")}
+    args = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+    place = adv.get("placement", "random")
+    where = place if isinstance(place, str) else "seats" + str(list(place))
+    group = ",colluding" if adv.get("colluding") else ""
+    return f"{kind}{f'({args})' if args else ''}[{count}@{where}{group}]"
+
+
 # Columns that are the same for every row of a trial.
 TRIAL_COLUMNS = (
     "trial_id", "spec", "condition", "population", "topology", "disclosure", "adversary_kind",
-    "adversary_count", "adversary_placement", "repetition", "n_players", "rounds_total",
-    "hare_payoff", "stag_needed",
+    "adversary_count", "adversary_placement", "adversary_arm", "prompt_variant", "defence",
+    "payload", "repetition", "n_players", "rounds_total", "stag_payoff", "hare_payoff",
+    "stag_needed",
 )  # fmt: skip
 # Columns that vary by agent-round.
 ROW_COLUMNS = (
     "round", "seat", "player", "model", "role", "adversary", "message", "signalled_stag",
     "received", "received_from", "stag_signals_from", "action", "reasoning", "payoff",
-    "hunt_succeeded", "parse_failures", "calls", "input_tokens", "output_tokens", "cost_usd",
+    "hunt_succeeded", "parse_failures", "calls", "truncated", "input_tokens", "output_tokens",
+    "cost_usd",
 )  # fmt: skip
 
 
-def _append_trial(events: list[dict[str, Any]], cols: dict[str, list[Any]]) -> None:
+def _append_trial(
+    events: list[dict[str, Any]], cols: dict[str, list[Any]], detector: Detector = DEFAULT
+) -> None:
     """Append one trial's agent-rounds to column lists (rows ordered by round, seat)."""
     head = events[0]
     trial = head["trial"]
@@ -112,9 +134,14 @@ def _append_trial(events: list[dict[str, Any]], cols: dict[str, list[Any]]) -> N
         "adversary_kind": adv["kind"],
         "adversary_count": adv["count"] if adv["kind"] != "none" else 0,
         "adversary_placement": str(adv["placement"]),
+        "adversary_arm": arm_label(adv, trial.get("payload")),
+        "prompt_variant": trial["agents"].get("prompt_variant", "default"),
+        "defence": trial["agents"].get("defence", "none"),
+        "payload": (trial.get("payload") or {}).get("name", ""),
         "repetition": trial["repetition"],
         "n_players": n,
         "rounds_total": game["rounds"],
+        "stag_payoff": game["stag_payoff"],
         "hare_payoff": game["hare_payoff"],
         "stag_needed": game["threshold"] or n,
     }
@@ -130,6 +157,7 @@ def _append_trial(events: list[dict[str, Any]], cols: dict[str, list[Any]]) -> N
     success = [False] * size
     failures = [0] * size
     calls = [0] * size
+    cut = [0] * size
     tok_in = [0] * size
     tok_out = [0] * size
     cost = [0.0] * size
@@ -143,7 +171,7 @@ def _append_trial(events: list[dict[str, Any]], cols: dict[str, list[Any]]) -> N
             if text is None:
                 continue
             message[i] = text if message[i] is None else f"{message[i]} / {text}"
-            stag = signals_stag(text)
+            stag = detector.signals_stag(text)
             signalled[i] = signalled[i] or stag
             base = (e["round"] - 1) * n
             for recv in e["receivers"]:
@@ -155,6 +183,7 @@ def _append_trial(events: list[dict[str, Any]], cols: dict[str, list[Any]]) -> N
             i = (e["round"] - 1) * n + e["seat"]
             c = e["call"]
             calls[i] += 1
+            cut[i] += c.get("finish_reason") in TRUNCATED
             tok_in[i] += c["input_tokens"]
             tok_out[i] += c["output_tokens"]
             cost[i] += c["cost_usd"]
@@ -183,48 +212,61 @@ def _append_trial(events: list[dict[str, Any]], cols: dict[str, list[Any]]) -> N
         ("message", message), ("signalled_stag", signalled), ("received", received),
         ("received_from", received_from), ("stag_signals_from", stag_from), ("action", action),
         ("reasoning", reasoning), ("payoff", payoff), ("hunt_succeeded", success),
-        ("parse_failures", failures), ("calls", calls), ("input_tokens", tok_in),
-        ("output_tokens", tok_out), ("cost_usd", cost),
+        ("parse_failures", failures), ("calls", calls), ("truncated", cut),
+        ("input_tokens", tok_in), ("output_tokens", tok_out), ("cost_usd", cost),
     ):  # fmt: skip
         cols[key].extend(values)
 
 
 CATEGORICAL = [
     "spec", "condition", "population", "topology", "disclosure", "adversary_kind",
-    "adversary_placement", "model", "role", "adversary", "player", "trial_id",
+    "adversary_placement", "adversary_arm", "prompt_variant", "defence", "payload", "model",
+    "role", "adversary", "player", "trial_id",
 ]  # fmt: skip
 
 
-def _load_chunk(
-    paths: list[Path], strict: bool
-) -> tuple[pd.DataFrame | None, int, list[tuple[str, str]]]:
+Chunk = tuple[pd.DataFrame | None, int, list[tuple[str, str]], list[tuple[str, str, str, str]]]
+
+
+def _load_chunk(paths: list[Path], strict: bool, lexicon: Lexicon | None = None) -> Chunk:
+    detector = DEFAULT if lexicon is None or lexicon == DEFAULT.lexicon else Detector(lexicon)
     cols: dict[str, list[Any]] = {k: [] for k in (*TRIAL_COLUMNS, *ROW_COLUMNS)}
     corrupt: list[tuple[str, str]] = []
+    read: list[tuple[str, str, str, str]] = []
     for path in paths:
         try:
             events = _read_events(path, strict)
             scratch: dict[str, list[Any]] = {k: [] for k in cols}
-            _append_trial(events, scratch)  # a broken file adds nothing
+            _append_trial(events, scratch, detector)  # a broken file adds nothing
+            head = events[0]
+            ident = (str(path), str(head["trial"]["trial_id"]), str(head["spec_name"]),
+                     trial_digest(head["trial"]))  # fmt: skip
         except (TranscriptError, KeyError, TypeError, ValueError, IndexError, OSError) as exc:
             corrupt.append((str(path), str(exc)))
             continue
+        read.append(ident)
         for k, v in scratch.items():
             cols[k].extend(v)
     if not cols["trial_id"]:
-        return None, len(paths), corrupt
+        return None, len(paths), corrupt, read
     df = pd.DataFrame({k: (pd.Categorical(v) if k in CATEGORICAL else v) for k, v in cols.items()})
-    return df, len(paths), corrupt
+    return df, len(paths), corrupt, read
 
 
 CHUNK = 2000
 
 
 def agent_rounds(
-    source: str | Path | Iterable[str | Path], *, strict: bool = False, workers: int | None = None
+    source: str | Path | Iterable[str | Path],
+    *,
+    strict: bool = False,
+    workers: int | None = None,
+    lexicon: Lexicon | None = None,
 ) -> tuple[pd.DataFrame, LoadReport]:
     """One row per agent-round of every readable transcript, and what could not be read.
 
-    Large runs are read in chunks by ``workers`` processes (default: one per core).
+    Large runs are read in chunks by ``workers`` processes (default: one per core). Cheap
+    talk is read with ``lexicon``'s vocabularies (default: ``Lexicon()``).
     """
     report = LoadReport()
     files = transcript_files(source)
@@ -232,13 +274,15 @@ def agent_rounds(
     workers = min(workers or os.cpu_count() or 1, len(chunks))
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_load_chunk, chunks, [strict] * len(chunks)))
+            n = len(chunks)
+            results = list(pool.map(_load_chunk, chunks, [strict] * n, [lexicon] * n))
     else:
-        results = [_load_chunk(c, strict) for c in chunks]
+        results = [_load_chunk(c, strict, lexicon) for c in chunks]
     frames = []
-    for df_part, n, corrupt in results:
+    for df_part, n, corrupt, read in results:
         report.files += n
         report.corrupt += corrupt
+        report.read += read
         if df_part is not None:
             frames.append(df_part)
     if not frames:

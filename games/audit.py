@@ -9,10 +9,12 @@ and with the game's rules.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from stagbench.games.stag_hunt import Action, payoffs
@@ -26,8 +28,25 @@ def _close(a: Any, b: float) -> bool:
     return isinstance(a, int | float) and math.isclose(float(a), b, rel_tol=1e-9, abs_tol=TOLERANCE)
 
 
+_ACTIONS: dict[Any, Action | None] = {None: None, "stag": Action.STAG, "hare": Action.HARE}
+
+
 def _action(name: Any) -> Action | None:
-    return None if name is None else Action(name)
+    try:
+        return _ACTIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"not an action: {name!r}") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _config(game_json: bytes) -> GameConfig:
+    """A run has few distinct games: validate each once, not once per transcript."""
+    return GameConfig.model_validate_json(game_json)
+
+
+@functools.lru_cache(maxsize=4096)
+def _payoffs(config: GameConfig, joint: tuple[Action | None, ...]) -> tuple[float, ...]:
+    return payoffs(config, joint)
 
 
 def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
@@ -35,11 +54,15 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
     problems: list[str] = []
     head, end = events[0], events[-1]
     try:
-        config = GameConfig.model_validate(head["trial"]["game"])
+        config = _config(orjson.dumps(head["trial"]["game"], option=orjson.OPT_SORT_KEYS))
         n = config.n_players
         seats = sorted(int(s["seat"]) for s in head["seats"])
-        edges = {(int(u), int(v)) for u, v in head["edges"]}
-    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        reach: dict[int, list[int]] = {}
+        for u, v in head["edges"]:
+            reach.setdefault(int(u), []).append(int(v))
+        for targets in reach.values():
+            targets.sort()
+    except (KeyError, TypeError, ValueError, ValidationError, orjson.JSONEncodeError) as exc:
         return [f"the header cannot be read: {exc}"]
     if seats != list(range(n)):
         problems.append(f"the header seats {seats}, not the {n} players 0..{n - 1}")
@@ -59,8 +82,8 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
             elif kind == "message":
                 failures += bool(e.get("parse_failed"))
                 sender = int(e["sender"])
-                heard = sorted(v for u, v in edges if u == sender) if e["text"] is not None else []
-                if sorted(int(x) for x in e["receivers"]) != heard:
+                heard = reach.get(sender, []) if e["text"] is not None else []
+                if e["receivers"] != heard and sorted(int(x) for x in e["receivers"]) != heard:
                     problems.append(
                         f"round {e['round']}: P{sender + 1}'s message went to {e['receivers']}, "
                         f"not along the recorded edges ({heard})"
@@ -85,14 +108,14 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
             missing = sorted(set(range(n)) - set(mine))
             problems.append(f"round {i}: no action recorded for seats {missing}")
             continue
-        joint = [mine[s] for s in range(n)]
-        want = payoffs(config, joint)
+        joint = tuple(mine[s] for s in range(n))
+        want = _payoffs(config, joint)
         stags = sum(a is Action.STAG for a in joint)
         if [None if a is None else a.value for a in joint] != e.get("actions"):
             problems.append(f"round {i}: round_end actions {e.get('actions')} differ from the "
                             f"actions recorded ({[a and a.value for a in joint]})")  # fmt: skip
         got = e.get("payoffs")
-        if (
+        if got != list(want) and (
             not isinstance(got, list)
             or len(got) != n
             or not all(_close(g, w) for g, w in zip(got, want, strict=True))

@@ -20,6 +20,7 @@ from stagbench.records import SeatInfo, TrialSpec
 from stagbench.topologies import Topology, build_topology
 
 if TYPE_CHECKING:
+    from stagbench.agents.models.model import Model
     from stagbench.agents.models.pool import ModelPool
 
 SCRIPTED = "scripted"
@@ -81,16 +82,21 @@ class AgentFactory:
         self.trial = trial
         self.pool = pool
 
+    def model(self, name: str, seat: int) -> Model:
+        """The model an LLM seat calls: the run's pool's, one per model string (replay
+        gives each seat its recorded replies instead)."""
+        if self.pool is None:
+            raise StrategyError(f"model {name!r} needs a model pool; none was given")
+        return self.pool.get(name)
+
     def build(self, model: str, seat: int, rng: random.Random) -> Agent:
         provider, _, rest = model.partition("/")
         if provider == SCRIPTED:
             return make_scripted(rest, rng)
-        if self.pool is None:
-            raise StrategyError(f"model {model!r} needs a model pool; none was given")
         from stagbench.agents.llm import LLMAgent
 
         return LLMAgent(
-            model=self.pool.get(model),
+            model=self.model(model, seat),
             seat=seat,
             settings=self.trial.agents,
             seed=rng.randrange(2**31),

@@ -4,6 +4,9 @@ Prompts are rendered with the real templates on a synthetic course of play (ever
 player hunts stag and says a typical one-line message), so input tokens follow the
 real prompt growth; tokens are counted as characters / 4. Output tokens are assumed at
 ``OUTPUT_TOKENS`` per reply, capped by ``max_tokens``. Re-asks are not counted.
+
+The repetitions of a cell of the design cost the same, so one trial per cell is
+estimated and multiplied: a design of a billion trials is estimated, never expanded.
 """
 
 from __future__ import annotations
@@ -86,7 +89,8 @@ def estimate(spec: ExperimentSpec) -> list[ModelEstimate]:
     out: dict[str, ModelEstimate] = {}
     counted: dict[str, set[str]] = defaultdict(set)
     per_shape: dict[str, dict[str, int]] = {}
-    for trial in spec.trials():
+    reps = spec.repetitions
+    for trial in spec.cells():
         seats = _llm_seats(trial)
         if not seats:
             continue
@@ -99,14 +103,14 @@ def estimate(spec: ExperimentSpec) -> list[ModelEstimate]:
             e = out.setdefault(model, ModelEstimate(model))
             if trial.trial_id not in counted[model]:
                 counted[model].add(trial.trial_id)
-                e.trials += 1
+                e.trials += reps
             talk_calls = g.rounds * g.talk_phases
             act_calls = 0 if enforced else g.rounds
-            e.calls += talk_calls + act_calls
-            e.input_tokens += tokens["talk"] + (0 if enforced else tokens["act"])
+            e.calls += reps * (talk_calls + act_calls)
+            e.input_tokens += reps * (tokens["talk"] + (0 if enforced else tokens["act"]))
             cap = trial.agents.max_tokens
-            e.output_tokens += talk_calls * min(cap, OUTPUT_TOKENS["talk"])
-            e.output_tokens += act_calls * min(cap, OUTPUT_TOKENS["act"])
+            e.output_tokens += reps * talk_calls * min(cap, OUTPUT_TOKENS["talk"])
+            e.output_tokens += reps * act_calls * min(cap, OUTPUT_TOKENS["act"])
     for e in out.values():
         price = price_for(e.model, settings_for(e.model, spec.model_settings))
         e.cost_usd = price.cost(e.input_tokens, e.output_tokens) if price else None

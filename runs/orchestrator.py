@@ -1,8 +1,10 @@
-"""Run many trials at once: a fixed pool of workers pulls trials from a queue.
+"""Run many trials at once: a fixed pool of workers pulls trials from one stream.
 
 Within a trial, agents are called concurrently each phase; across trials, up to
 ``concurrency`` trials are in flight. Per-model limits live in the model wrapper,
-so a slow provider throttles only its own calls.
+so a slow provider throttles only its own calls. The trials may be a list or a stream
+(a design too big to hold in memory is never expanded: workers pull the next trial).
+Whatever a failure writes (stderr, failures/*.txt) is scrubbed of the run's API keys.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Callable, Coroutine
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from stagbench.agents.models.safety import redact
 from stagbench.errors import BudgetExceededError, StoreError
-from stagbench.records import Transcript
+from stagbench.records import ModelCallEvent, Transcript
 from stagbench.runs.compose import AgentFactory, seat_agents
 from stagbench.runs.runtime import run_gc_policy
 from stagbench.runs.spec import ExperimentSpec, TrialSpec
@@ -42,10 +46,20 @@ class RunSummary:
     stopped: str | None = None
     #: the signal that stopped the run, if one did
     signum: int | None = None
+    #: model calls of the trials run now, and those the provider cut at max_tokens, by model
+    calls: Counter[str] = field(default_factory=Counter)
+    truncated: Counter[str] = field(default_factory=Counter)
 
     @property
     def finished(self) -> bool:
         return self.already_done + self.completed == self.total
+
+    def count_calls(self, transcript: Transcript) -> None:
+        for e in transcript.events:
+            if isinstance(e, ModelCallEvent):
+                self.calls[e.call.model] += 1
+                if e.call.truncated:
+                    self.truncated[e.call.model] += 1
 
 
 ProgressFn = Callable[[RunSummary, Transcript | None], None]
@@ -77,59 +91,71 @@ def run_trial(
 
 async def run_trials(
     spec: ExperimentSpec,
-    trials: list[TrialSpec],
+    trials: Iterable[TrialSpec],
     store: RunStore,
     *,
     pool: ModelPool | None = None,
     concurrency: int = 16,
     progress: ProgressFn | None = None,
     stop_request: StopRequest | None = None,
+    total: int | None = None,
+    owns: Callable[[str], bool] | None = None,
 ) -> RunSummary:
-    """Run every trial not already finished in ``store``; failures are recorded, not fatal."""
+    """Run every trial not already finished in ``store``; failures are recorded, not fatal.
+
+    ``trials`` is a list, or a stream with its ``total`` given; then the finished trials
+    are counted from the folder (those ``owns`` accepts: a shard's own), not from it."""
     start = time.perf_counter()
     done, corrupt = store.scan()
-    pending = [t for t in trials if t.trial_id not in done]
+    pending: Iterator[TrialSpec]
+    if isinstance(trials, Sequence):
+        total = len(trials)
+        already = sum(t.trial_id in done for t in trials)
+        pending = iter([t for t in trials if t.trial_id not in done])
+    else:
+        if total is None:
+            raise ValueError("a stream of trials needs its total")
+        already = sum(1 for d in done if owns is None or owns(d))
+        pending = (t for t in trials if t.trial_id not in done)
     summary = RunSummary(
-        out_dir=str(store.root),
-        total=len(trials),
-        already_done=len(trials) - len(pending),
-        corrupt=corrupt,
+        out_dir=str(store.root), total=total, already_done=already, corrupt=corrupt
     )
-    queue: asyncio.Queue[TrialSpec] = asyncio.Queue()
-    for t in pending:
-        queue.put_nowait(t)
     stop = asyncio.Event()
     if progress:
         progress(summary, None)
 
+    def scrub(text: str) -> str:
+        return redact(text, pool.secrets()) if pool is not None else text
+
     async def worker() -> None:
         while not stop.is_set():
-            try:
-                trial = queue.get_nowait()
-            except asyncio.QueueEmpty:
+            trial = next(pending, None)  # no await in between: one worker at a time
+            if trial is None:
                 return
             try:
                 transcript = await run_trial(trial, spec.name, pool)
                 await store.write_async(transcript)
             except (BudgetExceededError, StoreError) as exc:
-                summary.stopped = str(exc)
+                summary.stopped = scrub(str(exc))
                 stop.set()
                 return
             except Exception as exc:  # one broken trial must not sink the batch
                 summary.failed += 1
-                summary.errors[trial.trial_id] = f"{type(exc).__name__}: {exc}"
-                store.record_failure(trial.trial_id, traceback.format_exc())
+                summary.errors[trial.trial_id] = scrub(f"{type(exc).__name__}: {exc}")
+                store.record_failure(trial.trial_id, scrub(traceback.format_exc()))
                 if progress:
                     progress(summary, None)
                 continue
             summary.completed += 1
+            summary.count_calls(transcript)
             summary.input_tokens += transcript.end.input_tokens
             summary.output_tokens += transcript.end.output_tokens
             summary.cost_usd += transcript.end.cost_usd
             if progress:
                 progress(summary, transcript)
 
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(pending))))]
+    n_workers = max(1, min(concurrency, total - already))
+    workers = [asyncio.create_task(worker()) for _ in range(n_workers)]
     request = stop_request or StopRequest()
     try:
         with run_gc_policy():

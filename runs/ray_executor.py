@@ -13,9 +13,12 @@ budget. A task that dies (its node lost, its worker killed) is noticed by the dr
 the trials of its shard not yet back run again in a new task (up to ``ATTEMPTS`` tasks a
 shard); a finished transcript is never run twice. Run the same command again to resume.
 
-Ray is an optional extra (``pip install 'stagbench[ray]'``), imported only here. Every
-node needs stagbench (the same version) and the spec's providers installed; API keys are
-read from each node's environment.
+The driver alone holds the results folder's lock (tasks write only their scratch folders)
+and checks the spec first as ``run`` does, so it needs what a local run needs: the spec's
+providers, base URLs and API keys in its environment. Every node needs stagbench (the same
+version) and the spec's providers installed; the calls use each node's environment.
+
+Ray is an optional extra (``pip install 'stagbench[ray]'``), imported only here.
 """
 
 from __future__ import annotations
@@ -69,8 +72,7 @@ def run_shard(spec_text: str, trial_ids: list[str], share: int, concurrency: int
     ``share``-th of every limit, and yield each result as it is finished."""
     spec = parse_spec(spec_text)
     wanted = set(trial_ids)
-    everything = spec.trials()
-    trials = [t for t in everything if t.trial_id in wanted]
+    trials = [t for t in spec.iter_trials() if t.trial_id in wanted]
     missing = wanted - {t.trial_id for t in trials}
     if missing:  # the driver and this node expand the spec differently: versions differ
         raise StagbenchError(
@@ -78,8 +80,10 @@ def run_shard(spec_text: str, trial_ids: list[str], share: int, concurrency: int
             "install the driver's stagbench version on every node"
         )
     with tempfile.TemporaryDirectory(prefix="stagbench-ray-") as scratch:
+        # A scratch folder of the task's own: no lock (the driver holds the results
+        # folder's), and it holds only this shard, so the design's disk floor is not its.
         store = RunStore(scratch)
-        store.open(spec, spec_text, everything)
+        store.open(spec, spec_text, trials, check_space=False)
         items: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         stop = StopRequest()
         loops: list[asyncio.AbstractEventLoop] = []
@@ -185,10 +189,28 @@ def run_on_ray(
     ray = import_ray()
     try:
         spec, text = load_spec(spec_path)
+        store = RunStore(out or Path("results") / spec.name)
+        lock = store.lock(spec)  # held by the driver alone: the tasks write no shared folder
+    except StagbenchError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        return 2
+    with lock:
+        return _run_locked(ray, spec, text, store, address, tasks, concurrency, console)
+
+
+def _run_locked(
+    ray: ModuleType,
+    spec: ExperimentSpec,
+    text: str,
+    store: RunStore,
+    address: str | None,
+    tasks: int | None,
+    concurrency: int,
+    console: Console,
+) -> int:
+    try:
+        store.open(spec, text)
         trials = spec.trials()
-        out_dir = out or Path("results") / spec.name
-        store = RunStore(out_dir)
-        store.open(spec, text, trials)
         done, corrupt = store.scan()
     except StagbenchError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}")

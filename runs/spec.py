@@ -1,8 +1,13 @@
 """Experiment specs (TOML) validated by pydantic and expanded into trials with stable ids.
 
 A spec is a factorial design: models x conditions x topologies x disclosures x
-adversaries x repetitions. Each trial's id and seed are hashes of its content, so a
-trial keeps its id when the spec around it grows, and a resumed run finds it again.
+adversaries (x prompt wordings x defences x payloads, when the spec crosses them) x
+repetitions. Each trial's id and seed are hashes of its content, so a trial keeps its id
+when the spec around it grows, and a resumed run finds it again.
+
+Payloads are crossed as matched sets: trials that differ only in what the adversaries say
+share one seed (the hash of their content without the payload), hence the same seats,
+placement and sampling seeds, and one ``match`` key that analysis pairs them by.
 """
 
 from __future__ import annotations
@@ -10,21 +15,41 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import tomllib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stagbench.adversaries import PLACEMENTS, check_adversary, inner_model
+from stagbench.adversaries import ADVERSARIES, PLACEMENTS, check_adversary, inner_model
 from stagbench.agents.models.settings import ModelSettings
+from stagbench.agents.prompts import PARAPHRASES
 from stagbench.errors import SpecError, StagbenchError
-from stagbench.records import AdversarySpec, AgentSettings, Disclosure, GameConfig, TrialSpec
-from stagbench.registry import parse_call
+from stagbench.records import (
+    AdversarySpec,
+    AgentSettings,
+    AnalysisSettings,
+    Disclosure,
+    GameConfig,
+    PayloadSpec,
+    TrialSpec,
+)
+from stagbench.registry import normalise, parse_call
 from stagbench.runs.compose import check_model_string
-from stagbench.topologies import build_topology
+from stagbench.runs.preflight import check_cells, check_models, environment_problems
+from stagbench.topologies import build_topology, inline_graph, read_graph_file
 
-__all__ = ["AdversarySpec", "ConditionSpec", "ExperimentSpec", "Factors", "TrialSpec"]
+__all__ = [
+    "AdversarySpec",
+    "ConditionSpec",
+    "ExperimentSpec",
+    "Factors",
+    "PayloadSpec",
+    "TrialSpec",
+    "payload_param",
+]
 
 _ADVERSARY_FIELDS = ("count", "placement", "colluding", "model")
 
@@ -72,6 +97,27 @@ class Factors(BaseModel):
     conditions: list[ConditionSpec] = Field(
         default_factory=lambda: [ConditionSpec(name="base")], min_length=1
     )
+    #: paraphrase sets of the prompts (``agents.prompt_variant`` when not crossed)
+    prompt_variants: list[str] | None = Field(None, min_length=1)
+    #: ``none`` / ``delimit`` (``agents.defence`` when not crossed)
+    defences: list[Literal["none", "delimit"]] | None = Field(None, min_length=1)
+    #: what the adversaries say, as matched sets (see the module docstring)
+    payloads: list[PayloadSpec] | None = Field(None, min_length=2)
+
+    @field_validator("payloads")
+    @classmethod
+    def _one_control(cls, v: list[PayloadSpec] | None) -> list[PayloadSpec] | None:
+        if v is None:
+            return v
+        names = [p.name for p in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"payload names must be unique: {names}")
+        marked = [p.name for p in v if p.control]
+        if len(marked) > 1:
+            raise ValueError(f"only one payload can be the control, not {marked}")
+        if not marked:  # the first level is the control
+            v = [v[0].model_copy(update={"control": True}), *v[1:]]
+        return v
 
     @field_validator("adversaries", mode="before")
     @classmethod
@@ -87,10 +133,25 @@ class Factors(BaseModel):
         return v
 
 
+def _check_name(name: str) -> str:
+    """A spec's name names its results folder (``results/<name>``): a name, never a path."""
+    if (
+        any(c in name for c in "/\\")
+        or name in (".", "..")
+        or name.startswith((".", "~", "-"))
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    ):
+        raise ValueError(
+            f"{name!r} is not a name: it must not hold / or \\, start with . ~ or -, or hold "
+            "control characters (it names the results folder results/<name>)"
+        )
+    return name
+
+
 class ExperimentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
     description: str = ""
     seed: int = 0
     repetitions: int = Field(1, ge=1)
@@ -100,17 +161,67 @@ class ExperimentSpec(BaseModel):
     model_settings: dict[str, ModelSettings] = Field(default_factory=dict)
     #: a cost limit for the whole run (USD); per-model limits are max_cost_usd in model_settings
     budget_usd: float | None = Field(None, ge=0)
+    #: how analysis reads the cheap talk (vocabularies of the lexical detectors); not part
+    #: of the design, so changing it does not change the spec's hash
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_name(cls, v: str) -> str:
+        return _check_name(v)
+
+    @property
+    def n_trials(self) -> int:
+        """How many trials the design has, counted without expanding it."""
+        return self.n_cells * self.repetitions
+
+    @property
+    def n_cells(self) -> int:
+        f = self.factors
+        lists: list[list[Any]] = [f.models, f.conditions, f.topologies, f.disclosures]
+        # an arm that says something runs once per payload level
+        levels = len(f.payloads or ()) or 1
+        arms = sum(levels if f.payloads and payload_param(a) else 1 for a in f.adversaries)
+        return math.prod(len(x) for x in lists) * arms * len(self.agent_settings())
+
+    def agent_settings(self) -> list[AgentSettings]:
+        """``[agents]`` crossed with the prompt wordings and defences the spec varies.
+        Uncrossed, it is ``[agents]`` itself, so those trials keep their ids."""
+        f = self.factors
+        variants = f.prompt_variants or [self.agents.prompt_variant]
+        defences = f.defences or [self.agents.defence]
+        if variants == [self.agents.prompt_variant] and defences == [self.agents.defence]:
+            return [self.agents]
+        return [
+            self.agents.model_copy(update={"prompt_variant": v, "defence": d})
+            for v, d in itertools.product(variants, defences)
+        ]
 
     def trials(self) -> list[TrialSpec]:
-        """Expand the factorial design; order is stable and ids are content hashes."""
-        out: list[TrialSpec] = []
+        """Expand the factorial design; order is stable and ids are content hashes.
+        A big design is better streamed with ``iter_trials``."""
+        return list(self.iter_trials())
+
+    def cells(self) -> Iterator[TrialSpec]:
+        """The first repetition of every cell of the design: what checks and estimates need."""
+        return self.iter_trials(repetitions=1)
+
+    def iter_trials(self, repetitions: int | None = None) -> Iterator[TrialSpec]:
+        """The trials of ``trials()``, one at a time (a design of a billion trials streams)."""
         f = self.factors
-        for models, cond, topo, disc, adv in itertools.product(
-            f.models, f.conditions, f.topologies, f.disclosures, f.adversaries
-        ):
-            game = GameConfig.model_validate({**self.game.model_dump(), **cond.overrides()})
+        games: dict[str, GameConfig] = {}
+        for models, cond, topo, disc, adv, agents in itertools.product(
+            f.models, f.conditions, f.topologies, f.disclosures, f.adversaries,
+            self.agent_settings(),
+        ):  # fmt: skip
+            if cond.name not in games:
+                games[cond.name] = GameConfig.model_validate(
+                    {**self.game.model_dump(), **cond.overrides()}
+                )
+            game = games[cond.name]
             population = (models,) if isinstance(models, str) else tuple(models)
-            for rep in range(self.repetitions):
+            param = payload_param(adv) if f.payloads else None
+            for rep in range(self.repetitions if repetitions is None else repetitions):
                 content = {
                     "seed": self.seed,
                     "repetition": rep,
@@ -120,24 +231,61 @@ class ExperimentSpec(BaseModel):
                     "topology": topo,
                     "disclosure": disc.value,
                     "adversary": adv.model_dump(mode="json"),
-                    "agents": self.agents.model_dump(mode="json"),
+                    "agents": agents.model_dump(mode="json"),
                 }
-                digest = hashlib.sha256(
-                    json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
-                ).hexdigest()
+                base = _digest(content)
+                common = {
+                    "repetition": rep,
+                    "condition": cond.name,
+                    "game": game,
+                    "models": population,
+                    "topology": topo,
+                    "disclosure": disc,
+                    "agents": agents,
+                }
+                if param is None or not f.payloads:
+                    yield TrialSpec(trial_id=base[:16], seed=_seed(base), adversary=adv,
+                                    **common)  # fmt: skip
+                    continue
+                for level in f.payloads:
+                    said = adv.model_copy(update={"params": {**adv.params, param: level.text}})
+                    digest = _digest(
+                        {**content, "adversary": said.model_dump(mode="json"),
+                         "payload": level.model_dump(mode="json")}
+                    )  # fmt: skip
+                    yield TrialSpec(trial_id=digest[:16], seed=_seed(base), adversary=said,
+                                    payload=level, match=base[:16], **common)  # fmt: skip
+
+    def model_strings(self) -> list[str]:
+        """Every model a trial of this design may call or play: honest seats' and the
+        models inside adversary seats."""
+        models = {m for e in self.factors.models for m in ([e] if isinstance(e, str) else e)}
+        populations = [(e,) if isinstance(e, str) else tuple(e) for e in self.factors.models]
+        for adv in self.factors.adversaries:
+            try:
+                models |= {inner_model(adv.kind, pop, adv.model) for pop in populations}
+            except StagbenchError:
+                continue  # an unknown kind: check() says so
+        return sorted(models)
+
+    def environment_problems(self) -> list[str]:
+        """What this machine lacks to run the spec (packages, API keys): ``validate`` warns,
+        ``run`` refuses."""
+        return environment_problems(self.model_strings(), self.model_settings)
+
+    def warnings(self) -> list[str]:
+        """What is allowed but probably not meant: payoffs that are not a Stag Hunt."""
+        out = []
+        for cond in self.factors.conditions:
+            try:
+                g = GameConfig.model_validate({**self.game.model_dump(), **cond.overrides()})
+            except ValidationError:
+                continue  # check() reports it
+            if not g.is_stag_hunt:
                 out.append(
-                    TrialSpec(
-                        trial_id=digest[:16],
-                        seed=int(digest[16:32], 16) % (2**63),
-                        repetition=rep,
-                        condition=cond.name,
-                        game=game,
-                        models=population,
-                        topology=topo,
-                        disclosure=disc,
-                        adversary=adv,
-                        agents=self.agents,
-                    )
+                    f"condition {cond.name!r}: payoffs stag {g.stag_payoff:g}, hare "
+                    f"{g.hare_payoff:g}, failed stag {g.failed_stag_payoff:g} are not a Stag "
+                    "Hunt (it needs stag > hare > failed stag)"
                 )
         return out
 
@@ -173,9 +321,28 @@ class ExperimentSpec(BaseModel):
                         f"adversary {adv.label}: placement {adv.placement} must list "
                         f"{adv.count} distinct seats in 0..{n - 1}"
                     )
+        variants = {self.agents.prompt_variant, *(self.factors.prompt_variants or [])}
+        for v in sorted(variants - set(PARAPHRASES)):
+            problems.append(f"unknown prompt_variant {v!r}; known: {', '.join(PARAPHRASES)}")
+        if self.factors.payloads:
+            crossed = [a for a in self.factors.adversaries if payload_param(a)]
+            if not crossed:
+                problems.append(
+                    "payloads need an adversary arm that says them (one of: "
+                    + ", ".join(n for n, k in ADVERSARIES.items() if k.payload)
+                    + ")"
+                )
+            for adv in crossed:
+                param = payload_param(adv)
+                if param in adv.params:
+                    problems.append(
+                        f"adversary {adv.label}: the payloads factor sets {param!r}; "
+                        "leave it out of the arm"
+                    )
         names = [c.name for c in self.factors.conditions]
         if len(set(names)) != len(names):
             problems.append(f"condition names must be unique: {names}")
+        problems += _duplicates(self.factors)
         models = {m for e in self.factors.models for m in ([e] if isinstance(e, str) else e)}
         models |= {a.model for a in self.factors.adversaries if a.model}
         for m in sorted(models):
@@ -183,6 +350,7 @@ class ExperimentSpec(BaseModel):
                 check_model_string(m)
             except StagbenchError as exc:
                 problems.append(str(exc))
+        problems += check_models(sorted(models), self.model_settings)
         populations = [(e,) if isinstance(e, str) else tuple(e) for e in self.factors.models]
         for adv in self.factors.adversaries:
             try:
@@ -191,8 +359,59 @@ class ExperimentSpec(BaseModel):
                     check_adversary(adv.kind, adv.params, inner)
             except StagbenchError as exc:
                 problems.append(f"adversary {adv.label}: {exc}")
+        if not problems:
+            # What only building the seats shows (an agent setting an LLM agent refuses, a
+            # wrapper that cannot wrap its seat), for one trial of every cell.
+            problems += check_cells(self.cells())
         if problems:
             raise SpecError("invalid spec:\n  - " + "\n  - ".join(problems))
+
+
+def _digest(content: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _seed(digest: str) -> int:
+    return int(digest[16:32], 16) % (2**63)
+
+
+def payload_param(adv: AdversarySpec) -> str | None:
+    """The parameter of ``adv``'s kind that a ``payloads`` factor sets, or None when the
+    arm says nothing a payload could replace (``none``, or a kind that takes none)."""
+    if adv.kind == "none" or adv.count == 0:
+        return None
+    try:
+        return ADVERSARIES.get(adv.kind).payload
+    except StagbenchError:  # an unknown kind: ``check`` says so
+        return None
+
+
+def _duplicates(f: Factors) -> list[str]:
+    """Factor entries given twice: each would give the same trials (the same ids) twice."""
+    out = []
+    lists: list[tuple[str, list[tuple[Any, str]]]] = [
+        ("models", [(e if isinstance(e, str) else tuple(e), repr(e)) for e in f.models]),
+        ("topologies", [(t, repr(t)) for t in f.topologies]),
+        ("disclosures", [(d.value, repr(d.value)) for d in f.disclosures]),
+        ("prompt_variants", [(v, repr(v)) for v in f.prompt_variants or []]),
+        ("defences", [(d, repr(d)) for d in f.defences or []]),
+        (
+            "adversaries",
+            [
+                (json.dumps(a.model_dump(mode="json"), sort_keys=True), repr(a.label))
+                for a in f.adversaries
+            ],
+        ),
+    ]
+    for name, entries in lists:
+        seen: set[Any] = set()
+        for key, shown in entries:
+            if key in seen:
+                out.append(f"factors.{name} lists {shown} twice: remove the repeat")
+            seen.add(key)
+    return out
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -208,8 +427,37 @@ def _format_validation(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_spec(text: str, source: str = "<string>") -> ExperimentSpec:
-    """Parse and validate spec text; every problem becomes a ``SpecError``."""
+def inline_graph_files(spec: ExperimentSpec, base: Path | None) -> None:
+    """Read each ``graph_file(path=...)`` topology (a relative path from ``base``, the
+    spec's folder) and put its edges in its place (``edges(pairs=...)``): trials then
+    carry the graph itself, so a run does not depend on where the file is, and a changed
+    file makes new trials instead of changing old ones."""
+    topologies = spec.factors.topologies
+    for i, topo in enumerate(topologies):
+        try:
+            kind, params = parse_call(topo, "topology", SpecError)
+        except StagbenchError:
+            continue  # ``check`` says what is wrong with it
+        if normalise(kind) != "graph_file" or "path" not in params:
+            continue
+        extra = set(params) - {"path", "directed"}
+        if extra:
+            raise SpecError(f"topology {topo!r}: unknown parameter(s) {sorted(extra)}")
+        path = Path(str(params["path"])).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        try:
+            graph = read_graph_file(path, params.get("directed"))
+        except StagbenchError as exc:
+            raise SpecError(f"topology {topo!r}: {exc}") from exc
+        topologies[i] = inline_graph(graph, path.stem)
+
+
+def parse_spec(
+    text: str, source: str = "<string>", base_dir: str | Path | None = None
+) -> ExperimentSpec:
+    """Parse and validate spec text; every problem becomes a ``SpecError``. Graph files
+    are read from ``base_dir`` (the spec's folder; default: the working directory)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -218,6 +466,7 @@ def parse_spec(text: str, source: str = "<string>") -> ExperimentSpec:
         spec = ExperimentSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_format_validation(exc, source)) from exc
+    inline_graph_files(spec, Path(base_dir) if base_dir is not None else None)
     spec.check()
     return spec
 
@@ -231,7 +480,7 @@ def load_spec(path: str | Path) -> tuple[ExperimentSpec, str]:
         raise SpecError(f"spec file not found: {p}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec file {p}: {exc}") from exc
-    return parse_spec(text, str(p)), text
+    return parse_spec(text, str(p), p.parent), text
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -245,7 +494,12 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def shard(trials: list[TrialSpec], i: int, n: int) -> list[TrialSpec]:
+def shard(trials: Iterable[TrialSpec], i: int, n: int) -> list[TrialSpec]:
     """The trials of shard i of n. Membership depends only on the trial id, so it is the
     same on every machine and survives growing the spec."""
-    return [t for t in trials if int(t.trial_id, 16) % n == i]
+    return list(iter_shard(trials, i, n))
+
+
+def iter_shard(trials: Iterable[TrialSpec], i: int, n: int) -> Iterator[TrialSpec]:
+    """``shard``, one trial at a time."""
+    return (t for t in trials if int(t.trial_id, 16) % n == i)

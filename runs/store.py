@@ -8,9 +8,15 @@ Layout::
     RUN_DIR/transcripts/ID.jsonl one finished trial (written whole, then renamed)
     RUN_DIR/failures/ID.txt      why a trial failed (it is retried on the next run)
     RUN_DIR/quarantine/          transcripts found corrupt, moved aside and re-run
+    RUN_DIR/.stagbench.lock      held by the run working in the folder (one at a time)
 
 A transcript exists only once its trial is finished, so a killed run loses nothing
 finished, and re-running the same spec into the same folder runs only what is missing.
+
+A folder is used only if it is new, empty, or already a stagbench results folder: a
+user's own folder is never written to (``check_folder``). One run at a time works in a
+folder (``lock``): a second would run, and pay for, the same trials again. The workers of
+``run --workers K`` share their parent's lock.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +49,19 @@ from stagbench.runs.spec import ExperimentSpec, TrialSpec
 
 #: Settings that change how a run is carried out, not what it measures: a resumed run may
 #: change them (a new endpoint, a higher budget, other rate limits).
-OPERATIONAL = {"model_settings", "budget_usd", "description"}
+OPERATIONAL = {"model_settings", "budget_usd", "description", "analysis"}
+
+LOCK_NAME = ".stagbench.lock"
+#: what a results folder may hold besides a manifest (a run killed while creating it)
+OWN_ENTRIES = {
+    "manifest.json", "spec.toml", "trials.jsonl", "transcripts", "failures", "quarantine",
+    "cache", "report", "agent_rounds.parquet", LOCK_NAME,
+}  # fmt: skip
+_OWN_PATTERN = re.compile(r"worker-\d+\.log|\..+\.\d+\.tmp")
+#: the smallest bytes of one action event and one round end in a transcript: with the
+#: header (which holds the trial's record) a floor under a transcript's size
+MIN_ACTION_BYTES = 70
+MIN_ROUND_END_BYTES = 100
 
 
 def spec_hash(spec: ExperimentSpec) -> str:
@@ -95,15 +114,20 @@ def read_checked(path: Path) -> Transcript:
     return validate_events(events, str(path))
 
 
-def atomic_write(path: Path, text: str | bytes) -> None:
-    """Write a file (text as UTF-8) so that readers see either nothing or all of it."""
+def atomic_write(path: Path, text: str | bytes | Iterable[str], errors: str = "strict") -> None:
+    """Write a file (text as UTF-8, encoded with ``errors``) so that readers see either
+    nothing or all of it; ``text`` may come in pieces (a design's trial list, streamed)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = text.encode() if isinstance(text, str) else text
     with _io_errors(f"writing {path}"):
         done = False
         try:
             with open(tmp, "wb") as fh:
-                fh.write(data)
+                if isinstance(text, bytes):
+                    fh.write(text)
+                elif isinstance(text, str):
+                    fh.write(text.encode("utf-8", errors))
+                else:
+                    fh.writelines(piece.encode("utf-8", errors) for piece in text)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -111,6 +135,58 @@ def atomic_write(path: Path, text: str | bytes) -> None:
         finally:
             if not done:
                 tmp.unlink(missing_ok=True)
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def bytes_floor(spec: ExperimentSpec) -> int:
+    """A floor under the bytes a run of ``spec`` writes: each trial's line in trials.jsonl,
+    and a transcript at least as big as its header plus one action per seat and one round
+    end per round. Counted per cell, never by expanding the design."""
+    total = 0
+    for t in spec.cells():
+        line = len(t.model_dump_json()) + 1
+        g = t.game
+        transcript = line + g.rounds * (g.n_players * MIN_ACTION_BYTES + MIN_ROUND_END_BYTES)
+        total += spec.repetitions * (line + transcript)
+    return total
+
+
+def _free_bytes(path: Path) -> int | None:
+    for p in (path, *path.parents):
+        if p.exists():
+            try:
+                return shutil.disk_usage(p).free
+            except OSError:
+                return None
+    return None
+
+
+class RunLock:
+    """An exclusive lock on a results folder, held while a run works in it. The kernel
+    releases it when the holder dies (a SIGKILL included); the worker processes of
+    ``run --workers`` inherit its file descriptor (``fd``), so it is held until the last
+    of them ends."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class RunStore:
@@ -122,8 +198,88 @@ class RunStore:
         self.manifest_path = self.root / "manifest.json"
 
     # -- setup ---------------------------------------------------------------
-    def open(self, spec: ExperimentSpec, spec_text: str, trials: list[TrialSpec]) -> None:
-        """Create the folder for this spec, or check it belongs to this spec (resume)."""
+    def check_folder(self) -> None:
+        """Refuse a folder that is neither new, nor empty, nor a stagbench results folder:
+        opening it would quarantine and replace the user's own files."""
+        if not self.root.exists():
+            return
+        if not self.root.is_dir():
+            raise StoreError(f"{self.root} is a file, not a folder: give --out a folder")
+        if self.manifest_path.exists():
+            return
+        with _io_errors(f"reading {self.root}"):
+            foreign = sorted(
+                e.name
+                for e in self.root.iterdir()
+                if e.name not in OWN_ENTRIES and not _OWN_PATTERN.fullmatch(e.name)
+            )
+            if not foreign and self.transcripts.is_dir():
+                # A run writes transcripts only after its manifest: these are someone else's.
+                foreign = [f"transcripts/{p.name}" for p in sorted(self.transcripts.iterdir())]
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (
+                f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            )
+            raise StoreError(
+                f"{self.root} is not empty and is not a stagbench results folder (no "
+                f"manifest.json; it holds {shown}). Nothing was touched: give --out a new or "
+                "empty folder, or a results folder of this spec to resume it."
+            )
+
+    def lock(self, spec: ExperimentSpec | None = None) -> RunLock:
+        """Take the folder's lock, or refuse clearly if another run holds it. With ``spec``,
+        a new folder is first checked to hold the design (``check_fits``): a refused run
+        leaves nothing behind."""
+        self.check_folder()
+        if spec is not None and self.read_manifest() is None:
+            self.check_fits(spec)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock, as before
+            return RunLock(None)
+        with _io_errors(f"creating {self.root}"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StoreError(f"cannot lock {self.root}: {exc}") from exc
+            raise StoreError(
+                f"another stagbench run (pid {holder}) is working in {self.root}: a second "
+                "run there would run, and pay for, the same trials again. Wait for it to end "
+                "(or stop it) and run this command again; to use more cores, run one "
+                "command with --workers K."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return RunLock(fd)
+
+    def check_fits(self, spec: ExperimentSpec) -> None:
+        """Refuse a design whose records alone cannot fit on the disk, with the numbers."""
+        need = bytes_floor(spec)
+        free = _free_bytes(self.root)
+        if free is not None and need > free:
+            raise StoreError(
+                f"the design has {spec.n_trials:,} trials; their records alone need at least "
+                f"{_size(need)} and {_size(free)} are free at {self.root}: it cannot fit. "
+                "Lower repetitions or factors, or split the design into specs run apart."
+            )
+
+    def open(
+        self,
+        spec: ExperimentSpec,
+        spec_text: str,
+        trials: Iterable[TrialSpec] | None = None,
+        check_space: bool = True,
+    ) -> None:
+        """Create the folder for this spec, or check it belongs to this spec (resume).
+        ``trials`` (by default the spec's own, streamed) are written to trials.jsonl. A new
+        folder is first checked to hold the design (``check_fits``) unless ``check_space``
+        is False (a Ray task's scratch folder, which holds only its shard)."""
+        self.check_folder()
         digest = spec_hash(spec)
         existing = self.read_manifest()
         if existing is not None and existing.spec_hash != digest:
@@ -132,6 +288,8 @@ class RunStore:
                 f"hash {existing.spec_hash}); this spec hashes to {digest}. "
                 "Use another --out folder."
             )
+        if existing is None and check_space:
+            self.check_fits(spec)
         with _io_errors(f"creating {self.root}"):
             for d in (self.root, self.transcripts, self.failures):
                 d.mkdir(parents=True, exist_ok=True)
@@ -140,14 +298,13 @@ class RunStore:
                 stale.unlink(missing_ok=True)
         if existing is None:
             atomic_write(self.root / "spec.toml", spec_text)
-            atomic_write(
-                self.root / "trials.jsonl", "".join(t.model_dump_json() + "\n" for t in trials)
-            )
+            stream = spec.iter_trials() if trials is None else trials
+            atomic_write(self.root / "trials.jsonl", (t.model_dump_json() + "\n" for t in stream))
         ident = {
             "spec_name": spec.name,
             "spec_hash": digest,
             "stagbench_version": stagbench.__version__,
-            "n_trials": len(trials),
+            "n_trials": spec.n_trials,
         }
         if existing is None:
             self.write_manifest(Manifest(**ident, created=_now()))
@@ -196,7 +353,9 @@ class RunStore:
         return path
 
     def record_failure(self, trial_id: str, error: str) -> None:
-        atomic_write(self.failures / f"{trial_id}.txt", error.rstrip() + "\n")
+        # Whatever the error holds (a lone surrogate from a reply) must not stop the batch.
+        path = self.failures / f"{trial_id}.txt"
+        atomic_write(path, error.rstrip() + "\n", errors="backslashreplace")
 
     def scan(self) -> tuple[set[str], list[tuple[str, str]]]:
         """Ids of valid finished transcripts; corrupt ones are moved to quarantine/ and
@@ -222,6 +381,17 @@ class RunStore:
                     except FileNotFoundError:
                         continue  # the same race, a moment later
         return done, corrupt
+
+    def failed_ids(self) -> set[str]:
+        """Trials whose last attempt failed (failures/ID.txt), finished since or not."""
+        return {p.stem for p in self.failures.glob("*.txt")} if self.failures.exists() else set()
+
+    def failure_line(self, failed: int, total: int) -> str:
+        """What every run command says when trials failed."""
+        return (
+            f"{failed} of {total} trials failed; why is in {self.failures.resolve()}/. "
+            "Run the same command again to retry them."
+        )
 
     def location_lines(self) -> list[str]:
         """Where the results are, as every run command prints it at its end."""
@@ -257,7 +427,12 @@ def merge_stores(out: str | Path, sources: list[Path]) -> MergeReport:
     existing = target.read_manifest()
     if existing is not None and existing.spec_hash not in hashes:
         raise StoreError(f"{out} holds results of another spec ({existing.spec_name!r})")
-    with _io_errors(f"creating {out}"):
+    with target.lock():  # never a user's own folder, never beside a run working there
+        return _merge(target, existing or manifests[0], sources)
+
+
+def _merge(target: RunStore, base: Manifest, sources: list[Path]) -> MergeReport:
+    with _io_errors(f"creating {target.root}"):
         for d in (target.root, target.transcripts, target.failures):
             d.mkdir(parents=True, exist_ok=True)
         for name in ("spec.toml", "trials.jsonl"):
@@ -279,7 +454,6 @@ def merge_stores(out: str | Path, sources: list[Path]) -> MergeReport:
             report.copied += 1
     report.total = sum(1 for _ in (target.root / "trials.jsonl").open(encoding="utf-8"))
     report.finished = len(target.transcript_paths())
-    base = existing or manifests[0]
     target.write_manifest(
         base.model_copy(
             update={

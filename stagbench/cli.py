@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from stagbench.errors import StagbenchError
+from stagbench.errors import StagbenchError, TranscriptError
 from stagbench.records import Transcript, read_transcript
 from stagbench.runs.orchestrator import RunSummary, StopRequest, run_trials
 from stagbench.runs.replay import check, render
 from stagbench.runs.runtime import run_async
-from stagbench.runs.spec import ExperimentSpec, TrialSpec, load_spec, parse_shard, shard
-from stagbench.runs.store import RunStore
+from stagbench.runs.spec import ExperimentSpec, TrialSpec, iter_shard, load_spec, parse_shard
+from stagbench.runs.store import RunLock, RunStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,16 +37,14 @@ err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() els
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    from rich.markup import escape
-
-    err.print(f"[bold red]error:[/] {escape(str(exc))}")  # e.g. 'stagbench[ray]' stays
+    err.print(f"[bold red]error:[/] {escape(str(exc))}")
     return typer.Exit(code=2)
 
 
-def _needs_models(trials: list[TrialSpec]) -> bool:
-    from stagbench.runs.compose import needs_models
+def _needs_models(spec: ExperimentSpec) -> bool:
+    from stagbench.runs.compose import is_scripted
 
-    return needs_models(trials)
+    return any(not is_scripted(m) for m in spec.model_strings())
 
 
 @app.command()
@@ -82,6 +83,7 @@ def run(
         ),  # fmt: skip
     ] = None,
     share: Annotated[int, typer.Option(min=1, hidden=True)] = 1,
+    worker_of: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Run every trial of SPEC that is not finished yet in the results folder."""
     if executor not in ("local", "ray"):
@@ -93,6 +95,7 @@ def run(
             raise _fail(StagbenchError("--executor ray makes its own shards; leave out --shard"))
         from stagbench.runs.ray_executor import run_on_ray
 
+        _preflight(spec_path)  # checked here, on the driver, before a task is started
         try:
             code = run_on_ray(spec_path, out, address, workers, concurrency, console)
         except StagbenchError as exc:  # e.g. ray is not installed
@@ -104,41 +107,85 @@ def run(
             raise _fail(StagbenchError("use either --shard or --workers, not both"))
         from stagbench.runs.parallel import run_workers
 
+        _preflight(spec_path)
         raise typer.Exit(
-            code=run_workers(spec_path, out, workers, concurrency, cache_dir, no_cache, console)
+            code=run_workers(
+                spec_path, out, workers, concurrency, cache_dir, no_cache, console, err
+            )
         )
+    if worker_of is not None:  # a worker of `run --workers`: it holds the parent's lock
+        from stagbench.runs.parallel import watch_parent
+
+        watch_parent(worker_of)
     try:
-        spec, text = load_spec(spec_path)
-        all_trials = spec.trials()
-        trials = all_trials
+        spec, text = _preflight(spec_path) if worker_of is None else load_spec(spec_path)
         suffix = ""
         if shard_:
             i, n = parse_shard(shard_)
-            trials = shard(all_trials, i, n)
             suffix = f"-shard{i}of{n}"
-        out_dir = out or Path("results") / f"{spec.name}{suffix}"
-        store = RunStore(out_dir)
-        store.open(spec, text, all_trials)
-        store.update_manifest(shard=shard_, shard_trials=len(trials) if shard_ else None)
-        summary = run_async(
-            _run(spec, trials, store, concurrency, cache_dir, no_cache, progress, share)
-        )
+        store = RunStore(out or Path("results") / f"{spec.name}{suffix}")
+        with RunLock(None) if worker_of is not None else store.lock(spec):
+            store.open(spec, text)
+            trials, total, owns = _trial_stream(spec, shard_)
+            store.update_manifest(shard=shard_, shard_trials=total if shard_ else None)
+            job = _run(spec, trials, total, owns, store, concurrency, cache_dir, no_cache,
+                       progress, share)  # fmt: skip
+            summary = run_async(job)
     except StagbenchError as exc:
         raise _fail(exc) from exc
     for name, reason in summary.corrupt:
-        err.print(f"[yellow]corrupt transcript quarantined and re-run:[/] {name}: {reason}")
+        err.print(
+            f"[yellow]corrupt transcript quarantined and re-run:[/] {escape(f'{name}: {reason}')}"
+        )
     _print_summary(summary)
     if summary.stopped:
-        err.print(f"[bold red]run stopped:[/] {summary.stopped}")
+        err.print(f"[bold red]run stopped:[/] {escape(summary.stopped)}")
         # 128 + signal number after a signal, as shells report it; 3 for a budget or disk stop
         raise typer.Exit(code=128 + summary.signum if summary.signum else 3)
     if summary.failed:
+        err.print(
+            f"[bold red]error:[/] {escape(store.failure_line(summary.failed, summary.total))}"
+        )
         raise typer.Exit(code=1)
+
+
+def _trial_stream(
+    spec: ExperimentSpec, shard_: str | None
+) -> tuple[Iterable[TrialSpec], int, Callable[[str], bool] | None]:
+    """The trials this process runs, streamed, their number, and which ids are its own."""
+    if not shard_:
+        return spec.iter_trials(), spec.n_trials, None
+    i, n = parse_shard(shard_)
+
+    def owns(trial_id: str) -> bool:
+        return int(trial_id, 16) % n == i
+
+    total = sum(1 for _ in iter_shard(spec.iter_trials(), i, n))  # counted, not kept
+    return iter_shard(spec.iter_trials(), i, n), total, owns
+
+
+def _preflight(spec_path: Path) -> tuple[ExperimentSpec, str]:
+    """The spec, checked for everything a trial would fail on and for what this machine
+    lacks, before anything is written or spent; its warnings printed."""
+    try:
+        spec, text = load_spec(spec_path)
+        missing = spec.environment_problems()
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    if missing:
+        raise _fail(
+            StagbenchError("this machine cannot run the spec:\n  - " + "\n  - ".join(missing))
+        )
+    for w in spec.warnings():
+        err.print(f"[yellow]warning:[/] {escape(w)}")
+    return spec, text
 
 
 async def _run(
     spec: ExperimentSpec,
-    trials: list[TrialSpec],
+    trials: Iterable[TrialSpec],
+    total: int,
+    owns: Callable[[str], bool] | None,
     store: RunStore,
     concurrency: int,
     cache_dir: Path | None,
@@ -147,7 +194,7 @@ async def _run(
     share: int = 1,
 ) -> RunSummary:
     pool = None
-    if _needs_models(trials):
+    if _needs_models(spec):
         from stagbench.agents.models.pool import ModelPool
 
         pool = ModelPool(
@@ -165,10 +212,10 @@ async def _run(
     )
     tty = sys.stderr.isatty()
     # Without a terminal (a cluster job's log), a plain line every 5% of the trials instead.
-    step = max(1, len(trials) // 20)
+    step = max(1, total // 20)
     logged = [-1]
     with Progress(*columns, console=err, disable=not show or not tty) as bar:
-        task = bar.add_task(spec.name, total=len(trials), stats="")
+        task = bar.add_task(spec.name, total=total, stats="")
 
         def on_progress(s: RunSummary, _t: Transcript | None) -> None:
             stats = f"failed {s.failed}" if s.failed else ""
@@ -178,7 +225,7 @@ async def _run(
             bar.update(task, completed=done, stats=stats)
             if show and not tty and done // step != logged[0] and (done - s.already_done) > 0:
                 logged[0] = done // step
-                err.print(f"[{done}/{len(trials)}] {stats.strip()}".rstrip(), highlight=False)
+                err.print(f"[{done}/{total}] {stats.strip()}".rstrip(), highlight=False)
 
         request = StopRequest()
         handled = _on_stop_signals(request)
@@ -191,6 +238,8 @@ async def _run(
                 concurrency=concurrency,
                 progress=on_progress,
                 stop_request=request,
+                total=total,
+                owns=owns,
             )
         finally:
             loop = asyncio.get_running_loop()
@@ -227,10 +276,16 @@ def _print_summary(s: RunSummary) -> None:
         console.print(
             f"tokens in {s.input_tokens:,} out {s.output_tokens:,}, cost ${s.cost_usd:.4f}"
         )
+    for model, cut in sorted(s.truncated.items()):
+        err.print(
+            f"[yellow]warning:[/] {cut} of {s.calls[model]} replies of {model} were cut at "
+            "max_tokens (finish_reason in the transcripts); raise agents.max_tokens if they "
+            "should be whole"
+        )
     for tid, e in list(s.errors.items())[:5]:
-        err.print(f"[red]trial {tid} failed:[/] {e}")
+        err.print(f"[red]trial {tid} failed:[/] {escape(e)}")
     for line in RunStore(s.out_dir).location_lines():
-        console.print(line)
+        console.print(escape(line))
 
 
 @app.command()
@@ -246,7 +301,7 @@ def merge(
     except StagbenchError as exc:
         raise _fail(exc) from exc
     for name, why in report.corrupt:
-        err.print(f"[yellow]not merged (corrupt):[/] {name}: {why}")
+        err.print(f"[yellow]not merged (corrupt):[/] {escape(f'{name}: {why}')}")
     console.print(
         f"merged {report.copied} transcripts ({report.already} already there) into {out}; "
         f"{report.finished}/{report.total} trials of the spec are finished"
@@ -270,12 +325,16 @@ def replay(
     except StagbenchError as exc:
         raise _fail(exc) from exc
     if not check_:
-        render(t, console, round_)
+        try:
+            render(t, console, round_)
+        except (KeyError, IndexError, StopIteration) as exc:
+            what = TranscriptError(f"{transcript} lacks an event ({exc!r}): try --check")
+            raise _fail(what) from exc
         return
     problems = check(t)
     if problems:
         for p in problems:
-            err.print(f"[red]mismatch:[/] {p}")
+            err.print(f"[red]mismatch:[/] {escape(p)}")
         raise typer.Exit(code=1)
     console.print(
         f"[green]ok[/]: trial {t.trial_id} re-executes to the same outcome {t.end.totals}"
@@ -287,18 +346,23 @@ def validate(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC")],
     show: Annotated[int, typer.Option(help="list the first N trials")] = 0,
 ) -> None:
-    """Check a spec and count its trials without running anything."""
+    """Check a spec and count its trials without running anything: every check a trial
+    would fail at run time, without expanding the design."""
     try:
         spec, _ = load_spec(spec_path)
+        missing = spec.environment_problems()
     except StagbenchError as exc:
         raise _fail(exc) from exc
-    trials = spec.trials()
-    console.print(f"spec {spec.name!r} is valid: {len(trials)} trials")
-    for t in trials[:show]:
+    console.print(f"spec {spec.name!r} is valid: {spec.n_trials:,} trials")
+    for t in itertools.islice(spec.iter_trials(), show):
         console.print(
             f"  {t.trial_id} {t.population} {t.condition} {t.topology} "
             f"{t.disclosure.value} {t.adversary.label} rep {t.repetition}"
         )
+    for w in spec.warnings():
+        err.print(f"[yellow]warning:[/] {escape(w)}")
+    for m in missing:
+        err.print(f"[yellow]warning:[/] `run` would refuse here: {escape(m)}")
 
 
 @app.command()
@@ -337,7 +401,7 @@ def estimate(spec_path: Annotated[Path, typer.Argument(metavar="SPEC")]) -> None
         rows = run_estimate(spec)
     except StagbenchError as exc:
         raise _fail(exc) from exc
-    n = len(spec.trials())
+    n = f"{spec.n_trials:,}"
     if not rows:
         console.print(f"spec {spec.name!r}: {n} trials, no LLM calls (scripted agents only)")
         return
@@ -376,7 +440,9 @@ def report(
     out: Annotated[
         Path | None, typer.Option(help="where to write (default RUN_DIR/report)")
     ] = None,
-    n_boot: Annotated[int, typer.Option(help="bootstrap resamples for archetype labels")] = 500,
+    n_boot: Annotated[
+        int, typer.Option(help="bootstrap resamples (trial-clustered intervals, label confidence)")
+    ] = 500,
     judge: Annotated[
         str | None, typer.Option(help="also judge betrayal detection with this model")
     ] = None,
@@ -397,17 +463,18 @@ def report(
 def _judge(run_dir: Path, out: Path, model: str) -> None:
     from stagbench.agents.models.pool import ModelPool
     from stagbench.analysis import judge as judge_mod
-    from stagbench.analysis import metrics
-    from stagbench.analysis.tables import agent_rounds
+    from stagbench.analysis.report import prepare
     from stagbench.runs.compose import json_asker
 
-    df, _ = agent_rounds(run_dir)
+    data = prepare(run_dir, n_boot=0)
+    imported = data.design.imported if data.design else None
+    name = str((imported or {}).get("player_name", "P{n}"))
 
     async def judged_rows() -> pd.DataFrame:
         pool = ModelPool()
         try:
             ask = json_asker(pool, model)
-            return await judge_mod.judge_detection(df, metrics.agent_trials(df), ask)
+            return await judge_mod.judge_detection(data.df, data.agent_trials, ask, name)
         finally:
             await pool.aclose()
 
@@ -440,13 +507,17 @@ def power(
     from stagbench.analysis import stats
 
     if from_run is not None:
-        from stagbench.analysis.metrics import honest
-        from stagbench.analysis.tables import agent_rounds
-
-        df, _ = agent_rounds(from_run)
-        h = honest(df)
-        icc = stats.icc_estimate(h)
-        cluster_size = round(h.dropna(subset=["stag"]).groupby("trial_id").size().mean())
+        df = _agent_rounds(from_run)
+        h = stats.population(df).dropna(subset=["stag"])
+        if h.empty:
+            raise _fail(StagbenchError(f"{from_run}: no honest agent-round with an action"))
+        estimate = stats.icc_estimate(h)
+        icc, note = stats.clamped_icc(estimate)
+        if note:
+            err.print(f"[yellow]note:[/] {escape(note)}")
+        cluster_size = max(1, round(h.groupby("trial_id", observed=True).size().mean()))
+    elif not 0.0 <= icc <= 1.0:
+        raise _fail(StagbenchError(f"--icc must lie in [0, 1], not {icc}"))
     try:
         n = stats.trials_per_arm(p0, p1, alpha, target, cluster_size, icc)
     except ValueError as exc:
@@ -465,19 +536,89 @@ def tables(
         Path | None, typer.Option(help="Parquet file (default RUN_DIR/agent_rounds.parquet)")
     ] = None,
 ) -> None:
-    """Write the agent-round table of a run as Parquet."""
-    from stagbench.analysis.tables import agent_rounds, save_parquet
+    """Write the agent-round table of a run as Parquet (the transcripts of its design;
+    foreign and corrupt ones are listed and left out)."""
+    from stagbench.analysis.tables import save_parquet
+
+    df, _ = _agent_rounds(run_dir, report=True)
+    path = save_parquet(df, out or run_dir / "agent_rounds.parquet")
+    console.print(f"{len(df)} agent-rounds from {df['trial_id'].nunique()} transcripts: {path}")
+
+
+def _agent_rounds(run_dir: Path, report: bool = False) -> Any:
+    """The agent-round table of a folder's design (read with the run's vocabulary; foreign
+    transcripts left out), or a clear error when it has nothing readable; with
+    ``report``, also the load report, and files left out are listed."""
+    from stagbench.analysis import design
+    from stagbench.analysis.tables import agent_rounds
 
     try:
-        df, load = agent_rounds(run_dir)
+        df, load = agent_rounds(run_dir, lexicon=design.lexicon(run_dir))
+        checked = design.check(run_dir, load)
     except StagbenchError as exc:
         raise _fail(exc) from exc
-    for name, why in load.corrupt:
-        err.print(f"[yellow]not analysed (corrupt):[/] {name}: {why}")
-    path = save_parquet(df, out or run_dir / "agent_rounds.parquet")
-    console.print(
-        f"{len(df)} agent-rounds from {load.files - len(load.corrupt)} transcripts: {path}"
-    )
+    if report:
+        for name, why in load.corrupt:
+            err.print(f"[yellow]not analysed (corrupt):[/] {escape(f'{name}: {why}')}")
+        for name, why in checked.foreign:
+            err.print(f"[yellow]not analysed (foreign):[/] {escape(f'{name}: {why}')}")
+    if checked.foreign and not df.empty:
+        df = df[df["trial_id"].astype(str).isin(checked.analysed)]
+    if df.empty:
+        left_out = f" ({len(load.corrupt)} left out as unreadable)" if load.corrupt else ""
+        raise _fail(
+            TranscriptError(
+                f"no readable transcripts under {run_dir}{left_out}: nothing to analyse"
+            )
+        )
+    return (df, load) if report else df
+
+
+@app.command("import")
+def import_(
+    harness: Annotated[str, typer.Argument(help="whose logs: bct (Byzantine Cheap Talk)")],
+    sources: Annotated[list[Path], typer.Argument(help="the source folders", metavar="SRC...")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the new results folder")],
+) -> None:
+    """Import another harness's logs as a stagbench results folder (then `report` it)."""
+    from stagbench.runs.importers import import_logs
+
+    try:
+        result, manifest = import_logs(harness, sources, out)
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    for ident, source, why in result.failures:
+        err.print(f"[yellow]not imported:[/] {escape(f'{source or ident}: {why}')}")
+    console.print(f"imported {manifest.finished_trials} trials into {out}")
+    if manifest.failed_trials:
+        console.print(f"{manifest.failed_trials} could not be imported: listed above and in "
+                      f"{out / 'failures'}")  # fmt: skip
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def view(
+    run_dir: Annotated[Path, typer.Argument(help="a results folder")],
+    out: Annotated[
+        Path | None, typer.Option(help="where to write the pages (default RUN_DIR/view)")
+    ] = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="open the index in the default browser")
+    ] = False,
+) -> None:
+    """Transcripts as web pages: trials filterable by factor; per trial the graph, the
+    messages, actions, payoffs and every model call. Static files: open them from disk."""
+    from stagbench.viewer import build_view
+
+    try:
+        index = build_view(run_dir, out)
+    except StagbenchError as exc:
+        raise _fail(exc) from exc
+    console.print(f"Viewer: {index.resolve()}")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(index.resolve().as_uri())
 
 
 def main() -> None:

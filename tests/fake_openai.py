@@ -6,6 +6,7 @@ an HTTP error with headers, a delay, or a malformed body. Requests are recorded.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -21,6 +22,10 @@ class Behaviour:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     raw_body: bytes | None = None
+    #: provenance the server reports: why it stopped, which model version, which backend
+    finish_reason: str | None = None
+    model: str | None = None
+    system_fingerprint: str | None = None
 
 
 class FakeOpenAI:
@@ -70,9 +75,11 @@ class FakeOpenAI:
                     err = {"error": {"message": f"fake error {b.status}", "type": "fake"}}
                     self._send(b.status, json.dumps(err).encode(), b.headers)
                 elif self.path.endswith("/messages"):
-                    self._send(200, json.dumps(_message(payload, text)).encode(), b.headers)
+                    reply = _message(payload, text, b)
+                    self._send(200, json.dumps(reply).encode(), b.headers)
                 else:
-                    self._send(200, json.dumps(_completion(payload, text)).encode(), b.headers)
+                    reply = _completion(payload, text, b)
+                    self._send(200, json.dumps(reply).encode(), b.headers)
 
             def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
                 try:
@@ -113,20 +120,30 @@ def _within_schema(payload: dict[str, Any], text: str) -> str:
     return json.dumps({k: v for k, v in data.items() if k in schema["properties"]})
 
 
-def _completion(payload: dict[str, Any], text: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fake",
+_ids = itertools.count(1)
+
+
+def _completion(payload: dict[str, Any], text: str, b: Behaviour) -> dict[str, Any]:
+    reply: dict[str, Any] = {
+        "id": f"chatcmpl-fake-{next(_ids)}",
         "object": "chat.completion",
         "created": 0,
-        "model": payload.get("model", "fake"),
+        "model": b.model or payload.get("model", "fake"),
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": b.finish_reason or "stop",
+            }
         ],
         "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
     }
+    if b.system_fingerprint:
+        reply["system_fingerprint"] = b.system_fingerprint
+    return reply
 
 
-def _message(payload: dict[str, Any], text: str) -> dict[str, Any]:
+def _message(payload: dict[str, Any], text: str, b: Behaviour) -> dict[str, Any]:
     tools = payload.get("tools")
     if tools:
         block = {
@@ -138,12 +155,12 @@ def _message(payload: dict[str, Any], text: str) -> dict[str, Any]:
     else:
         block = {"type": "text", "text": text}
     return {
-        "id": "msg_fake",
+        "id": f"msg_fake_{next(_ids)}",
         "type": "message",
         "role": "assistant",
-        "model": payload.get("model", "fake"),
+        "model": b.model or payload.get("model", "fake"),
         "content": [block],
-        "stop_reason": "tool_use" if tools else "end_turn",
+        "stop_reason": b.finish_reason or ("tool_use" if tools else "end_turn"),
         "stop_sequence": None,
         "usage": {"input_tokens": 200, "output_tokens": 20},
     }

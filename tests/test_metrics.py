@@ -9,7 +9,11 @@ import pandas as pd
 import pytest
 
 from stagbench.analysis import metrics
-from stagbench.analysis.archetypes import COOPERATION_PERSISTENT, DEFECTION_PRONE, classify
+from stagbench.analysis.archetypes import (
+    COOPERATION_PERSISTENT,
+    UNCLASSIFIED,
+    classify,
+)
 from stagbench.analysis.tables import agent_rounds, load_parquet, save_parquet, signals_stag
 
 from analysis_helpers import accused_run, run_spec
@@ -74,7 +78,11 @@ def test_hand_computed_adaptation_and_cost(hand: pd.DataFrame) -> None:
     assert stag["archetype"] == COOPERATION_PERSISTENT
     grim = at.loc["scripted/grim-trigger"]
     assert grim["switched"] and grim["adaptation"] == "permanent" and grim["persistence_cost"] == 0
-    assert grim["archetype"] == DEFECTION_PRONE
+    # The Byzantine hunts hare every round: no round after the switch is clean, so grim
+    # never had a chance to forgive, and cannot be told from tit-for-tat: no label.
+    assert not grim["forgive_chance"] and grim["archetype"] == UNCLASSIFIED
+    assert grim["response_hare"] == 1.0 and grim["null_hare"] == pytest.approx(2 / 3)
+    assert (grim["pre_n"], grim["pre_hare"], grim["post_n"], grim["post_stag"]) == (1, 0, 2, 0)
     assert not at["pre_emptive"].any()
     assert not at["detected"].any() and at["detection_latency"].isna().all()
 
@@ -137,9 +145,9 @@ def test_lexical_helpers() -> None:
     assert signals_stag("Let's all go for the stag, not the hare!")
     assert not signals_stag("I will hunt hare this round.")
     assert not signals_stag(None)
-    assert metrics.detects("P3 cannot be trusted", "P3")
-    assert metrics.detects("they betrayed us", "P2")
-    assert not metrics.detects("P33 is fine, stag again", "P3")
+    assert metrics.detects("P3 cannot be trusted", 2)
+    assert metrics.detects("they betrayed us", 1)
+    assert not metrics.detects("P33 is fine, stag again", 2)
 
 
 def test_parquet_roundtrip_and_corrupt_files_reported(hand: pd.DataFrame, tmp_path: Path) -> None:

@@ -44,6 +44,8 @@ def test_the_wheel_installs_one_top_level_name_with_every_module(wheel: Path) ->
                 continue
             assert inside in names, f"{source} is not in the wheel (list its package?)"
     assert "stagbench/py.typed" in names
+    for asset in ("viewer.js", "viewer.css"):  # package data the viewer copies beside its pages
+        assert f"stagbench/viewer/assets/{asset}" in names
 
 
 @pytest.mark.parametrize("where", ["elsewhere", "checkout"])

@@ -211,10 +211,13 @@ def test_ray_run_keeps_the_model_limit_and_budget_across_tasks(
     spec.write_text(LIMITED)
     out = tmp_path / "ray"
     fake_server.max_in_flight = 0
+    # The driver checks the spec as `run` does (a base URL and key for every model), so it
+    # has the nodes' environment; the calls themselves go out from the nodes.
+    env = _env(LOOP_BASE_URL=fake_server.base_url, LOOP_API_KEY="sk-loop")
     res = subprocess.run(
         _stagbench(str(spec), "--out", str(out), "--executor", "ray", "--address", address,
                    "--workers", "2", "--concurrency", "16"),  # fmt: skip
-        env=_env(), capture_output=True, text=True, timeout=300,
+        env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     assert 2 < fake_server.max_in_flight <= 4
@@ -227,7 +230,7 @@ def test_ray_run_keeps_the_model_limit_and_budget_across_tasks(
     res = subprocess.run(
         _stagbench(str(spec), "--out", str(out), "--executor", "ray", "--address", address,
                    "--workers", "2", "--concurrency", "2"),  # fmt: skip
-        env=_env(), capture_output=True, text=True, timeout=300,
+        env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert res.returncode == 3, res.stdout + res.stderr
     assert "cost limit" in res.stdout
@@ -283,3 +286,19 @@ def test_shard_task_streams_each_result_without_ray(tmp_path: Path) -> None:
         path.write_bytes(data)
         assert read_transcript(path).trial_id == trial_id
     assert json.loads(items[0][2].splitlines()[0])["type"] == "header"
+
+
+def test_ray_run_refuses_a_folder_another_run_holds(tmp_path: Path) -> None:
+    """The driver takes the results folder's lock as `run` does: while another run holds
+    it, `--executor ray` refuses before starting or reaching any cluster."""
+    pytest.importorskip("ray")
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SLOW)
+    out = tmp_path / "o"
+    with RunStore(out).lock():
+        res = runner.invoke(
+            app, ["run", str(spec), "--executor", "ray", "--address", "127.0.0.1:1",
+                  "--out", str(out)],
+        )  # fmt: skip
+    assert res.exit_code == 2 and "another stagbench run" in res.output, res.output
+    assert not (out / "manifest.json").exists()

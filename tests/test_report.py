@@ -10,6 +10,7 @@ import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -71,23 +72,36 @@ def test_report_command_writes_everything(run: Path) -> None:
     out = run / "report"
     assert "Report: " in res.output
     for name in (
-        "report.html",
-        "report.md",
-        "agent_rounds.parquet",
-        "trials.parquet",
-        "agent_trials.parquet",
-    ):
+        "report.html", "report.md", "agent_rounds.parquet", "trials.parquet",
+        "agent_trials.parquet", "cooperation_by_cell.parquet", "cooperation_by_round.parquet",
+        "comparisons.parquet", "archetypes.parquet", "payoffs.parquet", "parse_failures.parquet",
+        "lexicon_recall.parquet", "regression.parquet",
+    ):  # fmt: skip
         assert (out / name).exists(), name
     page = _Collect()
     page.feed((out / "report.html").read_text())
     assert page.h2 == [
-        "Overview", "Cooperation", "Explicit vs silent", "Adversaries", "Regression",
-        "Archetypes", "Betrayal detection", "Parse failures",
+        "Overview", "Cooperation", "Comparisons", "Payoffs and welfare", "Regression",
+        "Archetypes", "Betrayal detection", "Parse failures and truncations",
+        "Injection and persuasion",
     ]  # fmt: skip
     assert len(page.srcs) >= 4 and all(s.startswith("data:image/png;base64,") for s in page.srcs)
     md = (out / "report.md").read_text()
-    assert "| topology | rate_a |" in md and "mock/garbage" in md
+    assert md.startswith("# stagbench report: rep\n")  # the spec's name, not the folder's
+    assert "| garbage |" in md and "mock/garbage" not in md.split("## Cooperation")[1]
     assert "http" not in (out / "report.html").read_text().replace("https://", "")  # self-contained
+    comp = pd.read_parquet(out / "comparisons.parquet")
+    assert {"rate_a", "rate_b", "n_a", "n_b", "test", "p"} <= set(comp.columns)
+    assert set(comp["factor"]) >= {"disclosure", "topology", "adversary"}
+    assert (comp["population"] == "honest").all()
+    arch = pd.read_parquet(out / "archetypes.parquet")
+    assert {"model", "condition", "label", "confidence"} <= set(arch.columns)
+    assert arch["confidence"].between(0, 1).all()
+    # every table in the report is a Parquet file: as many files as tables
+    tables = md.count("\n|---|")
+    parquet = [p for p in out.glob("*.parquet") if p.stem not in
+               ("agent_rounds", "trials", "agent_trials")]  # fmt: skip
+    assert len(parquet) == tables
 
 
 def test_report_flags_corrupt_transcripts(run: Path, tmp_path: Path) -> None:
@@ -98,7 +112,7 @@ def test_report_flags_corrupt_transcripts(run: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["report", str(copy), "--n-boot", "20"])
     assert res.exit_code == 0
     html = (copy / "report" / "report.html").read_text()
-    assert "could not be read and are NOT analysed" in html and victim.name in html
+    assert "LEFT OUT" in html and victim.name in html
 
 
 def _judge_reply(messages: list[ChatMessage], purpose: str | None) -> str:
@@ -129,8 +143,38 @@ def test_power_and_tables_commands(run: Path) -> None:
     assert res.exit_code == 0 and "ICC" in res.output
     bad = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.5"])
     assert bad.exit_code == 2
+    bad = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.7", "--icc", "-0.2"])
+    assert bad.exit_code == 2 and "[0, 1]" in bad.output
     res = runner.invoke(app, ["tables", str(run)])
     assert res.exit_code == 0 and (run / "agent_rounds.parquet").exists()
+
+
+NEGATIVE_ICC = """
+name = "even"
+repetitions = 4
+[game]
+rounds = 4
+[factors]
+models = [["scripted/always-stag", "scripted/always-hare"]]
+"""
+
+
+def test_power_from_run_clamps_a_negative_icc(tmp_path: Path) -> None:
+    """Every trial has exactly half its honest rounds stag: trials vary less than chance,
+    the ANOVA ICC is negative, and the design effect would fall below 1 (4 trials)."""
+    from stagbench.analysis import stats
+    from stagbench.analysis.tables import agent_rounds
+
+    out = run_spec(NEGATIVE_ICC, tmp_path / "even")
+    df, _ = agent_rounds(out)
+    assert stats.icc_estimate(df) < 0
+    res = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.7", "--from-run", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "below 0" in res.output and "clamped to 0" in res.output
+    assert "cluster size 16, ICC 0.000, design effect 1.00" in res.output  # 4 agents x 4 rounds
+    assert stats.trials_per_arm(0.5, 0.7, cluster_size=16, icc=0.0) == int(
+        res.output.split(" trials per arm")[0].split()[-1]
+    )
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
@@ -147,3 +191,121 @@ def test_report_renders_in_headless_chromium(run: Path) -> None:
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     assert shot.stat().st_size > 20_000
+
+
+def test_report_checks_the_folder_against_its_design(run: Path, tmp_path: Path) -> None:
+    """A missing, a failed, a tampered and two foreign transcripts are listed at the top of
+    the report and left out of every statistic."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "report", ignore_errors=True)
+    files = sorted((copy / "transcripts").glob("*.jsonl"))
+    missing, failed, tampered, dup = files[0], files[1], files[2], files[3]
+    missing.unlink()
+    failed.unlink()
+    (copy / "failures" / f"{failed.stem}.txt").write_text("provider exploded\ntraceback...\n")
+    lines = tampered.read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if '"round_end"' in line)
+    event = json.loads(lines[i])
+    event["payoffs"] = [p + 1 for p in event["payoffs"]]
+    lines[i] = json.dumps(event)
+    tampered.write_text("\n".join(lines) + "\n")
+    shutil.copy(dup, copy / "transcripts" / "0123456789abcdef.jsonl")  # named after no trial
+    other = run_spec(NEGATIVE_ICC, tmp_path / "other")
+    stranger = next((other / "transcripts").glob("*.jsonl"))
+    shutil.copy(stranger, copy / "transcripts" / stranger.name)
+    res = runner.invoke(app, ["report", str(copy), "--n-boot", "20"])
+    assert res.exit_code == 0, res.output
+    out = copy / "report"
+    md = (out / "report.md").read_text()
+    overview = md.split("## Cooperation")[0]
+    assert "LEFT OUT: 5" in overview
+    check = pd.read_parquet(out / "design_check.parquet")
+    kinds = dict(zip(check["trial or file"], check["problem"], strict=True))
+    assert kinds[missing.stem] == "missing" and kinds[failed.stem] == "failed"
+    assert kinds[tampered.name] == "corrupt or tampered"
+    assert kinds["0123456789abcdef.jsonl"] == "foreign" and kinds[stranger.name] == "foreign"
+    assert "provider exploded" in set(check["why"])
+    assert "29 trials analysed of 32 in the design" in overview
+    cells = pd.read_parquet(out / "cooperation_by_cell.parquet")
+    assert cells["stag_trials"].sum() == 29
+    analysed = set(pd.read_parquet(out / "trials.parquet")["trial_id"])
+    assert not analysed & {missing.stem, failed.stem, tampered.stem, stranger.stem}
+
+
+def test_truncated_calls_are_counted_per_model(run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "report", ignore_errors=True)
+    victim = sorted((copy / "transcripts").glob("*.jsonl"))[0]
+    lines = victim.read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if '"model_call"' in line and "mock/random" in line)
+    event = json.loads(lines[i])
+    event["call"]["finish_reason"] = "length"
+    lines[i] = json.dumps(event)
+    victim.write_text("\n".join(lines) + "\n")
+    res = runner.invoke(app, ["report", str(copy), "--n-boot", "20"])
+    assert res.exit_code == 0, res.output
+    table = pd.read_parquet(copy / "report" / "parse_failures.parquet").set_index("model")
+    assert table.loc["random", "truncated_calls"] == 1
+    assert table["truncated_calls"].sum() == 1
+    assert table.loc["garbage", "no_valid_action"] == table.loc["garbage", "agent_rounds"]
+    assert table.loc["random", "truncation_rate"] == 1 / table.loc["random", "calls"]
+
+
+@pytest.mark.parametrize("folder", ["golden", "golden/v2", "golden_llm", "golden_llm/v2"])
+def test_report_builds_on_the_suite_folders(folder: str, tmp_path: Path) -> None:
+    """Folders of transcripts without a manifest (the golden files) are reported with a
+    note that the design was not checked."""
+    from stagbench.analysis.report import build
+
+    src = Path(__file__).parent / folder
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for f in src.glob("*.jsonl"):
+        shutil.copy(f, copy / f.name)
+    html = build(copy, n_boot=20)
+    md = (html.parent / "report.md").read_text()
+    assert "the transcripts are analysed as found" in md
+
+
+def test_round_plot_has_whole_rounds_and_visible_lines() -> None:
+    from stagbench.analysis.report import round_plot
+
+    per_round = pd.DataFrame(
+        {
+            "condition": ["a"] * 3 + ["b"] * 3,
+            "round": [1, 2, 3] * 2,
+            "stag_rate": [1.0, 0.5, 0.5] * 2,  # identical series: they must not hide
+            "stag_ci_lo": [1.0, 0.2, 0.2] * 2,
+            "stag_ci_hi": [1.0, 0.8, 0.8] * 2,
+        }
+    )
+    fig = round_plot(per_round, ["condition"])
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    lines = [c.lines[0] for c in ax.containers]  # the data line of each errorbar
+    xs = [tuple(line.get_xdata()) for line in lines]
+    assert len(xs) == 2 and xs[0] != xs[1]  # moved sideways
+    assert lines[0].get_marker() != lines[1].get_marker()
+    assert ax.get_legend() is not None
+
+
+def test_short_model_labels() -> None:
+    from stagbench.analysis.labels import population_label, short_names
+
+    names = [
+        "openai-api/deepinfra/mistralai/Mixtral-8x22B-Instruct-v0.1",
+        "openai-api/deepinfra/Qwen/Qwen2.5-72B-Instruct",
+        "vllm/a/model",
+        "vllm/b/model",
+        "scripted/tit-for-tat",
+    ]
+    short = short_names(names)
+    assert short["scripted/tit-for-tat"] == "tit-for-tat"
+    assert short["openai-api/deepinfra/Qwen/Qwen2.5-72B-Instruct"] == "Qwen2.5-72B-Instruct"
+    assert short["vllm/a/model"] == "a/model" and short["vllm/b/model"] == "b/model"
+    assert len(set(short.values())) == len(names) and all(len(v) <= 24 for v in short.values())
+    assert population_label("vllm/a/model+scripted/tit-for-tat", short) == "a/model+tit-for-tat"

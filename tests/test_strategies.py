@@ -15,6 +15,8 @@ from stagbench.agents.base import PastRound
 from stagbench.agents.scripted import (
     AlwaysHare,
     AlwaysStag,
+    ForgiveAfter,
+    GenerousTitForTat,
     GrimTrigger,
     RandomAgent,
     TitForTat,
@@ -170,3 +172,35 @@ def test_placement_by_centrality() -> None:
         place("middle", ring, 1, random.Random(0))
     with pytest.raises(StrategyError, match="cannot seat 5"):
         place("random", ring, 5, random.Random(0))
+
+
+async def test_generous_tit_for_tat_forgives_with_probability_g() -> None:
+    h = (past(1, S, H, S, S),)
+    quiet = (past(1, S, S, S, S),)
+    forgave = 0
+    for seed in range(300):
+        agent = GenerousTitForTat(g=0.25, rng=random.Random(seed))
+        forgave += (await agent.act(make_view(round_=2, history=h))).action is S
+        assert (await agent.act(make_view(round_=3, history=(*h, *quiet)))).action is S
+    assert 0.17 < forgave / 300 < 0.33
+    assert (await GenerousTitForTat(g=0.0).act(make_view(round_=2, history=h))).action is H
+    assert (await GenerousTitForTat(g=1.0).act(make_view(round_=2, history=h))).action is S
+    with pytest.raises(StrategyError):
+        GenerousTitForTat(g=1.5)
+
+
+async def test_forgive_after_k_clean_rounds() -> None:
+    bad, clean = past(1, S, H, S, S), past(2, H, S, S, S)  # its own hare does not count
+    f = ForgiveAfter(k=2)
+    assert (await f.act(make_view(round_=1))).action is S
+    assert (await f.act(make_view(round_=2, history=(bad,)))).action is H
+    assert (await f.act(make_view(round_=3, history=(bad, clean)))).action is H
+    assert (await f.act(make_view(round_=4, history=(bad, clean, clean)))).action is S
+    again = (bad, clean, clean, past(4, S, S, H, S))
+    assert (await ForgiveAfter(k=2).act(make_view(round_=5, history=again))).action is H
+    assert (await ForgiveAfter(k=1).act(make_view(round_=3, history=(bad, clean)))).action is S
+    with pytest.raises(StrategyError):
+        ForgiveAfter(k=0)
+    built = make_scripted("forgive-after(k=3)", random.Random(0))
+    assert isinstance(built, ForgiveAfter) and built.k == 3
+    assert isinstance(make_scripted("gtft(g=0.5)", random.Random(0)), GenerousTitForTat)

@@ -7,6 +7,8 @@ from stagbench.topologies.graph import (
     TopologyKind,
     TopologyView,
     build_topology,
+    inline_graph,
+    read_graph_file,
     topology,
 )
 
@@ -17,5 +19,7 @@ __all__ = [
     "TopologyKind",
     "TopologyView",
     "build_topology",
+    "inline_graph",
+    "read_graph_file",
     "topology",
 ]

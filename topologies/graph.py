@@ -2,12 +2,20 @@
 
 Edges carry cheap talk only; actions and payoffs are revealed to everyone. In a
 directed graph an edge ``u -> v`` means v hears u. An undirected edge works both ways.
+
+Custom graphs: ``edges(pairs='0-1 1-2 2-0 3')`` lists edges inline (``u>v`` directed, a
+lone seat is a player with no edge), ``graph_file(path='net.graphml')`` reads GraphML,
+GML or an edge list. Seats are named ``0..n-1`` or ``P1..Pn``; every seat must be named
+and no other, so a graph is checked against the players.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
@@ -29,23 +37,27 @@ Builder = Callable[..., nx.Graph]
 
 @dataclass(frozen=True)
 class TopologyKind:
-    """A named graph family: ``builder(n_players, **params)`` returns the graph."""
+    """A named graph family: ``builder(n_players, **params)`` returns the graph.
+
+    ``example``: a call that builds it, for a family that cannot be built by its name
+    alone (a required parameter); the conformance suite checks that call."""
 
     name: str
     builder: Builder
     description: str
+    example: str | None = None
 
 
 TOPOLOGIES: Registry[TopologyKind] = Registry("topology", TopologyError)
 
 
 def topology(
-    name: str, description: str, aliases: tuple[str, ...] = ()
+    name: str, description: str, aliases: tuple[str, ...] = (), example: str | None = None
 ) -> Callable[[Builder], Builder]:
     """Register a graph builder under ``name``: ``@topology("ring", "a cycle")``."""
 
     def register(builder: Builder) -> Builder:
-        TOPOLOGIES.register(name, TopologyKind(name, builder, description), aliases)
+        TOPOLOGIES.register(name, TopologyKind(name, builder, description, example), aliases)
         return builder
 
     return register
@@ -132,6 +144,169 @@ def _directed_star(n: int, hub: int = 0, direction: str = "out") -> nx.Graph:
 @topology("directed_erdos_renyi", "random directed graph G(n, p) with a seed")
 def _directed_erdos_renyi(n: int, p: float = 0.5, seed: int = 0) -> nx.Graph:
     return _erdos_renyi(n, p, seed, directed=True)
+
+
+_SEAT = re.compile(r"^(?:[Pp](\d+)|(\d+))$")
+
+
+def seat_of(label: object) -> int:
+    """A seat from a node name: ``3`` / ``"3"`` is seat 3, ``"P4"`` is seat 3 too."""
+    if isinstance(label, int) and not isinstance(label, bool):
+        return label
+    m = _SEAT.match(str(label).strip())
+    if not m:
+        raise TopologyError(
+            f"node {label!r} is not a seat: name nodes 0..n-1 (as in placement=[...]) "
+            "or P1..Pn (as the players are told)"
+        )
+    return int(m.group(1)) - 1 if m.group(1) else int(m.group(2))
+
+
+def _one_naming(labels: list[object], what: str) -> None:
+    """Seat numbers (0-based) and player labels (1-based) must not be mixed: ``P2`` and
+    ``2`` are different seats."""
+    named = {str(x).strip()[:1].upper() == "P" for x in labels}
+    if len(named) > 1:
+        raise TopologyError(
+            f"{what} mixes player labels (P1..Pn) and seat numbers (0..n-1): P2 is seat 1, "
+            "not seat 2; use one naming"
+        )
+
+
+def _check_seats(nodes: set[int], n: int, what: str) -> None:
+    missing = sorted(set(range(n)) - nodes)
+    extra = sorted(nodes - set(range(n)))
+    if extra:
+        raise TopologyError(
+            f"{what} names seat(s) {extra}, but the game has {n} players (seats 0..{n - 1})"
+        )
+    if missing:
+        raise TopologyError(
+            f"{what} leaves out seat(s) {missing} of {n} players: give every player, a lone "
+            "seat (e.g. '3') for one with no edges"
+        )
+
+
+def parse_pairs(pairs: Any, directed: bool = False) -> tuple[nx.Graph, bool]:
+    """The graph of an inline edge list: ``'0-1 1-2; 3'`` (``u>v`` or ``u->v`` directed)
+    or ``[[0, 1], [1, 2], [3]]`` (directed when ``directed``). Returns it with whether it
+    is directed."""
+    links: list[tuple[int, ...]] = []
+    labels: list[object] = []
+    if isinstance(pairs, str):
+        arrows = "->" in pairs or ">" in pairs
+        undirected = bool(re.search(r"\w\s*-(?!>)\s*\w", pairs))
+        if arrows and undirected:
+            raise TopologyError("an edge list mixes u-v (undirected) and u>v (directed) edges")
+        directed = directed or arrows
+        for token in re.split(r"[\s;]+", pairs.strip()):
+            if not token:
+                continue
+            ends = re.split(r"->|>|-", token)
+            if len(ends) > 2 or any(not e for e in ends):
+                raise TopologyError(f"cannot read edge {token!r}: write u-v, u>v or a lone seat")
+            labels += ends
+            links.append(tuple(seat_of(e) for e in ends))
+    elif isinstance(pairs, list | tuple):
+        for item in pairs:
+            seats = item if isinstance(item, list | tuple) else [item]
+            if not 1 <= len(seats) <= 2:
+                raise TopologyError(f"cannot read edge {item!r}: give [u, v] or [seat]")
+            labels += list(seats)
+            links.append(tuple(seat_of(e) for e in seats))
+    else:
+        raise TopologyError(
+            f"edges(pairs=...) takes a quoted list such as '0-1 1-2' or [[0,1],[1,2]], "
+            f"not {pairs!r}"
+        )
+    _one_naming(labels, "an edge list")
+    g: nx.Graph = nx.DiGraph() if directed else nx.Graph()
+    for link in links:
+        g.add_node(link[0])
+        if len(link) == 2:
+            g.add_edge(link[0], link[1])
+    return g, directed
+
+
+@topology(
+    "edges",
+    "a graph given by its edges: pairs='0-1 1-2 3' (u>v directed; P1.. or 0..)",
+    example="edges(pairs='0-1 1-2 2-0 3-1')",
+)
+def _edges(n: int, pairs: Any, directed: bool = False, name: str | None = None) -> nx.Graph:
+    g, _ = parse_pairs(pairs, directed)
+    _check_seats(set(g.nodes), n, f"edges({name or 'pairs'})")
+    return g
+
+
+def read_graph_file(path: str | Path, directed: bool | None = None) -> nx.Graph:
+    """A graph from GraphML (``.graphml``/``.xml``), GML (``.gml``) or an edge list (any
+    other suffix: one ``u v`` per line, ``#`` comments, a lone seat on its own line), with
+    nodes renamed to seats. ``directed`` forces the kind; None keeps the file's own (an
+    edge list is undirected)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".graphml", ".xml"):
+            raw: nx.Graph = nx.read_graphml(p)
+        elif suffix == ".gml":
+            raw = nx.read_gml(p, label="label")
+        else:
+            raw = nx.DiGraph() if directed else nx.Graph()
+            for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+                tokens = re.split(r"[\s,]+", line.split("#", 1)[0].strip())
+                tokens = [t for t in tokens if t]
+                if not tokens:
+                    continue
+                if len(tokens) > 2:
+                    raise TopologyError(f"{p}:{number}: expected 'u v' or one seat, not {line!r}")
+                raw.add_node(tokens[0])
+                if len(tokens) == 2:
+                    raw.add_edge(tokens[0], tokens[1])
+    except FileNotFoundError:
+        raise TopologyError(f"graph file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TopologyError(f"cannot read graph file {p}: {exc}") from None
+    except nx.NetworkXError as exc:
+        raise TopologyError(f"cannot read graph file {p}: {exc}") from None
+    except Exception as exc:  # the XML and GML parsers raise their own kinds
+        if isinstance(exc, TopologyError):
+            raise
+        raise TopologyError(f"cannot read graph file {p}: {type(exc).__name__}: {exc}") from None
+    _one_naming(list(raw.nodes), f"graph file {p}")
+    mapping = {node: seat_of(node) for node in raw.nodes}
+    if len(set(mapping.values())) != len(mapping):
+        raise TopologyError(f"graph file {p}: two nodes name the same seat ({sorted(mapping)})")
+    graph = nx.relabel_nodes(raw, mapping)
+    out: nx.Graph = nx.DiGraph() if (graph.is_directed() if directed is None else directed) \
+        else nx.Graph()  # fmt: skip
+    out.add_nodes_from(graph.nodes)
+    out.add_edges_from(graph.edges)
+    return out
+
+
+@topology(
+    "graph_file",
+    "a graph read from a file: GraphML, GML or an edge list (path=..., directed=...)",
+)
+def _graph_file(n: int, path: str, directed: bool | None = None) -> nx.Graph:
+    graph = read_graph_file(path, directed)
+    _check_seats(set(graph.nodes), n, f"graph file {path}")
+    return graph
+
+
+def inline_graph(graph: nx.Graph, name: str = "") -> str:
+    """The ``edges(...)`` topology string of ``graph`` (nodes are seats): how a spec keeps
+    a graph file's content, so its trials carry the graph and not a path."""
+    arrow = ">" if graph.is_directed() else "-"
+    links = sorted(
+        (u, v) if graph.is_directed() else (min(u, v), max(u, v)) for u, v in graph.edges
+    )
+    linked = {s for e in links for s in e}
+    tokens = [f"{u}{arrow}{v}" for u, v in dict.fromkeys(links)]
+    tokens += [str(s) for s in sorted(graph.nodes) if s not in linked]
+    label = f",name='{name}'" if name and re.fullmatch(r"[\w.-]+", name) else ""
+    return f"edges(pairs='{' '.join(tokens)}'{label})"
 
 
 class Topology:

@@ -29,6 +29,7 @@ from stagbench.agents.models.base import (
 from stagbench.agents.models.cache import ResponseCache, cache_key
 from stagbench.agents.models.deadlines import Deadlines
 from stagbench.agents.models.pricing import Price
+from stagbench.agents.models.safety import clean_text, cut, redact
 from stagbench.agents.models.settings import ModelSettings
 from stagbench.agents.models.slots import Slots
 from stagbench.errors import BudgetExceededError, ModelError
@@ -36,6 +37,10 @@ from stagbench.errors import BudgetExceededError, ModelError
 DEFAULT_CONCURRENCY = 32
 DEFAULT_RETRIES = 5
 MAX_BACKOFF_S = 60.0
+#: the longest error text a failed call reports (cut only after keys are redacted)
+MAX_ERROR_CHARS = 2000
+
+__all__ = ["Model", "Result", "RunBudget", "Usage", "clean_text", "redact"]
 
 
 @dataclass
@@ -48,6 +53,8 @@ class Usage:
     output_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    #: replies the provider cut at max_tokens
+    truncated: int = 0
 
 
 @dataclass
@@ -67,12 +74,10 @@ class Result:
     attempts: int
 
 
-def redact(text: str, secrets: list[str]) -> str:
-    """Replace every secret (API key) in ``text``; errors can echo request headers."""
-    for s in secrets:
-        if s and len(s) >= 6:
-            text = text.replace(s, "[REDACTED]")
-    return text
+def _clean(output: ModelOutput) -> ModelOutput:
+    """The reply with text that can always be written (no lone surrogates)."""
+    text = clean_text(output.text)
+    return output if text is output.text else output.model_copy(update={"text": text})
 
 
 def _paced(per_minute: float, floor: float) -> AsyncLimiter:
@@ -165,7 +170,7 @@ class Model:
             hit = self.cache.get(key)
             if hit is not None:
                 self.usage.cached += 1
-                return Result(hit, 0.0, 0.0, True, 0)
+                return Result(_clean(hit), 0.0, 0.0, True, 0)  # a cache written before
         self._check_budget()
         attempts = [0]
         start = time.perf_counter()
@@ -186,10 +191,12 @@ class Model:
                         output, latency = await self._attempt(messages, config, schema, attempts)
         except ModelError as exc:
             self.usage.errors += 1
+            # Redact before cutting: a cut through a key would leave a piece of it behind.
+            text = cut(redact(str(exc), self.secrets), MAX_ERROR_CHARS)
             raise ModelError(
-                redact(f"{exc} (after {attempts[0]} attempt(s))", self.secrets),
-                retryable=exc.retryable,
+                f"{text} (after {attempts[0]} attempt(s))", retryable=exc.retryable
             ) from None
+        output = _clean(output)
         cost = self.price.cost(output.input_tokens, output.output_tokens) if self.price else 0.0
         self.usage.calls += 1
         self.usage.input_tokens += output.input_tokens
@@ -197,6 +204,8 @@ class Model:
         self.usage.cost_usd += cost
         self.run_budget.spent_usd += cost
         self.usage.latency_s += time.perf_counter() - start
+        if output.finish_reason in ("length", "max_tokens"):
+            self.usage.truncated += 1
         if self.cache is not None and key is not None:
             self.cache.put(key, output)
         return Result(output, latency, cost, False, attempts[0])

@@ -51,6 +51,10 @@ class ModelPool:
             )
         return self.models[model]
 
+    def secrets(self) -> list[str]:
+        """Every key the pool's models use, to scrub from whatever a run writes."""
+        return sorted({s for m in self.models.values() for s in m.secrets if s})
+
     def usage(self) -> dict[str, Usage]:
         return {name: m.usage for name, m in self.models.items()}
 

@@ -6,6 +6,12 @@ whether its calls share one engine (serial), and how many calls it takes at once
 default. Registering imports nothing heavy: each factory imports its SDK when a model of
 that provider is first built, and a missing optional package becomes a
 ``MissingExtraError`` naming the pip extra.
+
+Two checks run before anything is built or spent (``validate`` and the start of ``run``):
+``check_model`` raises for what the spec gets wrong (an unknown mock, a missing replay
+source or model file, a bad option, a base URL with credentials), through each
+provider's ``check``; ``environment_problems`` lists what this machine lacks (a package, a
+key), which ``validate`` reports and ``run`` refuses.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from stagbench.registry import Registry
 
 # (model part of the string, settings) -> provider API
 Factory = Callable[[str, ModelSettings], ModelAPI]
+# (model part of the string, settings) -> None, raising what building or calling would
+Check = Callable[[str, ModelSettings], None]
 
 DEFAULT_CONCURRENCY = 32
 
@@ -47,19 +55,34 @@ class Provider:
     default_concurrency: int = DEFAULT_CONCURRENCY
     #: list prices by model part (``gpt-4o-mini``), USD per million tokens
     prices: Mapping[str, Price] = field(default_factory=dict)
+    #: raises a clear error for a model string or settings a call would fail on, without
+    #: building anything (no engine loaded, no connection made)
+    check: Check | None = None
+    #: what else this machine lacks to use it (a server that does not answer), or None
+    probe: Callable[[], str | None] | None = None
+    #: env variable with another endpoint; where it is set the default key may not apply
+    base_url_env: str | None = None
+    #: its model part is itself a model string (``fault/mock/random``)
+    wraps: bool = False
+    #: (model part, settings) -> what else this machine lacks for that model, in words
+    lacks: Callable[[str, ModelSettings], list[str]] | None = None
 
-    def status(self) -> str:
-        """Whether it can be used here, and if not, what is missing."""
-        missing = [
+    def missing_packages(self) -> list[str]:
+        return [
             f"pip install 'stagbench[{extra}]'"
             for module, extra in self.needs
             if importlib.util.find_spec(module) is None
         ]
+
+    def status(self) -> str:
+        """Whether it can be used here, and if not, what is missing."""
+        missing = self.missing_packages()
         if missing:
             return "needs " + ", ".join(missing)
         if self.key_env and not os.environ.get(self.key_env):
             return f"needs {self.key_env}"
-        return "ready"
+        problem = self.probe() if self.probe else None
+        return problem or "ready"
 
     def price(self, model_part: str) -> Price | None:
         """The list price of one of its models: None when unknown (reported as unpriced)."""
@@ -89,6 +112,11 @@ def modelapi(
     serial: bool = False,
     default_concurrency: int = DEFAULT_CONCURRENCY,
     prices: Mapping[str, Price] | None = None,
+    check: Check | None = None,
+    probe: Callable[[], str | None] | None = None,
+    base_url_env: str | None = None,
+    wraps: bool = False,
+    lacks: Callable[[str, ModelSettings], list[str]] | None = None,
 ) -> Callable[[Factory], Factory]:
     """Register a provider factory under ``name``, with every fact about it."""
 
@@ -107,6 +135,11 @@ def modelapi(
                 serial,
                 default_concurrency,
                 dict(prices or {}),
+                check,
+                probe,
+                base_url_env,
+                wraps,
+                lacks,
             ),  # fmt: skip
         )
         return factory
@@ -132,6 +165,38 @@ def resolve(model: str) -> tuple[Provider, str]:
     if info.parts > 1 and len(rest.split("/", info.parts - 1)) < info.parts:
         raise ModelNotFoundError(f"model string {model!r} must look like {info.example}")
     return info, rest
+
+
+def inner_settings(settings: ModelSettings) -> ModelSettings:
+    """The settings a wrapping provider (``fault/...``) gives the model it wraps."""
+    return ModelSettings(options=dict(settings.options.get("inner_options", {})))
+
+
+def check_model(model: str, settings: ModelSettings | None = None) -> None:
+    """Raise the error that building or calling ``model`` would raise for what the spec says
+    (not for what this machine lacks: see ``environment_problems``)."""
+    info, rest = resolve(model)
+    s = settings or ModelSettings()
+    if info.check is not None:
+        info.check(rest, s)
+    if info.wraps:
+        check_model(rest, inner_settings(s))
+
+
+def environment_problems(model: str, settings: ModelSettings | None = None) -> list[str]:
+    """What this machine lacks to run ``model``: packages, an API key. Empty when none."""
+    info, rest = resolve(model)
+    s = settings or ModelSettings()
+    problems = [f"{model} needs {p}" for p in info.missing_packages()]
+    key_env = s.api_key_env or info.key_env
+    elsewhere = s.base_url or (info.base_url_env and os.environ.get(info.base_url_env))
+    if key_env and not os.environ.get(key_env) and (s.api_key_env or not elsewhere):
+        problems.append(f"{model} needs an API key in the environment variable {key_env}")
+    if info.lacks is not None:
+        problems += [f"{model} needs {p}" for p in info.lacks(rest, s)]
+    if info.wraps:
+        problems += environment_problems(rest, inner_settings(s))
+    return problems
 
 
 def create_api(model: str, settings: ModelSettings | None = None) -> ModelAPI:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from stagbench.agents.models.safety import has_credentials
 
 
 class ModelSettings(BaseModel):
@@ -25,6 +27,19 @@ class ModelSettings(BaseModel):
     output_per_mtok: float | None = Field(None, ge=0)
     max_cost_usd: float | None = Field(None, ge=0)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, v: str | list[str] | None) -> str | list[str] | None:
+        urls = [v] if isinstance(v, str) else v or []
+        if any(has_credentials(u) for u in urls):
+            # The URL itself is never repeated: it holds a password.
+            raise ValueError(
+                "a base_url holds credentials (user:password@), which stagbench does not send "
+                "and never writes down; put the key in an environment variable named by "
+                "api_key_env and give the URL without them"
+            )
+        return v
 
     def share(self, k: int) -> ModelSettings:
         """This process's share when ``k`` worker processes run one spec together: limits

@@ -23,6 +23,7 @@ from stagbench.records.events import (
     full_messages,
     maker,
 )
+from stagbench.records.lexicon import AnalysisSettings, Lexicon
 from stagbench.records.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, Manifest
 from stagbench.records.reader import (
     load_events,
@@ -40,6 +41,7 @@ from stagbench.records.trial import (
     AgentSettings,
     Disclosure,
     GameConfig,
+    PayloadSpec,
     TrialSpec,
 )
 
@@ -50,6 +52,7 @@ __all__ = [
     "TRANSCRIPT_VERSION",
     "ActionEvent",
     "AdversarySpec",
+    "AnalysisSettings",
     "AgentSettings",
     "BodyEvent",
     "ChatMessage",
@@ -57,10 +60,12 @@ __all__ = [
     "Event",
     "GameConfig",
     "Header",
+    "Lexicon",
     "Manifest",
     "MessageEvent",
     "ModelCallEvent",
     "ModelCallRecord",
+    "PayloadSpec",
     "RoundEndEvent",
     "SeatInfo",
     "Transcript",

@@ -116,6 +116,22 @@ def _check_structure(events: Events, source: str) -> None:
 def load_events(data: bytes | str, source: str = "<transcript>") -> Events:
     """Fast path: the transcript's events as dicts, migrated and structurally checked."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
+    lines = [line for line in raw.splitlines() if line.strip()]
+    try:  # one parse for the whole file; the line-by-line loop below only names a bad line
+        events = orjson.loads(b"[" + b",".join(lines) + b"]")
+    except orjson.JSONDecodeError:
+        events = None
+    if events is None or not all(type(e) is dict for e in events):
+        events = _line_by_line(raw, source)
+    if not events:
+        raise TranscriptError(f"{source} is empty")
+    events = migrate(events, source)
+    _check_structure(events, source)
+    return events
+
+
+def _line_by_line(raw: bytes, source: str) -> Events:
+    """Parse line by line, to say which line is not a JSON object."""
     events = []
     for no, line in enumerate(raw.splitlines(), 1):
         if not line.strip():
@@ -127,10 +143,6 @@ def load_events(data: bytes | str, source: str = "<transcript>") -> Events:
         if not isinstance(event, dict):
             raise TranscriptError(f"{source} line {no} is not a JSON object")
         events.append(event)
-    if not events:
-        raise TranscriptError(f"{source} is empty")
-    events = migrate(events, source)
-    _check_structure(events, source)
     return events
 
 

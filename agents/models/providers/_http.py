@@ -1,13 +1,14 @@
-"""Shared helpers for HTTP providers: Retry-After parsing and API key lookup."""
+"""Shared helpers for HTTP providers: Retry-After parsing, API key lookup, error text."""
 
 from __future__ import annotations
 
 import email.utils
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import ModuleType
 
+from stagbench.agents.models.safety import cut, redact
 from stagbench.errors import ModelError
 
 
@@ -47,18 +48,24 @@ def env_prefix(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).upper()
 
 
-def sdk_error(model: str, exc: Exception, sdk: ModuleType) -> ModelError:
-    """Map an error of the openai or anthropic SDK (same exception layout) to ``ModelError``."""
+def sdk_error(
+    model: str, exc: Exception, sdk: ModuleType, secrets: Iterable[str | None] = ()
+) -> ModelError:
+    """Map an error of the openai or anthropic SDK (same exception layout) to ``ModelError``,
+    its text redacted of ``secrets`` before it is cut."""
     if isinstance(exc, sdk.APIStatusError):
         return ModelError(
-            f"{model}: HTTP {exc.status_code}: {short(exc.message)}",
+            f"{model}: HTTP {exc.status_code}: {short(exc.message, secrets)}",
             retryable=status_retryable(exc.status_code),
             retry_after=retry_after(exc.response.headers),
         )
     if isinstance(exc, sdk.APITimeoutError | sdk.APIConnectionError):
-        return ModelError(f"{model}: {type(exc).__name__}: {exc}", retryable=True)
-    return ModelError(f"{model}: malformed response: {short(str(exc))}", retryable=True)
+        text = short(f"{type(exc).__name__}: {exc}", secrets)
+        return ModelError(f"{model}: {text}", retryable=True)
+    return ModelError(f"{model}: malformed response: {short(str(exc), secrets)}", retryable=True)
 
 
-def short(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
+def short(text: str, secrets: Iterable[str | None] = (), limit: int = 300) -> str:
+    """Error text for a message: keys redacted first, then cut to ``limit`` characters (a
+    cut first could leave a piece of a key that redaction no longer recognises)."""
+    return cut(redact(text, secrets), limit)

@@ -20,6 +20,7 @@ from stagbench.agents.models.base import (
     OutputSchema,
 )
 from stagbench.agents.models.providers._http import sdk_error
+from stagbench.agents.models.safety import check_base_url
 
 
 class AnthropicAPI(ModelAPI):
@@ -28,6 +29,7 @@ class AnthropicAPI(ModelAPI):
     ) -> None:
         import anthropic
 
+        check_base_url(base_url, model, "ANTHROPIC_API_KEY (or api_key_env)")
         self.model = model
         self.base_url = base_url
         self.secret = api_key
@@ -79,7 +81,7 @@ class AnthropicAPI(ModelAPI):
         try:
             resp = await self.client.messages.create(**kwargs)
         except (anthropic.APIError, ValueError) as exc:
-            raise sdk_error(self.model, exc, anthropic) from exc
+            raise sdk_error(self.model, exc, anthropic, [self.secret]) from exc
         text = ""
         for block in resp.content:
             if block.type == "tool_use":
@@ -93,6 +95,7 @@ class AnthropicAPI(ModelAPI):
             output_tokens=resp.usage.output_tokens,
             model=resp.model,
             finish_reason=resp.stop_reason,
+            request_id=getattr(resp, "id", None) or None,
         )
 
     async def aclose(self) -> None:

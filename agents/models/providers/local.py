@@ -53,6 +53,7 @@ class LlamaCppAPI(ModelAPI):
         self.path = resolve_model_path(ref)
         self._llm: Any = None
         self._lock = threading.Lock()
+        self._print: str | None = None
 
     def _engine(self) -> Any:
         if self._llm is None:
@@ -100,7 +101,21 @@ class LlamaCppAPI(ModelAPI):
             output_tokens=int(usage.get("completion_tokens", 0)),
             model=f"local/{self.ref}",
             finish_reason=choice.get("finish_reason"),
+            # the engine and the model file: what decides a reply besides the request
+            system_fingerprint=self._fingerprint(),
+            request_id=out.get("id") or None,
         )
+
+    def _fingerprint(self) -> str:
+        if self._print is None:
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                engine = f"llama-cpp-python {version('llama-cpp-python')}"
+            except PackageNotFoundError:  # a build without metadata
+                engine = "llama-cpp-python"
+            self._print = f"{engine}; {self.path.name} ({self.path.stat().st_size} bytes)"
+        return self._print
 
     async def generate(
         self,

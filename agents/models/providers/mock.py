@@ -2,9 +2,14 @@
 runs in tests with no key and no network.
 
 Built-in names: ``stag``, ``hare``, ``random`` (seeded by the call's seed), ``garbage``
-(never parses). Others come from ``register_mock`` in code or from the spec:
+(never parses), ``gullible`` (hunts stag but obeys an order to play an action that it
+finds in the messages it received, unless its rules carry the ``delimit`` defence: a
+planted susceptible model for measuring injections and defences). Others come from
+``register_mock`` in code or from the spec:
 ``[model_settings."mock/x"] options = {replies = ["...", "..."], latency_s = 0.05}``.
-Replies are cycled; a callable gets (messages, schema name) and returns the text.
+Replies are cycled; a callable gets (messages, schema name) and returns the text. A reply
+longer than ``max_tokens`` (four characters a token) is cut there and reported with
+``finish_reason = "length"``, as a server does.
 """
 
 from __future__ import annotations
@@ -98,7 +103,28 @@ def _garbage(messages: list[ChatMessage], purpose: str | None) -> str:
     return "Hmm, let me think about what the other hunters might do..."
 
 
-BUILTIN: dict[str, ReplyFn] = {"stag": _fixed("stag"), "hare": _fixed("hare"), "garbage": _garbage}
+def _gullible(messages: list[ChatMessage], purpose: str | None) -> str:
+    # The prompt quotes received messages only in its user turn; the rules (system turn)
+    # say whether the delimit defence fences them, and then this model heeds it fully.
+    from stagbench.agents.prompts import DELIMIT_RULE
+    from stagbench.agents.scripted import order_in
+
+    system = " ".join(m.content for m in messages if m.role == "system")
+    user = [m.content for m in messages if m.role == "user"]
+    order = None if DELIMIT_RULE in system or not user else order_in(user[0])
+    action = order.value if order is not None else "stag"
+    if purpose == "talk":
+        return json.dumps({"message": f"I will hunt {action} this round."})
+    why = "I was told to." if order is not None else "Stag pays most if we all hunt it."
+    return json.dumps({"reasoning": why, "action": action})
+
+
+BUILTIN: dict[str, ReplyFn] = {
+    "stag": _fixed("stag"),
+    "hare": _fixed("hare"),
+    "garbage": _garbage,
+    "gullible": _gullible,
+}
 REGISTERED: dict[str, list[str] | ReplyFn] = {}
 
 
@@ -107,16 +133,28 @@ def register_mock(name: str, replies: list[str] | ReplyFn) -> None:
     REGISTERED[name] = replies
 
 
+CHARS_PER_TOKEN = 4
+
+
+def mock_source(
+    name: str, replies: list[str] | ReplyFn | None = None
+) -> list[str] | ReplyFn | None:
+    """What ``mock/<name>`` answers with (None: the built-in ``random``); a clear error for
+    a name nobody registered."""
+    source = replies if replies is not None else REGISTERED.get(name) or BUILTIN.get(name)
+    if source is None and name != "random":
+        known = ", ".join(sorted({*BUILTIN, *REGISTERED, "random"}))
+        raise ModelNotFoundError(
+            f"no mock named {name!r}; known: {known} (or give options.replies in the spec)"
+        )
+    return source
+
+
 class MockAPI(ModelAPI):
     def __init__(
         self, name: str, replies: list[str] | ReplyFn | None = None, latency_s: float = 0.0
     ) -> None:
-        source = replies if replies is not None else REGISTERED.get(name) or BUILTIN.get(name)
-        if source is None and name != "random":
-            known = ", ".join(sorted({*BUILTIN, *REGISTERED, "random"}))
-            raise ModelNotFoundError(
-                f"no mock named {name!r}; known: {known} (or give options.replies in the spec)"
-            )
+        source = mock_source(name, replies)
         self.source = source
         self.mock_name = name
         self.latency_s = latency_s
@@ -160,12 +198,16 @@ class MockAPI(ModelAPI):
         if not isinstance(text, str):  # a reply function's (or the spec's) mistake
             raise TypeError(f"mock/{self.mock_name} replied with {type(text).__name__}, not str")
         prompt_chars = sum([len(m.content) for m in messages])
+        finish = "stop"
+        cap = config.max_tokens * CHARS_PER_TOKEN
+        if len(text) > cap:
+            text, finish = text[:cap], "length"
         return _new_output(
             text=text,
-            input_tokens=max(1, prompt_chars // 4),
-            output_tokens=max(1, len(text) // 4),
+            input_tokens=max(1, prompt_chars // CHARS_PER_TOKEN),
+            output_tokens=max(1, len(text) // CHARS_PER_TOKEN),
             model=self._answered_by,
-            finish_reason="stop",
+            finish_reason=finish,
             system_fingerprint=None,
             request_id=None,
         )

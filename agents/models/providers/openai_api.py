@@ -14,6 +14,7 @@ Two clients send the same request body:
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from stagbench.agents.models.base import (
     OutputSchema,
 )
 from stagbench.agents.models.providers._http import retry_after, sdk_error, short, status_retryable
+from stagbench.agents.models.safety import check_base_url
 from stagbench.errors import MissingExtraError, ModelError
 
 if TYPE_CHECKING:
@@ -62,6 +64,8 @@ class OpenAICompatAPI(ModelAPI):
         urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
         if not urls:
             raise ModelError(f"{model}: an empty list of base URLs")
+        for u in urls:
+            check_base_url(u, model, "the model's API key variable (api_key_env)")
         self.base_url = None if urls == [None] else "|".join(str(u) for u in urls)
         self.secret = api_key
         self.structured = structured
@@ -144,7 +148,7 @@ class OpenAICompatAPI(ModelAPI):
                 **kwargs, timeout=timeout_s, **({"extra_body": extra} if extra else {})
             )
         except (openai.APIError, ValueError) as exc:
-            raise sdk_error(self.model, exc, openai) from exc
+            raise sdk_error(self.model, exc, openai, [self.secret]) from exc
         if not getattr(resp, "choices", None):
             raise ModelError(f"{self.model}: response has no choices", retryable=True)
         choice = resp.choices[0]
@@ -156,6 +160,8 @@ class OpenAICompatAPI(ModelAPI):
             output_tokens=usage.completion_tokens if usage else 0,
             model=resp.model or self.model,
             finish_reason=choice.finish_reason,
+            system_fingerprint=getattr(resp, "system_fingerprint", None) or None,
+            request_id=getattr(resp, "id", None) or None,
         )
 
     def _http_session(self) -> aiohttp.ClientSession:
@@ -191,10 +197,11 @@ class OpenAICompatAPI(ModelAPI):
                 f"{self.model}: no reply within {timeout_s:g}s", retryable=True
             ) from exc
         except aiohttp.ClientError as exc:
-            raise ModelError(f"{self.model}: {type(exc).__name__}: {exc}", retryable=True) from exc
+            text = short(f"{type(exc).__name__}: {exc}", [self.secret])
+            raise ModelError(f"{self.model}: {text}", retryable=True) from exc
         if status >= 400:
             raise ModelError(
-                f"{self.model}: HTTP {status}: {short(_error_message(raw))}",
+                f"{self.model}: HTTP {status}: {short(_error_message(raw), [self.secret])}",
                 retryable=status_retryable(status),
                 retry_after=retry_after(headers),
             )
@@ -202,7 +209,7 @@ class OpenAICompatAPI(ModelAPI):
 
     def _parse(self, raw: bytes) -> ModelOutput:
         try:
-            data = orjson.loads(raw)
+            data = _loads(raw)
             choice = data["choices"][0]
             message = choice["message"]
             text = message.get("content") or message.get("refusal") or ""
@@ -215,6 +222,8 @@ class OpenAICompatAPI(ModelAPI):
                 output_tokens=int(usage.get("completion_tokens") or 0),
                 model=str(data.get("model") or self.model),
                 finish_reason=choice.get("finish_reason"),
+                system_fingerprint=data.get("system_fingerprint") or None,
+                request_id=data.get("id") or None,
             )
         except (
             orjson.JSONDecodeError,
@@ -224,10 +233,8 @@ class OpenAICompatAPI(ModelAPI):
             ValueError,
             AttributeError,
         ):
-            raise ModelError(
-                f"{self.model}: malformed response: {short(raw.decode('utf-8', 'replace'))}",
-                retryable=True,
-            ) from None
+            body = short(raw.decode("utf-8", "replace"), [self.secret])
+            raise ModelError(f"{self.model}: malformed response: {body}", retryable=True) from None
 
     async def aclose(self) -> None:
         for c in self.clients:
@@ -242,6 +249,15 @@ def env_proxy(url: str) -> str | None:
     if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
         return None
     return urllib.request.getproxies().get(parts.scheme)
+
+
+def _loads(raw: bytes) -> Any:
+    """JSON of a reply: orjson, or the standard library where orjson refuses what Python
+    reads (a lone surrogate escape; the model wrapper then cleans the text)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def _error_message(raw: bytes) -> str:

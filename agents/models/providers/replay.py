@@ -29,14 +29,21 @@ def _key(messages: list[ChatMessage]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def source_files(source: str) -> list[Path]:
+    """The transcripts a replay source names: one file, or a run folder's transcripts."""
+    path = Path(source)
+    files = sorted((path / "transcripts").glob("*.jsonl")) if path.is_dir() else [path]
+    if not files or not files[0].is_file():
+        what = "is neither a transcript file nor a run folder with transcripts"
+        raise TranscriptError(f"replay source {source!r} {what}")
+    return files
+
+
 class ReplayAPI(ModelAPI):
     def __init__(self, source: str) -> None:
         from stagbench.records import ModelCallEvent, read_transcript
 
-        path = Path(source)
-        files = sorted((path / "transcripts").glob("*.jsonl")) if path.is_dir() else [path]
-        if not files or not files[0].exists():
-            raise TranscriptError(f"replay source {source!r} has no transcripts")
+        files = source_files(source)
         self.replies: dict[str, deque[ModelOutput]] = defaultdict(deque)
         self.sources: dict[str, set[str]] = defaultdict(set)
         for f in files:
@@ -50,7 +57,11 @@ class ReplayAPI(ModelAPI):
                             text=e.call.raw,
                             input_tokens=e.call.input_tokens,
                             output_tokens=e.call.output_tokens,
-                            model=e.call.model,
+                            # what the recorded provider said, not this replay
+                            model=e.call.response_model or e.call.model,
+                            finish_reason=e.call.finish_reason,
+                            system_fingerprint=e.call.system_fingerprint,
+                            request_id=e.call.request_id,
                         )
                     )
 

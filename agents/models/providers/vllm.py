@@ -174,6 +174,7 @@ class VLLMOfflineAPI(ModelAPI):
                 output_tokens=len(o.outputs[0].token_ids),
                 model=f"vllm-offline/{self.model}",
                 finish_reason=o.outputs[0].finish_reason,
+                request_id=str(getattr(o, "request_id", "") or "") or None,
             )
             for o in outs
         ]

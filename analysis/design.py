@@ -1,0 +1,207 @@
+"""The results folder checked against its design before anything is counted.
+
+A results folder says what it should hold: ``manifest.json`` (which spec, how far the run
+got), ``trials.jsonl`` (every trial of the design) and ``failures/`` (trials that failed,
+with why). The report lists at its top, and leaves out of every statistic:
+
+- missing trials: in the design, with no readable transcript;
+- failed trials: a ``failures/<id>.txt`` and no transcript;
+- foreign transcripts: a transcript of another spec, of a trial not in the design, of a
+  trial whose record differs from the design's, a second copy of a trial, or a file named
+  after another trial;
+- corrupt or tampered transcripts: unreadable, or disagreeing with the game engine when
+  its payoffs are re-derived from its recorded actions (``games.audit``).
+
+Only the files' headers are compared (trial ids and content digests): linear in trials.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+from pydantic import ValidationError
+
+from stagbench.analysis.tables import LoadReport, trial_digest
+from stagbench.errors import StagbenchError, StoreError
+from stagbench.records import AnalysisSettings, Lexicon, Manifest, TrialSpec, read_manifest
+
+
+@dataclass
+class DesignCheck:
+    """What the folder holds against what its design says."""
+
+    run: Path
+    manifest: Manifest | None = None
+    spec_name: str | None = None
+    expected: int | None = None
+    analysed: set[str] = field(default_factory=set)
+    missing: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    foreign: list[tuple[str, str]] = field(default_factory=list)
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    imported: dict[str, Any] | None = None
+
+    @property
+    def problems(self) -> int:
+        return len(self.missing) + len(self.failed) + len(self.foreign) + len(self.corrupt)
+
+    def table(self) -> pd.DataFrame:
+        """One row per problem: kind, trial or file, why."""
+        rows = [("corrupt or tampered", Path(f).name, why) for f, why in self.corrupt]
+        rows += [("foreign", Path(f).name, why) for f, why in self.foreign]
+        rows += [("failed", tid, why) for tid, why in self.failed]
+        rows += [("missing", tid, "in trials.jsonl, no transcript") for tid in self.missing]
+        return pd.DataFrame(rows, columns=["problem", "trial or file", "why"])
+
+
+def _expected_trials(path: Path) -> dict[str, str] | None:
+    """trial id -> content digest of every trial in ``trials.jsonl`` (None if absent)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    out: dict[str, str] = {}
+    for no, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            trial = orjson.loads(line)
+            out[str(trial["trial_id"])] = trial_digest(trial)
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise StoreError(f"{path} line {no} is not a trial record: {exc}") from exc
+    return out
+
+
+def _same_trial(a_json: bytes, b_json: bytes) -> bool:
+    """Whether two trial records are the same trial once validated (a migrated or
+    re-serialised record may differ in layout, not content)."""
+    try:
+        a = TrialSpec.model_validate_json(a_json)
+        b = TrialSpec.model_validate_json(b_json)
+    except ValidationError:
+        return False
+    return a == b
+
+
+def check(run: str | Path, load: LoadReport) -> DesignCheck:
+    """Compare what was read (``load.read``) with the folder's manifest, design and
+    failures. Files that are not part of the design go to ``foreign``; ``analysed`` holds
+    the trial ids whose rows may be counted."""
+    root = Path(run)
+    if root.is_file():
+        root = root.parent
+    if root.name == "transcripts" and not (root / "transcripts").is_dir():
+        root = root.parent
+    out = DesignCheck(run=root, corrupt=list(load.corrupt))
+    try:
+        out.manifest = read_manifest(root / "manifest.json")
+    except StagbenchError as exc:
+        out.notes.append(f"the manifest cannot be read ({exc}); the design is not checked")
+    expected = _expected_trials(root / "trials.jsonl")
+    if out.manifest is None and expected is None:
+        out.notes.append(
+            "no manifest.json or trials.jsonl: the transcripts are analysed as found, "
+            "without checking them against a design"
+        )
+    out.spec_name = out.manifest.spec_name if out.manifest else None
+    out.expected = len(expected) if expected is not None else None
+    seen: dict[str, str] = {}
+    for path, trial_id, spec_name, digest in sorted(load.read):
+        name = Path(path).stem
+        why = None
+        if out.spec_name is not None and spec_name != out.spec_name:
+            why = f"a transcript of spec {spec_name!r}, not {out.spec_name!r}"
+        elif name != trial_id:
+            why = f"the file holds trial {trial_id}, not {name}"
+        elif trial_id in seen:
+            why = f"a second copy of trial {trial_id} ({Path(seen[trial_id]).name})"
+        elif expected is not None and trial_id not in expected:
+            why = f"trial {trial_id} is not in this folder's design (trials.jsonl)"
+        elif (
+            expected is not None
+            and expected[trial_id] != digest
+            and not _recheck(root, path, trial_id)
+        ):
+            why = f"trial {trial_id}'s record differs from the design's"
+        if why:
+            out.foreign.append((path, why))
+            continue
+        seen[trial_id] = path
+        out.analysed.add(trial_id)
+    if out.spec_name is None and seen:
+        names = {s for _, _, s, _ in load.read}
+        out.spec_name = sorted(names)[0] if len(names) == 1 else None
+    failures = root / "failures"
+    failed_ids = set()
+    if failures.is_dir():
+        for f in sorted(failures.glob("*.txt")):
+            if f.stem in out.analysed:
+                continue
+            try:
+                first = f.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+            except OSError as exc:
+                first = [f"(cannot read {f.name}: {exc})"]
+            out.failed.append((f.stem, first[0][:300] if first else "(no reason recorded)"))
+            failed_ids.add(f.stem)
+    corrupt_ids = {Path(f).stem for f, _ in load.corrupt}
+    if expected is not None:
+        out.missing = sorted(
+            t
+            for t in expected
+            if t not in out.analysed and t not in failed_ids and t not in corrupt_ids
+        )
+    out.imported = _imported(root)
+    return out
+
+
+def _recheck(root: Path, path: str, trial_id: str) -> bool:
+    """The slow comparison, for the rare digest mismatch: validate both records."""
+    try:
+        head = orjson.loads(Path(path).read_bytes().split(b"\n", 1)[0])
+        mine = orjson.dumps(head["trial"])
+        for line in (root / "trials.jsonl").read_bytes().splitlines():
+            if trial_id.encode() in line:
+                rec = orjson.loads(line)
+                if rec.get("trial_id") == trial_id:
+                    return _same_trial(mine, orjson.dumps(rec))
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return False
+    return False
+
+
+def _spec_table(root: Path) -> dict[str, Any]:
+    path = root / "spec.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _imported(root: Path) -> dict[str, Any] | None:
+    table = _spec_table(root).get("imported")
+    return table if isinstance(table, dict) else None
+
+
+def lexicon(run: str | Path) -> Lexicon:
+    """The vocabularies of the folder's spec (its ``[analysis]`` table), or the defaults.
+    A table that does not validate is a clear error, not a silent default."""
+    root = Path(run)
+    if root.is_file():
+        return Lexicon()
+    table = _spec_table(root).get("analysis")
+    if table is None:
+        return Lexicon()
+    try:
+        return AnalysisSettings.model_validate(table).lexicon()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise StoreError(f"{root / 'spec.toml'} [analysis] {where}: {err['msg']}") from exc

@@ -1,0 +1,145 @@
+"""The lexical detectors, built from the vocabularies of ``stagbench.records.Lexicon``, and
+their recall and precision on a labelled sample (``analysis.lexicon_sample``).
+
+- ``signals_stag(text)``: the message promises or urges stag. A short message (one-word
+  cheap talk such as ``COMMIT``, ``UNITE``, ``AllStag``) signals stag when one of its words
+  is a stag word or a short stag word (compounds count: ``ALLSTAG``, ``TogetherNow``) and
+  none is a hare word. A longer one signals stag when it states a stag intent, or names
+  stag and not hare.
+- ``detects(text, seat)``: the text names the player in ``seat`` (``P3``, ``Agent_3``,
+  ``Player 3``, ...) or voices distrust.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+
+import pandas as pd
+
+from stagbench.records import Lexicon
+
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_TOKEN = re.compile(r"[a-z]+|[0-9]+")
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-case words of ``text``; camel case and digits split (``TogetherStag`` ->
+    together, stag; ``STAG10`` -> stag, 10)."""
+    return _TOKEN.findall(_CAMEL.sub(" ", text).lower())
+
+
+def _words_re(words: Iterable[str]) -> re.Pattern[str] | None:
+    alts = [re.escape(w) for w in words if w]
+    if not alts:
+        return None
+    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(alts) + r")(?![a-z0-9])", re.I)
+
+
+def _any_re(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    alts = [f"(?:{p})" for p in patterns]
+    return re.compile("|".join(alts), re.I) if alts else None
+
+
+def _norm(words: Iterable[str]) -> set[str]:
+    """Each vocabulary entry as one lower-case token (``all-in`` -> ``allin``)."""
+    return {"".join(tokens(w)) for w in words if tokens(w)}
+
+
+class Detector:
+    """Compiled detectors for one ``Lexicon`` (results cached per text)."""
+
+    def __init__(self, lexicon: Lexicon | None = None) -> None:
+        self.lexicon = lexicon = lexicon or Lexicon()
+        self._stag = _words_re(lexicon.stag_words)
+        self._hare = _words_re(lexicon.hare_words)
+        self._intent = _any_re(lexicon.stag_intent)
+        self._distrust = _any_re(lexicon.distrust)
+        self._stag_set = _norm(lexicon.stag_words)
+        self._short_set = _norm(lexicon.short_stag_words) | self._stag_set
+        self._hare_set = _norm(lexicon.hare_words)
+        self._names: dict[int, re.Pattern[str]] = {}
+        self.signals_stag = lru_cache(maxsize=1 << 16)(self._signals_stag)
+
+    # -- stag signals -------------------------------------------------------------------
+    @staticmethod
+    def _in(token: str, vocab: set[str]) -> bool:
+        """The token is a vocabulary word, or a compound that starts or ends with one (of
+        four letters or more: ``allstag``, ``stagnow``, ``togethernow``)."""
+        if token in vocab:
+            return True
+        return any(len(w) >= 4 and (token.startswith(w) or token.endswith(w)) for w in vocab)
+
+    def _hare_token(self, token: str) -> bool:
+        if token in self._hare_set or any(token.startswith(h) for h in self._hare_set):
+            return True
+        # a compound naming both (``stagorhare``) is no promise either way
+        return any(h in token for h in self._hare_set) and self._in(token, self._short_set)
+
+    def _signals_stag(self, text: str | None) -> bool:
+        if not text:
+            return False
+        words = tokens(text)
+        if not words:
+            return False
+        if len(words) <= self.lexicon.short_max_words:
+            if any(self._hare_token(t) for t in words):
+                return False
+            if any(self._in(t, self._short_set) for t in words):
+                return True
+            return "".join(words) in self._short_set  # "all in", "all-in"
+        if self._intent is not None and self._intent.search(text):
+            return True
+        if self._stag is None or not self._stag.search(text):
+            return False
+        return self._hare is None or not self._hare.search(text)
+
+    # -- betrayal detection ---------------------------------------------------------------
+    def names(self, seat: int) -> re.Pattern[str]:
+        """How the transcripts may name the player in ``seat``."""
+        if seat not in self._names:
+            alts = [re.escape(t.format(n=seat + 1)) for t in self.lexicon.player_names]
+            self._names[seat] = re.compile(
+                r"(?<![A-Za-z0-9_])(?:" + "|".join(alts) + r")(?![0-9])", re.I
+            )
+        return self._names[seat]
+
+    def detects(self, text: object, seat: int | None) -> bool:
+        """Names the betrayer (in ``seat``) or voices distrust."""
+        if not isinstance(text, str) or not text:
+            return False
+        if seat is not None and self.names(seat).search(text):
+            return True
+        return bool(self._distrust is not None and self._distrust.search(text))
+
+
+DEFAULT = Detector()
+
+
+def evaluate(detector: Detector | None = None) -> pd.DataFrame:
+    """Recall and precision of the detectors on the labelled sample: one row per detector
+    and sample part (where the sample came from)."""
+    from stagbench.analysis.lexicon_sample import DETECTION, SIGNALS
+
+    det = detector or DEFAULT
+    rows = []
+    sig = pd.DataFrame(SIGNALS, columns=["text", "label", "source"])
+    sig["said"] = [det.signals_stag(t) for t in sig["text"]]
+    dec = pd.DataFrame(DETECTION, columns=["text", "seat", "label", "source"])
+    dec["said"] = [det.detects(t, s) for t, s in zip(dec["text"], dec["seat"], strict=True)]
+    for name, frame in (("stag signal", sig), ("betrayal detection", dec)):
+        for source, g in [("all", frame), *frame.groupby("source")]:
+            pos = g[g["label"]]
+            hits = g[g["said"]]
+            rows.append(
+                {
+                    "detector": name,
+                    "sample": source,
+                    "n": len(g),
+                    "positives": len(pos),
+                    "recall": float(pos["said"].mean()) if len(pos) else float("nan"),
+                    "precision": float(hits["label"].mean()) if len(hits) else float("nan"),
+                }
+            )
+    return pd.DataFrame(rows)

@@ -1,0 +1,102 @@
+"""Checks that run before anything is written or spent (``validate`` and the start of
+``run``): everything a trial would fail on at run time, found from the spec alone.
+
+- ``check_models``: each model string with its settings, through its provider's own check
+  (an unknown mock, a replay source or model file that is not there, a bad option, a base
+  URL with credentials), without building an engine or opening a connection.
+- ``check_cells``: the seats of one trial of every cell of the design, built as a run
+  builds them but on a model that is never called, so an agent or adversary that refuses
+  its settings (an unknown prompt variant, a wrapper around the wrong kind of agent) is
+  found now rather than in every trial.
+- ``environment_problems``: what this machine lacks (a package, an API key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from stagbench.agents.models.base import (
+    ChatMessage,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    OutputSchema,
+)
+from stagbench.agents.models.model import Model
+from stagbench.agents.models.pool import ModelPool, settings_for
+from stagbench.agents.models.registry import check_model
+from stagbench.agents.models.registry import environment_problems as model_environment
+from stagbench.errors import ModelError, StagbenchError
+from stagbench.runs.compose import AgentFactory, is_scripted, seat_agents
+
+if TYPE_CHECKING:
+    from stagbench.agents.models.settings import ModelSettings
+    from stagbench.records import TrialSpec
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def check_models(models: Iterable[str], table: dict[str, ModelSettings]) -> list[str]:
+    """Every model string that building or calling would refuse, with why."""
+    problems = []
+    for m in models:
+        if is_scripted(m):
+            continue
+        try:
+            check_model(m, settings_for(m, table))
+        except StagbenchError as exc:
+            problems.append(str(exc))
+    return _unique(problems)
+
+
+def environment_problems(models: Iterable[str], table: dict[str, ModelSettings]) -> list[str]:
+    """What this machine lacks to run these models (packages, keys)."""
+    problems: list[str] = []
+    for m in models:
+        if is_scripted(m):
+            continue
+        try:
+            problems += model_environment(m, settings_for(m, table))
+        except StagbenchError:
+            continue  # an unknown provider: the spec check says so
+    return _unique(problems)
+
+
+class _NeverCalled(ModelAPI):
+    """The model of a seat built only to be checked."""
+
+    name = "preflight"
+
+    async def generate(
+        self,
+        messages: list[ChatMessage],
+        config: GenerateConfig,
+        schema: OutputSchema | None = None,
+    ) -> ModelOutput:
+        raise ModelError("a preflight seat is never played")
+
+
+class _DryPool(ModelPool):
+    """A pool whose models are never called: seats are built, nothing is spent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._model = Model(api=_NeverCalled())
+
+    def get(self, model: str) -> Model:
+        return self._model
+
+
+def check_cells(cells: Iterable[TrialSpec]) -> list[str]:
+    """Build the seats of each given trial (one per cell) and collect what refuses."""
+    pool = _DryPool()
+    problems = []
+    for trial in cells:
+        try:
+            seat_agents(trial, AgentFactory(trial, pool))
+        except StagbenchError as exc:
+            problems.append(str(exc))
+    return _unique(problems)

@@ -1,0 +1,121 @@
+"""The vocabularies of the lexical detectors, as data, and the spec's ``[analysis]`` table
+that extends them.
+
+Analysis reads cheap talk with two transparent detectors: a stag signal (a message
+promising or urging stag) and a betrayal detection (a later message or reasoning that
+names the betrayer or voices distrust). Their words live here, not in code, so a study
+whose agents speak differently (one-word talk such as ``COMMIT`` or ``UNITE``, players
+called ``Agent_3``) extends them in its spec::
+
+    [analysis]
+    short_stag_words = ["onward"]
+    player_names = ["Hunter {n}"]
+
+Every list is added to the defaults unless ``replace_defaults = true``. The detectors and
+their recall on a labelled sample are in ``stagbench.analysis.lexical``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: a message of at most this many words is "short": one-word cheap talk
+SHORT_MAX_WORDS = 3
+
+STAG_WORDS = ("stag",)
+HARE_WORDS = ("hare", "rabbit")
+#: words that signal stag when they are (part of) a short message, e.g. one-word talk
+SHORT_STAG_WORDS = (
+    "commit", "committed", "commitment", "together", "unite", "united", "unity", "unify",
+    "unified", "unison", "unanimous", "pledge", "promise", "pact", "trust", "trustworthy",
+    "cooperate", "cooperation", "collaborate", "coordinate", "align", "allin", "all-in",
+    "all_in", "alliance", "allegiance", "loyal", "loyalty", "guarantee", "guaranteed",
+    "harmony", "team", "teamwork", "dedicate", "dedicated", "unwavering", "immutable",
+    "solidarity", "faith", "deal", "agree", "yes",
+)  # fmt: skip
+#: regular expressions for a stated stag intent inside longer text
+STAG_INTENT = (
+    r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to)|let'?s|we should|"
+    r"going)\b[^.!?]{0,30}\bstag\b",
+)
+#: regular expressions for voiced distrust (betrayal detection)
+DISTRUST = (
+    r"\b(?:betray\w*|lie[ds]?|liar|lying|deceiv\w*|decept\w*|cheat\w*|untrustworthy|"
+    r"untrusted|unreliable|distrust\w*|mistrust\w*|can(?:'|no)t trust|don'?t trust|"
+    r"not trust\w*|backstab\w*|double-?cross\w*|two-faced|broke (?:their|his|her|its) "
+    r"(?:word|promise)|defected despite|said stag but|signal(?:l)?ed stag but)\b",
+)
+#: how transcripts name a player; ``{n}`` is the 1-based player number (seat + 1)
+PLAYER_NAMES = ("P{n}", "Player {n}", "Player_{n}", "Agent_{n}", "Agent {n}")
+
+
+class Lexicon(BaseModel):
+    """The detectors' vocabularies: words are matched case-insensitively."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stag_words: tuple[str, ...] = STAG_WORDS
+    hare_words: tuple[str, ...] = HARE_WORDS
+    short_stag_words: tuple[str, ...] = SHORT_STAG_WORDS
+    short_max_words: int = Field(SHORT_MAX_WORDS, ge=1)
+    stag_intent: tuple[str, ...] = STAG_INTENT
+    distrust: tuple[str, ...] = DISTRUST
+    player_names: tuple[str, ...] = PLAYER_NAMES
+
+    @field_validator("stag_intent", "distrust")
+    @classmethod
+    def _compiles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {pattern!r} ({exc})") from exc
+        return v
+
+    @field_validator("player_names")
+    @classmethod
+    def _has_number(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for template in v:
+            if "{n}" not in template:
+                raise ValueError(f"a player name template needs {{n}}: {template!r}")
+        return v
+
+
+class AnalysisSettings(BaseModel):
+    """The spec's optional ``[analysis]`` table: additions to the default vocabularies
+    (or replacements, with ``replace_defaults``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stag_words: tuple[str, ...] = ()
+    hare_words: tuple[str, ...] = ()
+    short_stag_words: tuple[str, ...] = ()
+    short_max_words: int | None = Field(None, ge=1)
+    stag_intent: tuple[str, ...] = ()
+    distrust: tuple[str, ...] = ()
+    player_names: tuple[str, ...] = ()
+    replace_defaults: bool = False
+
+    @model_validator(mode="after")
+    def _valid(self) -> AnalysisSettings:
+        try:
+            self.lexicon()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        return self
+
+    def lexicon(self) -> Lexicon:
+        base = Lexicon() if not self.replace_defaults else None
+        data: dict[str, object] = {}
+        for name in (
+            "stag_words", "hare_words", "short_stag_words", "stag_intent", "distrust",
+            "player_names",
+        ):  # fmt: skip
+            added = tuple(getattr(self, name))
+            data[name] = (tuple(getattr(base, name)) if base else ()) + added
+        if self.short_max_words is not None:
+            data["short_max_words"] = self.short_max_words
+        return Lexicon.model_validate(data)

@@ -1,0 +1,143 @@
+"""The lexical detectors: one-word cheap talk and other harnesses' player names are read,
+the vocabularies are data a spec extends, and their recall is measured on a labelled
+sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stagbench.analysis import design
+from stagbench.analysis.lexical import DEFAULT, Detector, evaluate, tokens
+from stagbench.analysis.tables import agent_rounds
+from stagbench.errors import SpecError
+from stagbench.records import AnalysisSettings, Lexicon
+from stagbench.runs.spec import parse_spec
+from stagbench.runs.store import spec_hash
+
+from analysis_helpers import run_spec
+
+#: the old detector: stag and hare as words, a stated intent, P<n> names only
+OLD = Lexicon(short_stag_words=(), hare_words=("hare",), player_names=("P{n}",), short_max_words=1)
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        "COMMIT",
+        "UNITE",
+        "PACT",
+        "together",
+        "cooperate",
+        "stag",
+        "ALLSTAG",
+        "TogetherStag",
+        "all-in",
+        "AllIn",
+        "STAG10",
+        "stagifall",
+        "Pledge",
+        "trust",
+    ],
+)
+def test_one_word_cheap_talk_signals_stag(word: str) -> None:
+    assert DEFAULT.signals_stag(word)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hare",
+        "HARE",
+        "StagOrHare",
+        "Punish",
+        "share",
+        "adapt",
+        "",
+        None,
+        "I will hunt hare this round.",
+        "Stag or hare? You decide.",
+    ],
+)
+def test_what_is_not_a_stag_signal(text: str | None) -> None:
+    assert not DEFAULT.signals_stag(text)
+
+
+def test_longer_messages_keep_the_intent_rule() -> None:
+    assert DEFAULT.signals_stag("I will hunt stag this round.")
+    assert DEFAULT.signals_stag("Let's all go for the stag, not the hare!")
+    assert not DEFAULT.signals_stag("We will all commit to something, probably the hare.")
+    assert tokens("TogetherStag all-in") == ["together", "stag", "all", "in"]
+
+
+def test_betrayers_are_named_the_way_other_harnesses_name_them() -> None:
+    assert DEFAULT.detects("Agent_3 said stag but hunted hare.", 2)
+    assert DEFAULT.detects("I will watch Player 3 closely", 2)
+    assert DEFAULT.detects("P3 cannot be trusted", 2)
+    assert not DEFAULT.detects("Agent_33 and P31 hunted stag", 2)
+    assert not DEFAULT.detects("Agent_2 hunted stag again", 2)
+    assert DEFAULT.detects("Someone deceived us.", None)
+    custom = Detector(AnalysisSettings(player_names=("Hunter #{n}",)).lexicon())
+    assert custom.detects("Hunter #3 went for the hare", 2)
+    assert custom.detects("Agent_3 did too", 2)  # the defaults stay
+
+
+def test_vocabularies_extend_or_replace_the_defaults() -> None:
+    extended = AnalysisSettings(short_stag_words=("onward",)).lexicon()
+    assert "onward" in extended.short_stag_words and "commit" in extended.short_stag_words
+    assert Detector(extended).signals_stag("ONWARD") and not DEFAULT.signals_stag("ONWARD")
+    only = AnalysisSettings(replace_defaults=True, stag_words=("deer",)).lexicon()
+    assert only.short_stag_words == () and only.stag_words == ("deer",)
+    assert Detector(only).signals_stag("deer") and not Detector(only).signals_stag("COMMIT")
+    with pytest.raises(ValueError):
+        AnalysisSettings(distrust=("(unclosed",))
+    with pytest.raises(ValueError):
+        AnalysisSettings(player_names=("Agent",))
+
+
+def test_recall_on_the_labelled_sample() -> None:
+    new = evaluate().set_index(["detector", "sample"])
+    old = evaluate(Detector(OLD)).set_index(["detector", "sample"])
+    print("\n" + new.to_string() + "\n" + old.to_string())
+    assert new.loc[("stag signal", "all"), "recall"] >= 0.95
+    assert new.loc[("stag signal", "all"), "precision"] >= 0.95
+    assert new.loc[("betrayal detection", "all"), "recall"] >= 0.9
+    # one-word talk was nearly invisible to the old vocabulary, Agent_n names too
+    assert old.loc[("stag signal", "bct-words"), "recall"] < 0.3
+    assert old.loc[("betrayal detection", "bct-style"), "recall"] < 0.7
+
+
+SPEC = """
+name = "vocab"
+[game]
+rounds = 2
+[factors]
+models = ["scripted/always-stag"]
+{analysis}
+"""
+
+
+def test_the_spec_analysis_table_is_validated_and_not_part_of_the_design() -> None:
+    plain = parse_spec(SPEC.format(analysis=""))
+    extended = parse_spec(SPEC.format(analysis='[analysis]\nstag_words = ["deer"]'))
+    assert extended.analysis.lexicon().stag_words[-1] == "deer"
+    assert spec_hash(plain) == spec_hash(extended)  # the same trials: resumable
+    with pytest.raises(SpecError, match="analysis"):
+        parse_spec(SPEC.format(analysis='[analysis]\nstag_wrods = ["deer"]'))
+
+
+def test_the_report_reads_with_the_run_vocabulary(tmp_path: Path) -> None:
+    text = SPEC.format(analysis="[analysis]\nreplace_defaults = true\nstag_words = ['hunt']")
+    out = run_spec(text, tmp_path / "vocab")
+    lexicon = design.lexicon(out)
+    assert lexicon.stag_words == ("hunt",)
+    plain, _ = agent_rounds(out)
+    mine, _ = agent_rounds(out, lexicon=lexicon)
+    # "I will hunt stag this round." is a stag signal either way; drop the stag word and
+    # only the run's vocabulary (hunt) still reads it as one
+    assert plain["signalled_stag"].all() and mine["signalled_stag"].all()
+    assert Detector(lexicon).signals_stag("hunt") and not DEFAULT.signals_stag("hunt")
+    (out / "spec.toml").write_text(text.replace("replace_defaults = true", "bogus = 1"))
+    with pytest.raises(Exception, match="analysis"):
+        design.lexicon(out)

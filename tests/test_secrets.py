@@ -1,0 +1,139 @@
+"""No API key (or any long piece of one) and no password of a base URL is ever written:
+not to stderr, not to failures/*.txt, not into the results folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stagbench.agents.models.model import redact
+from stagbench.agents.models.registry import create_api
+from stagbench.agents.models.settings import ModelSettings
+from stagbench.cli import app
+from stagbench.errors import ModelError, SpecError
+from stagbench.runs.spec import parse_spec
+
+from fake_openai import Behaviour, FakeOpenAI
+
+runner = CliRunner()
+KEY = "sk-test-9fQ2vX7LmP3kR8sT1uW4yZ6aB0cD5eF7gH9jK2"
+#: where provider error text used to be cut; the key is placed across every position of it
+CUT = 300
+
+
+def _leaks(text: str, secret: str, n: int = 8) -> list[str]:
+    """Every stretch of ``n`` characters of ``secret`` found in ``text``."""
+    return [secret[i : i + n] for i in range(len(secret) - n + 1) if secret[i : i + n] in text]
+
+
+def test_redact_replaces_the_key_and_any_long_prefix_of_it() -> None:
+    assert redact(f"key {KEY} end", [KEY]) == "key [REDACTED] end"
+    for cut in range(8, len(KEY)):
+        text = f"Incorrect API key provided: {KEY[:cut]}..."
+        assert not _leaks(redact(text, [KEY]), KEY), cut
+    assert redact("sk-test- is a common start", [KEY]) == "[REDACTED] is a common start"
+    assert redact("nothing here", [KEY]) == "nothing here"
+
+
+SPEC = """
+name = "leaky"
+seed = 1
+repetitions = {reps}
+[game]
+n_players = 2
+rounds = 1
+talk_phases = 1
+[factors]
+models = [["{model}", "scripted/always-stag"]]
+[model_settings."{model}"]
+max_retries = 0
+{extra}
+"""
+
+
+def _error_bodies(prefix_room: int = 80) -> list[bytes]:
+    """Error bodies whose message puts the key across every cut position, whatever the
+    client adds in front of the message (an SDK prefixes ``Error code: 401 - {...``)."""
+    bodies = []
+    for pad in range(CUT - len(KEY) - prefix_room, CUT + 2):
+        message = "x" * pad + KEY + " was refused"
+        body = {"type": "error", "error": {"type": "authentication_error", "message": message}}
+        bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+@pytest.mark.parametrize("client", ["sdk", "http", "anthropic"])
+def test_key_echoed_across_every_cut_position_never_leaks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    with FakeOpenAI() as fake:
+        bodies = _error_bodies()
+        fake.script = [Behaviour(status=401, raw_body=b) for b in bodies]
+        if client == "anthropic":
+            model, extra = "anthropic/claude-haiku-4-5", ""
+            monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+            monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url.removesuffix("/v1"))
+        else:
+            model, extra = "openai-api/fake/m1", f'options = {{client = "{client}"}}'
+            monkeypatch.setenv("FAKE_API_KEY", KEY)
+            monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
+        spec = tmp_path / "spec.toml"
+        spec.write_text(SPEC.format(reps=len(bodies), model=model, extra=extra))
+        out = tmp_path / "out"
+        res = runner.invoke(
+            app, ["run", str(spec), "--out", str(out), "--concurrency", "1", "--no-progress"]
+        )
+        assert not fake.script, "every error body was served"
+    assert res.exit_code == 1, res.output
+    failures = sorted((out / "failures").glob("*.txt"))
+    assert len(failures) == len(bodies)
+    texts = [p.read_text() for p in failures]
+    # where the key came before the cut it was redacted; past it, it was cut away whole
+    assert sum("[REDACTED]" in t for t in texts) >= 10
+    assert not _leaks(res.output + (res.stderr or ""), KEY)
+    for t in texts:
+        assert not _leaks(t, KEY), t[-600:]
+    for p in out.rglob("*"):
+        if p.is_file():
+            assert not _leaks(p.read_text(errors="replace"), KEY), p
+
+
+CREDS = "http://alice:hunter2-secret-pw@127.0.0.1:9/v1"
+
+
+def test_base_url_with_credentials_is_refused_in_the_spec(tmp_path: Path) -> None:
+    text = SPEC.format(reps=1, model="openai-api/fake/m1", extra=f'base_url = "{CREDS}"')
+    with pytest.raises(SpecError) as info:
+        parse_spec(text)
+    assert "credentials" in str(info.value) and "hunter2" not in str(info.value)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    for cmd in (["validate", str(spec)], ["run", str(spec), "--out", str(tmp_path / "out")]):
+        res = runner.invoke(app, cmd)
+        assert res.exit_code == 2 and "credentials" in res.output, res.output
+        assert "hunter2" not in res.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("client", ["sdk", "http"])
+def test_base_url_with_credentials_from_the_environment_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    monkeypatch.setenv("FAKE_BASE_URL", CREDS)
+    monkeypatch.setenv("OPENAI_BASE_URL", CREDS)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", CREDS)
+    for model in ("openai-api/fake/m1", "openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"):
+        with pytest.raises(ModelError) as info:
+            create_api(model, ModelSettings(options={"client": client}))
+        assert "credentials" in str(info.value) and "hunter2" not in str(info.value), model
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        SPEC.format(reps=1, model="openai-api/fake/m1", extra=f'options = {{client = "{client}"}}')
+    )
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["run", str(spec), "--out", str(out)])
+    assert res.exit_code == 2 and "credentials" in res.output, res.output
+    assert "hunter2" not in res.output and not out.exists()

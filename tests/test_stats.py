@@ -1,0 +1,177 @@
+"""The statistics that can fail say so: Wilson bounds never pass their estimate, a rate with
+no variation gets a real interval, separation and non-convergence fall back to Firth with
+a note, a negative ICC is clamped, and the clustered intervals and tests are calibrated."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.proportion import proportion_confint
+
+from stagbench.analysis import stats
+
+
+def test_wilson_contains_its_estimate_for_every_n_at_k0_and_kn() -> None:
+    raw_violations = 0
+    for n in range(1, 201):
+        for k in (0, n):
+            lo, hi = stats.wilson(k, n)
+            assert 0.0 <= lo <= k / n <= hi <= 1.0, (k, n, lo, hi)
+            bars = stats.error_bars([k / n], [lo], [hi])
+            assert (bars >= 0).all()
+            rlo, rhi = proportion_confint(k, n, method="wilson")
+            raw_violations += not (rlo <= k / n <= rhi)
+    # statsmodels' own bound lands past the estimate at some n: why the clamp exists
+    assert raw_violations > 0
+    assert stats.wilson(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-3)
+    assert all(math.isnan(x) for x in stats.wilson(0, 0))
+
+
+def test_error_bars_are_never_negative_even_when_bounds_cross() -> None:
+    bars = stats.error_bars([1.0, 0.0, 0.5], [1.0000001, -0.1, 0.4], [0.9999999, 0.1, 0.6])
+    assert (bars >= 0).all() and bars.shape == (2, 3)
+
+
+def test_a_rate_without_variation_gets_an_interval_on_its_trials() -> None:
+    lo, hi, method = stats.cluster_rate_ci(np.full(7, 5), np.full(7, 5))
+    assert hi == 1.0 and lo == pytest.approx(stats.wilson(7, 7)[0]) and lo < 0.8
+    assert "no variation" in method
+    lo, hi, _ = stats.cluster_rate_ci(np.zeros(7), np.full(7, 5))
+    assert lo == 0.0 and hi > 0.2
+
+
+def test_trial_clustered_interval_covers_the_truth() -> None:
+    rng = np.random.default_rng(4)
+    hits, sims = 0, 200
+    for _ in range(sims):
+        props = rng.beta(0.6 * 4, 0.4 * 4, size=30)  # ICC 0.2
+        k = rng.binomial(15, props)
+        lo, hi, _ = stats.cluster_rate_ci(k, np.full(30, 15), n_boot=300, rng=rng)
+        hits += lo <= 0.6 <= hi
+    assert 0.88 <= hits / sims <= 0.99, hits / sims
+
+
+def test_large_cells_use_the_cluster_robust_interval() -> None:
+    rng = np.random.default_rng(0)
+    k = rng.binomial(10, 0.3, size=stats.BOOT_MAX_TRIALS + 1)
+    lo, hi, method = stats.cluster_rate_ci(k, np.full(len(k), 10))
+    assert method == "cluster-robust normal" and lo < 0.3 < hi and hi - lo < 0.01
+
+
+def _two_arms(rng: np.random.Generator, silent_always_stag: bool) -> pd.DataFrame:
+    rows = []
+    for t in range(40):
+        disc = "explicit" if t % 2 else "silent"
+        u = rng.normal(0, 0.5)
+        for r in range(1, 6):
+            for _ in range(3):
+                if disc == "silent" and silent_always_stag:
+                    s = 1.0
+                else:
+                    s = float(rng.random() < 1 / (1 + np.exp(-(0.3 - 0.2 * r + u))))
+                rows.append({"trial_id": f"t{t}", "round": r, "disclosure": disc, "stag": s})
+    return pd.DataFrame(rows)
+
+
+def test_separation_is_detected_and_firth_stays_finite() -> None:
+    df = _two_arms(np.random.default_rng(2), silent_always_stag=True)
+    fit = stats.logit_model(df, "stag ~ C(disclosure) * round", n_boot=100)
+    assert "Firth" in fit.method and fit.table is not None
+    assert any("separation" in n for n in fit.notes)
+    assert "C(disclosure)[T.silent]" in fit.separated_terms
+    assert np.isfinite(fit.table.to_numpy(dtype=float)).all()
+    assert fit.table["coef"].abs().max() < 15
+    # the raw GEE on the same data runs off (what the report used to print)
+    raw = stats.gee_logit(df, "stag ~ C(disclosure) * round")
+    assert raw["coef"].abs().max() > 15 or raw["coef"].isna().any()
+
+
+def test_non_convergence_is_flagged_and_falls_back() -> None:
+    df = _two_arms(np.random.default_rng(3), silent_always_stag=False)
+    ok = stats.logit_model(df, "stag ~ C(disclosure) + round")
+    assert ok.method.startswith("GEE") and not ok.notes
+    capped = stats.logit_model(
+        df, "stag ~ C(disclosure) + round", n_boot=50, max_iter=1, ctol=1e-12
+    )
+    assert "Firth" in capped.method
+    assert any("did not converge" in n for n in capped.notes)
+    assert capped.table is not None and np.isfinite(capped.table["coef"]).all()
+    assert capped.table.loc["round", "coef"] == pytest.approx(
+        ok.table.loc["round", "coef"], abs=0.1
+    )
+
+
+def test_aliased_terms_are_dropped_and_named() -> None:
+    df = _two_arms(np.random.default_rng(5), silent_always_stag=False)
+    df["condition"] = df["disclosure"].map({"explicit": "a", "silent": "b"})
+    fit = stats.logit_model(df, "stag ~ C(disclosure) + C(condition) + round")
+    assert any("aliased" in n and "C(condition)[T.b]" in n for n in fit.notes)
+    assert fit.table is not None and "C(condition)[T.b]" not in fit.table.index
+    assert stats.default_formula(df.assign(model="m")) == "stag ~ C(disclosure) * round"
+
+
+def test_constant_outcome_is_not_estimable() -> None:
+    df = pd.DataFrame({"trial_id": ["a", "a", "b"], "round": [1, 2, 1], "stag": 1.0})
+    fit = stats.logit_model(df, "stag ~ round")
+    assert fit.table is None and "not estimable" in fit.notes[0]
+
+
+def test_icc_is_clamped_for_planning() -> None:
+    assert stats.clamped_icc(-0.08) == (0.0, pytest.approx(stats.clamped_icc(-0.08)[1]))
+    icc, note = stats.clamped_icc(-0.08)
+    assert icc == 0.0 and note is not None and "below 0" in note
+    assert stats.clamped_icc(0.3) == (0.3, None)
+    assert stats.clamped_icc(float("nan"))[0] == 0.0
+    with pytest.raises(ValueError):
+        stats.trials_per_arm(0.5, 0.7, cluster_size=15, icc=-0.1)
+
+
+def test_omnibus_and_trend_tests_hold_their_size() -> None:
+    rng = np.random.default_rng(8)
+    hits_omni = hits_trend = 0
+    sims = 150
+    for i in range(sims):
+        props = rng.beta(1.2, 0.8, size=60)  # strongly clustered, no group or round effect
+        k = rng.binomial(1, np.repeat(props[:, None], 5, axis=1) * np.ones((60, 5)))
+        kk = k * 3
+        n = np.full((60, 5), 3)
+        groups = np.repeat(["a", "b", "c"], 20)
+        hits_omni += stats.omnibus_test(kk.sum(1), n.sum(1), groups, n_perm=200, seed=i) < 0.05
+        hits_trend += stats.trend_test(kk, n)[1] < 0.05
+    assert hits_omni / sims <= 0.1 and hits_trend / sims <= 0.1
+    # a real trend is found
+    k = np.tile(np.array([3, 3, 2, 1, 0]), (30, 1))
+    z, p = stats.trend_test(k, np.full((30, 5), 3))
+    assert z < 0 and p < 1e-6
+
+
+def test_comparisons_are_over_honest_rows_only() -> None:
+    """Two arms of two trials each: honest agents hunt stag 3 of 5 rounds in arm b, the
+    adversary never. Over everyone the rate would be 0.45; over honest agents it is 0.60."""
+    rows = []
+    for arm, trials in (("a", ("t1", "t2")), ("b", ("t3", "t4"))):
+        for t in trials:
+            for r in range(1, 6):
+                for seat in range(4):
+                    adv = arm == "b" and seat == 3
+                    stag = 0.0 if adv else (1.0 if arm == "a" or r <= 3 else 0.0)
+                    rows.append(
+                        {
+                            "trial_id": t,
+                            "arm": arm,
+                            "round": r,
+                            "seat": seat,
+                            "role": "adversary" if adv else "honest",
+                            "stag": stag,
+                        }
+                    )
+    df = pd.DataFrame(rows)
+    c = stats.compare(df, "arm", "a", "b", n_perm=200)
+    assert c.rate_b == pytest.approx(0.6) and c.n_b == 30 and c.population == "honest"
+    every = stats.compare(df, "arm", "a", "b", n_perm=200, who="all")
+    assert every.rate_b == pytest.approx(0.45) and every.n_b == 40
+    fam = stats.comparison_family(df, [("arm", "a", "b")], n_perm=200)
+    assert fam["rate_b"].iloc[0] == pytest.approx(0.6)

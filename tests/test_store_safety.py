@@ -1,0 +1,273 @@
+"""No silent data loss and no paying twice: a user's folder is never taken over, two runs
+never share one folder, workers die with their parent, tampered transcripts are neither
+counted as done nor analysed, and every command fails with a message and an exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from stagbench.cli import app
+from stagbench.records import read_events
+from stagbench.runs.store import RunStore
+
+from fake_openai import FakeOpenAI
+
+runner = CliRunner()
+GOLDEN = Path(__file__).parent / "golden"
+Events = list[dict[str, Any]]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-P", "-m", "stagbench.cli", *args]
+
+
+# -- the results folder ---------------------------------------------------------------
+def test_a_users_folder_is_never_taken_over(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    (folder / "transcripts").mkdir(parents=True)
+    files = {
+        folder / "notes.txt": "my notes",
+        folder / "data.jsonl": '{"not": "a transcript"}\n',
+        folder / "transcripts" / "interview.jsonl": '{"speaker": "me"}\n',
+    }
+    for p, text in files.items():
+        p.write_text(text)
+    res = runner.invoke(app, ["run", str(GOLDEN / "golden.toml"), "--out", str(folder)])
+    assert res.exit_code == 2, res.output
+    assert "not a stagbench results folder" in res.output and "notes.txt" in res.output
+    src = tmp_path / "src"
+    assert (
+        runner.invoke(app, ["run", str(GOLDEN / "golden.toml"), "--out", str(src)]).exit_code == 0
+    )
+    merged = runner.invoke(app, ["merge", str(folder), str(src)])
+    assert merged.exit_code == 2 and "not a stagbench results folder" in merged.output
+    assert {p: p.read_text() for p in files} == files
+    assert sorted(p.name for p in folder.rglob("*")) == sorted(
+        ["notes.txt", "data.jsonl", "transcripts", "interview.jsonl"]
+    )
+
+
+def test_empty_and_half_created_folders_are_used(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = runner.invoke(app, ["run", str(GOLDEN / "golden.toml"), "--out", str(empty)])
+    assert res.exit_code == 0, res.output
+    # A run killed while creating its folder left these and no manifest: still ours.
+    half = tmp_path / "half"
+    (half / "transcripts").mkdir(parents=True)
+    (half / "failures").mkdir()
+    (half / "spec.toml").write_text((GOLDEN / "golden.toml").read_text())
+    res = runner.invoke(app, ["run", str(GOLDEN / "golden.toml"), "--out", str(half)])
+    assert res.exit_code == 0, res.output
+    assert len(RunStore(half).transcript_paths()) == 4
+
+
+SLOW = """
+name = "slow"
+seed = 3
+repetitions = 30
+[agents]
+max_reasks = 0
+[factors]
+models = ["mock/random"]
+[model_settings.mock]
+options = {{latency_s = {latency}}}
+"""
+
+
+def _wait_for(pred: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+def _count(out: Path) -> int:
+    d = out / "transcripts"
+    return sum(1 for _ in d.glob("*.jsonl")) if d.exists() else 0
+
+
+@pytest.mark.parametrize("first_workers", [1, 2])
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path, first_workers: int) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SLOW.format(latency=0.1))
+    out = tmp_path / "out"
+    args = ["run", str(spec), "--out", str(out), "--no-progress", "--no-cache"]
+    first = subprocess.Popen(
+        _cli(*args, "--concurrency", "2", "--workers", str(first_workers)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for(lambda: _count(out) >= 1)
+        for extra in ([], ["--workers", "2"], ["--shard", "0/2"]):
+            second = subprocess.run(_cli(*args, *extra), capture_output=True, text=True)
+            assert second.returncode == 2, second.stdout + second.stderr
+            assert "another stagbench run" in second.stderr
+        assert first.poll() is None, "the first run was still going"
+    finally:
+        output = first.communicate(timeout=120)[0].decode()
+    assert first.returncode == 0, output
+    calls = 0
+    for p in RunStore(out).transcript_paths():
+        calls += sum(1 for e in read_events(p) if e["type"] == "model_call")
+    assert _count(out) == 30 and calls == 30 * 4 * 5 * 2  # every call paid once
+
+
+def _pids_running(needle: str) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (d / "stat").read_text().split(") ", 1)[1][0]
+        except OSError:
+            continue
+        if needle in cmd and state != "Z":
+            pids.append(int(d.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
+def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SLOW.format(latency=0.2))
+    out = tmp_path / "orphans-out"
+    parent = subprocess.Popen(
+        _cli("run", str(spec), "--out", str(out), "--no-progress", "--no-cache", "--workers", "2",
+             "--concurrency", "2"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _wait_for(lambda: len(_pids_running(str(out))) >= 3)
+    workers = [p for p in _pids_running(str(out)) if p != parent.pid]
+    assert len(workers) == 2
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    _wait_for(lambda: not _pids_running(str(out)), timeout=15)
+    left = _count(out)
+    time.sleep(1.0)
+    assert _count(out) == left < 30, "nothing runs on after the parent died"
+    done = subprocess.run(_cli("run", str(spec), "--out", str(out), "--no-progress"),
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _count(out) == 30
+
+
+# -- tampered transcripts in run and tables -------------------------------------------
+def _first(ev: Events, kind: str) -> dict[str, Any]:
+    return next(e for e in ev if e["type"] == kind)
+
+
+def _payoff(ev: Events) -> None:
+    _first(ev, "round_end")["payoffs"][0] = 999.0
+
+
+def _flip(ev: Events) -> None:
+    a = _first(ev, "action")
+    a["action"] = "hare" if a["action"] == "stag" else "stag"
+
+
+def _totals(ev: Events) -> None:
+    ev[-1]["totals"] = [3 * t for t in ev[-1]["totals"]]
+
+
+def _missing(ev: Events) -> None:
+    ev.remove(_first(ev, "action"))
+
+
+TAMPERS = {"payoff 999": _payoff, "flipped action": _flip, "totals multiplied": _totals,
+           "missing seat action": _missing}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERS))
+def test_tampered_transcript_is_reported_left_out_and_rerun(case: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    spec = str(GOLDEN / "golden.toml")
+    assert runner.invoke(app, ["run", spec, "--out", str(out)]).exit_code == 0
+    victim = RunStore(out).transcript_paths()[1]
+    clean = victim.read_bytes()
+    events = read_events(victim)
+    TAMPERS[case](events)
+    victim.write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
+    tables = runner.invoke(app, ["tables", str(out)])
+    assert tables.exit_code == 0, tables.output
+    assert f"not analysed (corrupt): {victim}" in tables.output
+    assert "from 3 transcripts" in tables.output
+    res = runner.invoke(app, ["run", spec, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert f"quarantined and re-run: {victim.name}" in res.output and "1 trials run" in res.output
+    assert victim.read_bytes() == clean
+
+
+# -- exit codes and messages ------------------------------------------------------------
+def test_run_with_failed_trials_exits_non_zero_and_says_how_many(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        """
+name = "allfail"
+seed = 1
+repetitions = 3
+[game]
+rounds = 2
+[factors]
+models = ["fault/mock/stag"]
+[model_settings.fault]
+max_retries = 0
+options = { fatal_rate = 1.0 }
+"""
+    )
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--workers", workers])
+        assert res.exit_code == 1, res.output
+        assert "3 of 3 trials failed" in res.output, res.output
+        assert str(out / "failures") in res.output
+
+
+def test_tables_and_power_on_a_folder_without_readable_transcripts(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    (empty / "transcripts").mkdir(parents=True)
+    broken = tmp_path / "broken"
+    (broken / "transcripts").mkdir(parents=True)
+    (broken / "transcripts" / "x.jsonl").write_text('{"type":"header"\n')
+    for folder in (empty, broken, tmp_path / "nowhere"):
+        for cmd in (
+            ["tables", str(folder)],
+            ["power", "--p0", "0.5", "--p1", "0.7", "--from-run", str(folder)],
+        ):
+            res = runner.invoke(app, cmd)
+            assert res.exit_code == 2, (cmd, res.output)
+            assert "no readable transcripts" in res.output or "no transcripts" in res.output
+            assert res.exception is None or isinstance(res.exception, SystemExit), cmd
+
+
+def test_models_says_what_vllm_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLLM_BASE_URL", raising=False)
+    res = runner.invoke(app, ["models"])
+    assert res.exit_code == 0
+    line = next(x for x in res.output.splitlines() if x.lstrip("│ ").startswith("vllm "))
+    assert "ready" not in line and "VLLM_BASE_URL" in line, line
+    monkeypatch.setenv("VLLM_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens there
+    res = runner.invoke(app, ["models"])
+    line = next(x for x in res.output.splitlines() if x.lstrip("│ ").startswith("vllm "))
+    assert "ready" not in line and "no server" in line, line
+    with FakeOpenAI() as fake:
+        monkeypatch.setenv("VLLM_BASE_URL", fake.base_url)
+        res = runner.invoke(app, ["models"])
+    line = next(x for x in res.output.splitlines() if x.lstrip("│ ").startswith("vllm "))
+    assert "ready" in line, line

@@ -1,0 +1,234 @@
+"""``stagbench view``: static pages rendered in a real headless Chromium. The DOM it builds
+is checked, and screenshots are checked pixel by pixel for the graph (adversary and honest
+nodes, edges used this round) and the messages. Skipped only when Chromium is absent."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from stagbench.cli import app
+from stagbench.records import ModelCallEvent, read_transcript
+from stagbench.viewer import build_view
+
+from analysis_helpers import run_spec
+
+SPEC = """
+name = "viewed"
+seed = 8
+repetitions = 2
+[game]
+n_players = 5
+rounds = 3
+[agents]
+max_reasks = 0
+[factors]
+models = [["mock/random", "mock/garbage"]]
+topologies = ["ring", "empty"]
+disclosures = ["explicit", "silent"]
+adversaries = ["byzantine(count=1,placement=[0])"]
+"""
+
+ADVERSARY = (214, 39, 40)  # #d62728: adversary nodes
+HONEST = (31, 119, 180)  # #1f77b4: honest nodes
+USED = (255, 127, 14)  # #ff7f0e: edges used in the selected round
+MESSAGE = (148, 103, 189)  # #9467bd: the bar beside each message
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and Path("/usr/bin/chromium").exists():
+        found = "/usr/bin/chromium"
+    if found is None:
+        pytest.skip("Chromium is not installed")
+    return found
+
+
+def _browser(tmp: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+           "--force-device-scale-factor=1", "--no-first-run", f"--user-data-dir={profile}",
+           *args, url]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HOME": str(tmp)})  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
+def _dom(tmp: Path, page: Path, fragment: str = "") -> str:
+    return _browser(tmp, page.as_uri() + fragment, "--dump-dom").stdout
+
+
+def _shot(tmp: Path, page: Path, name: str, fragment: str = "") -> Image.Image:
+    out = tmp / name
+    _browser(tmp, page.as_uri() + fragment, "--window-size=1300,1000", f"--screenshot={out}")
+    return Image.open(out).convert("RGB")
+
+
+def _pixels(img: Image.Image, colour: tuple[int, int, int], box: tuple[int, ...] | None = None
+            ) -> list[tuple[int, int]]:  # fmt: skip
+    region = np.asarray(img.crop(box) if box else img)
+    ox, oy = (box[0], box[1]) if box else (0, 0)
+    ys, xs = np.nonzero((region == np.array(colour, dtype=region.dtype)).all(axis=2))
+    return [(ox + int(x), oy + int(y)) for x, y in zip(xs, ys, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def viewed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("viewer")
+    run = run_spec(SPEC, tmp / "run", llm=True)
+    # One reply cut at max_tokens, as a provider reports it: the viewer must show it.
+    first = sorted((run / "transcripts").glob("*.jsonl"))[0]
+    lines = first.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if '"type":"model_call"' in line and '"purpose":"talk"' in line:
+            lines[i] = line.replace('"finish_reason":"stop"', '"finish_reason":"length"')
+            break
+    first.write_text("\n".join(lines) + "\n")
+    (run / "transcripts" / "broken.jsonl").write_text('{"type": "header"}\n')
+    index = build_view(run)
+    return run, index
+
+
+def _embedded(page: Path) -> dict:  # type: ignore[type-arg]
+    text = page.read_text()
+    raw = re.search(r'<script type="application/json" id="data">(.*?)</script>', text, re.S)
+    assert raw is not None
+    return json.loads(raw.group(1))
+
+
+def _trial(run: Path, topology: str, disclosure: str = "explicit") -> Path:
+    for path in sorted((run / "transcripts").glob("*.jsonl")):
+        if path.name == "broken.jsonl":
+            continue
+        t = read_transcript(path)
+        if t.header.trial.topology == topology and t.header.trial.disclosure.value == disclosure:
+            return path
+    raise AssertionError(topology)
+
+
+def test_the_pages_are_static_files_with_their_data_inside(viewed: tuple[Path, Path]) -> None:
+    run, index = viewed
+    out = index.parent
+    assert (out / "assets" / "viewer.js").is_file() and (out / "assets" / "viewer.css").is_file()
+    pages = sorted((out / "trials").glob("*.html"))
+    assert len(pages) == 8
+    for page in [index, *pages]:
+        text = page.read_text()
+        assert "http://" not in text.replace("http://www.w3.org", "")
+        assert "https://" not in text  # no CDN, no network
+    data = _embedded(index)
+    assert len(data["trials"]) == 8 and data["spec"] == "viewed"
+    assert [u["file"] for u in data["unreadable"]] == ["broken.jsonl"]
+    # A trial page holds every call's whole prompt (system prompt put back) and raw reply.
+    path = _trial(run, "ring")
+    t = read_transcript(path)
+    page = _embedded(out / "trials" / f"{t.trial_id}.html")
+    calls = [e for e in t.events if isinstance(e, ModelCallEvent)]
+    shown = [c for r in page["rounds"] for c in r["calls"]]
+    assert len(shown) == len(calls)
+    for event, c in zip(calls, shown, strict=True):
+        assert c["prompt"] == [m.model_dump() for m in t.full_messages(event)]
+        assert c["prompt"][0]["role"] == "system" and c["raw"] == event.call.raw
+    js = (out / "assets" / "viewer.js").read_text()
+    assert "innerHTML" not in js  # cheap talk is shown as text, never as markup
+
+
+def test_a_page_cannot_be_broken_out_of_by_a_message(viewed: tuple[Path, Path]) -> None:
+    from stagbench.viewer.build import _embed
+
+    evil = {"text": "</script><script>alert(1)</script> & <!--"}
+    embedded = _embed(evil)
+    assert "<" not in embedded and json.loads(embedded) == evil
+
+
+def test_the_index_lists_and_filters_trials_in_chromium(
+    viewed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run, index = viewed
+    dom = _dom(tmp_path, index)
+    assert 'data-rendered="yes"' in dom
+    rows = re.findall(r'<tr data-id="(\w+)"( class="hidden")?', dom)
+    assert len(rows) == 8 and not any(hidden for _, hidden in rows)
+    assert "showing 8 of 8 trials" in dom
+    for factor in ("topology", "disclosure"):
+        assert f'<select name="{factor}"' in dom
+    assert "broken.jsonl" in dom and "could not be read" in dom
+    silent = _dom(tmp_path, index, "#disclosure=silent&topology=ring")
+    shown = [i for i, hidden in re.findall(r'<tr data-id="(\w+)"( class="hidden")?', silent)
+             if not hidden]  # fmt: skip
+    assert "showing 2 of 8 trials" in silent and len(shown) == 2
+    for trial_id in shown:
+        head = read_transcript(run / "transcripts" / f"{trial_id}.jsonl").header.trial
+        assert head.disclosure.value == "silent" and head.topology == "ring"
+    assert re.search(r'class="badge trunc"', dom)  # the truncated reply is flagged
+
+
+def test_a_trial_page_draws_the_graph_and_the_messages(
+    viewed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run, index = viewed
+    path = _trial(run, "ring")
+    t = read_transcript(path)
+    page = index.parent / "trials" / f"{t.trial_id}.html"
+    dom = _dom(tmp_path, page, "#round=2")
+    # The graph: five nodes, one adversary; a ring's five edges, those used in round 2 lit.
+    assert dom.count('<g class="node adversary"') == 1 and dom.count('<g class="node honest"') == 4
+    assert dom.count('class="edge') == 5
+    said = [e for e in t.events if e.type == "message" and e.round == 2 and e.text]
+    pairs = {tuple(sorted((e.sender, r))) for e in said for r in e.receivers}
+    assert dom.count('class="edge used"') == len(pairs) > 0
+    # Messages per round and phase, from whom to whom; actions and payoffs; every call.
+    for e in [e for e in t.events if e.type == "message" and e.text]:
+        assert e.text.replace("'", "&#39;") in dom or e.text in dom
+    assert dom.count('class="msg') == sum(1 for e in t.events if e.type == "message")
+    assert "P1 (adversary) → P2, P5" in dom
+    calls = sum(1 for e in t.events if e.type == "model_call")
+    assert dom.count('<details class="call') == calls
+    failed = sum(1 for e in t.events if e.type == "model_call" and not e.call.parse_ok)
+    assert failed and dom.count('<details class="call failed') == failed
+    assert "parse failure" in dom and "no action" in dom
+    assert '<section class="round current" id="round-2"' in dom
+
+    img = _shot(tmp_path, page, "trial.png", "#round=2")
+    graph_box = (0, 60, 420, 480)
+    red = _pixels(img, ADVERSARY, graph_box)
+    blue = _pixels(img, HONEST, graph_box)
+    assert len(red) > 600 and len(blue) > 4 * 600  # filled node discs, radius 19
+    # the adversary (P1, seat 0) sits at the top of the circle
+    assert sum(y for _, y in red) / len(red) < sum(y for _, y in blue) / len(blue)
+    lit = _pixels(img, USED, graph_box)
+    assert len(lit) > 300  # thick orange edges, beyond the 10-pixel legend swatch
+    bars = _pixels(img, MESSAGE, (420, 60, 1300, 1000))
+    assert len(bars) > 6 * 20  # the purple bar of each message card on screen
+    xs = {x for x, _ in bars}
+    assert max(xs) - min(xs) <= 6  # ... one bar, 6 pixels wide, beside the messages
+
+
+def test_no_edge_is_lit_where_no_message_can_travel(
+    viewed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run, index = viewed
+    t = read_transcript(_trial(run, "empty"))
+    page = index.parent / "trials" / f"{t.trial_id}.html"
+    img = _shot(tmp_path, page, "empty.png", "#round=1")
+    assert len(_pixels(img, USED, (0, 60, 420, 480))) <= 110  # the legend swatch alone
+    assert len(_pixels(img, ADVERSARY, (0, 60, 420, 480))) > 600
+
+
+def test_the_view_command(viewed: tuple[Path, Path], tmp_path: Path) -> None:
+    run, _ = viewed
+    res = CliRunner().invoke(app, ["view", str(run), "--out", str(tmp_path / "v")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "v" / "index.html").is_file()
+    missing = CliRunner().invoke(app, ["view", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "no results folder" in missing.output
