@@ -55,11 +55,16 @@ class RunSummary:
         return self.already_done + self.completed == self.total
 
     def count_calls(self, transcript: Transcript) -> None:
+        calls: dict[str, int] = {}
+        truncated: dict[str, int] = {}
         for e in transcript.events:
             if isinstance(e, ModelCallEvent):
-                self.calls[e.call.model] += 1
+                model = e.call.model
+                calls[model] = calls.get(model, 0) + 1
                 if e.call.truncated:
-                    self.truncated[e.call.model] += 1
+                    truncated[model] = truncated.get(model, 0) + 1
+        self.calls.update(calls)  # the counters touched once a trial, not once a call
+        self.truncated.update(truncated)
 
 
 ProgressFn = Callable[[RunSummary, Transcript | None], None]

@@ -121,6 +121,8 @@ def _clean_escapes(text: str) -> str:
 def clean_text(text: str) -> str:
     """``text`` without lone surrogates (raw characters or JSON escapes): each becomes
     U+FFFD (``\\ufffd`` inside escapes). Valid surrogate pairs are kept."""
+    if text.isascii() and "\\u" not in text:  # the common case, at C speed: nothing to do
+        return text
     if _SURROGATE.search(text):
         text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if _MAYBE.search(text):
