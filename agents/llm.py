@@ -25,12 +25,12 @@ from stagbench.agents.models.base import ChatMessage, GenerateConfig, ModelCallR
 from stagbench.agents.models.model import Model
 from stagbench.agents.prompts import (
     PARAPHRASES,
-    TALK_SCHEMA,
     HistoryRenderer,
     act_schema,
     reask_text,
     render_system,
     render_user,
+    talk_schema,
 )
 from stagbench.errors import StrategyError
 from stagbench.games import Action
@@ -245,14 +245,15 @@ class LLMAgent:
         return None, calls, error
 
     async def speak(self, view: AgentView) -> Utterance:
-        reply, calls, error = await self._ask(view, TALK_SCHEMA, _PARSE_TALK)
+        schema = talk_schema(self.settings.max_tokens)  # a reply of that many tokens can close
+        reply, calls, error = await self._ask(view, schema, _PARSE_TALK)
         if reply is None:
             return Utterance(text=None, calls=calls, parse_failed=True, error=error)
         assert isinstance(reply, TalkReply)
         return Utterance(text=reply.message, calls=calls)
 
     async def act(self, view: AgentView) -> Decision:
-        schema = act_schema(self.settings.reasoning)
+        schema = act_schema(self.settings.reasoning, self.settings.max_tokens)
         reply, calls, error = await self._ask(view, schema, _PARSE_ACT)
         if reply is None:
             return Decision(action=None, calls=calls, parse_failed=True, error=error)

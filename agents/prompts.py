@@ -30,8 +30,23 @@ TALK_SCHEMA = OutputSchema(
 )
 
 
-@functools.cache  # two values; a frozen record, built once
-def act_schema(reasoning: bool) -> OutputSchema:
+#: a message limit below this many characters is worth a warning (``spec.warnings``)
+MIN_MESSAGE_CHARS = 40
+
+
+@functools.lru_cache(maxsize=256)  # one per token cap in use; a frozen record, built once
+def talk_schema(max_tokens: int | None = None) -> OutputSchema:
+    """The talk reply's schema; with the call's ``max_tokens``, its message's maxLength
+    lowered so that a constrained reply can always close (``OutputSchema.within_tokens``)."""
+    return TALK_SCHEMA if max_tokens is None else TALK_SCHEMA.within_tokens(max_tokens)
+
+
+@functools.lru_cache(maxsize=256)  # a frozen record, built once per value
+def act_schema(reasoning: bool, max_tokens: int | None = None) -> OutputSchema:
+    """The act reply's schema (with a ``reasoning`` field or not); with ``max_tokens`` as
+    ``talk_schema``."""
+    if max_tokens is not None:
+        return act_schema(reasoning).within_tokens(max_tokens)
     props: dict[str, Any] = {"action": {"type": "string", "enum": ["stag", "hare"]}}
     required = ["action"]
     if reasoning:

@@ -160,7 +160,8 @@ def json_asker(
 
     async def ask(prompt: str, schema: dict[str, Any]) -> dict[str, Any]:
         messages = [ChatMessage(role="user", content=prompt)]
-        res = await m.generate(messages, config, OutputSchema(name=name, json_schema=schema))
+        wanted = OutputSchema(name=name, json_schema=schema).within_tokens(max_tokens)
+        res = await m.generate(messages, config, wanted)
         return extract_json(res.output.text)
 
     return ask

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from stagbench.adversaries import ADVERSARIES, PLACEMENTS, check_adversary, inner_model
 from stagbench.agents.models.settings import ModelSettings
-from stagbench.agents.prompts import PARAPHRASES
+from stagbench.agents.prompts import MIN_MESSAGE_CHARS, PARAPHRASES, talk_schema
 from stagbench.errors import SpecError, StagbenchError
 from stagbench.records import (
     AdversarySpec,
@@ -37,7 +37,7 @@ from stagbench.records import (
     TrialSpec,
 )
 from stagbench.registry import normalise, parse_call
-from stagbench.runs.compose import check_model_string
+from stagbench.runs.compose import check_model_string, is_scripted
 from stagbench.runs.preflight import check_cells, check_models, environment_problems
 from stagbench.topologies import build_topology, inline_graph, read_graph_file
 
@@ -274,7 +274,8 @@ class ExperimentSpec(BaseModel):
         return environment_problems(self.model_strings(), self.model_settings)
 
     def warnings(self) -> list[str]:
-        """What is allowed but probably not meant: payoffs that are not a Stag Hunt."""
+        """What is allowed but probably not meant: payoffs that are not a Stag Hunt, a
+        token cap that leaves LLM agents' messages very short."""
         out = []
         for cond in self.factors.conditions:
             try:
@@ -286,6 +287,15 @@ class ExperimentSpec(BaseModel):
                     f"condition {cond.name!r}: payoffs stag {g.stag_payoff:g}, hare "
                     f"{g.hare_payoff:g}, failed stag {g.failed_stag_payoff:g} are not a Stag "
                     "Hunt (it needs stag > hare > failed stag)"
+                )
+        if any(not is_scripted(m) for m in self.model_strings()):
+            a = self.agents
+            room = talk_schema(a.max_tokens).json_schema["properties"]["message"]["maxLength"]
+            if self.game.talk_phases > 0 and room < MIN_MESSAGE_CHARS:
+                out.append(
+                    f"agents.max_tokens = {a.max_tokens} leaves a message {room} characters "
+                    "(the schema's maxLength, so that a reply can close within the cap); "
+                    "raise max_tokens for longer messages"
                 )
         return out
 

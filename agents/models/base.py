@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -36,6 +37,70 @@ class OutputSchema(BaseModel):
 
     name: str
     json_schema: dict[str, Any]
+
+    def within_tokens(self, max_tokens: int) -> OutputSchema:
+        """This schema with every free-text string's ``maxLength`` lowered (never raised)
+        so that a reply filling each string to its limit still closes within
+        ``max_tokens``: see ``fit_strings``."""
+        fitted = fit_strings(self.json_schema, max_tokens)
+        if fitted is self.json_schema:
+            return self
+        return OutputSchema(name=self.name, json_schema=fitted)
+
+
+#: the most tokens one character of a reply can take: a token is at least one byte of
+#: text, and a character at most four bytes of UTF-8. (An emoji can take several tokens:
+#: SmolLM2 spends three on one.)
+MAX_TOKENS_PER_CHAR = 4
+#: tokens kept beyond the compact JSON for what a grammar may add: a space at each of its
+#: optional places, a newline, and the end-of-text token
+SLACK_TOKENS = 4
+
+
+def fit_strings(json_schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+    """A flat object schema whose free-text strings (``type: string`` without ``enum``)
+    share what ``max_tokens`` leaves after the reply's fixed part, as ``maxLength``.
+
+    The fixed part is the reply's JSON with every free string empty and every other value
+    at its longest (an ``enum``'s longest member; 20 characters for a number, boolean or
+    null), with ``json.dumps``' spaces, plus ``SLACK_TOKENS`` (ASCII: a token a character
+    at most). What is left, at ``MAX_TOKENS_PER_CHAR`` tokens a character, is split evenly.
+    A constrained reply then closes before the cap whatever characters it writes, as long
+    as it writes them as themselves; only a reply spelling characters as ``\\uXXXX``
+    escapes (six bytes each) could still be cut, and is then recorded as truncated.
+    Returns ``json_schema`` itself when no limit changes (a schema that is not a flat
+    object, or a cap that leaves every limit as it is); never a limit below zero."""
+    props = json_schema.get("properties")
+    if json_schema.get("type") != "object" or not isinstance(props, dict) or not props:
+        return json_schema
+    skeleton: dict[str, Any] = {}
+    free: list[str] = []
+    for key, sub in props.items():
+        if not isinstance(sub, dict):
+            return json_schema
+        if "enum" in sub:
+            skeleton[key] = max(sub["enum"], key=lambda v: len(json.dumps(v)))
+        elif sub.get("type") == "string":
+            skeleton[key] = ""
+            free.append(key)
+        elif sub.get("type") in ("number", "integer", "boolean", "null") or isinstance(
+            sub.get("type"), list
+        ):
+            skeleton[key] = "x" * 18  # a stand-in 20 characters long as JSON
+        else:  # nested objects and arrays: no bound worked out here
+            return json_schema
+    if not free:
+        return json_schema
+    fixed = len(json.dumps(skeleton)) + SLACK_TOKENS
+    share = max(0, (max_tokens - fixed) // (MAX_TOKENS_PER_CHAR * len(free)))
+    new_props = dict(props)
+    changed = False
+    for key in free:
+        current = props[key].get("maxLength")
+        if current is None or share < current:
+            new_props[key] = {**props[key], "maxLength": share}
+            changed = True
+    return {**json_schema, "properties": new_props} if changed else json_schema
 
 
 class ModelOutput(BaseModel):
