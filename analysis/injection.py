@@ -183,7 +183,7 @@ def _arm(adv: dict[str, Any], payload_text: str | None) -> str:
     return f"{adv['kind']}{f'({args})' if args else ''}[{adv.get('count', 1)}@{where}{group}]"
 
 
-def _trial(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]],
+def trial_views(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                   list[dict[str, Any]]]:  # fmt: skip
     head = events[0]
     trial = head["trial"]
@@ -247,7 +247,7 @@ def _trial(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str,
     return info, rows, messages
 
 
-_MESSAGE_COLUMNS = [*FACTORS, "trial_id", "match", "payload", "control", "round", "phase",
+MESSAGE_COLUMNS = [*FACTORS, "trial_id", "match", "payload", "control", "round", "phase",
                     "seat", "distance", "text", "echo", "endorse"]  # fmt: skip
 
 
@@ -264,14 +264,14 @@ def _load_chunk(
             problems = audit_events(events)
             if problems:
                 raise TranscriptError(f"{path} is inconsistent: {'; '.join(problems[:3])}")
-            info, r, m = _trial(events)
+            info, r, m = trial_views(events)
         except (TranscriptError, KeyError, TypeError, ValueError, IndexError, OSError) as exc:
             corrupt.append((str(path), str(exc)))
             continue
         infos.append(info)
         rows += r
         messages += m
-    msg_df = pd.DataFrame(messages) if messages else pd.DataFrame(columns=_MESSAGE_COLUMNS)
+    msg_df = pd.DataFrame(messages) if messages else pd.DataFrame(columns=MESSAGE_COLUMNS)
     return pd.DataFrame(infos), pd.DataFrame(rows), msg_df, corrupt
 
 
@@ -296,12 +296,17 @@ def load(source: str | Path | Iterable[str | Path], workers: int | None = None) 
             return frames[0]
         return pd.concat(full, ignore_index=True) if len(full) > 1 else full[0]
 
-    row_df = concat([p[1] for p in parts])
-    if len(row_df):
-        row_df["stag"] = row_df["action"].map({"stag": 1.0, "hare": 0.0}).astype(float)
+    row_df = finish_rows(concat([p[1] for p in parts]))
     corrupt = [c for p in parts for c in p[3]]
     return InjectionData(row_df, concat([p[2] for p in parts]), concat([p[0] for p in parts]),
                          corrupt)  # fmt: skip
+
+
+def finish_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """``stag`` (1/0, NaN without a valid action) on the agent-round rows."""
+    if len(rows):
+        rows["stag"] = rows["action"].map({"stag": 1.0, "hare": 0.0}).astype(float)
+    return rows
 
 
 # -- statistics -----------------------------------------------------------------------
@@ -716,11 +721,11 @@ def only(data: InjectionData, trial_ids: set[str]) -> InjectionData:
 
 
 def report_blocks(
-    source: str | Path, n_boot: int = 500, trial_ids: set[str] | None = None
+    source: str | Path | InjectionData, n_boot: int = 500, trial_ids: set[str] | None = None
 ) -> list[Block]:
-    """The report's "Injection and persuasion" section, as blocks, for a run folder
-    (only the trials ``trial_ids`` when given)."""
-    data = load(source)
+    """The report's "Injection and persuasion" section, as blocks, for a run folder or the
+    data already read from one (only the trials ``trial_ids`` when given)."""
+    data = source if isinstance(source, InjectionData) else load(source)
     if trial_ids is not None:
         data = only(data, trial_ids)
     out: list[Block] = []

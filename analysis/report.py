@@ -15,6 +15,7 @@ A new section is one function taking ``ReportData`` plus one entry in ``SECTIONS
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import math
@@ -32,10 +33,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from stagbench.analysis import archetypes, design, metrics, stats  # noqa: E402
+from stagbench.analysis import archetypes, design, injection, metrics, stats  # noqa: E402
+from stagbench.analysis.injection import InjectionData  # noqa: E402
 from stagbench.analysis.labels import legend, population_label, short_names  # noqa: E402
 from stagbench.analysis.lexical import DEFAULT, Detector, evaluate  # noqa: E402
-from stagbench.analysis.tables import LoadReport, agent_rounds, save_parquet  # noqa: E402
+from stagbench.analysis.scan import scan  # noqa: E402
+from stagbench.analysis.tables import LoadReport, save_parquet  # noqa: E402
 from stagbench.errors import TranscriptError  # noqa: E402
 
 #: the design factors a cell is made of, and how tables call them
@@ -128,8 +131,10 @@ class ReportData:
     short: dict[str, str] = field(default_factory=dict)
     detector: Detector = DEFAULT
     title: str = ""
+    #: what the injection section reads (read with the rest; ``None``: read it from the run)
+    injection: InjectionData | None = None
 
-    @property
+    @functools.cached_property
     def honest(self) -> pd.DataFrame:
         return stats.population(self.df)
 
@@ -187,7 +192,7 @@ def _omnibus(d: ReportData, keys: list[str]) -> str:
     counts = stats.trial_counts(d.honest, keys, "stag")
     if counts.empty:
         return "no data"
-    groups = counts[keys].astype(str).agg(" · ".join, axis=1).to_numpy()
+    groups = counts.groupby(keys, observed=True, sort=False).ngroup().to_numpy()
     p = stats.omnibus_test(counts["k"], counts["n"], groups, n_perm=max(d.n_boot, 500))
     if math.isnan(p):
         return "one cell: no test"
@@ -302,20 +307,19 @@ def cooperation(d: ReportData) -> Section:
 def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
     h = d.honest.dropna(subset=["stag"])
     rows = []
-    groups = h.groupby(keys, observed=True) if keys else [((), h)]
+    # one pass: per cell, trial and round, the stag count and the valid actions
+    per = h.groupby([*keys, "trial_id", "round"], observed=True)["stag"].agg(["sum", "count"])
+    wide = per.unstack("round")
+    groups = wide.groupby(level=keys, observed=True, sort=True) if keys else [((), wide)]
     for key, g in groups:
-        k = g.pivot_table(
-            index="trial_id", columns="round", values="stag", aggfunc="sum", observed=True
-        )
-        n = g.pivot_table(
-            index="trial_id", columns="round", values="stag", aggfunc="count", observed=True
-        )
-        z, p = stats.trend_test(k.to_numpy(), n.reindex_like(k).to_numpy())
+        played = np.asarray(g["count"].notna().to_numpy().any(axis=0))  # rounds it played
+        k, n = g["sum"].to_numpy(float)[:, played], g["count"].to_numpy(float)[:, played]
+        z, p = stats.trend_test(k, n)
         key = key if isinstance(key, tuple) else (key,)
         rows.append(
             {
                 **dict(zip(keys, key, strict=True)),
-                "trials": len(k),
+                "trials": len(g),
                 "z": z,
                 "p": p,
                 "test": "trial-clustered round trend",
@@ -748,14 +752,13 @@ def parse_failures(d: ReportData) -> Section:
 def injection_section(d: ReportData) -> Section:
     """Injection and persuasion, echo and contagion, defences, and the variance that
     prompt wording explains beside the other factors (``analysis.injection``)."""
-    from stagbench.analysis import injection
-
     s = Section("Injection and persuasion")
     if d.design is None:
         s.text("Needs the run folder: build the report with `stagbench report DIR`.")
         return s
     analysed = set(d.df["trial_id"].astype(str))  # the design's trials, as every section
-    for block in injection.report_blocks(d.design.run, n_boot=d.n_boot, trial_ids=analysed):
+    source = d.injection if d.injection is not None else d.design.run
+    for block in injection.report_blocks(source, n_boot=d.n_boot, trial_ids=analysed):
         if block.fig is not None:
             s.figure(block.fig, block.name, block.text)
         elif block.df is not None:
@@ -780,21 +783,29 @@ SECTIONS: list[SectionFn] = [
 
 
 def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) -> ReportData:
-    """Read and check a results folder: the data every section reads."""
+    """Read and check a results folder (one pass over its transcripts, cached: see
+    ``analysis.scan``): the data every section reads."""
     run = Path(run_dir)
     lexicon = design.lexicon(run)
     detector = Detector(lexicon) if lexicon != DEFAULT.lexicon else DEFAULT
-    df, load = agent_rounds(run, lexicon=lexicon, workers=workers)
+    res = scan(run, lexicon=lexicon, workers=workers)
+    df, load, at, inj = res.rounds, res.load, res.agent_trials, res.injection
     dc = design.check(run, load)
     if not df.empty and dc.foreign:
         df = df[df["trial_id"].astype(str).isin(dc.analysed)].reset_index(drop=True)
         for col in df.select_dtypes("category").columns:
             df[col] = df[col].cat.remove_unused_categories()
+        if not at.empty:
+            at = at[at["trial_id"].astype(str).isin(dc.analysed)]
+        inj = injection.only(inj, set(dc.analysed))
     if df.empty:
         raise TranscriptError(
             f"no readable transcripts of this folder's design under {run}"
             + (f" ({dc.problems} left out: {dc.table().iloc[0].to_dict()})" if dc.problems else "")
         )
+    if not at.empty:  # in the order one pass over the whole table gives
+        at = at.assign(trial_id=at["trial_id"].astype(str))
+        at = at.sort_values(["trial_id", "seat"], kind="stable").reset_index(drop=True)
     short = short_names(df["model"].astype(str).unique())
     df["model_label"] = df["model"].astype(str).map(short).astype("category")
     df["population_label"] = (
@@ -802,7 +813,7 @@ def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) 
     )
     factors = [f for f in FACTORS if df[f].nunique() > 1]
     df["cell"] = _cell_label(df, factors).astype("category")
-    at = archetypes.classify(metrics.agent_trials(df, detector))
+    at = archetypes.classify(at)
     if not at.empty:
         cells = df.drop_duplicates("trial_id").set_index(
             df.drop_duplicates("trial_id")["trial_id"].astype(str)
@@ -822,6 +833,7 @@ def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) 
         short=short,
         detector=detector,
         title=spec,
+        injection=inj,
     )
 
 

@@ -221,6 +221,23 @@ def _trial_rates(df: pd.DataFrame, outcome: str) -> pd.DataFrame:
     )
 
 
+#: from this many trials on, resampling draws how many trials of each kind (k, n) go where
+#: (multinomial / multivariate hypergeometric counts): the same distribution as drawing
+#: the trials one by one, at a cost that grows with the kinds, not the trials
+KINDS_FROM = 1000
+
+
+def trial_kinds(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The distinct (k, n) of a pool of trials and how many trials have each, when the
+    pool is large (``KINDS_FROM``) and has at most a quarter as many kinds as trials."""
+    if len(k) < KINDS_FROM:
+        return None
+    kinds, counts = np.unique(np.stack([k, n], axis=1), axis=0, return_counts=True)
+    if len(kinds) * 4 > len(k):
+        return None
+    return kinds[:, 0], kinds[:, 1], counts.astype(np.int64)
+
+
 def permutation_test(
     ka: np.ndarray,
     na: np.ndarray,
@@ -235,6 +252,16 @@ def permutation_test(
     m = len(ka)
     observed = ka.sum() / na.sum() - kb.sum() / nb.sum()
     extreme = 0
+    kinds = trial_kinds(k, n)
+    if kinds is not None:  # arm a's trials drawn as counts of each kind: the same law
+        uk, un, colours = kinds
+        for start in range(0, n_perm, 100_000):
+            draws = rng.multivariate_hypergeometric(colours, m, size=min(100_000, n_perm - start))
+            ka_p, na_p = draws @ uk, draws @ un
+            with np.errstate(invalid="ignore", divide="ignore"):
+                diffs = ka_p / na_p - (k.sum() - ka_p) / (n.sum() - na_p)
+            extreme += int(np.sum(np.abs(diffs) >= abs(observed) - 1e-12))
+        return float((extreme + 1) / (n_perm + 1))
     batch = max(1, min(n_perm, 2_000_000 // len(k)))  # bounded memory on large runs
     for start in range(0, n_perm, batch):
         size = min(batch, n_perm - start)
@@ -257,6 +284,13 @@ def cluster_bootstrap_ci(
     rng: np.random.Generator,
 ) -> tuple[float, float]:
     parts = []
+    kinds_a, kinds_b = trial_kinds(ka, na), trial_kinds(kb, nb)
+    if kinds_a is not None and kinds_b is not None:  # resampled trials as counts per kind
+        (uka, una, ca), (ukb, unb, cb) = kinds_a, kinds_b
+        wa = rng.multinomial(len(ka), ca / ca.sum(), size=n_boot)
+        wb = rng.multinomial(len(kb), cb / cb.sum(), size=n_boot)
+        parts.append((wa @ uka) / (wa @ una) - (wb @ ukb) / (wb @ unb))
+        n_boot = 0
     batch = max(1, min(n_boot, 2_000_000 // (len(ka) + len(kb))))  # bounded memory
     for start in range(0, n_boot, batch):
         size = min(batch, n_boot - start)
@@ -392,6 +426,28 @@ def omnibus_test(
     observed = float(stat(codes[None, :])[0])
     rng = np.random.default_rng(seed)
     extreme = 0
+    kinds = trial_kinds(kv, nv)
+    if kinds is not None and len(kinds[0]) * g <= 50_000:
+        # every permutation at once: group by group, kind by kind, how many of the trials
+        # still unassigned go to this group (hypergeometric draws: the permutation's law)
+        uk, un, colours = kinds
+        sizes = np.bincount(codes, minlength=g)
+        left = np.tile(colours, (n_perm, 1))
+        kk, nn = np.zeros((n_perm, g)), np.zeros((n_perm, g))
+        for j in range(g - 1):
+            need = np.full(n_perm, sizes[j], dtype=np.int64)
+            rest = left.sum(axis=1)
+            for t in range(len(uk)):
+                rest = rest - left[:, t]
+                d = rng.hypergeometric(left[:, t], rest, need) if need.any() else 0 * need
+                left[:, t] -= d
+                need -= d
+                kk[:, j] += d * uk[t]
+                nn[:, j] += d * un[t]
+        kk[:, g - 1], nn[:, g - 1] = left @ uk, left @ un
+        with np.errstate(invalid="ignore", divide="ignore"):
+            chi = np.where(nn > 0, (kk - nn * p) ** 2 / (nn * p * (1 - p)), 0.0).sum(axis=1)
+        return float((int(np.sum(chi >= observed - 1e-9)) + 1) / (n_perm + 1))
     batch = max(1, min(n_perm, 2_000_000 // len(kv)))
     for start in range(0, n_perm, batch):
         size = min(batch, n_perm - start)
@@ -429,7 +485,7 @@ def trend_test(k: npt.ArrayLike, n: npt.ArrayLike) -> tuple[float, float]:
 
 
 # -- logistic models -----------------------------------------------------------------
-GEE_MAX_TRIALS = 1000
+GEE_MAX_TRIALS = 500
 
 
 def gee_sample(

@@ -19,12 +19,20 @@ from typing import Any
 
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from stagbench.analysis.lexical import DEFAULT, Detector
 from stagbench.errors import TranscriptError
 from stagbench.games import player_label
 from stagbench.games.audit import audit_events
-from stagbench.records import Lexicon, read_events, read_transcript
+from stagbench.records import (
+    Lexicon,
+    load_events,
+    parse_transcript,
+    read_events,
+    read_transcript,
+)
 
 #: finish reasons that mean the provider cut the reply at its token limit
 TRUNCATED = ("length", "max_tokens")
@@ -66,14 +74,16 @@ def transcript_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
     return [f for s in source for f in transcript_files(s)]
 
 
-def _read_events(path: Path, strict: bool) -> list[dict[str, Any]]:
+def read_checked(path: Path, strict: bool, data: bytes | None = None) -> list[dict[str, Any]]:
     """The one reader of ``stagbench.records``: its fast path, or its strict one (every
     event validated) re-dumped into the same dicts. Either way the outcome is re-derived
-    from the actions with the engine: a file that disagrees is not analysed."""
+    from the actions with the engine: a file that disagrees is not analysed. ``data``: the
+    file's bytes, when already read."""
     if strict:
-        events = [orjson.loads(line) for line in read_transcript(path).lines()]
+        record = read_transcript(path) if data is None else parse_transcript(data, str(path))
+        events = [orjson.loads(line) for line in record.lines()]
     else:
-        events = read_events(path)
+        events = read_events(path) if data is None else load_events(data, str(path))
     problems = audit_events(events)
     if problems:
         raise TranscriptError(f"{path} is inconsistent: {'; '.join(problems[:3])}")
@@ -235,7 +245,7 @@ def _load_chunk(paths: list[Path], strict: bool, lexicon: Lexicon | None = None)
     read: list[tuple[str, str, str, str]] = []
     for path in paths:
         try:
-            events = _read_events(path, strict)
+            events = read_checked(path, strict)
             scratch: dict[str, list[Any]] = {k: [] for k in cols}
             _append_trial(events, scratch, detector)  # a broken file adds nothing
             head = events[0]
@@ -249,8 +259,14 @@ def _load_chunk(paths: list[Path], strict: bool, lexicon: Lexicon | None = None)
             cols[k].extend(v)
     if not cols["trial_id"]:
         return None, len(paths), corrupt, read
-    df = pd.DataFrame({k: (pd.Categorical(v) if k in CATEGORICAL else v) for k, v in cols.items()})
-    return df, len(paths), corrupt, read
+    return rounds_frame(cols), len(paths), corrupt, read
+
+
+def rounds_frame(cols: dict[str, list[Any]]) -> pd.DataFrame:
+    """Column lists of agent-rounds as a table (categories where values repeat)."""
+    return pd.DataFrame(
+        {k: (pd.Categorical(v) if k in CATEGORICAL else v) for k, v in cols.items()}
+    )
 
 
 CHUNK = 2000
@@ -288,27 +304,54 @@ def agent_rounds(
     if not frames:
         return pd.DataFrame(), report
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return finish_rounds(df), report
+
+
+def finish_rounds(df: pd.DataFrame) -> pd.DataFrame:
+    """The derived columns of an agent-round table (``stag``: 1/0, NaN without an action;
+    ``valid``; ``n_received``), its categories restored after a concat."""
     for col in CATEGORICAL:  # concat of differing categories falls back to object
-        if not isinstance(df[col].dtype, pd.CategoricalDtype):
+        if col in df.columns and not isinstance(df[col].dtype, pd.CategoricalDtype):
             df[col] = df[col].astype("category")
     df["stag"] = df["action"].map({"stag": 1.0, "hare": 0.0}).astype(float)  # NaN: no action
     df["valid"] = df["action"].notna()
-    df["n_received"] = df["received"].map(len)
-    return df, report
+    if "received" in df.columns:
+        df["n_received"] = df["received"].map(len)
+    return df
+
+
+#: the arrow types of the agent-round columns that a chunk may leave untyped (all null)
+LIST_COLUMNS = {"received": pa.list_(pa.string()), "received_from": pa.list_(pa.int64()),
+                "stag_signals_from": pa.list_(pa.int64())}  # fmt: skip
+TEXT_TYPES = {
+    **{c: pa.dictionary(pa.int32(), pa.string()) for c in CATEGORICAL},
+    **{c: pa.string() for c in ("message", "reasoning", "action")},
+}
+
+
+def to_arrow(df: pd.DataFrame) -> pa.Table:
+    """An agent-round table as Arrow with the same types whatever the rows (categories as
+    strings, lists of received messages and seats as lists), so chunks append to one file."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    fields = [
+        pa.field(f.name, LIST_COLUMNS.get(f.name) or TEXT_TYPES.get(f.name) or f.type)
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
 
 
 def save_parquet(df: pd.DataFrame, path: str | Path) -> Path:
-    """Parquet needs flat columns: lists of received messages are stored as JSON text."""
-    out = df.copy()
-    for col in ("received", "received_from", "stag_signals_from"):
-        out[col] = out[col].map(json.dumps)
+    """The table as Parquet: lists (received messages, their senders) as Parquet lists."""
     p = Path(path)
-    out.to_parquet(p, index=False)
+    pq.write_table(to_arrow(df), p)
     return p
 
 
 def load_parquet(path: str | Path) -> pd.DataFrame:
+    """An agent-round table written by ``save_parquet`` (or by an older stagbench, which
+    stored the lists as JSON text), with its derived columns."""
     df = pd.read_parquet(path)
-    for col in ("received", "received_from", "stag_signals_from"):
-        df[col] = df[col].map(json.loads)
+    for col in LIST_COLUMNS:
+        if col in df.columns:
+            df[col] = df[col].map(lambda v: json.loads(v) if isinstance(v, str) else list(v))
     return df

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import stagbench
-from stagbench.errors import StoreError, TranscriptError
+from stagbench.errors import StagbenchError, StoreError, TranscriptError
 from stagbench.games.audit import audit_events
 from stagbench.records import (
     Manifest,
@@ -45,7 +45,7 @@ from stagbench.records import (
     read_manifest,
     validate_events,
 )
-from stagbench.runs.spec import ExperimentSpec, TrialSpec
+from stagbench.runs.spec import ExperimentSpec, TrialSpec, parse_spec
 
 #: Settings that change how a run is carried out, not what it measures: a resumed run may
 #: change them (a new endpoint, a higher budget, other rate limits).
@@ -268,6 +268,16 @@ class RunStore:
                 "Lower repetitions or factors, or split the design into specs run apart."
             )
 
+    def _same_design(self, digest: str) -> bool:
+        """The folder's own spec, read by this stagbench, is the design hashing to
+        ``digest``: the manifest's hash differs only because a newer stagbench knows more
+        spec fields (each at its default), so the folder's finished trials still count."""
+        try:
+            text = (self.root / "spec.toml").read_text(encoding="utf-8")
+            return spec_hash(parse_spec(text, str(self.root / "spec.toml"), self.root)) == digest
+        except (OSError, UnicodeDecodeError, StagbenchError):
+            return False
+
     def open(
         self,
         spec: ExperimentSpec,
@@ -282,7 +292,7 @@ class RunStore:
         self.check_folder()
         digest = spec_hash(spec)
         existing = self.read_manifest()
-        if existing is not None and existing.spec_hash != digest:
+        if existing is not None and existing.spec_hash != digest and not self._same_design(digest):
             raise StoreError(
                 f"{self.root} holds results of another spec ({existing.spec_name!r}, "
                 f"hash {existing.spec_hash}); this spec hashes to {digest}. "

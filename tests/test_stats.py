@@ -175,3 +175,30 @@ def test_comparisons_are_over_honest_rows_only() -> None:
     assert every.rate_b == pytest.approx(0.45) and every.n_b == 40
     fam = stats.comparison_family(df, [("arm", "a", "b")], n_perm=200)
     assert fam["rate_b"].iloc[0] == pytest.approx(0.6)
+
+
+def test_resampling_by_trial_kinds_matches_trial_by_trial(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large pools resample counts of each kind of trial (k of n) instead of the trials one
+    by one: the same distribution, so the same p-values and intervals up to Monte Carlo."""
+    rng = np.random.default_rng(3)
+    n_a = rng.choice([11.0, 12.0], size=2500)
+    n_b = rng.choice([11.0, 12.0], size=3000)
+    k_a = rng.binomial(n_a.astype(int), 0.60).astype(float)
+    k_b = rng.binomial(n_b.astype(int), 0.61).astype(float)
+    groups = rng.integers(0, 5, size=5500)
+    k_all, n_all = np.concatenate([k_a, k_b]), np.concatenate([n_a, n_b])
+    groups[:2500] = 0  # one group differs a little
+    assert stats.trial_kinds(k_a, n_a) is not None
+
+    def run() -> tuple[float, tuple[float, float], float]:
+        r = np.random.default_rng(0)
+        p = stats.permutation_test(k_a, n_a, k_b, n_b, 4000, r)
+        ci = stats.cluster_bootstrap_ci(k_a, n_a, k_b, n_b, 4000, r)
+        return p, ci, stats.omnibus_test(k_all, n_all, groups, n_perm=2000)
+
+    by_kind = run()
+    monkeypatch.setattr(stats, "KINDS_FROM", 10**9)
+    by_trial = run()
+    assert abs(by_kind[0] - by_trial[0]) < 0.04
+    assert by_kind[1] == pytest.approx(by_trial[1], abs=0.004)
+    assert abs(by_kind[2] - by_trial[2]) < 0.04

@@ -73,6 +73,26 @@ def test_empty_and_half_created_folders_are_used(tmp_path: Path) -> None:
     assert len(RunStore(half).transcript_paths()) == 4
 
 
+def test_a_folder_written_by_an_older_stagbench_resumes(tmp_path: Path) -> None:
+    """A newer stagbench knows more spec fields, so the same spec hashes differently: the
+    folder's own spec.toml, read again, says whether it is the same design."""
+    out = tmp_path / "run"
+    spec = GOLDEN / "golden.toml"
+    assert runner.invoke(app, ["run", str(spec), "--out", str(out)]).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["spec_hash"] = "0123456789abcdef"  # what an older field set hashed to
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    before = {p.name: p.stat().st_mtime_ns for p in RunStore(out).transcript_paths()}
+    res = runner.invoke(app, ["run", str(spec), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    after = {p.name: p.stat().st_mtime_ns for p in RunStore(out).transcript_paths()}
+    assert after == before  # nothing ran again
+    other = tmp_path / "other.toml"
+    other.write_text(spec.read_text().replace("seed = ", "seed = 1", 1))
+    res = runner.invoke(app, ["run", str(other), "--out", str(out)])
+    assert res.exit_code != 0 and "another spec" in res.output
+
+
 SLOW = """
 name = "slow"
 seed = 3

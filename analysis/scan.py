@@ -1,0 +1,299 @@
+"""One pass over a run's transcripts for every analysis, in worker processes, cached.
+
+A report needs three views of the same files: the agent-round table (``tables``), one row
+per honest agent per trial (``metrics.agent_trials``) and the injection module's rows and
+messages (``injection``). Reading 100,000 transcripts is most of a report's time, so each
+file is read, migrated and audited ONCE, in chunks of ``CHUNK`` files spread over
+``workers`` processes, and every view is built from the chunk while its events are in
+memory. A chunk holds whole trials, so per-trial views (agent-trials) are exact per chunk.
+
+The cache: each chunk's views are written as Parquet under ``RUN/.cache/analysis/KEY/``,
+where KEY hashes the bytes of every file of the chunk (and their names), the vocabulary
+the cheap talk is read with, the reader mode and this module's ``CACHE_VERSION``. A file
+changed in any byte (a tampered payoff, a resumed trial) changes its chunk's key, so the
+chunk is read again and audited again: the cache never serves rows for bytes it did not
+audit. Reading every byte to hash it costs a fraction of parsing it (about 1/20th). Entries
+no longer used by the folder's chunks are removed after a scan. Parquet, not pickle: a
+results folder may come from someone else, and reading a cache must not run code.
+
+Memory: the report holds the "slim" agent-round table (no cheap-talk text, no lists of
+received messages: those are in the full table ``tables`` writes, streamed chunk by chunk
+to one Parquet file, and the per-trial views built from them in the workers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from stagbench.analysis import injection, metrics
+from stagbench.analysis.lexical import DEFAULT, Detector
+from stagbench.analysis.tables import (
+    CATEGORICAL,
+    ROW_COLUMNS,
+    TRIAL_COLUMNS,
+    LoadReport,
+    _append_trial,
+    finish_rounds,
+    read_checked,
+    rounds_frame,
+    to_arrow,
+    transcript_files,
+    trial_digest,
+)
+from stagbench.errors import TranscriptError
+from stagbench.records import Lexicon
+
+#: bump when what a chunk's views hold changes, so old cache entries are not read
+CACHE_VERSION = 1
+#: transcripts per chunk (a chunk's views are built, and cached, together)
+CHUNK = 2000
+#: the agent-round columns that hold text or lists (left out of the slim table)
+TEXT_COLUMNS = ("message", "reasoning", "received", "received_from", "stag_signals_from")
+_PARTS = ("rounds", "full", "agent_trials", "inj_rows", "inj_messages", "inj_trials", "load")
+
+
+@dataclass
+class Scan:
+    """Every view of a run's readable transcripts, and what could not be read."""
+
+    rounds: pd.DataFrame  # agent-rounds, slim (no TEXT_COLUMNS) unless read with text=True
+    agent_trials: pd.DataFrame  # metrics.agent_trials, not yet classified
+    injection: injection.InjectionData
+    load: LoadReport
+    #: each chunk's cache folder, or its views when not cached (``full`` among them)
+    parts: list[Path | dict[str, Any]]
+
+
+def cache_dir(run: Path) -> Path:
+    return run / ".cache" / "analysis"
+
+
+def _key(
+    paths: list[Path], blobs: list[bytes | None], lexicon: Lexicon | None, strict: bool
+) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    lex = orjson.dumps(lexicon.model_dump(mode="json") if lexicon is not None else None)
+    h.update(orjson.dumps([CACHE_VERSION, strict]) + lex)
+    for p, b in zip(paths, blobs, strict=True):
+        h.update(p.name.encode() + b"\0" + str(-1 if b is None else len(b)).encode() + b"\0")
+        if b is not None:
+            h.update(b)
+    return h.hexdigest()
+
+
+def _build(
+    paths: list[Path], blobs: list[bytes | None], detector: Detector, strict: bool, full: bool
+) -> dict[str, pd.DataFrame | pa.Table]:
+    """Every view of one chunk, from the files' bytes (``None``: unreadable)."""
+    cols: dict[str, list[Any]] = {k: [] for k in (*TRIAL_COLUMNS, *ROW_COLUMNS)}
+    infos: list[dict[str, Any]] = []
+    inj_rows: list[dict[str, Any]] = []
+    inj_msgs: list[dict[str, Any]] = []
+    load: list[dict[str, Any]] = []
+    for path, blob in zip(paths, blobs, strict=True):
+        try:
+            if blob is None:
+                raise TranscriptError(f"cannot read transcript {path}")
+            events = read_checked(path, strict, blob)
+            scratch: dict[str, list[Any]] = {k: [] for k in cols}
+            _append_trial(events, scratch, detector)  # a broken file adds nothing
+            info, rows, msgs = injection.trial_views(events)
+            trial = events[0]["trial"]
+            ident = {"path": str(path), "trial_id": str(trial["trial_id"]),
+                     "spec": str(events[0]["spec_name"]), "digest": trial_digest(trial),
+                     "corrupt": None}  # fmt: skip
+        except (TranscriptError, KeyError, TypeError, ValueError, IndexError, OSError) as exc:
+            load.append({"path": str(path), "trial_id": None, "spec": None, "digest": None,
+                         "corrupt": str(exc)})  # fmt: skip
+            continue
+        load.append(ident)
+        for k, v in scratch.items():
+            cols[k].extend(v)
+        infos.append(info)
+        inj_rows += rows
+        inj_msgs += msgs
+    out: dict[str, pd.DataFrame | pa.Table] = {"load": pd.DataFrame(load, columns=list(_LOAD))}
+    if cols["trial_id"]:
+        df = rounds_frame(cols)
+        out["agent_trials"] = metrics.agent_trials(finish_rounds(df), detector)
+        if full:
+            out["full"] = to_arrow(df)
+        out["rounds"] = df.drop(columns=list(TEXT_COLUMNS)).assign(
+            n_received=[len(r) for r in cols["received"]]
+        )
+    out["inj_trials"] = pd.DataFrame(infos)
+    out["inj_rows"] = pd.DataFrame(inj_rows)
+    out["inj_messages"] = (
+        pd.DataFrame(inj_msgs) if inj_msgs else pd.DataFrame(columns=injection.MESSAGE_COLUMNS)
+    )
+    return out
+
+
+_LOAD = ("path", "trial_id", "spec", "digest", "corrupt")
+
+
+def _write_part(folder: Path, views: dict[str, pd.DataFrame | pa.Table]) -> None:
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, view in views.items():
+        if not isinstance(view, pa.Table):
+            view = pa.Table.from_pandas(view, preserve_index=False)
+        pq.write_table(view, tmp / f"{name}.parquet")
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def _chunk(
+    paths: list[Path], lexicon: Lexicon | None, strict: bool, full: bool, cache: Path | None
+) -> tuple[str, dict[str, pd.DataFrame | pa.Table] | None]:
+    """A chunk's key, and its views when they are not in the cache (else ``None``)."""
+    blobs: list[bytes | None] = []
+    for p in paths:
+        try:
+            blobs.append(p.read_bytes())
+        except OSError:
+            blobs.append(None)
+    key = _key(paths, blobs, lexicon, strict)
+    if cache is not None:
+        entry = cache / key
+        if (entry / "load.parquet").exists() and (not full or _has_full(entry)):
+            return key, None
+    detector = DEFAULT if lexicon is None or lexicon == DEFAULT.lexicon else Detector(lexicon)
+    views = _build(paths, blobs, detector, strict, full)
+    if cache is not None:
+        try:
+            _write_part(cache / key, views)
+            return key, None
+        except OSError:  # a read-only folder: hand the views back instead
+            pass
+    return key, views
+
+
+def _has_full(entry: Path) -> bool:
+    """A chunk with readable trials has its full table when asked for one."""
+    return (entry / "full.parquet").exists() or not (entry / "rounds.parquet").exists()
+
+
+def _read(entry: Path | dict[str, Any], name: str) -> pd.DataFrame | None:
+    if isinstance(entry, dict):
+        view = entry.get(name)
+        if isinstance(view, pa.Table):
+            return None  # the full table is streamed by iter_full, never held
+        return view if isinstance(view, pd.DataFrame) else None
+    path = entry / f"{name}.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def scan(
+    source: str | Path | Iterable[str | Path],
+    *,
+    lexicon: Lexicon | None = None,
+    strict: bool = False,
+    workers: int | None = None,
+    cache: bool = True,
+    full: bool = False,
+) -> Scan:
+    """Read a run's transcripts once into every view (see the module's docstring).
+
+    ``full`` also keeps each chunk's full agent-round table (with the cheap talk) for
+    ``iter_full``; ``cache=False`` or a source that is not one run folder reads without a
+    cache.
+    """
+    files = transcript_files(source)
+    run = Path(source) if isinstance(source, str | Path) else None
+    where = None
+    if cache and run is not None and run.is_dir() and (run / "transcripts").is_dir():
+        where = cache_dir(run)
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            where = None
+    chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
+    n = len(chunks)
+    workers = max(1, min(workers or os.cpu_count() or 1, n))
+    args = (chunks, [lexicon] * n, [strict] * n, [full] * n, [where] * n)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_chunk, *args))
+    else:
+        results = [_chunk(*a) for a in zip(*args, strict=True)]
+    entries: list[Path | dict[str, Any]] = [
+        views if views is not None else where / key  # type: ignore[operator]
+        for key, views in results
+    ]
+    if where is not None:
+        keep = {key for key, _ in results}
+        for old in where.iterdir():
+            if old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+    load = LoadReport(files=len(files))
+    views: dict[str, list[pd.DataFrame]] = {name: [] for name in _PARTS if name != "full"}
+    for entry in entries:
+        for name in views:
+            part = _read(entry, name)
+            if part is not None and len(part):
+                views[name].append(part)
+    for part in views["load"]:
+        for path, tid, spec, digest, why in part[list(_LOAD)].itertuples(index=False):
+            if isinstance(why, str):
+                load.corrupt.append((str(path), why))
+            else:
+                load.read.append((str(path), str(tid), str(spec), str(digest)))
+    rounds = _concat(views["rounds"], categories=True)
+    if not rounds.empty:
+        rounds = finish_rounds(rounds)
+    inj = injection.InjectionData(
+        injection.finish_rows(_concat(views["inj_rows"])),
+        _concat(views["inj_messages"], pd.DataFrame(columns=injection.MESSAGE_COLUMNS)),
+        _concat(views["inj_trials"]),
+        list(load.corrupt),
+    )
+    return Scan(rounds, _concat(views["agent_trials"]), inj, load, entries)
+
+
+def _concat(
+    frames: list[pd.DataFrame], empty: pd.DataFrame | None = None, categories: bool = False
+) -> pd.DataFrame:
+    if not frames:
+        return empty if empty is not None else pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if not categories:
+        return df
+    for col in df.columns:  # concat of differing categories falls back to object
+        if col in CATEGORICAL and not isinstance(df[col].dtype, pd.CategoricalDtype):
+            df[col] = df[col].astype("category")
+    return df
+
+
+def iter_full(result: Scan, trial_ids: set[str] | None = None) -> Iterator[pa.Table]:
+    """The full agent-round table (cheap talk included), one chunk at a time (read with
+    ``scan(..., full=True)``), restricted to ``trial_ids`` when given."""
+    for entry in result.parts:
+        if isinstance(entry, dict):
+            table = entry.get("full")
+            if not isinstance(table, pa.Table):
+                continue
+        elif (entry / "full.parquet").exists():
+            table = pq.read_table(entry / "full.parquet")
+        else:
+            continue
+        if trial_ids is not None:
+            mask = pc.is_in(table.column("trial_id").cast(pa.string()), pa.array(sorted(trial_ids)))
+            table = table.filter(mask)
+        if table.num_rows:
+            yield table
