@@ -16,7 +16,8 @@ audit. Reading every byte to hash it costs a fraction of parsing it (about 1/20t
 no longer used by the folder's chunks are removed after a scan. Parquet, not pickle: a
 results folder may come from someone else, and reading a cache must not run code.
 
-Memory: the report holds the "slim" agent-round table (no cheap-talk text, no lists of
+Memory: the injection view keeps the honest agents' rows only (every one of its measures
+is over them), and the report holds the "slim" agent-round table (no cheap-talk text, no lists of
 received messages: those are in the full table ``tables`` writes, streamed chunk by chunk
 to one Parquet file, and the per-trial views built from them in the workers).
 """
@@ -57,7 +58,7 @@ from stagbench.errors import TranscriptError
 from stagbench.records import Lexicon
 
 #: bump when what a chunk's views hold changes, so old cache entries are not read
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: transcripts per chunk (a chunk's views are built, and cached, together)
 CHUNK = 2000
 #: the agent-round columns that hold text or lists (left out of the slim table)
@@ -85,7 +86,7 @@ def _key(
     paths: list[Path], blobs: list[bytes | None], lexicon: Lexicon | None, strict: bool
 ) -> str:
     h = hashlib.blake2b(digest_size=16)
-    lex = orjson.dumps(lexicon.model_dump(mode="json") if lexicon is not None else None)
+    lex = orjson.dumps((lexicon or DEFAULT.lexicon).model_dump(mode="json"))
     h.update(orjson.dumps([CACHE_VERSION, strict]) + lex)
     for p, b in zip(paths, blobs, strict=True):
         h.update(p.name.encode() + b"\0" + str(-1 if b is None else len(b)).encode() + b"\0")
@@ -135,7 +136,7 @@ def _build(
             n_received=[len(r) for r in cols["received"]]
         )
     out["inj_trials"] = pd.DataFrame(infos)
-    out["inj_rows"] = pd.DataFrame(inj_rows)
+    out["inj_rows"] = pd.DataFrame([r for r in inj_rows if r["role"] == "honest"])
     out["inj_messages"] = (
         pd.DataFrame(inj_msgs) if inj_msgs else pd.DataFrame(columns=injection.MESSAGE_COLUMNS)
     )
@@ -207,11 +208,13 @@ def scan(
     workers: int | None = None,
     cache: bool = True,
     full: bool = False,
+    views: bool = True,
 ) -> Scan:
     """Read a run's transcripts once into every view (see the module's docstring).
 
     ``full`` also keeps each chunk's full agent-round table (with the cheap talk) for
-    ``iter_full``; ``cache=False`` or a source that is not one run folder reads without a
+    ``iter_full``; ``views=False`` reads only what could be read (the load report), not
+    the tables; ``cache=False`` or a source that is not one run folder reads without a
     cache.
     """
     files = transcript_files(source)
@@ -242,28 +245,32 @@ def scan(
             if old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
     load = LoadReport(files=len(files))
-    views: dict[str, list[pd.DataFrame]] = {name: [] for name in _PARTS if name != "full"}
+    wanted = [name for name in _PARTS if name != "full" and (views or name == "load")]
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in wanted}
     for entry in entries:
-        for name in views:
+        for name in parts:
             part = _read(entry, name)
             if part is not None and len(part):
-                views[name].append(part)
-    for part in views["load"]:
+                parts[name].append(part)
+    for part in parts["load"]:
         for path, tid, spec, digest, why in part[list(_LOAD)].itertuples(index=False):
             if isinstance(why, str):
                 load.corrupt.append((str(path), why))
             else:
                 load.read.append((str(path), str(tid), str(spec), str(digest)))
-    rounds = _concat(views["rounds"], categories=True)
+    if not views:
+        none = injection.InjectionData(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+        return Scan(pd.DataFrame(), pd.DataFrame(), none, load, entries)
+    rounds = _concat(parts["rounds"], categories=True)
     if not rounds.empty:
         rounds = finish_rounds(rounds)
     inj = injection.InjectionData(
-        injection.finish_rows(_concat(views["inj_rows"])),
-        _concat(views["inj_messages"], pd.DataFrame(columns=injection.MESSAGE_COLUMNS)),
-        _concat(views["inj_trials"]),
+        injection.finish_rows(_concat(parts["inj_rows"])),
+        _concat(parts["inj_messages"], pd.DataFrame(columns=injection.MESSAGE_COLUMNS)),
+        _concat(parts["inj_trials"]),
         list(load.corrupt),
     )
-    return Scan(rounds, _concat(views["agent_trials"]), inj, load, entries)
+    return Scan(rounds, _concat(parts["agent_trials"]), inj, load, entries)
 
 
 def _concat(
