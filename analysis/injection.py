@@ -488,7 +488,7 @@ def defence_effect(
     vary (default: all of them); see the module docstring."""
     rng = np.random.default_rng(seed)
     pairs = pair_counts(data)
-    if not pairs.empty and set(pairs["defence"]) >= {"none", "delimit"}:
+    if not pairs.empty and set(pairs["defence"].unique()) >= {"none", "delimit"}:
         keys = _group_keys(pairs, factors, exclude=("defence",))
         out = []
         for key, g in pairs.groupby(keys, sort=True, dropna=False):
@@ -514,7 +514,7 @@ def defence_effect(
             )  # fmt: skip
         return pd.DataFrame(out)
     rows = data.rows
-    if rows.empty or set(rows["defence"]) < {"none", "delimit"}:
+    if rows.empty or set(rows["defence"].unique()) < {"none", "delimit"}:
         return pd.DataFrame()
     h = rows[(rows["role"] == "honest") & rows["stag"].notna()]
     h = h.assign(payload=h["payload"].fillna("-"))

@@ -500,7 +500,9 @@ def comparisons(d: ReportData) -> Section:
         "rounds of a trial are correlated)",
         "comparisons",
     )
-    if "disclosure" in d.factors and {"explicit", "silent"} <= set(d.df["disclosure"].astype(str)):
+    if "disclosure" in d.factors and {"explicit", "silent"} <= {
+        str(v) for v in d.df["disclosure"].unique()
+    }:
         _disclosure_figure(s, d)
     ev = metrics.betrayal_events(d.df)
     s.text(
@@ -777,7 +779,7 @@ def injection_section(d: ReportData) -> Section:
     if d.design is None:
         s.text("Needs the run folder: build the report with `stagbench report DIR`.")
         return s
-    analysed = set(d.df["trial_id"].astype(str))  # the design's trials, as every section
+    analysed = {str(t) for t in d.df["trial_id"].unique()}  # the design's trials
     if d.injection is not None:  # read with the rest, and already kept to `analysed`
         blocks = injection.report_blocks(d.injection, n_boot=d.n_boot)
     else:

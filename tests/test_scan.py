@@ -4,7 +4,7 @@ never when one byte changed, and `tables` streams the full table chunk by chunk.
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -80,13 +80,17 @@ def test_cache_is_used_for_the_same_bytes_and_never_for_changed_ones(
     _same(again.rounds, first.rounds)
     _same(again.agent_trials, first.agent_trials)
     # one payoff changed: that chunk is read again, audited, and the file left out
+    # one payoff changed in place (same size) and the old modification time put back
     victim = sorted((copy / "transcripts").glob("*.jsonl"))[13]
-    lines = victim.read_text().splitlines()
-    i = next(i for i, line in enumerate(lines) if '"round_end"' in line)
-    event = json.loads(lines[i])
-    event["payoffs"][0] = 999.0
-    lines[i] = json.dumps(event)
-    victim.write_text("\n".join(lines) + "\n")
+    raw = victim.read_bytes()
+    at = raw.index(b'"payoffs":[') + len(b'"payoffs":[')
+    digit = raw[at : at + 1]
+    changed = raw[:at] + (b"7" if digit != b"7" else b"8") + raw[at + 1 :]
+    before = victim.stat()
+    victim.write_bytes(changed)
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert victim.stat().st_size == before.st_size
+    assert victim.stat().st_mtime_ns == before.st_mtime_ns
     tampered = scan.scan(copy, workers=1)
     assert calls == [1]  # only the chunk holding the changed file
     assert [p for p, _ in tampered.load.corrupt] == [str(victim)]
