@@ -152,14 +152,29 @@ def _display(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _relabel(column: pd.Series, label: Callable[[str], str]) -> pd.Series:
+    """A categorical column's labels, worked out once per category (two categories may
+    share a label)."""
+    cat = column.astype("category")
+    names = pd.Index([label(str(c)) for c in cat.cat.categories])
+    if not len(names):
+        return pd.Series(pd.Categorical([None] * len(column)), index=column.index)
+    codes, uniques = pd.factorize(names)
+    old = cat.cat.codes.to_numpy()
+    new = np.where(old >= 0, codes[np.maximum(old, 0)], -1)
+    return pd.Series(pd.Categorical.from_codes(new, uniques), index=column.index)
+
+
 def _cell_label(frame: pd.DataFrame, factors: list[str]) -> pd.Series:
+    """Each row's design cell, its factor levels joined (made once per cell)."""
     if not factors:
         return pd.Series("all", index=frame.index)
-    parts = [frame[c].astype(str) for c in factors]
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + " · " + p
-    return out
+    codes = frame.groupby(factors, observed=True, sort=False, dropna=False).ngroup().to_numpy()
+    first = ~frame.duplicated(factors).to_numpy()
+    names = np.empty(int(codes.max()) + 1, dtype=object)
+    rows = frame.loc[first, factors].itertuples(index=False)
+    names[codes[first]] = [" · ".join(str(v) for v in row) for row in rows]
+    return pd.Series(names[codes], index=frame.index)
 
 
 def _trial_rounds(df: pd.DataFrame) -> pd.DataFrame:
@@ -485,7 +500,9 @@ def comparisons(d: ReportData) -> Section:
         "rounds of a trial are correlated)",
         "comparisons",
     )
-    if "disclosure" in d.factors and {"explicit", "silent"} <= set(d.df["disclosure"].astype(str)):
+    if "disclosure" in d.factors and {"explicit", "silent"} <= {
+        str(v) for v in d.df["disclosure"].unique()
+    }:
         _disclosure_figure(s, d)
     ev = metrics.betrayal_events(d.df)
     s.text(
@@ -537,10 +554,16 @@ def _group_means(
     rng = np.random.default_rng(seed)
     out = {}
     data = frame.assign(_v=values)
-    groups = data.groupby([data[k].astype(str) for k in keys], sort=True) if keys else [((), data)]
+    trial = data["trial_id"]
+    data["_t"] = trial.cat.codes if isinstance(trial.dtype, pd.CategoricalDtype) else trial
+    groups = data.groupby(keys, observed=True, sort=False) if keys else [((), data)]
+    found = {}
     for key, g in groups:
         parts = tuple(str(k) for k in key) if isinstance(key, tuple) else (str(key),)
-        mean, lo, hi = stats.mean_ci(g["_v"], g["trial_id"].astype(str), n_boot, rng)
+        found[parts] = g
+    for parts in sorted(found):  # in the order of the levels' text, as the tables show
+        g = found[parts]
+        mean, lo, hi = stats.mean_ci(g["_v"], g["_t"], n_boot, rng)
         out[parts] = (mean, lo, hi, int(g["_v"].notna().sum()))
     return out
 
@@ -555,7 +578,7 @@ def payoffs(d: ReportData) -> Section:
     cost = _group_means(trig, keys, trig["persistence_cost"], d.n_boot, 3) if len(trig) else {}
     trials: dict[tuple[str, ...], int] = {(): int(df["trial_id"].nunique())}
     if keys:
-        counts = df.groupby([df[k].astype(str) for k in keys], sort=True)["trial_id"].nunique()
+        counts = df.groupby(keys, observed=True)["trial_id"].nunique()
         trials = {
             tuple(str(x) for x in (k if isinstance(k, tuple) else (k,))): int(v)
             for k, v in counts.items()
@@ -756,9 +779,12 @@ def injection_section(d: ReportData) -> Section:
     if d.design is None:
         s.text("Needs the run folder: build the report with `stagbench report DIR`.")
         return s
-    analysed = set(d.df["trial_id"].astype(str))  # the design's trials, as every section
-    source = d.injection if d.injection is not None else d.design.run
-    for block in injection.report_blocks(source, n_boot=d.n_boot, trial_ids=analysed):
+    analysed = {str(t) for t in d.df["trial_id"].unique()}  # the design's trials
+    if d.injection is not None:  # read with the rest, and already kept to `analysed`
+        blocks = injection.report_blocks(d.injection, n_boot=d.n_boot)
+    else:
+        blocks = injection.report_blocks(d.design.run, n_boot=d.n_boot, trial_ids=analysed)
+    for block in blocks:
         if block.fig is not None:
             s.figure(block.fig, block.name, block.text)
         elif block.df is not None:
@@ -807,10 +833,9 @@ def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) 
         at = at.assign(trial_id=at["trial_id"].astype(str))
         at = at.sort_values(["trial_id", "seat"], kind="stable").reset_index(drop=True)
     short = short_names(df["model"].astype(str).unique())
-    df["model_label"] = df["model"].astype(str).map(short).astype("category")
-    df["population_label"] = (
-        df["population"].astype(str).map(lambda p: population_label(p, short)).astype("category")
-    )
+    # labels made per category, not per row
+    df["model_label"] = _relabel(df["model"], lambda m: short[m])
+    df["population_label"] = _relabel(df["population"], lambda p: population_label(p, short))
     factors = [f for f in FACTORS if df[f].nunique() > 1]
     df["cell"] = _cell_label(df, factors).astype("category")
     at = archetypes.classify(at)

@@ -8,15 +8,18 @@ file is read, migrated and audited ONCE, in chunks of ``CHUNK`` files spread ove
 memory. A chunk holds whole trials, so per-trial views (agent-trials) are exact per chunk.
 
 The cache: each chunk's views are written as Parquet under ``RUN/.cache/analysis/KEY/``,
-where KEY hashes the bytes of every file of the chunk (and their names), the vocabulary
-the cheap talk is read with, the reader mode and this module's ``CACHE_VERSION``. A file
-changed in any byte (a tampered payoff, a resumed trial) changes its chunk's key, so the
-chunk is read again and audited again: the cache never serves rows for bytes it did not
-audit. Reading every byte to hash it costs a fraction of parsing it (about 1/20th). Entries
-no longer used by the folder's chunks are removed after a scan. Parquet, not pickle: a
-results folder may come from someone else, and reading a cache must not run code.
+where KEY hashes, for every file of the chunk, its name, size, inode, modification time
+and status-change time, with the vocabulary the cheap talk is read with, the reader mode
+and this module's ``CACHE_VERSION``. Any write to a file (a tampered payoff, a resumed
+trial) changes its status-change time, which the kernel sets and no user can set back
+(restoring the modification time sets it too), and so its chunk's key: the chunk is read
+and audited again, and the cache never serves rows for bytes it did not audit. A copied
+or restored folder gets new times and is read again. Entries no longer used by the
+folder's chunks are removed after a scan. Parquet, not pickle: a results folder may come
+from someone else, and reading a cache must not run code.
 
-Memory: the report holds the "slim" agent-round table (no cheap-talk text, no lists of
+Memory: the injection view keeps the honest agents' rows only (every one of its measures
+is over them), and the report holds the "slim" agent-round table (no cheap-talk text, no lists of
 received messages: those are in the full table ``tables`` writes, streamed chunk by chunk
 to one Parquet file, and the per-trial views built from them in the workers).
 """
@@ -57,7 +60,7 @@ from stagbench.errors import TranscriptError
 from stagbench.records import Lexicon
 
 #: bump when what a chunk's views hold changes, so old cache entries are not read
-CACHE_VERSION = 1
+CACHE_VERSION = 3
 #: transcripts per chunk (a chunk's views are built, and cached, together)
 CHUNK = 2000
 #: the agent-round columns that hold text or lists (left out of the slim table)
@@ -81,16 +84,23 @@ def cache_dir(run: Path) -> Path:
     return run / ".cache" / "analysis"
 
 
-def _key(
-    paths: list[Path], blobs: list[bytes | None], lexicon: Lexicon | None, strict: bool
-) -> str:
+def _signature(path: Path) -> bytes:
+    """What a file's bytes cannot change without changing: its name, size, inode and
+    modification and status-change times (the kernel sets the status-change time on every
+    write and on every touch of the modification time: it cannot be set back)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return path.name.encode() + b"\0-"
+    return f"{path.name}\0{st.st_size}\0{st.st_ino}\0{st.st_mtime_ns}\0{st.st_ctime_ns}".encode()
+
+
+def _key(paths: list[Path], lexicon: Lexicon | None, strict: bool) -> str:
     h = hashlib.blake2b(digest_size=16)
-    lex = orjson.dumps(lexicon.model_dump(mode="json") if lexicon is not None else None)
+    lex = orjson.dumps((lexicon or DEFAULT.lexicon).model_dump(mode="json"))
     h.update(orjson.dumps([CACHE_VERSION, strict]) + lex)
-    for p, b in zip(paths, blobs, strict=True):
-        h.update(p.name.encode() + b"\0" + str(-1 if b is None else len(b)).encode() + b"\0")
-        if b is not None:
-            h.update(b)
+    for p in paths:
+        h.update(_signature(p) + b"\n")
     return h.hexdigest()
 
 
@@ -135,7 +145,7 @@ def _build(
             n_received=[len(r) for r in cols["received"]]
         )
     out["inj_trials"] = pd.DataFrame(infos)
-    out["inj_rows"] = pd.DataFrame(inj_rows)
+    out["inj_rows"] = pd.DataFrame([r for r in inj_rows if r["role"] == "honest"])
     out["inj_messages"] = (
         pd.DataFrame(inj_msgs) if inj_msgs else pd.DataFrame(columns=injection.MESSAGE_COLUMNS)
     )
@@ -161,18 +171,20 @@ def _write_part(folder: Path, views: dict[str, pd.DataFrame | pa.Table]) -> None
 def _chunk(
     paths: list[Path], lexicon: Lexicon | None, strict: bool, full: bool, cache: Path | None
 ) -> tuple[str, dict[str, pd.DataFrame | pa.Table] | None]:
-    """A chunk's key, and its views when they are not in the cache (else ``None``)."""
+    """A chunk's key, and its views when they are not in the cache (else ``None``). The
+    key is taken before the bytes are read: a file changed in between gets a new key at
+    the next read, so a cache entry never stands for bytes it was not built from."""
+    key = _key(paths, lexicon, strict)
+    if cache is not None:
+        entry = cache / key
+        if (entry / "load.parquet").exists() and (not full or _has_full(entry)):
+            return key, None
     blobs: list[bytes | None] = []
     for p in paths:
         try:
             blobs.append(p.read_bytes())
         except OSError:
             blobs.append(None)
-    key = _key(paths, blobs, lexicon, strict)
-    if cache is not None:
-        entry = cache / key
-        if (entry / "load.parquet").exists() and (not full or _has_full(entry)):
-            return key, None
     detector = DEFAULT if lexicon is None or lexicon == DEFAULT.lexicon else Detector(lexicon)
     views = _build(paths, blobs, detector, strict, full)
     if cache is not None:
@@ -199,6 +211,23 @@ def _read(entry: Path | dict[str, Any], name: str) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
+def _gather(entries: list[Path | dict[str, Any]], name: str) -> list[pd.DataFrame]:
+    """One view's parts in chunk order: from the cache, concatenated as Arrow and turned
+    into one frame at once (much faster than a frame per chunk)."""
+    if all(isinstance(e, Path) for e in entries):
+        paths = [e / f"{name}.parquet" for e in entries if isinstance(e, Path)]
+        tables = [t for t in (pq.read_table(p) for p in paths if p.exists()) if t.num_rows]
+        if not tables:
+            return []
+        try:
+            table = pa.concat_tables(tables, promote_options="permissive").unify_dictionaries()
+            return [table.to_pandas()]
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return [t.to_pandas() for t in tables]
+    frames = (_read(entry, name) for entry in entries)
+    return [f for f in frames if f is not None and len(f)]
+
+
 def scan(
     source: str | Path | Iterable[str | Path],
     *,
@@ -207,11 +236,13 @@ def scan(
     workers: int | None = None,
     cache: bool = True,
     full: bool = False,
+    views: bool = True,
 ) -> Scan:
     """Read a run's transcripts once into every view (see the module's docstring).
 
     ``full`` also keeps each chunk's full agent-round table (with the cheap talk) for
-    ``iter_full``; ``cache=False`` or a source that is not one run folder reads without a
+    ``iter_full``; ``views=False`` reads only what could be read (the load report), not
+    the tables; ``cache=False`` or a source that is not one run folder reads without a
     cache.
     """
     files = transcript_files(source)
@@ -242,28 +273,29 @@ def scan(
             if old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
     load = LoadReport(files=len(files))
-    views: dict[str, list[pd.DataFrame]] = {name: [] for name in _PARTS if name != "full"}
-    for entry in entries:
-        for name in views:
-            part = _read(entry, name)
-            if part is not None and len(part):
-                views[name].append(part)
-    for part in views["load"]:
+    wanted = [name for name in _PARTS if name != "full" and (views or name == "load")]
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in wanted}
+    for name in parts:
+        parts[name] = _gather(entries, name)
+    for part in parts["load"]:
         for path, tid, spec, digest, why in part[list(_LOAD)].itertuples(index=False):
             if isinstance(why, str):
                 load.corrupt.append((str(path), why))
             else:
                 load.read.append((str(path), str(tid), str(spec), str(digest)))
-    rounds = _concat(views["rounds"], categories=True)
+    if not views:
+        none = injection.InjectionData(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+        return Scan(pd.DataFrame(), pd.DataFrame(), none, load, entries)
+    rounds = _concat(parts["rounds"], categories=True)
     if not rounds.empty:
         rounds = finish_rounds(rounds)
     inj = injection.InjectionData(
-        injection.finish_rows(_concat(views["inj_rows"])),
-        _concat(views["inj_messages"], pd.DataFrame(columns=injection.MESSAGE_COLUMNS)),
-        _concat(views["inj_trials"]),
+        injection.finish_rows(_concat(parts["inj_rows"])),
+        _concat(parts["inj_messages"], pd.DataFrame(columns=injection.MESSAGE_COLUMNS)),
+        _concat(parts["inj_trials"]),
         list(load.corrupt),
     )
-    return Scan(rounds, _concat(views["agent_trials"]), inj, load, entries)
+    return Scan(rounds, _concat(parts["agent_trials"]), inj, load, entries)
 
 
 def _concat(
@@ -275,8 +307,12 @@ def _concat(
     if not categories:
         return df
     for col in df.columns:  # concat of differing categories falls back to object
-        if col in CATEGORICAL and not isinstance(df[col].dtype, pd.CategoricalDtype):
+        if col not in CATEGORICAL:
+            continue
+        if not isinstance(df[col].dtype, pd.CategoricalDtype):
             df[col] = df[col].astype("category")
+        elif not df[col].cat.categories.is_monotonic_increasing:  # sorted, as one read gives
+            df[col] = df[col].cat.reorder_categories(df[col].cat.categories.sort_values())
     return df
 
 

@@ -104,6 +104,11 @@ def cluster_rate_ci(
         z = float(sps.norm.ppf(1 - alpha / 2))
         lo, hi = rate - z * math.sqrt(var), rate + z * math.sqrt(var)
         method = "cluster-robust normal"
+    elif (kinds := trial_kinds(k, n)) is not None:  # resampled as counts of each kind
+        uk, un, counts = kinds
+        w = rng.multinomial(trials, counts / trials, size=n_boot).astype(float)
+        lo, hi = np.percentile((w @ uk) / (w @ un), [100 * alpha / 2, 100 * (1 - alpha / 2)])
+        method = f"trial bootstrap (B={n_boot})"
     else:
         parts = []
         batch = max(1, min(n_boot, 4_000_000 // trials))
@@ -678,7 +683,7 @@ def logit_model(
     formula: str,
     n_boot: int = 200,
     seed: int = 0,
-    max_iter: int = 60,
+    max_iter: int = 30,
     ctol: float = 1e-6,
 ) -> ModelFit:
     """The checked logistic model: GEE (exchangeable, trials as clusters) when the data

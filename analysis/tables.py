@@ -70,7 +70,11 @@ def transcript_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
             p = p / "transcripts"
         if not p.is_dir():
             raise TranscriptError(f"no transcripts at {p}")
-        return sorted(p.glob("*.jsonl"))
+        with os.scandir(p) as entries:  # sorted by name (faster than sorting Paths)
+            names = sorted(
+                e.name for e in entries if e.name.endswith(".jsonl") and not e.name.startswith(".")
+            )
+        return [p / name for name in names]
     return [f for s in source for f in transcript_files(s)]
 
 

@@ -537,41 +537,63 @@ def tables(
     ] = None,
 ) -> None:
     """Write the agent-round table of a run as Parquet (the transcripts of its design;
-    foreign and corrupt ones are listed and left out)."""
-    from stagbench.analysis.tables import save_parquet
+    foreign and corrupt ones are listed and left out), chunk by chunk: a run of any size
+    is written in the memory of one chunk."""
+    import pyarrow.parquet as pq
 
-    df, _ = _agent_rounds(run_dir, report=True)
-    path = save_parquet(df, out or run_dir / "agent_rounds.parquet")
-    console.print(f"{len(df)} agent-rounds from {df['trial_id'].nunique()} transcripts: {path}")
+    from stagbench.analysis.scan import iter_full
+
+    result, checked = _scan(run_dir, full=True)
+    path = out or run_dir / "agent_rounds.parquet"
+    keep = set(checked.analysed) if checked.foreign else None
+    rows, writer = 0, None
+    try:
+        for table in iter_full(result, keep):
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            rows += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    trials = len(result.load.read) - len(checked.foreign)
+    console.print(f"{rows} agent-rounds from {trials} transcripts: {path}")
 
 
-def _agent_rounds(run_dir: Path, report: bool = False) -> Any:
-    """The agent-round table of a folder's design (read with the run's vocabulary; foreign
-    transcripts left out), or a clear error when it has nothing readable; with
-    ``report``, also the load report, and files left out are listed."""
+def _scan(run_dir: Path, full: bool = False) -> Any:
+    """One cached pass over a folder's transcripts (``analysis.scan``) and its design
+    check; files left out are listed; a clear error when nothing is readable."""
     from stagbench.analysis import design
-    from stagbench.analysis.tables import agent_rounds
+    from stagbench.analysis.scan import scan
 
     try:
-        df, load = agent_rounds(run_dir, lexicon=design.lexicon(run_dir))
-        checked = design.check(run_dir, load)
+        result = scan(run_dir, lexicon=design.lexicon(run_dir), full=full, views=not full)
+        checked = design.check(run_dir, result.load)
     except StagbenchError as exc:
         raise _fail(exc) from exc
-    if report:
-        for name, why in load.corrupt:
-            err.print(f"[yellow]not analysed (corrupt):[/] {escape(f'{name}: {why}')}")
-        for name, why in checked.foreign:
-            err.print(f"[yellow]not analysed (foreign):[/] {escape(f'{name}: {why}')}")
-    if checked.foreign and not df.empty:
-        df = df[df["trial_id"].astype(str).isin(checked.analysed)]
-    if df.empty:
-        left_out = f" ({len(load.corrupt)} left out as unreadable)" if load.corrupt else ""
+    for name, why in result.load.corrupt:
+        err.print(f"[yellow]not analysed (corrupt):[/] {escape(f'{name}: {why}')}")
+    for name, why in checked.foreign:
+        err.print(f"[yellow]not analysed (foreign):[/] {escape(f'{name}: {why}')}")
+    if len(result.load.read) <= len(checked.foreign):
+        left_out = f" ({len(result.load.corrupt)} left out as unreadable)"
         raise _fail(
             TranscriptError(
-                f"no readable transcripts under {run_dir}{left_out}: nothing to analyse"
+                f"no readable transcripts under {run_dir}"
+                f"{left_out if result.load.corrupt else ''}: nothing to analyse"
             )
         )
-    return (df, load) if report else df
+    return result, checked
+
+
+def _agent_rounds(run_dir: Path) -> Any:
+    """The slim agent-round table of a folder's design (``analysis.scan``: no cheap-talk
+    text), foreign transcripts left out."""
+    result, checked = _scan(run_dir)
+    df = result.rounds
+    if checked.foreign:
+        df = df[df["trial_id"].astype(str).isin(checked.analysed)]
+    return df
 
 
 @app.command("import")

@@ -1,0 +1,114 @@
+"""One cached pass over a run for every analysis view (``analysis.scan``): the views equal
+what each module computes on its own, the cache is used when the bytes are the same and
+never when one byte changed, and `tables` streams the full table chunk by chunk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from stagbench.analysis import injection, metrics, scan
+from stagbench.analysis.scan import TEXT_COLUMNS, cache_dir, iter_full
+from stagbench.analysis.tables import agent_rounds, load_parquet
+from stagbench.cli import app
+
+from analysis_helpers import run_spec
+
+SPEC = """
+name = "scan"
+seed = 5
+repetitions = 6
+[game]
+rounds = 4
+[factors]
+models = ["scripted/tit-for-tat", "scripted/random(p=0.6)"]
+topologies = ["ring", "complete"]
+adversaries = ["none", "byzantine(count=1)"]
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run_spec(SPEC, tmp_path_factory.mktemp("scan") / "run")
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    a = a.reset_index(drop=True).astype({c: str for c in a.select_dtypes("category")})
+    b = b.reset_index(drop=True).astype({c: str for c in b.select_dtypes("category")})
+    pd.testing.assert_frame_equal(a, b[a.columns], check_dtype=False)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_views_equal_each_module_on_its_own(
+    run: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scan, "CHUNK", 5)  # several chunks, so several workers' parts
+    res = scan.scan(run, workers=workers, cache=False)
+    full, load = agent_rounds(run, workers=1)
+    assert res.load.files == load.files == 48 and not res.load.corrupt
+    assert sorted(res.load.read) == sorted(load.read)
+    _same(res.rounds, full.drop(columns=list(TEXT_COLUMNS)))
+    own = metrics.agent_trials(full)
+    got = res.agent_trials.sort_values(["trial_id", "seat"]).reset_index(drop=True)
+    want = own.assign(trial_id=own["trial_id"].astype(str))
+    _same(got.assign(trial_id=got["trial_id"].astype(str)), want)
+    inj = injection.load(run, workers=1)
+    _same(res.injection.rows, inj.rows[inj.rows["role"] == "honest"])
+    _same(res.injection.trials, inj.trials)
+
+
+def test_cache_is_used_for_the_same_bytes_and_never_for_changed_ones(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    monkeypatch.setattr(scan, "CHUNK", 10)
+    first = scan.scan(copy, workers=1)
+    entries = sorted(p.name for p in cache_dir(copy).iterdir())
+    assert len(entries) == 5  # 48 files in chunks of 10
+    calls = []
+    real = scan._build
+    monkeypatch.setattr(scan, "_build", lambda *a: calls.append(1) or real(*a))
+    again = scan.scan(copy, workers=1)
+    assert calls == []  # every chunk from the cache
+    _same(again.rounds, first.rounds)
+    _same(again.agent_trials, first.agent_trials)
+    # one payoff changed: that chunk is read again, audited, and the file left out
+    # one payoff changed in place (same size) and the old modification time put back
+    victim = sorted((copy / "transcripts").glob("*.jsonl"))[13]
+    raw = victim.read_bytes()
+    at = raw.index(b'"payoffs":[') + len(b'"payoffs":[')
+    digit = raw[at : at + 1]
+    changed = raw[:at] + (b"7" if digit != b"7" else b"8") + raw[at + 1 :]
+    before = victim.stat()
+    victim.write_bytes(changed)
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert victim.stat().st_size == before.st_size
+    assert victim.stat().st_mtime_ns == before.st_mtime_ns
+    tampered = scan.scan(copy, workers=1)
+    assert calls == [1]  # only the chunk holding the changed file
+    assert [p for p, _ in tampered.load.corrupt] == [str(victim)]
+    assert tampered.rounds["trial_id"].nunique() == 47
+    assert len(list(cache_dir(copy).iterdir())) == 5  # the stale entry removed
+
+
+def test_tables_streams_the_full_table(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rounds.parquet"
+    res = CliRunner().invoke(app, ["tables", str(run), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    written = load_parquet(out)
+    full, _ = agent_rounds(run, workers=1)
+    assert len(written) == len(full)
+    key = ["trial_id", "round", "seat"]
+    a = written.astype({"trial_id": str}).sort_values(key).reset_index(drop=True)
+    b = full.astype({"trial_id": str}).sort_values(key).reset_index(drop=True)
+    for col in ("message", "received", "received_from", "action", "payoff"):
+        assert a[col].tolist() == b[col].tolist(), col
+    chunks = list(iter_full(scan.scan(run, full=True, workers=1)))
+    assert sum(t.num_rows for t in chunks) == len(full)
