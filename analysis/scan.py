@@ -19,7 +19,8 @@ folder's chunks are removed after a scan. Parquet, not pickle: a results folder 
 from someone else, and reading a cache must not run code.
 
 Memory: the injection view keeps the honest agents' rows only (every one of its measures
-is over them), and the report holds the "slim" agent-round table (no cheap-talk text, no lists of
+is over them) and its messages' verdicts (echo, endorse) without their text, and the
+report holds the "slim" agent-round table (no cheap-talk text, no lists of
 received messages: those are in the full table ``tables`` writes, streamed chunk by chunk
 to one Parquet file, and the per-trial views built from them in the workers).
 """
@@ -60,7 +61,7 @@ from stagbench.errors import TranscriptError
 from stagbench.records import Lexicon
 
 #: bump when what a chunk's views hold changes, so old cache entries are not read
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 #: transcripts per chunk (a chunk's views are built, and cached, together)
 CHUNK = 2000
 #: the agent-round columns that hold text or lists (left out of the slim table)
@@ -146,9 +147,10 @@ def _build(
         )
     out["inj_trials"] = pd.DataFrame(infos)
     out["inj_rows"] = pd.DataFrame([r for r in inj_rows if r["role"] == "honest"])
+    # the echo and endorsement verdicts, not the text (it is in the full table)
     out["inj_messages"] = (
         pd.DataFrame(inj_msgs) if inj_msgs else pd.DataFrame(columns=injection.MESSAGE_COLUMNS)
-    )
+    ).drop(columns=["text"])
     return out
 
 

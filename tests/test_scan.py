@@ -59,6 +59,7 @@ def test_views_equal_each_module_on_its_own(
     inj = injection.load(run, workers=1)
     _same(res.injection.rows, inj.rows[inj.rows["role"] == "honest"])
     _same(res.injection.trials, inj.trials)
+    _same(res.injection.messages, inj.messages.drop(columns=["text"]))
 
 
 def test_cache_is_used_for_the_same_bytes_and_never_for_changed_ones(
