@@ -461,20 +461,32 @@ def report(
 
 
 def _judge(run_dir: Path, out: Path, model: str) -> None:
+    import pandas
+
     from stagbench.agents.models.pool import ModelPool
+    from stagbench.analysis import design
     from stagbench.analysis import judge as judge_mod
     from stagbench.analysis.report import prepare
+    from stagbench.analysis.scan import iter_full, scan
     from stagbench.runs.compose import json_asker
 
     data = prepare(run_dir, n_boot=0)
     imported = data.design.imported if data.design else None
     name = str((imported or {}).get("player_name", "P{n}"))
+    # the judge reads what the agents wrote: the full table's rows of the trials it judges
+    at = data.agent_trials
+    to_judge = (
+        set(at.loc[at["betrayal_round"].notna(), "trial_id"].astype(str)) if len(at) else set()
+    )
+    full = scan(run_dir, lexicon=design.lexicon(run_dir), full=True, views=False)
+    parts = [t.to_pandas() for t in iter_full(full, to_judge)] if to_judge else []
+    texts = pandas.concat(parts, ignore_index=True) if parts else data.df.iloc[:0]
 
     async def judged_rows() -> pd.DataFrame:
         pool = ModelPool()
         try:
             ask = json_asker(pool, model)
-            return await judge_mod.judge_detection(data.df, data.agent_trials, ask, name)
+            return await judge_mod.judge_detection(texts, data.agent_trials, ask, name)
         finally:
             await pool.aclose()
 

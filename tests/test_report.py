@@ -134,6 +134,17 @@ def test_llm_judge_and_agreement(tmp_path: Path) -> None:
     assert a["n"] == 3 and a["agreement"] == 1.0
 
 
+def test_report_with_a_judge_reads_what_the_agents_wrote(tmp_path: Path) -> None:
+    register_mock("judge", _judge_reply)
+    accused_run(tmp_path / "run")
+    res = runner.invoke(app, ["report", str(tmp_path / "run"), "--n-boot", "20",
+                              "--judge", "mock/judge"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    judged = pd.read_parquet(tmp_path / "run" / "report" / "judged_detection.parquet")
+    assert len(judged) == 3 and judged["judge_detected"].all()
+    assert "agreement with the lexical detector" in res.output
+
+
 def test_power_and_tables_commands(run: Path) -> None:
     res = runner.invoke(
         app, ["power", "--p0", "0.5", "--p1", "0.7", "--cluster-size", "15", "--icc", "0.2"]
