@@ -177,10 +177,8 @@ def _chunk(
     key is taken before the bytes are read: a file changed in between gets a new key at
     the next read, so a cache entry never stands for bytes it was not built from."""
     key = _key(paths, lexicon, strict)
-    if cache is not None:
-        entry = cache / key
-        if (entry / "load.parquet").exists() and (not full or _has_full(entry)):
-            return key, None
+    if cache is not None and _cached(cache / key, full):
+        return key, None
     blobs: list[bytes | None] = []
     for p in paths:
         try:
@@ -196,6 +194,11 @@ def _chunk(
         except OSError:  # a read-only folder: hand the views back instead
             pass
     return key, views
+
+
+def _cached(entry: Path, full: bool) -> bool:
+    """The cache entry is complete (with the full table when ``full`` asks for it)."""
+    return (entry / "load.parquet").exists() and (not full or _has_full(entry))
 
 
 def _has_full(entry: Path) -> bool:
@@ -257,17 +260,27 @@ def scan(
         except OSError:
             where = None
     chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
-    n = len(chunks)
+    results: list[tuple[str, dict[str, pd.DataFrame | pa.Table] | None]] = []
+    todo = list(range(len(chunks)))
+    if where is not None:  # a warm cache needs no worker: the keys are file metadata
+        results = [(_key(c, lexicon, strict), None) for c in chunks]
+        todo = [i for i, (k, _) in enumerate(results) if not _cached(where / k, full)]
+    n = len(todo)
     workers = max(1, min(workers or os.cpu_count() or 1, n))
-    args = (chunks, [lexicon] * n, [strict] * n, [full] * n, [where] * n)
+    args = ([chunks[i] for i in todo], [lexicon] * n, [strict] * n, [full] * n, [where] * n)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_chunk, *args))
+            done = list(pool.map(_chunk, *args))
     else:
-        results = [_chunk(*a) for a in zip(*args, strict=True)]
+        done = [_chunk(*a) for a in zip(*args, strict=True)]
+    if where is None:
+        results = done
+    else:
+        for i, result in zip(todo, done, strict=True):
+            results[i] = result
     entries: list[Path | dict[str, Any]] = [
-        views if views is not None else where / key  # type: ignore[operator]
-        for key, views in results
+        built if built is not None else where / key  # type: ignore[operator]
+        for key, built in results
     ]
     if where is not None:
         keep = {key for key, _ in results}
