@@ -15,8 +15,13 @@ trial) changes its status-change time, which the kernel sets and no user can set
 (restoring the modification time sets it too), and so its chunk's key: the chunk is read
 and audited again, and the cache never serves rows for bytes it did not audit. A copied
 or restored folder gets new times and is read again. Entries no longer used by the
-folder's chunks are removed after a scan. Parquet, not pickle: a results folder may come
-from someone else, and reading a cache must not run code.
+folder's chunks are removed after a scan, and only while no other scan holds the cache
+(scans take a shared lock on ``.cache/analysis/.lock``; removal needs it exclusively and
+does not wait). An entry is complete when its marker (``done.json``, written last) names
+its parts; parts are written by atomic replace and never deleted to be rewritten, and an
+entry that cannot be read as its marker says is read again from the transcripts: the
+cache is never served short. Parquet, not pickle: a results folder may come from someone
+else, and reading a cache must not run code.
 
 Memory: the injection view keeps the honest agents' rows only (every one of its measures
 is over them) and its messages' verdicts (echo, endorse) without their text, and the
@@ -27,6 +32,7 @@ to one Parquet file, and the per-trial views built from them in the workers).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -34,7 +40,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 import pandas as pd
@@ -60,8 +66,13 @@ from stagbench.analysis.tables import (
 from stagbench.errors import TranscriptError
 from stagbench.records import Lexicon
 
+try:  # POSIX: scans of one folder coordinate through a lock on its cache
+    import fcntl
+except ImportError:  # pragma: no cover (Windows)
+    fcntl = None  # type: ignore[assignment]
+
 #: bump when what a chunk's views hold changes, so old cache entries are not read
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 #: transcripts per chunk (a chunk's views are built, and cached, together)
 CHUNK = 2000
 #: the agent-round columns that hold text or lists (left out of the slim table)
@@ -157,17 +168,37 @@ def _build(
 _LOAD = ("path", "trial_id", "spec", "digest", "corrupt")
 
 
+MARKER = "done.json"
+
+
 def _write_part(folder: Path, views: dict[str, pd.DataFrame | pa.Table]) -> None:
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    """Write a chunk's views into its entry, each file by an atomic replace, and the
+    marker naming them last: a reader never sees a half-written entry as complete, and
+    a complete entry is never deleted to be rewritten (another process may be reading)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = f".tmp{os.getpid()}"
     for name, view in views.items():
         if not isinstance(view, pa.Table):
             view = pa.Table.from_pandas(view, preserve_index=False)
-        pq.write_table(view, tmp / f"{name}.parquet")
-    if folder.exists():
-        shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+        tmp = folder / f".{name}.parquet{tag}"
+        pq.write_table(view, tmp)
+        os.replace(tmp, folder / f"{name}.parquet")
+    names = sorted(set(views) | set(_listed(folder) or ()))
+    tmp = folder / f".{MARKER}{tag}"
+    tmp.write_bytes(orjson.dumps({"version": CACHE_VERSION, "parts": names}))
+    os.replace(tmp, folder / MARKER)
+
+
+def _listed(entry: Path) -> list[str] | None:
+    """The parts a complete entry holds (its marker), or ``None``: not complete."""
+    try:
+        data = orjson.loads((entry / MARKER).read_bytes())
+        parts = data["parts"]
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+        return None
+    return parts
 
 
 def _chunk(
@@ -197,13 +228,35 @@ def _chunk(
 
 
 def _cached(entry: Path, full: bool) -> bool:
-    """The cache entry is complete (with the full table when ``full`` asks for it)."""
-    return (entry / "load.parquet").exists() and (not full or _has_full(entry))
+    """The cache entry is complete (its marker, and every part it names), with the full
+    table when ``full`` asks for one (a chunk with no readable trial has none)."""
+    parts = _listed(entry)
+    if parts is None or "load" not in parts:
+        return False
+    if not all((entry / f"{p}.parquet").exists() for p in parts):
+        return False
+    return not full or "full" in parts or "rounds" not in parts
 
 
-def _has_full(entry: Path) -> bool:
-    """A chunk with readable trials has its full table when asked for one."""
-    return (entry / "full.parquet").exists() or not (entry / "rounds.parquet").exists()
+class _Broken(Exception):
+    """A cache entry that cannot be read as its marker says: read the chunk again."""
+
+    def __init__(self, entry: Path) -> None:
+        super().__init__(str(entry))
+        self.entry = entry
+
+
+def _part(entry: Path, name: str) -> pa.Table | None:
+    """One part of a complete entry (``None``: the chunk has no such view)."""
+    parts = _listed(entry)
+    if parts is None:
+        raise _Broken(entry)
+    if name not in parts:
+        return None
+    try:
+        return pq.read_table(entry / f"{name}.parquet")
+    except (OSError, pa.ArrowException) as exc:
+        raise _Broken(entry) from exc
 
 
 def _read(entry: Path | dict[str, Any], name: str) -> pd.DataFrame | None:
@@ -212,16 +265,16 @@ def _read(entry: Path | dict[str, Any], name: str) -> pd.DataFrame | None:
         if isinstance(view, pa.Table):
             return None  # the full table is streamed by iter_full, never held
         return view if isinstance(view, pd.DataFrame) else None
-    path = entry / f"{name}.parquet"
-    return pd.read_parquet(path) if path.exists() else None
+    table = _part(entry, name)
+    return table.to_pandas() if table is not None else None
 
 
 def _gather(entries: list[Path | dict[str, Any]], name: str) -> list[pd.DataFrame]:
     """One view's parts in chunk order: from the cache, concatenated as Arrow and turned
     into one frame at once (much faster than a frame per chunk)."""
     if all(isinstance(e, Path) for e in entries):
-        paths = [e / f"{name}.parquet" for e in entries if isinstance(e, Path)]
-        tables = [t for t in (pq.read_table(p) for p in paths if p.exists()) if t.num_rows]
+        read = (_part(e, name) for e in entries if isinstance(e, Path))
+        tables = [t for t in read if t is not None and t.num_rows]
         if not tables:
             return []
         try:
@@ -259,6 +312,58 @@ def scan(
             where.mkdir(parents=True, exist_ok=True)
         except OSError:
             where = None
+    lock = _shared_lock(where) if where is not None else None
+    try:
+        return _scan(files, where, lock, lexicon, strict, workers, full, views)
+    finally:
+        if lock is not None:
+            lock.close()  # releases the lock
+
+
+def _shared_lock(where: Path) -> IO[bytes] | None:
+    """A shared lock on the cache for a scan's whole life: scans run side by side, and
+    none removes an entry while another may be reading it (``_evict``)."""
+    if fcntl is None:  # not on this platform: no eviction then
+        return None
+    try:
+        handle = open(where / ".lock", "ab")  # noqa: SIM115 (held for the scan)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def _evict(where: Path, keep: set[str], lock: IO[bytes] | None) -> None:
+    """Remove the entries this folder's chunks no longer use, only while no other scan
+    holds the cache (an exclusive lock taken without waiting; otherwise left for later)."""
+    if lock is None or fcntl is None:
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return
+    try:
+        for old in where.iterdir():
+            if old.is_dir() and not old.name.startswith(".") and old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+
+
+def _scan(
+    files: list[Path],
+    where: Path | None,
+    lock: IO[bytes] | None,
+    lexicon: Lexicon | None,
+    strict: bool,
+    workers: int | None,
+    full: bool,
+    views: bool,
+) -> Scan:
     chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
     results: list[tuple[str, dict[str, pd.DataFrame | pa.Table] | None]] = []
     todo = list(range(len(chunks)))
@@ -282,22 +387,36 @@ def scan(
         built if built is not None else where / key  # type: ignore[operator]
         for key, built in results
     ]
-    if where is not None:
-        keep = {key for key, _ in results}
-        for old in where.iterdir():
-            if old.name not in keep:
-                shutil.rmtree(old, ignore_errors=True)
     load = LoadReport(files=len(files))
     wanted = [name for name in _PARTS if name != "full" and (views or name == "load")]
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in wanted}
-    for name in parts:
-        parts[name] = _gather(entries, name)
+    while True:
+        try:
+            for name in parts:
+                parts[name] = _gather(entries, name)
+            break
+        except _Broken as broken:  # damaged on disk: read that chunk again, in memory
+            i = entries.index(broken.entry)
+            key, built = _chunk(chunks[i], lexicon, strict, full, None)
+            assert built is not None
+            if where is not None:
+                with contextlib.suppress(OSError):
+                    _write_part(where / key, built)
+            entries[i] = built
+    if where is not None:
+        _evict(where, {key for key, _ in results}, lock)
     for part in parts["load"]:
         for path, tid, spec, digest, why in part[list(_LOAD)].itertuples(index=False):
             if isinstance(why, str):
                 load.corrupt.append((str(path), why))
             else:
                 load.read.append((str(path), str(tid), str(spec), str(digest)))
+    if len(load.read) + len(load.corrupt) != load.files:  # never a silently short read
+        raise TranscriptError(
+            f"the analysis cache under {where} accounts for "
+            f"{len(load.read) + len(load.corrupt)} of {load.files} transcripts; delete "
+            "that folder and run the command again"
+        )
     if not views:
         none = injection.InjectionData(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
         return Scan(pd.DataFrame(), pd.DataFrame(), none, load, entries)
@@ -339,10 +458,17 @@ def iter_full(result: Scan, trial_ids: set[str] | None = None) -> Iterator[pa.Ta
             table = entry.get("full")
             if not isinstance(table, pa.Table):
                 continue
-        elif (entry / "full.parquet").exists():
-            table = pq.read_table(entry / "full.parquet")
         else:
-            continue
+            try:
+                found = _part(entry, "full")
+            except _Broken as exc:  # removed or damaged since the scan: never a short table
+                raise TranscriptError(
+                    f"the analysis cache entry {entry} changed while it was read (another "
+                    "command on this folder?): run the command again"
+                ) from exc
+            if found is None:
+                continue
+            table = found
         if trial_ids is not None:
             mask = pc.is_in(table.column("trial_id").cast(pa.string()), pa.array(sorted(trial_ids)))
             table = table.filter(mask)

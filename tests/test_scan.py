@@ -36,6 +36,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_spec(SPEC, tmp_path_factory.mktemp("scan") / "run")
 
 
+def _entries(run: Path) -> list[Path]:
+    return sorted(p for p in cache_dir(run).iterdir() if p.is_dir())
+
+
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     a = a.reset_index(drop=True).astype({c: str for c in a.select_dtypes("category")})
     b = b.reset_index(drop=True).astype({c: str for c in b.select_dtypes("category")})
@@ -71,7 +75,7 @@ def test_cache_is_used_for_the_same_bytes_and_never_for_changed_ones(
     shutil.copytree(run, copy)
     monkeypatch.setattr(scan, "CHUNK", 10)
     first = scan.scan(copy, workers=1)
-    entries = sorted(p.name for p in cache_dir(copy).iterdir())
+    entries = _entries(copy)
     assert len(entries) == 5  # 48 files in chunks of 10
     calls = []
     real = scan._build
@@ -96,7 +100,7 @@ def test_cache_is_used_for_the_same_bytes_and_never_for_changed_ones(
     assert calls == [1]  # only the chunk holding the changed file
     assert [p for p, _ in tampered.load.corrupt] == [str(victim)]
     assert tampered.rounds["trial_id"].nunique() == 47
-    assert len(list(cache_dir(copy).iterdir())) == 5  # the stale entry removed
+    assert len(_entries(copy)) == 5  # the stale entry removed
 
 
 def test_tables_streams_the_full_table(run: Path, tmp_path: Path) -> None:
@@ -113,3 +117,53 @@ def test_tables_streams_the_full_table(run: Path, tmp_path: Path) -> None:
         assert a[col].tolist() == b[col].tolist(), col
     chunks = list(iter_full(scan.scan(run, full=True, workers=1)))
     assert sum(t.num_rows for t in chunks) == len(full)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing part", "no marker"])
+def test_a_damaged_cache_entry_is_read_again_never_short(
+    run: Path, tmp_path: Path, damage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    monkeypatch.setattr(scan, "CHUNK", 10)
+    first = scan.scan(copy, workers=1)
+    entry = _entries(copy)[2]
+    if damage == "garbage":
+        (entry / "rounds.parquet").write_bytes(b"not parquet")
+    elif damage == "missing part":
+        (entry / "rounds.parquet").unlink()
+    else:
+        (entry / "done.json").unlink()
+    again = scan.scan(copy, workers=1)
+    assert len(again.load.read) == 48
+    _same(again.rounds, first.rounds)
+    _same(again.agent_trials, first.agent_trials)
+    assert len(scan.scan(copy, workers=1).rounds) == len(first.rounds)  # and repaired
+
+
+def test_a_scan_never_loses_entries_to_another_scan(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another scan of the folder with other keys (another reader mode, files added) runs
+    while this one reads: its eviction waits for no one and removes nothing in use."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    monkeypatch.setattr(scan, "CHUNK", 10)
+    want = scan.scan(copy, workers=1)
+    real = scan._gather
+    raced = []
+
+    def gather_after_another_scan(entries: list[object], name: str) -> list[pd.DataFrame]:
+        if not raced:
+            raced.append(1)
+            scan.scan(copy, workers=1, strict=True)  # other keys: would evict ours
+        return real(entries, name)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scan, "_gather", gather_after_another_scan)
+    got = scan.scan(copy, workers=1)
+    assert raced and len(got.load.read) == 48
+    _same(got.rounds, want.rounds)
