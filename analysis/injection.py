@@ -61,10 +61,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stagbench.errors import TranscriptError
+from stagbench.analysis.stats import row_kinds
+from stagbench.analysis.tables import READ_ERRORS, read_checked, transcript_files
 from stagbench.games import player_label
-from stagbench.games.audit import audit_events
-from stagbench.records import read_events
 
 #: an echo repeats at least this share of its own word n-grams from adversary messages
 ECHO_SHARE = 0.5
@@ -100,19 +99,6 @@ class InjectionData:
     messages: pd.DataFrame
     trials: pd.DataFrame
     corrupt: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _files(source: str | Path | Iterable[str | Path]) -> list[Path]:
-    if isinstance(source, str | Path):
-        p = Path(source)
-        if p.is_file():
-            return [p]
-        if (p / "transcripts").is_dir():
-            p = p / "transcripts"
-        if not p.is_dir():
-            raise TranscriptError(f"no transcripts at {p}")
-        return sorted(p.glob("*.jsonl"))
-    return [f for s in source for f in _files(s)]
 
 
 def distances(n: int, edges: Sequence[Sequence[int]], sources: Iterable[int]) -> list[float]:
@@ -272,12 +258,8 @@ def _load_chunk(
     corrupt: list[tuple[str, str]] = []
     for path in paths:
         try:
-            events = read_events(path)
-            problems = audit_events(events)
-            if problems:
-                raise TranscriptError(f"{path} is inconsistent: {'; '.join(problems[:3])}")
-            info, r, m = trial_views(events)
-        except (TranscriptError, KeyError, TypeError, ValueError, IndexError, OSError) as exc:
+            info, r, m = trial_views(read_checked(path, strict=False))
+        except READ_ERRORS as exc:
             corrupt.append((str(path), str(exc)))
             continue
         infos.append(info)
@@ -293,7 +275,7 @@ CHUNK = 2000
 def load(source: str | Path | Iterable[str | Path], workers: int | None = None) -> InjectionData:
     """Read every transcript of a run (a run folder, a transcripts folder, files); a large
     run in chunks by ``workers`` processes (default: one per core)."""
-    files = _files(source)
+    files = transcript_files(source)
     chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)] or [[]]
     workers = min(workers or os.cpu_count() or 1, len(chunks))
     if workers > 1:
@@ -333,10 +315,10 @@ def _resampled_sums(rows: np.ndarray, n_boot: int, rng: np.random.Generator) -> 
     each distinct row (multinomial: the same law), at a cost that does not grow with the
     clusters."""
     m = len(rows)
-    if m >= 1000:
-        kinds, counts = np.unique(rows, axis=0, return_counts=True)
-        if len(kinds) * 4 <= m:
-            return np.asarray(rng.multinomial(m, counts / m, size=n_boot).astype(float) @ kinds)
+    found = row_kinds(rows)
+    if found is not None:
+        kinds, counts = found
+        return np.asarray(rng.multinomial(m, counts / m, size=n_boot).astype(float) @ kinds)
     return np.asarray(_weights(m, n_boot, rng) @ rows)
 
 

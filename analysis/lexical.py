@@ -117,6 +117,11 @@ class Detector:
 DEFAULT = Detector()
 
 
+def detector_for(lexicon: Lexicon | None) -> Detector:
+    """The detector of ``lexicon`` (the shared default one for ``None`` or the default)."""
+    return DEFAULT if lexicon is None or lexicon == DEFAULT.lexicon else Detector(lexicon)
+
+
 def evaluate(detector: Detector | None = None) -> pd.DataFrame:
     """Recall and precision of the detectors on the labelled sample: one row per detector
     and sample part (where the sample came from)."""

@@ -36,7 +36,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from stagbench.analysis import archetypes, design, injection, metrics, stats  # noqa: E402
 from stagbench.analysis.injection import InjectionData  # noqa: E402
 from stagbench.analysis.labels import legend, population_label, short_names  # noqa: E402
-from stagbench.analysis.lexical import DEFAULT, Detector, evaluate  # noqa: E402
+from stagbench.analysis.lexical import DEFAULT, Detector, detector_for, evaluate  # noqa: E402
 from stagbench.analysis.scan import scan  # noqa: E402
 from stagbench.analysis.tables import LoadReport, save_parquet  # noqa: E402
 from stagbench.errors import TranscriptError  # noqa: E402
@@ -813,7 +813,7 @@ def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) 
     ``analysis.scan``): the data every section reads."""
     run = Path(run_dir)
     lexicon = design.lexicon(run)
-    detector = Detector(lexicon) if lexicon != DEFAULT.lexicon else DEFAULT
+    detector = detector_for(lexicon)
     res = scan(run, lexicon=lexicon, workers=workers)
     df, load, at, inj = res.rounds, res.load, res.agent_trials, res.injection
     dc = design.check(run, load)

@@ -49,19 +49,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stagbench.analysis import injection, metrics
-from stagbench.analysis.lexical import DEFAULT, Detector
+from stagbench.analysis.lexical import DEFAULT, Detector, detector_for
 from stagbench.analysis.tables import (
     CATEGORICAL,
+    READ_ERRORS,
     ROW_COLUMNS,
     TRIAL_COLUMNS,
     LoadReport,
-    _append_trial,
     finish_rounds,
-    read_checked,
+    read_trial,
     rounds_frame,
     to_arrow,
     transcript_files,
-    trial_digest,
 )
 from stagbench.errors import TranscriptError
 from stagbench.records import Lexicon
@@ -72,7 +71,7 @@ except ImportError:  # pragma: no cover (Windows)
     fcntl = None  # type: ignore[assignment]
 
 #: bump when what a chunk's views hold changes, so old cache entries are not read
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 #: transcripts per chunk (a chunk's views are built, and cached, together)
 CHUNK = 2000
 #: the agent-round columns that hold text or lists (left out of the slim table)
@@ -84,7 +83,7 @@ _PARTS = ("rounds", "full", "agent_trials", "inj_rows", "inj_messages", "inj_tri
 class Scan:
     """Every view of a run's readable transcripts, and what could not be read."""
 
-    rounds: pd.DataFrame  # agent-rounds, slim (no TEXT_COLUMNS) unless read with text=True
+    rounds: pd.DataFrame  # agent-rounds, slim (no TEXT_COLUMNS: ``iter_full`` has them)
     agent_trials: pd.DataFrame  # metrics.agent_trials, not yet classified
     injection: injection.InjectionData
     load: LoadReport
@@ -129,19 +128,13 @@ def _build(
         try:
             if blob is None:
                 raise TranscriptError(f"cannot read transcript {path}")
-            events = read_checked(path, strict, blob)
-            scratch: dict[str, list[Any]] = {k: [] for k in cols}
-            _append_trial(events, scratch, detector)  # a broken file adds nothing
+            events, scratch, ident = read_trial(path, strict, detector, blob)
             info, rows, msgs = injection.trial_views(events)
-            trial = events[0]["trial"]
-            ident = {"path": str(path), "trial_id": str(trial["trial_id"]),
-                     "spec": str(events[0]["spec_name"]), "digest": trial_digest(trial),
-                     "corrupt": None}  # fmt: skip
-        except (TranscriptError, KeyError, TypeError, ValueError, IndexError, OSError) as exc:
+        except READ_ERRORS as exc:
             load.append({"path": str(path), "trial_id": None, "spec": None, "digest": None,
                          "corrupt": str(exc)})  # fmt: skip
             continue
-        load.append(ident)
+        load.append(dict(zip(_LOAD, (*ident, None), strict=True)))
         for k, v in scratch.items():
             cols[k].extend(v)
         infos.append(info)
@@ -149,13 +142,11 @@ def _build(
         inj_msgs += msgs
     out: dict[str, pd.DataFrame | pa.Table] = {"load": pd.DataFrame(load, columns=list(_LOAD))}
     if cols["trial_id"]:
-        df = rounds_frame(cols)
-        out["agent_trials"] = metrics.agent_trials(finish_rounds(df), detector)
+        df = finish_rounds(rounds_frame(cols))  # with stag, valid and n_received
+        out["agent_trials"] = metrics.agent_trials(df, detector)
         if full:
             out["full"] = to_arrow(df)
-        out["rounds"] = df.drop(columns=list(TEXT_COLUMNS)).assign(
-            n_received=[len(r) for r in cols["received"]]
-        )
+        out["rounds"] = df.drop(columns=list(TEXT_COLUMNS))
     out["inj_trials"] = pd.DataFrame(infos)
     out["inj_rows"] = pd.DataFrame([r for r in inj_rows if r["role"] == "honest"])
     # the echo and endorsement verdicts, not the text (it is in the full table)
@@ -216,8 +207,7 @@ def _chunk(
             blobs.append(p.read_bytes())
         except OSError:
             blobs.append(None)
-    detector = DEFAULT if lexicon is None or lexicon == DEFAULT.lexicon else Detector(lexicon)
-    views = _build(paths, blobs, detector, strict, full)
+    views = _build(paths, blobs, detector_for(lexicon), strict, full)
     if cache is not None:
         try:
             _write_part(cache / key, views)
@@ -420,9 +410,7 @@ def _scan(
     if not views:
         none = injection.InjectionData(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
         return Scan(pd.DataFrame(), pd.DataFrame(), none, load, entries)
-    rounds = _concat(parts["rounds"], categories=True)
-    if not rounds.empty:
-        rounds = finish_rounds(rounds)
+    rounds = _concat(parts["rounds"], categories=True)  # derived columns made per chunk
     inj = injection.InjectionData(
         injection.finish_rows(_concat(parts["inj_rows"])),
         _concat(parts["inj_messages"], pd.DataFrame(columns=injection.MESSAGE_COLUMNS)),

@@ -232,15 +232,25 @@ def _trial_rates(df: pd.DataFrame, outcome: str) -> pd.DataFrame:
 KINDS_FROM = 1000
 
 
+def row_kinds(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The distinct rows of a pool of clusters (one row each) and how many clusters have
+    each, when the pool is large (``KINDS_FROM``) and has at most a quarter as many kinds
+    as clusters; ``None`` otherwise (resample the clusters one by one)."""
+    if len(rows) < KINDS_FROM:
+        return None
+    kinds, counts = np.unique(rows, axis=0, return_counts=True)
+    if len(kinds) * 4 > len(rows):
+        return None
+    return kinds, counts.astype(np.int64)
+
+
 def trial_kinds(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The distinct (k, n) of a pool of trials and how many trials have each, when the
-    pool is large (``KINDS_FROM``) and has at most a quarter as many kinds as trials."""
-    if len(k) < KINDS_FROM:
+    """``row_kinds`` of trials (k of n each): the distinct k, n and their counts."""
+    found = row_kinds(np.stack([k, n], axis=1))
+    if found is None:
         return None
-    kinds, counts = np.unique(np.stack([k, n], axis=1), axis=0, return_counts=True)
-    if len(kinds) * 4 > len(k):
-        return None
-    return kinds[:, 0], kinds[:, 1], counts.astype(np.int64)
+    kinds, counts = found
+    return kinds[:, 0], kinds[:, 1], counts
 
 
 def permutation_test(

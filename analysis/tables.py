@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stagbench.analysis.lexical import DEFAULT, Detector
+from stagbench.analysis.lexical import DEFAULT, Detector, detector_for
 from stagbench.errors import TranscriptError
 from stagbench.games import player_label
 from stagbench.games.audit import audit_events
@@ -242,20 +242,34 @@ CATEGORICAL = [
 Chunk = tuple[pd.DataFrame | None, int, list[tuple[str, str]], list[tuple[str, str, str, str]]]
 
 
+#: what reading one transcript may raise: the file is then listed as corrupt, not analysed
+READ_ERRORS = (TranscriptError, KeyError, TypeError, ValueError, IndexError, OSError)
+
+
+def read_trial(
+    path: Path, strict: bool, detector: Detector, data: bytes | None = None
+) -> tuple[list[dict[str, Any]], dict[str, list[Any]], tuple[str, str, str, str]]:
+    """One transcript read and checked (``read_checked``): its events, its agent-rounds as
+    column lists, and who it is (path, trial id, spec name, trial digest). Raises one of
+    ``READ_ERRORS`` for a file that cannot be analysed (nothing is half-appended)."""
+    events = read_checked(path, strict, data)
+    cols: dict[str, list[Any]] = {k: [] for k in (*TRIAL_COLUMNS, *ROW_COLUMNS)}
+    _append_trial(events, cols, detector)
+    head = events[0]
+    ident = (str(path), str(head["trial"]["trial_id"]), str(head["spec_name"]),
+             trial_digest(head["trial"]))  # fmt: skip
+    return events, cols, ident
+
+
 def _load_chunk(paths: list[Path], strict: bool, lexicon: Lexicon | None = None) -> Chunk:
-    detector = DEFAULT if lexicon is None or lexicon == DEFAULT.lexicon else Detector(lexicon)
+    detector = detector_for(lexicon)
     cols: dict[str, list[Any]] = {k: [] for k in (*TRIAL_COLUMNS, *ROW_COLUMNS)}
     corrupt: list[tuple[str, str]] = []
     read: list[tuple[str, str, str, str]] = []
     for path in paths:
         try:
-            events = read_checked(path, strict)
-            scratch: dict[str, list[Any]] = {k: [] for k in cols}
-            _append_trial(events, scratch, detector)  # a broken file adds nothing
-            head = events[0]
-            ident = (str(path), str(head["trial"]["trial_id"]), str(head["spec_name"]),
-                     trial_digest(head["trial"]))  # fmt: skip
-        except (TranscriptError, KeyError, TypeError, ValueError, IndexError, OSError) as exc:
+            _, scratch, ident = read_trial(path, strict, detector)
+        except READ_ERRORS as exc:
             corrupt.append((str(path), str(exc)))
             continue
         read.append(ident)
@@ -335,7 +349,8 @@ TEXT_TYPES = {
 
 def to_arrow(df: pd.DataFrame) -> pa.Table:
     """An agent-round table as Arrow with the same types whatever the rows (categories as
-    strings, lists of received messages and seats as lists), so chunks append to one file."""
+    string dictionaries, texts as strings, lists of received messages and seats as lists),
+    so chunks append to one file."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     fields = [
         pa.field(f.name, LIST_COLUMNS.get(f.name) or TEXT_TYPES.get(f.name) or f.type)
