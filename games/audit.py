@@ -31,22 +31,17 @@ def _close(a: Any, b: float) -> bool:
 _ACTIONS: dict[Any, Action | None] = {None: None, "stag": Action.STAG, "hare": Action.HARE}
 
 
-def _action(name: Any) -> Action | None:
-    try:
-        return _ACTIONS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"not an action: {name!r}") from None
-
-
 @functools.lru_cache(maxsize=256)
 def _config(game_json: bytes) -> GameConfig:
     """A run has few distinct games: validate each once, not once per transcript."""
     return GameConfig.model_validate_json(game_json)
 
 
-@functools.lru_cache(maxsize=4096)
-def _payoffs(config: GameConfig, joint: tuple[Action | None, ...]) -> tuple[float, ...]:
-    return payoffs(config, joint)
+@functools.lru_cache(maxsize=8192)
+def _payoffs(game_json: bytes, joint: tuple[str | None, ...]) -> tuple[float, ...]:
+    """The engine's payoffs for a joint action named as recorded (``"stag"``, ``"hare"``,
+    ``None``), once per game and joint action: a run repeats few of them."""
+    return payoffs(_config(game_json), tuple(_ACTIONS[a] for a in joint))
 
 
 def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
@@ -54,7 +49,8 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
     problems: list[str] = []
     head, end = events[0], events[-1]
     try:
-        config = _config(orjson.dumps(head["trial"]["game"], option=orjson.OPT_SORT_KEYS))
+        game_json = orjson.dumps(head["trial"]["game"], option=orjson.OPT_SORT_KEYS)
+        config = _config(game_json)
         n = config.n_players
         seats = sorted(int(s["seat"]) for s in head["seats"])
         reach: dict[int, list[int]] = {}
@@ -64,30 +60,41 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
             targets.sort()
     except (KeyError, TypeError, ValueError, ValidationError, orjson.JSONEncodeError) as exc:
         return [f"the header cannot be read: {exc}"]
-    if seats != list(range(n)):
+    everyone = list(range(n))
+    if seats != everyone:
         problems.append(f"the header seats {seats}, not the {n} players 0..{n - 1}")
-    acts: dict[int, dict[int, Action | None]] = {}
+    # the recorded actions by their names ("stag", "hare", None): the engine's Action
+    # enum is only built once per distinct joint action (``_payoffs``)
+    acts: dict[int, dict[int, str | None]] = {}
     round_ends: list[dict[str, Any]] = []
     failures = calls_in = calls_out = 0
     cost = 0.0
+    nobody: list[int] = []
     for e in events[1:-1]:
         kind = e.get("type")
         try:
-            if kind == "action":
-                r, s = int(e["round"]), int(e["seat"])
-                if s in acts.setdefault(r, {}):
-                    problems.append(f"round {r}: seat {s} has two actions")
-                acts[r][s] = _action(e["action"])
-                failures += bool(e.get("parse_failed"))
-            elif kind == "message":
+            if kind == "message":
                 failures += bool(e.get("parse_failed"))
                 sender = int(e["sender"])
-                heard = reach.get(sender, []) if e["text"] is not None else []
-                if e["receivers"] != heard and sorted(int(x) for x in e["receivers"]) != heard:
+                heard = reach.get(sender, nobody) if e["text"] is not None else nobody
+                receivers = e["receivers"]
+                if receivers != heard and sorted(int(x) for x in receivers) != heard:
                     problems.append(
-                        f"round {e['round']}: P{sender + 1}'s message went to {e['receivers']}, "
+                        f"round {e['round']}: P{sender + 1}'s message went to {receivers}, "
                         f"not along the recorded edges ({heard})"
                     )
+            elif kind == "action":
+                r, s = int(e["round"]), int(e["seat"])
+                mine = acts.get(r)
+                if mine is None:
+                    mine = acts[r] = {}
+                elif s in mine:
+                    problems.append(f"round {r}: seat {s} has two actions")
+                name = e["action"]
+                if name is not None and name != "stag" and name != "hare":
+                    raise ValueError(f"not an action: {name!r}")
+                mine[s] = name
+                failures += bool(e.get("parse_failed"))
             elif kind == "model_call":
                 call = e["call"]
                 calls_in += int(call["input_tokens"])
@@ -97,6 +104,7 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
                 round_ends.append(e)
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"a {kind} event cannot be read: {exc!r}")
+    needed = config.stag_needed
     totals = [0.0] * n
     for i, e in enumerate(round_ends, 1):
         said = e.get("round")
@@ -104,16 +112,17 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
             problems.append(f"round_end {i} says round {said}")
             continue
         mine = acts.get(i, {})
-        if sorted(mine) != list(range(n)):
-            missing = sorted(set(range(n)) - set(mine))
+        if len(mine) != n or sorted(mine) != everyone:
+            missing = sorted(set(everyone) - set(mine))
             problems.append(f"round {i}: no action recorded for seats {missing}")
             continue
-        joint = tuple(mine[s] for s in range(n))
-        want = _payoffs(config, joint)
-        stags = sum(a is Action.STAG for a in joint)
-        if [None if a is None else a.value for a in joint] != e.get("actions"):
+        joint = tuple([mine[s] for s in everyone])
+        want = _payoffs(game_json, joint)
+        stags = joint.count("stag")
+        recorded = list(joint)
+        if recorded != e.get("actions"):
             problems.append(f"round {i}: round_end actions {e.get('actions')} differ from the "
-                            f"actions recorded ({[a and a.value for a in joint]})")  # fmt: skip
+                            f"actions recorded ({recorded})")  # fmt: skip
         got = e.get("payoffs")
         if got != list(want) and (
             not isinstance(got, list)
@@ -125,7 +134,7 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
             problems.append(
                 f"round {i}: stag_count {e.get('stag_count')}, the actions give {stags}"
             )
-        if e.get("hunt_succeeded") != (stags >= config.stag_needed):
+        if e.get("hunt_succeeded") != (stags >= needed):
             problems.append(f"round {i}: hunt_succeeded is wrong for {stags} stag hunters")
         totals = [t + w for t, w in zip(totals, want, strict=True)]
     if len(round_ends) > config.rounds:
@@ -134,7 +143,7 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
     if extra:
         problems.append(f"actions recorded for rounds {extra}, which never ended")
     got_totals = end.get("totals")
-    if (
+    if got_totals != totals and (
         not isinstance(got_totals, list)
         or len(got_totals) != n
         or not all(_close(g, w) for g, w in zip(got_totals, totals, strict=True))
@@ -144,6 +153,7 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
         problems.append(f"parse_failures {end.get('parse_failures')}, the events show {failures}")
     if (end.get("input_tokens"), end.get("output_tokens")) != (calls_in, calls_out):
         problems.append("the token totals differ from the sum of the model calls")
-    if not _close(end.get("cost_usd", 0.0), cost):
+    said_cost = end.get("cost_usd", 0.0)
+    if said_cost != cost and not _close(said_cost, cost):
         problems.append("the cost total differs from the sum of the model calls")
     return problems
