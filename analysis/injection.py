@@ -181,8 +181,73 @@ def _arm(adv: dict[str, Any], payload_text: str | None) -> str:
     return f"{adv['kind']}{f'({args})' if args else ''}[{adv.get('count', 1)}@{where}{group}]"
 
 
-def trial_views(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]],
-                                                  list[dict[str, Any]]]:  # fmt: skip
+@functools.lru_cache(maxsize=16384)
+def _echoes(text: str, earlier: frozenset[str], baseline: frozenset[str]) -> bool:
+    """``echoes`` once per message text and the sets it is compared with (it depends on
+    nothing else): scripted and templated talk repeats them across thousands of trials."""
+    return echoes(text, tuple(earlier), tuple(baseline))
+
+
+@functools.lru_cache(maxsize=16384)
+def _endorses(text: str, adversaries: tuple[int, ...]) -> bool:
+    return endorses(text, adversaries)
+
+
+#: a trial's columns in every table here (``TrialViews.trials``), in this order
+INFO_KEYS = (
+    "trial_id", "match", "payload", "control", "wants", "population", "condition", "topology",
+    "disclosure", "arm", "prompt_variant", "defence", "repetition",
+)  # fmt: skip
+#: an agent-round's columns after the trial's (``TrialViews.rows``)
+ROW_KEYS = ("round", "seat", "role", "distance", "exposure", "action")
+#: an honest message's columns after the trial's (``TrialViews.messages``)
+MESSAGE_KEYS = ("round", "phase", "seat", "distance", "text", "echo", "endorse")
+
+
+class TrialViews:
+    """This module's three views of many trials, as column lists (``add`` one trial's
+    events at a time, ``frames`` at the end): one row per trial, one per agent-round (the
+    honest agents' only with ``honest_only``), one per honest message sent after the
+    trial's first adversary message (without its text with ``texts=False``)."""
+
+    def __init__(self, honest_only: bool = False, texts: bool = True) -> None:
+        self.honest_only = honest_only
+        self.texts = texts
+        self.trials: dict[str, list[Any]] = {k: [] for k in INFO_KEYS}
+        self.rows: dict[str, list[Any]] = {k: [] for k in (*INFO_KEYS, *ROW_KEYS)}
+        msg_keys = [k for k in MESSAGE_KEYS if texts or k != "text"]
+        self.messages: dict[str, list[Any]] = {k: [] for k in (*INFO_KEYS, *msg_keys)}
+
+    def add(self, events: list[dict[str, Any]]) -> None:
+        """One trial's views; nothing is appended when its events cannot be read."""
+        info, rows, messages = _trial_columns(events, self.honest_only, self.texts)
+        _extend(self.trials, {k: [v] for k, v in info.items()})
+        _extend(self.rows, rows)
+        _extend(self.messages, messages)
+
+    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """(trials, rows, messages); a view with no rows is an empty frame (messages: with
+        ``MESSAGE_COLUMNS``)."""
+        trials = pd.DataFrame(self.trials) if self.trials["trial_id"] else pd.DataFrame()
+        rows = pd.DataFrame(self.rows) if self.rows["trial_id"] else pd.DataFrame()
+        if self.messages["trial_id"]:
+            messages = pd.DataFrame(self.messages)
+        else:
+            messages = pd.DataFrame(
+                columns=[c for c in MESSAGE_COLUMNS if self.texts or c != "text"]
+            )
+        return trials, rows, messages
+
+
+def _extend(cols: dict[str, list[Any]], more: dict[str, list[Any]]) -> None:
+    for k, v in more.items():
+        cols[k].extend(v)
+
+
+def _trial_columns(
+    events: list[dict[str, Any]], honest_only: bool, texts: bool
+) -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, list[Any]]]:
+    """One trial's info, and its agent-rounds and honest messages as column lists."""
     head = events[0]
     trial = head["trial"]
     n = trial["game"]["n_players"]
@@ -226,23 +291,55 @@ def trial_views(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict
                 said.append((when, sender, e["text"]))
         elif t == "action":
             action[(e["round"], e["seat"])] = e["action"]
-    rows = [
-        {**info, "round": r, "seat": s, "role": roles[s], "distance": dist[s],
-         "exposure": exposure.get(s, math.nan), "action": action.get((r, s))}
-        for r in range(1, rounds + 1) for s in range(n)
-    ]  # fmt: skip
-    messages = []
-    for when, s, text in said:
-        if first_adv is None or when <= first_adv:
-            continue
-        baseline = [t for w, who, t in said if who == s and w <= first_adv]
-        earlier = [t for w, t in adv_said if w < when]
-        messages.append(
-            {**info, "round": when[0], "phase": when[1], "seat": s, "distance": dist[s],
-             "text": text, "echo": echoes(text, earlier, baseline),
-             "endorse": endorses(text, adversaries)}
-        )  # fmt: skip
+    seats = [s for s in range(n) if not honest_only or roles[s] == "honest"]
+    size = rounds * len(seats)
+    rows: dict[str, list[Any]] = {k: [v] * size for k, v in info.items()}
+    rows["round"] = [r for r in range(1, rounds + 1) for _ in seats]
+    rows["seat"] = seats * rounds
+    rows["role"] = [roles[s] for s in seats] * rounds
+    rows["distance"] = [dist[s] for s in seats] * rounds
+    rows["exposure"] = [exposure.get(s, math.nan) for s in seats] * rounds
+    rows["action"] = [action.get((r, s)) for r in range(1, rounds + 1) for s in seats]
+    found: list[tuple[tuple[int, int], int, str, bool, bool]] = []
+    if first_adv is not None:
+        baselines: dict[int, frozenset[str]] = {}
+        earliers: dict[tuple[int, int], frozenset[str]] = {}
+        adversary_seats = tuple(adversaries)
+        for when, s, text in said:
+            if when <= first_adv:
+                continue
+            baseline = baselines.get(s)
+            if baseline is None:
+                baseline = baselines[s] = frozenset(
+                    t for w, who, t in said if who == s and w <= first_adv
+                )
+            earlier = earliers.get(when)
+            if earlier is None:
+                earlier = earliers[when] = frozenset(t for w, t in adv_said if w < when)
+            found.append((when, s, text, _echoes(text, earlier, baseline),
+                          _endorses(text, adversary_seats)))  # fmt: skip
+    messages: dict[str, list[Any]] = {k: [v] * len(found) for k, v in info.items()}
+    messages["round"] = [when[0] for when, *_ in found]
+    messages["phase"] = [when[1] for when, *_ in found]
+    messages["seat"] = [s for _, s, *_ in found]
+    messages["distance"] = [dist[s] for _, s, *_ in found]
+    if texts:
+        messages["text"] = [text for _, _, text, *_ in found]
+    messages["echo"] = [echo for *_, echo, _ in found]
+    messages["endorse"] = [endorse for *_, endorse in found]
     return info, rows, messages
+
+
+def trial_views(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                                  list[dict[str, Any]]]:  # fmt: skip
+    """One trial's views as records: its info, every agent-round, its honest messages."""
+    info, rows, messages = _trial_columns(events, honest_only=False, texts=True)
+    return info, _records(rows), _records(messages)
+
+
+def _records(cols: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(cols)
+    return [dict(zip(keys, values, strict=True)) for values in zip(*cols.values(), strict=True)]
 
 
 MESSAGE_COLUMNS = [*FACTORS, "trial_id", "match", "payload", "control", "round", "phase",
@@ -252,21 +349,14 @@ MESSAGE_COLUMNS = [*FACTORS, "trial_id", "match", "payload", "control", "round",
 def _load_chunk(
     paths: list[Path],
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[tuple[str, str]]]:
-    infos: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    messages: list[dict[str, Any]] = []
+    views = TrialViews()
     corrupt: list[tuple[str, str]] = []
     for path in paths:
         try:
-            info, r, m = trial_views(read_checked(path, strict=False))
+            views.add(read_checked(path, strict=False))
         except READ_ERRORS as exc:
             corrupt.append((str(path), str(exc)))
-            continue
-        infos.append(info)
-        rows += r
-        messages += m
-    msg_df = pd.DataFrame(messages) if messages else pd.DataFrame(columns=MESSAGE_COLUMNS)
-    return pd.DataFrame(infos), pd.DataFrame(rows), msg_df, corrupt
+    return (*views.frames(), corrupt)
 
 
 CHUNK = 2000

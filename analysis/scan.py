@@ -120,16 +120,16 @@ def _build(
 ) -> dict[str, pd.DataFrame | pa.Table]:
     """Every view of one chunk, from the files' bytes (``None``: unreadable)."""
     cols: dict[str, list[Any]] = {k: [] for k in (*TRIAL_COLUMNS, *ROW_COLUMNS)}
-    infos: list[dict[str, Any]] = []
-    inj_rows: list[dict[str, Any]] = []
-    inj_msgs: list[dict[str, Any]] = []
+    # the injection views: the honest agents' rows, the messages' verdicts without their
+    # text (it is in the full table)
+    inj = injection.TrialViews(honest_only=True, texts=False)
     load: list[dict[str, Any]] = []
     for path, blob in zip(paths, blobs, strict=True):
         try:
             if blob is None:
                 raise TranscriptError(f"cannot read transcript {path}")
             events, scratch, ident = read_trial(path, strict, detector, blob)
-            info, rows, msgs = injection.trial_views(events)
+            inj.add(events)
         except READ_ERRORS as exc:
             load.append({"path": str(path), "trial_id": None, "spec": None, "digest": None,
                          "corrupt": str(exc)})  # fmt: skip
@@ -137,9 +137,6 @@ def _build(
         load.append(dict(zip(_LOAD, (*ident, None), strict=True)))
         for k, v in scratch.items():
             cols[k].extend(v)
-        infos.append(info)
-        inj_rows += rows
-        inj_msgs += msgs
     out: dict[str, pd.DataFrame | pa.Table] = {"load": pd.DataFrame(load, columns=list(_LOAD))}
     if cols["trial_id"]:
         df = finish_rounds(rounds_frame(cols))  # with stag, valid and n_received
@@ -147,12 +144,7 @@ def _build(
         if full:
             out["full"] = to_arrow(df)
         out["rounds"] = df.drop(columns=list(TEXT_COLUMNS))
-    out["inj_trials"] = pd.DataFrame(infos)
-    out["inj_rows"] = pd.DataFrame([r for r in inj_rows if r["role"] == "honest"])
-    # the echo and endorsement verdicts, not the text (it is in the full table)
-    out["inj_messages"] = (
-        pd.DataFrame(inj_msgs) if inj_msgs else pd.DataFrame(columns=injection.MESSAGE_COLUMNS)
-    ).drop(columns=["text"])
+    out["inj_trials"], out["inj_rows"], out["inj_messages"] = inj.frames()
     return out
 
 
