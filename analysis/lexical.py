@@ -61,6 +61,7 @@ class Detector:
         self._hare_set = _norm(lexicon.hare_words)
         self._names: dict[int, re.Pattern[str]] = {}
         self.signals_stag = lru_cache(maxsize=1 << 16)(self._signals_stag)
+        self._detects_text = lru_cache(maxsize=1 << 16)(self._detects)
 
     # -- stag signals -------------------------------------------------------------------
     @staticmethod
@@ -109,6 +110,9 @@ class Detector:
         """Names the betrayer (in ``seat``) or voices distrust."""
         if not isinstance(text, str) or not text:
             return False
+        return self._detects_text(text, seat)  # talk repeats: each text and seat once
+
+    def _detects(self, text: str, seat: int | None) -> bool:
         if seat is not None and self.names(seat).search(text):
             return True
         return bool(self._distrust is not None and self._distrust.search(text))

@@ -101,26 +101,43 @@ def _check_structure(events: Events, source: str) -> None:
     end = events[-1]
     if end.get("type") != "trial_end":
         raise TranscriptError(f"{source} is truncated: it has no trial_end event")
-    rounds = 0
-    for e in events[1:-1]:
-        kind = e.get("type")
-        if kind in ("header", "trial_end"):
-            raise TranscriptError(f"{source} has a {kind} event in the middle")
-        rounds += kind == "round_end"
+    kinds = [e.get("type") for e in events[1:-1]]
+    for kind in ("header", "trial_end"):
+        if kind in kinds:  # the first of either, as a loop over the events finds it
+            first = min(i for i in (_index(kinds, "header"), _index(kinds, "trial_end")) if i >= 0)
+            raise TranscriptError(f"{source} has a {kinds[first]} event in the middle")
+    rounds = kinds.count("round_end")
     if rounds != end.get("rounds_played"):
         raise TranscriptError(
             f"{source} records {rounds} rounds but its end says {end.get('rounds_played')}"
         )
 
 
+def _index(items: list[Any], value: str) -> int:
+    try:
+        return items.index(value)
+    except ValueError:
+        return -1
+
+
 def load_events(data: bytes | str, source: str = "<transcript>") -> Events:
     """Fast path: the transcript's events as dicts, migrated and structurally checked."""
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    lines = [line for line in raw.splitlines() if line.strip()]
-    try:  # one parse for the whole file; the line-by-line loop below only names a bad line
-        events = orjson.loads(b"[" + b",".join(lines) + b"]")
-    except orjson.JSONDecodeError:
-        events = None
+    events = None
+    body = raw.strip()
+    if b"\r" not in body:  # one parse for the whole file, its lines joined by commas
+        # (a blank line in the middle makes ",," and is parsed as below; a lone \r would
+        # end a line there and not here)
+        try:
+            events = orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
+        except orjson.JSONDecodeError:
+            events = None
+    if events is None:
+        lines = [line for line in raw.splitlines() if line.strip()]
+        try:  # the line-by-line loop below only names a bad line
+            events = orjson.loads(b"[" + b",".join(lines) + b"]")
+        except orjson.JSONDecodeError:
+            events = None
     if events is None or not all(type(e) is dict for e in events):
         events = _line_by_line(raw, source)
     if not events:
