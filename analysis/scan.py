@@ -53,12 +53,10 @@ from stagbench.analysis.lexical import DEFAULT, Detector, detector_for
 from stagbench.analysis.tables import (
     CATEGORICAL,
     READ_ERRORS,
-    ROW_COLUMNS,
-    TRIAL_COLUMNS,
     LoadReport,
+    RoundsColumns,
     finish_rounds,
     read_trial,
-    rounds_frame,
     to_arrow,
     transcript_files,
 )
@@ -119,7 +117,7 @@ def _build(
     paths: list[Path], blobs: list[bytes | None], detector: Detector, strict: bool, full: bool
 ) -> dict[str, pd.DataFrame | pa.Table]:
     """Every view of one chunk, from the files' bytes (``None``: unreadable)."""
-    cols: dict[str, list[Any]] = {k: [] for k in (*TRIAL_COLUMNS, *ROW_COLUMNS)}
+    cols = RoundsColumns()
     # the injection views: the honest agents' rows, the messages' verdicts without their
     # text (it is in the full table)
     inj = injection.TrialViews(honest_only=True, texts=False)
@@ -128,18 +126,17 @@ def _build(
         try:
             if blob is None:
                 raise TranscriptError(f"cannot read transcript {path}")
-            events, scratch, ident = read_trial(path, strict, detector, blob)
+            events, rows, ident = read_trial(path, strict, detector, blob)
             inj.add(events)
         except READ_ERRORS as exc:
             load.append({"path": str(path), "trial_id": None, "spec": None, "digest": None,
                          "corrupt": str(exc)})  # fmt: skip
             continue
         load.append(dict(zip(_LOAD, (*ident, None), strict=True)))
-        for k, v in scratch.items():
-            cols[k].extend(v)
+        cols.add(rows)
     out: dict[str, pd.DataFrame | pa.Table] = {"load": pd.DataFrame(load, columns=list(_LOAD))}
-    if cols["trial_id"]:
-        df = finish_rounds(rounds_frame(cols))  # with stag, valid and n_received
+    if len(cols):
+        df = finish_rounds(cols.frame())  # with stag, valid and n_received
         out["agent_trials"] = metrics.agent_trials(df, detector)
         if full:
             out["full"] = to_arrow(df)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -127,10 +128,40 @@ ROW_COLUMNS = (
 )  # fmt: skip
 
 
-def _append_trial(
-    events: list[dict[str, Any]], cols: dict[str, list[Any]], detector: Detector = DEFAULT
-) -> None:
-    """Append one trial's agent-rounds to column lists (rows ordered by round, seat)."""
+#: agent-round columns that are the same for a seat in every round of a trial
+SEAT_COLUMNS = ("player", "model", "role", "adversary")
+
+
+@dataclass
+class TrialRows:
+    """One trial's agent-rounds (ordered by round, seat) in three parts: ``const``, the
+    ``TRIAL_COLUMNS`` (one value for the trial), ``seats``, the ``SEAT_COLUMNS`` (one value
+    per seat), and ``rows``, the other ``ROW_COLUMNS`` (one value per agent-round)."""
+
+    const: dict[str, Any]
+    seats: dict[str, list[Any]]
+    rows: dict[str, list[Any]]
+    rounds: int
+
+    @property
+    def size(self) -> int:
+        return len(self.rows["round"])
+
+    def columns(self) -> dict[str, list[Any]]:
+        """Every column as a list, one value per agent-round."""
+        size, out = self.size, {}
+        for k in (*TRIAL_COLUMNS, *ROW_COLUMNS):
+            if k in self.const:
+                out[k] = [self.const[k]] * size
+            elif k in self.seats:
+                out[k] = self.seats[k] * self.rounds
+            else:
+                out[k] = self.rows[k]
+        return out
+
+
+def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> TrialRows:
+    """One trial's agent-rounds (ordered by round, seat)."""
     head = events[0]
     trial = head["trial"]
     game = trial["game"]
@@ -212,24 +243,86 @@ def _append_trial(
             for s_, p in enumerate(e["payoffs"]):
                 payoff[base + s_] = p
                 success[base + s_] = e["hunt_succeeded"]
-    for key, value in const.items():
-        cols[key].extend([value] * size)
-    cols["round"].extend(r for r in range(1, rounds + 1) for _ in range(n))
-    cols["seat"].extend(list(range(n)) * rounds)
-    for key, field_name in (("player", None), ("model", "model"), ("role", "role"),
-                            ("adversary", "adversary")):  # fmt: skip
-        per_seat = [
-            player_label(x["seat"]) if field_name is None else x.get(field_name) for x in seats
-        ]
-        cols[key].extend(per_seat * rounds)
-    for key, values in (
-        ("message", message), ("signalled_stag", signalled), ("received", received),
-        ("received_from", received_from), ("stag_signals_from", stag_from), ("action", action),
-        ("reasoning", reasoning), ("payoff", payoff), ("hunt_succeeded", success),
-        ("parse_failures", failures), ("calls", calls), ("truncated", cut),
-        ("input_tokens", tok_in), ("output_tokens", tok_out), ("cost_usd", cost),
-    ):  # fmt: skip
-        cols[key].extend(values)
+    per_seat = {
+        "player": [player_label(x["seat"]) for x in seats],
+        "model": [x.get("model") for x in seats],
+        "role": [x.get("role") for x in seats],
+        "adversary": [x.get("adversary") for x in seats],
+    }
+    rows = {
+        "round": [r for r in range(1, rounds + 1) for _ in range(n)],
+        "seat": list(range(n)) * rounds,
+        "message": message, "signalled_stag": signalled, "received": received,
+        "received_from": received_from, "stag_signals_from": stag_from, "action": action,
+        "reasoning": reasoning, "payoff": payoff, "hunt_succeeded": success,
+        "parse_failures": failures, "calls": calls, "truncated": cut, "input_tokens": tok_in,
+        "output_tokens": tok_out, "cost_usd": cost,
+    }  # fmt: skip
+    for k, v in (*per_seat.items(), *rows.items()):  # what a table of them would refuse
+        if len(v) * (rounds if k in per_seat else 1) != size:
+            raise ValueError(f"{k}: {len(v)} values for {rounds} rounds of {n} players")
+    return TrialRows(const, per_seat, rows, rounds)
+
+
+def _append_trial(
+    events: list[dict[str, Any]], cols: dict[str, list[Any]], detector: Detector = DEFAULT
+) -> None:
+    """Append one trial's agent-rounds to column lists (rows ordered by round, seat)."""
+    for k, v in trial_rows(events, detector).columns().items():
+        cols[k].extend(v)
+
+
+class RoundsColumns:
+    """Many trials' agent-rounds, gathered trial by trial (``add``) into one table
+    (``frame``: what ``rounds_frame`` makes of the same rows as column lists). A column
+    that is constant in a trial, or for a seat in a trial, is kept once per trial or seat
+    and spread over the rows at the end."""
+
+    def __init__(self) -> None:
+        self.const: dict[str, list[Any]] = {k: [] for k in TRIAL_COLUMNS}
+        self.seats: dict[str, list[Any]] = {k: [] for k in SEAT_COLUMNS}
+        self.rows: dict[str, list[Any]] = {k: [] for k in ROW_COLUMNS if k not in SEAT_COLUMNS}
+        self.sizes: list[int] = []  # agent-rounds of each trial
+        self.shape: list[tuple[int, int]] = []  # (seats, rounds) of each trial
+
+    def add(self, trial: TrialRows) -> None:
+        if not trial.size:  # no rows: its values must not become categories
+            return
+        for k, v in trial.const.items():
+            self.const[k].append(v)
+        for k, values in trial.seats.items():
+            self.seats[k].extend(values)
+        for k, values in trial.rows.items():
+            self.rows[k].extend(values)
+        self.sizes.append(trial.size)
+        self.shape.append((len(trial.seats["player"]), trial.rounds))
+
+    def __len__(self) -> int:
+        return len(self.rows["round"])
+
+    def frame(self) -> pd.DataFrame:
+        """The agent-round table (categories where values repeat)."""
+        by_trial = np.repeat(np.arange(len(self.sizes)), self.sizes)
+        by_seat, base = [np.zeros(0, dtype=np.int64)], 0
+        for n, rounds in self.shape:  # row (round, seat) of a trial: its seat's value
+            by_seat.append(np.tile(np.arange(base, base + n), rounds))
+            base += n
+        seat_take = np.concatenate(by_seat)
+        data: dict[str, Any] = {}
+        for k in (*TRIAL_COLUMNS, *ROW_COLUMNS):
+            if k in self.rows:
+                data[k] = pd.Categorical(self.rows[k]) if k in CATEGORICAL else self.rows[k]
+                continue
+            if k in self.const:
+                values, take = self.const[k], by_trial
+            else:
+                values, take = self.seats[k], seat_take
+            if k in CATEGORICAL:  # the categories of the values, each row its value's code
+                cat = pd.Categorical(values)
+                data[k] = pd.Categorical.from_codes(cat.codes[take], dtype=cat.dtype)
+            else:  # the type the values give, each row its value
+                data[k] = pd.Series(values).take(take).reset_index(drop=True)
+        return pd.DataFrame(data)
 
 
 CATEGORICAL = [
@@ -248,36 +341,34 @@ READ_ERRORS = (TranscriptError, KeyError, TypeError, ValueError, IndexError, OSE
 
 def read_trial(
     path: Path, strict: bool, detector: Detector, data: bytes | None = None
-) -> tuple[list[dict[str, Any]], dict[str, list[Any]], tuple[str, str, str, str]]:
-    """One transcript read and checked (``read_checked``): its events, its agent-rounds as
-    column lists, and who it is (path, trial id, spec name, trial digest). Raises one of
-    ``READ_ERRORS`` for a file that cannot be analysed (nothing is half-appended)."""
+) -> tuple[list[dict[str, Any]], TrialRows, tuple[str, str, str, str]]:
+    """One transcript read and checked (``read_checked``): its events, its agent-rounds
+    (``trial_rows``), and who it is (path, trial id, spec name, trial digest). Raises one
+    of ``READ_ERRORS`` for a file that cannot be analysed (nothing is half-appended)."""
     events = read_checked(path, strict, data)
-    cols: dict[str, list[Any]] = {k: [] for k in (*TRIAL_COLUMNS, *ROW_COLUMNS)}
-    _append_trial(events, cols, detector)
+    rows = trial_rows(events, detector)
     head = events[0]
     ident = (str(path), str(head["trial"]["trial_id"]), str(head["spec_name"]),
              trial_digest(head["trial"]))  # fmt: skip
-    return events, cols, ident
+    return events, rows, ident
 
 
 def _load_chunk(paths: list[Path], strict: bool, lexicon: Lexicon | None = None) -> Chunk:
     detector = detector_for(lexicon)
-    cols: dict[str, list[Any]] = {k: [] for k in (*TRIAL_COLUMNS, *ROW_COLUMNS)}
+    cols = RoundsColumns()
     corrupt: list[tuple[str, str]] = []
     read: list[tuple[str, str, str, str]] = []
     for path in paths:
         try:
-            _, scratch, ident = read_trial(path, strict, detector)
+            _, rows, ident = read_trial(path, strict, detector)
         except READ_ERRORS as exc:
             corrupt.append((str(path), str(exc)))
             continue
         read.append(ident)
-        for k, v in scratch.items():
-            cols[k].extend(v)
-    if not cols["trial_id"]:
+        cols.add(rows)
+    if not len(cols):
         return None, len(paths), corrupt, read
-    return rounds_frame(cols), len(paths), corrupt, read
+    return cols.frame(), len(paths), corrupt, read
 
 
 def rounds_frame(cols: dict[str, list[Any]]) -> pd.DataFrame:
