@@ -61,7 +61,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stagbench.analysis.stats import row_kinds
 from stagbench.analysis.tables import READ_ERRORS, read_checked, transcript_files
 from stagbench.games import player_label
 
@@ -404,6 +403,8 @@ def _resampled_sums(rows: np.ndarray, n_boot: int, rng: np.random.Generator) -> 
     (n_boot, columns). Many clusters with few distinct rows are resampled as counts of
     each distinct row (multinomial: the same law), at a cost that does not grow with the
     clusters."""
+    from stagbench.analysis.stats import row_kinds  # scipy and statsmodels: not for reading
+
     m = len(rows)
     found = row_kinds(rows)
     if found is not None:
