@@ -22,7 +22,9 @@ that writes a transcript, or reads one and finds it sound, appends the file's id
 ``.checked/``, and ``scan`` reads again only files whose identity no log vouches for. An
 edit changes the status-change time, which the kernel sets on every write and rename and
 no one can set back, so an edited file is read and audited again whatever its size and
-modification time; a copied or restored folder has new inodes and is checked once again.
+modification time (to the kernel's timestamp grain: an edit within the same few
+milliseconds as the write would keep the time; a run's writer is the only process
+there then); a copied or restored folder has new inodes and is checked once again.
 The logs vouch as far as the file system's metadata does (the analysis cache's rule too):
 deleting ``.checked/`` only costs one full check.
 
@@ -229,7 +231,9 @@ class CheckedLog:
                 if self._fd is None or self._pid != os.getpid():
                     self.dir.mkdir(exist_ok=True)
                     name = f"{os.getpid()}-{time.time_ns()}.log"
-                    self._fd = os.open(self.dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+                    self._fd = os.open(
+                        self.dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+                    )
                     self._pid = os.getpid()
                 os.write(self._fd, line)
         except OSError:
