@@ -622,6 +622,9 @@ def variance_explained(data: InjectionData) -> tuple[pd.DataFrame, str]:
     from statsmodels.stats.anova import anova_lm
 
     frame = trials[["y", *factors]].rename(columns={f: f"f{i}" for i, f in enumerate(factors)})
+    for i in range(len(factors)):  # patsy reads categories' codes (fast) as the levels; sorted
+        # categories are the levels, in the order, that it gives the same values as text
+        frame[f"f{i}"] = pd.Categorical(frame[f"f{i}"].astype(str))
     params = 1 + sum(trials[f].nunique() - 1 for f in factors)
     if len(frame) <= params:
         return pd.DataFrame(), (

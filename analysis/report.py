@@ -435,11 +435,10 @@ def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
 def comparisons(d: ReportData) -> Section:
     s = Section("Comparisons")
     rows = []
-    h = d.honest.assign(cell=d.honest["cell"].astype(str))
-    counts = stats.trial_counts(h, ["cell"], "stag")
-    per_cell = {
+    counts = stats.trial_counts(d.honest[["cell", "trial_id", "stag"]], ["cell"], "stag")
+    per_cell = {  # each cell's trials in trial id order (the cell's label is its key)
         str(c): (g["k"].to_numpy(float), g["n"].to_numpy(float))
-        for c, g in counts.groupby("cell", sort=False)
+        for c, g in counts.groupby("cell", sort=False, observed=True)
     }
     empty = (np.zeros(0), np.zeros(0))
     for i, (factor, a, b) in enumerate(_pairs(d)):
@@ -553,9 +552,15 @@ def _group_means(
     """Per group of ``keys``: mean of ``values`` with a trial-clustered interval, and n."""
     rng = np.random.default_rng(seed)
     out = {}
-    data = frame.assign(_v=values)
-    trial = data["trial_id"]
-    data["_t"] = trial.cat.codes if isinstance(trial.dtype, pd.CategoricalDtype) else trial
+    trial = frame["trial_id"]
+    data = pd.DataFrame(  # only what is grouped and averaged (not every column per group)
+        {
+            **{k: frame[k] for k in keys},
+            "_v": values,
+            "_t": trial.cat.codes if isinstance(trial.dtype, pd.CategoricalDtype) else trial,
+        },
+        index=frame.index,
+    )
     groups = data.groupby(keys, observed=True, sort=False) if keys else [((), data)]
     found = {}
     for key, g in groups:

@@ -259,9 +259,15 @@ def _read(entry: Path | dict[str, Any], name: str) -> pd.DataFrame | None:
     return table.to_pandas() if table is not None else None
 
 
+#: text columns of the injection views held as categories (their levels repeat: a few per
+#: run), with their levels sorted, so that grouping and sorting by them go as by the text
+INJECTION_CATEGORIES = (*injection.FACTORS, "role")
+
+
 def _gather(entries: list[Path | dict[str, Any]], name: str) -> list[pd.DataFrame]:
     """One view's parts in chunk order: from the cache, concatenated as Arrow and turned
-    into one frame at once (much faster than a frame per chunk)."""
+    into one frame at once (much faster than a frame per chunk), the Arrow buffers freed
+    as each column is converted."""
     if all(isinstance(e, Path) for e in entries):
         read = (_part(e, name) for e in entries if isinstance(e, Path))
         tables = [t for t in read if t is not None and t.num_rows]
@@ -269,11 +275,25 @@ def _gather(entries: list[Path | dict[str, Any]], name: str) -> list[pd.DataFram
             return []
         try:
             table = pa.concat_tables(tables, promote_options="permissive").unify_dictionaries()
-            return [table.to_pandas()]
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            return [t.to_pandas() for t in tables]
+            return [_categories(t.to_pandas(), name) for t in tables]
+        del tables
+        frame = table.to_pandas(split_blocks=True, self_destruct=True)
+        del table
+        return [_categories(frame, name)]
     frames = (_read(entry, name) for entry in entries)
-    return [f for f in frames if f is not None and len(f)]
+    return [_categories(f, name) for f in frames if f is not None and len(f)]
+
+
+def _categories(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The injection views' repeating text columns (``INJECTION_CATEGORIES``) as
+    categories with sorted levels (a small fraction of the memory of the text)."""
+    if name not in ("inj_rows", "inj_messages"):
+        return frame
+    for col in INJECTION_CATEGORIES:
+        if col in frame.columns and not isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].astype("category")  # levels sorted
+    return frame
 
 
 def scan(
@@ -410,14 +430,19 @@ def _scan(
     if not views:
         none = injection.InjectionData(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
         return Scan(pd.DataFrame(), pd.DataFrame(), none, load, entries)
-    rounds = _concat(parts["rounds"], categories=True)  # derived columns made per chunk
+    rounds = _concat(parts.pop("rounds"), categories=True)  # derived columns made per chunk
     inj = injection.InjectionData(
-        injection.finish_rows(_concat(parts["inj_rows"])),
-        _concat(parts["inj_messages"], pd.DataFrame(columns=injection.MESSAGE_COLUMNS)),
-        _concat(parts["inj_trials"]),
+        injection.finish_rows(_categories(_concat(parts.pop("inj_rows")), "inj_rows")),
+        _categories(
+            _concat(parts.pop("inj_messages"), pd.DataFrame(columns=injection.MESSAGE_COLUMNS)),
+            "inj_messages",
+        ),
+        _concat(parts.pop("inj_trials")),
         list(load.corrupt),
     )
-    return Scan(rounds, _concat(parts["agent_trials"]), inj, load, entries)
+    at = _concat(parts.pop("agent_trials"))
+    pa.default_memory_pool().release_unused()  # what the conversions no longer hold
+    return Scan(rounds, at, inj, load, entries)
 
 
 def _concat(
