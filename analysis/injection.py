@@ -299,7 +299,9 @@ def load(source: str | Path | Iterable[str | Path], workers: int | None = None) 
 def finish_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """``stag`` (1/0, NaN without a valid action) on the agent-round rows."""
     if len(rows):
-        rows["stag"] = rows["action"].map({"stag": 1.0, "hare": 0.0}).astype(float)
+        action = rows["action"]
+        stag, hare = (action == "stag").to_numpy(bool), (action == "hare").to_numpy(bool)
+        rows["stag"] = np.where(stag, 1.0, np.where(hare, 0.0, np.nan))
     return rows
 
 

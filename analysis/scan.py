@@ -270,11 +270,13 @@ def _gather(entries: list[Path | dict[str, Any]], name: str) -> list[pd.DataFram
     as each column is converted."""
     if all(isinstance(e, Path) for e in entries):
         read = (_part(e, name) for e in entries if isinstance(e, Path))
-        tables = [t for t in read if t is not None and t.num_rows]
+        tables = [_wide_dictionaries(t) for t in read if t is not None and t.num_rows]
         if not tables:
             return []
         try:
             table = pa.concat_tables(tables, promote_options="permissive").unify_dictionaries()
+            if name in ("inj_rows", "inj_messages"):
+                table = _encoded(table, INJECTION_CATEGORIES)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             return [_categories(t.to_pandas(), name) for t in tables]
         del tables
@@ -285,14 +287,40 @@ def _gather(entries: list[Path | dict[str, Any]], name: str) -> list[pd.DataFram
     return [_categories(f, name) for f in frames if f is not None and len(f)]
 
 
+def _wide_dictionaries(table: pa.Table) -> pa.Table:
+    """Categories indexed by 32-bit integers: the chunks' categories (a chunk's trial ids
+    fit 16 bits, a run's do not) can then be unified into one table."""
+    fields = [
+        pa.field(f.name, pa.dictionary(pa.int32(), f.type.value_type), f.nullable, f.metadata)
+        if pa.types.is_dictionary(f.type) and f.type.index_type.bit_width < 32
+        else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+
+
+def _encoded(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
+    """``columns`` of ``table`` that hold text as dictionaries (categories in pandas)."""
+    for col in columns:
+        i = table.schema.get_field_index(col)
+        kind = table.schema.field(i).type if i >= 0 else None
+        if kind is not None and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            table = table.set_column(i, col, pc.dictionary_encode(table.column(i)))
+    return table
+
+
 def _categories(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     """The injection views' repeating text columns (``INJECTION_CATEGORIES``) as
     categories with sorted levels (a small fraction of the memory of the text)."""
     if name not in ("inj_rows", "inj_messages"):
         return frame
     for col in INJECTION_CATEGORIES:
-        if col in frame.columns and not isinstance(frame[col].dtype, pd.CategoricalDtype):
+        if col not in frame.columns:
+            continue
+        if not isinstance(frame[col].dtype, pd.CategoricalDtype):
             frame[col] = frame[col].astype("category")  # levels sorted
+        elif not frame[col].cat.categories.is_monotonic_increasing:
+            frame[col] = frame[col].cat.reorder_categories(frame[col].cat.categories.sort_values())
     return frame
 
 
@@ -415,8 +443,9 @@ def _scan(
             entries[i] = built
     if where is not None:
         _evict(where, {key for key, _ in results}, lock)
-    for part in parts["load"]:
-        for path, tid, spec, digest, why in part[list(_LOAD)].itertuples(index=False):
+    for part in parts.pop("load"):
+        columns = (part[c].tolist() for c in _LOAD)  # plain lists: fast to walk
+        for path, tid, spec, digest, why in zip(*columns, strict=True):
             if isinstance(why, str):
                 load.corrupt.append((str(path), why))
             else:

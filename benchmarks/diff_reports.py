@@ -23,7 +23,9 @@ def diff(old: Path, new: Path) -> list[str]:
     names_a = {p.name for p in old.glob("*.parquet")}
     names_b = {p.name for p in new.glob("*.parquet")}
     if names_a != names_b:
-        problems.append(f"tables differ: only old {names_a - names_b}, only new {names_b - names_a}")
+        problems.append(
+            f"tables differ: only old {names_a - names_b}, only new {names_b - names_a}"
+        )
     for name in sorted(names_a & names_b):
         fa, fb = pd.read_parquet(old / name), pd.read_parquet(new / name)
         try:
