@@ -134,6 +134,7 @@ def _parse(model_cls: type[BaseModel]) -> Callable[[str], BaseModel]:
 _PARSE_TALK = _parse(TalkReply)
 _new_config = maker(GenerateConfig)
 _new_call = maker(ModelCallRecord)
+_new_message = maker(ChatMessage)
 _PARSE_ACT = _parse(ActReply)
 
 
@@ -167,7 +168,7 @@ class LLMAgent:
             text = render_system(view, s.prompt_variant, delimit, self.briefs)
             self._system = ChatMessage(role="system", content=text)
         user = render_user(view, s.prompt_variant, delimit, s.reasoning, self._history)
-        return [self._system, ChatMessage(role="user", content=user)]
+        return [self._system, _new_message(role="user", content=user)]  # our own text
 
     def add_brief(self, text: str) -> None:
         """Standing instructions of this player's own, appended to its system prompt."""

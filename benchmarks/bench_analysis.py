@@ -6,10 +6,12 @@ process, as a user would:
 
 - ``tables`` with no analysis cache (the first read: every transcript parsed, audited
   and reduced to its views by one worker per core; the views are cached);
+- ``tables`` again, on the warm cache;
 - ``report`` on the warm cache (a second command on the same folder).
 
-It prints wall time and peak memory (max RSS of the command's main process, and of its
-largest worker process) for each. Run:
+It prints wall time, CPU time (user + system, the command's process and its workers) and
+peak memory (max RSS of the command's main process, and of its largest worker process)
+for each. Run:
     python benchmarks/bench_analysis.py [--sizes 10000,100000,1000000] [--dir /tmp/sb-bench]
 """
 
@@ -44,14 +46,15 @@ from stagbench.cli import app
 try:
     app(sys.argv[1:], standalone_mode=False)
 finally:
-    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
-    print(f"PEAK {me} {kids}", file=sys.stderr)
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    print(f"PEAK {me.ru_maxrss // 1024} {kids.ru_maxrss // 1024} {cpu:.2f}", file=sys.stderr)
 """
 
 
-def command(*args: str) -> tuple[float, int, int]:
-    """Wall seconds, peak MB of the main process, peak MB of its largest worker."""
+def command(*args: str) -> tuple[float, float, int, int]:
+    """Wall seconds, CPU seconds (all processes), peak MB of the main process, peak MB of
+    its largest worker."""
     t = time.perf_counter()
     res = subprocess.run(
         [sys.executable, "-P", "-c", PROBE, *args], capture_output=True, text=True, check=False
@@ -60,8 +63,8 @@ def command(*args: str) -> tuple[float, int, int]:
     if res.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{res.stdout}\n{res.stderr}")
     peak = next(line for line in res.stderr.splitlines() if line.startswith("PEAK"))
-    me, kids = (int(x) for x in peak.split()[1:])
-    return wall, me, kids
+    me, kids, cpu = peak.split()[1:]
+    return wall, float(cpu), int(me), int(kids)
 
 
 def generate(n: int, out: Path) -> None:
@@ -85,7 +88,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/stagbench-bench-analysis"))
     args = ap.parse_args()
-    print(f"{os.cpu_count()} cores; wall s, peak RSS MB (main process / largest worker)")
+    print(f"{os.cpu_count()} cores; wall s, CPU s, peak RSS MB (main process / largest worker)")
     for n in (int(x) for x in args.sizes.split(",")):
         out = args.dir.parent / f"{args.dir.name}-{n}"
         print(f"== {n:,} trials requested ({out})", flush=True)
@@ -93,9 +96,14 @@ def main() -> None:
         trials = len(list((out / "transcripts").glob("*.jsonl")))
         shutil.rmtree(out / ".cache", ignore_errors=True)
         rows = [("tables (first read, no cache)", command("tables", str(out)))]
+        rows.append(("tables (cache warm)", command("tables", str(out))))
         rows.append(("report (cache warm)", command("report", str(out))))
-        for name, (wall, me, kids) in rows:
-            print(f"  {trials:>9,} {name:32s} {wall:8.1f} s {me:7,} MB / {kids:6,} MB")
+        for name, (wall, cpu, me, kids) in rows:
+            print(
+                f"  {trials:>9,} {name:32s} {wall:8.1f} s wall {cpu:8.1f} s CPU "
+                f"{me:7,} MB / {kids:6,} MB",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

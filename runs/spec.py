@@ -221,40 +221,43 @@ class ExperimentSpec(BaseModel):
             game = games[cond.name]
             population = (models,) if isinstance(models, str) else tuple(models)
             param = payload_param(adv) if f.payloads else None
-            for rep in range(self.repetitions if repetitions is None else repetitions):
-                content = {
-                    "seed": self.seed,
-                    "repetition": rep,
-                    "condition": cond.name,
-                    "game": game.model_dump(mode="json"),
-                    "models": list(population),
-                    "topology": topo,
-                    "disclosure": disc.value,
-                    "adversary": adv.model_dump(mode="json"),
-                    "agents": agents.model_dump(mode="json"),
-                }
-                base = _digest(content)
-                common = {
-                    "repetition": rep,
-                    "condition": cond.name,
-                    "game": game,
-                    "models": population,
-                    "topology": topo,
-                    "disclosure": disc,
-                    "agents": agents,
-                }
-                if param is None or not f.payloads:
-                    yield TrialSpec(trial_id=base[:16], seed=_seed(base), adversary=adv,
-                                    **common)  # fmt: skip
-                    continue
-                for level in f.payloads:
+            content = {
+                "seed": self.seed,
+                "condition": cond.name,
+                "game": game.model_dump(mode="json"),
+                "models": list(population),
+                "topology": topo,
+                "disclosure": disc.value,
+                "adversary": adv.model_dump(mode="json"),
+                "agents": agents.model_dump(mode="json"),
+            }
+            cell = _RepDigest(content)  # the cell's content is the same for every repetition
+            arms = []
+            if param is not None:
+                for level in f.payloads or ():
                     said = adv.model_copy(update={"params": {**adv.params, param: level.text}})
-                    digest = _digest(
-                        {**content, "adversary": said.model_dump(mode="json"),
-                         "payload": level.model_dump(mode="json")}
-                    )  # fmt: skip
-                    yield TrialSpec(trial_id=digest[:16], seed=_seed(base), adversary=said,
-                                    payload=level, match=base[:16], **common)  # fmt: skip
+                    arm = {**content, "adversary": said.model_dump(mode="json"),
+                           "payload": level.model_dump(mode="json")}  # fmt: skip
+                    arms.append((level, said, _RepDigest(arm)))
+            common = {
+                "condition": cond.name,
+                "game": game,
+                "models": population,
+                "topology": topo,
+                "disclosure": disc,
+                "agents": agents,
+            }
+            for rep in range(self.repetitions if repetitions is None else repetitions):
+                base = cell(rep)
+                if not arms:
+                    yield TrialSpec(trial_id=base[:16], seed=_seed(base), repetition=rep,
+                                    adversary=adv, **common)  # fmt: skip
+                    continue
+                for level, said, arm_digest in arms:
+                    digest = arm_digest(rep)
+                    yield TrialSpec(trial_id=digest[:16], seed=_seed(base), repetition=rep,
+                                    adversary=said, payload=level, match=base[:16],
+                                    **common)  # fmt: skip
 
     def model_strings(self) -> list[str]:
         """Every model a trial of this design may call or play: honest seats' and the
@@ -381,6 +384,27 @@ def _digest(content: dict[str, Any]) -> str:
     return hashlib.sha256(
         json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
+
+
+class _RepDigest:
+    """``_digest({**content, "repetition": rep})`` for every ``rep`` of one design cell,
+    from the cell's JSON written once: only the repetition's digits differ between its
+    trials (a design of a million trials is enumerated by every run and analysis)."""
+
+    _MARK = -7315900417238914451  # stands in for the repetition: no real one is negative
+
+    def __init__(self, content: dict[str, Any]) -> None:
+        self.content = content
+        text = json.dumps({**content, "repetition": self._MARK}, sort_keys=True,
+                          separators=(",", ":"))  # fmt: skip
+        parts = text.split(str(self._MARK))
+        self.parts = (parts[0].encode(), parts[1].encode()) if len(parts) == 2 else None
+
+    def __call__(self, rep: int) -> str:
+        if self.parts is None:  # the mark also occurs in the content: the plain way
+            return _digest({**self.content, "repetition": rep})
+        head, tail = self.parts
+        return hashlib.sha256(b"%b%d%b" % (head, rep, tail)).hexdigest()
 
 
 def _seed(digest: str) -> int:

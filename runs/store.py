@@ -9,9 +9,22 @@ Layout::
     RUN_DIR/failures/ID.txt      why a trial failed (it is retried on the next run)
     RUN_DIR/quarantine/          transcripts found corrupt, moved aside and re-run
     RUN_DIR/.stagbench.lock      held by the run working in the folder (one at a time)
+    RUN_DIR/.checked/*.log       transcripts known sound, by their file's identity (below)
 
 A transcript exists only once its trial is finished, so a killed run loses nothing
 finished, and re-running the same spec into the same folder runs only what is missing.
+
+Finding what is done (``scan``) must catch a transcript that was edited after it was
+written, and at a million transcripts reading every one again (0.7 ms each for a scripted
+trial) took a quarter of an hour at every start and every end of a run. So each process
+that writes a transcript, or reads one and finds it sound, appends the file's identity
+(name, size, inode, modification and status-change times in ns) to its own log under
+``.checked/``, and ``scan`` reads again only files whose identity no log vouches for. An
+edit changes the status-change time, which the kernel sets on every write and rename and
+no one can set back, so an edited file is read and audited again whatever its size and
+modification time; a copied or restored folder has new inodes and is checked once again.
+The logs vouch as far as the file system's metadata does (the analysis cache's rule too):
+deleting ``.checked/`` only costs one full check.
 
 A folder is used only if it is new, empty, or already a stagbench results folder: a
 user's own folder is never written to (``check_folder``). One run at a time works in a
@@ -28,6 +41,8 @@ import json
 import os
 import re
 import shutil
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,8 +70,11 @@ LOCK_NAME = ".stagbench.lock"
 #: what a results folder may hold besides a manifest (a run killed while creating it)
 OWN_ENTRIES = {
     "manifest.json", "spec.toml", "trials.jsonl", "transcripts", "failures", "quarantine",
-    "cache", "report", "agent_rounds.parquet", LOCK_NAME,
+    "cache", "report", "agent_rounds.parquet", LOCK_NAME, ".checked",
 }  # fmt: skip
+CHECKED_DIR = ".checked"
+#: logs ``scan`` folds into one when it finds more (each process appends to its own)
+MAX_CHECKED_LOGS = 16
 _OWN_PATTERN = re.compile(r"worker-\d+\.log|\..+\.\d+\.tmp")
 #: the smallest bytes of one action event and one round end in a transcript: with the
 #: header (which holds the trial's record) a floor under a transcript's size
@@ -189,6 +207,70 @@ class RunLock:
         self.release()
 
 
+def _identity(st: os.stat_result) -> str:
+    return f"{st.st_size} {st.st_ino} {st.st_mtime_ns} {st.st_ctime_ns}"
+
+
+class CheckedLog:
+    """The identities of transcript files known sound (see the module's docstring): each
+    process appends to a log of its own, one ``os.write`` a line (whole lines even from
+    several threads, nothing buffered to lose), and ``known`` reads them all."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / CHECKED_DIR
+        self._fd: int | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def add(self, path: Path) -> None:
+        try:
+            line = f"{path.name} {_identity(os.stat(path))}\n".encode()
+            with self._lock:
+                if self._fd is None or self._pid != os.getpid():
+                    self.dir.mkdir(exist_ok=True)
+                    name = f"{os.getpid()}-{time.time_ns()}.log"
+                    self._fd = os.open(self.dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+                    self._pid = os.getpid()
+                os.write(self._fd, line)
+        except OSError:
+            pass  # not vouched for: the file is checked again next time, nothing is lost
+
+    def known(self) -> tuple[dict[str, str], list[Path]]:
+        """Each vouched-for file's latest identity, and the logs read. A damaged line
+        (a crash mid-write, an edit) vouches for nothing."""
+        seen: dict[str, str] = {}
+        logs = sorted(self.dir.glob("*.log")) if self.dir.is_dir() else []
+        for log in logs:
+            try:
+                text = log.read_text(errors="replace")
+            except OSError:
+                continue
+            for line in text.splitlines():
+                name, _, ident = line.partition(" ")
+                if name.endswith(".jsonl") and len(ident.split(" ")) == 4:
+                    seen[name] = ident
+        return seen, logs
+
+    def compact(self, sound: dict[str, str], logs: list[Path]) -> None:
+        """One log in place of ``logs``: what the scan just found sound. A line another
+        process appends meanwhile to a log removed here is lost, which only means a
+        check again later."""
+        self.close()
+        try:
+            text = "".join(f"{name} {ident}\n" for name, ident in sorted(sound.items()))
+            atomic_write(self.dir / f"{os.getpid()}-{time.time_ns()}.log", text)
+            for log in logs:
+                log.unlink(missing_ok=True)
+        except (OSError, StoreError):
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None and self._pid == os.getpid():
+                os.close(self._fd)
+            self._fd = None
+
+
 class RunStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -196,6 +278,7 @@ class RunStore:
         self.failures = self.root / "failures"
         self.quarantine = self.root / "quarantine"
         self.manifest_path = self.root / "manifest.json"
+        self.checked = CheckedLog(self.root)
 
     # -- setup ---------------------------------------------------------------
     def check_folder(self) -> None:
@@ -357,6 +440,7 @@ class RunStore:
     def _write_text(self, trial_id: str, text: str | bytes) -> Path:
         path = self.path_for(trial_id)
         atomic_write(path, text)
+        self.checked.add(path)  # made (or checked, when received) here: sound as written
         failure = self.failures / f"{trial_id}.txt"
         if failure.exists():
             failure.unlink()
@@ -369,17 +453,30 @@ class RunStore:
 
     def scan(self) -> tuple[set[str], list[tuple[str, str]]]:
         """Ids of valid finished transcripts; corrupt ones are moved to quarantine/ and
-        returned as (file name, reason) so they are reported and re-run."""
+        returned as (file name, reason) so they are reported and re-run. A file whose
+        identity a ``.checked`` log vouches for is not read again."""
         done: set[str] = set()
         corrupt: list[tuple[str, str]] = []
         if not self.transcripts.exists():
             return done, corrupt
+        known, logs = self.checked.known()
+        sound: dict[str, str] = {}
         for path in sorted(self.transcripts.glob("*.jsonl")):
+            try:
+                ident = _identity(os.stat(path))
+            except FileNotFoundError:
+                continue  # another worker sharing the folder quarantined it
+            if known.get(path.name) == ident:
+                done.add(path.stem)  # a file is vouched for under its trial's own name
+                sound[path.name] = ident
+                continue
             try:
                 t = read_checked(path)
                 if t.trial_id != path.stem:
                     raise TranscriptError(f"{path} holds trial {t.trial_id}, not {path.stem}")
                 done.add(t.trial_id)
+                sound[path.name] = ident
+                self.checked.add(path)
             except TranscriptError as exc:
                 if not path.exists():
                     continue  # another worker sharing the folder quarantined it first
@@ -390,6 +487,8 @@ class RunStore:
                         os.replace(path, self.quarantine / f"{path.name}.{_now_compact()}")
                     except FileNotFoundError:
                         continue  # the same race, a moment later
+        if len(logs) > MAX_CHECKED_LOGS:
+            self.checked.compact(sound, logs)
         return done, corrupt
 
     def failed_ids(self) -> set[str]:

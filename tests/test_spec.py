@@ -1,3 +1,6 @@
+import hashlib
+import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -5,7 +8,17 @@ from typer.testing import CliRunner
 
 from stagbench.cli import app
 from stagbench.errors import SpecError
-from stagbench.runs.spec import AdversarySpec, parse_adversary, parse_spec
+from stagbench.records import GameConfig
+from stagbench.runs.spec import (
+    AdversarySpec,
+    ExperimentSpec,
+    load_spec,
+    parse_adversary,
+    parse_spec,
+    payload_param,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 GOOD = """
 name = "s"
@@ -106,3 +119,52 @@ def test_bad_spec_writes_nothing(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["run", str(tmp_path / "nope.toml"), "--out", str(out)])
     assert missing.exit_code == 2 and "not found" in missing.output
     assert not out.exists()
+
+
+def _plain_trials(spec: ExperimentSpec) -> list[dict[str, object]]:
+    """The design written out the plain way, each trial's content hashed on its own: what
+    ``iter_trials`` must give, however it computes it."""
+    f = spec.factors
+    out: list[dict[str, object]] = []
+    for models, cond, topo, disc, adv, agents in itertools.product(
+        f.models, f.conditions, f.topologies, f.disclosures, f.adversaries, spec.agent_settings()
+    ):
+        game = GameConfig.model_validate({**spec.game.model_dump(), **cond.overrides()})
+        population = [models] if isinstance(models, str) else list(models)
+        param = payload_param(adv) if f.payloads else None
+        for rep in range(spec.repetitions):
+            content = {
+                "seed": spec.seed, "repetition": rep, "condition": cond.name,
+                "game": game.model_dump(mode="json"), "models": population, "topology": topo,
+                "disclosure": disc.value, "adversary": adv.model_dump(mode="json"),
+                "agents": agents.model_dump(mode="json"),
+            }  # fmt: skip
+            base = hashlib.sha256(
+                json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest()
+            if param is None:
+                out.append({"trial_id": base[:16], "seed": int(base[16:32], 16) % 2**63})
+                continue
+            for level in f.payloads:
+                said = {**adv.model_dump(mode="json")}
+                said["params"] = {**adv.params, param: level.text}
+                arm = {**content, "adversary": said, "payload": level.model_dump(mode="json")}
+                digest = hashlib.sha256(
+                    json.dumps(arm, sort_keys=True, separators=(",", ":")).encode()
+                ).hexdigest()
+                out.append({"trial_id": digest[:16], "seed": int(base[16:32], 16) % 2**63,
+                            "match": base[:16]})  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("name", ["paper.toml", "paper_scripted.toml", "injection.toml"])
+def test_trial_ids_are_the_hash_of_each_trials_content(name: str) -> None:
+    spec, _ = load_spec(ROOT / "experiments" / name)
+    spec = spec.model_copy(update={"repetitions": min(spec.repetitions, 12)})
+    want = _plain_trials(spec)
+    got = [
+        {"trial_id": t.trial_id, "seed": t.seed, **({"match": t.match} if t.match else {})}
+        for t in spec.iter_trials()
+    ]
+    assert len(want) > 10 and got == want
+    assert spec.trials() == list(spec.iter_trials())

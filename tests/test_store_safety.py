@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 
 from stagbench.cli import app
 from stagbench.records import read_events
-from stagbench.runs.store import RunStore
+from stagbench.runs.store import MAX_CHECKED_LOGS, RunStore
 
 from fake_openai import FakeOpenAI
 
@@ -291,3 +292,75 @@ def test_models_says_what_vllm_is_missing(monkeypatch: pytest.MonkeyPatch) -> No
         res = runner.invoke(app, ["models"])
     line = next(x for x in res.output.splitlines() if x.lstrip("│ ").startswith("vllm "))
     assert "ready" in line, line
+
+
+# -- finding what is done without reading every transcript again -----------------------
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    import stagbench.runs.store as store_module
+
+    reads: list[Path] = []
+    real = store_module.read_checked
+
+    def counted(path: Path) -> Any:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(store_module, "read_checked", counted)
+    return reads
+
+
+def test_a_scan_reads_only_transcripts_no_log_vouches_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    spec = str(GOLDEN / "golden.toml")
+    assert runner.invoke(app, ["run", spec, "--out", str(out)]).exit_code == 0
+    store = RunStore(out)
+    paths = store.transcript_paths()
+    reads = _count_reads(monkeypatch)
+    done, corrupt = store.scan()
+    assert done == {p.stem for p in paths} and not corrupt and reads == []  # written here
+
+    # The same bytes, the same size, the modification time put back: still read again,
+    # since the status-change time moved; then vouched for by the scan that read it.
+    victim = paths[1]
+    st = victim.stat()
+    events = read_events(victim)
+    _flip(events)
+    text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
+    assert len(text.encode()) == st.st_size
+    victim.write_text(text)
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    done, corrupt = RunStore(out).scan()
+    assert reads == [victim] and [name for name, _ in corrupt] == [victim.name]
+    assert done == {p.stem for p in paths} - {victim.stem}
+
+    # A log damaged by hand vouches for nothing it garbles; without any log all is read.
+    reads.clear()
+    for log in (out / ".checked").glob("*.log"):
+        log.write_text("garbage\n" + log.read_text().replace(".jsonl ", ".jsonl x", 1))
+    done, _ = RunStore(out).scan()
+    assert len(reads) == 1 and done == {p.stem for p in paths} - {victim.stem}
+    reads.clear()
+    shutil.rmtree(out / ".checked")
+    done, _ = RunStore(out).scan()
+    assert sorted(reads) == sorted(p for p in paths if p != victim)
+    reads.clear()
+    assert RunStore(out).scan()[0] == done and reads == []
+
+
+def test_many_checked_logs_are_folded_into_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    assert (
+        runner.invoke(app, ["run", str(GOLDEN / "golden.toml"), "--out", str(out)]).exit_code == 0
+    )
+    logs = out / ".checked"
+    lines = [line for log in logs.glob("*.log") for line in log.read_text().splitlines()]
+    for i in range(MAX_CHECKED_LOGS + 1):  # as many processes as that, each with its log
+        (logs / f"{i}-0.log").write_text(lines[i % len(lines)] + "\n")
+    reads = _count_reads(monkeypatch)
+    first = RunStore(out).scan()
+    assert reads == [] and len(list(logs.glob("*.log"))) == 1
+    assert RunStore(out).scan() == first and reads == []
