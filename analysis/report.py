@@ -861,7 +861,7 @@ def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) 
     at = archetypes.classify(at)
     if not at.empty:
         cells = firsts.assign(cell=df["cell"]).set_index(firsts["trial_id"].astype(str))
-        where = cells.index.get_indexer(at["trial_id"])
+        where = cells.index.get_indexer(pd.Index(at["trial_id"]))
         found = bool((where >= 0).all())
         for col in (*factors, "cell"):
             text = cells[col].astype(str)
