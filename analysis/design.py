@@ -17,6 +17,7 @@ Only the files' headers are compared (trial ids and content digests): linear in 
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,7 @@ def check(run: str | Path, load: LoadReport) -> DesignCheck:
     out.expected = len(expected) if expected is not None else None
     seen: dict[str, str] = {}
     for path, trial_id, spec_name, digest in sorted(load.read):
-        name = Path(path).stem
+        name = _stem(path)
         why = None
         if out.spec_name is not None and spec_name != out.spec_name:
             why = f"a transcript of spec {spec_name!r}, not {out.spec_name!r}"
@@ -160,6 +161,14 @@ def check(run: str | Path, load: LoadReport) -> DesignCheck:
         )
     out.imported = _imported(root)
     return out
+
+
+def _stem(path: str) -> str:
+    """``Path(path).stem`` without making a Path (a large folder has 100,000s of them):
+    the file name without its last suffix (a leading dot or a trailing one is no suffix)."""
+    name = os.path.basename(path)
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
 
 
 def _recheck(root: Path, path: str, trial_id: str) -> bool:

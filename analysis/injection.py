@@ -388,7 +388,9 @@ def load(source: str | Path | Iterable[str | Path], workers: int | None = None) 
 def finish_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """``stag`` (1/0, NaN without a valid action) on the agent-round rows."""
     if len(rows):
-        rows["stag"] = rows["action"].map({"stag": 1.0, "hare": 0.0}).astype(float)
+        action = rows["action"]
+        stag, hare = (action == "stag").to_numpy(bool), (action == "hare").to_numpy(bool)
+        rows["stag"] = np.where(stag, 1.0, np.where(hare, 0.0, np.nan))
     return rows
 
 
@@ -713,6 +715,9 @@ def variance_explained(data: InjectionData) -> tuple[pd.DataFrame, str]:
     from statsmodels.stats.anova import anova_lm
 
     frame = trials[["y", *factors]].rename(columns={f: f"f{i}" for i, f in enumerate(factors)})
+    for i in range(len(factors)):  # patsy reads categories' codes (fast) as the levels; sorted
+        # categories are the levels, in the order, that it gives the same values as text
+        frame[f"f{i}"] = pd.Categorical(frame[f"f{i}"].astype(str))
     params = 1 + sum(trials[f].nunique() - 1 for f in factors)
     if len(frame) <= params:
         return pd.DataFrame(), (

@@ -242,7 +242,7 @@ def trial_summary(df: pd.DataFrame) -> pd.DataFrame:
         "adversary_kind", "adversary_count", "adversary_placement", "repetition",
     ]  # fmt: skip
     first = df.drop_duplicates("trial_id").set_index("trial_id")[factors[1:]]
-    h = honest(df)
+    h = df.loc[df["role"] == "honest", ["trial_id", "stag", "payoff"]]  # what is read of them
     g = h.groupby("trial_id", observed=True)
     out = pd.DataFrame(
         {

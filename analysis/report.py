@@ -177,6 +177,20 @@ def _cell_label(frame: pd.DataFrame, factors: list[str]) -> pd.Series:
     return pd.Series(names[codes], index=frame.index)
 
 
+def _per_trial(df: pd.DataFrame, firsts: pd.DataFrame, values: pd.Series) -> pd.Series:
+    """A per-trial column (``values``, one per row of ``firsts``: each trial's first row
+    of ``df``) on every row of ``df``, as categories (sorted levels)."""
+    per = pd.Categorical(values)
+    trial = df["trial_id"]
+    if not isinstance(trial.dtype, pd.CategoricalDtype):  # each row's trial by its id
+        pos = pd.Index(firsts["trial_id"]).get_indexer(trial)
+    else:  # by the trial's category code: no hashing of ids
+        lookup = np.full(len(trial.cat.categories), -1, dtype=np.int64)
+        lookup[firsts["trial_id"].cat.codes.to_numpy()] = np.arange(len(firsts))
+        pos = lookup[trial.cat.codes.to_numpy()]
+    return pd.Series(pd.Categorical.from_codes(per.codes[pos], per.categories), index=df.index)
+
+
 def _trial_rounds(df: pd.DataFrame) -> pd.DataFrame:
     return df.drop_duplicates(["trial_id", "round"])
 
@@ -435,11 +449,10 @@ def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
 def comparisons(d: ReportData) -> Section:
     s = Section("Comparisons")
     rows = []
-    h = d.honest.assign(cell=d.honest["cell"].astype(str))
-    counts = stats.trial_counts(h, ["cell"], "stag")
-    per_cell = {
+    counts = stats.trial_counts(d.honest[["cell", "trial_id", "stag"]], ["cell"], "stag")
+    per_cell = {  # each cell's trials in trial id order (the cell's label is its key)
         str(c): (g["k"].to_numpy(float), g["n"].to_numpy(float))
-        for c, g in counts.groupby("cell", sort=False)
+        for c, g in counts.groupby("cell", sort=False, observed=True)
     }
     empty = (np.zeros(0), np.zeros(0))
     for i, (factor, a, b) in enumerate(_pairs(d)):
@@ -553,9 +566,15 @@ def _group_means(
     """Per group of ``keys``: mean of ``values`` with a trial-clustered interval, and n."""
     rng = np.random.default_rng(seed)
     out = {}
-    data = frame.assign(_v=values)
-    trial = data["trial_id"]
-    data["_t"] = trial.cat.codes if isinstance(trial.dtype, pd.CategoricalDtype) else trial
+    trial = frame["trial_id"]
+    data = pd.DataFrame(  # only what is grouped and averaged (not every column per group)
+        {
+            **{k: frame[k] for k in keys},
+            "_v": values,
+            "_t": trial.cat.codes if isinstance(trial.dtype, pd.CategoricalDtype) else trial,
+        },
+        index=frame.index,
+    )
     groups = data.groupby(keys, observed=True, sort=False) if keys else [((), data)]
     found = {}
     for key, g in groups:
@@ -837,14 +856,20 @@ def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) 
     df["model_label"] = _relabel(df["model"], lambda m: short[m])
     df["population_label"] = _relabel(df["population"], lambda p: population_label(p, short))
     factors = [f for f in FACTORS if df[f].nunique() > 1]
-    df["cell"] = _cell_label(df, factors).astype("category")
+    firsts = df.drop_duplicates("trial_id")  # the design factors are the trial's
+    df["cell"] = _per_trial(df, firsts, _cell_label(firsts, factors))
     at = archetypes.classify(at)
     if not at.empty:
-        cells = df.drop_duplicates("trial_id").set_index(
-            df.drop_duplicates("trial_id")["trial_id"].astype(str)
-        )
+        cells = firsts.assign(cell=df["cell"]).set_index(firsts["trial_id"].astype(str))
+        where = cells.index.get_indexer(pd.Index(at["trial_id"]))
+        found = bool((where >= 0).all())
         for col in (*factors, "cell"):
-            at[col] = at["trial_id"].map(cells[col].astype(str))
+            text = cells[col].astype(str)
+            at[col] = (
+                pd.Series(text.to_numpy()[where], index=at.index, dtype=text.dtype)
+                if found
+                else at["trial_id"].map(text)
+            )
         at["model_label"] = at["model"].astype(str).map(short)
     spec = dc.spec_name or str(df["spec"].iloc[0])
     return ReportData(

@@ -248,21 +248,69 @@ def _read(entry: Path | dict[str, Any], name: str) -> pd.DataFrame | None:
     return table.to_pandas() if table is not None else None
 
 
+#: text columns of the injection views held as categories (their levels repeat: a few per
+#: run), with their levels sorted, so that grouping and sorting by them go as by the text
+INJECTION_CATEGORIES = (*injection.FACTORS, "role")
+
+
 def _gather(entries: list[Path | dict[str, Any]], name: str) -> list[pd.DataFrame]:
     """One view's parts in chunk order: from the cache, concatenated as Arrow and turned
-    into one frame at once (much faster than a frame per chunk)."""
+    into one frame at once (much faster than a frame per chunk), the Arrow buffers freed
+    as each column is converted."""
     if all(isinstance(e, Path) for e in entries):
         read = (_part(e, name) for e in entries if isinstance(e, Path))
-        tables = [t for t in read if t is not None and t.num_rows]
+        tables = [_wide_dictionaries(t) for t in read if t is not None and t.num_rows]
         if not tables:
             return []
         try:
             table = pa.concat_tables(tables, promote_options="permissive").unify_dictionaries()
-            return [table.to_pandas()]
+            if name in ("inj_rows", "inj_messages"):
+                table = _encoded(table, INJECTION_CATEGORIES)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            return [t.to_pandas() for t in tables]
+            return [_categories(t.to_pandas(), name) for t in tables]
+        del tables
+        frame = table.to_pandas(split_blocks=True, self_destruct=True)
+        del table
+        return [_categories(frame, name)]
     frames = (_read(entry, name) for entry in entries)
-    return [f for f in frames if f is not None and len(f)]
+    return [_categories(f, name) for f in frames if f is not None and len(f)]
+
+
+def _wide_dictionaries(table: pa.Table) -> pa.Table:
+    """Categories indexed by 32-bit integers: the chunks' categories (a chunk's trial ids
+    fit 16 bits, a run's do not) can then be unified into one table."""
+    fields = [
+        pa.field(f.name, pa.dictionary(pa.int32(), f.type.value_type), f.nullable, f.metadata)
+        if pa.types.is_dictionary(f.type) and f.type.index_type.bit_width < 32
+        else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+
+
+def _encoded(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
+    """``columns`` of ``table`` that hold text as dictionaries (categories in pandas)."""
+    for col in columns:
+        i = table.schema.get_field_index(col)
+        kind = table.schema.field(i).type if i >= 0 else None
+        if kind is not None and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            table = table.set_column(i, col, pc.dictionary_encode(table.column(i)))
+    return table
+
+
+def _categories(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The injection views' repeating text columns (``INJECTION_CATEGORIES``) as
+    categories with sorted levels (a small fraction of the memory of the text)."""
+    if name not in ("inj_rows", "inj_messages"):
+        return frame
+    for col in INJECTION_CATEGORIES:
+        if col not in frame.columns:
+            continue
+        if not isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].astype("category")  # levels sorted
+        elif not frame[col].cat.categories.is_monotonic_increasing:
+            frame[col] = frame[col].cat.reorder_categories(frame[col].cat.categories.sort_values())
+    return frame
 
 
 def scan(
@@ -384,8 +432,9 @@ def _scan(
             entries[i] = built
     if where is not None:
         _evict(where, {key for key, _ in results}, lock)
-    for part in parts["load"]:
-        for path, tid, spec, digest, why in part[list(_LOAD)].itertuples(index=False):
+    for part in parts.pop("load"):
+        columns = (part[c].tolist() for c in _LOAD)  # plain lists: fast to walk
+        for path, tid, spec, digest, why in zip(*columns, strict=True):
             if isinstance(why, str):
                 load.corrupt.append((str(path), why))
             else:
@@ -399,14 +448,19 @@ def _scan(
     if not views:
         none = injection.InjectionData(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
         return Scan(pd.DataFrame(), pd.DataFrame(), none, load, entries)
-    rounds = _concat(parts["rounds"], categories=True)  # derived columns made per chunk
+    rounds = _concat(parts.pop("rounds"), categories=True)  # derived columns made per chunk
     inj = injection.InjectionData(
-        injection.finish_rows(_concat(parts["inj_rows"])),
-        _concat(parts["inj_messages"], pd.DataFrame(columns=injection.MESSAGE_COLUMNS)),
-        _concat(parts["inj_trials"]),
+        injection.finish_rows(_categories(_concat(parts.pop("inj_rows")), "inj_rows")),
+        _categories(
+            _concat(parts.pop("inj_messages"), pd.DataFrame(columns=injection.MESSAGE_COLUMNS)),
+            "inj_messages",
+        ),
+        _concat(parts.pop("inj_trials")),
         list(load.corrupt),
     )
-    return Scan(rounds, _concat(parts["agent_trials"]), inj, load, entries)
+    at = _concat(parts.pop("agent_trials"))
+    pa.default_memory_pool().release_unused()  # what the conversions no longer hold
+    return Scan(rounds, at, inj, load, entries)
 
 
 def _concat(

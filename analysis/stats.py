@@ -238,10 +238,46 @@ def row_kinds(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     as clusters; ``None`` otherwise (resample the clusters one by one)."""
     if len(rows) < KINDS_FROM:
         return None
+    packed = _packed_rows(rows)
+    if packed is not None:  # one integer per row, in the rows' lexicographic order
+        keys, counts = np.unique(packed[0], return_counts=True)
+        if len(keys) * 4 > len(rows):
+            return None
+        return _unpacked(keys, packed[1], rows.dtype), counts.astype(np.int64)
     kinds, counts = np.unique(rows, axis=0, return_counts=True)
     if len(kinds) * 4 > len(rows):
         return None
     return kinds, counts.astype(np.int64)
+
+
+def _packed_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows of small whole numbers (counts) as one int64 each, ordered as the rows are
+    lexicographically, and the base of each column: ``np.unique`` on them is what
+    ``np.unique(rows, axis=0)`` gives, many times faster. ``None`` for other rows
+    (fractions, negatives, negative zeros, NaN, or too wide to pack)."""
+    if rows.ndim != 2 or rows.shape[1] == 0 or rows.dtype.kind not in "fiu":
+        return None
+    ints = rows.astype(np.int64)
+    if not np.array_equal(ints, rows) or (ints < 0).any():
+        return None
+    if rows.dtype.kind == "f" and np.signbit(rows).any():
+        return None
+    bases = ints.max(axis=0) + 1
+    if float(np.prod(bases.astype(float))) >= 2.0**62:
+        return None
+    packed = np.zeros(len(rows), dtype=np.int64)
+    for j in range(rows.shape[1]):
+        packed = packed * bases[j] + ints[:, j]
+    return packed, bases
+
+
+def _unpacked(keys: np.ndarray, bases: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    cols = []
+    rest = keys.copy()
+    for base in bases[::-1]:
+        cols.append(rest % base)
+        rest //= base
+    return np.column_stack(cols[::-1]).astype(dtype)
 
 
 def trial_kinds(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

@@ -71,11 +71,10 @@ def transcript_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
             p = p / "transcripts"
         if not p.is_dir():
             raise TranscriptError(f"no transcripts at {p}")
-        with os.scandir(p) as entries:  # sorted by name (faster than sorting Paths)
-            names = sorted(
-                e.name for e in entries if e.name.endswith(".jsonl") and not e.name.startswith(".")
-            )
-        return [p / name for name in names]
+        # iterdir makes each child Path from its name without parsing it again (much
+        # faster than p / name); sorted by name (faster than sorting Paths)
+        found = [f for f in p.iterdir() if f.name.endswith(".jsonl") and not f.name.startswith(".")]
+        return sorted(found, key=lambda f: f.name)
     return [f for s in source for f in transcript_files(s)]
 
 

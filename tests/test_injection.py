@@ -14,7 +14,7 @@ import pytest
 
 from stagbench.agents.models.base import ChatMessage
 from stagbench.agents.models.providers.mock import register_mock
-from stagbench.analysis import injection
+from stagbench.analysis import injection, scan
 from stagbench.analysis.report import build
 from stagbench.games import Action, GameState
 from stagbench.records import (
@@ -457,3 +457,33 @@ def test_variance_says_when_factors_are_confounded(tmp_path: Path) -> None:
         write_trial(tmp_path, f"t{i}", [acts], variant=variant, defence=defence)
     table, note = injection.variance_explained(injection.load(tmp_path))
     assert table.empty and "confounded" in note and "prompt_variant, defence" in note
+
+
+def test_the_section_is_the_same_on_categories_as_on_text(tmp_path: Path) -> None:
+    """The report reads the injection rows with their repeating text as categories
+    (``analysis.scan``): every table of the section equals the one made from text, on a
+    run with matched sets, both defences and an unfilled payload among the levels."""
+    run = run_spec(
+        PLANTED.format(
+            models='"mock/gullible", "scripted/random(p=0.5)"', reps=3, defence="none",
+            extra='defences = ["none", "delimit"]\nprompt_variants = ["default", "terse"]',
+        ),
+        tmp_path / "run",
+        llm=True,
+    )  # fmt: skip
+    text = injection.load(run)
+    text = injection.InjectionData(
+        text.rows[text.rows["role"] == "honest"].reset_index(drop=True),
+        text.messages.drop(columns=["text"]),
+        text.trials,
+    )
+    cats = scan.scan(run, workers=1, cache=False).injection
+    assert isinstance(cats.rows["arm"].dtype, pd.CategoricalDtype)
+    a = injection.report_blocks(text, n_boot=200)
+    b = injection.report_blocks(cats, n_boot=200)
+    assert [x.text for x in a] == [x.text for x in b]
+    tables = [(x.df, y.df) for x, y in zip(a, b, strict=True) if x.df is not None]
+    assert len(tables) >= 5
+    for x, y in tables:
+        assert y is not None
+        pd.testing.assert_frame_equal(x, y)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -167,3 +168,47 @@ def test_a_scan_never_loses_entries_to_another_scan(
     got = scan.scan(copy, workers=1)
     assert raced and len(got.load.read) == 48
     _same(got.rounds, want.rounds)
+
+
+def test_run_wide_categories_unify_across_chunks() -> None:
+    """A chunk's categories fit a narrow index and a run's may not (100,000 trial ids do
+    not fit 16 bits): widened, the chunks' tables still join into one, the same values."""
+    parts = [
+        pa.table({"trial_id": pa.array([f"t{i}-{j}" for j in range(100)]).dictionary_encode()})
+        for i in range(3)
+    ]
+    narrow = [p.cast(pa.schema([pa.field("trial_id", pa.dictionary(pa.int8(), pa.string()))]))
+              for p in parts]  # fmt: skip
+    with pytest.raises(pa.ArrowInvalid):
+        pa.concat_tables(narrow).unify_dictionaries()
+    joined = pa.concat_tables([scan._wide_dictionaries(t) for t in narrow]).unify_dictionaries()
+    assert joined.column("trial_id").cast(pa.string()).to_pylist() == [
+        f"t{i}-{j}" for i in range(3) for j in range(100)
+    ]
+
+
+@pytest.mark.parametrize("chunk", [5, 48])
+def test_views_are_the_same_cold_warm_and_without_cache(
+    run: Path, tmp_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One frame per view whatever the path: read and cached (cold), from the cache
+    (warm, the chunks' Arrow tables joined) and without a cache; the injection views'
+    repeating text as categories with sorted levels."""
+    monkeypatch.setattr(scan, "CHUNK", chunk)
+    copy = tmp_path / "run"
+    copy.mkdir()
+    (copy / "transcripts").symlink_to(run / "transcripts")  # same files: same cache keys
+    cold = scan.scan(copy, workers=1)
+    warm = scan.scan(copy, workers=1)
+    bare = scan.scan(copy, workers=1, cache=False)
+    for other in (warm, bare):
+        pd.testing.assert_frame_equal(cold.rounds, other.rounds)
+        _same(cold.agent_trials, other.agent_trials)  # categories or text: as on main
+        for part in ("rows", "messages", "trials"):
+            a, b = getattr(cold.injection, part), getattr(other.injection, part)
+            pd.testing.assert_frame_equal(a, b)
+    rows = warm.injection.rows
+    for col in scan.INJECTION_CATEGORIES:
+        assert isinstance(rows[col].dtype, pd.CategoricalDtype), col
+        assert rows[col].cat.categories.is_monotonic_increasing, col
+    assert rows["trial_id"].dtype == bare.injection.rows["trial_id"].dtype

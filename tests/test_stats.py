@@ -202,3 +202,37 @@ def test_resampling_by_trial_kinds_matches_trial_by_trial(monkeypatch: pytest.Mo
     assert abs(by_kind[0] - by_trial[0]) < 0.04
     assert by_kind[1] == pytest.approx(by_trial[1], abs=0.004)
     assert abs(by_kind[2] - by_trial[2]) < 0.04
+
+
+@pytest.mark.parametrize(
+    ("shape", "high", "fraction"),
+    [((5000, 2), 30, False), ((3000, 4), 4, False), ((2000, 2), 3, True), ((1500, 3), 2, False)],
+)
+def test_row_kinds_are_those_of_numpy_unique(
+    shape: tuple[int, int], high: int, fraction: bool
+) -> None:
+    """Counts packed to one integer per row give np.unique(rows, axis=0)'s kinds, order
+    and counts (what the resampling draws from); rows that are not whole numbers take
+    numpy's own path."""
+    rows = np.random.default_rng(3).integers(0, high, size=shape).astype(float)
+    if fraction:
+        rows = rows / 2
+    kinds, counts = np.unique(rows, axis=0, return_counts=True)
+    found = stats.row_kinds(rows)
+    assert found is not None
+    assert found[0].dtype == kinds.dtype
+    np.testing.assert_array_equal(found[0], kinds)
+    np.testing.assert_array_equal(found[1], counts)
+    assert (stats._packed_rows(rows) is None) == fraction
+    assert stats._packed_rows(-rows - 1) is None
+
+
+@pytest.mark.parametrize(
+    "path", ["/r/t/abc.jsonl", "/r/t/a.b.jsonl", "/r/t/.hidden", "/r/t/end.", "/r/t/plain", "x.y"]
+)
+def test_design_reads_a_file_stem_as_pathlib_does(path: str) -> None:
+    from pathlib import Path
+
+    from stagbench.analysis import design
+
+    assert design._stem(path) == Path(path).stem
