@@ -61,7 +61,7 @@ from stagbench.analysis.tables import (
     transcript_files,
 )
 from stagbench.errors import TranscriptError
-from stagbench.records import Lexicon
+from stagbench.records import Lexicon, file_identity
 
 try:  # POSIX: scans of one folder coordinate through a lock on its cache
     import fcntl
@@ -94,14 +94,12 @@ def cache_dir(run: Path) -> Path:
 
 
 def _signature(path: Path) -> bytes:
-    """What a file's bytes cannot change without changing: its name, size, inode and
-    modification and status-change times (the kernel sets the status-change time on every
-    write and on every touch of the modification time: it cannot be set back)."""
+    """The file's name and ``file_identity``: what its bytes cannot change without."""
     try:
         st = path.stat()
     except OSError:
         return path.name.encode() + b"\0-"
-    return f"{path.name}\0{st.st_size}\0{st.st_ino}\0{st.st_mtime_ns}\0{st.st_ctime_ns}".encode()
+    return f"{path.name}\0{file_identity(st)}".encode()
 
 
 def _key(paths: list[Path], lexicon: Lexicon | None, strict: bool) -> str:

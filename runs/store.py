@@ -58,6 +58,7 @@ from stagbench.games.audit import audit_events
 from stagbench.records import (
     Manifest,
     Transcript,
+    file_identity,
     read_events,
     read_manifest,
     validate_events,
@@ -209,10 +210,6 @@ class RunLock:
         self.release()
 
 
-def _identity(st: os.stat_result) -> str:
-    return f"{st.st_size} {st.st_ino} {st.st_mtime_ns} {st.st_ctime_ns}"
-
-
 class CheckedLog:
     """The identities of transcript files known sound (see the module's docstring): each
     process appends to a log of its own, one ``os.write`` a line (whole lines even from
@@ -224,9 +221,11 @@ class CheckedLog:
         self._pid = 0
         self._lock = threading.Lock()
 
-    def add(self, path: Path) -> None:
+    def add(self, path: Path, identity: str | None = None) -> None:
+        """Vouch for ``path`` as it is now, or as it was when ``identity`` was taken (a
+        reader takes it before reading, so a change while it read is not vouched for)."""
         try:
-            line = f"{path.name} {_identity(os.stat(path))}\n".encode()
+            line = f"{path.name} {identity or file_identity(os.stat(path))}\n".encode()
             with self._lock:
                 if self._fd is None or self._pid != os.getpid():
                     self.dir.mkdir(exist_ok=True)
@@ -239,10 +238,10 @@ class CheckedLog:
         except OSError:
             pass  # not vouched for: the file is checked again next time, nothing is lost
 
-    def known(self) -> tuple[dict[str, str], list[Path]]:
-        """Each vouched-for file's latest identity, and the logs read. A damaged line
+    def known(self) -> tuple[set[str], list[Path]]:
+        """Every vouched-for ``name identity`` line, and the logs read. A damaged line
         (a crash mid-write, an edit) vouches for nothing."""
-        seen: dict[str, str] = {}
+        seen: set[str] = set()
         logs = sorted(self.dir.glob("*.log")) if self.dir.is_dir() else []
         for log in logs:
             try:
@@ -252,16 +251,16 @@ class CheckedLog:
             for line in text.splitlines():
                 name, _, ident = line.partition(" ")
                 if name.endswith(".jsonl") and len(ident.split(" ")) == 4:
-                    seen[name] = ident
+                    seen.add(line)
         return seen, logs
 
-    def compact(self, sound: dict[str, str], logs: list[Path]) -> None:
-        """One log in place of ``logs``: what the scan just found sound. A line another
-        process appends meanwhile to a log removed here is lost, which only means a
-        check again later."""
+    def compact(self, sound: list[str], logs: list[Path]) -> None:
+        """One log in place of ``logs``: the lines the scan just found sound. A line
+        another process appends meanwhile to a log removed here is lost, which only means
+        a check again later."""
         self.close()
         try:
-            text = "".join(f"{name} {ident}\n" for name, ident in sorted(sound.items()))
+            text = "".join(f"{line}\n" for line in sound)
             atomic_write(self.dir / f"{os.getpid()}-{time.time_ns()}.log", text)
             for log in logs:
                 log.unlink(missing_ok=True)
@@ -464,23 +463,24 @@ class RunStore:
         if not self.transcripts.exists():
             return done, corrupt
         known, logs = self.checked.known()
-        sound: dict[str, str] = {}
+        sound: list[str] = []
         for path in sorted(self.transcripts.glob("*.jsonl")):
             try:
-                ident = _identity(os.stat(path))
+                ident = file_identity(os.stat(path))
             except FileNotFoundError:
                 continue  # another worker sharing the folder quarantined it
-            if known.get(path.name) == ident:
+            line = f"{path.name} {ident}"
+            if line in known:
                 done.add(path.stem)  # a file is vouched for under its trial's own name
-                sound[path.name] = ident
+                sound.append(line)
                 continue
             try:
                 t = read_checked(path)
                 if t.trial_id != path.stem:
                     raise TranscriptError(f"{path} holds trial {t.trial_id}, not {path.stem}")
                 done.add(t.trial_id)
-                sound[path.name] = ident
-                self.checked.add(path)
+                sound.append(line)
+                self.checked.add(path, ident)  # as it was before it was read
             except TranscriptError as exc:
                 if not path.exists():
                     continue  # another worker sharing the folder quarantined it first

@@ -26,6 +26,7 @@ from stagbench.records.events import (
 from stagbench.records.lexicon import AnalysisSettings, Lexicon
 from stagbench.records.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, Manifest
 from stagbench.records.reader import (
+    file_identity,
     load_events,
     migrate,
     migrate_manifest,
@@ -78,6 +79,7 @@ __all__ = [
     "parse_manifest",
     "parse_transcript",
     "read_events",
+    "file_identity",
     "read_manifest",
     "read_transcript",
     "maker",

@@ -14,6 +14,7 @@ clear ``TranscriptError``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,14 @@ def validate_events(events: Events, source: str = "<transcript>") -> Transcript:
     assert isinstance(header, Header) and isinstance(end, TrialEndEvent)
     middle: list[BodyEvent] = body
     return Transcript(header=header, events=middle, end=end)
+
+
+def file_identity(st: os.stat_result) -> str:
+    """What a file's bytes cannot change without changing: its size, inode, and
+    modification and status-change times in ns (the kernel sets the status-change time on
+    every write, rename and touch of the modification time, and it cannot be set back).
+    The run store vouches for checked transcripts by it, the analysis cache keys on it."""
+    return f"{st.st_size} {st.st_ino} {st.st_mtime_ns} {st.st_ctime_ns}"
 
 
 def _read_bytes(path: Path) -> bytes:
