@@ -136,7 +136,30 @@ class ReportData:
 
     @functools.cached_property
     def honest(self) -> pd.DataFrame:
+        """The honest agents' rows (a copy: the sections read ``round_counts``,
+        ``trial_counts`` and ``trial_rounds`` instead)."""
         return stats.population(self.df)
+
+    @functools.cached_property
+    def round_counts(self) -> pd.DataFrame:
+        """Per trial, round and model (label) of the honest agents: ``k`` stag actions of
+        ``n`` valid actions in ``rows`` agent-rounds, with the trial's design factors and
+        cell. Every honest stag rate of the report is made from these counts (sums of
+        whole numbers: the same in any order of summation)."""
+        return honest_counts(self.df, [*self.factors, "cell"])
+
+    @functools.cached_property
+    def trial_counts(self) -> pd.DataFrame:
+        """``round_counts`` summed over rounds: per trial and model (label)."""
+        return _summed(self.round_counts, ["trial_id", "model_label"])
+
+    @functools.cached_property
+    def trial_rounds(self) -> pd.DataFrame:
+        """One row per trial-round (its first agent-round): whether the hunt succeeded,
+        with the trial's design factors and cell."""
+        cols = ["trial_id", "round", "hunt_succeeded", *self.factors, "cell"]
+        cols = list(dict.fromkeys(c for c in cols if c in self.df.columns))
+        return self.df.drop_duplicates(["trial_id", "round"])[cols]
 
 
 SectionFn = Callable[[ReportData], Section]
@@ -191,8 +214,51 @@ def _per_trial(df: pd.DataFrame, firsts: pd.DataFrame, values: pd.Series) -> pd.
     return pd.Series(pd.Categorical.from_codes(per.codes[pos], per.categories), index=df.index)
 
 
-def _trial_rounds(df: pd.DataFrame) -> pd.DataFrame:
-    return df.drop_duplicates(["trial_id", "round"])
+#: the columns of the honest counts (``honest_counts``)
+COUNTS = ("k", "n", "rows")
+
+
+def honest_counts(df: pd.DataFrame, per_trial: list[str]) -> pd.DataFrame:
+    """Per trial, round and ``model_label`` of the honest agents' rows of ``df`` (every row
+    when it has no ``role``): ``k`` (stag actions), ``n`` (valid actions), ``rows``
+    (agent-rounds), and the ``per_trial`` columns (the same on every row of a trial) with
+    their types. Sorted by trial, round and model label."""
+    keys = ["trial_id", "round", "model_label"]
+    mask = (df["role"] == stats.HONEST).to_numpy() if "role" in df.columns else None
+    where = np.flatnonzero(mask) if mask is not None else np.arange(len(df))
+    h = df.loc[mask if mask is not None else slice(None), [*keys, "stag"]]
+    h = h.assign(_first=where)
+    grouped = h.groupby(keys, observed=True, sort=True)
+    out = grouped.agg(
+        k=("stag", "sum"), n=("stag", "count"), rows=("stag", "size"), _first=("_first", "first")
+    ).reset_index()
+    first = out.pop("_first").to_numpy()
+    for col in dict.fromkeys(per_trial):
+        if col in df.columns and col not in out.columns:
+            out[col] = df[col].take(first).reset_index(drop=True)
+    return out
+
+
+def _summed(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``counts`` (``honest_counts``) summed per ``keys`` (observed combinations, sorted),
+    with the other columns that are the same on every row of a group (the trial's)."""
+    sums = counts.groupby(keys, observed=True, sort=True)[list(COUNTS)].sum()
+    if "trial_id" not in keys:
+        return sums.reset_index()
+    rest = [c for c in counts.columns if c not in (*keys, *COUNTS, "round")]
+    firsts = counts.drop_duplicates(keys).set_index(keys)[rest]
+    return sums.join(firsts).reset_index()
+
+
+def _per_trial_counts(d: ReportData, keys: list[str], total: str = "n") -> pd.DataFrame:
+    """Per ``keys`` and trial: ``k`` stag actions of ``n`` (``total="n"``: valid actions;
+    ``"rows"``: every agent-round, a parse failure counted as not stag) by honest agents,
+    only where ``n`` > 0; what ``stats.trial_counts`` gives on the honest rows."""
+    source = d.round_counts if "round" in keys else d.trial_counts
+    grouped = source.groupby([*keys, "trial_id"], observed=True, sort=True)
+    per = grouped[["k", total]].sum().reset_index()
+    per = per.rename(columns={total: "n"}) if total != "n" else per
+    return per[per["n"] > 0].reset_index(drop=True)
 
 
 def _rates(d: ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
@@ -200,13 +266,13 @@ def _rates(d: ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
     some honest agent-rounds have no valid action, also the stag share of all honest
     agent-rounds (a failure counted as not stag, as some harnesses report it)."""
     n_boot = max(d.n_boot, 200)
-    rho = stats.rate_table(d.honest, keys, "stag", n_boot, seed, prefix="stag_")
-    if d.honest["stag"].isna().any():
-        every = d.honest.assign(stag_all=d.honest["stag"].fillna(0.0))
-        share = stats.rate_table(every, keys, "stag_all", n_boot, seed, prefix="stag_all_")
+    rho = stats.rate_table_counts(_per_trial_counts(d, keys), keys, n_boot, seed, prefix="stag_")
+    if (d.trial_counts["n"] < d.trial_counts["rows"]).any():
+        every = _per_trial_counts(d, keys, total="rows")
+        share = stats.rate_table_counts(every, keys, n_boot, seed, prefix="stag_all_")
         share = share[[*keys, "stag_all_rate", "stag_all_ci_lo", "stag_all_ci_hi", "stag_all_n"]]
         rho = rho.merge(share, on=keys, how="left") if keys else rho.join(share)
-    tr = _trial_rounds(d.df).assign(coord=lambda x: x["hunt_succeeded"].astype(float))
+    tr = d.trial_rounds.assign(coord=lambda x: x["hunt_succeeded"].astype(float))
     keys_c = [k for k in keys if k not in ("model", "model_label")]
     phi = stats.rate_table(tr, keys_c, "coord", n_boot, seed + 1, prefix="coord_")
     if keys_c:
@@ -218,7 +284,7 @@ def _omnibus(d: ReportData, keys: list[str]) -> str:
     """The clustered test that the honest stag rate is the same in every row."""
     if not keys:
         return "one cell: no test"
-    counts = stats.trial_counts(d.honest, keys, "stag")
+    counts = _per_trial_counts(d, keys)
     if counts.empty:
         return "no data"
     groups = counts.groupby(keys, observed=True, sort=False).ngroup().to_numpy()
@@ -226,6 +292,15 @@ def _omnibus(d: ReportData, keys: list[str]) -> str:
     if math.isnan(p):
         return "one cell: no test"
     return f"equal rates in every row: trial-clustered permutation chi-square, p = {p:.3g}"
+
+
+def _honest_columns(d: ReportData, columns: list[str]) -> pd.DataFrame:
+    """The honest agents' rows of ``columns`` (those ``d.df`` has; all of its rows when it
+    has no ``role``): a copy of what a section reads, not of every column."""
+    cols = [c for c in dict.fromkeys(columns) if c in d.df.columns]
+    if "role" not in d.df.columns:
+        return d.df[cols]
+    return d.df.loc[(d.df["role"] == stats.HONEST).to_numpy(), cols]
 
 
 def _series_styles(n: int) -> list[dict[str, Any]]:
@@ -263,13 +338,17 @@ def overview(d: ReportData) -> Section:
             )
     expected = dc.expected if dc is not None and dc.expected is not None else None
     of = f" of {expected} in the design" if expected is not None else ""
-    h = d.honest
+    hc = d.trial_counts
     line = f"{df['trial_id'].nunique()} trials analysed{of}, {len(df)} agent-rounds "
-    line += f"({len(h)} by honest agents)."
+    line += f"({int(hc['rows'].sum())} by honest agents)."
     if not d.factors:  # one design cell: its rates are the run's (never pooled over cells)
+        # sums of whole numbers: the mean of the honest agents' valid actions, exactly
+        k, n = float(hc["k"].sum()), int(hc["n"].sum())
+        coord = d.trial_rounds["hunt_succeeded"]
         line += (
-            f" Honest stag rate {metrics.rate(h['stag']):.3f} (stag actions over honest "
-            f"agents' valid actions); full coordination {metrics.coordination_rate(df):.3f} "
+            f" Honest stag rate {k / n if n else math.nan:.3f} (stag actions over honest "
+            f"agents' valid actions); full coordination "
+            f"{float(coord.mean()) if len(coord) else math.nan:.3f} "
             "(trial-rounds in which the hunt succeeded)."
         )
     else:
@@ -334,11 +413,11 @@ def cooperation(d: ReportData) -> Section:
 
 
 def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
-    h = d.honest.dropna(subset=["stag"])
     rows = []
-    # one pass: per cell, trial and round, the stag count and the valid actions
-    per = h.groupby([*keys, "trial_id", "round"], observed=True)["stag"].agg(["sum", "count"])
-    wide = per.unstack("round")
+    # per cell, trial and round, the stag count and the valid actions
+    per = _per_trial_counts(d, [*keys, "round"])
+    per = per.set_index([*keys, "trial_id", "round"]).rename(columns={"k": "sum", "n": "count"})
+    wide = per[["sum", "count"]].unstack("round")
     groups = wide.groupby(level=keys, observed=True, sort=True) if keys else [((), wide)]
     for key, g in groups:
         played = np.asarray(g["count"].notna().to_numpy().any(axis=0))  # rounds it played
@@ -449,7 +528,7 @@ def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
 def comparisons(d: ReportData) -> Section:
     s = Section("Comparisons")
     rows = []
-    counts = stats.trial_counts(d.honest[["cell", "trial_id", "stag"]], ["cell"], "stag")
+    counts = _per_trial_counts(d, ["cell"])
     per_cell = {  # each cell's trials in trial id order (the cell's label is its key)
         str(c): (g["k"].to_numpy(float), g["n"].to_numpy(float))
         for c, g in counts.groupby("cell", sort=False, observed=True)
@@ -591,7 +670,9 @@ def payoffs(d: ReportData) -> Section:
     s = Section("Payoffs and welfare")
     keys = d.factors
     df, at = d.df, d.agent_trials
-    pay = _group_means(d.honest, keys, d.honest["payoff"], d.n_boot, 1)
+    honest = _honest_columns(d, [*keys, "trial_id", "payoff"])
+    pay = _group_means(honest, keys, honest["payoff"], d.n_boot, 1)
+    del honest
     eff = _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan), d.n_boot, 2)
     trig = at[at["trigger_round"].notna()] if len(at) else at
     cost = _group_means(trig, keys, trig["persistence_cost"], d.n_boot, 3) if len(trig) else {}
@@ -631,7 +712,9 @@ def payoffs(d: ReportData) -> Section:
 
 def regression(d: ReportData) -> Section:
     s = Section("Regression")
-    honest_df = d.honest.assign(model=lambda x: x["model_label"])
+    # only what the model reads (the design factors it may use, round, outcome, trial)
+    used = ["trial_id", "stag", "round", *stats.FORMULA_FACTORS, "model_label"]
+    honest_df = _honest_columns(d, used).rename(columns={"model_label": "model"})
     formula = stats.default_formula(honest_df)
     sample = stats.gee_sample(honest_df)
     n_all, n_fit = honest_df["trial_id"].nunique(), sample["trial_id"].nunique()
