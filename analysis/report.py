@@ -33,13 +33,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from stagbench.analysis import archetypes, design, injection, metrics, stats  # noqa: E402
+from stagbench.analysis import archetypes, design, injection, metrics, scan_views, stats  # noqa: E402
 from stagbench.analysis.injection import InjectionData  # noqa: E402
 from stagbench.analysis.labels import legend, population_label, short_names  # noqa: E402
 from stagbench.analysis.lexical import DEFAULT, Detector, detector_for, evaluate  # noqa: E402
-from stagbench.analysis.scan import scan  # noqa: E402
+from stagbench.analysis.scan import Scan, scan  # noqa: E402
 from stagbench.analysis.tables import LoadReport, save_parquet  # noqa: E402
 from stagbench.errors import TranscriptError  # noqa: E402
+from stagbench.records import Lexicon  # noqa: E402
 
 #: the design factors a cell is made of, and how tables call them
 FACTORS = {
@@ -131,8 +132,9 @@ class ReportData:
     short: dict[str, str] = field(default_factory=dict)
     detector: Detector = DEFAULT
     title: str = ""
-    #: what the injection section reads (read with the rest; ``None``: read it from the run)
-    injection: InjectionData | None = None
+    #: what the injection section reads (read with the rest, or a function that reads it
+    #: from the scan's cache when the section runs; ``None``: read it from the run)
+    injection: InjectionData | Callable[[], InjectionData] | None = None
 
     @functools.cached_property
     def honest(self) -> pd.DataFrame:
@@ -436,36 +438,99 @@ def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
     return _display(pd.DataFrame(rows))
 
 
+#: at most this many series (design cells) in one panel of the round figure: more go to
+#: panels (facets) by the factors that are left, with one legend for the series
+MAX_SERIES = 12
+
+
+def _facets(data: pd.DataFrame, cell_columns: list[str]) -> tuple[list[str], list[str]]:
+    """Which cell columns tell the series of a panel apart and which the panels: the most
+    series (at most ``MAX_SERIES``) in the fewest panels; every column a series one when
+    the cells fit in one panel."""
+    cols = [c for c in cell_columns if c in data.columns]
+    if len(cols) < 2 or len(data.drop_duplicates(cols)) <= MAX_SERIES:
+        return cols, []
+    best: tuple[int, int] | None = None
+    chosen: list[str] = cols[-1:]
+    for mask in range(1, 2 ** len(cols) - 1):  # every proper subset as the series columns
+        series = [c for i, c in enumerate(cols) if mask >> i & 1]
+        n = len(data.drop_duplicates(series))
+        if n > MAX_SERIES:
+            continue
+        panels = len(data.drop_duplicates([c for c in cols if c not in series]))
+        if best is None or (panels, -n) < best:
+            best, chosen = (panels, -n), series
+    return chosen, [c for c in cols if c not in chosen]
+
+
 def round_plot(per_round: pd.DataFrame, cell_columns: list[str]) -> Any:
     """Honest stag rate by round, one line per design cell: whole-number round ticks,
     clustered error bars, and each series with its own colour, marker and dash, moved a
-    little sideways so that none hides another."""
+    little sideways so that none hides another. More than ``MAX_SERIES`` cells are drawn
+    in panels (one per level of the factors that hold them apart), the same series (the
+    other factors' levels) in the same style in every panel, under one legend."""
     data = per_round.copy()
-    data["cell"] = _cell_label(data, cell_columns)
+    series_cols, panel_cols = _facets(data, cell_columns)
+    data["cell"] = _cell_label(data, series_cols) if panel_cols else _cell_label(data, cell_columns)
+    data["panel"] = _cell_label(data, panel_cols) if panel_cols else "all"
     cells = list(dict.fromkeys(data["cell"]))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    panels = list(dict.fromkeys(data["panel"]))
+    cols = math.ceil(math.sqrt(len(panels)))
+    rows = math.ceil(len(panels) / cols)
+    size = (8, 4.5) if len(panels) == 1 else (3.6 * cols + 2, 2.8 * rows + 0.6)
+    fig, axes = plt.subplots(rows, cols, figsize=size, sharex=True, sharey=True, squeeze=False)
     width = 0.3
-    for i, (cell, style) in enumerate(zip(cells, _series_styles(len(cells)), strict=True)):
-        g = data[data["cell"] == cell].sort_values("round")
-        offset = (i - (len(cells) - 1) / 2) * (width / max(len(cells) - 1, 1))
-        ax.errorbar(
-            g["round"].astype(float) + offset,
-            g["stag_rate"],
-            yerr=stats.error_bars(g["stag_rate"], g["stag_ci_lo"], g["stag_ci_hi"]),
-            capsize=2,
-            label=str(cell),
-            markersize=5,
-            **style,
-        )
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(
-        xlabel="round",
-        ylabel="honest stag rate",
-        ylim=(-0.03, 1.03),
-        title="Honest stag rate by round",
+    styles = dict(zip(cells, _series_styles(len(cells)), strict=True))
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        shown = data[data["panel"] == panel]
+        for i, cell in enumerate(cells):
+            g = shown[shown["cell"] == cell].sort_values("round")
+            if g.empty:
+                continue
+            offset = (i - (len(cells) - 1) / 2) * (width / max(len(cells) - 1, 1))
+            ax.errorbar(
+                g["round"].astype(float) + offset,
+                g["stag_rate"],
+                yerr=stats.error_bars(g["stag_rate"], g["stag_ci_lo"], g["stag_ci_hi"]),
+                capsize=2,
+                label=str(cell),
+                markersize=5,
+                **styles[cell],
+            )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(ylim=(-0.03, 1.03))
+        if panel_cols:
+            ax.set_title(str(panel), fontsize=8)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    title = "Honest stag rate by round"
+    if len(panels) == 1:
+        ax = axes[0, 0]
+        ax.set(xlabel="round", ylabel="honest stag rate", title=title)
+        if len(cells) > 1:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="cell")
+        return fig
+    for ax in axes[:, 0]:
+        ax.set_ylabel("honest stag rate")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("round")
+    fig.suptitle(f"{title}: one panel per {' · '.join(panel_cols)}")
+    handles, labels = [], []
+    for ax in axes.flat:  # one legend entry per series, whichever panel drew it
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    order = sorted(range(len(labels)), key=lambda j: cells.index(labels[j]))
+    fig.legend(
+        [handles[j] for j in order],
+        [labels[j] for j in order],
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 0.95),
+        title=" · ".join(series_cols),
     )
-    if len(cells) > 1:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="cell")
+    fig.tight_layout()
     return fig
 
 
@@ -881,10 +946,12 @@ def injection_section(d: ReportData) -> Section:
     if d.design is None:
         s.text("Needs the run folder: build the report with `stagbench report DIR`.")
         return s
-    analysed = {str(t) for t in d.df["trial_id"].unique()}  # the design's trials
-    if d.injection is not None:  # read with the rest, and already kept to `analysed`
-        blocks = injection.report_blocks(d.injection, n_boot=d.n_boot)
+    if d.injection is not None:  # read with the rest, and already kept to the design's
+        data = d.injection() if callable(d.injection) else d.injection
+        blocks = injection.report_blocks(data, n_boot=d.n_boot)
+        del data
     else:
+        analysed = {str(t) for t in d.df["trial_id"].unique()}  # the design's trials
         blocks = injection.report_blocks(d.design.run, n_boot=d.n_boot, trial_ids=analysed)
     for block in blocks:
         if block.fig is not None:
@@ -910,22 +977,50 @@ SECTIONS: list[SectionFn] = [
 ]
 
 
-def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) -> ReportData:
+#: sections that read no agent-rounds (``ReportData.df`` empty): ``build`` makes them
+#: before the agent-rounds are read, so that their data and the agent-rounds are never
+#: held at once
+EARLY: tuple[SectionFn, ...] = (injection_section,)
+
+
+def prepare(
+    run_dir: str | Path,
+    n_boot: int = 500,
+    workers: int | None = None,
+    early: dict[SectionFn, Section] | None = None,
+) -> ReportData:
     """Read and check a results folder (one pass over its transcripts, cached: see
-    ``analysis.scan``): the data every section reads."""
+    ``analysis.scan``): the data every section reads. The sections named as keys of
+    ``early`` (of ``EARLY``) are made first, before the agent-rounds are read, and put
+    there."""
     run = Path(run_dir)
     lexicon = design.lexicon(run)
     detector = detector_for(lexicon)
-    res = scan(run, lexicon=lexicon, workers=workers)
-    df, load, at, inj = res.rounds, res.load, res.agent_trials, res.injection
+    # the load report first; then the views from the scan's parts, one at a time: the
+    # injection views only in their section (never beside the agent-rounds)
+    res = scan(run, lexicon=lexicon, workers=workers, views=False)
+    load = res.load
     dc = design.check(run, load)
+    keep = set(dc.analysed) if dc.foreign else None
+    inj = functools.partial(_injection_views, res, run, lexicon, workers, keep)
+    if early:
+        empty = pd.DataFrame()
+        first = ReportData(empty, empty, empty, load, n_boot, dc, detector=detector, injection=inj)
+        for fn in early:
+            early[fn] = fn(first)
+        del first
+    try:
+        df = scan_views.rounds(res)
+        at = scan_views.agent_trials(res)
+    except scan_views.Changed:  # the cache changed since: read with the views
+        res = scan(run, lexicon=lexicon, workers=workers)
+        df, at = res.rounds, res.agent_trials
     if not df.empty and dc.foreign:
         df = df[df["trial_id"].astype(str).isin(dc.analysed)].reset_index(drop=True)
         for col in df.select_dtypes("category").columns:
             df[col] = df[col].cat.remove_unused_categories()
         if not at.empty:
             at = at[at["trial_id"].astype(str).isin(dc.analysed)]
-        inj = injection.only(inj, set(dc.analysed))
     if df.empty:
         raise TranscriptError(
             f"no readable transcripts of this folder's design under {run}"
@@ -970,6 +1065,18 @@ def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) 
     )
 
 
+def _injection_views(
+    res: Scan, run: Path, lexicon: Lexicon, workers: int | None, keep: set[str] | None
+) -> InjectionData:
+    """The injection views of the scan ``res`` (its cached parts), of the trials ``keep``
+    (all when ``None``); read again with a new scan if the cache changed since."""
+    try:
+        inj = scan_views.injection_data(res)
+    except scan_views.Changed:
+        inj = scan(run, lexicon=lexicon, workers=workers).injection
+    return injection.only(inj, keep) if keep is not None else inj
+
+
 def build(
     run_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -979,12 +1086,15 @@ def build(
     """Write RUN_DIR/report/{report.html, report.md, *.parquet}; returns the HTML path."""
     run = Path(run_dir)
     out = Path(out_dir) if out_dir else run / "report"
-    data = prepare(run, n_boot)
+    chosen = sections or SECTIONS
+    early: dict[SectionFn, Section] = {fn: Section("") for fn in chosen if fn in EARLY}
+    data = prepare(run, n_boot, early=early)
     out.mkdir(parents=True, exist_ok=True)
     save_parquet(data.df, out / "agent_rounds.parquet")
     data.trials.to_parquet(out / "trials.parquet", index=False)
     data.agent_trials.to_parquet(out / "agent_trials.parquet", index=False)
-    return _write(out, data.title, [section(data) for section in sections or SECTIONS])
+    made = [early[fn] if fn in early else fn(data) for fn in chosen]
+    return _write(out, data.title, made)
 
 
 CSS = """

@@ -7,6 +7,7 @@ gives (the reference functions below are the row-based code the counts replaced)
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -173,3 +174,92 @@ def test_counts_for_comparisons_equal_trial_counts_of_the_rows() -> None:
     # the honest agents only: the adversaries' hare actions are not counted
     assert int(new["n"].sum()) == int(stats.population(d.df)["stag"].notna().sum())
     assert int(d.trial_counts["rows"].sum()) == int((d.df["role"] == "honest").sum())
+
+
+def test_round_plot_with_many_cells_draws_every_cell_once_in_panels() -> None:
+    """90 cells: panels by some factors, at most MAX_SERIES series in each, every cell's
+    line drawn once (with its points), one legend naming the series."""
+    from stagbench.analysis.report import MAX_SERIES, round_plot
+
+    levels = {"topology": 3, "disclosure": 2, "adversary": 5, "population": 3}
+    grid = pd.MultiIndex.from_product(
+        [[f"{f}{i}" for i in range(n)] for f, n in levels.items()] + [[1, 2, 3]],
+        names=[*levels, "round"],
+    ).to_frame(index=False)
+    rng = np.random.default_rng(0)
+    grid["stag_rate"] = rng.random(len(grid))
+    grid["stag_ci_lo"] = grid["stag_rate"] * 0.9
+    grid["stag_ci_hi"] = np.minimum(grid["stag_rate"] * 1.1, 1.0)
+    fig = round_plot(grid, list(levels))
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.containers]
+    assert 1 < len(panels) < 90
+    drawn = []
+    for ax in panels:
+        assert len(ax.containers) <= MAX_SERIES
+        for c in ax.containers:
+            y = tuple(np.round(np.asarray(c.lines[0].get_ydata(), dtype=float), 12))
+            drawn.append((ax.get_title(), c.get_label(), y))
+    assert len(drawn) == 90 and len(set(drawn)) == 90  # every cell once
+    # each line holds its cell's rates: find them back in the data
+    rates = {
+        tuple(np.round(g.sort_values("round")["stag_rate"], 12))
+        for _, g in grid.groupby(list(levels))
+    }
+    assert {y for _, _, y in drawn} == rates
+    assert len(fig.legends) == 1
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+INJECTED = """
+name = "lazy"
+seed = 4
+repetitions = 2
+[game]
+n_players = 4
+rounds = 3
+[factors]
+models = ["scripted/obedient"]
+topologies = ["line"]
+adversaries = ["injector(count=1,placement=[0])", "byzantine(count=1)"]
+"""
+
+
+def _frames(data: object) -> list[pd.DataFrame]:
+    return [data.rows, data.messages, data.trials]  # type: ignore[attr-defined]
+
+
+def test_injection_views_read_later_equal_the_scans_even_when_the_cache_went_away(
+    tmp_path: Path,
+) -> None:
+    """The report reads the injection views from the scan's cached parts when their section
+    runs (before the agent-rounds); they equal the views a scan gives, and when another
+    command removed the cache in between, they are read again, never served short."""
+    import shutil
+
+    from stagbench.analysis import design
+    from stagbench.analysis.scan import cache_dir, scan
+
+    from analysis_helpers import run_spec
+
+    run = run_spec(INJECTED, tmp_path / "run")
+    lexicon = design.lexicon(run)
+    whole = scan(run, lexicon=lexicon).injection
+    assert len(whole.rows) and len(whole.messages)
+    res = scan(run, lexicon=lexicon, views=False)
+    assert res.rounds.empty  # the views are not gathered by the scan itself
+    later = report._injection_views(res, run, lexicon, 1, None)
+    for a, b in zip(_frames(whole), _frames(later), strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    shutil.rmtree(cache_dir(run))  # as another command's eviction would
+    again = report._injection_views(res, run, lexicon, 1, None)
+    for a, b in zip(_frames(whole), _frames(again), strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    some = {str(whole.trials["trial_id"].iloc[0])}
+    kept = report._injection_views(scan(run, lexicon=lexicon, views=False), run, lexicon, 1, some)
+    assert set(kept.rows["trial_id"].astype(str)) == some
+    # and the report built with the early section says what a report of the views says
+    html = report.build(run, tmp_path / "out", n_boot=50)
+    md = (html.parent / "report.md").read_text()
+    assert "## Injection and persuasion" in md and "No readable transcripts" not in md
