@@ -15,6 +15,7 @@ A new section is one function taking ``ReportData`` plus one entry in ``SECTIONS
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import html
 import io
@@ -31,6 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from stagbench.analysis import archetypes, design, injection, metrics, scan_views, stats  # noqa: E402
@@ -38,7 +40,7 @@ from stagbench.analysis.injection import InjectionData  # noqa: E402
 from stagbench.analysis.labels import legend, population_label, short_names  # noqa: E402
 from stagbench.analysis.lexical import DEFAULT, Detector, detector_for, evaluate  # noqa: E402
 from stagbench.analysis.scan import Scan, scan  # noqa: E402
-from stagbench.analysis.tables import LoadReport, save_parquet  # noqa: E402
+from stagbench.analysis.tables import LoadReport, save_parquet, to_arrow  # noqa: E402
 from stagbench.errors import TranscriptError  # noqa: E402
 from stagbench.records import Lexicon  # noqa: E402
 
@@ -161,7 +163,7 @@ class ReportData:
         with the trial's design factors and cell."""
         cols = ["trial_id", "round", "hunt_succeeded", *self.factors, "cell"]
         cols = list(dict.fromkeys(c for c in cols if c in self.df.columns))
-        return self.df.drop_duplicates(["trial_id", "round"])[cols]
+        return self.df.loc[~self.df.duplicated(["trial_id", "round"]).to_numpy(), cols]
 
 
 SectionFn = Callable[[ReportData], Section]
@@ -983,6 +985,20 @@ SECTIONS: list[SectionFn] = [
 EARLY: tuple[SectionFn, ...] = (injection_section,)
 
 
+def _give_back_memory() -> None:
+    """Return the memory of freed frames to the system (Arrow's pool keeps freed buffers,
+    and glibc's malloc the top of its heap), so that the next views do not stack on it."""
+    import ctypes
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def prepare(
     run_dir: str | Path,
     n_boot: int = 500,
@@ -1009,6 +1025,7 @@ def prepare(
         for fn in early:
             early[fn] = fn(first)
         del first
+        _give_back_memory()  # what the early sections held, before the agent-rounds come
     try:
         df = scan_views.rounds(res)
         at = scan_views.agent_trials(res)
@@ -1077,6 +1094,30 @@ def _injection_views(
     return injection.only(inj, keep) if keep is not None else inj
 
 
+#: rows per slice of ``save_rounds``: Arrow's default row group (``pq.write_table``)
+ROW_GROUP = 1024 * 1024
+
+
+def save_rounds(df: pd.DataFrame, path: Path, rows: int = ROW_GROUP) -> Path:
+    """``tables.save_parquet`` of the agent-round table, converted to Arrow and written a
+    row group at a time (never a whole Arrow copy of the table beside it): the same file
+    (the same row groups, each column's categories whole in every slice)."""
+    if len(df) <= rows:
+        return save_parquet(df, path)
+    writer: pq.ParquetWriter | None = None
+    try:
+        for start in range(0, len(df), rows):
+            table = to_arrow(df.iloc[start : start + rows])
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            del table
+    finally:
+        if writer is not None:
+            writer.close()
+    return path
+
+
 def build(
     run_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -1090,7 +1131,7 @@ def build(
     early: dict[SectionFn, Section] = {fn: Section("") for fn in chosen if fn in EARLY}
     data = prepare(run, n_boot, early=early)
     out.mkdir(parents=True, exist_ok=True)
-    save_parquet(data.df, out / "agent_rounds.parquet")
+    save_rounds(data.df, out / "agent_rounds.parquet")
     data.trials.to_parquet(out / "trials.parquet", index=False)
     data.agent_trials.to_parquet(out / "agent_trials.parquet", index=False)
     made = [early[fn] if fn in early else fn(data) for fn in chosen]

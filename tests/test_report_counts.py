@@ -263,3 +263,51 @@ def test_injection_views_read_later_equal_the_scans_even_when_the_cache_went_awa
     html = report.build(run, tmp_path / "out", n_boot=50)
     md = (html.parent / "report.md").read_text()
     assert "## Injection and persuasion" in md and "No readable transcripts" not in md
+
+
+def test_agent_rounds_written_a_row_group_at_a_time_equal_the_whole_table(tmp_path: Path) -> None:
+    """``save_rounds`` (slices of a row group) writes what ``save_parquet`` (one
+    ``pq.write_table``) writes: the same row groups, types, categories and values."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from stagbench.analysis.tables import save_parquet, to_arrow
+
+    # the slices are pyarrow's default row groups
+    probe = tmp_path / "probe.parquet"
+    pq.write_table(pa.table({"x": pa.array(np.zeros(report.ROW_GROUP + 1, dtype=np.int8))}), probe)
+    meta = pq.ParquetFile(probe).metadata
+    assert meta.num_row_groups == 2 and meta.row_group(0).num_rows == report.ROW_GROUP
+
+    rows, n = 1000, 2_345  # three row groups, the last partial
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(
+        {
+            "trial_id": pd.Categorical.from_codes(
+                rng.integers(0, 500, n), [f"t{i:05d}" for i in range(500)]
+            ),
+            # a category seen only in the last row group, one never seen
+            "role": pd.Categorical(
+                np.where(np.arange(n) > 2 * rows + 10, "adversary", "honest"),
+                categories=["adversary", "honest", "unused"],
+            ),
+            "action": pd.array(np.where(rng.random(n) < 0.5, "stag", "hare"), dtype="str"),
+            "stag": np.where(rng.random(n) < 0.05, np.nan, rng.integers(0, 2, n).astype(float)),
+            "valid": rng.random(n) < 0.9,
+            "round": rng.integers(1, 6, n),
+        }
+    )
+    whole, sliced = tmp_path / "whole.parquet", tmp_path / "sliced.parquet"
+    pq.write_table(to_arrow(df), whole, row_group_size=rows)
+    report.save_rounds(df, sliced, rows=rows)
+    a, b = pq.ParquetFile(whole), pq.ParquetFile(sliced)
+    assert a.metadata.num_row_groups == b.metadata.num_row_groups == 3
+    assert a.schema_arrow.equals(b.schema_arrow, check_metadata=True)
+    assert pq.read_table(whole).equals(pq.read_table(sliced))
+    back = pd.read_parquet(sliced)
+    pd.testing.assert_frame_equal(pd.read_parquet(whole), back)
+    assert list(back["role"].cat.categories) == ["adversary", "honest", "unused"]
+    small = tmp_path / "small.parquet"  # one row group: written whole, as save_parquet does
+    report.save_rounds(df, small)
+    save_parquet(df, whole)
+    assert pq.read_table(whole).equals(pq.read_table(small))
