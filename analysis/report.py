@@ -232,7 +232,8 @@ def honest_counts(df: pd.DataFrame, per_trial: list[str]) -> pd.DataFrame:
     where = np.flatnonzero(mask) if mask is not None else np.arange(len(df))
     h = df.loc[mask if mask is not None else slice(None), [*keys, "stag"]]
     h = h.assign(_first=where)
-    grouped = h.groupby(keys, observed=True, sort=True)
+    # dropna=False: a row without a model label still counts wherever models are not a key
+    grouped = h.groupby(keys, observed=True, sort=True, dropna=False)
     out = grouped.agg(
         k=("stag", "sum"), n=("stag", "count"), rows=("stag", "size"), _first=("_first", "first")
     ).reset_index()
@@ -246,12 +247,17 @@ def honest_counts(df: pd.DataFrame, per_trial: list[str]) -> pd.DataFrame:
 def _summed(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """``counts`` (``honest_counts``) summed per ``keys`` (observed combinations, sorted),
     with the other columns that are the same on every row of a group (the trial's)."""
-    sums = counts.groupby(keys, observed=True, sort=True)[list(COUNTS)].sum()
+    sums = counts.groupby(keys, observed=True, sort=True, dropna=False)[list(COUNTS)].sum()
     if "trial_id" not in keys:
         return sums.reset_index()
-    rest = [c for c in counts.columns if c not in (*keys, *COUNTS, "round")]
-    firsts = counts.drop_duplicates(keys).set_index(keys)[rest]
-    return sums.join(firsts).reset_index()
+    out = sums.reset_index()
+    # the trial's columns, by trial (a key may be missing, e.g. a model without a label)
+    firsts = counts.drop_duplicates("trial_id")
+    where = pd.Index(firsts["trial_id"]).get_indexer(out["trial_id"])
+    for col in counts.columns:
+        if col not in (*keys, *COUNTS, "round"):
+            out[col] = firsts[col].take(where).reset_index(drop=True)
+    return out
 
 
 def _per_trial_counts(d: ReportData, keys: list[str], total: str = "n") -> pd.DataFrame:

@@ -162,6 +162,21 @@ def test_counts_omnibus_and_trend_equal_the_row_based_ones(seed: int) -> None:
     np.testing.assert_array_equal(trend["p"].to_numpy(), np.array([p for _, p, _ in old]))
 
 
+def test_counts_keep_honest_rows_without_a_model_label() -> None:
+    """An honest agent-round whose model has no label (a missing model) is still counted
+    in every rate not broken down by model, as the rows were."""
+    df = _planted(6)
+    labels = df["model_label"].astype(object)
+    labels[(df["seat"] == 3) & (df["trial_id"].cat.codes % 3 == 0)] = None
+    df["model_label"] = labels.astype("category")
+    d = _data(df)
+    for keys in (["disclosure", "adversary_arm"], ["model_label", "disclosure"], []):
+        pd.testing.assert_frame_equal(
+            report._rates(d, keys, seed=1), _rates_rows(d, keys, seed=1), check_exact=True
+        )
+    assert int(d.trial_counts["rows"].sum()) == int((df["role"] == "honest").sum())
+
+
 def test_counts_for_comparisons_equal_trial_counts_of_the_rows() -> None:
     d = _data(_planted(5))
     new = report._per_trial_counts(d, ["cell"])
