@@ -347,12 +347,19 @@ def _listed(entry: Path) -> list[str] | None:
 
 
 def _chunk(
-    paths: list[Path], lexicon: Lexicon | None, strict: bool, full: bool, cache: Path | None
+    paths: list[Path],
+    lexicon: Lexicon | None,
+    strict: bool,
+    full: bool,
+    cache: Path | None,
+    key: str | None = None,
 ) -> tuple[str, dict[str, pd.DataFrame | pa.Table] | None]:
     """A chunk's key, and its views when they are not in the cache (else ``None``). The
-    key is taken before the bytes are read: a file changed in between gets a new key at
-    the next read, so a cache entry never stands for bytes it was not built from."""
-    key = _key(paths, lexicon, strict)
+    key is taken before the bytes are read (``key``: the scan took it already, before it
+    handed the chunk over): a file changed in between gets a new key at the next read,
+    so a cache entry never stands for bytes it was not built from."""
+    if key is None:
+        key = _key(paths, lexicon, strict)
     if cache is not None and _cached(cache / key, full):
         return key, None
     blobs: list[bytes | None] = []
@@ -434,12 +441,27 @@ def _read(entry: Path | dict[str, Any], name: str) -> pd.DataFrame | None:
 INJECTION_CATEGORIES = (*injection.FACTORS, "role")
 
 
+#: views whose parts are joined as Arrow however they were read (cached or not): their
+#: categories are then the same either way (pandas' concat turns differing ones to text)
+_AS_ARROW = ("agent_trials",)
+
+
+def _arrow(entry: Path | dict[str, Any], name: str) -> pa.Table | None:
+    """One part of a view as Arrow: read from the cache, or as ``_write_part`` writes it."""
+    if isinstance(entry, Path):
+        return _part(entry, name)
+    view = entry.get(name)
+    return (
+        pa.Table.from_pandas(view, preserve_index=False) if isinstance(view, pd.DataFrame) else None
+    )
+
+
 def _gather(entries: list[Path | dict[str, Any]], name: str) -> list[pd.DataFrame]:
     """One view's parts in chunk order: from the cache, concatenated as Arrow and turned
     into one frame at once (much faster than a frame per chunk), the Arrow buffers freed
     as each column is converted."""
-    if all(isinstance(e, Path) for e in entries):
-        read = (_part(e, name) for e in entries if isinstance(e, Path))
+    if name in _AS_ARROW or all(isinstance(e, Path) for e in entries):
+        read = (_arrow(e, name) for e in entries)
         tables = [_wide_dictionaries(t) for t in read if t is not None and t.num_rows]
         if not tables:
             return []
@@ -580,7 +602,8 @@ def _scan(
         todo = [i for i, (k, _) in enumerate(results) if not _cached(where / k, full)]
     n = len(todo)
     workers = max(1, min(workers or os.cpu_count() or 1, n))
-    args = ([chunks[i] for i in todo], [lexicon] * n, [strict] * n, [full] * n, [where] * n)
+    keys = [results[i][0] if where is not None else None for i in todo]  # taken above
+    args = ([chunks[i] for i in todo], [lexicon] * n, [strict] * n, [full] * n, [where] * n, keys)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             done = list(pool.map(_chunk, *args))
