@@ -56,7 +56,10 @@ def _normal(text: str, v1: bool = False) -> str:
 
 def test_golden_llm_transcripts_identical_but_latency(tmp_path: Path) -> None:
     """Every prompt (rules, topology, history table, quoted messages, delimit fences),
-    reply, parse and seed of mock-model trials, fixed byte for byte."""
+    reply, parse and seed of mock-model trials, fixed byte for byte.
+
+    ``golden_llm/run`` is today's run; ``golden_llm/v2`` (the v1 files migrated) keeps the
+    replies of the earlier ``mock/random``, which reseeded a Mersenne Twister per call."""
     spec, text = load_spec(GOLDEN_LLM / "golden_llm.toml")
     trials = spec.trials()
     store = RunStore(tmp_path / "llm")
@@ -65,11 +68,26 @@ def test_golden_llm_transcripts_identical_but_latency(tmp_path: Path) -> None:
     summary = asyncio.run(run_trials(spec, trials, store, pool=pool, concurrency=4))
     assert summary.finished and summary.failed == 0
     made = sorted(store.transcripts.glob("*.jsonl"))
-    expected = sorted((GOLDEN_LLM / "v2").glob("*.jsonl"))
+    expected = sorted((GOLDEN_LLM / "run").glob("*.jsonl"))
     assert len(expected) == 8 and [p.name for p in made] == [p.name for p in expected]
     for got, want in zip(made, expected, strict=True):
         assert _normal(got.read_text()) == _normal(want.read_text()), got.name
     assert all(check(read_transcript(p)) == [] for p in expected)
+
+
+def test_mock_random_hunts_by_the_parity_of_each_calls_seed() -> None:
+    """``mock/random`` answers stag for an even call seed and hare for an odd one: every
+    reply of the golden run follows the seed it recorded, and both choices occur."""
+    seen = set()
+    for path in sorted((GOLDEN_LLM / "run").glob("*.jsonl")):
+        t = read_transcript(path)
+        for e in t.events:
+            if isinstance(e, ModelCallEvent) and e.call.model == "mock/random" and e.call.parsed:
+                said = e.call.parsed.get("action") or e.call.parsed["message"]
+                want = "hare" if e.call.seed % 2 else "stag"
+                assert want in said and ({"stag", "hare"} - {want}).pop() not in said, e
+                seen.add(want)
+    assert seen == {"stag", "hare"}
 
 
 @pytest.mark.parametrize("folder", [GOLDEN, GOLDEN_LLM])

@@ -1,10 +1,10 @@
 """``mock/<name>``: scripted replies, registered like a real provider, so the whole pipeline
 runs in tests with no key and no network.
 
-Built-in names: ``stag``, ``hare``, ``random`` (seeded by the call's seed), ``garbage``
-(never parses), ``gullible`` (hunts stag but obeys an order to play an action that it
-finds in the messages it received, unless its rules carry the ``delimit`` defence: a
-planted susceptible model for measuring injections and defences). Others come from
+Built-in names: ``stag``, ``hare``, ``random`` (stag or hare by the parity of the call's
+seed), ``garbage`` (never parses), ``gullible`` (hunts stag but obeys an order to play an
+action that it finds in the messages it received, unless its rules carry the ``delimit``
+defence: a planted susceptible model for measuring injections and defences). Others come from
 ``register_mock`` in code or from the spec:
 ``[model_settings."mock/x"] options = {replies = ["...", "..."], latency_s = 0.05}``.
 Replies are cycled; a callable gets (messages, schema name) and returns the text. A reply
@@ -14,7 +14,6 @@ longer than ``max_tokens`` (four characters a token) is cut there and reported w
 
 from __future__ import annotations
 
-import _random
 import asyncio
 import functools
 import json
@@ -89,14 +88,14 @@ def _schema_keys(schema: OutputSchema | None) -> tuple[str, ...] | None:
 _CHOICES = ("stag", "hare")
 
 
-def _seeded_choice(gen: _random.Random, seed: int) -> str:
-    """``random.Random(seed).choice(["stag", "hare"])``, reusing one generator: the same
-    draws (Mersenne Twister seeded from the integer, then ``getrandbits`` rejection)."""
-    gen.seed(seed)
-    r = gen.getrandbits(2)
-    while r >= 2:
-        r = gen.getrandbits(2)
-    return _CHOICES[r]
+def _seeded_choice(seed: int) -> str:
+    """The built-in ``random`` mock's choice for a call seed: stag for an even seed, hare
+    for an odd one. A call's seed is itself a uniform draw (``agents.llm.call_seed``), so
+    this is a fair coin per call, reproducible from the transcript's recorded seed, at no
+    cost: a benchmark's simulated server must cost the process little (reseeding a
+    Mersenne Twister for every call, as ``random.Random(seed).choice`` did up to
+    stagbench 0.1's golden_llm/v2 transcripts, took 6% of the orchestrator's CPU)."""
+    return _CHOICES[seed & 1]
 
 
 def _garbage(messages: list[ChatMessage], purpose: str | None) -> str:
@@ -159,7 +158,6 @@ class MockAPI(ModelAPI):
         self.mock_name = name
         self.latency_s = latency_s
         self._counter = count()
-        self._gen = _random.Random(0)  # reseeded for every call
         self._answered_by = f"mock/{name}"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due: deque[tuple[float, asyncio.Future[None]]] = deque()
@@ -182,10 +180,8 @@ class MockAPI(ModelAPI):
             await done  # a cancelled call's future is skipped when it falls due
         purpose = schema.name if schema else None
         if self.source is None:  # random
-            if config.seed is None:
-                action = random.choice(_CHOICES)
-            else:
-                action = _seeded_choice(self._gen, config.seed)
+            seed = config.seed
+            action = random.choice(_CHOICES) if seed is None else _seeded_choice(seed)
             text = _builtin_reply(action, purpose, _schema_keys(schema))
         elif self.mock_name in ("stag", "hare") and self.source is BUILTIN[self.mock_name]:
             text = _builtin_reply(self.mock_name, purpose, _schema_keys(schema))
