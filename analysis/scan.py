@@ -33,7 +33,9 @@ to one Parquet file, and the per-trial views built from them in the workers).
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
+import math
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -55,6 +58,7 @@ from stagbench.analysis.tables import (
     READ_ERRORS,
     LoadReport,
     RoundsColumns,
+    TrialRows,
     finish_rounds,
     read_trial,
     to_arrow,
@@ -120,11 +124,13 @@ def _build(
     # text (it is in the full table)
     inj = injection.TrialViews(honest_only=True, texts=False)
     load: list[dict[str, Any]] = []
+    per_trial: list[tuple[Any, list[dict[str, Any]]]] = []  # trials with rows: their agents
     for path, blob in zip(paths, blobs, strict=True):
         try:
             if blob is None:
                 raise TranscriptError(f"cannot read transcript {path}")
             events, rows, ident = read_trial(path, strict, detector, blob)
+            agents = _agents(rows, detector)
             inj.add(events)
         except READ_ERRORS as exc:
             load.append({"path": str(path), "trial_id": None, "spec": None, "digest": None,
@@ -132,10 +138,12 @@ def _build(
             continue
         load.append(dict(zip(_LOAD, (*ident, None), strict=True)))
         cols.add(rows)
+        if rows.size:
+            per_trial.append((rows.const["trial_id"], agents))
     out: dict[str, pd.DataFrame | pa.Table] = {"load": pd.DataFrame(load, columns=list(_LOAD))}
     if len(cols):
         df = finish_rounds(cols.frame())  # with stag, valid and n_received
-        out["agent_trials"] = metrics.agent_trials(df, detector)
+        out["agent_trials"] = _agent_trials(df, per_trial, detector)
         if full:
             out["full"] = to_arrow(df)
         out["rounds"] = df.drop(columns=list(TEXT_COLUMNS))
@@ -144,6 +152,165 @@ def _build(
 
 
 _LOAD = ("path", "trial_id", "spec", "digest", "corrupt")
+
+#: the agent-round columns ``metrics.agent_trials`` joins to its rows, in its order
+_AGENT_META = [
+    "player", "model", "role", "population", "condition", "topology", "disclosure",
+    "adversary_kind", "adversary_count", "adversary_placement", "repetition",
+]  # fmt: skip
+
+
+def _agents(trial: TrialRows, detector: Detector) -> list[dict[str, Any]]:
+    """One trial's rows of ``metrics.agent_trials`` (its honest agents, by seat), from its
+    agent-rounds as lists, without sorting and listing a table (``_agent``)."""
+    if not trial.size:
+        return []
+    roles = trial.seats["role"]
+    honest = [s for s, role in enumerate(roles) if role == "honest"]
+    if not honest:
+        return []
+    n, rounds, rows = len(roles), trial.rounds, trial.rows
+    # by round (1..rounds; index 0 unused), then seat
+    act: list[list[str | None]] = [[]]
+    pay: list[list[float]] = [[]]
+    heard: list[list[list[int]]] = [[]]
+    talk: list[list[tuple[Any, Any]]] = [[]]
+    for i in range(0, rounds * n, n):
+        act.append([a if isinstance(a, str) else None for a in rows["action"][i : i + n]])
+        pay.append([float(p) for p in rows["payoff"][i : i + n]])
+        heard.append(rows["stag_signals_from"][i : i + n])
+        talk.append(
+            list(zip(rows["message"][i : i + n], rows["reasoning"][i : i + n], strict=True))
+        )
+    tid, hare = str(trial.const["trial_id"]), float(trial.const["hare_payoff"])
+    return [_agent(tid, s, n, rounds, act, pay, heard, talk, hare, detector) for s in honest]
+
+
+def _agent(
+    trial_id: str,
+    s: int,
+    n: int,
+    last: int,
+    act: list[list[str | None]],
+    pay: list[list[float]],
+    heard: list[list[list[int]]],
+    talk: list[list[tuple[Any, Any]]],
+    hare_payoff: float,
+    detector: Detector,
+) -> dict[str, Any]:
+    """``metrics._agent`` for seat ``s`` of a trial of ``n`` seats and rounds 1..``last``,
+    its per-(round, seat) maps as lists by round and seat: the same steps, in the same
+    order, on the same values (``tests/test_scan_builders.py`` holds them equal)."""
+    rounds = range(1, last + 1)
+    others = [j for j in range(n) if j != s]
+    betrayal_round = defection_round = betrayer = None
+    pre_emptive = False
+    for r in rounds:
+        acts = act[r]
+        others_hare = [j for j in others if acts[j] == "hare"]
+        if defection_round is None and acts[s] == "hare":
+            pre_emptive = True  # hare before seeing anyone else hunt hare
+        if others_hare and defection_round is None:
+            defection_round = r
+        if others_hare:
+            mine = heard[r][s]
+            betrayers = [j for j in others_hare if j in mine]
+            if betrayers and betrayal_round is None:
+                betrayal_round, betrayer = r, min(betrayers)
+        if betrayal_round is not None:
+            break
+    trigger = betrayal_round if betrayal_round is not None else defection_round
+    mine_acts = [act[r][s] for r in rounds]  # index r - 1
+    valid_after = (
+        [(r, a) for r in rounds if r > trigger and (a := mine_acts[r - 1]) is not None]
+        if trigger is not None
+        else []
+    )
+    after = [a for _, a in valid_after]
+    switched = bool(after) and after[0] == "hare"
+    first_hare = next((i for i, a in enumerate(after) if a == "hare"), None)
+    returned = first_hare is not None and "stag" in after[first_hare:]
+    chance = False
+    if switched:
+        t1 = valid_after[0][0]
+        clean = [r for r in rounds if r >= t1 and not any(act[r][j] == "hare" for j in others)]
+        chance = any(any(r > c for r, _ in valid_after) for c in clean)
+    cost = (
+        sum(hare_payoff - pay[r][s] for r in rounds if r > trigger and mine_acts[r - 1] == "stag")
+        if trigger is not None
+        else 0.0
+    )
+    latency = None
+    if betrayal_round is not None and betrayer is not None:
+        for r in rounds:
+            if r > betrayal_round and any(detector.detects(t, betrayer) for t in talk[r][s]):
+                latency = r - betrayal_round
+                break
+    valid = [a for a in mine_acts if a is not None]
+    pre = [
+        a
+        for r in rounds
+        if (trigger is None or r <= trigger) and (a := mine_acts[r - 1]) is not None
+    ]
+    return {
+        "trial_id": trial_id,
+        "seat": s,
+        "stag_rate": valid.count("stag") / len(valid) if valid else math.nan,
+        "n_valid": len(valid),
+        "n_hare": valid.count("hare"),
+        "pre_emptive": pre_emptive,
+        "betrayal_round": betrayal_round,
+        "betrayer": betrayer,
+        "defection_round": defection_round,
+        "trigger_round": trigger,
+        "trigger_kind": (
+            "betrayal"
+            if betrayal_round is not None
+            else ("defection" if trigger is not None else None)
+        ),
+        "rounds_after": len(after),
+        "stag_rate_after": after.count("stag") / len(after) if after else math.nan,
+        "pre_n": len(pre),
+        "pre_hare": pre.count("hare"),
+        "post_n": len(after),
+        "post_stag": after.count("stag"),
+        "response_hare": (1.0 if switched else 0.0) if after else math.nan,
+        "null_hare": valid.count("hare") / len(valid) if valid and after else math.nan,
+        "switched": switched,
+        "returned": returned,
+        "forgive_chance": chance,
+        "adaptation": (
+            None
+            if not after
+            else (
+                "none"
+                if not switched and first_hare is None
+                else ("temporary" if returned else "permanent")
+            )
+        ),
+        "persistence_cost": float(cost),
+        "detected": latency is not None,
+        "detection_latency": latency if latency is not None else np.nan,
+    }
+
+
+def _agent_trials(
+    df: pd.DataFrame, per_trial: list[tuple[Any, list[dict[str, Any]]]], detector: Detector
+) -> pd.DataFrame:
+    """``metrics.agent_trials(df)`` of a chunk's agent-round table ``df`` from its trials'
+    rows made as they were read (``_agents``): in trial id order, joined to the same
+    columns of ``df``. Two trials with one id (the table function merges their rows), or
+    an id that is not text (it sorts ids as their type does), go the table function's way."""
+    ids = [tid for tid, _ in per_trial]
+    if len(set(ids)) != len(ids) or not all(type(tid) is str for tid in ids):
+        return metrics.agent_trials(df, detector)
+    ordered = sorted(range(len(ids)), key=ids.__getitem__)
+    res = pd.DataFrame([agent for i in ordered for agent in per_trial[i][1]])
+    if res.empty:
+        return res
+    meta = df.drop_duplicates(["trial_id", "seat"]).copy()
+    meta["trial_id"] = meta["trial_id"].astype(str)
+    return res.join(meta.set_index(["trial_id", "seat"])[_AGENT_META], on=["trial_id", "seat"])
 
 
 MARKER = "done.json"
@@ -180,12 +347,19 @@ def _listed(entry: Path) -> list[str] | None:
 
 
 def _chunk(
-    paths: list[Path], lexicon: Lexicon | None, strict: bool, full: bool, cache: Path | None
+    paths: list[Path],
+    lexicon: Lexicon | None,
+    strict: bool,
+    full: bool,
+    cache: Path | None,
+    key: str | None = None,
 ) -> tuple[str, dict[str, pd.DataFrame | pa.Table] | None]:
     """A chunk's key, and its views when they are not in the cache (else ``None``). The
-    key is taken before the bytes are read: a file changed in between gets a new key at
-    the next read, so a cache entry never stands for bytes it was not built from."""
-    key = _key(paths, lexicon, strict)
+    key is taken before the bytes are read (``key``: the scan took it already, before it
+    handed the chunk over): a file changed in between gets a new key at the next read,
+    so a cache entry never stands for bytes it was not built from."""
+    if key is None:
+        key = _key(paths, lexicon, strict)
     if cache is not None and _cached(cache / key, full):
         return key, None
     blobs: list[bytes | None] = []
@@ -194,7 +368,8 @@ def _chunk(
             blobs.append(p.read_bytes())
         except OSError:
             blobs.append(None)
-    views = _build(paths, blobs, detector_for(lexicon), strict, full)
+    with _no_cyclic_gc():
+        views = _build(paths, blobs, detector_for(lexicon), strict, full)
     if cache is not None:
         try:
             _write_part(cache / key, views)
@@ -202,6 +377,21 @@ def _chunk(
         except OSError:  # a read-only folder: hand the views back instead
             pass
     return key, views
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a chunk is built: its views are tens of thousands
+    of lists and dicts that live until the chunk is done, and the collector walked them
+    again and again (about a seventh of a chunk's time); what a chunk leaves in cycles is
+    bounded by the chunk and left to the collector's next run."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _cached(entry: Path, full: bool) -> bool:
@@ -251,12 +441,27 @@ def _read(entry: Path | dict[str, Any], name: str) -> pd.DataFrame | None:
 INJECTION_CATEGORIES = (*injection.FACTORS, "role")
 
 
+#: views whose parts are joined as Arrow however they were read (cached or not): their
+#: categories are then the same either way (pandas' concat turns differing ones to text)
+_AS_ARROW = ("agent_trials",)
+
+
+def _arrow(entry: Path | dict[str, Any], name: str) -> pa.Table | None:
+    """One part of a view as Arrow: read from the cache, or as ``_write_part`` writes it."""
+    if isinstance(entry, Path):
+        return _part(entry, name)
+    view = entry.get(name)
+    return (
+        pa.Table.from_pandas(view, preserve_index=False) if isinstance(view, pd.DataFrame) else None
+    )
+
+
 def _gather(entries: list[Path | dict[str, Any]], name: str) -> list[pd.DataFrame]:
     """One view's parts in chunk order: from the cache, concatenated as Arrow and turned
     into one frame at once (much faster than a frame per chunk), the Arrow buffers freed
     as each column is converted."""
-    if all(isinstance(e, Path) for e in entries):
-        read = (_part(e, name) for e in entries if isinstance(e, Path))
+    if name in _AS_ARROW or all(isinstance(e, Path) for e in entries):
+        read = (_arrow(e, name) for e in entries)
         tables = [_wide_dictionaries(t) for t in read if t is not None and t.num_rows]
         if not tables:
             return []
@@ -397,7 +602,8 @@ def _scan(
         todo = [i for i, (k, _) in enumerate(results) if not _cached(where / k, full)]
     n = len(todo)
     workers = max(1, min(workers or os.cpu_count() or 1, n))
-    args = ([chunks[i] for i in todo], [lexicon] * n, [strict] * n, [full] * n, [where] * n)
+    keys = [results[i][0] if where is not None else None for i in todo]  # taken above
+    args = ([chunks[i] for i in todo], [lexicon] * n, [strict] * n, [full] * n, [where] * n, keys)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             done = list(pool.map(_chunk, *args))

@@ -41,7 +41,7 @@ from stagbench.agents.models.settings import ModelSettings
 from stagbench.agents.prompts import act_schema
 from stagbench.records import ModelCallEvent, read_transcript
 from stagbench.runs.estimate import estimate
-from stagbench.runs.orchestrator import run_trials
+from stagbench.runs.orchestrator import run_trials, trials_in_flight
 from stagbench.runs.runtime import event_loop_name, run_async
 from stagbench.runs.spec import parse_spec
 from stagbench.runs.store import RunStore
@@ -153,6 +153,7 @@ async def throughput(limit: int, latency: float, components: bool = True) -> Non
 async def _throughput(limit: int, latency: float, sampler: Sampler | None) -> None:
     spec = parse_spec(DESIGN.format(rounds=5, limit=limit, latency=latency))
     trials = spec.trials()
+    in_flight = trials_in_flight(spec)  # what `stagbench run` takes by default
     tmp = Path(tempfile.mkdtemp(prefix="stagbench-bench-"))
     try:
         store = RunStore(tmp)
@@ -163,7 +164,7 @@ async def _throughput(limit: int, latency: float, sampler: Sampler | None) -> No
         if sampler is not None:
             sampler.__enter__()
         try:
-            summary = await run_trials(spec, trials, store, pool=pool, concurrency=limit)
+            summary = await run_trials(spec, trials, store, pool=pool, concurrency=in_flight)
         finally:
             if sampler is not None:
                 sampler.__exit__()
@@ -176,9 +177,10 @@ async def _throughput(limit: int, latency: float, sampler: Sampler | None) -> No
             print("\n".join(sampler.table(cpu / calls)))
             return
         bound = limit / latency
-        ceiling = lockstep_ceiling(phase_calls(store), limit, limit, latency)
+        ceiling = lockstep_ceiling(phase_calls(store), limit, in_flight, latency)
         print(
-            f"M={limit:5d}: {len(trials)} trials, {calls} calls in {wall:6.2f}s -> "
+            f"M={limit:5d}, {in_flight} trials in flight: {len(trials)} trials, {calls} calls "
+            f"in {wall:6.2f}s -> "
             f"{calls / wall:8.1f} calls/s; bound {bound:8.1f}; ratio {calls / wall / bound:.2f} "
             f"(lockstep ceiling {ceiling:.2f}); CPU {1e3 * cpu / calls:.3f} ms/call "
             f"(user {1e3 * (times1.user - times0.user) / calls:.3f}, "
@@ -246,8 +248,7 @@ def throughput_workers(limit: int, latency: float, workers: int) -> None:
         spec_path = tmp / "spec.toml"
         spec_path.write_text(text)
         cmd = [sys.executable, "-P", "-m", "stagbench.cli", "run", str(spec_path),
-               "--out", str(tmp / "out"), "--no-cache", "--concurrency", str(limit),
-               "--workers", str(workers)]  # fmt: skip
+               "--out", str(tmp / "out"), "--no-cache", "--workers", str(workers)]  # fmt: skip
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
         wall = time.perf_counter() - t0

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stagbench.agents.models.safety import redact
-from stagbench.errors import BudgetExceededError, StoreError
+from stagbench.errors import BudgetExceededError, StagbenchError, StoreError
 from stagbench.records import ModelCallEvent, Transcript
 from stagbench.runs.compose import AgentFactory, seat_agents
 from stagbench.runs.runtime import run_gc_policy
@@ -83,6 +83,44 @@ class StopRequest:
         if not self.event.is_set():
             self.reason, self.signum = reason, signum
             self.event.set()
+
+
+#: trials in flight by default: the least, and the most ``trials_in_flight`` picks
+MIN_TRIALS_IN_FLIGHT = 16
+MAX_TRIALS_IN_FLIGHT = 4096
+
+
+def trials_in_flight(spec: ExperimentSpec) -> int:
+    """The default number of trials in flight: enough to keep every model's calls in
+    flight at its limit (its ``max_concurrency``, else its provider's default).
+
+    A trial calls at most one model per seat at a time, and between its phases it calls
+    none, so twice the sum of the limits over the seats of the smallest game keeps the
+    slots busy; at least 16 (scripted-only runs, slow serial models), at most 4,096."""
+    from stagbench.agents.models.pool import settings_for
+    from stagbench.agents.models.registry import resolve
+    from stagbench.records import GameConfig
+    from stagbench.runs.compose import is_scripted
+
+    slots = 0
+    for model in spec.model_strings():
+        if is_scripted(model):
+            continue
+        try:
+            info, _ = resolve(model)
+        except StagbenchError:
+            continue  # an unknown provider: the spec check says so
+        limit = settings_for(model, spec.model_settings).max_concurrency
+        slots += limit or info.concurrency()
+    seats = spec.game.n_players
+    for cond in spec.factors.conditions:
+        try:
+            game = GameConfig.model_validate({**spec.game.model_dump(), **cond.overrides()})
+        except ValueError:
+            continue  # a broken condition: the spec check says so
+        seats = min(seats, game.n_players)
+    wanted = -(-2 * slots // max(1, seats))
+    return max(MIN_TRIALS_IN_FLIGHT, min(MAX_TRIALS_IN_FLIGHT, wanted))
 
 
 def run_trial(

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from stagbench.errors import StagbenchError, TranscriptError
 from stagbench.records import Transcript, read_transcript
-from stagbench.runs.orchestrator import RunSummary, StopRequest, run_trials
+from stagbench.runs.orchestrator import RunSummary, StopRequest, run_trials, trials_in_flight
 from stagbench.runs.replay import check, render
 from stagbench.runs.runtime import run_async
 from stagbench.runs.spec import ExperimentSpec, TrialSpec, iter_shard, load_spec, parse_shard
@@ -53,7 +53,14 @@ def run(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="results folder (default results/<name>)")
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="trials in flight at once")] = 16,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="trials in flight at once (default: enough to keep every model's calls in "
+            "flight at its max_concurrency: twice their sum over the seats, 16 to 4,096)",
+        ),
+    ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option(help="model response cache (default RUN_DIR/cache)")
     ] = None,
@@ -95,7 +102,8 @@ def run(
             raise _fail(StagbenchError("--executor ray makes its own shards; leave out --shard"))
         from stagbench.runs.ray_executor import run_on_ray
 
-        _preflight(spec_path)  # checked here, on the driver, before a task is started
+        spec, _ = _preflight(spec_path)  # checked here, on the driver, before a task starts
+        concurrency = concurrency or trials_in_flight(spec)
         try:
             code = run_on_ray(spec_path, out, address, workers, concurrency, console)
         except StagbenchError as exc:  # e.g. ray is not installed
@@ -107,7 +115,8 @@ def run(
             raise _fail(StagbenchError("use either --shard or --workers, not both"))
         from stagbench.runs.parallel import run_workers
 
-        _preflight(spec_path)
+        spec, _ = _preflight(spec_path)
+        concurrency = concurrency or trials_in_flight(spec)
         raise typer.Exit(
             code=run_workers(
                 spec_path, out, workers, concurrency, cache_dir, no_cache, console, err
@@ -128,8 +137,8 @@ def run(
             store.open(spec, text)
             trials, total, owns = _trial_stream(spec, shard_)
             store.update_manifest(shard=shard_, shard_trials=total if shard_ else None)
-            job = _run(spec, trials, total, owns, store, concurrency, cache_dir, no_cache,
-                       progress, share)  # fmt: skip
+            job = _run(spec, trials, total, owns, store, concurrency or trials_in_flight(spec),
+                       cache_dir, no_cache, progress, share)  # fmt: skip
             summary = run_async(job)
     except StagbenchError as exc:
         raise _fail(exc) from exc

@@ -165,3 +165,67 @@ def test_lockstep_ceiling_simulation() -> None:
     # A's second phase (1 call) and B's last 2 calls; at 100 ms B's second phase: 8 calls
     # in 150 ms against a bound of 4 per 50 ms
     assert abs(lockstep_ceiling([[3, 1], [3, 1]], 4, 2, 0.05) - 8 / 12) < 1e-9
+
+
+FILL = """
+name = "fill"
+[factors]
+models = {models}
+{conditions}
+{settings}
+"""
+
+
+def _in_flight(models: str, settings: str = "", conditions: str = "") -> int:
+    from stagbench.runs.orchestrator import trials_in_flight
+
+    text = FILL.format(models=models, settings=settings, conditions=conditions)
+    return trials_in_flight(parse_spec(text))
+
+
+def test_trials_in_flight_fill_every_models_limit() -> None:
+    """By default, twice the models' summed call limits over the seats of the smallest
+    game: each trial calls at most one model per seat at a time."""
+    assert _in_flight('["scripted/tit-for-tat"]') == 16  # nothing to fill
+    mock = '[model_settings."mock/random"]\nmax_concurrency = 256'
+    assert _in_flight('["mock/random"]', mock) == 128  # 2 x 256 / 4 seats
+    # the provider's default (32) where the spec sets none, per model string
+    assert _in_flight('["mock/random", "mock/stag"]') == 32
+    # a provider table laid under a model's own: 100 + 300
+    both = '[model_settings.mock]\nmax_concurrency = 100\n[model_settings."mock/stag"]\nmax_concurrency = 300'
+    assert _in_flight('["mock/random", ["mock/stag", "scripted/tit-for-tat"]]', both) == 200
+    # a condition with a smaller game sets the seats
+    two = 'conditions = [{name = "four"}, {name = "pair", n_players = 2}]'
+    assert _in_flight('["mock/random"]', mock, two) == 256
+    # a serial engine takes one call at a time: the floor
+    assert _in_flight('["local/smollm2-135m"]') == 16
+    huge = '[model_settings."mock/random"]\nmax_concurrency = 100000'
+    assert _in_flight('["mock/random"]', huge) == 4096
+
+
+def test_run_defaults_its_trials_in_flight_to_fill_the_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stagbench.cli as cli
+
+    seen: list[int] = []
+    real = cli.run_trials
+
+    async def spy(*args: object, concurrency: int, **kw: object) -> object:
+        seen.append(concurrency)
+        return await real(*args, concurrency=concurrency, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "run_trials", spy)
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        FILL.format(
+            models='["mock/random"]',
+            conditions="",
+            settings='[model_settings."mock/random"]\nmax_concurrency = 96',
+        ).replace('name = "fill"', 'name = "fill"\nrepetitions = 2')
+    )
+    for extra, want in (([], 48), (["--concurrency", "5"], 5)):
+        out = tmp_path / f"out{want}"
+        res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--no-progress", *extra])
+        assert res.exit_code == 0, res.output
+        assert seen[-1] == want

@@ -7,6 +7,7 @@ and odd transcripts; and a tampered transcript is left out of every view alike."
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +15,23 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from stagbench.analysis import injection, scan
+from stagbench.agents.models.providers.mock import register_mock
+from stagbench.analysis import injection, metrics, scan
 from stagbench.analysis.lexical import DEFAULT
 from stagbench.analysis.tables import (
     CATEGORICAL,
     ROW_COLUMNS,
     TRIAL_COLUMNS,
     RoundsColumns,
+    TrialRows,
+    finish_rounds,
     read_checked,
     rounds_frame,
     transcript_files,
     trial_rows,
 )
 
+import analysis_helpers
 from analysis_helpers import run_spec
 
 MIXED = """
@@ -152,3 +157,99 @@ def test_a_tampered_transcript_is_in_no_view(runs: list[Path], tmp_path: Path) -
     for name in ("rounds", "agent_trials", "inj_rows", "inj_trials"):
         view = views[name]
         assert isinstance(view, pd.DataFrame) and tid not in set(view["trial_id"].astype(str))
+
+
+def _chunk_table(trials: list[list[dict[str, Any]]]) -> pd.DataFrame:
+    """A chunk's agent-round table as the scan makes it (``RoundsColumns``, then the
+    derived columns)."""
+    built = RoundsColumns()
+    for events in trials:
+        built.add(trial_rows(events, DEFAULT))
+    return finish_rounds(built.frame())
+
+
+def _by_table(rows: TrialRows, detector: Any = DEFAULT) -> list[dict[str, Any]]:
+    """``metrics._agent`` of every honest seat of one trial, fed the (round, seat) maps
+    ``metrics.agent_trials`` makes of a table's rows (a trial with no rounds has none)."""
+    n, rounds = len(rows.seats["role"]), rows.rounds
+    if not rounds:
+        return []
+    cells = [(r, s) for r in range(1, rounds + 1) for s in range(n)]
+    r_ = rows.rows
+    act = dict(zip(cells, r_["action"], strict=True))
+    pay = dict(zip(cells, r_["payoff"], strict=True))
+    heard = dict(zip(cells, r_["stag_signals_from"], strict=True))
+    talk = dict(zip(cells, zip(r_["message"], r_["reasoning"], strict=True), strict=True))
+    seats, played = list(range(n)), list(range(1, rounds + 1))
+    tid, hare = str(rows.const["trial_id"]), float(rows.const["hare_payoff"])
+    return [
+        metrics._agent(tid, s, seats, played, act, pay, heard, talk, hare, detector)
+        for s in seats
+        if rows.seats["role"][s] == "honest"
+    ]
+
+
+def _same_records(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
+    assert_frame_equal(pd.DataFrame(a), pd.DataFrame(b), check_exact=True)
+
+
+def test_agents_per_trial_equal_the_table_function(runs: list[Path], tmp_path: Path) -> None:
+    """The scan's per-trial agent rows (``scan._agents``, read as the file is) are the rows
+    ``metrics.agent_trials`` makes of the chunk's table, on golden transcripts (LLM mocks
+    with parse failures, payload sets, a betrayal named by the betrayed) and a chunk's
+    agent-trials view is that function's frame, column types included."""
+    register_mock("accuser", analysis_helpers._accuser)
+    accused = run_spec(analysis_helpers.ACCUSED, tmp_path / "accused", llm=True)
+    for run in [*runs, accused]:
+        trials = _events(run)
+        trials.insert(1, _zero_rounds(trials[0]))
+        for events in trials:
+            rows = trial_rows(events, DEFAULT)
+            _same_records(scan._agents(rows, DEFAULT), _by_table(rows))
+        files = transcript_files(run)
+        views = scan._build(files, [p.read_bytes() for p in files], DEFAULT, False, True)
+        want = metrics.agent_trials(_chunk_table(_events(run)), DEFAULT)
+        assert_frame_equal(views["agent_trials"], want, check_exact=True)
+    detected = scan._build(
+        transcript_files(accused), [p.read_bytes() for p in transcript_files(accused)],
+        DEFAULT, False, True,
+    )["agent_trials"]  # fmt: skip
+    assert detected["detected"].all()  # the planted detection is found both ways
+
+
+def test_agents_per_trial_on_random_rounds() -> None:
+    """``scan._agent`` equals ``metrics._agent`` on random trials: actions (stag, hare,
+    none), who heard whom signal stag, payoffs, and talk naming players or not."""
+    rng = random.Random(13)
+    talk = [None, "P2 lied to us", "I do not trust P3", "stag please", "P1 betrayed", ""]
+    for k in range(400):
+        n, rounds = rng.randint(2, 6), rng.randint(1, 7)
+        size = n * rounds
+        rows = TrialRows(
+            const={"trial_id": f"t{k}", "hare_payoff": rng.choice([3.0, 2, 4.5])},
+            seats={"role": [rng.choice(["honest", "honest", "adversary"]) for _ in range(n)]},
+            rows={
+                "action": [rng.choice(["stag", "hare", None]) for _ in range(size)],
+                "payoff": [rng.choice([0.0, 3.0, 10, 4.5]) for _ in range(size)],
+                "stag_signals_from": [
+                    sorted(rng.sample(range(n), rng.randint(0, n))) for _ in range(size)
+                ],
+                "message": [rng.choice(talk) for _ in range(size)],
+                "reasoning": [rng.choice(talk) for _ in range(size)],
+                "round": [r for r in range(1, rounds + 1) for _ in range(n)],
+            },
+            rounds=rounds,
+        )
+        _same_records(scan._agents(rows, DEFAULT), _by_table(rows))
+
+
+def test_agent_trials_of_a_chunk_with_two_files_of_one_trial(runs: list[Path]) -> None:
+    """Two files of one trial (a copy) in a chunk: the table function merges their rows,
+    and so does the chunk's view (it goes that function's way)."""
+    paths = transcript_files(runs[0])
+    files = [paths[0], paths[0], *paths[1:3]]
+    views = scan._build(files, [p.read_bytes() for p in files], DEFAULT, False, True)
+    want = metrics.agent_trials(
+        _chunk_table([read_checked(p, strict=False) for p in files]), DEFAULT
+    )
+    assert_frame_equal(views["agent_trials"], want, check_exact=True)
