@@ -241,7 +241,8 @@ def trial_summary(df: pd.DataFrame) -> pd.DataFrame:
         "trial_id", "spec", "condition", "population", "topology", "disclosure",
         "adversary_kind", "adversary_count", "adversary_placement", "repetition",
     ]  # fmt: skip
-    first = df.drop_duplicates("trial_id").set_index("trial_id")[factors[1:]]
+    # only the columns read are copied (not every column of the kept rows)
+    first = df.loc[~df.duplicated("trial_id").to_numpy(), factors].set_index("trial_id")
     h = df.loc[df["role"] == "honest", ["trial_id", "stag", "payoff"]]  # what is read of them
     g = h.groupby("trial_id", observed=True)
     out = pd.DataFrame(
@@ -252,7 +253,8 @@ def trial_summary(df: pd.DataFrame) -> pd.DataFrame:
             "cost_usd": df.groupby("trial_id", observed=True)["cost_usd"].sum(),
         }
     )
-    rounds = df.drop_duplicates(["trial_id", "round"]).groupby("trial_id", observed=True)
+    firsts = ~df.duplicated(["trial_id", "round"]).to_numpy()
+    rounds = df.loc[firsts, ["trial_id", "hunt_succeeded"]].groupby("trial_id", observed=True)
     out["coordination"] = rounds["hunt_succeeded"].mean()
     bet = betrayal_events(df).groupby("trial_id", observed=True).size()
     out["betrayals"] = bet.reindex(out.index, fill_value=0)

@@ -15,6 +15,7 @@ A new section is one function taking ``ReportData`` plus one entry in ``SECTIONS
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import html
 import io
@@ -31,15 +32,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from stagbench.analysis import archetypes, design, injection, metrics, stats  # noqa: E402
+from stagbench.analysis import archetypes, design, injection, metrics, scan_views, stats  # noqa: E402
 from stagbench.analysis.injection import InjectionData  # noqa: E402
 from stagbench.analysis.labels import legend, population_label, short_names  # noqa: E402
 from stagbench.analysis.lexical import DEFAULT, Detector, detector_for, evaluate  # noqa: E402
-from stagbench.analysis.scan import scan  # noqa: E402
-from stagbench.analysis.tables import LoadReport, save_parquet  # noqa: E402
+from stagbench.analysis.scan import Scan, scan  # noqa: E402
+from stagbench.analysis.tables import LoadReport, save_parquet, to_arrow  # noqa: E402
 from stagbench.errors import TranscriptError  # noqa: E402
+from stagbench.records import Lexicon  # noqa: E402
 
 #: the design factors a cell is made of, and how tables call them
 FACTORS = {
@@ -131,12 +134,36 @@ class ReportData:
     short: dict[str, str] = field(default_factory=dict)
     detector: Detector = DEFAULT
     title: str = ""
-    #: what the injection section reads (read with the rest; ``None``: read it from the run)
-    injection: InjectionData | None = None
+    #: what the injection section reads (read with the rest, or a function that reads it
+    #: from the scan's cache when the section runs; ``None``: read it from the run)
+    injection: InjectionData | Callable[[], InjectionData] | None = None
 
     @functools.cached_property
     def honest(self) -> pd.DataFrame:
+        """The honest agents' rows (a copy: the sections read ``round_counts``,
+        ``trial_counts`` and ``trial_rounds`` instead)."""
         return stats.population(self.df)
+
+    @functools.cached_property
+    def round_counts(self) -> pd.DataFrame:
+        """Per trial, round and model (label) of the honest agents: ``k`` stag actions of
+        ``n`` valid actions in ``rows`` agent-rounds, with the trial's design factors and
+        cell. Every honest stag rate of the report is made from these counts (sums of
+        whole numbers: the same in any order of summation)."""
+        return honest_counts(self.df, [*self.factors, "cell"])
+
+    @functools.cached_property
+    def trial_counts(self) -> pd.DataFrame:
+        """``round_counts`` summed over rounds: per trial and model (label)."""
+        return _summed(self.round_counts, ["trial_id", "model_label"])
+
+    @functools.cached_property
+    def trial_rounds(self) -> pd.DataFrame:
+        """One row per trial-round (its first agent-round): whether the hunt succeeded,
+        with the trial's design factors and cell."""
+        cols = ["trial_id", "round", "hunt_succeeded", *self.factors, "cell"]
+        cols = list(dict.fromkeys(c for c in cols if c in self.df.columns))
+        return self.df.loc[~self.df.duplicated(["trial_id", "round"]).to_numpy(), cols]
 
 
 SectionFn = Callable[[ReportData], Section]
@@ -191,8 +218,57 @@ def _per_trial(df: pd.DataFrame, firsts: pd.DataFrame, values: pd.Series) -> pd.
     return pd.Series(pd.Categorical.from_codes(per.codes[pos], per.categories), index=df.index)
 
 
-def _trial_rounds(df: pd.DataFrame) -> pd.DataFrame:
-    return df.drop_duplicates(["trial_id", "round"])
+#: the columns of the honest counts (``honest_counts``)
+COUNTS = ("k", "n", "rows")
+
+
+def honest_counts(df: pd.DataFrame, per_trial: list[str]) -> pd.DataFrame:
+    """Per trial, round and ``model_label`` of the honest agents' rows of ``df`` (every row
+    when it has no ``role``): ``k`` (stag actions), ``n`` (valid actions), ``rows``
+    (agent-rounds), and the ``per_trial`` columns (the same on every row of a trial) with
+    their types. Sorted by trial, round and model label."""
+    keys = ["trial_id", "round", "model_label"]
+    mask = (df["role"] == stats.HONEST).to_numpy() if "role" in df.columns else None
+    where = np.flatnonzero(mask) if mask is not None else np.arange(len(df))
+    h = df.loc[mask if mask is not None else slice(None), [*keys, "stag"]]
+    h = h.assign(_first=where)
+    # dropna=False: a row without a model label still counts wherever models are not a key
+    grouped = h.groupby(keys, observed=True, sort=True, dropna=False)
+    out = grouped.agg(
+        k=("stag", "sum"), n=("stag", "count"), rows=("stag", "size"), _first=("_first", "first")
+    ).reset_index()
+    first = out.pop("_first").to_numpy()
+    for col in dict.fromkeys(per_trial):
+        if col in df.columns and col not in out.columns:
+            out[col] = df[col].take(first).reset_index(drop=True)
+    return out
+
+
+def _summed(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``counts`` (``honest_counts``) summed per ``keys`` (observed combinations, sorted),
+    with the other columns that are the same on every row of a group (the trial's)."""
+    sums = counts.groupby(keys, observed=True, sort=True, dropna=False)[list(COUNTS)].sum()
+    if "trial_id" not in keys:
+        return sums.reset_index()
+    out = sums.reset_index()
+    # the trial's columns, by trial (a key may be missing, e.g. a model without a label)
+    firsts = counts.drop_duplicates("trial_id")
+    where = pd.Index(firsts["trial_id"]).get_indexer(out["trial_id"])
+    for col in counts.columns:
+        if col not in (*keys, *COUNTS, "round"):
+            out[col] = firsts[col].take(where).reset_index(drop=True)
+    return out
+
+
+def _per_trial_counts(d: ReportData, keys: list[str], total: str = "n") -> pd.DataFrame:
+    """Per ``keys`` and trial: ``k`` stag actions of ``n`` (``total="n"``: valid actions;
+    ``"rows"``: every agent-round, a parse failure counted as not stag) by honest agents,
+    only where ``n`` > 0; what ``stats.trial_counts`` gives on the honest rows."""
+    source = d.round_counts if "round" in keys else d.trial_counts
+    grouped = source.groupby([*keys, "trial_id"], observed=True, sort=True)
+    per = grouped[["k", total]].sum().reset_index()
+    per = per.rename(columns={total: "n"}) if total != "n" else per
+    return per[per["n"] > 0].reset_index(drop=True)
 
 
 def _rates(d: ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
@@ -200,13 +276,13 @@ def _rates(d: ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
     some honest agent-rounds have no valid action, also the stag share of all honest
     agent-rounds (a failure counted as not stag, as some harnesses report it)."""
     n_boot = max(d.n_boot, 200)
-    rho = stats.rate_table(d.honest, keys, "stag", n_boot, seed, prefix="stag_")
-    if d.honest["stag"].isna().any():
-        every = d.honest.assign(stag_all=d.honest["stag"].fillna(0.0))
-        share = stats.rate_table(every, keys, "stag_all", n_boot, seed, prefix="stag_all_")
+    rho = stats.rate_table_counts(_per_trial_counts(d, keys), keys, n_boot, seed, prefix="stag_")
+    if (d.trial_counts["n"] < d.trial_counts["rows"]).any():
+        every = _per_trial_counts(d, keys, total="rows")
+        share = stats.rate_table_counts(every, keys, n_boot, seed, prefix="stag_all_")
         share = share[[*keys, "stag_all_rate", "stag_all_ci_lo", "stag_all_ci_hi", "stag_all_n"]]
         rho = rho.merge(share, on=keys, how="left") if keys else rho.join(share)
-    tr = _trial_rounds(d.df).assign(coord=lambda x: x["hunt_succeeded"].astype(float))
+    tr = d.trial_rounds.assign(coord=lambda x: x["hunt_succeeded"].astype(float))
     keys_c = [k for k in keys if k not in ("model", "model_label")]
     phi = stats.rate_table(tr, keys_c, "coord", n_boot, seed + 1, prefix="coord_")
     if keys_c:
@@ -218,7 +294,7 @@ def _omnibus(d: ReportData, keys: list[str]) -> str:
     """The clustered test that the honest stag rate is the same in every row."""
     if not keys:
         return "one cell: no test"
-    counts = stats.trial_counts(d.honest, keys, "stag")
+    counts = _per_trial_counts(d, keys)
     if counts.empty:
         return "no data"
     groups = counts.groupby(keys, observed=True, sort=False).ngroup().to_numpy()
@@ -226,6 +302,15 @@ def _omnibus(d: ReportData, keys: list[str]) -> str:
     if math.isnan(p):
         return "one cell: no test"
     return f"equal rates in every row: trial-clustered permutation chi-square, p = {p:.3g}"
+
+
+def _honest_columns(d: ReportData, columns: list[str]) -> pd.DataFrame:
+    """The honest agents' rows of ``columns`` (those ``d.df`` has; all of its rows when it
+    has no ``role``): a copy of what a section reads, not of every column."""
+    cols = [c for c in dict.fromkeys(columns) if c in d.df.columns]
+    if "role" not in d.df.columns:
+        return d.df[cols]
+    return d.df.loc[(d.df["role"] == stats.HONEST).to_numpy(), cols]
 
 
 def _series_styles(n: int) -> list[dict[str, Any]]:
@@ -263,13 +348,17 @@ def overview(d: ReportData) -> Section:
             )
     expected = dc.expected if dc is not None and dc.expected is not None else None
     of = f" of {expected} in the design" if expected is not None else ""
-    h = d.honest
+    hc = d.trial_counts
     line = f"{df['trial_id'].nunique()} trials analysed{of}, {len(df)} agent-rounds "
-    line += f"({len(h)} by honest agents)."
+    line += f"({int(hc['rows'].sum())} by honest agents)."
     if not d.factors:  # one design cell: its rates are the run's (never pooled over cells)
+        # sums of whole numbers: the mean of the honest agents' valid actions, exactly
+        k, n = float(hc["k"].sum()), int(hc["n"].sum())
+        coord = d.trial_rounds["hunt_succeeded"]
         line += (
-            f" Honest stag rate {metrics.rate(h['stag']):.3f} (stag actions over honest "
-            f"agents' valid actions); full coordination {metrics.coordination_rate(df):.3f} "
+            f" Honest stag rate {k / n if n else math.nan:.3f} (stag actions over honest "
+            f"agents' valid actions); full coordination "
+            f"{float(coord.mean()) if len(coord) else math.nan:.3f} "
             "(trial-rounds in which the hunt succeeded)."
         )
     else:
@@ -334,11 +423,11 @@ def cooperation(d: ReportData) -> Section:
 
 
 def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
-    h = d.honest.dropna(subset=["stag"])
     rows = []
-    # one pass: per cell, trial and round, the stag count and the valid actions
-    per = h.groupby([*keys, "trial_id", "round"], observed=True)["stag"].agg(["sum", "count"])
-    wide = per.unstack("round")
+    # per cell, trial and round, the stag count and the valid actions
+    per = _per_trial_counts(d, [*keys, "round"])
+    per = per.set_index([*keys, "trial_id", "round"]).rename(columns={"k": "sum", "n": "count"})
+    wide = per[["sum", "count"]].unstack("round")
     groups = wide.groupby(level=keys, observed=True, sort=True) if keys else [((), wide)]
     for key, g in groups:
         played = np.asarray(g["count"].notna().to_numpy().any(axis=0))  # rounds it played
@@ -357,36 +446,99 @@ def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
     return _display(pd.DataFrame(rows))
 
 
+#: at most this many series (design cells) in one panel of the round figure: more go to
+#: panels (facets) by the factors that are left, with one legend for the series
+MAX_SERIES = 12
+
+
+def _facets(data: pd.DataFrame, cell_columns: list[str]) -> tuple[list[str], list[str]]:
+    """Which cell columns tell the series of a panel apart and which the panels: the most
+    series (at most ``MAX_SERIES``) in the fewest panels; every column a series one when
+    the cells fit in one panel."""
+    cols = [c for c in cell_columns if c in data.columns]
+    if len(cols) < 2 or len(data.drop_duplicates(cols)) <= MAX_SERIES:
+        return cols, []
+    best: tuple[int, int] | None = None
+    chosen: list[str] = cols[-1:]
+    for mask in range(1, 2 ** len(cols) - 1):  # every proper subset as the series columns
+        series = [c for i, c in enumerate(cols) if mask >> i & 1]
+        n = len(data.drop_duplicates(series))
+        if n > MAX_SERIES:
+            continue
+        panels = len(data.drop_duplicates([c for c in cols if c not in series]))
+        if best is None or (panels, -n) < best:
+            best, chosen = (panels, -n), series
+    return chosen, [c for c in cols if c not in chosen]
+
+
 def round_plot(per_round: pd.DataFrame, cell_columns: list[str]) -> Any:
     """Honest stag rate by round, one line per design cell: whole-number round ticks,
     clustered error bars, and each series with its own colour, marker and dash, moved a
-    little sideways so that none hides another."""
+    little sideways so that none hides another. More than ``MAX_SERIES`` cells are drawn
+    in panels (one per level of the factors that hold them apart), the same series (the
+    other factors' levels) in the same style in every panel, under one legend."""
     data = per_round.copy()
-    data["cell"] = _cell_label(data, cell_columns)
+    series_cols, panel_cols = _facets(data, cell_columns)
+    data["cell"] = _cell_label(data, series_cols) if panel_cols else _cell_label(data, cell_columns)
+    data["panel"] = _cell_label(data, panel_cols) if panel_cols else "all"
     cells = list(dict.fromkeys(data["cell"]))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    panels = list(dict.fromkeys(data["panel"]))
+    cols = math.ceil(math.sqrt(len(panels)))
+    rows = math.ceil(len(panels) / cols)
+    size = (8, 4.5) if len(panels) == 1 else (3.6 * cols + 2, 2.8 * rows + 0.6)
+    fig, axes = plt.subplots(rows, cols, figsize=size, sharex=True, sharey=True, squeeze=False)
     width = 0.3
-    for i, (cell, style) in enumerate(zip(cells, _series_styles(len(cells)), strict=True)):
-        g = data[data["cell"] == cell].sort_values("round")
-        offset = (i - (len(cells) - 1) / 2) * (width / max(len(cells) - 1, 1))
-        ax.errorbar(
-            g["round"].astype(float) + offset,
-            g["stag_rate"],
-            yerr=stats.error_bars(g["stag_rate"], g["stag_ci_lo"], g["stag_ci_hi"]),
-            capsize=2,
-            label=str(cell),
-            markersize=5,
-            **style,
-        )
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(
-        xlabel="round",
-        ylabel="honest stag rate",
-        ylim=(-0.03, 1.03),
-        title="Honest stag rate by round",
+    styles = dict(zip(cells, _series_styles(len(cells)), strict=True))
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        shown = data[data["panel"] == panel]
+        for i, cell in enumerate(cells):
+            g = shown[shown["cell"] == cell].sort_values("round")
+            if g.empty:
+                continue
+            offset = (i - (len(cells) - 1) / 2) * (width / max(len(cells) - 1, 1))
+            ax.errorbar(
+                g["round"].astype(float) + offset,
+                g["stag_rate"],
+                yerr=stats.error_bars(g["stag_rate"], g["stag_ci_lo"], g["stag_ci_hi"]),
+                capsize=2,
+                label=str(cell),
+                markersize=5,
+                **styles[cell],
+            )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(ylim=(-0.03, 1.03))
+        if panel_cols:
+            ax.set_title(str(panel), fontsize=8)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    title = "Honest stag rate by round"
+    if len(panels) == 1:
+        ax = axes[0, 0]
+        ax.set(xlabel="round", ylabel="honest stag rate", title=title)
+        if len(cells) > 1:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="cell")
+        return fig
+    for ax in axes[:, 0]:
+        ax.set_ylabel("honest stag rate")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("round")
+    fig.suptitle(f"{title}: one panel per {' · '.join(panel_cols)}")
+    handles, labels = [], []
+    for ax in axes.flat:  # one legend entry per series, whichever panel drew it
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    order = sorted(range(len(labels)), key=lambda j: cells.index(labels[j]))
+    fig.legend(
+        [handles[j] for j in order],
+        [labels[j] for j in order],
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 0.95),
+        title=" · ".join(series_cols),
     )
-    if len(cells) > 1:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="cell")
+    fig.tight_layout()
     return fig
 
 
@@ -449,7 +601,7 @@ def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
 def comparisons(d: ReportData) -> Section:
     s = Section("Comparisons")
     rows = []
-    counts = stats.trial_counts(d.honest[["cell", "trial_id", "stag"]], ["cell"], "stag")
+    counts = _per_trial_counts(d, ["cell"])
     per_cell = {  # each cell's trials in trial id order (the cell's label is its key)
         str(c): (g["k"].to_numpy(float), g["n"].to_numpy(float))
         for c, g in counts.groupby("cell", sort=False, observed=True)
@@ -591,7 +743,9 @@ def payoffs(d: ReportData) -> Section:
     s = Section("Payoffs and welfare")
     keys = d.factors
     df, at = d.df, d.agent_trials
-    pay = _group_means(d.honest, keys, d.honest["payoff"], d.n_boot, 1)
+    honest = _honest_columns(d, [*keys, "trial_id", "payoff"])
+    pay = _group_means(honest, keys, honest["payoff"], d.n_boot, 1)
+    del honest
     eff = _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan), d.n_boot, 2)
     trig = at[at["trigger_round"].notna()] if len(at) else at
     cost = _group_means(trig, keys, trig["persistence_cost"], d.n_boot, 3) if len(trig) else {}
@@ -631,7 +785,9 @@ def payoffs(d: ReportData) -> Section:
 
 def regression(d: ReportData) -> Section:
     s = Section("Regression")
-    honest_df = d.honest.assign(model=lambda x: x["model_label"])
+    # only what the model reads (the design factors it may use, round, outcome, trial)
+    used = ["trial_id", "stag", "round", *stats.FORMULA_FACTORS, "model_label"]
+    honest_df = _honest_columns(d, used).rename(columns={"model_label": "model"})
     formula = stats.default_formula(honest_df)
     sample = stats.gee_sample(honest_df)
     n_all, n_fit = honest_df["trial_id"].nunique(), sample["trial_id"].nunique()
@@ -798,10 +954,12 @@ def injection_section(d: ReportData) -> Section:
     if d.design is None:
         s.text("Needs the run folder: build the report with `stagbench report DIR`.")
         return s
-    analysed = {str(t) for t in d.df["trial_id"].unique()}  # the design's trials
-    if d.injection is not None:  # read with the rest, and already kept to `analysed`
-        blocks = injection.report_blocks(d.injection, n_boot=d.n_boot)
+    if d.injection is not None:  # read with the rest, and already kept to the design's
+        data = d.injection() if callable(d.injection) else d.injection
+        blocks = injection.report_blocks(data, n_boot=d.n_boot)
+        del data
     else:
+        analysed = {str(t) for t in d.df["trial_id"].unique()}  # the design's trials
         blocks = injection.report_blocks(d.design.run, n_boot=d.n_boot, trial_ids=analysed)
     for block in blocks:
         if block.fig is not None:
@@ -827,22 +985,65 @@ SECTIONS: list[SectionFn] = [
 ]
 
 
-def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) -> ReportData:
+#: sections that read no agent-rounds (``ReportData.df`` empty): ``build`` makes them
+#: before the agent-rounds are read, so that their data and the agent-rounds are never
+#: held at once
+EARLY: tuple[SectionFn, ...] = (injection_section,)
+
+
+def _give_back_memory() -> None:
+    """Return the memory of freed frames to the system (Arrow's pool keeps freed buffers,
+    and glibc's malloc the top of its heap), so that the next views do not stack on it."""
+    import ctypes
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def prepare(
+    run_dir: str | Path,
+    n_boot: int = 500,
+    workers: int | None = None,
+    early: dict[SectionFn, Section] | None = None,
+) -> ReportData:
     """Read and check a results folder (one pass over its transcripts, cached: see
-    ``analysis.scan``): the data every section reads."""
+    ``analysis.scan``): the data every section reads. The sections named as keys of
+    ``early`` (of ``EARLY``) are made first, before the agent-rounds are read, and put
+    there."""
     run = Path(run_dir)
     lexicon = design.lexicon(run)
     detector = detector_for(lexicon)
-    res = scan(run, lexicon=lexicon, workers=workers)
-    df, load, at, inj = res.rounds, res.load, res.agent_trials, res.injection
+    # the load report first; then the views from the scan's parts, one at a time: the
+    # injection views only in their section (never beside the agent-rounds)
+    res = scan(run, lexicon=lexicon, workers=workers, views=False)
+    load = res.load
     dc = design.check(run, load)
+    keep = set(dc.analysed) if dc.foreign else None
+    inj = functools.partial(_injection_views, res, run, lexicon, workers, keep)
+    if early:
+        empty = pd.DataFrame()
+        first = ReportData(empty, empty, empty, load, n_boot, dc, detector=detector, injection=inj)
+        for fn in early:
+            early[fn] = fn(first)
+        del first
+        _give_back_memory()  # what the early sections held, before the agent-rounds come
+    try:
+        df = scan_views.rounds(res)
+        at = scan_views.agent_trials(res)
+    except scan_views.Changed:  # the cache changed since: read with the views
+        res = scan(run, lexicon=lexicon, workers=workers)
+        df, at = res.rounds, res.agent_trials
     if not df.empty and dc.foreign:
         df = df[df["trial_id"].astype(str).isin(dc.analysed)].reset_index(drop=True)
         for col in df.select_dtypes("category").columns:
             df[col] = df[col].cat.remove_unused_categories()
         if not at.empty:
             at = at[at["trial_id"].astype(str).isin(dc.analysed)]
-        inj = injection.only(inj, set(dc.analysed))
     if df.empty:
         raise TranscriptError(
             f"no readable transcripts of this folder's design under {run}"
@@ -887,6 +1088,42 @@ def prepare(run_dir: str | Path, n_boot: int = 500, workers: int | None = None) 
     )
 
 
+def _injection_views(
+    res: Scan, run: Path, lexicon: Lexicon, workers: int | None, keep: set[str] | None
+) -> InjectionData:
+    """The injection views of the scan ``res`` (its cached parts), of the trials ``keep``
+    (all when ``None``); read again with a new scan if the cache changed since."""
+    try:
+        inj = scan_views.injection_data(res)
+    except scan_views.Changed:
+        inj = scan(run, lexicon=lexicon, workers=workers).injection
+    return injection.only(inj, keep) if keep is not None else inj
+
+
+#: rows per slice of ``save_rounds``: Arrow's default row group (``pq.write_table``)
+ROW_GROUP = 1024 * 1024
+
+
+def save_rounds(df: pd.DataFrame, path: Path, rows: int = ROW_GROUP) -> Path:
+    """``tables.save_parquet`` of the agent-round table, converted to Arrow and written a
+    row group at a time (never a whole Arrow copy of the table beside it): the same file
+    (the same row groups, each column's categories whole in every slice)."""
+    if len(df) <= rows:
+        return save_parquet(df, path)
+    writer: pq.ParquetWriter | None = None
+    try:
+        for start in range(0, len(df), rows):
+            table = to_arrow(df.iloc[start : start + rows])
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            del table
+    finally:
+        if writer is not None:
+            writer.close()
+    return path
+
+
 def build(
     run_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -896,12 +1133,15 @@ def build(
     """Write RUN_DIR/report/{report.html, report.md, *.parquet}; returns the HTML path."""
     run = Path(run_dir)
     out = Path(out_dir) if out_dir else run / "report"
-    data = prepare(run, n_boot)
+    chosen = sections or SECTIONS
+    early: dict[SectionFn, Section] = {fn: Section("") for fn in chosen if fn in EARLY}
+    data = prepare(run, n_boot, early=early)
     out.mkdir(parents=True, exist_ok=True)
-    save_parquet(data.df, out / "agent_rounds.parquet")
+    save_rounds(data.df, out / "agent_rounds.parquet")
     data.trials.to_parquet(out / "trials.parquet", index=False)
     data.agent_trials.to_parquet(out / "agent_trials.parquet", index=False)
-    return _write(out, data.title, [section(data) for section in sections or SECTIONS])
+    made = [early[fn] if fn in early else fn(data) for fn in chosen]
+    return _write(out, data.title, made)
 
 
 CSS = """

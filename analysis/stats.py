@@ -140,8 +140,20 @@ def rate_table(
 ) -> pd.DataFrame:
     """Pooled rate of a 0/1 ``outcome`` per ``keys``, with n, trials and a trial-clustered
     95% interval. ``df`` is already the population the rate is over."""
+    return rate_table_counts(trial_counts(df, keys, outcome), keys, n_boot, seed, prefix)
+
+
+def rate_table_counts(
+    counts: pd.DataFrame,
+    keys: list[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    prefix: str = "",
+) -> pd.DataFrame:
+    """``rate_table`` on per-trial counts already made: one row per ``keys`` and trial with
+    ``k`` (successes) and ``n`` (outcomes, at least one), as ``trial_counts`` gives them
+    (sorted by ``keys`` and trial)."""
     rng = np.random.default_rng(seed)
-    counts = trial_counts(df, keys, outcome)
     rows = []
     grouped = counts.groupby(keys, observed=True, sort=True) if keys else [((), counts)]
     for key, g in grouped:
@@ -594,12 +606,16 @@ def _gee_table(res: Any) -> pd.DataFrame:
     )
 
 
+#: the design factors ``default_formula`` may use, in order
+FORMULA_FACTORS = ("disclosure", "adversary_arm", "adversary_kind", "topology", "condition")
+
+
 def default_formula(df: pd.DataFrame) -> str:
     """``stag ~ factor * round + ... + model`` with the design factors that vary in the data,
     skipping a factor whose level the factors already in the formula determine (an
     imported study's condition names its topology and disclosure: one of them is enough)."""
     terms: list[str] = []
-    for c in ("disclosure", "adversary_arm", "adversary_kind", "topology", "condition"):
+    for c in FORMULA_FACTORS:
         if c not in df.columns or df[c].nunique() < 2:
             continue
         if terms and df.groupby(terms, observed=True)[c].nunique().max() < 2:
