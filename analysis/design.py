@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,19 +121,14 @@ def _kept_digests(cache: Path, identity: str) -> dict[str, str] | None:
 def _keep_digests(cache: Path, identity: str, digests: dict[str, str]) -> None:
     """Write the digests for the next command (atomically; a read-only folder keeps none)."""
     data = {"version": _DIGESTS_VERSION, "identity": identity, "digests": digests}
+    tmp = cache.with_name(f".{cache.name}.tmp{os.getpid()}")  # as the scan's parts
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".digests-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(orjson.dumps(data))
-            os.replace(tmp, cache)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        tmp.write_bytes(orjson.dumps(data))
+        os.replace(tmp, cache)
     except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _digests(path: Path, raw: bytes) -> dict[str, str]:

@@ -45,6 +45,10 @@ def test_digests_are_kept_and_read_back_while_the_file_is_unchanged(
     plain = design._expected_trials(trials)
     assert plain is not None and len(plain) == 12
     assert design._expected_trials(trials, cache) == plain and cache.is_file()
+    plain_file = cache.with_name("plain")
+    plain_file.write_text("x")  # readable by whom the folder's other files are
+    assert cache.stat().st_mode == plain_file.stat().st_mode
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["design-digests.json", "plain"]
     _no_hashing(monkeypatch)
     kept = design._expected_trials(trials, cache)
     assert kept == plain and list(kept) == list(plain)  # the design's order too
