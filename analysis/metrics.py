@@ -28,6 +28,7 @@ Definitions
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -90,13 +91,16 @@ def detects(text: object, seat: int, detector: Detector = DEFAULT) -> bool:
     return detector.detects(text, seat)
 
 
+#: the agent-round columns ``agent_trials`` joins to each agent's row, in order
+AGENT_META = [
+    "player", "model", "role", "population", "condition", "topology", "disclosure",
+    "adversary_kind", "adversary_count", "adversary_placement", "repetition",
+]  # fmt: skip
+
+
 def agent_trials(df: pd.DataFrame, detector: Detector = DEFAULT) -> pd.DataFrame:
     """One row per honest agent per trial: trigger, adaptation, persistence cost, detection,
     and what the archetype calibration needs (base rate, response, chance to forgive)."""
-    meta_cols = [
-        "player", "model", "role", "population", "condition", "topology", "disclosure",
-        "adversary_kind", "adversary_count", "adversary_placement", "repetition",
-    ]  # fmt: skip
     if df.empty:
         return pd.DataFrame()
     data = df.sort_values(["trial_id", "round", "seat"], kind="stable")
@@ -107,8 +111,7 @@ def agent_trials(df: pd.DataFrame, detector: Detector = DEFAULT) -> pd.DataFrame
     act = [a if isinstance(a, str) else None for a in data["action"].tolist()]
     pay = data["payoff"].tolist()
     heard = data["stag_signals_from"].tolist()
-    msg = data["message"].tolist()
-    why = data["reasoning"].tolist()
+    talk = list(zip(data["message"].tolist(), data["reasoning"].tolist(), strict=True))
     role = data["role"].astype(str).tolist()
     hare = data["hare_payoff"].tolist()
     out: list[dict[str, Any]] = []
@@ -120,53 +123,73 @@ def agent_trials(df: pd.DataFrame, detector: Detector = DEFAULT) -> pd.DataFrame
         rows = range(start, stop)
         seats = sorted({seat[i] for i in rows})
         rounds = sorted({rnd[i] for i in rows})
-        a = {(rnd[i], seat[i]): act[i] for i in rows}
-        p = {(rnd[i], seat[i]): pay[i] for i in rows}
-        h = {(rnd[i], seat[i]): heard[i] for i in rows}
-        t = {(rnd[i], seat[i]): (msg[i], why[i]) for i in rows}
+        at = {(rnd[i], seat[i]): i for i in rows}  # the (last) row of each (round, seat)
+        cells = [[at[(r, j)] for j in seats] for r in rounds]
+        a = [[act[i] for i in row] for row in cells]
+        p = [[pay[i] for i in row] for row in cells]
+        h = [[heard[i] for i in row] for row in cells]
+        t = [[talk[i] for i in row] for row in cells]
         honest_seats = {seat[i] for i in rows if role[i] == "honest"}
-        for s in seats:
-            if s in honest_seats:
-                out.append(
-                    _agent(tid[start], s, seats, rounds, a, p, h, t, float(hare[start]), detector)
-                )
+        out += [
+            agent_row(tid[start], k, seats, rounds, a, p, h, t, float(hare[start]), detector)
+            for k, s in enumerate(seats)
+            if s in honest_seats
+        ]
         start = stop
-    res = pd.DataFrame(out)
+    return with_agent_meta(pd.DataFrame(out), df)
+
+
+def with_agent_meta(res: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """Agents' rows (``agent_row``) joined to their seats' ``AGENT_META`` columns of the
+    agent-round table ``df`` (nothing to join to no rows)."""
     if res.empty:
         return res
     meta = df.drop_duplicates(["trial_id", "seat"]).copy()
     meta["trial_id"] = meta["trial_id"].astype(str)
-    return res.join(meta.set_index(["trial_id", "seat"])[meta_cols], on=["trial_id", "seat"])
+    return res.join(meta.set_index(["trial_id", "seat"])[AGENT_META], on=["trial_id", "seat"])
 
 
-def _agent(
+def agent_row(
     trial_id: str,
     s: int,
-    seats: list[int],
-    rounds: list[int],
-    act: dict[tuple[int, int], Any],
-    pay: dict[tuple[int, int], float],
-    heard: dict[tuple[int, int], list[int]],
-    talk: dict[tuple[int, int], tuple[str | None, str | None]],
+    seats: Sequence[int],
+    rounds: Sequence[int],
+    act: list[list[str | None]],
+    pay: list[list[float]],
+    heard: list[list[Any]],
+    talk: list[list[tuple[Any, Any]]],
     hare_payoff: float,
     detector: Detector = DEFAULT,
 ) -> dict[str, Any]:
+    """One agent's row of ``agent_trials``: the agent in position ``s`` of ``seats`` (the
+    trial's seats), its trial's per-round, per-seat values as lists in the order of
+    ``rounds`` and then ``seats`` (``act[i][k]``: round ``rounds[i]``, seat ``seats[k]``;
+    ``heard`` holds seats, ``talk`` (message, reasoning) pairs)."""
+    me = seats[s]
+    others = [k for k in range(len(seats)) if k != s]
     betrayal_round = defection_round = betrayer = None
     pre_emptive = False
-    for r in rounds:
-        others_hare = [j for j in seats if j != s and act[(r, j)] == "hare"]
-        if defection_round is None and act[(r, s)] == "hare":
+    for i, r in enumerate(rounds):
+        acts = act[i]
+        others_hare = [k for k in others if acts[k] == "hare"]
+        if defection_round is None and acts[s] == "hare":
             pre_emptive = True  # hare before seeing anyone else hunt hare
         if others_hare and defection_round is None:
             defection_round = r
-        betrayers = [j for j in others_hare if j in heard[(r, s)]]
-        if betrayers and betrayal_round is None:
-            betrayal_round, betrayer = r, min(betrayers)
+        if others_hare:
+            mine = heard[i][s]
+            betrayers = [seats[k] for k in others_hare if seats[k] in mine]
+            if betrayers and betrayal_round is None:
+                betrayal_round, betrayer = r, min(betrayers)
         if betrayal_round is not None:
             break
     trigger = betrayal_round if betrayal_round is not None else defection_round
-    after_rounds = [r for r in rounds if trigger is not None and r > trigger]
-    valid_after = [(r, act[(r, s)]) for r in after_rounds if act[(r, s)] is not None]
+    mine_acts = [row[s] for row in act]
+    valid_after = (
+        [(r, a) for r, a in zip(rounds, mine_acts, strict=True) if r > trigger and a is not None]
+        if trigger is not None
+        else []
+    )
     after = [a for _, a in valid_after]
     switched = bool(after) and after[0] == "hare"
     first_hare = next((i for i, a in enumerate(after) if a == "hare"), None)
@@ -175,27 +198,35 @@ def _agent(
     if switched:
         t1 = valid_after[0][0]
         clean = [
-            r for r in rounds if r >= t1 and not any(act[(r, j)] == "hare" for j in seats if j != s)
+            r
+            for r, acts in zip(rounds, act, strict=True)
+            if r >= t1 and not any(acts[k] == "hare" for k in others)
         ]
         chance = any(any(r > c for r, _ in valid_after) for c in clean)
     cost = (
-        sum(hare_payoff - pay[(r, s)] for r in rounds if r > trigger and act[(r, s)] == "stag")
+        sum(
+            hare_payoff - pay[i][s]
+            for i, r in enumerate(rounds)
+            if r > trigger and mine_acts[i] == "stag"
+        )
         if trigger is not None
         else 0.0
     )
     latency = None
     if betrayal_round is not None and betrayer is not None:
-        for r in rounds:
-            if r > betrayal_round and any(detector.detects(t, betrayer) for t in talk[(r, s)]):
+        for i, r in enumerate(rounds):
+            if r > betrayal_round and any(detector.detects(t, betrayer) for t in talk[i][s]):
                 latency = r - betrayal_round
                 break
-    valid = [a for a in (act[(r, s)] for r in rounds) if a is not None]
+    valid = [a for a in mine_acts if a is not None]
     pre = [
-        a for r in rounds if (trigger is None or r <= trigger) and (a := act[(r, s)]) is not None
+        a
+        for r, a in zip(rounds, mine_acts, strict=True)
+        if (trigger is None or r <= trigger) and a is not None
     ]
     return {
         "trial_id": trial_id,
-        "seat": s,
+        "seat": me,
         "stag_rate": valid.count("stag") / len(valid) if valid else math.nan,
         "n_valid": len(valid),
         "n_hare": valid.count("hare"),

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import math
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -44,7 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -153,16 +151,10 @@ def _build(
 
 _LOAD = ("path", "trial_id", "spec", "digest", "corrupt")
 
-#: the agent-round columns ``metrics.agent_trials`` joins to its rows, in its order
-_AGENT_META = [
-    "player", "model", "role", "population", "condition", "topology", "disclosure",
-    "adversary_kind", "adversary_count", "adversary_placement", "repetition",
-]  # fmt: skip
-
 
 def _agents(trial: TrialRows, detector: Detector) -> list[dict[str, Any]]:
     """One trial's rows of ``metrics.agent_trials`` (its honest agents, by seat), from its
-    agent-rounds as lists, without sorting and listing a table (``_agent``)."""
+    agent-rounds as lists (``metrics.agent_row``), without sorting and listing a table."""
     if not trial.size:
         return []
     roles = trial.seats["role"]
@@ -170,11 +162,11 @@ def _agents(trial: TrialRows, detector: Detector) -> list[dict[str, Any]]:
     if not honest:
         return []
     n, rounds, rows = len(roles), trial.rounds, trial.rows
-    # by round (1..rounds; index 0 unused), then seat
-    act: list[list[str | None]] = [[]]
-    pay: list[list[float]] = [[]]
-    heard: list[list[list[int]]] = [[]]
-    talk: list[list[tuple[Any, Any]]] = [[]]
+    # by round (1..rounds), then seat
+    act: list[list[str | None]] = []
+    pay: list[list[float]] = []
+    heard: list[list[list[int]]] = []
+    talk: list[list[tuple[Any, Any]]] = []
     for i in range(0, rounds * n, n):
         act.append([a if isinstance(a, str) else None for a in rows["action"][i : i + n]])
         pay.append([float(p) for p in rows["payoff"][i : i + n]])
@@ -183,115 +175,11 @@ def _agents(trial: TrialRows, detector: Detector) -> list[dict[str, Any]]:
             list(zip(rows["message"][i : i + n], rows["reasoning"][i : i + n], strict=True))
         )
     tid, hare = str(trial.const["trial_id"]), float(trial.const["hare_payoff"])
-    return [_agent(tid, s, n, rounds, act, pay, heard, talk, hare, detector) for s in honest]
-
-
-def _agent(
-    trial_id: str,
-    s: int,
-    n: int,
-    last: int,
-    act: list[list[str | None]],
-    pay: list[list[float]],
-    heard: list[list[list[int]]],
-    talk: list[list[tuple[Any, Any]]],
-    hare_payoff: float,
-    detector: Detector,
-) -> dict[str, Any]:
-    """``metrics._agent`` for seat ``s`` of a trial of ``n`` seats and rounds 1..``last``,
-    its per-(round, seat) maps as lists by round and seat: the same steps, in the same
-    order, on the same values (``tests/test_scan_builders.py`` holds them equal)."""
-    rounds = range(1, last + 1)
-    others = [j for j in range(n) if j != s]
-    betrayal_round = defection_round = betrayer = None
-    pre_emptive = False
-    for r in rounds:
-        acts = act[r]
-        others_hare = [j for j in others if acts[j] == "hare"]
-        if defection_round is None and acts[s] == "hare":
-            pre_emptive = True  # hare before seeing anyone else hunt hare
-        if others_hare and defection_round is None:
-            defection_round = r
-        if others_hare:
-            mine = heard[r][s]
-            betrayers = [j for j in others_hare if j in mine]
-            if betrayers and betrayal_round is None:
-                betrayal_round, betrayer = r, min(betrayers)
-        if betrayal_round is not None:
-            break
-    trigger = betrayal_round if betrayal_round is not None else defection_round
-    mine_acts = [act[r][s] for r in rounds]  # index r - 1
-    valid_after = (
-        [(r, a) for r in rounds if r > trigger and (a := mine_acts[r - 1]) is not None]
-        if trigger is not None
-        else []
-    )
-    after = [a for _, a in valid_after]
-    switched = bool(after) and after[0] == "hare"
-    first_hare = next((i for i, a in enumerate(after) if a == "hare"), None)
-    returned = first_hare is not None and "stag" in after[first_hare:]
-    chance = False
-    if switched:
-        t1 = valid_after[0][0]
-        clean = [r for r in rounds if r >= t1 and not any(act[r][j] == "hare" for j in others)]
-        chance = any(any(r > c for r, _ in valid_after) for c in clean)
-    cost = (
-        sum(hare_payoff - pay[r][s] for r in rounds if r > trigger and mine_acts[r - 1] == "stag")
-        if trigger is not None
-        else 0.0
-    )
-    latency = None
-    if betrayal_round is not None and betrayer is not None:
-        for r in rounds:
-            if r > betrayal_round and any(detector.detects(t, betrayer) for t in talk[r][s]):
-                latency = r - betrayal_round
-                break
-    valid = [a for a in mine_acts if a is not None]
-    pre = [
-        a
-        for r in rounds
-        if (trigger is None or r <= trigger) and (a := mine_acts[r - 1]) is not None
+    seats, played = range(n), range(1, rounds + 1)
+    return [
+        metrics.agent_row(tid, s, seats, played, act, pay, heard, talk, hare, detector)
+        for s in honest
     ]
-    return {
-        "trial_id": trial_id,
-        "seat": s,
-        "stag_rate": valid.count("stag") / len(valid) if valid else math.nan,
-        "n_valid": len(valid),
-        "n_hare": valid.count("hare"),
-        "pre_emptive": pre_emptive,
-        "betrayal_round": betrayal_round,
-        "betrayer": betrayer,
-        "defection_round": defection_round,
-        "trigger_round": trigger,
-        "trigger_kind": (
-            "betrayal"
-            if betrayal_round is not None
-            else ("defection" if trigger is not None else None)
-        ),
-        "rounds_after": len(after),
-        "stag_rate_after": after.count("stag") / len(after) if after else math.nan,
-        "pre_n": len(pre),
-        "pre_hare": pre.count("hare"),
-        "post_n": len(after),
-        "post_stag": after.count("stag"),
-        "response_hare": (1.0 if switched else 0.0) if after else math.nan,
-        "null_hare": valid.count("hare") / len(valid) if valid and after else math.nan,
-        "switched": switched,
-        "returned": returned,
-        "forgive_chance": chance,
-        "adaptation": (
-            None
-            if not after
-            else (
-                "none"
-                if not switched and first_hare is None
-                else ("temporary" if returned else "permanent")
-            )
-        ),
-        "persistence_cost": float(cost),
-        "detected": latency is not None,
-        "detection_latency": latency if latency is not None else np.nan,
-    }
 
 
 def _agent_trials(
@@ -306,11 +194,7 @@ def _agent_trials(
         return metrics.agent_trials(df, detector)
     ordered = sorted(range(len(ids)), key=ids.__getitem__)
     res = pd.DataFrame([agent for i in ordered for agent in per_trial[i][1]])
-    if res.empty:
-        return res
-    meta = df.drop_duplicates(["trial_id", "seat"]).copy()
-    meta["trial_id"] = meta["trial_id"].astype(str)
-    return res.join(meta.set_index(["trial_id", "seat"])[_AGENT_META], on=["trial_id", "seat"])
+    return metrics.with_agent_meta(res, df)
 
 
 MARKER = "done.json"

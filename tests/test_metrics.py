@@ -159,3 +159,24 @@ def test_parquet_roundtrip_and_corrupt_files_reported(hand: pd.DataFrame, tmp_pa
     df, report = agent_rounds(out)
     assert df.empty and len(report.corrupt) == 1 and victim.name in report.corrupt[0][0]
     assert math.isnan(metrics.honest_stag_rate(pd.DataFrame({"role": [], "stag": []})))
+
+
+@pytest.mark.parametrize("seats", [[0, 1, 2], [3, 5, 7]])
+def test_agent_row_names_the_lowest_betrayer_by_seat(seats: list[int]) -> None:
+    """Two players who signalled stag to the agent hunt hare in one round: the betrayal is
+    that round's, the betrayer the lower seat (a seat, not a position); the agent hunts
+    hare next, at a payoff the hare would have beaten, and its cost counts only after."""
+    act = [["stag", "hare", "hare"], ["hare", "hare", "hare"], ["stag", "stag", "stag"]]
+    pay = [[0.0, 3.0, 3.0], [3.0, 3.0, 3.0], [10.0, 10.0, 10.0]]
+    heard = [[seats[1:], [], []], [[], [], []], [[], [], []]]
+    talk = [[(None, None)] * 3 for _ in range(3)]
+    row = metrics.agent_row("t", 0, seats, [1, 2, 3], act, pay, heard, talk, 3.0)
+    assert row["seat"] == seats[0]
+    assert (row["betrayal_round"], row["betrayer"], row["trigger_kind"]) == (
+        1,
+        seats[1],
+        "betrayal",
+    )
+    assert row["switched"] and row["returned"] and row["adaptation"] == "temporary"
+    assert row["persistence_cost"] == 3.0 - 10.0  # round 3 only (after the trigger)
+    assert not row["pre_emptive"] and row["n_valid"] == 3 and row["n_hare"] == 1

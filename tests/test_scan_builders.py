@@ -169,21 +169,24 @@ def _chunk_table(trials: list[list[dict[str, Any]]]) -> pd.DataFrame:
 
 
 def _by_table(rows: TrialRows, detector: Any = DEFAULT) -> list[dict[str, Any]]:
-    """``metrics._agent`` of every honest seat of one trial, fed the (round, seat) maps
-    ``metrics.agent_trials`` makes of a table's rows (a trial with no rounds has none)."""
+    """``metrics.agent_row`` of every honest seat of one trial, fed the per-(round, seat)
+    values the way ``metrics.agent_trials`` gathers them from a table's rows (a trial with
+    no rounds has none)."""
     n, rounds = len(rows.seats["role"]), rows.rounds
     if not rounds:
         return []
     cells = [(r, s) for r in range(1, rounds + 1) for s in range(n)]
     r_ = rows.rows
-    act = dict(zip(cells, r_["action"], strict=True))
-    pay = dict(zip(cells, r_["payoff"], strict=True))
-    heard = dict(zip(cells, r_["stag_signals_from"], strict=True))
-    talk = dict(zip(cells, zip(r_["message"], r_["reasoning"], strict=True), strict=True))
+    talk_of = zip(r_["message"], r_["reasoning"], strict=True)
+    maps = [
+        dict(zip(cells, values, strict=True))
+        for values in (r_["action"], r_["payoff"], r_["stag_signals_from"], talk_of)
+    ]
     seats, played = list(range(n)), list(range(1, rounds + 1))
+    act, pay, heard, talk = ([[m[(r, j)] for j in seats] for r in played] for m in maps)
     tid, hare = str(rows.const["trial_id"]), float(rows.const["hare_payoff"])
     return [
-        metrics._agent(tid, s, seats, played, act, pay, heard, talk, hare, detector)
+        metrics.agent_row(tid, s, seats, played, act, pay, heard, talk, hare, detector)
         for s in seats
         if rows.seats["role"][s] == "honest"
     ]
@@ -218,8 +221,9 @@ def test_agents_per_trial_equal_the_table_function(runs: list[Path], tmp_path: P
 
 
 def test_agents_per_trial_on_random_rounds() -> None:
-    """``scan._agent`` equals ``metrics._agent`` on random trials: actions (stag, hare,
-    none), who heard whom signal stag, payoffs, and talk naming players or not."""
+    """The scan's per-trial agent rows equal ``metrics.agent_row`` fed the table's way on
+    random trials: actions (stag, hare, none), who heard whom signal stag, payoffs, and
+    talk naming players or not."""
     rng = random.Random(13)
     talk = [None, "P2 lied to us", "I do not trust P3", "stag please", "P1 betrayed", ""]
     for k in range(400):
