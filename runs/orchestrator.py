@@ -99,7 +99,6 @@ def trials_in_flight(spec: ExperimentSpec) -> int:
     slots busy; at least 16 (scripted-only runs, slow serial models), at most 4,096."""
     from stagbench.agents.models.pool import settings_for
     from stagbench.agents.models.registry import resolve
-    from stagbench.records import GameConfig
     from stagbench.runs.compose import is_scripted
 
     slots = 0
@@ -115,10 +114,9 @@ def trials_in_flight(spec: ExperimentSpec) -> int:
     seats = spec.game.n_players
     for cond in spec.factors.conditions:
         try:
-            game = GameConfig.model_validate({**spec.game.model_dump(), **cond.overrides()})
+            seats = min(seats, spec.condition_game(cond).n_players)
         except ValueError:
             continue  # a broken condition: the spec check says so
-        seats = min(seats, game.n_players)
     wanted = -(-2 * slots // max(1, seats))
     return max(MIN_TRIALS_IN_FLIGHT, min(MAX_TRIALS_IN_FLIGHT, wanted))
 

@@ -184,6 +184,11 @@ class ExperimentSpec(BaseModel):
         arms = sum(levels if f.payloads and payload_param(a) else 1 for a in f.adversaries)
         return math.prod(len(x) for x in lists) * arms * len(self.agent_settings())
 
+    def condition_game(self, cond: ConditionSpec) -> GameConfig:
+        """A condition's game: ``[game]`` with the condition's overrides, validated (a
+        ``ValidationError`` for a broken one)."""
+        return GameConfig.model_validate({**self.game.model_dump(), **cond.overrides()})
+
     def agent_settings(self) -> list[AgentSettings]:
         """``[agents]`` crossed with the prompt wordings and defences the spec varies.
         Uncrossed, it is ``[agents]`` itself, so those trials keep their ids."""
@@ -215,9 +220,7 @@ class ExperimentSpec(BaseModel):
             self.agent_settings(),
         ):  # fmt: skip
             if cond.name not in games:
-                games[cond.name] = GameConfig.model_validate(
-                    {**self.game.model_dump(), **cond.overrides()}
-                )
+                games[cond.name] = self.condition_game(cond)
             game = games[cond.name]
             population = (models,) if isinstance(models, str) else tuple(models)
             param = payload_param(adv) if f.payloads else None
@@ -282,7 +285,7 @@ class ExperimentSpec(BaseModel):
         out = []
         for cond in self.factors.conditions:
             try:
-                g = GameConfig.model_validate({**self.game.model_dump(), **cond.overrides()})
+                g = self.condition_game(cond)
             except ValidationError:
                 continue  # check() reports it
             if not g.is_stag_hunt:
@@ -307,7 +310,7 @@ class ExperimentSpec(BaseModel):
         problems: list[str] = []
         for cond in self.factors.conditions:
             try:
-                game = GameConfig.model_validate({**self.game.model_dump(), **cond.overrides()})
+                game = self.condition_game(cond)
             except ValidationError as exc:
                 problems.append(f"condition {cond.name!r}: {_first_error(exc)}")
                 continue
