@@ -111,12 +111,13 @@ def trials_in_flight(spec: ExperimentSpec) -> int:
             continue  # an unknown provider: the spec check says so
         limit = settings_for(model, spec.model_settings).max_concurrency
         slots += limit or info.concurrency()
-    seats = spec.game.n_players
+    played = []
     for cond in spec.factors.conditions:
         try:
-            seats = min(seats, spec.condition_game(cond).n_players)
+            played.append(spec.condition_game(cond).n_players)
         except ValueError:
             continue  # a broken condition: the spec check says so
+    seats = min(played, default=spec.game.n_players)
     wanted = -(-2 * slots // max(1, seats))
     return max(MIN_TRIALS_IN_FLIGHT, min(MAX_TRIALS_IN_FLIGHT, wanted))
 

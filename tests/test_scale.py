@@ -197,6 +197,9 @@ def test_trials_in_flight_fill_every_models_limit() -> None:
     # a condition with a smaller game sets the seats
     two = 'conditions = [{name = "four"}, {name = "pair", n_players = 2}]'
     assert _in_flight('["mock/random"]', mock, two) == 256
+    # the smallest game played: [game] itself is not when every condition changes it
+    six = 'conditions = [{name = "six", n_players = 6}]'
+    assert _in_flight('["mock/random"]', mock, six) == 86  # 2 x 256 / 6, rounded up
     # a serial engine takes one call at a time: the floor
     assert _in_flight('["local/smollm2-135m"]') == 16
     huge = '[model_settings."mock/random"]\nmax_concurrency = 100000'
