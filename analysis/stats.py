@@ -4,9 +4,10 @@ pooled one, and models use GEE with trials as clusters.
 
 Every method that can fail says so instead of printing a number it did not earn: a Wilson
 bound never passes its estimate, a rate with no variation gets an interval on its trials
-(not a zero-width bootstrap), a negative ICC is clamped to 0 with a note, and a logistic
-model under separation or non-convergence falls back to Firth's penalised likelihood with
-a trial-cluster bootstrap, saying which was used.
+(not a zero-width bootstrap), a negative ICC is clamped to 0 with a note, a logistic
+model with no more trials than coefficients is not estimable (said so), and one under
+separation or non-convergence falls back to Firth's penalised likelihood with a
+trial-cluster bootstrap, saying which was used.
 """
 
 from __future__ import annotations
@@ -572,8 +573,9 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
 
 def gee_logit(df: pd.DataFrame, formula: str = "stag ~ C(disclosure) * round") -> pd.DataFrame:
     """Logistic GEE, exchangeable correlation within trials, as statsmodels gives it (no
-    checks: ``logit_model`` is the checked entry point). Factors with one level are
-    dropped from the formula by the caller (see ``default_formula``)."""
+    checks, and the plain sandwich covariance, which is anti-conservative with few trials:
+    ``logit_model`` is the checked entry point). Factors with one level are dropped from
+    the formula by the caller (see ``default_formula``)."""
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
 
@@ -740,6 +742,13 @@ class ModelFit:
     separated_terms: list[str] = field(default_factory=list)
 
 
+#: what ``logit_model`` says its GEE fit is
+GEE_METHOD = (
+    "GEE (exchangeable, trials as clusters; bias-reduced Mancl-DeRouen sandwich covariance, "
+    "normal reference)"
+)
+
+
 def logit_model(
     df: pd.DataFrame,
     formula: str,
@@ -749,7 +758,11 @@ def logit_model(
     ctol: float = 1e-6,
 ) -> ModelFit:
     """The checked logistic model: GEE (exchangeable, trials as clusters) when the data
-    allow it; when they separate (a linear program finds a direction that splits successes
+    allow it, its standard errors from the bias-reduced (Mancl-DeRouen) sandwich, which
+    keeps tests near their nominal level with few trials where the plain sandwich rejects
+    a true null far too often (``benchmarks/gee_small_sample.py``). With no more trials
+    than coefficients no trial-clustered covariance exists: not estimable, saying so. When
+    the data separate (a linear program finds a direction that splits successes
     from failures) or GEE does not converge or gives runaway coefficients, Firth's
     penalised logistic regression with a trial-cluster bootstrap (percentile CI, and a
     bootstrap p for the sign) instead. Aliased terms (determined by others) are dropped
@@ -772,6 +785,14 @@ def logit_model(
         notes.append(f"aliased terms dropped (other terms determine them): {', '.join(dropped)}")
         xs, names = xs[:, keep], [names[i] for i in keep]
     trial_ids = data["trial_id"].astype(str).to_numpy()
+    n_trials, n_coef = len(pd.unique(trial_ids)), len(names)
+    if n_trials <= n_coef:
+        notes.append(
+            f"too few trials for inference: {n_trials} trials (clusters) for {n_coef} "
+            "coefficients; a trial-clustered covariance needs more trials than coefficients "
+            "(with fewer it is singular and its standard errors collapse towards 0)"
+        )
+        return ModelFit(formula, "not estimable", None, notes)
     x, k, n = _patterns(xs, y, trial_ids)
     direction = separation(x, k.sum(0), n.sum(0))
     separated = [names[i] for i in np.flatnonzero(direction)]
@@ -794,18 +815,21 @@ def logit_model(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                res = model.fit(maxiter=max_iter, ctol=ctol)
+                res = model.fit(maxiter=max_iter, ctol=ctol, cov_type="bias_reduced")
             except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as exc:
                 res = None
                 notes.append(f"GEE failed: {exc}")
         flagged = [
             w for w in caught if issubclass(w.category, ConvergenceWarning | IterationLimitWarning)
         ]
-        if res is not None and not flagged and getattr(res, "converged", True):
+        converged = res is not None and not flagged and getattr(res, "converged", True)
+        if converged and getattr(res, "cov_robust_bc", None) is None:
+            notes.append("GEE's bias-reduced covariance could not be computed")
+        elif converged:
             table = _gee_table(res)
             finite = np.isfinite(table[["coef", "se", "p"]].to_numpy()).all()
             if finite and table["coef"].abs().max() < 15:
-                return ModelFit(formula, "GEE (exchangeable, trials as clusters)", table, notes)
+                return ModelFit(formula, GEE_METHOD, table, notes)
             notes.append("GEE gave non-finite or runaway coefficients (|coef| >= 15)")
         elif res is not None:
             why = str(flagged[0].message) if flagged else "statsmodels marks it unconverged"
@@ -869,26 +893,93 @@ def trials_per_arm(
     return int(math.ceil(float(n_obs) * deff / cluster_size))
 
 
-def icc_estimate(df: pd.DataFrame, outcome: str = "stag") -> float:
-    """One-way ANOVA estimate of the intra-trial correlation of a 0/1 outcome. It can be
-    negative (trials vary less than chance would make them): ``clamped_icc`` says what to
-    use for planning."""
-    t = _trial_rates(df, outcome)
-    if len(t) < 2:
+#: the trial-level design factors whose levels make a design cell (the report's cells, with
+#: the raw population string): trials of one cell share their true rates, trials of two
+#: cells need not
+CELL_FACTORS = (
+    "condition",
+    "topology",
+    "disclosure",
+    "adversary_arm",
+    "population",
+    "prompt_variant",
+    "defence",
+    "payload",
+)
+
+
+def cell_factors(df: pd.DataFrame) -> list[str]:
+    """The ``CELL_FACTORS`` that vary in ``df`` (the ones that split it into cells)."""
+    return [c for c in CELL_FACTORS if c in df.columns and df[c].nunique(dropna=False) > 1]
+
+
+def _cell_trial_counts(df: pd.DataFrame, outcome: str, cells: list[str] | None) -> pd.DataFrame:
+    """Per trial its successes ``k``, valid outcomes ``n`` and design cell ``cell`` (a code;
+    one cell when no factor varies)."""
+    cells = cell_factors(df) if cells is None else cells
+    data = df.dropna(subset=[outcome])
+    t = data.groupby("trial_id", observed=True)[outcome].agg(k="sum", n="count")
+    if cells:
+        firsts = data.drop_duplicates("trial_id").set_index("trial_id")[cells]
+        codes = firsts.groupby(cells, observed=True, dropna=False).ngroup()
+        t["cell"] = codes.reindex(t.index).to_numpy()
+    else:
+        t["cell"] = 0
+    return t.reset_index()
+
+
+def icc_estimate(df: pd.DataFrame, outcome: str = "stag", cells: list[str] | None = None) -> float:
+    """One-way ANOVA estimate of the intra-trial correlation of a 0/1 outcome, with trials
+    nested in design cells: between-trial variation is measured around each cell's own
+    rate, so cells that differ in their true rates do not pass for within-trial
+    correlation. ``cells`` are the columns that make a cell (default: the
+    ``CELL_FACTORS`` that vary in ``df``; ``[]`` pools everything into one cell). It can
+    be negative (trials vary less than chance would make them): ``clamped_icc`` says what
+    to use for planning; NaN when no cell has two trials."""
+    t = _cell_trial_counts(df, outcome, cells)
+    n_trials, n_cells = len(t), int(t["cell"].nunique())
+    if n_trials - n_cells < 1:
         return float("nan")
     k, n = t["k"].to_numpy(float), t["n"].to_numpy(float)
-    grand = k.sum() / n.sum()
-    m0 = (n.sum() - (n**2).sum() / n.sum()) / (len(n) - 1)
-    msb = (n * (k / n - grand) ** 2).sum() / (len(n) - 1)
-    msw = (k - k**2 / n).sum() / (n.sum() - len(n)) if n.sum() > len(n) else 0.0
+    cell = t["cell"].to_numpy()
+    cell_k = pd.Series(k).groupby(cell).transform("sum").to_numpy()
+    cell_n = pd.Series(n).groupby(cell).transform("sum").to_numpy()
+    total = n.sum()
+    # the ANOVA's "n0" for trials nested in cells (Searle): the effective trial size
+    m0 = (total - (n**2 / cell_n).sum()) / (n_trials - n_cells)
+    msb = (n * (k / n - cell_k / cell_n) ** 2).sum() / (n_trials - n_cells)
+    msw = (k - k**2 / n).sum() / (total - n_trials) if total > n_trials else 0.0
     denom = msb + (m0 - 1) * msw
     return float((msb - msw) / denom) if denom > 0 else 0.0
+
+
+def cluster_sizes(
+    df: pd.DataFrame, outcome: str = "stag", cells: list[str] | None = None
+) -> pd.DataFrame:
+    """Per design cell (``cells`` as in ``icc_estimate``): its trials and their mean number
+    of valid outcomes (the cluster size a trial of that cell brings), smallest first. The
+    cell is named by its factors' levels."""
+    cells = cell_factors(df) if cells is None else cells
+    t = _cell_trial_counts(df, outcome, cells)
+    per = t.groupby("cell").agg(trials=("n", "size"), cluster_size=("n", "mean"))
+    data = df.dropna(subset=[outcome]).drop_duplicates("trial_id")
+    if cells:
+        firsts = data.set_index("trial_id")[cells].astype(str)
+        names = firsts.apply(lambda r: "; ".join(f"{c}={r[c]}" for c in cells), axis=1)
+        name_of = dict(zip(t["cell"], names.reindex(t["trial_id"]).to_numpy(), strict=True))
+    else:
+        name_of = {0: "all trials (one design cell)"}
+    per = per.reset_index(names="code")
+    per["cell"] = [name_of[c] for c in per["code"]]
+    return per.sort_values(["cluster_size", "cell"]).reset_index(drop=True)[
+        ["cell", "trials", "cluster_size"]
+    ]
 
 
 def clamped_icc(icc: float) -> tuple[float, str | None]:
     """The ICC to plan with, and a note when the estimate had to be changed."""
     if math.isnan(icc):
-        return 0.0, "the ICC cannot be estimated (fewer than two trials); using 0"
+        return 0.0, "the ICC cannot be estimated (no design cell has two trials); using 0"
     if icc < 0:
         return 0.0, (
             f"the ICC estimate {icc:.3f} is below 0 (trials vary less than chance); "

@@ -521,22 +521,48 @@ def power(
         float, typer.Option(help="intra-trial correlation (estimate from a pilot)")
     ] = 0.3,
     from_run: Annotated[
-        Path | None, typer.Option(help="estimate ICC and cluster size from a pilot run")
+        Path | None,
+        typer.Option(
+            help="estimate ICC (within design cells) and cluster size (the smallest cell's "
+            "mean per trial) from a pilot run"
+        ),
     ] = None,
 ) -> None:
     """Trials per arm needed to detect a change in stag rate from p0 to p1."""
     from stagbench.analysis import stats
 
+    basis: list[str] = []  # how the pilot run's figures were made
     if from_run is not None:
         df = _agent_rounds(from_run)
         h = stats.population(df).dropna(subset=["stag"])
         if h.empty:
             raise _fail(StagbenchError(f"{from_run}: no honest agent-round with an action"))
-        estimate = stats.icc_estimate(h)
+        cells = stats.cell_factors(h)
+        estimate = stats.icc_estimate(h, cells=cells)
         icc, note = stats.clamped_icc(estimate)
         if note:
             err.print(f"[yellow]note:[/] {escape(note)}")
-        cluster_size = max(1, round(h.groupby("trial_id", observed=True).size().mean()))
+        sizes = stats.cluster_sizes(h, cells=cells)
+        smallest = sizes.iloc[0]
+        cluster_size = max(1, round(float(smallest["cluster_size"])))
+        where = (
+            f"within its {len(sizes)} design cells (each trial against its own cell's rate, so "
+            "differences between cells do not count as within-trial correlation)"
+            if cells
+            else "over its trials (one design cell)"
+        )
+        if estimate == estimate:  # not NaN (the note says why there is none)
+            basis.append(f"From {from_run}: ICC {estimate:.3f} estimated {where}.")
+        what = "cluster size = the mean number of honest valid actions per trial"
+        if len(sizes) > 1 and sizes["cluster_size"].nunique() > 1:
+            lo, hi = sizes["cluster_size"].min(), sizes["cluster_size"].max()
+            basis.append(
+                f"{what}, per cell from {lo:.1f} to {hi:.1f}: planned on the smallest "
+                f"({smallest['cell']}), since fewer agent-rounds per trial need more trials; "
+                "a cell with larger trials needs no more than this."
+            )
+        else:
+            basis.append(f"{what} ({float(smallest['cluster_size']):.1f}).")
     elif not 0.0 <= icc <= 1.0:
         raise _fail(StagbenchError(f"--icc must lie in [0, 1], not {icc}"))
     try:
@@ -548,6 +574,8 @@ def power(
         f"(cluster size {cluster_size}, ICC {icc:.3f}, design effect "
         f"{1 + (cluster_size - 1) * icc:.2f})"
     )
+    for line in basis:
+        console.print(escape(line))
 
 
 @app.command()

@@ -188,6 +188,86 @@ def test_power_from_run_clamps_a_negative_icc(tmp_path: Path) -> None:
     )
 
 
+CELLS_OF_TWO_SIZES = """
+name = "cells"
+seed = 3
+repetitions = 5
+[game]
+n_players = 4
+rounds = 6
+[factors]
+models = ["scripted/always-stag", "scripted/random(p=0.5)"]
+conditions = [{name="small", n_players=2, rounds=2}, {name="big"}]
+"""
+
+
+def test_power_from_run_estimates_within_cells_and_plans_on_the_smallest(
+    tmp_path: Path,
+) -> None:
+    """Two populations with very different rates (1.0 and 0.5, independent rounds) and two
+    conditions whose trials hold 4 and 24 honest actions: pooled over cells, the ICC is
+    large (the populations' difference read as within-trial correlation) and the mean
+    cluster size (14) fits no cell; the command estimates within cells and plans on the
+    smallest cell's trials, and says so."""
+    from stagbench.analysis import stats
+    from stagbench.analysis.tables import agent_rounds
+
+    out = run_spec(CELLS_OF_TWO_SIZES, tmp_path / "cells")
+    df, _ = agent_rounds(out)
+    honest = stats.population(df).dropna(subset=["stag"])
+    assert stats.icc_estimate(honest, cells=[]) > 0.3  # the old, pooled estimate
+    within = stats.icc_estimate(honest)
+    assert abs(within) < 0.1
+    res = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.7", "--from-run", str(out)])
+    assert res.exit_code == 0, res.output
+    icc = max(within, 0.0)
+    n = stats.trials_per_arm(0.5, 0.7, cluster_size=4, icc=icc)
+    assert res.output.startswith(f"{n} trials per arm to detect 0.5 -> 0.7"), res.output
+    assert f"(cluster size 4, ICC {icc:.3f}," in res.output
+    assert f"ICC {within:.3f} estimated within its 4 design cells" in res.output
+    flat = " ".join(res.output.split())
+    assert "per cell from 4.0 to 24.0: planned on the smallest (condition=small;" in flat
+
+
+ONE_TRIAL_PER_ARM = """
+name = "onetrial"
+seed = 5
+repetitions = {reps}
+[game]
+rounds = 8
+[factors]
+models = ["scripted/random(p=0.5)"]
+disclosures = ["explicit", "silent"]
+"""
+
+
+def test_regression_section_refuses_too_few_trials_and_names_its_covariance(
+    tmp_path: Path,
+) -> None:
+    """1 trial per arm (2 clusters for 4 coefficients) used to print se 5e-15 and p = 0;
+    the section now says why no coefficients are reported. With 3 per arm it prints the
+    fit and its method (the bias-reduced covariance)."""
+    from stagbench.analysis import report, stats
+
+    def texts(reps: int) -> tuple[list[str], list[report.Table]]:
+        out = run_spec(ONE_TRIAL_PER_ARM.format(reps=reps), tmp_path / f"r{reps}")
+        sec = report.regression(report.prepare(out, n_boot=20))
+        return (
+            [b for b in sec.blocks if isinstance(b, str)],
+            [b for b in sec.blocks if isinstance(b, report.Table)],
+        )
+
+    lines, tables = texts(1)
+    assert not tables
+    assert any(
+        "too few trials for inference: 2 trials (clusters) for 4 coefficients" in t for t in lines
+    ), lines
+    assert any("is not estimable on this data: no coefficients are reported" in t for t in lines)
+    lines, tables = texts(3)
+    assert f"Method: {stats.GEE_METHOD}." in lines and len(tables) == 1
+    assert (tables[0].df["se"] > 0.01).all() and "bias-reduced" in tables[0].caption
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
 def test_report_renders_in_headless_chromium(run: Path) -> None:
     from stagbench.analysis.report import build

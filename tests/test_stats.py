@@ -236,3 +236,106 @@ def test_design_reads_a_file_stem_as_pathlib_does(path: str) -> None:
     from stagbench.analysis import design
 
     assert design._stem(path) == Path(path).stem
+
+
+def _null_arms(
+    rng: np.random.Generator, per_arm: int, agents: int = 4, rounds: int = 4
+) -> pd.DataFrame:
+    """Two disclosure arms with the same stag rate (a true null), a trial random effect."""
+    rows = []
+    for arm in ("explicit", "silent"):
+        for t in range(per_arm):
+            p = 1 / (1 + np.exp(-rng.normal(0, 0.5)))
+            stag = rng.random((rounds, agents)) < p
+            rows += [
+                (f"{arm}{t}", arm, r + 1, float(stag[r, a]))
+                for r in range(rounds)
+                for a in range(agents)
+            ]
+    return pd.DataFrame(rows, columns=["trial_id", "disclosure", "round", "stag"])
+
+
+def test_too_few_trials_for_the_coefficients_is_not_estimable() -> None:
+    """1 trial per arm used to print se 5e-15 and p = 0 (the sandwich of 2 clusters for 4
+    coefficients is singular); 2 per arm (4 clusters, 4 coefficients) is singular too. With
+    3 per arm the model is fitted, with the bias-reduced covariance, and says so."""
+    rng = np.random.default_rng(4)
+    for per_arm in (1, 2):
+        fit = stats.logit_model(_null_arms(rng, per_arm), "stag ~ C(disclosure) * round")
+        assert fit.table is None and fit.method == "not estimable"
+        assert any(
+            f"too few trials for inference: {2 * per_arm} trials (clusters) for 4 coefficients" in n
+            for n in fit.notes
+        ), fit.notes
+    # the old fit on 1 trial per arm: a collapsed standard error and p = 0
+    raw = stats.gee_logit(_null_arms(rng, 1), "stag ~ C(disclosure) * round")
+    assert raw["se"].max() < 1e-6 or raw["p"].min() < 1e-6 or raw["se"].isna().any()
+    fit = stats.logit_model(_null_arms(rng, 3), "stag ~ C(disclosure) * round")
+    assert fit.table is not None and fit.method == stats.GEE_METHOD
+    assert "bias-reduced" in fit.method and (fit.table["se"] > 0.05).all()
+
+
+def test_few_trials_hold_the_type_one_error_near_nominal() -> None:
+    """Null data, 3 trials per arm (6 clusters, 4 coefficients): the plain sandwich with a
+    normal reference (what the report printed) rejects the true null of the disclosure
+    term far more often than 5%; the bias-reduced covariance keeps it near 5%
+    (benchmarks/gee_small_sample.py has the larger simulation)."""
+    rng = np.random.default_rng(3)
+    sims, new, old = 50, 0, 0
+    term = "C(disclosure)[T.silent]"
+    for _ in range(sims):
+        df = _null_arms(rng, 3)
+        fit = stats.logit_model(df, "stag ~ C(disclosure) * round", n_boot=50)
+        assert fit.table is not None, fit.notes
+        new += fit.table.loc[term, "p"] < 0.05
+        old += stats.gee_logit(df, "stag ~ C(disclosure) * round").loc[term, "p"] < 0.05
+    assert new / sims <= 0.1, new / sims
+    assert old / sims >= 0.14, old / sims
+
+
+def _planted_cells(
+    rng: np.random.Generator, rates: list[float], sizes: list[int], rho: float, trials: int
+) -> pd.DataFrame:
+    """Per cell ``trials`` trials of ``size`` 0/1 outcomes whose trial rate is drawn from a
+    beta around the cell's rate with intra-trial correlation ``rho`` (0: independent)."""
+    frames = []
+    for c, (p, m) in enumerate(zip(rates, sizes, strict=True)):
+        if rho > 0:
+            q = rng.beta(p * (1 - rho) / rho, (1 - p) * (1 - rho) / rho, size=trials)
+        else:
+            q = np.full(trials, p)
+        stag = (rng.random((trials, m)) < q[:, None]).astype(float).ravel()
+        ids = np.repeat([f"c{c}t{t}" for t in range(trials)], m)
+        frames.append(pd.DataFrame({"trial_id": ids, "condition": f"c{c}", "stag": stag}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_icc_is_estimated_within_design_cells() -> None:
+    """Cells with very different true rates (0.1, 0.5, 0.9): pooling them (the old
+    estimate, ``cells=[]``) counts the cells' differences as within-trial correlation;
+    within cells the planted ICC comes back, with equal and with unequal trial sizes."""
+    rng = np.random.default_rng(6)
+    for rho, sizes in ((0.1, [10, 10, 10]), (0.3, [3, 12, 40]), (0.0, [10, 10, 10])):
+        df = _planted_cells(rng, [0.1, 0.5, 0.9], sizes, rho, trials=150)
+        assert stats.cell_factors(df) == ["condition"]
+        assert stats.icc_estimate(df) == pytest.approx(rho, abs=0.05), (rho, sizes)
+        assert stats.icc_estimate(df, cells=["condition"]) == stats.icc_estimate(df)
+        assert stats.icc_estimate(df, cells=[]) > rho + 0.2  # pooled: far off
+    # one cell: the same as the one-way ANOVA over all trials
+    one = _planted_cells(rng, [0.5], [8], 0.2, trials=200)
+    assert stats.icc_estimate(one) == stats.icc_estimate(one, cells=[])
+    assert stats.icc_estimate(one) == pytest.approx(0.2, abs=0.06)
+    assert np.isnan(stats.icc_estimate(_planted_cells(rng, [0.3, 0.6], [5, 5], 0.1, trials=1)))
+
+
+def test_cluster_sizes_are_per_cell_smallest_first() -> None:
+    rng = np.random.default_rng(7)
+    df = _planted_cells(rng, [0.5, 0.5, 0.5], [20, 3, 9], 0.0, trials=4)
+    df.loc[df.index[:5], "stag"] = np.nan  # 5 missing actions in c0t0: 15 valid there
+    sizes = stats.cluster_sizes(df)
+    assert sizes["cell"].tolist() == ["condition=c1", "condition=c2", "condition=c0"]
+    assert sizes["trials"].tolist() == [4, 4, 4]
+    assert sizes["cluster_size"].tolist() == [3.0, 9.0, (15 + 20 * 3) / 4]
+    single = stats.cluster_sizes(df, cells=[])
+    assert single["cell"].tolist() == ["all trials (one design cell)"]
+    assert single["cluster_size"].iloc[0] == pytest.approx((15 + 20 * 3 + 12 + 36) / 12)
