@@ -776,7 +776,9 @@ def payoffs(d: ReportData) -> Section:
     pay = _group_means(honest, keys, honest["payoff"], d.n_boot, 1)
     del honest
     eff = _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan), d.n_boot, 2)
-    trig = at[at["trigger_round"].notna()] if len(at) else at
+    # the cost is over valid actions after the trigger: an agent-trial with none (a last-
+    # round trigger, a one-round game, a model that never answers) lost nothing to measure
+    trig = at[at["trigger_round"].notna() & (at["rounds_after"] > 0)] if len(at) else at
     cost = _group_means(trig, keys, trig["persistence_cost"], d.n_boot, 3) if len(trig) else {}
     trials: dict[tuple[str, ...], int] = {(): int(df["trial_id"].nunique())}
     if keys:
@@ -805,7 +807,8 @@ def payoffs(d: ReportData) -> Section:
         f"Honest payoff per agent-round ({HONEST_NOTE}); efficiency: every player's payoff "
         "over the all-stag payoff, per agent-round (1 = every hunt succeeded); price of "
         "persistence: payoff an honest agent lost by hunting stag after its trigger instead "
-        "of hare, per agent-trial with a trigger. Means with trial-clustered bootstrap 95% "
+        "of hare, per agent-trial with a trigger and a valid action after it (n_triggered). "
+        "Means with trial-clustered bootstrap 95% "
         "CIs (blank: fewer than two trials, or no spread to resample)",
         "payoffs",
     )

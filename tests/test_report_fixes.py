@@ -137,3 +137,21 @@ def test_hunt_success_is_labelled_as_what_it_counts(tmp_path: Path) -> None:
     text = (run / "report" / "report.md").read_text()
     assert "all players hunted stag" not in text
     assert report.COORD_NOTE in text
+
+
+def test_persistence_cost_is_over_agents_that_acted_after_their_trigger(tmp_path: Path) -> None:
+    """mock/garbage seats have a trigger (another player hunted hare) but never act, so
+    they lost nothing by persisting: they are not averaged in as zeros. Nor is a trigger
+    in the last round. The mean is over agent-trials with a valid action after it."""
+    run = run_spec(SINGLE, tmp_path / "run", llm=True)
+    report.build(run, n_boot=200, sections=[report.payoffs])
+    pay = pd.read_parquet(run / "report" / "payoffs.parquet")
+    at = pd.read_parquet(run / "report" / "agent_trials.parquet")
+    honest = at[at["role"] == "honest"]
+    triggered = honest[honest["trigger_round"].notna()]
+    assert (triggered["rounds_after"] == 0).any()  # the case at stake occurs here
+    counted = triggered[triggered["rounds_after"] > 0]
+    assert not counted["model"].astype(str).str.endswith("garbage").any()
+    assert len(pay) == 1
+    assert pay["n_triggered"].iloc[0] == len(counted)
+    assert pay["persistence_cost"].iloc[0] == pytest.approx(counted["persistence_cost"].mean())
