@@ -444,7 +444,8 @@ def cooperation(d: ReportData) -> Section:
     s.table(
         trend,
         "Does the honest stag rate change over rounds? Rounds exchangeable within each "
-        "trial under the null (trial-clustered trend test, normal approximation)",
+        "trial under the null (trial-clustered trend test, normal approximation, over the "
+        "trials_tested that have a valid action in every round; a blank z says why in note)",
         "round_trend",
     )
     _round_figure(s, d, per_round)
@@ -463,13 +464,24 @@ def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
         k, n = g["sum"].to_numpy(float)[:, played], g["count"].to_numpy(float)[:, played]
         z, p = stats.trend_test(k, n)
         key = key if isinstance(key, tuple) else (key,)
+        full = int((~np.isnan(n)).all(axis=1).sum()) if n.shape[1] else 0
+        if n.shape[1] < 2:
+            note = "one round: no trend to test"
+        elif not full:
+            note = "no trial has a valid action in every round: nothing to test"
+        elif math.isnan(z):
+            note = "no trial's rate changes from round to round: nothing to test"
+        else:
+            note = ""
         rows.append(
             {
                 **dict(zip(keys, key, strict=True)),
                 "trials": len(g),
+                "trials_tested": full,  # the test's: those with every round played
                 "z": z,
                 "p": p,
                 "test": "trial-clustered round trend",
+                "note": note,
             }
         )
     return _display(pd.DataFrame(rows))

@@ -155,3 +155,33 @@ def test_persistence_cost_is_over_agents_that_acted_after_their_trigger(tmp_path
     assert len(pay) == 1
     assert pay["n_triggered"].iloc[0] == len(counted)
     assert pay["persistence_cost"].iloc[0] == pytest.approx(counted["persistence_cost"].mean())
+
+
+ONE_ROUND = """
+name = "one-round"
+seed = 4
+repetitions = 3
+[game]
+rounds = 1
+[factors]
+models = [["scripted/random(p=0.5)", "scripted/always-stag"]]
+adversaries = ["none", "byzantine(count=1)"]
+"""
+
+
+def test_a_blank_round_trend_says_why(tmp_path: Path) -> None:
+    """A one-round game has no trend to test, and always-stag never changes: the table
+    says so in its note rather than leaving z and p blank without a word; it also says
+    how many trials the test used (those with every round played)."""
+    run = run_spec(ONE_ROUND, tmp_path / "one")
+    report.build(run, n_boot=100, sections=[report.cooperation])
+    trend = pd.read_parquet(run / "report" / "round_trend.parquet")
+    assert trend["z"].isna().all()
+    assert (trend["note"] == "one round: no trend to test").all()
+    steady = run_spec(ARMS.replace('"scripted/tit-for-tat"', '"scripted/always-stag"'),
+                      tmp_path / "steady")  # fmt: skip
+    report.build(steady, n_boot=100, sections=[report.cooperation])
+    trend = pd.read_parquet(steady / "report" / "round_trend.parquet")
+    assert trend["z"].isna().all()
+    assert trend["note"].str.contains("no trial's rate changes").all()
+    assert (trend["trials_tested"] == trend["trials"]).all()
