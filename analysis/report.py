@@ -904,9 +904,13 @@ def betrayal_detection(d: ReportData) -> Section:
     s = Section("Betrayal detection")
     seen = at[at["betrayal_round"].notna()] if len(at) else at
     if len(seen):
+        per = seen.groupby("trial_id", observed=True)["detected"].agg(["sum", "count"])
+        k, n = per["sum"].to_numpy(float), per["count"].to_numpy(float)
+        lo, hi, how = stats.cluster_rate_ci(k, n, max(d.n_boot, 200), np.random.default_rng(7))
         s.text(
-            f"{len(seen)} honest agent-trials observed a betrayal; lexical detection rate "
-            f"{seen['detected'].mean():.3f}."
+            f"{len(seen)} honest agent-trials (in {len(per)} trials) observed a betrayal; "
+            f"lexical detection rate {seen['detected'].mean():.3f} (95% CI {lo:.3f} to "
+            f"{hi:.3f}, {how}, agent-trials clustered by trial)."
         )
         lat = seen["detection_latency"].dropna()
         if len(lat):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stagbench.analysis import report
+from stagbench.analysis import report, stats
 from stagbench.records import read_transcript
 from stagbench.runs.store import RunStore
 
-from analysis_helpers import run_spec
+from analysis_helpers import accused_run, run_spec
 
 ARMS = """
 name = "arms"
@@ -185,3 +185,16 @@ def test_a_blank_round_trend_says_why(tmp_path: Path) -> None:
     assert trend["z"].isna().all()
     assert trend["note"].str.contains("no trial's rate changes").all()
     assert (trend["trials_tested"] == trend["trials"]).all()
+
+
+def test_the_detection_rate_comes_with_its_interval(tmp_path: Path) -> None:
+    """The lexical detection rate was a bare number: it now says over how many agent-trials
+    and trials, with a trial-clustered interval (here every accuser names the betrayer:
+    a rate of 1 with the Wilson interval on the number of trials)."""
+    accused_run(tmp_path / "run")
+    report.build(tmp_path / "run", n_boot=100, sections=[report.betrayal_detection])
+    text = (tmp_path / "run" / "report" / "report.md").read_text()
+    line = next(x for x in text.splitlines() if "lexical detection rate" in x)
+    lo, hi = stats.wilson(1, 1)
+    assert "3 honest agent-trials (in 1 trials)" in line
+    assert f"lexical detection rate 1.000 (95% CI {lo:.3f} to {hi:.3f}" in line
