@@ -21,6 +21,7 @@ import html
 import io
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import cycle
 from pathlib import Path
@@ -489,12 +490,15 @@ def round_plot(per_round: pd.DataFrame, cell_columns: list[str]) -> Any:
     fig, axes = plt.subplots(rows, cols, figsize=size, sharex=True, sharey=True, squeeze=False)
     width = 0.3
     styles = dict(zip(cells, _series_styles(len(cells)), strict=True))
+    lines = {  # each panel's series, split once (not filtered per panel and series)
+        (str(p), str(c)): g for (p, c), g in data.groupby(["panel", "cell"], sort=False)
+    }
     for ax, panel in zip(axes.flat, panels, strict=False):
-        shown = data[data["panel"] == panel]
         for i, cell in enumerate(cells):
-            g = shown[shown["cell"] == cell].sort_values("round")
-            if g.empty:
+            g = lines.get((str(panel), str(cell)))
+            if g is None or g.empty:
                 continue
+            g = g.sort_values("round")
             offset = (i - (len(cells) - 1) / 2) * (width / max(len(cells) - 1, 1))
             ax.errorbar(
                 g["round"].astype(float) + offset,
@@ -715,28 +719,38 @@ def _disclosure_figure(s: Section, d: ReportData) -> None:
 def _group_means(
     frame: pd.DataFrame, keys: list[str], values: pd.Series, n_boot: int, seed: int
 ) -> dict[tuple[str, ...], tuple[float, float, float, int]]:
-    """Per group of ``keys``: mean of ``values`` with a trial-clustered interval, and n."""
+    """Per group of ``keys``: mean of ``values`` with a trial-clustered interval, and n
+    (``stats.mean_ci`` on each group's rows, the groups in the order of their levels' text,
+    one random stream through them all)."""
     rng = np.random.default_rng(seed)
-    out = {}
     trial = frame["trial_id"]
-    data = pd.DataFrame(  # only what is grouped and averaged (not every column per group)
-        {
-            **{k: frame[k] for k in keys},
-            "_v": values,
-            "_t": trial.cat.codes if isinstance(trial.dtype, pd.CategoricalDtype) else trial,
-        },
-        index=frame.index,
+    clusters = (
+        trial.cat.codes.to_numpy()
+        if isinstance(trial.dtype, pd.CategoricalDtype)
+        else pd.factorize(trial)[0]
     )
-    groups = data.groupby(keys, observed=True, sort=False) if keys else [((), data)]
-    found = {}
-    for key, g in groups:
-        parts = tuple(str(k) for k in key) if isinstance(key, tuple) else (str(key),)
-        found[parts] = g
-    for parts in sorted(found):  # in the order of the levels' text, as the tables show
-        g = found[parts]
-        mean, lo, hi = stats.mean_ci(g["_v"], g["_t"], n_boot, rng)
-        out[parts] = (mean, lo, hi, int(g["_v"].notna().sum()))
-    return out
+    if keys:
+        grouped = frame[keys].groupby(keys, observed=True, sort=False)
+        codes = grouped.ngroup().to_numpy()
+        codes = np.where(np.isnan(codes.astype(float)), -1, codes).astype(np.int64)
+        names = grouped.size().index
+        found: dict[tuple[str, ...], int] = {}
+        for code, key in enumerate(names):  # the groups as iterating over them gives them
+            parts = tuple(str(k) for k in key) if isinstance(key, tuple) else (str(key),)
+            found[parts] = code
+    else:
+        codes = np.zeros(len(frame), dtype=np.int64)
+        found = {(): 0}
+    order = sorted(found)  # in the order of the levels' text, as the tables show
+    means = stats.group_mean_cis(
+        values.to_numpy(dtype=float, na_value=np.nan),
+        codes,
+        clusters,
+        [found[parts] for parts in order],
+        n_boot,
+        rng,
+    )
+    return dict(zip(order, means, strict=True))
 
 
 def payoffs(d: ReportData) -> Section:
@@ -1137,11 +1151,20 @@ def build(
     early: dict[SectionFn, Section] = {fn: Section("") for fn in chosen if fn in EARLY}
     data = prepare(run, n_boot, early=early)
     out.mkdir(parents=True, exist_ok=True)
+    # the tables written while the sections are made (Arrow and Parquet work outside the
+    # GIL; the sections only read the frames)
+    with ThreadPoolExecutor(1, thread_name_prefix="report-tables") as pool:
+        saved = pool.submit(_save_tables, data, out)
+        made = [early[fn] if fn in early else fn(data) for fn in chosen]
+        saved.result()
+    return _write(out, data.title, made)
+
+
+def _save_tables(data: ReportData, out: Path) -> None:
+    """The agent-round, trial and agent-trial tables as ``out/<name>.parquet``."""
     save_rounds(data.df, out / "agent_rounds.parquet")
     data.trials.to_parquet(out / "trials.parquet", index=False)
     data.agent_trials.to_parquet(out / "agent_trials.parquet", index=False)
-    made = [early[fn] if fn in early else fn(data) for fn in chosen]
-    return _write(out, data.title, made)
 
 
 CSS = """

@@ -487,3 +487,19 @@ def test_the_section_is_the_same_on_categories_as_on_text(tmp_path: Path) -> Non
     for x, y in tables:
         assert y is not None
         pd.testing.assert_frame_equal(x, y)
+
+
+def test_contagion_tables_equal_contagion_counted_per_table(tmp_path: Path) -> None:
+    """The report counts the rows once for both contagion tables: the same tables, to the
+    last bit, as counting them for each (relayed orders: rates vary by distance and round)."""
+    data = _planted(tmp_path, '"scripted/obedient(relay=True)", "scripted/random(p=0.6)"')
+    for factors in (injection.ATTACK_FACTORS, None):
+        by_round, total = injection.contagion_tables(data, factors=factors, n_boot=150, seed=3)
+        pd.testing.assert_frame_equal(
+            by_round, injection.contagion(data, True, factors, n_boot=150, seed=3)
+        )
+        pd.testing.assert_frame_equal(
+            total, injection.contagion(data, False, factors, n_boot=150, seed=3)
+        )
+        assert "round" not in total.columns and total["n"].sum() == by_round["n"].sum()
+        assert total["stag_rate"].nunique() > 1
