@@ -219,6 +219,25 @@ def _per_trial(df: pd.DataFrame, firsts: pd.DataFrame, values: pd.Series) -> pd.
     return pd.Series(pd.Categorical.from_codes(per.codes[pos], per.categories), index=df.index)
 
 
+def _distinct(column: pd.Series) -> int:
+    """``column.nunique()`` (NaN not counted); for categories, by their codes."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        return int(np.count_nonzero(np.bincount(codes[codes >= 0], minlength=1)))
+    return int(column.nunique())
+
+
+def _texts(column: pd.Series) -> list[str]:
+    """The distinct values of ``column.astype(str)`` (for categories, each category that
+    occurs made text once, not every row)."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return [str(v) for v in column.astype(str).unique()]
+    codes = column.cat.codes.to_numpy()
+    seen = np.bincount(codes[codes >= 0], minlength=len(column.cat.categories)) > 0
+    out = [str(v) for v in column.cat.categories[seen].astype(str)]
+    return out + ["nan"] if (codes < 0).any() else out
+
+
 #: the columns of the honest counts (``honest_counts``)
 COUNTS = ("k", "n", "rows")
 
@@ -350,7 +369,7 @@ def overview(d: ReportData) -> Section:
     expected = dc.expected if dc is not None and dc.expected is not None else None
     of = f" of {expected} in the design" if expected is not None else ""
     hc = d.trial_counts
-    line = f"{df['trial_id'].nunique()} trials analysed{of}, {len(df)} agent-rounds "
+    line = f"{_distinct(df['trial_id'])} trials analysed{of}, {len(df)} agent-rounds "
     line += f"({int(hc['rows'].sum())} by honest agents)."
     if not d.factors:  # one design cell: its rates are the run's (never pooled over cells)
         # sums of whole numbers: the mean of the honest agents' valid actions, exactly
@@ -396,7 +415,7 @@ def cooperation(d: ReportData) -> Section:
         f"{_omnibus(d, keys)}",
         "cooperation_by_cell",
     )
-    if d.df["model"].nunique() > 1:
+    if _distinct(d.df["model"]) > 1:
         by_model = _display(_rates(d, ["model_label", *keys]))
         by_model = by_model.drop(columns=[c for c in by_model if str(c).startswith("coord_")])
         s.table(
@@ -763,9 +782,10 @@ def payoffs(d: ReportData) -> Section:
     eff = _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan), d.n_boot, 2)
     trig = at[at["trigger_round"].notna()] if len(at) else at
     cost = _group_means(trig, keys, trig["persistence_cost"], d.n_boot, 3) if len(trig) else {}
-    trials: dict[tuple[str, ...], int] = {(): int(df["trial_id"].nunique())}
-    if keys:
-        counts = df.groupby(keys, observed=True)["trial_id"].nunique()
+    trials: dict[tuple[str, ...], int] = {(): _distinct(df["trial_id"])}
+    if keys:  # every trial's factors are on its trial-rounds (a few rows, not every one)
+        tr = d.trial_rounds
+        counts = tr.groupby(keys, observed=True)["trial_id"].nunique()
         trials = {
             tuple(str(x) for x in (k if isinstance(k, tuple) else (k,))): int(v)
             for k, v in counts.items()
@@ -804,7 +824,7 @@ def regression(d: ReportData) -> Section:
     honest_df = _honest_columns(d, used).rename(columns={"model_label": "model"})
     formula = stats.default_formula(honest_df)
     sample = stats.gee_sample(honest_df)
-    n_all, n_fit = honest_df["trial_id"].nunique(), sample["trial_id"].nunique()
+    n_all, n_fit = _distinct(honest_df["trial_id"]), _distinct(sample["trial_id"])
     fitted_on = "" if n_fit == n_all else f" (fitted on a random {n_fit} of {n_all} trials)"
     fit = stats.logit_model(sample, formula, n_boot=min(max(d.n_boot, 100), 400))
     for note in fit.notes:
@@ -1066,11 +1086,11 @@ def prepare(
     if not at.empty:  # in the order one pass over the whole table gives
         at = at.assign(trial_id=at["trial_id"].astype(str))
         at = at.sort_values(["trial_id", "seat"], kind="stable").reset_index(drop=True)
-    short = short_names(df["model"].astype(str).unique())
+    short = short_names(_texts(df["model"]))
     # labels made per category, not per row
     df["model_label"] = _relabel(df["model"], lambda m: short[m])
     df["population_label"] = _relabel(df["population"], lambda p: population_label(p, short))
-    factors = [f for f in FACTORS if df[f].nunique() > 1]
+    factors = [f for f in FACTORS if _distinct(df[f]) > 1]
     firsts = df.drop_duplicates("trial_id")  # the design factors are the trial's
     df["cell"] = _per_trial(df, firsts, _cell_label(firsts, factors))
     at = archetypes.classify(at)

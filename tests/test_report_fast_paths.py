@@ -188,3 +188,23 @@ adversaries = ["none", "byzantine(count=1)"]
         assert row.df == int(r["df"]) and row.sum_sq == float(r["sum_sq"])
         if row.factor != "residual":
             assert float(r["F"]) == row.F and row.p == float(r["PR(>F)"])
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["b", "a", None, "b", "c"],
+        ["x", "x", "x"],
+        [None, None],
+        [],
+        ["scripted/a", "mock/a", "scripted/a"],
+    ],
+)
+def test_distinct_and_texts_by_category_equal_the_row_by_row_ones(values: list[str | None]) -> None:
+    """Counting and naming a column's values by its categories' codes gives what nunique
+    and astype(str).unique give row by row, with unused categories and missing values."""
+    text = pd.Series(values, dtype=object)
+    cats = text.astype(pd.CategoricalDtype(["zz", "c", "b", "a", "x", "mock/a", "scripted/a"]))
+    for column in (text, cats):
+        assert report._distinct(column) == column.nunique()
+        assert sorted(report._texts(column)) == sorted(str(v) for v in column.astype(str).unique())
