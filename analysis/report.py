@@ -138,6 +138,10 @@ class ReportData:
     #: what the injection section reads (read with the rest, or a function that reads it
     #: from the scan's cache when the section runs; ``None``: read it from the run)
     injection: InjectionData | Callable[[], InjectionData] | None = None
+    #: ``_per_trial_counts`` made so far, by keys and total
+    per_trial: dict[tuple[tuple[str, ...], str], pd.DataFrame] = field(
+        default_factory=dict, repr=False
+    )
 
     @functools.cached_property
     def honest(self) -> pd.DataFrame:
@@ -283,7 +287,15 @@ def _summed(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def _per_trial_counts(d: ReportData, keys: list[str], total: str = "n") -> pd.DataFrame:
     """Per ``keys`` and trial: ``k`` stag actions of ``n`` (``total="n"``: valid actions;
     ``"rows"``: every agent-round, a parse failure counted as not stag) by honest agents,
-    only where ``n`` > 0; what ``stats.trial_counts`` gives on the honest rows."""
+    only where ``n`` > 0; what ``stats.trial_counts`` gives on the honest rows. Made once
+    per ``keys`` and ``total`` (the sections only read it)."""
+    memo = (tuple(keys), total)
+    if memo not in d.per_trial:
+        d.per_trial[memo] = _count_per_trial(d, keys, total)
+    return d.per_trial[memo]
+
+
+def _count_per_trial(d: ReportData, keys: list[str], total: str) -> pd.DataFrame:
     source = d.round_counts if "round" in keys else d.trial_counts
     grouped = source.groupby([*keys, "trial_id"], observed=True, sort=True)
     per = grouped[["k", total]].sum().reset_index()
@@ -291,10 +303,11 @@ def _per_trial_counts(d: ReportData, keys: list[str], total: str = "n") -> pd.Da
     return per[per["n"] > 0].reset_index(drop=True)
 
 
-def _rates(d: ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
-    """Honest stag rate and full coordination per ``keys`` with clustered intervals. When
-    some honest agent-rounds have no valid action, also the stag share of all honest
-    agent-rounds (a failure counted as not stag, as some harnesses report it)."""
+def _rates(d: ReportData, keys: list[str], seed: int = 0, coord: bool = True) -> pd.DataFrame:
+    """Honest stag rate and full coordination (``coord``; its own random stream) per
+    ``keys`` with clustered intervals. When some honest agent-rounds have no valid action,
+    also the stag share of all honest agent-rounds (a failure counted as not stag, as some
+    harnesses report it)."""
     n_boot = max(d.n_boot, 200)
     rho = stats.rate_table_counts(_per_trial_counts(d, keys), keys, n_boot, seed, prefix="stag_")
     if (d.trial_counts["n"] < d.trial_counts["rows"]).any():
@@ -302,6 +315,8 @@ def _rates(d: ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
         share = stats.rate_table_counts(every, keys, n_boot, seed, prefix="stag_all_")
         share = share[[*keys, "stag_all_rate", "stag_all_ci_lo", "stag_all_ci_hi", "stag_all_n"]]
         rho = rho.merge(share, on=keys, how="left") if keys else rho.join(share)
+    if not coord:
+        return rho
     tr = d.trial_rounds.assign(coord=lambda x: x["hunt_succeeded"].astype(float))
     keys_c = [k for k in keys if k not in ("model", "model_label")]
     phi = stats.rate_table(tr, keys_c, "coord", n_boot, seed + 1, prefix="coord_")
@@ -416,7 +431,7 @@ def cooperation(d: ReportData) -> Section:
         "cooperation_by_cell",
     )
     if _distinct(d.df["model"]) > 1:
-        by_model = _display(_rates(d, ["model_label", *keys]))
+        by_model = _display(_rates(d, ["model_label", *keys], coord=False))
         by_model = by_model.drop(columns=[c for c in by_model if str(c).startswith("coord_")])
         s.table(
             by_model.rename(columns={"model_label": "model"}),
@@ -702,7 +717,7 @@ def comparisons(d: ReportData) -> Section:
 
 def _disclosure_figure(s: Section, d: ReportData) -> None:
     others = _context(d, "disclosure")
-    table = _display(_rates(d, [*others, "disclosure"]))
+    table = _display(_rates(d, [*others, "disclosure"], coord=False))
     table = table.drop(columns=[c for c in table if str(c).startswith("coord_")])
     cols = [FACTORS[f] for f in others]
     table["context"] = _cell_label(table, cols)
