@@ -862,7 +862,9 @@ def archetype_section(d: ReportData) -> Section:
     if at.empty:
         s.text("No honest agent-trials.")
         return s
-    labels = archetypes.group_labels(at, ["model_label", "cell"], n_boot=d.n_boot)
+    by = ["model_label", "cell"]
+    feats = archetypes.trial_features(at, by)  # read by the labels and their stability
+    labels = archetypes.group_labels(at, by, n_boot=d.n_boot, features=feats)
     labels = labels.rename(columns={"model_label": "model", "cell": "condition"})
     front = ["model", "condition", "label", "confidence"]
     s.table(
@@ -895,7 +897,7 @@ def archetype_section(d: ReportData) -> Section:
         "The data of the figure above",
         "archetype_patterns",
     )
-    stab = archetypes.stability(at, ["model_label", "cell"])
+    stab = archetypes.stability(at, by, features=feats)
     s.table(
         stab.rename(columns={"model_label": "model", "cell": "condition"}),
         "Stability of the labels across split halves of trials and seed cohorts",
