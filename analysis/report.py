@@ -1038,8 +1038,56 @@ SECTIONS: list[SectionFn] = [
 
 #: sections that read no agent-rounds (``ReportData.df`` empty): ``build`` makes them
 #: before the agent-rounds are read, so that their data and the agent-rounds are never
-#: held at once
+#: held at once (in a forked process, while this one reads the agent-rounds, where
+#: ``_forking`` allows)
 EARLY: tuple[SectionFn, ...] = (injection_section,)
+
+#: sections made in a forked process while this one makes the others and writes the
+#: tables (where ``_forking`` allows): together about half of the report's work. Every
+#: section draws from its own seeded random streams, so where it runs changes nothing.
+BESIDE: tuple[SectionFn, ...] = (cooperation, comparisons, payoffs)
+
+#: what a forked process makes its sections of (set just before forking)
+_FORKED: dict[str, Any] = {}
+
+
+def _forking(workers: int | None = None) -> bool:
+    """Whether sections may run in a forked process: on Linux (fork is cheap and its
+    pages are shared until written), with more than one core, unless ``workers`` is 1 or
+    ``STAGBENCH_REPORT_FORK=0``."""
+    import os
+    import sys
+
+    if workers == 1 or os.environ.get("STAGBENCH_REPORT_FORK", "1") == "0":
+        return False
+    return sys.platform.startswith("linux") and (os.cpu_count() or 1) > 1
+
+
+def _forked_sections(fns: list[SectionFn]) -> list[Section]:
+    """In a forked process: ``fns`` made from the data its parent set in ``_FORKED``."""
+    data: ReportData = _FORKED["data"]
+    return [fn(data) for fn in fns]
+
+
+@contextlib.contextmanager
+def _beside(fns: list[SectionFn], data: ReportData, fork: bool) -> Any:
+    """Makes ``fns`` of ``data`` in a forked process (``fork``) while the block runs, else
+    after it; yields a function that returns them, in order."""
+    if not fns or not fork:
+        yield lambda: [fn(data) for fn in fns]
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _FORKED["data"] = data
+    # forked before any thread of this process starts (a fork copies only its caller)
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    try:
+        future = pool.submit(_forked_sections, fns)
+        yield future.result
+    finally:
+        _FORKED.clear()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _give_back_memory() -> None:
@@ -1076,19 +1124,40 @@ def prepare(
     dc = design.check(run, load)
     keep = set(dc.analysed) if dc.foreign else None
     inj = functools.partial(_injection_views, res, run, lexicon, workers, keep)
-    if early:
-        empty = pd.DataFrame()
-        first = ReportData(empty, empty, empty, load, n_boot, dc, detector=detector, injection=inj)
-        for fn in early:
-            early[fn] = fn(first)
+    empty = pd.DataFrame()
+    first = ReportData(empty, empty, empty, load, n_boot, dc, detector=detector, injection=inj)
+    fork = bool(early) and _forking(workers)
+    with _beside(list(early or ()), first, fork) as made:
+        if early and not fork:
+            for fn, section in zip(early, made(), strict=True):
+                early[fn] = section
+            _give_back_memory()  # what the early sections held, before the agent-rounds come
         del first
-        _give_back_memory()  # what the early sections held, before the agent-rounds come
-    try:
-        df = scan_views.rounds(res)
-        at = scan_views.agent_trials(res)
-    except scan_views.Changed:  # the cache changed since: read with the views
-        res = scan(run, lexicon=lexicon, workers=workers)
-        df, at = res.rounds, res.agent_trials
+        try:
+            df = scan_views.rounds(res)
+            at = scan_views.agent_trials(res)
+        except scan_views.Changed:  # the cache changed since: read with the views
+            res = scan(run, lexicon=lexicon, workers=workers)
+            df, at = res.rounds, res.agent_trials
+        data = _prepared(run, df, at, load, n_boot, dc, detector, inj)
+        if early and fork:
+            for fn, section in zip(early, made(), strict=True):
+                early[fn] = section
+    return data
+
+
+def _prepared(
+    run: Path,
+    df: pd.DataFrame,
+    at: pd.DataFrame,
+    load: LoadReport,
+    n_boot: int,
+    dc: design.DesignCheck,
+    detector: Detector,
+    inj: Callable[[], InjectionData],
+) -> ReportData:
+    """The agent-rounds ``df`` and agent-trials ``at`` of the design ``dc``, labelled and
+    kept to its trials: what every section reads."""
     if not df.empty and dc.foreign:
         df = df[df["trial_id"].astype(str).isin(dc.analysed)].reset_index(drop=True)
         for col in df.select_dtypes("category").columns:
@@ -1188,13 +1257,20 @@ def build(
     early: dict[SectionFn, Section] = {fn: Section("") for fn in chosen if fn in EARLY}
     data = prepare(run, n_boot, early=early)
     out.mkdir(parents=True, exist_ok=True)
-    # the tables written while the sections are made (Arrow and Parquet work outside the
-    # GIL; the sections only read the frames)
-    with ThreadPoolExecutor(1, thread_name_prefix="report-tables") as pool:
-        saved = pool.submit(_save_tables, data, out)
-        made = [early[fn] if fn in early else fn(data) for fn in chosen]
-        saved.result()
-    return _write(out, data.title, made)
+    fork = _forking()
+    beside = [fn for fn in chosen if fn in BESIDE and fn not in early] if fork else []
+    made: dict[SectionFn, Section] = dict(early)
+    with _beside(beside, data, fork) as others:
+        # the tables written while the sections are made (Arrow and Parquet work outside
+        # the GIL; the sections only read the frames)
+        with ThreadPoolExecutor(1, thread_name_prefix="report-tables") as pool:
+            saved = pool.submit(_save_tables, data, out)
+            for fn in chosen:
+                if fn not in made and fn not in beside:
+                    made[fn] = fn(data)
+            saved.result()
+        made.update(zip(beside, others(), strict=True))
+    return _write(out, data.title, [made[fn] for fn in chosen])
 
 
 def _save_tables(data: ReportData, out: Path) -> None:

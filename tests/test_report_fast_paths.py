@@ -208,3 +208,77 @@ def test_distinct_and_texts_by_category_equal_the_row_by_row_ones(values: list[s
     for column in (text, cats):
         assert report._distinct(column) == column.nunique()
         assert sorted(report._texts(column)) == sorted(str(v) for v in column.astype(str).unique())
+
+
+SMALL = """
+name = "small"
+seed = 3
+repetitions = 3
+[game]
+n_players = 4
+rounds = 3
+[factors]
+models = ["scripted/random(p=0.6)", "scripted/tit-for-tat"]
+disclosures = ["explicit", "silent"]
+adversaries = ["none", "byzantine(count=1)"]
+"""
+
+
+def _outputs(folder: Path) -> dict[str, object]:
+    import pyarrow.parquet as pq
+
+    out: dict[str, object] = {"report.md": (folder / "report.md").read_text()}
+    for p in sorted(folder.glob("*.parquet")):
+        out[p.name] = pq.read_table(p)
+    return out
+
+
+def test_sections_made_in_a_forked_process_equal_those_made_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sections made beside the others in a forked process (and the early injection
+    section) give the same report and tables as all made in this process, one by one."""
+    if not report._forking():
+        pytest.skip("no fork here (not Linux, or one core)")
+    run = run_spec(SMALL, tmp_path / "run")
+    forked = report.build(run, tmp_path / "forked", n_boot=60).parent
+    monkeypatch.setenv("STAGBENCH_REPORT_FORK", "0")
+    assert not report._forking()
+    here = report.build(run, tmp_path / "here", n_boot=60).parent
+    a, b = _outputs(forked), _outputs(here)
+    assert list(a) == list(b) and len(a) > 10
+    for name in a:
+        assert a[name] == b[name] if name == "report.md" else a[name].equals(b[name]), name  # type: ignore[attr-defined]
+
+
+def _pid_section(d: report.ReportData) -> report.Section:
+    import os
+
+    s = report.Section("Where")
+    s.text(f"pid {os.getpid()} trials {d.df['trial_id'].nunique()}")
+    return s
+
+
+def _failing_section(d: report.ReportData) -> report.Section:
+    raise ValueError("this section fails")
+
+
+def test_a_section_beside_runs_in_another_process_and_its_failure_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    if not report._forking():
+        pytest.skip("no fork here (not Linux, or one core)")
+    run = run_spec(SMALL, tmp_path / "run")
+    monkeypatch.setattr(report, "BESIDE", (_pid_section, _failing_section))
+    md = (report.build(run, tmp_path / "a", n_boot=20, sections=[report.overview, _pid_section])
+          .parent / "report.md").read_text()  # fmt: skip
+    line = next(x for x in md.splitlines() if x.startswith("pid "))
+    assert line.split()[1] != str(os.getpid()) and line.endswith("trials 24")  # the data too
+    with pytest.raises(ValueError, match="this section fails"):
+        report.build(run, tmp_path / "b", n_boot=20, sections=[report.overview, _failing_section])
+    monkeypatch.setenv("STAGBENCH_REPORT_FORK", "0")  # switched off: made here
+    md = (report.build(run, tmp_path / "c", n_boot=20, sections=[_pid_section]).parent
+          / "report.md").read_text()  # fmt: skip
+    assert f"pid {os.getpid()} " in md
