@@ -1050,15 +1050,22 @@ BESIDE: tuple[SectionFn, ...] = (cooperation, comparisons, payoffs)
 #: what a forked process makes its sections of (set just before forking)
 _FORKED: dict[str, Any] = {}
 
+#: runs of more trials fork nothing: what a forked process holds (the injection views, a
+#: section's frames) would be held beside the agent-rounds, GBs each at a million trials,
+#: where one after the other keeps the peak to the larger of them
+FORK_MAX_TRIALS = 250_000
 
-def _forking(workers: int | None = None) -> bool:
+
+def _forking(workers: int | None = None, trials: int = 0) -> bool:
     """Whether sections may run in a forked process: on Linux (fork is cheap and its
-    pages are shared until written), with more than one core, unless ``workers`` is 1 or
-    ``STAGBENCH_REPORT_FORK=0``."""
+    pages are shared until written), with more than one core, for at most
+    ``FORK_MAX_TRIALS`` trials, unless ``workers`` is 1 or ``STAGBENCH_REPORT_FORK=0``."""
     import os
     import sys
 
     if workers == 1 or os.environ.get("STAGBENCH_REPORT_FORK", "1") == "0":
+        return False
+    if trials > FORK_MAX_TRIALS:
         return False
     return sys.platform.startswith("linux") and (os.cpu_count() or 1) > 1
 
@@ -1126,7 +1133,7 @@ def prepare(
     inj = functools.partial(_injection_views, res, run, lexicon, workers, keep)
     empty = pd.DataFrame()
     first = ReportData(empty, empty, empty, load, n_boot, dc, detector=detector, injection=inj)
-    fork = bool(early) and _forking(workers)
+    fork = bool(early) and _forking(workers, len(dc.analysed) or load.files)
     with _beside(list(early or ()), first, fork) as made:
         if early and not fork:
             for fn, section in zip(early, made(), strict=True):
@@ -1257,7 +1264,7 @@ def build(
     early: dict[SectionFn, Section] = {fn: Section("") for fn in chosen if fn in EARLY}
     data = prepare(run, n_boot, early=early)
     out.mkdir(parents=True, exist_ok=True)
-    fork = _forking()
+    fork = _forking(trials=_distinct(data.df["trial_id"]))
     beside = [fn for fn in chosen if fn in BESIDE and fn not in early] if fork else []
     made: dict[SectionFn, Section] = dict(early)
     with _beside(beside, data, fork) as others:

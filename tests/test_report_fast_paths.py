@@ -278,7 +278,12 @@ def test_a_section_beside_runs_in_another_process_and_its_failure_is_raised(
     assert line.split()[1] != str(os.getpid()) and line.endswith("trials 24")  # the data too
     with pytest.raises(ValueError, match="this section fails"):
         report.build(run, tmp_path / "b", n_boot=20, sections=[report.overview, _failing_section])
-    monkeypatch.setenv("STAGBENCH_REPORT_FORK", "0")  # switched off: made here
+    monkeypatch.setattr(report, "FORK_MAX_TRIALS", 23)  # a run too large to fork: made here
     md = (report.build(run, tmp_path / "c", n_boot=20, sections=[_pid_section]).parent
+          / "report.md").read_text()  # fmt: skip
+    assert f"pid {os.getpid()} " in md
+    monkeypatch.setattr(report, "FORK_MAX_TRIALS", 24)
+    monkeypatch.setenv("STAGBENCH_REPORT_FORK", "0")  # switched off: made here
+    md = (report.build(run, tmp_path / "d", n_boot=20, sections=[_pid_section]).parent
           / "report.md").read_text()  # fmt: skip
     assert f"pid {os.getpid()} " in md
