@@ -10,6 +10,11 @@ design cells (condition x topology x disclosure x adversary arm x population, th
 that vary in the run).
 
 A new section is one function taking ``ReportData`` plus one entry in ``SECTIONS``.
+On Linux with a spare core, runs of up to ``FORK_MAX_TRIALS`` trials make the ``EARLY``
+sections in a forked process while this one reads the agent-rounds, and the ``BESIDE``
+sections in another while this one makes the rest and writes the tables: every section
+draws from its own seeded random streams, so the report is the same either way
+(``STAGBENCH_REPORT_FORK=0`` makes everything in one process).
 """
 
 from __future__ import annotations
