@@ -62,6 +62,11 @@ FACTORS = {
     "payload": "payload",
 }
 HONEST_NOTE = "honest agents only"
+#: what ``coord_*`` counts: the game's success, which is "every player" only under unanimity
+COORD_NOTE = (
+    "trial-rounds in which the hunt succeeded: at least the game's stag threshold of "
+    "players hunted stag, every player under unanimity (the default)"
+)
 
 
 @dataclass
@@ -309,9 +314,9 @@ def _count_per_trial(d: ReportData, keys: list[str], total: str) -> pd.DataFrame
 
 
 def _rates(d: ReportData, keys: list[str], seed: int = 0, coord: bool = True) -> pd.DataFrame:
-    """Honest stag rate and full coordination (``coord``; its own random stream) per
-    ``keys`` with clustered intervals. When some honest agent-rounds have no valid action,
-    also the stag share of all honest agent-rounds (a failure counted as not stag, as some
+    """Honest stag rate and hunt success (``coord``; its own random stream) per ``keys``
+    with clustered intervals. When some honest agent-rounds have no valid action, also the
+    stag share of all honest agent-rounds (a failure counted as not stag, as some
     harnesses report it)."""
     n_boot = max(d.n_boot, 200)
     rho = stats.rate_table_counts(_per_trial_counts(d, keys), keys, n_boot, seed, prefix="stag_")
@@ -320,6 +325,7 @@ def _rates(d: ReportData, keys: list[str], seed: int = 0, coord: bool = True) ->
         share = stats.rate_table_counts(every, keys, n_boot, seed, prefix="stag_all_")
         share = share[[*keys, "stag_all_rate", "stag_all_ci_lo", "stag_all_ci_hi", "stag_all_n"]]
         rho = rho.merge(share, on=keys, how="left") if keys else rho.join(share)
+        rho = _with_unrated(rho, share, keys)
     if not coord:
         return rho
     tr = d.trial_rounds.assign(coord=lambda x: x["hunt_succeeded"].astype(float))
@@ -328,6 +334,29 @@ def _rates(d: ReportData, keys: list[str], seed: int = 0, coord: bool = True) ->
     if keys_c:
         return rho.merge(phi, on=keys_c, how="left")
     return rho.assign(**{c: phi[c].iloc[0] for c in phi.columns})
+
+
+def _with_unrated(rho: pd.DataFrame, share: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``rho`` with a row for each group of ``share`` that has no valid action at all (a
+    model whose every reply failed to parse): no stag rate (n = 0), its ``stag_all_*``
+    share of all agent-rounds kept, so no group silently drops out of a table."""
+    if not keys or not len(share):
+        return rho
+    seen = rho[keys].astype(str).agg("\x1f".join, axis=1) if len(rho) else pd.Series([], dtype=str)
+    wanted = share[keys].astype(str).agg("\x1f".join, axis=1)
+    missing = share[~wanted.isin(set(seen))]
+    if missing.empty:
+        return rho
+    added = missing.assign(
+        stag_rate=math.nan,
+        stag_ci_lo=math.nan,
+        stag_ci_hi=math.nan,
+        stag_n=0,
+        stag_trials=0,
+        stag_ci="no valid action",
+    )
+    out = pd.concat([rho, added[rho.columns]], ignore_index=True)
+    return out.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def _omnibus(d: ReportData, keys: list[str]) -> str:
@@ -397,9 +426,9 @@ def overview(d: ReportData) -> Section:
         coord = d.trial_rounds["hunt_succeeded"]
         line += (
             f" Honest stag rate {k / n if n else math.nan:.3f} (stag actions over honest "
-            f"agents' valid actions); full coordination "
+            f"agents' valid actions); hunt success "
             f"{float(coord.mean()) if len(coord) else math.nan:.3f} "
-            "(trial-rounds in which the hunt succeeded)."
+            f"({COORD_NOTE})."
         )
     else:
         line += " Rates are per design cell in the tables below, never pooled over cells."
@@ -430,7 +459,7 @@ def cooperation(d: ReportData) -> Section:
         table,
         f"Honest stag rate (stag_*: {HONEST_NOTE}, over valid actions; n = agent-rounds; "
         "stag_all_*, where shown: over all honest agent-rounds, a parse failure counted as "
-        "not stag) and full coordination (coord_*: all players hunted stag; n = "
+        f"not stag) and hunt success (coord_*: {COORD_NOTE}; n = "
         "trial-rounds) per design cell, trial-clustered 95% CIs. Test: "
         f"{_omnibus(d, keys)}",
         "cooperation_by_cell",
@@ -448,14 +477,15 @@ def cooperation(d: ReportData) -> Section:
     trend = _trend(d, keys)
     s.table(
         per_round,
-        f"Per round: honest stag rate ({HONEST_NOTE}) and full coordination, trial-clustered "
-        "95% CIs",
+        f"Per round: honest stag rate ({HONEST_NOTE}) and hunt success (coord_*), "
+        "trial-clustered 95% CIs",
         "cooperation_by_round",
     )
     s.table(
         trend,
         "Does the honest stag rate change over rounds? Rounds exchangeable within each "
-        "trial under the null (trial-clustered trend test, normal approximation)",
+        "trial under the null (trial-clustered trend test, normal approximation, over the "
+        "trials_tested that have a valid action in every round; a blank z says why in note)",
         "round_trend",
     )
     _round_figure(s, d, per_round)
@@ -474,13 +504,24 @@ def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
         k, n = g["sum"].to_numpy(float)[:, played], g["count"].to_numpy(float)[:, played]
         z, p = stats.trend_test(k, n)
         key = key if isinstance(key, tuple) else (key,)
+        full = int((~np.isnan(n)).all(axis=1).sum()) if n.shape[1] else 0
+        if n.shape[1] < 2:
+            note = "one round: no trend to test"
+        elif not full:
+            note = "no trial has a valid action in every round: nothing to test"
+        elif math.isnan(z):
+            note = "no trial's rate changes from round to round: nothing to test"
+        else:
+            note = ""
         rows.append(
             {
                 **dict(zip(keys, key, strict=True)),
                 "trials": len(g),
+                "trials_tested": full,  # the test's: those with every round played
                 "z": z,
                 "p": p,
                 "test": "trial-clustered round trend",
+                "note": note,
             }
         )
     return _display(pd.DataFrame(rows))
@@ -625,12 +666,12 @@ def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
         fixed = _context(d, f, cells)
         levels = sorted(set(cells[f]))
         ref = next((r for r in ("none", "explicit") if r in levels), levels[0])
-        for i, a in enumerate(rows):
-            for b in rows[i + 1 :]:
-                if a[f] == b[f] or any(a[g] != b[g] for g in fixed):
+        for i, row in enumerate(rows):
+            for other in rows[i + 1 :]:
+                if row[f] == other[f] or any(row[g] != other[g] for g in fixed):
                     continue
-                if b[f] == ref:
-                    a, b = b, a
+                # the reference level first (new names: the loop's own row stays itself)
+                a, b = (other, row) if other[f] == ref else (row, other)
                 if a[f] == ref or (
                     f == "adversary_arm"
                     and "@" in a[f]
@@ -800,7 +841,9 @@ def payoffs(d: ReportData) -> Section:
     pay = _group_means(honest, keys, honest["payoff"], d.n_boot, 1)
     del honest
     eff = _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan), d.n_boot, 2)
-    trig = at[at["trigger_round"].notna()] if len(at) else at
+    # the cost is over valid actions after the trigger: an agent-trial with none (a last-
+    # round trigger, a one-round game, a model that never answers) lost nothing to measure
+    trig = at[at["trigger_round"].notna() & (at["rounds_after"] > 0)] if len(at) else at
     cost = _group_means(trig, keys, trig["persistence_cost"], d.n_boot, 3) if len(trig) else {}
     trials: dict[tuple[str, ...], int] = {(): _distinct(df["trial_id"])}
     if keys:  # every trial's factors are on its trial-rounds (a few rows, not every one)
@@ -830,7 +873,8 @@ def payoffs(d: ReportData) -> Section:
         f"Honest payoff per agent-round ({HONEST_NOTE}); efficiency: every player's payoff "
         "over the all-stag payoff, per agent-round (1 = every hunt succeeded); price of "
         "persistence: payoff an honest agent lost by hunting stag after its trigger instead "
-        "of hare, per agent-trial with a trigger. Means with trial-clustered bootstrap 95% "
+        "of hare, per agent-trial with a trigger and a valid action after it (n_triggered). "
+        "Means with trial-clustered bootstrap 95% "
         "CIs (blank: fewer than two trials, or no spread to resample)",
         "payoffs",
     )
@@ -905,7 +949,9 @@ def archetype_section(d: ReportData) -> Section:
     stab = archetypes.stability(at, by, features=feats)
     s.table(
         stab.rename(columns={"model_label": "model", "cell": "condition"}),
-        "Stability of the labels across split halves of trials and seed cohorts",
+        "Stability of the labels across split halves of trials and seed cohorts (blank, "
+        "with a note, where the halves or cohorts are too small to carry the label even "
+        "without noise)",
         "archetype_stability",
     )
     return s
@@ -916,9 +962,13 @@ def betrayal_detection(d: ReportData) -> Section:
     s = Section("Betrayal detection")
     seen = at[at["betrayal_round"].notna()] if len(at) else at
     if len(seen):
+        per = seen.groupby("trial_id", observed=True)["detected"].agg(["sum", "count"])
+        k, n = per["sum"].to_numpy(float), per["count"].to_numpy(float)
+        lo, hi, how = stats.cluster_rate_ci(k, n, max(d.n_boot, 200), np.random.default_rng(7))
         s.text(
-            f"{len(seen)} honest agent-trials observed a betrayal; lexical detection rate "
-            f"{seen['detected'].mean():.3f}."
+            f"{len(seen)} honest agent-trials (in {len(per)} trials) observed a betrayal; "
+            f"lexical detection rate {seen['detected'].mean():.3f} (95% CI {lo:.3f} to "
+            f"{hi:.3f}, {how}, agent-trials clustered by trial)."
         )
         lat = seen["detection_latency"].dropna()
         if len(lat):
