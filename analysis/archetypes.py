@@ -163,9 +163,16 @@ def _trial_features(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return per[list(_FEATURES)]
 
 
-def _groups(at: pd.DataFrame, by: list[str]) -> Any:
-    """(key tuple, per-trial feature matrix, trial ids) for each group."""
-    feats = _trial_features(at, by)
+def trial_features(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """What ``group_labels`` and ``stability`` read of the agent-trials ``at`` grouped by
+    ``by``: made once, it can be given to both (``features=``)."""
+    return _trial_features(at, by)
+
+
+def _groups(at: pd.DataFrame, by: list[str], features: pd.DataFrame | None = None) -> Any:
+    """(key tuple, per-trial feature matrix, trial ids) for each group (``features``:
+    ``trial_features(at, by)`` when already made)."""
+    feats = _trial_features(at, by) if features is None else features
     for key, g in feats.groupby(level=list(range(len(by))), sort=True):
         key = key if isinstance(key, tuple) else (key,)
         yield key, g.to_numpy(dtype=float), g.index.get_level_values("trial_id").to_numpy()
@@ -233,9 +240,11 @@ def group_labels(
     n_boot: int = 500,
     seed: int = 0,
     rule: Rule = RULE,
+    features: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per group (e.g. model x condition): the calibrated label, its bootstrap confidence
-    and the evidence behind it (see the module docstring)."""
+    and the evidence behind it (see the module docstring). ``features``: what
+    ``trial_features(classified, by)`` gives, when already made."""
     rng = np.random.default_rng(seed)
     rows = []
     if classified.empty:
@@ -246,7 +255,7 @@ def group_labels(
             "archetype"
         ]
     }
-    for key, matrix, _ in _groups(classified, by):
+    for key, matrix, _ in _groups(classified, by, features):
         labels, ev = _decide(matrix.sum(0, keepdims=True), rule)
         label = int(labels[0])
         same = 0
@@ -311,10 +320,12 @@ def stability(
     by: str | list[str] = "model",
     rule: Rule = RULE,
     n_cohorts: int = 4,
+    features: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Does each group keep its label across cohorts: split halves of trials (alternate
     trial ids) and ``n_cohorts`` seed cohorts (repetition modulo ``n_cohorts``), each
-    labelled by the whole rule."""
+    labelled by the whole rule. ``features``: ``trial_features(classified, by)`` when
+    already made."""
     keys = [by] if isinstance(by, str) else list(by)
     rows = []
 
@@ -325,7 +336,7 @@ def stability(
 
     reps = classified.assign(_t=classified["trial_id"].astype(str)).groupby("_t")["repetition"]
     rep_of = reps.first().astype(int)
-    for key, matrix, trial_ids in _groups(classified, keys):
+    for key, matrix, trial_ids in _groups(classified, keys, features):
         parity = np.arange(len(trial_ids)) % 2  # trial ids are sorted: alternate halves
         halves = [label_of(matrix[parity == h]) for h in (0, 1)]
         cohort = rep_of.reindex(trial_ids).to_numpy() % n_cohorts

@@ -56,6 +56,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -427,12 +428,30 @@ def _interval(draws: np.ndarray) -> tuple[float, float]:
 def ratio_ci(
     k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator
 ) -> tuple[float, float]:
-    """Percentile CI of sum(k)/sum(n), resampling clusters (one entry of k, n each)."""
+    """Percentile CI of sum(k)/sum(n), resampling clusters (one entry of k, n each). When
+    every cluster has the same rate (all 0, all 1, or one shared rate) the resamples cannot
+    vary: the Wilson interval at that rate over the number of clusters instead (the draws
+    still made, so intervals drawn after it do not move), never a zero-width interval."""
     if len(k) < 2:
         return math.nan, math.nan
-    s = _resampled_sums(np.column_stack([k, n]).astype(float), n_boot, rng)
+    kv, nv = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    s = _resampled_sums(np.column_stack([kv, nv]), n_boot, rng)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return _interval(s[:, 0] / s[:, 1])
+        lo, hi = _interval(s[:, 0] / s[:, 1])
+    used = nv > 0
+    if used.sum() >= 1:
+        rate = float(kv[used].sum() / nv[used].sum())
+        if np.allclose(kv[used] / nv[used], rate, rtol=0.0, atol=1e-12):
+            return _wilson(rate, int(used.sum()))
+    return lo, hi
+
+
+def _wilson(p: float, n: int) -> tuple[float, float]:
+    """The Wilson interval of a rate ``p`` over ``n`` units at ``CONFIDENCE``, containing p."""
+    z = NormalDist().inv_cdf(1 - (1 - CONFIDENCE) / 2)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))
 
 
 def diff_ci(clusters: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
@@ -667,16 +686,48 @@ def contagion(
 ) -> pd.DataFrame:
     """Honest stag rate by graph distance from the nearest adversary (and round), per
     payload level and varying ``factors`` (default: all); trials resampled."""
+    found = _contagion_counts(data, per_round, factors)
+    if found is None:
+        return pd.DataFrame()
+    return _contagion_table(*found, n_boot, seed)
+
+
+def contagion_tables(
+    data: InjectionData, factors: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``contagion`` per round and over all rounds (each from its own ``seed``), the
+    per-trial counts made once: the rounds' counts summed are each trial's (whole numbers,
+    so exactly what counting the rows again gives)."""
+    found = _contagion_counts(data, True, factors)
+    if found is None:
+        return pd.DataFrame(), pd.DataFrame()
+    per, keys = found
+    by_round = _contagion_table(per, keys, n_boot, seed)
+    pooled = [k for k in keys if k != "round"]
+    level = [per.index.names.index(k) for k in [*pooled, "trial_id"]]
+    total = per.groupby(level=level, sort=True, dropna=False)[["sum", "count"]].sum()
+    return by_round, _contagion_table(total, pooled, n_boot, seed)
+
+
+def _contagion_counts(
+    data: InjectionData, per_round: bool, factors: Sequence[str] | None
+) -> tuple[pd.DataFrame, list[str]] | None:
+    """Per group (``keys``) and trial: the honest agents' stag actions (``sum``) and valid
+    actions (``count``), in trials with an adversary arm; ``None`` without such rows."""
     rows = data.rows
     if rows.empty:
-        return pd.DataFrame()
+        return None
     h = rows[(rows["role"] == "honest") & rows["stag"].notna() & (rows["arm"] != "none")]
     if h.empty:
-        return pd.DataFrame()
-    rng = np.random.default_rng(seed)
+        return None
     h = h.assign(payload=h["payload"].fillna("-"))
     keys = [*_group_keys(h, factors), "distance", *(["round"] if per_round else [])]
     per = h.groupby([*keys, "trial_id"], sort=True, dropna=False)["stag"].agg(["sum", "count"])
+    return per, keys
+
+
+def _contagion_table(per: pd.DataFrame, keys: list[str], n_boot: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
     out = []
     for key, g in per.groupby(level=list(range(len(keys))), sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
@@ -717,6 +768,8 @@ def variance_explained(data: InjectionData) -> tuple[pd.DataFrame, str]:
     frame = trials[["y", *factors]].rename(columns={f: f"f{i}" for i, f in enumerate(factors)})
     for i in range(len(factors)):  # patsy reads categories' codes (fast) as the levels; sorted
         # categories are the levels, in the order, that it gives the same values as text
+        # (named bare in the formula: ``C(...)`` would box them and send patsy through its
+        # value-by-value path)
         frame[f"f{i}"] = pd.Categorical(frame[f"f{i}"].astype(str))
     params = 1 + sum(trials[f].nunique() - 1 for f in factors)
     if len(frame) <= params:
@@ -726,7 +779,7 @@ def variance_explained(data: InjectionData) -> tuple[pd.DataFrame, str]:
     total = float(((frame["y"] - frame["y"].mean()) ** 2).sum())
     if total == 0:
         return pd.DataFrame(), "every trial has the same honest stag rate: nothing to explain"
-    formula = "y ~ " + " + ".join(f"C(f{i})" for i in range(len(factors)))
+    formula = "y ~ " + " + ".join(f"f{i}" for i in range(len(factors)))
     with warnings.catch_warnings():  # a rank-deficient design is reported just below
         warnings.simplefilter("ignore")
         fit = smf.ols(formula, data=frame).fit()
@@ -742,7 +795,7 @@ def variance_explained(data: InjectionData) -> tuple[pd.DataFrame, str]:
         resid = 0.0
     out = []
     for i, f in enumerate(factors):
-        r = table.loc[f"C(f{i})"]
+        r = table.loc[f"f{i}"]
         ss = float(r["sum_sq"])
         if ss < 1e-12 * total:  # a factor that explains nothing, up to rounding
             ss = 0.0
@@ -892,9 +945,8 @@ def report_blocks(
                 df=echo,
             )
         )
-    spread = contagion(data, per_round=True, factors=ATTACK_FACTORS, n_boot=n_boot)
+    spread, total = contagion_tables(data, factors=ATTACK_FACTORS, n_boot=n_boot)
     if len(spread):
-        total = contagion(data, per_round=False, factors=ATTACK_FACTORS, n_boot=n_boot)
         out.append(
             Block(
                 "Contagion: honest stag rate (over valid actions) by graph distance from the "

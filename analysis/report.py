@@ -10,6 +10,11 @@ design cells (condition x topology x disclosure x adversary arm x population, th
 that vary in the run).
 
 A new section is one function taking ``ReportData`` plus one entry in ``SECTIONS``.
+On Linux with a spare core, runs of up to ``FORK_MAX_TRIALS`` trials make the ``EARLY``
+sections in a forked process while this one reads the agent-rounds, and the ``BESIDE``
+sections in another while this one makes the rest and writes the tables: every section
+draws from its own seeded random streams, so the report is the same either way
+(``STAGBENCH_REPORT_FORK=0`` makes everything in one process).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import html
 import io
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import cycle
 from pathlib import Path
@@ -142,6 +148,10 @@ class ReportData:
     #: what the injection section reads (read with the rest, or a function that reads it
     #: from the scan's cache when the section runs; ``None``: read it from the run)
     injection: InjectionData | Callable[[], InjectionData] | None = None
+    #: ``_per_trial_counts`` made so far, by keys and total
+    per_trial: dict[tuple[tuple[str, ...], str], pd.DataFrame] = field(
+        default_factory=dict, repr=False
+    )
 
     @functools.cached_property
     def honest(self) -> pd.DataFrame:
@@ -223,6 +233,25 @@ def _per_trial(df: pd.DataFrame, firsts: pd.DataFrame, values: pd.Series) -> pd.
     return pd.Series(pd.Categorical.from_codes(per.codes[pos], per.categories), index=df.index)
 
 
+def _distinct(column: pd.Series) -> int:
+    """``column.nunique()`` (NaN not counted); for categories, by their codes."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        return int(np.count_nonzero(np.bincount(codes[codes >= 0], minlength=1)))
+    return int(column.nunique())
+
+
+def _texts(column: pd.Series) -> list[str]:
+    """The distinct values of ``column.astype(str)`` (for categories, each category that
+    occurs made text once, not every row)."""
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        return [str(v) for v in column.astype(str).unique()]
+    codes = column.cat.codes.to_numpy()
+    seen = np.bincount(codes[codes >= 0], minlength=len(column.cat.categories)) > 0
+    out = [str(v) for v in column.cat.categories[seen].astype(str)]
+    return out + ["nan"] if (codes < 0).any() else out
+
+
 #: the columns of the honest counts (``honest_counts``)
 COUNTS = ("k", "n", "rows")
 
@@ -268,7 +297,15 @@ def _summed(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def _per_trial_counts(d: ReportData, keys: list[str], total: str = "n") -> pd.DataFrame:
     """Per ``keys`` and trial: ``k`` stag actions of ``n`` (``total="n"``: valid actions;
     ``"rows"``: every agent-round, a parse failure counted as not stag) by honest agents,
-    only where ``n`` > 0; what ``stats.trial_counts`` gives on the honest rows."""
+    only where ``n`` > 0; what ``stats.trial_counts`` gives on the honest rows. Made once
+    per ``keys`` and ``total`` (the sections only read it)."""
+    memo = (tuple(keys), total)
+    if memo not in d.per_trial:
+        d.per_trial[memo] = _count_per_trial(d, keys, total)
+    return d.per_trial[memo]
+
+
+def _count_per_trial(d: ReportData, keys: list[str], total: str) -> pd.DataFrame:
     source = d.round_counts if "round" in keys else d.trial_counts
     grouped = source.groupby([*keys, "trial_id"], observed=True, sort=True)
     per = grouped[["k", total]].sum().reset_index()
@@ -276,10 +313,11 @@ def _per_trial_counts(d: ReportData, keys: list[str], total: str = "n") -> pd.Da
     return per[per["n"] > 0].reset_index(drop=True)
 
 
-def _rates(d: ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
-    """Honest stag rate and hunt success per ``keys`` with clustered intervals. When
-    some honest agent-rounds have no valid action, also the stag share of all honest
-    agent-rounds (a failure counted as not stag, as some harnesses report it)."""
+def _rates(d: ReportData, keys: list[str], seed: int = 0, coord: bool = True) -> pd.DataFrame:
+    """Honest stag rate and hunt success (``coord``; its own random stream) per ``keys``
+    with clustered intervals. When some honest agent-rounds have no valid action, also the
+    stag share of all honest agent-rounds (a failure counted as not stag, as some
+    harnesses report it)."""
     n_boot = max(d.n_boot, 200)
     rho = stats.rate_table_counts(_per_trial_counts(d, keys), keys, n_boot, seed, prefix="stag_")
     if (d.trial_counts["n"] < d.trial_counts["rows"]).any():
@@ -288,6 +326,8 @@ def _rates(d: ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
         share = share[[*keys, "stag_all_rate", "stag_all_ci_lo", "stag_all_ci_hi", "stag_all_n"]]
         rho = rho.merge(share, on=keys, how="left") if keys else rho.join(share)
         rho = _with_unrated(rho, share, keys)
+    if not coord:
+        return rho
     tr = d.trial_rounds.assign(coord=lambda x: x["hunt_succeeded"].astype(float))
     keys_c = [k for k in keys if k not in ("model", "model_label")]
     phi = stats.rate_table(tr, keys_c, "coord", n_boot, seed + 1, prefix="coord_")
@@ -378,7 +418,7 @@ def overview(d: ReportData) -> Section:
     expected = dc.expected if dc is not None and dc.expected is not None else None
     of = f" of {expected} in the design" if expected is not None else ""
     hc = d.trial_counts
-    line = f"{df['trial_id'].nunique()} trials analysed{of}, {len(df)} agent-rounds "
+    line = f"{_distinct(df['trial_id'])} trials analysed{of}, {len(df)} agent-rounds "
     line += f"({int(hc['rows'].sum())} by honest agents)."
     if not d.factors:  # one design cell: its rates are the run's (never pooled over cells)
         # sums of whole numbers: the mean of the honest agents' valid actions, exactly
@@ -424,8 +464,8 @@ def cooperation(d: ReportData) -> Section:
         f"{_omnibus(d, keys)}",
         "cooperation_by_cell",
     )
-    if d.df["model"].nunique() > 1:
-        by_model = _display(_rates(d, ["model_label", *keys]))
+    if _distinct(d.df["model"]) > 1:
+        by_model = _display(_rates(d, ["model_label", *keys], coord=False))
         by_model = by_model.drop(columns=[c for c in by_model if str(c).startswith("coord_")])
         s.table(
             by_model.rename(columns={"model_label": "model"}),
@@ -530,12 +570,15 @@ def round_plot(per_round: pd.DataFrame, cell_columns: list[str]) -> Any:
     fig, axes = plt.subplots(rows, cols, figsize=size, sharex=True, sharey=True, squeeze=False)
     width = 0.3
     styles = dict(zip(cells, _series_styles(len(cells)), strict=True))
+    lines = {  # each panel's series, split once (not filtered per panel and series)
+        (str(p), str(c)): g for (p, c), g in data.groupby(["panel", "cell"], sort=False)
+    }
     for ax, panel in zip(axes.flat, panels, strict=False):
-        shown = data[data["panel"] == panel]
         for i, cell in enumerate(cells):
-            g = shown[shown["cell"] == cell].sort_values("round")
-            if g.empty:
+            g = lines.get((str(panel), str(cell)))
+            if g is None or g.empty:
                 continue
+            g = g.sort_values("round")
             offset = (i - (len(cells) - 1) / 2) * (width / max(len(cells) - 1, 1))
             ax.errorbar(
                 g["round"].astype(float) + offset,
@@ -720,7 +763,7 @@ def comparisons(d: ReportData) -> Section:
 
 def _disclosure_figure(s: Section, d: ReportData) -> None:
     others = _context(d, "disclosure")
-    table = _display(_rates(d, [*others, "disclosure"]))
+    table = _display(_rates(d, [*others, "disclosure"], coord=False))
     table = table.drop(columns=[c for c in table if str(c).startswith("coord_")])
     cols = [FACTORS[f] for f in others]
     table["context"] = _cell_label(table, cols)
@@ -756,28 +799,38 @@ def _disclosure_figure(s: Section, d: ReportData) -> None:
 def _group_means(
     frame: pd.DataFrame, keys: list[str], values: pd.Series, n_boot: int, seed: int
 ) -> dict[tuple[str, ...], tuple[float, float, float, int]]:
-    """Per group of ``keys``: mean of ``values`` with a trial-clustered interval, and n."""
+    """Per group of ``keys``: mean of ``values`` with a trial-clustered interval, and n
+    (``stats.mean_ci`` on each group's rows, the groups in the order of their levels' text,
+    one random stream through them all)."""
     rng = np.random.default_rng(seed)
-    out = {}
     trial = frame["trial_id"]
-    data = pd.DataFrame(  # only what is grouped and averaged (not every column per group)
-        {
-            **{k: frame[k] for k in keys},
-            "_v": values,
-            "_t": trial.cat.codes if isinstance(trial.dtype, pd.CategoricalDtype) else trial,
-        },
-        index=frame.index,
+    clusters = (
+        trial.cat.codes.to_numpy()
+        if isinstance(trial.dtype, pd.CategoricalDtype)
+        else pd.factorize(trial)[0]
     )
-    groups = data.groupby(keys, observed=True, sort=False) if keys else [((), data)]
-    found = {}
-    for key, g in groups:
-        parts = tuple(str(k) for k in key) if isinstance(key, tuple) else (str(key),)
-        found[parts] = g
-    for parts in sorted(found):  # in the order of the levels' text, as the tables show
-        g = found[parts]
-        mean, lo, hi = stats.mean_ci(g["_v"], g["_t"], n_boot, rng)
-        out[parts] = (mean, lo, hi, int(g["_v"].notna().sum()))
-    return out
+    if keys:
+        grouped = frame[keys].groupby(keys, observed=True, sort=False)
+        codes = grouped.ngroup().to_numpy()
+        codes = np.where(np.isnan(codes.astype(float)), -1, codes).astype(np.int64)
+        names = grouped.size().index
+        found: dict[tuple[str, ...], int] = {}
+        for code, key in enumerate(names):  # the groups as iterating over them gives them
+            parts = tuple(str(k) for k in key) if isinstance(key, tuple) else (str(key),)
+            found[parts] = code
+    else:
+        codes = np.zeros(len(frame), dtype=np.int64)
+        found = {(): 0}
+    order = sorted(found)  # in the order of the levels' text, as the tables show
+    means = stats.group_mean_cis(
+        values.to_numpy(dtype=float, na_value=np.nan),
+        codes,
+        clusters,
+        [found[parts] for parts in order],
+        n_boot,
+        rng,
+    )
+    return dict(zip(order, means, strict=True))
 
 
 def payoffs(d: ReportData) -> Section:
@@ -792,9 +845,10 @@ def payoffs(d: ReportData) -> Section:
     # round trigger, a one-round game, a model that never answers) lost nothing to measure
     trig = at[at["trigger_round"].notna() & (at["rounds_after"] > 0)] if len(at) else at
     cost = _group_means(trig, keys, trig["persistence_cost"], d.n_boot, 3) if len(trig) else {}
-    trials: dict[tuple[str, ...], int] = {(): int(df["trial_id"].nunique())}
-    if keys:
-        counts = df.groupby(keys, observed=True)["trial_id"].nunique()
+    trials: dict[tuple[str, ...], int] = {(): _distinct(df["trial_id"])}
+    if keys:  # every trial's factors are on its trial-rounds (a few rows, not every one)
+        tr = d.trial_rounds
+        counts = tr.groupby(keys, observed=True)["trial_id"].nunique()
         trials = {
             tuple(str(x) for x in (k if isinstance(k, tuple) else (k,))): int(v)
             for k, v in counts.items()
@@ -834,7 +888,7 @@ def regression(d: ReportData) -> Section:
     honest_df = _honest_columns(d, used).rename(columns={"model_label": "model"})
     formula = stats.default_formula(honest_df)
     sample = stats.gee_sample(honest_df)
-    n_all, n_fit = honest_df["trial_id"].nunique(), sample["trial_id"].nunique()
+    n_all, n_fit = _distinct(honest_df["trial_id"]), _distinct(sample["trial_id"])
     fitted_on = "" if n_fit == n_all else f" (fitted on a random {n_fit} of {n_all} trials)"
     fit = stats.logit_model(sample, formula, n_boot=min(max(d.n_boot, 100), 400))
     for note in fit.notes:
@@ -857,7 +911,9 @@ def archetype_section(d: ReportData) -> Section:
     if at.empty:
         s.text("No honest agent-trials.")
         return s
-    labels = archetypes.group_labels(at, ["model_label", "cell"], n_boot=d.n_boot)
+    by = ["model_label", "cell"]
+    feats = archetypes.trial_features(at, by)  # read by the labels and their stability
+    labels = archetypes.group_labels(at, by, n_boot=d.n_boot, features=feats)
     labels = labels.rename(columns={"model_label": "model", "cell": "condition"})
     front = ["model", "condition", "label", "confidence"]
     s.table(
@@ -890,7 +946,7 @@ def archetype_section(d: ReportData) -> Section:
         "The data of the figure above",
         "archetype_patterns",
     )
-    stab = archetypes.stability(at, ["model_label", "cell"])
+    stab = archetypes.stability(at, by, features=feats)
     s.table(
         stab.rename(columns={"model_label": "model", "cell": "condition"}),
         "Stability of the labels across split halves of trials and seed cohorts (blank, "
@@ -1037,8 +1093,63 @@ SECTIONS: list[SectionFn] = [
 
 #: sections that read no agent-rounds (``ReportData.df`` empty): ``build`` makes them
 #: before the agent-rounds are read, so that their data and the agent-rounds are never
-#: held at once
+#: held at once (in a forked process, while this one reads the agent-rounds, where
+#: ``_forking`` allows)
 EARLY: tuple[SectionFn, ...] = (injection_section,)
+
+#: sections made in a forked process while this one makes the others and writes the
+#: tables (where ``_forking`` allows): together about half of the report's work. Every
+#: section draws from its own seeded random streams, so where it runs changes nothing.
+BESIDE: tuple[SectionFn, ...] = (cooperation, comparisons, payoffs)
+
+#: what a forked process makes its sections of (set just before forking)
+_FORKED: dict[str, Any] = {}
+
+#: runs of more trials fork nothing: what a forked process holds (the injection views, a
+#: section's frames) would be held beside the agent-rounds, GBs each at a million trials,
+#: where one after the other keeps the peak to the larger of them
+FORK_MAX_TRIALS = 250_000
+
+
+def _forking(workers: int | None = None, trials: int = 0) -> bool:
+    """Whether sections may run in a forked process: on Linux (fork is cheap and its
+    pages are shared until written), with more than one core, for at most
+    ``FORK_MAX_TRIALS`` trials, unless ``workers`` is 1 or ``STAGBENCH_REPORT_FORK=0``."""
+    import os
+    import sys
+
+    if workers == 1 or os.environ.get("STAGBENCH_REPORT_FORK", "1") == "0":
+        return False
+    if trials > FORK_MAX_TRIALS:
+        return False
+    return sys.platform.startswith("linux") and (os.cpu_count() or 1) > 1
+
+
+def _forked_sections(fns: list[SectionFn]) -> list[Section]:
+    """In a forked process: ``fns`` made from the data its parent set in ``_FORKED``."""
+    data: ReportData = _FORKED["data"]
+    return [fn(data) for fn in fns]
+
+
+@contextlib.contextmanager
+def _beside(fns: list[SectionFn], data: ReportData, fork: bool) -> Any:
+    """Makes ``fns`` of ``data`` in a forked process (``fork``) while the block runs, else
+    after it; yields a function that returns them, in order."""
+    if not fns or not fork:
+        yield lambda: [fn(data) for fn in fns]
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _FORKED["data"] = data
+    # forked before any thread of this process starts (a fork copies only its caller)
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    try:
+        future = pool.submit(_forked_sections, fns)
+        yield future.result
+    finally:
+        _FORKED.clear()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _give_back_memory() -> None:
@@ -1075,19 +1186,40 @@ def prepare(
     dc = design.check(run, load)
     keep = set(dc.analysed) if dc.foreign else None
     inj = functools.partial(_injection_views, res, run, lexicon, workers, keep)
-    if early:
-        empty = pd.DataFrame()
-        first = ReportData(empty, empty, empty, load, n_boot, dc, detector=detector, injection=inj)
-        for fn in early:
-            early[fn] = fn(first)
+    empty = pd.DataFrame()
+    first = ReportData(empty, empty, empty, load, n_boot, dc, detector=detector, injection=inj)
+    fork = bool(early) and _forking(workers, len(dc.analysed) or load.files)
+    with _beside(list(early or ()), first, fork) as made:
+        if early and not fork:
+            for fn, section in zip(early, made(), strict=True):
+                early[fn] = section
+            _give_back_memory()  # what the early sections held, before the agent-rounds come
         del first
-        _give_back_memory()  # what the early sections held, before the agent-rounds come
-    try:
-        df = scan_views.rounds(res)
-        at = scan_views.agent_trials(res)
-    except scan_views.Changed:  # the cache changed since: read with the views
-        res = scan(run, lexicon=lexicon, workers=workers)
-        df, at = res.rounds, res.agent_trials
+        try:
+            df = scan_views.rounds(res)
+            at = scan_views.agent_trials(res)
+        except scan_views.Changed:  # the cache changed since: read with the views
+            res = scan(run, lexicon=lexicon, workers=workers)
+            df, at = res.rounds, res.agent_trials
+        data = _prepared(run, df, at, load, n_boot, dc, detector, inj)
+        if early and fork:
+            for fn, section in zip(early, made(), strict=True):
+                early[fn] = section
+    return data
+
+
+def _prepared(
+    run: Path,
+    df: pd.DataFrame,
+    at: pd.DataFrame,
+    load: LoadReport,
+    n_boot: int,
+    dc: design.DesignCheck,
+    detector: Detector,
+    inj: Callable[[], InjectionData],
+) -> ReportData:
+    """The agent-rounds ``df`` and agent-trials ``at`` of the design ``dc``, labelled and
+    kept to its trials: what every section reads."""
     if not df.empty and dc.foreign:
         df = df[df["trial_id"].astype(str).isin(dc.analysed)].reset_index(drop=True)
         for col in df.select_dtypes("category").columns:
@@ -1102,11 +1234,11 @@ def prepare(
     if not at.empty:  # in the order one pass over the whole table gives
         at = at.assign(trial_id=at["trial_id"].astype(str))
         at = at.sort_values(["trial_id", "seat"], kind="stable").reset_index(drop=True)
-    short = short_names(df["model"].astype(str).unique())
+    short = short_names(_texts(df["model"]))
     # labels made per category, not per row
     df["model_label"] = _relabel(df["model"], lambda m: short[m])
     df["population_label"] = _relabel(df["population"], lambda p: population_label(p, short))
-    factors = [f for f in FACTORS if df[f].nunique() > 1]
+    factors = [f for f in FACTORS if _distinct(df[f]) > 1]
     firsts = df.drop_duplicates("trial_id")  # the design factors are the trial's
     df["cell"] = _per_trial(df, firsts, _cell_label(firsts, factors))
     at = archetypes.classify(at)
@@ -1187,11 +1319,27 @@ def build(
     early: dict[SectionFn, Section] = {fn: Section("") for fn in chosen if fn in EARLY}
     data = prepare(run, n_boot, early=early)
     out.mkdir(parents=True, exist_ok=True)
+    fork = _forking(trials=_distinct(data.df["trial_id"]))
+    beside = [fn for fn in chosen if fn in BESIDE and fn not in early] if fork else []
+    made: dict[SectionFn, Section] = dict(early)
+    with _beside(beside, data, fork) as others:
+        # the tables written while the sections are made (Arrow and Parquet work outside
+        # the GIL; the sections only read the frames)
+        with ThreadPoolExecutor(1, thread_name_prefix="report-tables") as pool:
+            saved = pool.submit(_save_tables, data, out)
+            for fn in chosen:
+                if fn not in made and fn not in beside:
+                    made[fn] = fn(data)
+            saved.result()
+        made.update(zip(beside, others(), strict=True))
+    return _write(out, data.title, [made[fn] for fn in chosen])
+
+
+def _save_tables(data: ReportData, out: Path) -> None:
+    """The agent-round, trial and agent-trial tables as ``out/<name>.parquet``."""
     save_rounds(data.df, out / "agent_rounds.parquet")
     data.trials.to_parquet(out / "trials.parquet", index=False)
     data.agent_trials.to_parquet(out / "agent_trials.parquet", index=False)
-    made = [early[fn] if fn in early else fn(data) for fn in chosen]
-    return _write(out, data.title, made)
 
 
 CSS = """

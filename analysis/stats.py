@@ -209,8 +209,17 @@ def mean_ci(
     codes, _ = pd.factorize(c)
     s = np.bincount(codes, weights=v)
     m = np.bincount(codes).astype(float)
+    return _mean_ci_sums(s, m, not np.allclose(v, v[0]), n_boot, rng)
+
+
+def _mean_ci_sums(
+    s: np.ndarray, m: np.ndarray, spread: bool, n_boot: int, rng: np.random.Generator | None
+) -> tuple[float, float, float]:
+    """``mean_ci`` from each trial's sum ``s`` and count ``m`` of values (trials in the
+    order they first appear), ``spread``: whether the values are not all close to the
+    first one."""
     mean = float(s.sum() / m.sum())
-    if len(s) < 2 or np.allclose(v, v[0]):
+    if len(s) < 2 or not spread:
         return (mean, math.nan, math.nan)  # no interval is earned by one trial or no spread
     rng = rng or np.random.default_rng(0)
     if len(s) > BOOT_MAX_TRIALS:
@@ -221,6 +230,54 @@ def mean_ci(
     boots = (w @ s) / (w @ m)
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return (mean, float(min(lo, mean)), float(max(hi, mean)))
+
+
+def group_mean_cis(
+    values: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    clusters: npt.ArrayLike,
+    order: list[int],
+    n_boot: int = 1000,
+    rng: np.random.Generator | None = None,
+) -> list[tuple[float, float, float, int]]:
+    """``mean_ci`` of each group's values and n (its values that are not NaN), for the
+    groups ``order`` (codes of ``groups``; a negative code is no group) in that order,
+    drawing from one ``rng`` group after group: what calling ``mean_ci`` on each group's
+    rows (in row order) gives, with one pass over the rows instead of one per group.
+    ``clusters``: each row's trial, as whole-number codes."""
+    v = np.asarray(values, dtype=float)
+    g = np.asarray(groups, dtype=np.int64)
+    t = np.asarray(clusters, dtype=np.int64)
+    rows = np.flatnonzero(~np.isnan(v) & (g >= 0))
+    v, g, t = v[rows], g[rows], t[rows]
+    n_groups = int(max(order, default=-1)) + 1
+    n_groups = max(n_groups, int(g.max()) + 1 if len(g) else 0)
+    # each (group, trial) pair numbered by where it first appears: a group's trials in the
+    # order that factorizing its own rows gives them
+    pair, firsts = pd.factorize(g * (int(t.max()) + 1 if len(t) else 1) + t)
+    s = np.bincount(pair, weights=v)  # summed in row order, as one group's bincount sums
+    m = np.bincount(pair).astype(float)
+    first_row = np.full(len(firsts), len(v), dtype=np.int64)
+    np.minimum.at(first_row, pair, np.arange(len(v)))
+    pair_group = g[first_row]
+    by_group = np.argsort(pair_group, kind="stable")  # pairs by group, in first-seen order
+    bounds = np.searchsorted(pair_group[by_group], np.arange(n_groups + 1))
+    # np.allclose(v, v[0]) per group: every value close to its group's first value
+    group_first = np.full(n_groups, len(v), dtype=np.int64)
+    np.minimum.at(group_first, g, np.arange(len(v)))
+    first_value = v[np.minimum(group_first, max(len(v) - 1, 0))] if len(v) else v
+    far = ~np.isclose(v, first_value[g]) if len(v) else np.zeros(0, dtype=bool)
+    spread = np.bincount(g[far], minlength=n_groups) > 0
+    count = np.bincount(g, minlength=n_groups)
+    out = []
+    for code in order:
+        if code < 0 or code >= n_groups or count[code] == 0:
+            out.append((math.nan, math.nan, math.nan, 0))
+            continue
+        pairs = by_group[bounds[code] : bounds[code + 1]]
+        mean, lo, hi = _mean_ci_sums(s[pairs], m[pairs], bool(spread[code]), n_boot, rng)
+        out.append((mean, lo, hi, int(count[code])))
+    return out
 
 
 # -- tests ----------------------------------------------------------------------------
@@ -603,11 +660,18 @@ def gee_sample(
 ) -> pd.DataFrame:
     """All rows of at most ``max_trials`` trials drawn at random (GEE cost grows with rows;
     a few thousand trials pin the coefficients down well)."""
-    ids = df["trial_id"].astype(str).unique()
+    trial = df["trial_id"]
+    codes = trial.cat.codes.to_numpy() if isinstance(trial.dtype, pd.CategoricalDtype) else None
+    if codes is not None and (codes >= 0).all():  # by category: each id made text once
+        names = pd.Index(trial.cat.categories.astype(str))
+        ids = names[pd.unique(codes)].to_numpy()  # the ids in the order the rows give them
+    else:
+        codes, ids = None, trial.astype(str).unique()
     if max_trials is None or len(ids) <= max_trials:
         return df
     keep = set(np.random.default_rng(seed).choice(ids, size=max_trials, replace=False))
-    return df[df["trial_id"].astype(str).isin(keep)]
+    mask = names.isin(keep)[codes] if codes is not None else trial.astype(str).isin(keep)
+    return df.loc[np.asarray(mask)]
 
 
 def _prepare(df: pd.DataFrame) -> pd.DataFrame:

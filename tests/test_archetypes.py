@@ -192,3 +192,25 @@ def test_too_few_agent_trials_stay_unclassified() -> None:
     )
     out = archetypes.group_labels(rows, ["model"], n_boot=50)
     assert out["label"].iloc[0] == UNCLASSIFIED and out["classified"].iloc[0] == 2
+
+
+def test_features_made_once_give_the_same_labels_and_stability(
+    planted: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """The report makes the per-trial features once for the labels and their stability:
+    the same tables, to the last bit, as each making its own (and features of other
+    groups would not: a test that can fail)."""
+    at, labels = planted
+    by = ["model", "cell"]
+    feats = archetypes.trial_features(at, by)
+    pd.testing.assert_frame_equal(
+        archetypes.group_labels(at, by, n_boot=200, features=feats), labels, check_exact=True
+    )
+    pd.testing.assert_frame_equal(
+        archetypes.stability(at, by, features=feats), archetypes.stability(at, by), check_exact=True
+    )
+    other = archetypes.trial_features(at, ["model", "topology"])
+    with pytest.raises(AssertionError):
+        pd.testing.assert_frame_equal(
+            archetypes.stability(at, by, features=other), archetypes.stability(at, by)
+        )

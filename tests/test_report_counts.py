@@ -326,3 +326,30 @@ def test_agent_rounds_written_a_row_group_at_a_time_equal_the_whole_table(tmp_pa
     report.save_rounds(df, small)
     save_parquet(df, whole)
     assert pq.read_table(whole).equals(pq.read_table(small))
+
+
+@pytest.mark.parametrize("keys", [["model_label", "disclosure", "adversary_arm"], ["disclosure"]])
+def test_rates_without_coordination_are_the_rates_with_it_less_its_columns(
+    keys: list[str],
+) -> None:
+    """Tables that drop the coordination columns skip computing them: what is left is the
+    same, to the last bit and in type, as the full table with those columns dropped (the
+    coordination draws have their own random stream, so skipping them moves no other)."""
+    d = _data(_planted(5))
+    full = report._display(report._rates(d, keys, seed=2))
+    assert any(str(c).startswith("coord_") for c in full.columns)
+    full = full.drop(columns=[c for c in full if str(c).startswith("coord_")])
+    lean = report._display(report._rates(d, keys, seed=2, coord=False))
+    pd.testing.assert_frame_equal(lean, full, check_exact=True)
+
+
+def test_per_trial_counts_are_made_once_per_keys_and_read_unchanged() -> None:
+    d = _data(_planted(6))
+    first = report._per_trial_counts(d, ["disclosure"])
+    report._rates(d, ["disclosure"])
+    report._omnibus(d, ["disclosure"])
+    assert report._per_trial_counts(d, ["disclosure"]) is first  # made once
+    again = report._count_per_trial(d, ["disclosure"], "n")
+    pd.testing.assert_frame_equal(first, again, check_exact=True)  # no section changed it
+    rows = report._per_trial_counts(d, ["disclosure"], total="rows")
+    assert rows is not first and (rows["n"] >= first["n"]).all()
