@@ -302,15 +302,18 @@ class RoundsColumns:
     def frame(self) -> pd.DataFrame:
         """The agent-round table (categories where values repeat)."""
         by_trial = np.repeat(np.arange(len(self.sizes)), self.sizes)
-        by_seat, base = [np.zeros(0, dtype=np.int64)], 0
-        for n, rounds in self.shape:  # row (round, seat) of a trial: its seat's value
-            by_seat.append(np.tile(np.arange(base, base + n), rounds))
-            base += n
-        seat_take = np.concatenate(by_seat)
+        # row (round, seat) of a trial: its seat's value, the trial's first seat's index
+        # plus the row's place in the trial modulo its seats
+        shape = np.array(self.shape, dtype=np.int64).reshape(-1, 2)
+        seats, sizes = shape[:, 0], np.array(self.sizes, dtype=np.int64)
+        first_seat = np.cumsum(seats) - seats
+        first_row = np.cumsum(sizes) - sizes
+        place = np.arange(int(sizes.sum()), dtype=np.int64) - first_row[by_trial]
+        seat_take = first_seat[by_trial] + place % seats[by_trial]
         data: dict[str, Any] = {}
         for k in (*TRIAL_COLUMNS, *ROW_COLUMNS):
             if k in self.rows:
-                data[k] = pd.Categorical(self.rows[k]) if k in CATEGORICAL else self.rows[k]
+                data[k] = _column(k, self.rows[k])
                 continue
             if k in self.const:
                 values, take = self.const[k], by_trial
@@ -322,6 +325,53 @@ class RoundsColumns:
             else:  # the type the values give, each row its value
                 data[k] = pd.Series(values).take(take).reset_index(drop=True)
         return pd.DataFrame(data)
+
+
+#: agent-round columns that ``trial_rows`` makes as sums from 0 (counts, ``range``, token
+#: and cost totals) whatever a transcript holds: ints or floats, never a bool (0 + True is
+#: 1) nor anything else (the sum would have raised)
+NUMERIC = ("round", "seat", "parse_failures", "calls", "truncated", "input_tokens",
+           "output_tokens", "cost_usd")  # fmt: skip
+#: agent-round columns of texts (or None)
+TEXTS = ("message", "reasoning", "action")
+_STR = pd.StringDtype(na_value=np.nan)  # the type pandas gives a column of texts and None
+
+
+def typed(values: list[Any], kind: str) -> Any:
+    """``values`` as the column ``pd.DataFrame`` makes of them (type and values), made
+    without pandas' slow inference of each value's type when numpy or Arrow give the same:
+    ``kind`` "numeric" for ints and floats only (numpy's int64 or float64 is then pandas'
+    type; a bool among ints would not be, so never pass one), "text" for texts and None
+    (Arrow's strings; a list of None only, or with anything but texts, is left to pandas)."""
+    if not values:
+        return values
+    if kind == "numeric":
+        array = np.array(values)
+        if array.dtype == np.int64 or array.dtype == np.float64:
+            return array
+    elif kind == "text":
+        try:
+            texts = pa.array(values, pa.large_string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return values
+        if texts.null_count < len(texts):
+            return pd.array(texts, dtype=_STR)
+    return values
+
+
+def _column(name: str, values: list[Any]) -> Any:
+    """A row column of ``RoundsColumns``, as ``pd.DataFrame`` makes it of the list (type
+    and values), without its slow inference of each value's type where the values' kinds
+    are known: numbers of ``NUMERIC`` (numpy's type of ints and floats is pandas' one),
+    texts of ``TEXTS`` (Arrow's strings; a column of None only, or of anything but texts,
+    is left to pandas)."""
+    if name in CATEGORICAL:
+        return pd.Categorical(values)
+    if name in NUMERIC:
+        return typed(values, "numeric")
+    if name in TEXTS:
+        return typed(values, "text")
+    return values
 
 
 CATEGORICAL = [
@@ -421,10 +471,13 @@ def finish_rounds(df: pd.DataFrame) -> pd.DataFrame:
     for col in CATEGORICAL:  # concat of differing categories falls back to object
         if col in df.columns and not isinstance(df[col].dtype, pd.CategoricalDtype):
             df[col] = df[col].astype("category")
-    df["stag"] = df["action"].map({"stag": 1.0, "hare": 0.0}).astype(float)  # NaN: no action
-    df["valid"] = df["action"].notna()
+    action = df["action"]  # stag 1, hare 0, anything else (no action) NaN
+    stag, hare = (action == "stag").to_numpy(bool), (action == "hare").to_numpy(bool)
+    df["stag"] = np.where(stag, 1.0, np.where(hare, 0.0, np.nan))
+    df["valid"] = action.notna()
     if "received" in df.columns:
-        df["n_received"] = df["received"].map(len)
+        received = df["received"].tolist()
+        df["n_received"] = np.fromiter(map(len, received), np.int64, len(received))
     return df
 
 
