@@ -309,7 +309,7 @@ class RoundsColumns:
         first_seat = np.cumsum(seats) - seats
         first_row = np.cumsum(sizes) - sizes
         place = np.arange(int(sizes.sum()), dtype=np.int64) - first_row[by_trial]
-        seat_take = first_seat[by_trial] + place % seats[by_trial]
+        seat_take: np.ndarray[Any, Any] = first_seat[by_trial] + place % seats[by_trial]
         data: dict[str, Any] = {}
         for k in (*TRIAL_COLUMNS, *ROW_COLUMNS):
             if k in self.rows:
