@@ -163,17 +163,14 @@ def _agents(trial: TrialRows, detector: Detector) -> list[dict[str, Any]]:
         return []
     n, rounds, rows = len(roles), trial.rounds, trial.rows
     # by round (1..rounds), then seat
-    act: list[list[str | None]] = []
-    pay: list[list[float]] = []
-    heard: list[list[list[int]]] = []
-    talk: list[list[tuple[Any, Any]]] = []
-    for i in range(0, rounds * n, n):
-        act.append([a if isinstance(a, str) else None for a in rows["action"][i : i + n]])
-        pay.append([float(p) for p in rows["payoff"][i : i + n]])
-        heard.append(rows["stag_signals_from"][i : i + n])
-        talk.append(
-            list(zip(rows["message"][i : i + n], rows["reasoning"][i : i + n], strict=True))
-        )
+    actions = [a if isinstance(a, str) else None for a in rows["action"]]
+    payoffs = [float(p) for p in rows["payoff"]]
+    said = list(zip(rows["message"], rows["reasoning"], strict=True))
+    signals = rows["stag_signals_from"]
+    act = [actions[i : i + n] for i in range(0, rounds * n, n)]
+    pay = [payoffs[i : i + n] for i in range(0, rounds * n, n)]
+    heard = [signals[i : i + n] for i in range(0, rounds * n, n)]
+    talk = [said[i : i + n] for i in range(0, rounds * n, n)]
     tid, hare = str(trial.const["trial_id"]), float(trial.const["hare_payoff"])
     seats, played = range(n), range(1, rounds + 1)
     return [

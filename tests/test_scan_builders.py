@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import agent_row_reference
 import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
@@ -257,3 +258,29 @@ def test_agent_trials_of_a_chunk_with_two_files_of_one_trial(runs: list[Path]) -
         _chunk_table([read_checked(p, strict=False) for p in files]), DEFAULT
     )
     assert_frame_equal(views["agent_trials"], want, check_exact=True)
+
+
+def test_agent_row_equals_its_reference_on_random_trials() -> None:
+    """``metrics.agent_row`` (its first loop and forgiveness test rewritten for speed) makes
+    the row its earlier wording made (``agent_row_reference``), value for value, on random
+    trials: any seats and rounds (not from 1, with gaps), actions stag, hare or none,
+    betrayals seen or not, payoffs, talk naming players or voicing distrust."""
+    rng = random.Random(14)
+    talk = [None, "P2 lied to us", "I do not trust P3", "stag please", "P1 betrayed", "", "ok"]
+    for k in range(3000):
+        n, rounds = rng.randint(1, 6), rng.randint(0, 7)
+        seats = sorted(rng.sample(range(9), n))
+        played = sorted(rng.sample(range(1, 12), rounds))
+        act = [[rng.choice(["stag", "hare", "hare", None]) for _ in seats] for _ in played]
+        pay = [[rng.choice([0.0, 3.0, 10.0, 4.5]) for _ in seats] for _ in played]
+        heard = [[rng.sample(seats, rng.randint(0, n)) for _ in seats] for _ in played]
+        said = [[(rng.choice(talk), rng.choice(talk)) for _ in seats] for _ in played]
+        hare = rng.choice([3.0, 2.0, 4.5])
+        for s in range(n):
+            args = (f"t{k}", s, seats, played, act, pay, heard, said, hare, DEFAULT)
+            new, old = metrics.agent_row(*args), agent_row_reference.agent_row(*args)
+            assert list(new) == list(old)
+            for key, value in old.items():  # the same value of the same type (NaN is NaN)
+                got = new[key]
+                assert type(got) is type(value), (k, s, key)
+                assert got == value or (got != got and value != value), (k, s, key, got, value)
