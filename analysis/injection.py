@@ -223,11 +223,17 @@ class TrialViews:
         self.row_counts: list[int] = []  # each trial's agent-rounds
         self.message_counts: list[int] = []  # each trial's messages
 
-    def add(self, events: list[dict[str, Any]], actions: Sequence[Any] | None = None) -> None:
+    def add(
+        self,
+        events: list[dict[str, Any]],
+        actions: Sequence[Any] | None = None,
+        said: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
         """One trial's views; nothing is appended when its events cannot be read.
-        ``actions``: the trial's actions by round, then seat (``tables.trial_rows``' list),
-        when the caller has them (else they are read from the events)."""
-        info, rows, messages = _trial_columns(events, self.honest_only, self.texts, actions)
+        ``actions`` and ``said``: the trial's actions by round, then seat, and its message
+        events in order (``tables.trial_rows`` has them), when the caller has them (else
+        they are read from the events)."""
+        info, rows, messages = _trial_columns(events, self.honest_only, self.texts, actions, said)
         for k, v in info.items():
             self.trials[k].append(v)
         _extend(self.rows, rows)
@@ -262,16 +268,21 @@ class TrialViews:
         for k, values in self.trials.items():
             kept = values if len(some) == len(values) else [values[i] for i in some]
             data[k] = pd.Series(kept).take(take).reset_index(drop=True)
+        kinds = _ROW_KINDS if cols is self.rows else _MESSAGE_KINDS
         for k, v in cols.items():
-            kind = _KINDS.get(k) if cols is self.rows else None
+            kind = kinds.get(k)
             data[k] = typed(v, kind) if kind is not None else v
         return pd.DataFrame(data)
 
 
 #: row columns whose values' kinds are known (``tables.typed``): seats and rounds are made
-#: by ``range``, distances are floats, actions texts or None (read from the events by
-#: ``tables.trial_rows`` too, which would have failed on anything else)
-_KINDS = {"round": "numeric", "seat": "numeric", "distance": "numeric", "action": "text"}
+#: by ``range``, distances are floats (``distances``), actions and roles texts or None
+#: (anything else is left to pandas)
+_ROW_KINDS = {"round": "numeric", "seat": "numeric", "distance": "numeric", "role": "text",
+              "action": "text"}  # fmt: skip
+#: message columns likewise (rounds, phases and seats are the events' own values: left to
+#: pandas); echo and endorse are bools
+_MESSAGE_KINDS = {"distance": "numeric", "echo": "bool", "endorse": "bool"}
 
 
 def _extend(cols: dict[str, list[Any]], more: dict[str, list[Any]]) -> None:
@@ -284,9 +295,11 @@ def _trial_columns(
     honest_only: bool,
     texts: bool,
     actions: Sequence[Any] | None = None,
+    said_events: Sequence[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, list[Any]]]:
     """One trial's info, and its agent-rounds and honest messages as column lists (without
-    the info's columns). ``actions``: by round, then seat, when the caller has them."""
+    the info's columns). ``actions`` (by round, then seat) and ``said_events`` (the message
+    events), when the caller has both: the events are not walked again."""
     head = events[0]
     trial = head["trial"]
     n = trial["game"]["n_players"]
@@ -316,7 +329,11 @@ def _trial_columns(
     adv_said: list[tuple[tuple[int, int], str]] = []  # ((round, phase), text)
     first_adv: tuple[int, int] | None = None
     said: list[tuple[tuple[int, int], int, str]] = []
-    for e in events[1:-1]:
+    walk: Sequence[dict[str, Any]] = events[1:-1]
+    given = actions is not None and said_events is not None
+    if actions is not None and said_events is not None:
+        walk = said_events
+    for e in walk:
         t = e["type"]
         if t == "message" and e["text"]:
             when = (e["round"], e["phase"])
@@ -328,7 +345,7 @@ def _trial_columns(
                     exposure.setdefault(r, e["round"])
             else:
                 said.append((when, sender, e["text"]))
-        elif t == "action" and actions is None:
+        elif t == "action" and not given:
             action[(e["round"], e["seat"])] = e["action"]
     seats = [s for s in range(n) if not honest_only or roles[s] == "honest"]
     rows: dict[str, list[Any]] = {}
@@ -337,7 +354,7 @@ def _trial_columns(
     rows["role"] = [roles[s] for s in seats] * rounds
     rows["distance"] = [dist[s] for s in seats] * rounds
     rows["exposure"] = [exposure.get(s, math.nan) for s in seats] * rounds
-    if actions is None:
+    if actions is None or not given:
         rows["action"] = [action.get((r, s)) for r in range(1, rounds + 1) for s in seats]
     else:
         rows["action"] = [actions[i + s] for i in range(0, rounds * n, n) for s in seats]

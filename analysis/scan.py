@@ -129,7 +129,7 @@ def _build(
                 raise TranscriptError(f"cannot read transcript {path}")
             events, rows, ident = read_trial(path, strict, detector, blob)
             agents = _agents(rows, detector)
-            inj.add(events, rows.rows["action"])
+            inj.add(events, rows.rows["action"], rows.said)
         except READ_ERRORS as exc:
             load.append({"path": str(path), "trial_id": None, "spec": None, "digest": None,
                          "corrupt": str(exc)})  # fmt: skip

@@ -141,6 +141,8 @@ class TrialRows:
     seats: dict[str, list[Any]]
     rows: dict[str, list[Any]]
     rounds: int
+    #: the trial's message events, in order (what other views of the trial read of its talk)
+    said: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -205,24 +207,29 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
     tok_in = [0] * size
     tok_out = [0] * size
     cost = [0.0] * size
+    said: list[dict[str, Any]] = []
+    signals_stag = detector.signals_stag
     for e in events[1:-1]:
         t = e["type"]
         if t == "message":
-            i = (e["round"] - 1) * n + e["sender"]
+            said.append(e)
+            base = (e["round"] - 1) * n
+            sender = e["sender"]
+            i = base + sender
             if e["parse_failed"]:
                 failures[i] += 1
             text = e["text"]
             if text is None:
                 continue
             message[i] = text if message[i] is None else f"{message[i]} / {text}"
-            stag = detector.signals_stag(text)
+            stag = signals_stag(text)
             signalled[i] = signalled[i] or stag
-            base = (e["round"] - 1) * n
             for recv in e["receivers"]:
-                received[base + recv].append(text)
-                received_from[base + recv].append(e["sender"])
+                j = base + recv
+                received[j].append(text)
+                received_from[j].append(sender)
                 if stag:
-                    stag_from[base + recv].append(e["sender"])
+                    stag_from[j].append(sender)
         elif t == "model_call":
             i = (e["round"] - 1) * n + e["seat"]
             c = e["call"]
@@ -260,7 +267,7 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
     for k, v in (*per_seat.items(), *rows.items()):  # what a table of them would refuse
         if len(v) * (rounds if k in per_seat else 1) != size:
             raise ValueError(f"{k}: {len(v)} values for {rounds} rounds of {n} players")
-    return TrialRows(const, per_seat, rows, rounds)
+    return TrialRows(const, per_seat, rows, rounds, said)
 
 
 def _append_trial(
@@ -341,13 +348,18 @@ def typed(values: list[Any], kind: str) -> Any:
     """``values`` as the column ``pd.DataFrame`` makes of them (type and values), made
     without pandas' slow inference of each value's type when numpy or Arrow give the same:
     ``kind`` "numeric" for ints and floats only (numpy's int64 or float64 is then pandas'
-    type; a bool among ints would not be, so never pass one), "text" for texts and None
+    type; a bool among ints would not be, so never pass one), "bool" (a list of bools
+    only; anything else is left to pandas), "text" for texts and None
     (Arrow's strings; a list of None only, or with anything but texts, is left to pandas)."""
     if not values:
         return values
     if kind == "numeric":
         array = np.array(values)
         if array.dtype == np.int64 or array.dtype == np.float64:
+            return array
+    elif kind == "bool":
+        array = np.array(values)
+        if array.dtype == np.bool_:
             return array
     elif kind == "text":
         try:
