@@ -335,16 +335,20 @@ def _trial_columns(
         walk = said_events
     for e in walk:
         t = e["type"]
-        if t == "message" and e["text"]:
+        if t == "message":
+            text = e["text"]
+            if not text:
+                continue
             when = (e["round"], e["phase"])
             sender = e["sender"]
             if roles[sender] == "adversary":
-                adv_said.append((when, e["text"]))
-                first_adv = first_adv or when
+                adv_said.append((when, text))
+                if first_adv is None:
+                    first_adv = when
                 for r in e["receivers"]:
-                    exposure.setdefault(r, e["round"])
+                    exposure.setdefault(r, when[0])
             else:
-                said.append((when, sender, e["text"]))
+                said.append((when, sender, text))
         elif t == "action" and not given:
             action[(e["round"], e["seat"])] = e["action"]
     seats = [s for s in range(n) if not honest_only or roles[s] == "honest"]
@@ -358,34 +362,63 @@ def _trial_columns(
         rows["action"] = [action.get((r, s)) for r in range(1, rounds + 1) for s in seats]
     else:
         rows["action"] = [actions[i + s] for i in range(0, rounds * n, n) for s in seats]
-    found: list[tuple[tuple[int, int], int, str, bool, bool]] = []
+    kept: list[tuple[tuple[int, int], int, str]] = []  # honest talk after the first attack
+    verdicts: Sequence[tuple[bool, bool]] = ()  # (echo, endorse) of each
     if first_adv is not None:
-        baselines: dict[int, frozenset[str]] = {}
-        earliers: dict[tuple[int, int], frozenset[str]] = {}
-        adversary_seats = tuple(adversaries)
-        for when, s, text in said:
-            if when <= first_adv:
-                continue
-            baseline = baselines.get(s)
-            if baseline is None:
-                baseline = baselines[s] = frozenset(
-                    t for w, who, t in said if who == s and w <= first_adv
-                )
-            earlier = earliers.get(when)
-            if earlier is None:
-                earlier = earliers[when] = frozenset(t for w, t in adv_said if w < when)
-            found.append((when, s, text, _echoes(text, earlier, baseline),
-                          _endorses(text, adversary_seats)))  # fmt: skip
+        try:  # a trial's talk repeats another's (scripted, templated): its verdicts too
+            verdicts = _verdicts_of(tuple(said), tuple(adv_said), tuple(adversaries))
+        except TypeError:  # a value that cannot be hashed: worked out for this trial alone
+            verdicts = _verdicts(said, adv_said, adversaries)
+        kept = [x for x in said if not x[0] <= first_adv]
+    who = [s for _, s, _ in kept]
     messages: dict[str, list[Any]] = {}
-    messages["round"] = [when[0] for when, *_ in found]
-    messages["phase"] = [when[1] for when, *_ in found]
-    messages["seat"] = [s for _, s, *_ in found]
-    messages["distance"] = [dist[s] for _, s, *_ in found]
+    messages["round"] = [when[0] for when, _, _ in kept]
+    messages["phase"] = [when[1] for when, _, _ in kept]
+    messages["seat"] = who
+    messages["distance"] = [dist[s] for s in who]
     if texts:
-        messages["text"] = [text for _, _, text, *_ in found]
-    messages["echo"] = [echo for *_, echo, _ in found]
-    messages["endorse"] = [endorse for *_, endorse in found]
+        messages["text"] = [text for _, _, text in kept]
+    messages["echo"] = [echo for echo, _ in verdicts]
+    messages["endorse"] = [endorse for _, endorse in verdicts]
     return info, rows, messages
+
+
+def _verdicts(
+    said: Sequence[tuple[tuple[int, int], int, str]],
+    adv_said: Sequence[tuple[tuple[int, int], str]],
+    adversaries: Sequence[int],
+) -> list[tuple[bool, bool]]:
+    """(echo, endorse) of each honest message ``said`` after the first adversary message
+    (the first of ``adv_said``), in order: what it depends on is the talk (when, who,
+    what) and the adversaries' seats, nothing else."""
+    first_adv = adv_said[0][0]
+    found: list[tuple[bool, bool]] = []
+    baselines: dict[int, frozenset[str]] = {}
+    earliers: dict[tuple[int, int], frozenset[str]] = {}
+    adversary_seats = tuple(adversaries)
+    for when, s, text in said:
+        if when <= first_adv:
+            continue
+        baseline = baselines.get(s)
+        if baseline is None:
+            baseline = baselines[s] = frozenset(
+                t for w, who, t in said if who == s and w <= first_adv
+            )
+        earlier = earliers.get(when)
+        if earlier is None:
+            earlier = earliers[when] = frozenset(t for w, t in adv_said if w < when)
+        found.append((_echoes(text, earlier, baseline), _endorses(text, adversary_seats)))
+    return found
+
+
+@functools.lru_cache(maxsize=8192)
+def _verdicts_of(
+    said: tuple[tuple[tuple[int, int], int, str], ...],
+    adv_said: tuple[tuple[tuple[int, int], str], ...],
+    adversaries: tuple[int, ...],
+) -> tuple[tuple[bool, bool], ...]:
+    """``_verdicts`` once per trial's talk (the verdicts of a talk seen before are its)."""
+    return tuple(_verdicts(said, adv_said, adversaries))
 
 
 def trial_views(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]],
