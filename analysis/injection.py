@@ -222,6 +222,8 @@ class TrialViews:
         self.messages: dict[str, list[Any]] = {k: [] for k in msg_keys}
         self.row_counts: list[int] = []  # each trial's agent-rounds
         self.message_counts: list[int] = []  # each trial's messages
+        #: the echo and endorse verdicts of each talk read (``_trial_columns``)
+        self._verdicts: dict[Any, list[tuple[bool, bool]]] = {}
 
     def add(
         self,
@@ -233,7 +235,9 @@ class TrialViews:
         ``actions`` and ``said``: the trial's actions by round, then seat, and its message
         events in order (``tables.trial_rows`` has them), when the caller has them (else
         they are read from the events)."""
-        info, rows, messages = _trial_columns(events, self.honest_only, self.texts, actions, said)
+        info, rows, messages = _trial_columns(
+            events, self.honest_only, self.texts, actions, said, self._verdicts
+        )
         for k, v in info.items():
             self.trials[k].append(v)
         _extend(self.rows, rows)
@@ -296,10 +300,13 @@ def _trial_columns(
     texts: bool,
     actions: Sequence[Any] | None = None,
     said_events: Sequence[dict[str, Any]] | None = None,
+    memo: dict[Any, list[tuple[bool, bool]]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, list[Any]]]:
     """One trial's info, and its agent-rounds and honest messages as column lists (without
     the info's columns). ``actions`` (by round, then seat) and ``said_events`` (the message
-    events), when the caller has both: the events are not walked again."""
+    events), when the caller has both: the events are not walked again. ``memo``: the
+    echo and endorse verdicts of the talk of trials read before (a pure function of who
+    said what when, and the adversaries' seats: scripted and templated talk repeats)."""
     head = events[0]
     trial = head["trial"]
     n = trial["game"]["n_players"]
@@ -365,10 +372,19 @@ def _trial_columns(
     kept: list[tuple[tuple[int, int], int, str]] = []  # honest talk after the first attack
     verdicts: Sequence[tuple[bool, bool]] = ()  # (echo, endorse) of each
     if first_adv is not None:
-        try:  # a trial's talk repeats another's (scripted, templated): its verdicts too
-            verdicts = _verdicts_of(tuple(said), tuple(adv_said), tuple(adversaries))
-        except TypeError:  # a value that cannot be hashed: worked out for this trial alone
-            verdicts = _verdicts(said, adv_said, adversaries)
+        key: tuple[Any, ...] | None = None
+        found = None
+        if memo is not None:  # a trial's talk repeats another's (scripted, templated)
+            key = (tuple(said), tuple(adv_said), tuple(adversaries))
+            try:
+                found = memo.get(key)
+            except TypeError:  # a value that cannot be hashed: worked out for this trial
+                key = None
+        if found is None:
+            found = _verdicts(said, adv_said, adversaries)
+            if memo is not None and key is not None:
+                memo[key] = found
+        verdicts = found
         kept = [x for x in said if not x[0] <= first_adv]
     who = [s for _, s, _ in kept]
     messages: dict[str, list[Any]] = {}
@@ -409,16 +425,6 @@ def _verdicts(
             earlier = earliers[when] = frozenset(t for w, t in adv_said if w < when)
         found.append((_echoes(text, earlier, baseline), _endorses(text, adversary_seats)))
     return found
-
-
-@functools.lru_cache(maxsize=8192)
-def _verdicts_of(
-    said: tuple[tuple[tuple[int, int], int, str], ...],
-    adv_said: tuple[tuple[tuple[int, int], str], ...],
-    adversaries: tuple[int, ...],
-) -> tuple[tuple[bool, bool], ...]:
-    """``_verdicts`` once per trial's talk (the verdicts of a talk seen before are its)."""
-    return tuple(_verdicts(said, adv_said, adversaries))
 
 
 def trial_views(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]],
