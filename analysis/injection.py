@@ -279,14 +279,12 @@ class TrialViews:
         return pd.DataFrame(data)
 
 
-#: row columns whose values' kinds are known (``tables.typed``): seats and rounds are made
-#: by ``range``, distances are floats (``distances``), actions and roles texts or None
-#: (anything else is left to pandas)
+#: the kinds of the row and message columns (``tables.typed``, which leaves any list of
+#: other values to pandas)
 _ROW_KINDS = {"round": "numeric", "seat": "numeric", "distance": "numeric", "role": "text",
               "action": "text"}  # fmt: skip
-#: message columns likewise (rounds, phases and seats are the events' own values: left to
-#: pandas); echo and endorse are bools
-_MESSAGE_KINDS = {"distance": "numeric", "echo": "bool", "endorse": "bool"}
+_MESSAGE_KINDS = {"round": "numeric", "phase": "numeric", "seat": "numeric", "distance": "numeric",
+                  "echo": "bool", "endorse": "bool"}  # fmt: skip
 
 
 def _extend(cols: dict[str, list[Any]], more: dict[str, list[Any]]) -> None:

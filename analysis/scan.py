@@ -226,7 +226,8 @@ def _write_part(folder: Path, views: dict[str, pd.DataFrame | pa.Table]) -> None
         if not isinstance(view, pa.Table):
             view = pa.Table.from_pandas(view, preserve_index=False)
         tmp = folder / f".{name}.parquet{tag}"
-        pq.write_table(view, tmp)
+        # no column statistics: parts are read whole, never filtered (a fifth of the write)
+        pq.write_table(view, tmp, write_statistics=False)
         os.replace(tmp, folder / f"{name}.parquet")
     names = sorted(set(views) | set(_listed(folder) or ()))
     tmp = folder / f".{MARKER}{tag}"

@@ -334,56 +334,42 @@ class RoundsColumns:
         return pd.DataFrame(data)
 
 
-#: agent-round columns that ``trial_rows`` makes as sums from 0 (counts, ``range``, token
-#: and cost totals) whatever a transcript holds: ints or floats, never a bool (0 + True is
-#: 1) nor anything else (the sum would have raised)
-NUMERIC = ("round", "seat", "parse_failures", "calls", "truncated", "input_tokens",
+#: agent-round columns of numbers, of bools and of texts (or None): made by ``typed``
+NUMERIC = ("round", "seat", "payoff", "parse_failures", "calls", "truncated", "input_tokens",
            "output_tokens", "cost_usd")  # fmt: skip
-#: agent-round columns of texts (or None)
+BOOLS = ("signalled_stag", "hunt_succeeded")
 TEXTS = ("message", "reasoning", "action")
 _STR = pd.StringDtype(na_value=np.nan)  # the type pandas gives a column of texts and None
 
 
 def typed(values: list[Any], kind: str) -> Any:
     """``values`` as the column ``pd.DataFrame`` makes of them (type and values), made
-    without pandas' slow inference of each value's type when numpy or Arrow give the same:
-    ``kind`` "numeric" for ints and floats only (numpy's int64 or float64 is then pandas'
-    type; a bool among ints would not be, so never pass one), "bool" (a list of bools
-    only; anything else is left to pandas), "text" for texts and None
-    (Arrow's strings; a list of None only, or with anything but texts, is left to pandas)."""
+    without pandas' slow inference of each value's type where numpy or Arrow make the same
+    of what the list holds: ``kind`` "numeric", ints only (int64) or floats only
+    (float64); "bool", bools only; "text", texts and None (Arrow's strings). Any other
+    list (None only, a bool among ints, NaN among texts, ints and floats mixed, ints too
+    large, anything else) is left to pandas."""
     if not values:
         return values
-    if kind == "numeric":
+    held = set(map(type, values))
+    if kind == "numeric" and (held == {int} or held == {float}):
         array = np.array(values)
-        if array.dtype == np.int64 or array.dtype == np.float64:
+        if array.dtype == (np.int64 if held == {int} else np.float64):
             return array
-    elif kind == "bool":
-        array = np.array(values)
-        if array.dtype == np.bool_:
-            return array
-    elif kind == "text":
-        try:
-            texts = pa.array(values, pa.large_string())
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return values
-        if texts.null_count < len(texts):
-            return pd.array(texts, dtype=_STR)
+    elif kind == "bool" and held == {bool}:
+        return np.array(values, dtype=np.bool_)
+    elif kind == "text" and str in held and held <= {str, type(None)}:
+        return pd.array(pa.array(values, pa.large_string()), dtype=_STR)
     return values
 
 
 def _column(name: str, values: list[Any]) -> Any:
     """A row column of ``RoundsColumns``, as ``pd.DataFrame`` makes it of the list (type
-    and values), without its slow inference of each value's type where the values' kinds
-    are known: numbers of ``NUMERIC`` (numpy's type of ints and floats is pandas' one),
-    texts of ``TEXTS`` (Arrow's strings; a column of None only, or of anything but texts,
-    is left to pandas)."""
+    and values): categories, or made by ``typed`` where its kind is known."""
     if name in CATEGORICAL:
         return pd.Categorical(values)
-    if name in NUMERIC:
-        return typed(values, "numeric")
-    if name in TEXTS:
-        return typed(values, "text")
-    return values
+    kind = "numeric" if name in NUMERIC else "bool" if name in BOOLS else "text"
+    return typed(values, kind) if kind != "text" or name in TEXTS else values
 
 
 CATEGORICAL = [
