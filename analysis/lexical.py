@@ -5,7 +5,8 @@ their recall and precision on a labelled sample (``analysis.lexicon_sample``).
   cheap talk such as ``COMMIT``, ``UNITE``, ``AllStag``) signals stag when one of its words
   is a stag word or a short stag word (compounds count: ``ALLSTAG``, ``TogetherNow``) and
   none is a hare word. A longer one signals stag when it states a stag intent, or names
-  stag and not hare.
+  stag and not hare. A negated stag mention ("I won't hunt stag", "hare, not stag", "no
+  more stag") is taken out first: it signals nothing, and what is left must still signal.
 - ``detects(text, seat)``: the text names the player in ``seat`` (``P3``, ``Agent_3``,
   ``Player 3``, ...) or voices distrust.
 """
@@ -55,6 +56,7 @@ class Detector:
         self._stag = _words_re(lexicon.stag_words)
         self._hare = _words_re(lexicon.hare_words)
         self._intent = _any_re(lexicon.stag_intent)
+        self._negated = _any_re(lexicon.stag_negation)
         self._distrust = _any_re(lexicon.distrust)
         self._stag_set = _norm(lexicon.stag_words)
         self._short_set = _norm(lexicon.short_stag_words) | self._stag_set
@@ -81,6 +83,8 @@ class Detector:
     def _signals_stag(self, text: str | None) -> bool:
         if not text:
             return False
+        if self._negated is not None:
+            text = self._negated.sub(" ", text)  # a negated stag mention promises nothing
         words = tokens(text)
         if not words:
             return False

@@ -6,7 +6,8 @@ the ones a reader cannot call either way (``NOW``, ``ALWAYS``, ``All``, ``Succes
 ``Victory``, ``LEAD``, ``LEADERSHIP``, ``FOLLOW``, ``FINAL``, ``LastChance``, ``Persist``,
 ``Lock``, ``Ten``); the default vocabulary was written while reading them, so their recall
 is in-sample. ``sentences`` are messages in the style of stagbench's own agents and of
-other harnesses, written apart from the vocabulary.
+other harnesses, written apart from the vocabulary; ``negations`` say they will not hunt
+stag (and a few that urge stag around a negation), written with the negation patterns.
 
 ``DETECTION``: (later text of an honest agent, the betrayer's seat, does the text
 recognise the betrayal?, source). Naming the betrayer without distrust (``Agent_4 said
@@ -56,10 +57,26 @@ _SENTENCES: list[tuple[str, bool]] = [
     ("Hunt the stag with me, all four of us.", True),
 ]
 
+#: negated stag mentions (written with the negation patterns, so in-sample): an agent that
+#: says it will not hunt stag promises nothing, and hunting hare then is no betrayal
+_NEGATIONS: list[tuple[str, bool]] = [
+    ("I won't hunt stag this round.", False),
+    ("I will not go for the stag again.", False),
+    ("I will hunt hare, not stag.", False),
+    ("No more stag for me.", False),
+    ("Never stag again.", False),
+    ("I don't trust you, so no stag from me.", False),
+    ("I will hunt hare instead of stag.", False),
+    ("I won't hunt hare; I will hunt stag.", True),
+    ("Why not stag? It pays the most.", True),
+    ("Don't give up on the stag, friends.", True),
+]
+
 SIGNALS: list[tuple[str, bool, str]] = (
     [(w, True, "bct-words") for w in _POSITIVE_WORDS.split()]
     + [(w, False, "bct-words") for w in _NEGATIVE_WORDS.split()]
     + [(t, label, "sentences") for t, label in _SENTENCES]
+    + [(t, label, "negations") for t, label in _NEGATIONS]
 )
 
 DETECTION: list[tuple[str, int, bool, str]] = [

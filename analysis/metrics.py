@@ -4,7 +4,8 @@ a unit test on a hand-computed transcript (tests/test_metrics.py).
 Definitions
 - stag rate: stag actions / agent-rounds with a valid action (parse failures are counted
   apart, never as hare).
-- full coordination: the share of trial-rounds in which the hunt succeeded.
+- hunt success (``coord``): the share of trial-rounds in which the hunt succeeded (at
+  least the stag threshold hunted stag: every player only under unanimity).
 - betrayal event: an agent signalled stag in cheap talk and played hare that round.
 - observed betrayal: agent i saw j betray in round t: j's stag signal reached i in round
   t and j hunted hare (actions are revealed to all, signals only along edges).

@@ -56,6 +56,11 @@ FACTORS = {
     "payload": "payload",
 }
 HONEST_NOTE = "honest agents only"
+#: what ``coord_*`` counts: the game's success, which is "every player" only under unanimity
+COORD_NOTE = (
+    "trial-rounds in which the hunt succeeded: at least the game's stag threshold of "
+    "players hunted stag, every player under unanimity (the default)"
+)
 
 
 @dataclass
@@ -272,7 +277,7 @@ def _per_trial_counts(d: ReportData, keys: list[str], total: str = "n") -> pd.Da
 
 
 def _rates(d: ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
-    """Honest stag rate and full coordination per ``keys`` with clustered intervals. When
+    """Honest stag rate and hunt success per ``keys`` with clustered intervals. When
     some honest agent-rounds have no valid action, also the stag share of all honest
     agent-rounds (a failure counted as not stag, as some harnesses report it)."""
     n_boot = max(d.n_boot, 200)
@@ -282,12 +287,36 @@ def _rates(d: ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
         share = stats.rate_table_counts(every, keys, n_boot, seed, prefix="stag_all_")
         share = share[[*keys, "stag_all_rate", "stag_all_ci_lo", "stag_all_ci_hi", "stag_all_n"]]
         rho = rho.merge(share, on=keys, how="left") if keys else rho.join(share)
+        rho = _with_unrated(rho, share, keys)
     tr = d.trial_rounds.assign(coord=lambda x: x["hunt_succeeded"].astype(float))
     keys_c = [k for k in keys if k not in ("model", "model_label")]
     phi = stats.rate_table(tr, keys_c, "coord", n_boot, seed + 1, prefix="coord_")
     if keys_c:
         return rho.merge(phi, on=keys_c, how="left")
     return rho.assign(**{c: phi[c].iloc[0] for c in phi.columns})
+
+
+def _with_unrated(rho: pd.DataFrame, share: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``rho`` with a row for each group of ``share`` that has no valid action at all (a
+    model whose every reply failed to parse): no stag rate (n = 0), its ``stag_all_*``
+    share of all agent-rounds kept, so no group silently drops out of a table."""
+    if not keys or not len(share):
+        return rho
+    seen = rho[keys].astype(str).agg("\x1f".join, axis=1) if len(rho) else pd.Series([], dtype=str)
+    wanted = share[keys].astype(str).agg("\x1f".join, axis=1)
+    missing = share[~wanted.isin(set(seen))]
+    if missing.empty:
+        return rho
+    added = missing.assign(
+        stag_rate=math.nan,
+        stag_ci_lo=math.nan,
+        stag_ci_hi=math.nan,
+        stag_n=0,
+        stag_trials=0,
+        stag_ci="no valid action",
+    )
+    out = pd.concat([rho, added[rho.columns]], ignore_index=True)
+    return out.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def _omnibus(d: ReportData, keys: list[str]) -> str:
@@ -364,9 +393,9 @@ def overview(d: ReportData) -> Section:
         coord = d.trial_rounds["hunt_succeeded"]
         line += (
             f" Honest stag rate {k / n if n else math.nan:.3f} (stag actions over honest "
-            f"agents' valid actions); full coordination "
+            f"agents' valid actions); hunt success "
             f"{float(coord.mean()) if len(coord) else math.nan:.3f} "
-            "(trial-rounds in which the hunt succeeded)."
+            f"({COORD_NOTE})."
         )
     else:
         line += " Rates are per design cell in the tables below, never pooled over cells."
@@ -397,7 +426,7 @@ def cooperation(d: ReportData) -> Section:
         table,
         f"Honest stag rate (stag_*: {HONEST_NOTE}, over valid actions; n = agent-rounds; "
         "stag_all_*, where shown: over all honest agent-rounds, a parse failure counted as "
-        "not stag) and full coordination (coord_*: all players hunted stag; n = "
+        f"not stag) and hunt success (coord_*: {COORD_NOTE}; n = "
         "trial-rounds) per design cell, trial-clustered 95% CIs. Test: "
         f"{_omnibus(d, keys)}",
         "cooperation_by_cell",
@@ -415,14 +444,15 @@ def cooperation(d: ReportData) -> Section:
     trend = _trend(d, keys)
     s.table(
         per_round,
-        f"Per round: honest stag rate ({HONEST_NOTE}) and full coordination, trial-clustered "
-        "95% CIs",
+        f"Per round: honest stag rate ({HONEST_NOTE}) and hunt success (coord_*), "
+        "trial-clustered 95% CIs",
         "cooperation_by_round",
     )
     s.table(
         trend,
         "Does the honest stag rate change over rounds? Rounds exchangeable within each "
-        "trial under the null (trial-clustered trend test, normal approximation)",
+        "trial under the null (trial-clustered trend test, normal approximation, over the "
+        "trials_tested that have a valid action in every round; a blank z says why in note)",
         "round_trend",
     )
     _round_figure(s, d, per_round)
@@ -441,13 +471,24 @@ def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
         k, n = g["sum"].to_numpy(float)[:, played], g["count"].to_numpy(float)[:, played]
         z, p = stats.trend_test(k, n)
         key = key if isinstance(key, tuple) else (key,)
+        full = int((~np.isnan(n)).all(axis=1).sum()) if n.shape[1] else 0
+        if n.shape[1] < 2:
+            note = "one round: no trend to test"
+        elif not full:
+            note = "no trial has a valid action in every round: nothing to test"
+        elif math.isnan(z):
+            note = "no trial's rate changes from round to round: nothing to test"
+        else:
+            note = ""
         rows.append(
             {
                 **dict(zip(keys, key, strict=True)),
                 "trials": len(g),
+                "trials_tested": full,  # the test's: those with every round played
                 "z": z,
                 "p": p,
                 "test": "trial-clustered round trend",
+                "note": note,
             }
         )
     return _display(pd.DataFrame(rows))
@@ -589,12 +630,12 @@ def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
         fixed = _context(d, f, cells)
         levels = sorted(set(cells[f]))
         ref = next((r for r in ("none", "explicit") if r in levels), levels[0])
-        for i, a in enumerate(rows):
-            for b in rows[i + 1 :]:
-                if a[f] == b[f] or any(a[g] != b[g] for g in fixed):
+        for i, row in enumerate(rows):
+            for other in rows[i + 1 :]:
+                if row[f] == other[f] or any(row[g] != other[g] for g in fixed):
                     continue
-                if b[f] == ref:
-                    a, b = b, a
+                # the reference level first (new names: the loop's own row stays itself)
+                a, b = (other, row) if other[f] == ref else (row, other)
                 if a[f] == ref or (
                     f == "adversary_arm"
                     and "@" in a[f]
@@ -764,7 +805,9 @@ def payoffs(d: ReportData) -> Section:
     pay = _group_means(honest, keys, honest["payoff"], d.n_boot, 1)
     del honest
     eff = _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan), d.n_boot, 2)
-    trig = at[at["trigger_round"].notna()] if len(at) else at
+    # the cost is over valid actions after the trigger: an agent-trial with none (a last-
+    # round trigger, a one-round game, a model that never answers) lost nothing to measure
+    trig = at[at["trigger_round"].notna() & (at["rounds_after"] > 0)] if len(at) else at
     cost = _group_means(trig, keys, trig["persistence_cost"], d.n_boot, 3) if len(trig) else {}
     trials: dict[tuple[str, ...], int] = {(): int(df["trial_id"].nunique())}
     if keys:
@@ -793,7 +836,8 @@ def payoffs(d: ReportData) -> Section:
         f"Honest payoff per agent-round ({HONEST_NOTE}); efficiency: every player's payoff "
         "over the all-stag payoff, per agent-round (1 = every hunt succeeded); price of "
         "persistence: payoff an honest agent lost by hunting stag after its trigger instead "
-        "of hare, per agent-trial with a trigger. Means with trial-clustered bootstrap 95% "
+        "of hare, per agent-trial with a trigger and a valid action after it (n_triggered). "
+        "Means with trial-clustered bootstrap 95% "
         "CIs (blank: fewer than two trials, or no spread to resample)",
         "payoffs",
     )
@@ -877,9 +921,13 @@ def betrayal_detection(d: ReportData) -> Section:
     s = Section("Betrayal detection")
     seen = at[at["betrayal_round"].notna()] if len(at) else at
     if len(seen):
+        per = seen.groupby("trial_id", observed=True)["detected"].agg(["sum", "count"])
+        k, n = per["sum"].to_numpy(float), per["count"].to_numpy(float)
+        lo, hi, how = stats.cluster_rate_ci(k, n, max(d.n_boot, 200), np.random.default_rng(7))
         s.text(
-            f"{len(seen)} honest agent-trials observed a betrayal; lexical detection rate "
-            f"{seen['detected'].mean():.3f}."
+            f"{len(seen)} honest agent-trials (in {len(per)} trials) observed a betrayal; "
+            f"lexical detection rate {seen['detected'].mean():.3f} (95% CI {lo:.3f} to "
+            f"{hi:.3f}, {how}, agent-trials clustered by trial)."
         )
         lat = seen["detection_latency"].dropna()
         if len(lat):

@@ -44,6 +44,17 @@ def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     return max(lo, 0.0), min(hi, 1.0)
 
 
+def wilson_rate(p: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``p`` observed over ``n`` units (``p n``
+    need not be a whole number: a rate shared by ``n`` trials), clamped to contain ``p``."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    z = float(sps.norm.ppf(1 - alpha / 2))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))
+
+
 def error_bars(rate: Any, lo: Any, hi: Any) -> np.ndarray:
     """``yerr`` for matplotlib: distances below and above the estimate, never negative."""
     r = np.asarray(rate, dtype=float)
@@ -81,6 +92,10 @@ def cluster_rate_ci(
     - No variation at all (every trial 0 or every trial 1): a bootstrap would have zero
       width, so the Wilson interval with one observation per trial (the most conservative
       design effect) is given instead.
+    - No variation between trials (every trial the same rate strictly between 0 and 1, as
+      a deterministic population gives): likewise the Wilson interval at that rate with one
+      observation per trial, never a zero-width bootstrap (the bootstrap's draws are made
+      all the same, so no other interval drawn from ``rng`` after it moves).
     The interval always contains the estimate. Returns (lo, hi, method).
     """
     kk = np.asarray(k, dtype=float)
@@ -117,6 +132,9 @@ def cluster_rate_ci(
             parts.append((w @ k) / (w @ n))
         lo, hi = np.percentile(np.concatenate(parts), [100 * alpha / 2, 100 * (1 - alpha / 2)])
         method = f"trial bootstrap (B={n_boot})"
+    if np.allclose(k / n, rate, rtol=0.0, atol=1e-12):  # every trial at the pooled rate
+        lo, hi = wilson_rate(rate, trials, alpha)
+        method = "Wilson on trials (no variation between trials)"
     return (float(max(0.0, min(lo, rate))), float(min(1.0, max(hi, rate))), method)
 
 
@@ -645,23 +663,51 @@ def cluster_bootstrap_ci(
     n_boot: int,
     rng: np.random.Generator,
 ) -> tuple[float, float]:
-    parts = []
+    """Percentile bootstrap interval of the difference of pooled rates, trials resampled
+    within each arm. An arm with no variation between its trials (every trial the same
+    rate, or a single trial) would make the bootstrap too narrow, down to zero width: the
+    interval is then combined from the two arms' own intervals (Newcombe's square-and-add,
+    "MOVER"), the Wilson interval on trials for such an arm and the bootstrap percentiles
+    of its rate for the other; the same draws either way."""
+    parts_a, parts_b = [], []
     kinds_a, kinds_b = trial_kinds(ka, na), trial_kinds(kb, nb)
     if kinds_a is not None and kinds_b is not None:  # resampled trials as counts per kind
         (uka, una, ca), (ukb, unb, cb) = kinds_a, kinds_b
         wa = rng.multinomial(len(ka), ca / ca.sum(), size=n_boot)
         wb = rng.multinomial(len(kb), cb / cb.sum(), size=n_boot)
-        parts.append((wa @ uka) / (wa @ una) - (wb @ ukb) / (wb @ unb))
+        parts_a.append((wa @ uka) / (wa @ una))
+        parts_b.append((wb @ ukb) / (wb @ unb))
         n_boot = 0
     batch = max(1, min(n_boot, 2_000_000 // (len(ka) + len(kb))))  # bounded memory
     for start in range(0, n_boot, batch):
         size = min(batch, n_boot - start)
         ia = rng.integers(0, len(ka), size=(size, len(ka)))
         ib = rng.integers(0, len(kb), size=(size, len(kb)))
-        parts.append(ka[ia].sum(1) / na[ia].sum(1) - kb[ib].sum(1) / nb[ib].sum(1))
-    lo, hi = np.percentile(np.concatenate(parts), [2.5, 97.5])
-    diff = ka.sum() / na.sum() - kb.sum() / nb.sum()
-    return float(min(lo, diff)), float(max(hi, diff))
+        parts_a.append(ka[ia].sum(1) / na[ia].sum(1))
+        parts_b.append(kb[ib].sum(1) / nb[ib].sum(1))
+    boot_a, boot_b = np.concatenate(parts_a), np.concatenate(parts_b)
+    ra, rb = ka.sum() / na.sum(), kb.sum() / nb.sum()
+    diff = ra - rb
+    flat_a, flat_b = _no_spread(ka, na, ra), _no_spread(kb, nb, rb)
+    if not (flat_a or flat_b):
+        lo, hi = np.percentile(boot_a - boot_b, [2.5, 97.5])
+        return float(min(lo, diff)), float(max(hi, diff))
+    la, ua = wilson_rate(ra, len(ka)) if flat_a else _percentiles(boot_a, ra)
+    lb, ub = wilson_rate(rb, len(kb)) if flat_b else _percentiles(boot_b, rb)
+    lo = diff - math.sqrt((ra - la) ** 2 + (ub - rb) ** 2)
+    hi = diff + math.sqrt((ua - ra) ** 2 + (rb - lb) ** 2)
+    return float(max(-1.0, min(lo, diff))), float(min(1.0, max(hi, diff)))
+
+
+def _no_spread(k: np.ndarray, n: np.ndarray, rate: float) -> bool:
+    """Whether every trial (with an outcome) has the pooled rate: one trial, or none vary."""
+    keep = n > 0
+    return bool(np.allclose(k[keep] / n[keep], rate, rtol=0.0, atol=1e-12))
+
+
+def _percentiles(boot: np.ndarray, rate: float) -> tuple[float, float]:
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return float(min(lo, rate)), float(max(hi, rate))
 
 
 def compare_counts(

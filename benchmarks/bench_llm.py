@@ -178,11 +178,15 @@ async def _throughput(limit: int, latency: float, sampler: Sampler | None) -> No
             return
         bound = limit / latency
         ceiling = lockstep_ceiling(phase_calls(store), limit, in_flight, latency)
+        # One core's worth of this CPU per call: the most calls/s the process could make
+        # (the GIL runs its Python on one core at a time), as a share of the bound.
+        cpu_ceiling = calls / cpu / bound
         print(
             f"M={limit:5d}, {in_flight} trials in flight: {len(trials)} trials, {calls} calls "
             f"in {wall:6.2f}s -> "
             f"{calls / wall:8.1f} calls/s; bound {bound:8.1f}; ratio {calls / wall / bound:.2f} "
-            f"(lockstep ceiling {ceiling:.2f}); CPU {1e3 * cpu / calls:.3f} ms/call "
+            f"(lockstep ceiling {ceiling:.2f}, one core's CPU ceiling {cpu_ceiling:.2f}); "
+            f"CPU {1e3 * cpu / calls:.3f} ms/call "
             f"(user {1e3 * (times1.user - times0.user) / calls:.3f}, "
             f"system {1e3 * (times1.system - times0.system) / calls:.3f}; "
             f"event loop thread {1e3 * main / calls:.3f})"

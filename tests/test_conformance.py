@@ -64,6 +64,16 @@ def test_topology_check_catches_a_broken_builder() -> None:
     with pytest.raises(ConformanceError, match="not TopologyError"):
         check_topology("conformance_crash")
 
+    flips = iter(range(100))
+
+    @topology("conformance_unseeded", "random without a seed, declared pure", pure=True)
+    def _unseeded(n: int) -> nx.Graph:  # a new graph at every build: not pure at all
+        return nx.path_graph(n) if next(flips) % 2 else nx.cycle_graph(n)
+
+    # the check builds twice for real: a kind declared pure is not let off by the sharing
+    with pytest.raises(ConformanceError, match="differs between two builds"):
+        check_topology("conformance_unseeded")
+
 
 # -- agents --------------------------------------------------------------------------
 @pytest.mark.parametrize("name", STRATEGIES.names())

@@ -4,11 +4,14 @@ sample."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from stagbench.analysis import design
+from stagbench.agents.models.base import ChatMessage
+from stagbench.agents.models.providers.mock import register_mock
+from stagbench.analysis import design, metrics, tables
 from stagbench.analysis.lexical import DEFAULT, Detector, evaluate, tokens
 from stagbench.analysis.tables import agent_rounds
 from stagbench.errors import SpecError
@@ -141,3 +144,59 @@ def test_the_report_reads_with_the_run_vocabulary(tmp_path: Path) -> None:
     (out / "spec.toml").write_text(text.replace("replace_defaults = true", "bogus = 1"))
     with pytest.raises(Exception, match="analysis"):
         design.lexicon(out)
+
+
+def test_a_negated_stag_mention_is_no_stag_signal() -> None:
+    """ "I won't hunt stag" announces hare: counting it as a stag promise made every
+    honest always-hare agent a betrayer. What is left after the negated mention still
+    counts, and a spec can add negation patterns of its own."""
+    for text in (
+        "I won't hunt stag this round.",
+        "I won’t hunt stag this round.",  # a typographic apostrophe
+        "I will not go for the stag again.",
+        "I will hunt hare, not stag.",
+        "Not stag this time.",
+        "No more stag for me.",
+        "Never stag again.",
+    ):
+        assert not DEFAULT.signals_stag(text), text
+    for text in (
+        "I won't hunt hare; I will hunt stag.",
+        "Why not stag? It pays the most.",
+        "Don't give up on the stag, friends.",
+    ):
+        assert DEFAULT.signals_stag(text), text
+    assert DEFAULT.signals_stag("Stag? Nope.")  # outside the default patterns
+    custom = Detector(AnalysisSettings(stag_negation=(r"\bstag\? nope\b",)).lexicon())
+    assert not custom.signals_stag("Stag? Nope.")
+    with pytest.raises(ValueError):
+        AnalysisSettings(stag_negation=("(unclosed",))
+
+
+NEGATION = """
+name = "negation"
+seed = 3
+repetitions = 3
+[game]
+rounds = 3
+[factors]
+models = [["mock/refuser", "scripted/always-stag"]]
+"""
+
+
+def test_announcing_hare_by_negation_is_no_betrayal(tmp_path: Path) -> None:
+    """Agents that say "I won't hunt stag" and hunt hare kept their word: no betrayal
+    events, no observed betrayals (the red-team run had 400 and 80)."""
+
+    def refuser(messages: list[ChatMessage], purpose: str | None) -> str:
+        if purpose == "talk":
+            return json.dumps({"message": "I won't hunt stag this round."})
+        return json.dumps({"reasoning": "safe", "action": "hare"})
+
+    register_mock("refuser", refuser)
+    run = run_spec(NEGATION, tmp_path / "run", llm=True)
+    df, _ = tables.agent_rounds(run)
+    assert (df["action"] == "hare").sum() > 0
+    assert len(metrics.betrayal_events(df)) == 0
+    at = metrics.agent_trials(df)
+    assert at["betrayal_round"].isna().all() and (at["trigger_kind"] != "betrayal").all()

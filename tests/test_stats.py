@@ -236,3 +236,49 @@ def test_design_reads_a_file_stem_as_pathlib_does(path: str) -> None:
     from stagbench.analysis import design
 
     assert design._stem(path) == Path(path).stem
+
+
+def test_a_rate_shared_by_every_trial_gets_a_wilson_interval_not_zero_width() -> None:
+    """Every trial at 0.2 (a deterministic population) made a [0.2, 0.2] "trial bootstrap"
+    interval. It is the Wilson interval at 0.2 over the number of trials, and the bootstrap
+    draws are still made, so intervals drawn after it from the same generator stay put."""
+    k, n = np.full(5, 2.0), np.full(5, 10.0)
+    rng = np.random.default_rng(3)
+    lo, hi, method = stats.cluster_rate_ci(k, n, 300, rng)
+    assert (lo, hi) == pytest.approx(stats.wilson_rate(0.2, 5)) and lo < 0.2 < hi
+    assert method.startswith("Wilson on trials")
+    same = np.random.default_rng(3)
+    stats.boot_weights(5, 300, same)  # the draws the bootstrap made
+    assert rng.bit_generator.state == same.bit_generator.state
+    assert stats.wilson_rate(0.3, 10) == pytest.approx(stats.wilson(3, 10))
+    # varying trials keep their bootstrap
+    assert stats.cluster_rate_ci(np.array([2.0, 3.0, 2.0]), np.full(3, 10.0))[2].startswith(
+        "trial bootstrap"
+    )
+
+
+def test_a_difference_with_a_flat_arm_is_not_narrowed_by_it() -> None:
+    """8 trials of 10/10 against 8 trials of 2/10: the bootstrap of the difference was
+    [0.8, 0.8]. An arm without variation between trials enters by its Wilson interval on
+    trials (Newcombe's square-and-add with the other arm's interval); arms that both vary
+    keep the plain bootstrap percentiles, draw for draw."""
+    ka, na, kb, nb = np.full(8, 10.0), np.full(8, 10.0), np.full(8, 2.0), np.full(8, 10.0)
+    lo, hi = stats.cluster_bootstrap_ci(ka, na, kb, nb, 500, np.random.default_rng(0))
+    la, ua = stats.wilson_rate(1.0, 8)
+    lb, ub = stats.wilson_rate(0.2, 8)
+    assert lo == pytest.approx(0.8 - math.hypot(1.0 - la, ub - 0.2))
+    assert hi == pytest.approx(min(1.0, 0.8 + math.hypot(ua - 1.0, 0.2 - lb)))
+    assert lo < 0.8 <= hi
+    # both arms varying: exactly the percentile bootstrap of the difference
+    rng = np.random.default_rng(9)
+    ka = rng.integers(0, 11, 12).astype(float)
+    kb = rng.integers(0, 21, 9).astype(float)
+    na, nb = np.full(12, 10.0), np.full(9, 20.0)
+    got = stats.cluster_bootstrap_ci(ka, na, kb, nb, 400, np.random.default_rng(1))
+    ref = np.random.default_rng(1)
+    ia = ref.integers(0, 12, size=(400, 12))
+    ib = ref.integers(0, 9, size=(400, 9))
+    boots = ka[ia].sum(1) / na[ia].sum(1) - kb[ib].sum(1) / nb[ib].sum(1)
+    want = np.percentile(boots, [2.5, 97.5])
+    d = ka.sum() / na.sum() - kb.sum() / nb.sum()
+    assert got == (min(want[0], d), max(want[1], d))

@@ -1,8 +1,11 @@
+from pathlib import Path
+
 import networkx as nx
 import pytest
 
 from stagbench.errors import TopologyError
 from stagbench.topologies import Disclosure, build_topology
+from stagbench.topologies.graph import TOPOLOGIES, topology
 
 # Hand-written (sender, receiver) pairs for 4 players.
 EXPECTED_EDGES = {
@@ -81,3 +84,49 @@ def test_graph_nodes_must_match_players() -> None:
         build_topology(nx.Graph([(0, 1), (1, 2), (2, "a")]), 3)
     with pytest.raises(TopologyError, match="self-loops"):
         build_topology(nx.Graph([(0, 1), (1, 1)]), 2)
+
+
+def test_a_pure_topology_is_built_once_and_frozen() -> None:
+    """Trials share a built-in topology per (string, players): the same object, its graph
+    frozen so no trial can change another's network."""
+    a = build_topology("ring", 5)
+    assert build_topology("ring", 5) is a
+    assert build_topology("ring", 6) is not a  # another number of players
+    assert build_topology(" ring", 5).edges() == a.edges()
+    with pytest.raises(nx.NetworkXError):
+        a.graph.add_edge(0, 2)
+    assert a.edges() == build_topology("ring", 5, share=False).edges()
+    fresh = build_topology("ring", 5, share=False)
+    assert fresh is not a and not nx.is_frozen(fresh.graph)
+
+
+def test_graph_files_and_plugin_kinds_are_built_every_time(tmp_path: Path) -> None:
+    """A graph file is read anew (it may change), a kind not declared pure is built every
+    time, and a kind registered again (a plugin overriding a built-in) replaces what was
+    shared under its name."""
+    path = tmp_path / "net.edgelist"
+    path.write_text("0 1\n1 2\n2 3\n")
+    spec = f"graph_file(path='{path}')"
+    assert build_topology(spec, 4).edges() == [(0, 1), (1, 0), (1, 2), (2, 1), (2, 3), (3, 2)]
+    path.write_text("0 1\n2\n3\n")
+    assert build_topology(spec, 4).edges() == [(0, 1), (1, 0)]
+
+    calls = []
+
+    def counted(n: int) -> nx.Graph:
+        calls.append(n)
+        return nx.empty_graph(n)
+
+    topology("test_counted", "counts its builds")(counted)
+    build_topology("test_counted", 3)
+    build_topology("test_counted", 3)
+    assert calls == [3, 3]
+
+    shared = build_topology("line", 4)
+    original = TOPOLOGIES.get("line")
+    try:
+        topology("line", "a line turned into a ring by a plugin", pure=True)(nx.cycle_graph)
+        assert build_topology("line", 4).edges() == build_topology("ring", 4).edges()
+    finally:
+        TOPOLOGIES.register("line", original, ("path",))
+    assert build_topology("line", 4).edges() == shared.edges()

@@ -21,7 +21,7 @@ import networkx as nx
 
 from stagbench.errors import TopologyError
 from stagbench.records import Disclosure
-from stagbench.registry import Registry
+from stagbench.registry import Registry, parse_call
 
 
 @dataclass(frozen=True)
@@ -40,24 +40,34 @@ class TopologyKind:
     """A named graph family: ``builder(n_players, **params)`` returns the graph.
 
     ``example``: a call that builds it, for a family that cannot be built by its name
-    alone (a required parameter); the conformance suite checks that call."""
+    alone (a required parameter); the conformance suite checks that call.
+
+    ``pure``: the graph depends on the parameters and the number of players alone (no
+    file, no unseeded randomness), so one built graph serves every trial that names it."""
 
     name: str
     builder: Builder
     description: str
     example: str | None = None
+    pure: bool = False
 
 
 TOPOLOGIES: Registry[TopologyKind] = Registry("topology", TopologyError)
 
 
 def topology(
-    name: str, description: str, aliases: tuple[str, ...] = (), example: str | None = None
+    name: str,
+    description: str,
+    aliases: tuple[str, ...] = (),
+    example: str | None = None,
+    pure: bool = False,
 ) -> Callable[[Builder], Builder]:
-    """Register a graph builder under ``name``: ``@topology("ring", "a cycle")``."""
+    """Register a graph builder under ``name``: ``@topology("ring", "a cycle")``; ``pure``
+    when its graph depends on its parameters and the number of players alone."""
 
     def register(builder: Builder) -> Builder:
-        TOPOLOGIES.register(name, TopologyKind(name, builder, description, example), aliases)
+        kind = TopologyKind(name, builder, description, example, pure)
+        TOPOLOGIES.register(name, kind, aliases)
         return builder
 
     return register
@@ -104,44 +114,44 @@ def _small_world(n: int, k: int = 2, p: float = 0.1, seed: int = 0) -> nx.Graph:
     return nx.watts_strogatz_graph(n, k, p, seed=seed)
 
 
-@topology("complete", "everyone hears everyone", aliases=("broadcast",))
+@topology("complete", "everyone hears everyone", aliases=("broadcast",), pure=True)
 def _complete(n: int) -> nx.Graph:
     return nx.complete_graph(n)
 
 
-@topology("ring", "a cycle: each player hears its two neighbours")
+@topology("ring", "a cycle: each player hears its two neighbours", pure=True)
 def _ring(n: int) -> nx.Graph:
     return nx.cycle_graph(n)
 
 
-@topology("line", "a path: the two ends hear one player", aliases=("path",))
+@topology("line", "a path: the two ends hear one player", aliases=("path",), pure=True)
 def _line(n: int) -> nx.Graph:
     return nx.path_graph(n)
 
 
-@topology("star", "a hub (default seat 0) hears and reaches every leaf")
+@topology("star", "a hub (default seat 0) hears and reaches every leaf", pure=True)
 def _star(n: int, hub: int = 0) -> nx.Graph:
     return _hubbed_star(n, hub)
 
 
-@topology("empty", "no cheap talk reaches anyone")
+@topology("empty", "no cheap talk reaches anyone", pure=True)
 def _empty(n: int) -> nx.Graph:
     return nx.empty_graph(n)
 
 
-topology("erdos_renyi", "random graph G(n, p) with a seed")(_erdos_renyi)
-topology("small_world", "Watts-Strogatz ring lattice with rewiring")(_small_world)
-topology("directed_complete", "every ordered pair")(_directed_complete)
-topology("directed_ring", "u -> u+1 around the ring")(_directed_cycle)
-topology("directed_line", "u -> u+1 along a path")(_directed_path)
+topology("erdos_renyi", "random graph G(n, p) with a seed", pure=True)(_erdos_renyi)
+topology("small_world", "Watts-Strogatz ring lattice with rewiring", pure=True)(_small_world)
+topology("directed_complete", "every ordered pair", pure=True)(_directed_complete)
+topology("directed_ring", "u -> u+1 around the ring", pure=True)(_directed_cycle)
+topology("directed_line", "u -> u+1 along a path", pure=True)(_directed_path)
 
 
-@topology("directed_star", "hub -> leaves (direction=out), leaves -> hub (in), or both")
+@topology("directed_star", "hub -> leaves (direction=out), leaves -> hub (in), or both", pure=True)
 def _directed_star(n: int, hub: int = 0, direction: str = "out") -> nx.Graph:
     return _hubbed_star(n, hub, True, direction)
 
 
-@topology("directed_erdos_renyi", "random directed graph G(n, p) with a seed")
+@topology("directed_erdos_renyi", "random directed graph G(n, p) with a seed", pure=True)
 def _directed_erdos_renyi(n: int, p: float = 0.5, seed: int = 0) -> nx.Graph:
     return _erdos_renyi(n, p, seed, directed=True)
 
@@ -232,6 +242,7 @@ def parse_pairs(pairs: Any, directed: bool = False) -> tuple[nx.Graph, bool]:
     "edges",
     "a graph given by its edges: pairs='0-1 1-2 3' (u>v directed; P1.. or 0..)",
     example="edges(pairs='0-1 1-2 2-0 3-1')",
+    pure=True,
 )
 def _edges(n: int, pairs: Any, directed: bool = False, name: str | None = None) -> nx.Graph:
     g, _ = parse_pairs(pairs, directed)
@@ -357,12 +368,32 @@ class Topology:
         return sorted((u, v) for u in range(self.n_players) for v in self._out[u])
 
 
-def build_topology(spec: str | nx.Graph, n_players: int) -> Topology:
-    """A topology from a string such as ``ring`` or ``erdos_renyi(p=0.5,seed=1)``, or a graph."""
+#: built topologies of pure kinds by (topology string, players): (kind, topology)
+_BUILT: dict[tuple[str, int], tuple[str, TopologyKind, Topology]] = {}
+_MAX_BUILT = 1024
+
+
+def build_topology(spec: str | nx.Graph, n_players: int, *, share: bool = True) -> Topology:
+    """A topology from a string such as ``ring`` or ``erdos_renyi(p=0.5,seed=1)``, or a graph.
+
+    A pure kind's topology (every built-in but ``graph_file``) is built once per string
+    and number of players and then shared, its graph frozen (networkx raises on any change
+    to it); a kind registered again later (a plugin's override) is built anew. ``share=False``
+    builds a fresh one (the conformance check's second build must really build again)."""
     if isinstance(spec, nx.Graph):
         return Topology(spec, n_players)
+    key = (spec, n_players)
+    hit = _BUILT.get(key) if share else None
+    if hit is not None and TOPOLOGIES.get(hit[0]) is hit[1]:
+        return hit[2]
+    name, params = parse_call(spec, TOPOLOGIES.what, TOPOLOGIES.error)
+    kind = TOPOLOGIES.get(name)
     try:
-        graph = TOPOLOGIES.call(spec, lambda kind: kind.builder, n_players)
+        graph = TOPOLOGIES.invoke(spec, kind.builder, n_players, **params)
     except nx.NetworkXError as exc:
         raise TopologyError(f"cannot build topology {spec!r}: {exc}") from exc
-    return Topology(graph, n_players, name=spec.strip())
+    topo = Topology(graph, n_players, name=spec.strip())
+    if share and kind.pure and len(_BUILT) < _MAX_BUILT:
+        nx.freeze(graph)
+        _BUILT[key] = (name, kind, topo)
+    return topo

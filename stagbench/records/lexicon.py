@@ -40,6 +40,14 @@ STAG_INTENT = (
     r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to)|let'?s|we should|"
     r"going)\b[^.!?]{0,30}\bstag\b",
 )
+#: regular expressions for a negated stag mention ("won't hunt stag", "hare, not stag", "no
+#: more stag"): that mention is no stag signal (the rest of the message still may be one)
+STAG_NEGATION = (
+    r"\b(?:(?<!why )not|never|no longer|won['’]?t|will not|don['’]?t|do not|does not|"
+    r"doesn['’]?t|can['’]?t|cannot|shouldn['’]?t|should not|wouldn['’]?t|would not|"
+    r"refuse to|instead of|rather than)\s+(?:\w+\s+){0,2}?(?:the\s+)?stag\b",
+    r"\bno\s+(?:more\s+)?stag\b",
+)
 #: regular expressions for voiced distrust (betrayal detection)
 DISTRUST = (
     r"\b(?:betray\w*|lie[ds]?|liar|lying|deceiv\w*|decept\w*|cheat\w*|untrustworthy|"
@@ -61,10 +69,11 @@ class Lexicon(BaseModel):
     short_stag_words: tuple[str, ...] = SHORT_STAG_WORDS
     short_max_words: int = Field(SHORT_MAX_WORDS, ge=1)
     stag_intent: tuple[str, ...] = STAG_INTENT
+    stag_negation: tuple[str, ...] = STAG_NEGATION
     distrust: tuple[str, ...] = DISTRUST
     player_names: tuple[str, ...] = PLAYER_NAMES
 
-    @field_validator("stag_intent", "distrust")
+    @field_validator("stag_intent", "stag_negation", "distrust")
     @classmethod
     def _compiles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in v:
@@ -94,6 +103,7 @@ class AnalysisSettings(BaseModel):
     short_stag_words: tuple[str, ...] = ()
     short_max_words: int | None = Field(None, ge=1)
     stag_intent: tuple[str, ...] = ()
+    stag_negation: tuple[str, ...] = ()
     distrust: tuple[str, ...] = ()
     player_names: tuple[str, ...] = ()
     replace_defaults: bool = False
@@ -111,8 +121,8 @@ class AnalysisSettings(BaseModel):
         base = Lexicon() if not self.replace_defaults else None
         data: dict[str, object] = {}
         for name in (
-            "stag_words", "hare_words", "short_stag_words", "stag_intent", "distrust",
-            "player_names",
+            "stag_words", "hare_words", "short_stag_words", "stag_intent", "stag_negation",
+            "distrust", "player_names",
         ):  # fmt: skip
             added = tuple(getattr(self, name))
             data[name] = (tuple(getattr(base, name)) if base else ()) + added
