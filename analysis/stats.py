@@ -598,7 +598,9 @@ def group_permutation_test(
     n_perm = max(1, int(n_perm))
     n_max = max(n_perm, math.ceil(FLOOR_MARGIN * max(1, family) / alpha))
     n_max = min(n_max, max(n_perm, DRAW_BUDGET // len(kv)))
-    batch = max(1, 2_000_000 // len(kv)) if kinds is None else 100_000
+    # bounded memory: a batch holds (permutations x trials) labels, or x kinds x groups
+    width = len(kv) if kinds is None else len(kinds[1]) + g * feat.shape[1]
+    batch = max(1, min(100_000, 2_000_000 // width))
 
     def hits(size: int) -> np.ndarray:
         parts = []
