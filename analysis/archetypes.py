@@ -296,6 +296,16 @@ def model_labels(
     return group_labels(classified, [by], n_boot=n_boot, seed=seed)
 
 
+def _carries(matrix: np.ndarray, t: int, label: str, rule: Rule) -> bool:
+    """Could ``t`` trials just like the group's average trial (its feature ``matrix``)
+    carry its ``label``? The rule's lower bounds need enough trials: with too few, even a
+    noise-free agent is Unclassified, which says nothing about stability."""
+    if label == UNCLASSIFIED or t == 0:
+        return True
+    expected = matrix.mean(0, keepdims=True) * t
+    return bool(LABELS[int(_decide(expected, rule)[0][0])] == label)
+
+
 def stability(
     classified: pd.DataFrame,
     by: str | list[str] = "model",
@@ -319,19 +329,39 @@ def stability(
         parity = np.arange(len(trial_ids)) % 2  # trial ids are sorted: alternate halves
         halves = [label_of(matrix[parity == h]) for h in (0, 1)]
         cohort = rep_of.reindex(trial_ids).to_numpy() % n_cohorts
-        cohorts = [label_of(matrix[cohort == c]) for c in sorted(set(cohort))]
+        cohort_ids = sorted(set(cohort))
+        cohorts = [label_of(matrix[cohort == c]) for c in cohort_ids]
         overall = label_of(matrix)
+        half_size = int(min((parity == h).sum() for h in (0, 1)))
+        cohort_size = int(min((cohort == c).sum() for c in cohort_ids)) if cohort_ids else 0
+
+        halves_ok = _carries(matrix, half_size, overall, rule)
+        cohorts_ok = _carries(matrix, cohort_size, overall, rule)
+        short = [
+            f"{what} of {t} trials"
+            for what, t, ok in (
+                ("halves", half_size, halves_ok),
+                ("cohorts", cohort_size, cohorts_ok),
+            )
+            if not ok
+        ]
         rows.append(
             {
                 **dict(zip(keys, key, strict=True)),
                 "label": overall,
                 "half_a": halves[0],
                 "half_b": halves[1],
-                "halves_agree": halves[0] == halves[1],
+                "halves_agree": (halves[0] == halves[1]) if halves_ok else None,
                 "seed_cohorts": len(cohorts),
                 "seed_agreement": float(np.mean([c == overall for c in cohorts]))
-                if cohorts
+                if cohorts and cohorts_ok
                 else np.nan,
+                "note": (
+                    f"too few trials to test: {' and '.join(short)} cannot carry the label "
+                    "even without noise"
+                    if short
+                    else ""
+                ),
             }
         )
     return pd.DataFrame(rows)

@@ -56,6 +56,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -427,12 +428,30 @@ def _interval(draws: np.ndarray) -> tuple[float, float]:
 def ratio_ci(
     k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator
 ) -> tuple[float, float]:
-    """Percentile CI of sum(k)/sum(n), resampling clusters (one entry of k, n each)."""
+    """Percentile CI of sum(k)/sum(n), resampling clusters (one entry of k, n each). When
+    every cluster has the same rate (all 0, all 1, or one shared rate) the resamples cannot
+    vary: the Wilson interval at that rate over the number of clusters instead (the draws
+    still made, so intervals drawn after it do not move), never a zero-width interval."""
     if len(k) < 2:
         return math.nan, math.nan
-    s = _resampled_sums(np.column_stack([k, n]).astype(float), n_boot, rng)
+    kv, nv = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    s = _resampled_sums(np.column_stack([kv, nv]), n_boot, rng)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return _interval(s[:, 0] / s[:, 1])
+        lo, hi = _interval(s[:, 0] / s[:, 1])
+    used = nv > 0
+    if used.sum() >= 1:
+        rate = float(kv[used].sum() / nv[used].sum())
+        if np.allclose(kv[used] / nv[used], rate, rtol=0.0, atol=1e-12):
+            return _wilson(rate, int(used.sum()))
+    return lo, hi
+
+
+def _wilson(p: float, n: int) -> tuple[float, float]:
+    """The Wilson interval of a rate ``p`` over ``n`` units at ``CONFIDENCE``, containing p."""
+    z = NormalDist().inv_cdf(1 - (1 - CONFIDENCE) / 2)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))
 
 
 def diff_ci(clusters: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:

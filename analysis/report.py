@@ -910,7 +910,9 @@ def archetype_section(d: ReportData) -> Section:
     stab = archetypes.stability(at, ["model_label", "cell"])
     s.table(
         stab.rename(columns={"model_label": "model", "cell": "condition"}),
-        "Stability of the labels across split halves of trials and seed cohorts",
+        "Stability of the labels across split halves of trials and seed cohorts (blank, "
+        "with a note, where the halves or cohorts are too small to carry the label even "
+        "without noise)",
         "archetype_stability",
     )
     return s

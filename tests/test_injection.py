@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -487,3 +488,23 @@ def test_the_section_is_the_same_on_categories_as_on_text(tmp_path: Path) -> Non
     for x, y in tables:
         assert y is not None
         pd.testing.assert_frame_equal(x, y)
+
+
+def test_ratio_ci_is_never_zero_width_from_clusters_that_all_agree() -> None:
+    """Echo 0 [0, 0] and contagion 1 [1, 1]: when every cluster has the same rate, the
+    interval is the Wilson interval at that rate over the clusters; the resampling draws
+    are still made (later intervals do not move), and varying clusters keep the bootstrap."""
+    from stagbench.analysis.stats import wilson_rate
+
+    for k, n, rate in (([0.0, 0, 0], [3.0, 4, 2], 0.0), ([2.0, 4, 2], [2.0, 4, 2], 1.0),
+                       ([1.0, 2, 1], [2.0, 4, 2], 0.5)):  # fmt: skip
+        rng = np.random.default_rng(4)
+        got = injection.ratio_ci(np.array(k), np.array(n), 300, rng)
+        assert got == pytest.approx(wilson_rate(rate, 3)) and got[0] < got[1]
+        ref = np.random.default_rng(4)
+        injection._resampled_sums(np.column_stack([k, n]), 300, ref)
+        assert rng.bit_generator.state == ref.bit_generator.state
+    k, n = np.array([1.0, 3, 1, 0]), np.array([2.0, 4, 2, 3])
+    got = injection.ratio_ci(k, n, 300, np.random.default_rng(5))
+    s = injection._resampled_sums(np.column_stack([k, n]), 300, np.random.default_rng(5))
+    assert got == injection._interval(s[:, 0] / s[:, 1])

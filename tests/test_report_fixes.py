@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stagbench.analysis import report, stats
+from stagbench.analysis import metrics, report, stats, tables
 from stagbench.records import read_transcript
 from stagbench.runs.store import RunStore
 
@@ -198,3 +198,37 @@ def test_the_detection_rate_comes_with_its_interval(tmp_path: Path) -> None:
     lo, hi = stats.wilson(1, 1)
     assert "3 honest agent-trials (in 1 trials)" in line
     assert f"lexical detection rate 1.000 (95% CI {lo:.3f} to {hi:.3f}" in line
+
+
+STEADY = """
+name = "steady"
+seed = 8
+repetitions = {reps}
+[game]
+rounds = 5
+[factors]
+models = ["scripted/always-stag"]
+adversaries = ["byzantine(count=1)"]
+"""
+
+
+@pytest.mark.parametrize("reps", [12, 64])
+def test_archetype_stability_says_when_subsets_are_too_small(tmp_path: Path, reps: int) -> None:
+    """Always-stag facing a Byzantine player is Cooperation-Persistent on the whole run.
+    Its halves and seed cohorts of a few trials cannot carry that label even without
+    noise (the rule's lower bound needs more trials), which read as "unstable" (seed
+    agreement 0); now the table says so. With enough trials per subset, they agree."""
+    from stagbench.analysis import archetypes
+
+    run = run_spec(STEADY.format(reps=reps), tmp_path / "run")
+    df, _ = tables.agent_rounds(run)
+    at = archetypes.classify(metrics.agent_trials(df))
+    stab = archetypes.stability(at, "model").iloc[0]
+    assert stab["label"] == "Cooperation-Persistent"
+    if reps == 12:
+        assert stab["seed_agreement"] != stab["seed_agreement"]  # NaN: not testable
+        assert stab["halves_agree"] is None
+        assert "too few trials to test" in stab["note"]
+    else:
+        assert stab["seed_agreement"] == 1.0 and bool(stab["halves_agree"]) is True
+        assert stab["note"] == ""
