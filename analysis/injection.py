@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stagbench.analysis.tables import READ_ERRORS, read_checked, transcript_files
+from stagbench.analysis.tables import READ_ERRORS, read_checked, transcript_files, typed
 from stagbench.games import player_label
 
 #: an echo repeats at least this share of its own word n-grams from adversary messages
@@ -208,35 +208,84 @@ class TrialViews:
     """This module's three views of many trials, as column lists (``add`` one trial's
     events at a time, ``frames`` at the end): one row per trial, one per agent-round (the
     honest agents' only with ``honest_only``), one per honest message sent after the
-    trial's first adversary message (without its text with ``texts=False``)."""
+    trial's first adversary message (without its text with ``texts=False``).
+
+    A trial's columns (``INFO_KEYS``) are kept once per trial and spread over its rows and
+    messages by ``frames``: the same table as lists of every row's values, made without
+    them."""
 
     def __init__(self, honest_only: bool = False, texts: bool = True) -> None:
         self.honest_only = honest_only
         self.texts = texts
         self.trials: dict[str, list[Any]] = {k: [] for k in INFO_KEYS}
-        self.rows: dict[str, list[Any]] = {k: [] for k in (*INFO_KEYS, *ROW_KEYS)}
+        self.rows: dict[str, list[Any]] = {k: [] for k in ROW_KEYS}
         msg_keys = [k for k in MESSAGE_KEYS if texts or k != "text"]
-        self.messages: dict[str, list[Any]] = {k: [] for k in (*INFO_KEYS, *msg_keys)}
+        self.messages: dict[str, list[Any]] = {k: [] for k in msg_keys}
+        self.row_counts: list[int] = []  # each trial's agent-rounds
+        self.message_counts: list[int] = []  # each trial's messages
+        #: the echo and endorse verdicts of each talk read (``_trial_columns``)
+        self._verdicts: dict[Any, list[tuple[bool, bool]]] = {}
 
-    def add(self, events: list[dict[str, Any]]) -> None:
-        """One trial's views; nothing is appended when its events cannot be read."""
-        info, rows, messages = _trial_columns(events, self.honest_only, self.texts)
-        _extend(self.trials, {k: [v] for k, v in info.items()})
+    def add(
+        self,
+        events: list[dict[str, Any]],
+        actions: Sequence[Any] | None = None,
+        said: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        """One trial's views; nothing is appended when its events cannot be read.
+        ``actions`` and ``said``: the trial's actions by round, then seat, and its message
+        events in order (``tables.trial_rows`` has them), when the caller has them (else
+        they are read from the events)."""
+        info, rows, messages = _trial_columns(
+            events, self.honest_only, self.texts, actions, said, self._verdicts
+        )
+        for k, v in info.items():
+            self.trials[k].append(v)
         _extend(self.rows, rows)
         _extend(self.messages, messages)
+        self.row_counts.append(len(rows["round"]))
+        self.message_counts.append(len(messages["round"]))
 
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """(trials, rows, messages); a view with no rows is an empty frame (messages: with
         ``MESSAGE_COLUMNS``)."""
         trials = pd.DataFrame(self.trials) if self.trials["trial_id"] else pd.DataFrame()
-        rows = pd.DataFrame(self.rows) if self.rows["trial_id"] else pd.DataFrame()
-        if self.messages["trial_id"]:
-            messages = pd.DataFrame(self.messages)
-        else:
+        rows = self._spread(self.rows, self.row_counts)
+        if rows is None:
+            rows = pd.DataFrame()
+        messages = self._spread(self.messages, self.message_counts)
+        if messages is None:
             messages = pd.DataFrame(
                 columns=[c for c in MESSAGE_COLUMNS if self.texts or c != "text"]
             )
         return trials, rows, messages
+
+    def _spread(self, cols: dict[str, list[Any]], counts: list[int]) -> pd.DataFrame | None:
+        """The trials' columns, each trial's value on each of its ``counts`` rows, before
+        ``cols``; ``None`` for no rows. A column's type is the one its values give as a
+        list of every row's values (the same values, so the same type: a trial with no
+        rows adds none)."""
+        if not cols["round"]:
+            return None
+        some = [i for i, c in enumerate(counts) if c]
+        take = np.repeat(np.arange(len(some)), [counts[i] for i in some])
+        data: dict[str, Any] = {}
+        for k, values in self.trials.items():
+            kept = values if len(some) == len(values) else [values[i] for i in some]
+            data[k] = pd.Series(kept).take(take).reset_index(drop=True)
+        kinds = _ROW_KINDS if cols is self.rows else _MESSAGE_KINDS
+        for k, v in cols.items():
+            kind = kinds.get(k)
+            data[k] = typed(v, kind) if kind is not None else v
+        return pd.DataFrame(data)
+
+
+#: the kinds of the row and message columns (``tables.typed``, which leaves any list of
+#: other values to pandas)
+_ROW_KINDS = {"round": "numeric", "seat": "numeric", "distance": "numeric", "role": "text",
+              "action": "text"}  # fmt: skip
+_MESSAGE_KINDS = {"round": "numeric", "phase": "numeric", "seat": "numeric", "distance": "numeric",
+                  "echo": "bool", "endorse": "bool"}  # fmt: skip
 
 
 def _extend(cols: dict[str, list[Any]], more: dict[str, list[Any]]) -> None:
@@ -245,9 +294,18 @@ def _extend(cols: dict[str, list[Any]], more: dict[str, list[Any]]) -> None:
 
 
 def _trial_columns(
-    events: list[dict[str, Any]], honest_only: bool, texts: bool
+    events: list[dict[str, Any]],
+    honest_only: bool,
+    texts: bool,
+    actions: Sequence[Any] | None = None,
+    said_events: Sequence[dict[str, Any]] | None = None,
+    memo: dict[Any, list[tuple[bool, bool]]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, list[Any]]]:
-    """One trial's info, and its agent-rounds and honest messages as column lists."""
+    """One trial's info, and its agent-rounds and honest messages as column lists (without
+    the info's columns). ``actions`` (by round, then seat) and ``said_events`` (the message
+    events), when the caller has both: the events are not walked again. ``memo``: the
+    echo and endorse verdicts of the talk of trials read before (a pure function of who
+    said what when, and the adversaries' seats: scripted and templated talk repeats)."""
     head = events[0]
     trial = head["trial"]
     n = trial["game"]["n_players"]
@@ -277,64 +335,104 @@ def _trial_columns(
     adv_said: list[tuple[tuple[int, int], str]] = []  # ((round, phase), text)
     first_adv: tuple[int, int] | None = None
     said: list[tuple[tuple[int, int], int, str]] = []
-    for e in events[1:-1]:
+    walk: Sequence[dict[str, Any]] = events[1:-1]
+    given = actions is not None and said_events is not None
+    if actions is not None and said_events is not None:
+        walk = said_events
+    for e in walk:
         t = e["type"]
-        if t == "message" and e["text"]:
+        if t == "message":
+            text = e["text"]
+            if not text:
+                continue
             when = (e["round"], e["phase"])
             sender = e["sender"]
             if roles[sender] == "adversary":
-                adv_said.append((when, e["text"]))
-                first_adv = first_adv or when
+                adv_said.append((when, text))
+                if first_adv is None:
+                    first_adv = when
                 for r in e["receivers"]:
-                    exposure.setdefault(r, e["round"])
+                    exposure.setdefault(r, when[0])
             else:
-                said.append((when, sender, e["text"]))
-        elif t == "action":
+                said.append((when, sender, text))
+        elif t == "action" and not given:
             action[(e["round"], e["seat"])] = e["action"]
     seats = [s for s in range(n) if not honest_only or roles[s] == "honest"]
-    size = rounds * len(seats)
-    rows: dict[str, list[Any]] = {k: [v] * size for k, v in info.items()}
+    rows: dict[str, list[Any]] = {}
     rows["round"] = [r for r in range(1, rounds + 1) for _ in seats]
     rows["seat"] = seats * rounds
     rows["role"] = [roles[s] for s in seats] * rounds
     rows["distance"] = [dist[s] for s in seats] * rounds
     rows["exposure"] = [exposure.get(s, math.nan) for s in seats] * rounds
-    rows["action"] = [action.get((r, s)) for r in range(1, rounds + 1) for s in seats]
-    found: list[tuple[tuple[int, int], int, str, bool, bool]] = []
+    if actions is None or not given:
+        rows["action"] = [action.get((r, s)) for r in range(1, rounds + 1) for s in seats]
+    else:
+        rows["action"] = [actions[i + s] for i in range(0, rounds * n, n) for s in seats]
+    kept: list[tuple[tuple[int, int], int, str]] = []  # honest talk after the first attack
+    verdicts: Sequence[tuple[bool, bool]] = ()  # (echo, endorse) of each
     if first_adv is not None:
-        baselines: dict[int, frozenset[str]] = {}
-        earliers: dict[tuple[int, int], frozenset[str]] = {}
-        adversary_seats = tuple(adversaries)
-        for when, s, text in said:
-            if when <= first_adv:
-                continue
-            baseline = baselines.get(s)
-            if baseline is None:
-                baseline = baselines[s] = frozenset(
-                    t for w, who, t in said if who == s and w <= first_adv
-                )
-            earlier = earliers.get(when)
-            if earlier is None:
-                earlier = earliers[when] = frozenset(t for w, t in adv_said if w < when)
-            found.append((when, s, text, _echoes(text, earlier, baseline),
-                          _endorses(text, adversary_seats)))  # fmt: skip
-    messages: dict[str, list[Any]] = {k: [v] * len(found) for k, v in info.items()}
-    messages["round"] = [when[0] for when, *_ in found]
-    messages["phase"] = [when[1] for when, *_ in found]
-    messages["seat"] = [s for _, s, *_ in found]
-    messages["distance"] = [dist[s] for _, s, *_ in found]
+        key: tuple[Any, ...] | None = None
+        found = None
+        if memo is not None:  # a trial's talk repeats another's (scripted, templated)
+            key = (tuple(said), tuple(adv_said), tuple(adversaries))
+            try:
+                found = memo.get(key)
+            except TypeError:  # a value that cannot be hashed: worked out for this trial
+                key = None
+        if found is None:
+            found = _verdicts(said, adv_said, adversaries)
+            if memo is not None and key is not None:
+                memo[key] = found
+        verdicts = found
+        kept = [x for x in said if not x[0] <= first_adv]
+    who = [s for _, s, _ in kept]
+    messages: dict[str, list[Any]] = {}
+    messages["round"] = [when[0] for when, _, _ in kept]
+    messages["phase"] = [when[1] for when, _, _ in kept]
+    messages["seat"] = who
+    messages["distance"] = [dist[s] for s in who]
     if texts:
-        messages["text"] = [text for _, _, text, *_ in found]
-    messages["echo"] = [echo for *_, echo, _ in found]
-    messages["endorse"] = [endorse for *_, endorse in found]
+        messages["text"] = [text for _, _, text in kept]
+    messages["echo"] = [echo for echo, _ in verdicts]
+    messages["endorse"] = [endorse for _, endorse in verdicts]
     return info, rows, messages
+
+
+def _verdicts(
+    said: Sequence[tuple[tuple[int, int], int, str]],
+    adv_said: Sequence[tuple[tuple[int, int], str]],
+    adversaries: Sequence[int],
+) -> list[tuple[bool, bool]]:
+    """(echo, endorse) of each honest message ``said`` after the first adversary message
+    (the first of ``adv_said``), in order: what it depends on is the talk (when, who,
+    what) and the adversaries' seats, nothing else."""
+    first_adv = adv_said[0][0]
+    found: list[tuple[bool, bool]] = []
+    baselines: dict[int, frozenset[str]] = {}
+    earliers: dict[tuple[int, int], frozenset[str]] = {}
+    adversary_seats = tuple(adversaries)
+    for when, s, text in said:
+        if when <= first_adv:
+            continue
+        baseline = baselines.get(s)
+        if baseline is None:
+            baseline = baselines[s] = frozenset(
+                t for w, who, t in said if who == s and w <= first_adv
+            )
+        earlier = earliers.get(when)
+        if earlier is None:
+            earlier = earliers[when] = frozenset(t for w, t in adv_said if w < when)
+        found.append((_echoes(text, earlier, baseline), _endorses(text, adversary_seats)))
+    return found
 
 
 def trial_views(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                   list[dict[str, Any]]]:  # fmt: skip
     """One trial's views as records: its info, every agent-round, its honest messages."""
     info, rows, messages = _trial_columns(events, honest_only=False, texts=True)
-    return info, _records(rows), _records(messages)
+    spread = {k: [v] * len(rows["round"]) for k, v in info.items()}
+    said = {k: [v] * len(messages["round"]) for k, v in info.items()}
+    return info, _records({**spread, **rows}), _records({**said, **messages})
 
 
 def _records(cols: dict[str, list[Any]]) -> list[dict[str, Any]]:

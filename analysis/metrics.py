@@ -172,18 +172,17 @@ def agent_row(
     pre_emptive = False
     for i, r in enumerate(rounds):
         acts = act[i]
-        others_hare = [k for k in others if acts[k] == "hare"]
-        if defection_round is None and acts[s] == "hare":
+        mine_hare = acts[s] == "hare"
+        if defection_round is None and mine_hare:
             pre_emptive = True  # hare before seeing anyone else hunt hare
-        if others_hare and defection_round is None:
-            defection_round = r
-        if others_hare:
+        if acts.count("hare") > mine_hare:  # another seat hunted hare
+            if defection_round is None:
+                defection_round = r
             mine = heard[i][s]
-            betrayers = [seats[k] for k in others_hare if seats[k] in mine]
-            if betrayers and betrayal_round is None:
+            betrayers = [seats[k] for k in others if acts[k] == "hare" and seats[k] in mine]
+            if betrayers:  # (the first: the loop ends here)
                 betrayal_round, betrayer = r, min(betrayers)
-        if betrayal_round is not None:
-            break
+                break
     trigger = betrayal_round if betrayal_round is not None else defection_round
     mine_acts = [row[s] for row in act]
     valid_after = (
@@ -198,12 +197,13 @@ def agent_row(
     chance = False
     if switched:
         t1 = valid_after[0][0]
-        clean = [
+        clean = [  # rounds from t1 on in which no other seat hunted hare
             r
             for r, acts in zip(rounds, act, strict=True)
-            if r >= t1 and not any(acts[k] == "hare" for k in others)
+            if r >= t1 and acts.count("hare") == (acts[s] == "hare")
         ]
-        chance = any(any(r > c for r, _ in valid_after) for c in clean)
+        last = max(r for r, _ in valid_after)  # an action after a clean round
+        chance = any(last > c for c in clean)
     cost = (
         sum(
             hare_payoff - pay[i][s]

@@ -367,10 +367,17 @@ def _omnibus(d: ReportData, keys: list[str]) -> str:
     if counts.empty:
         return "no data"
     groups = counts.groupby(keys, observed=True, sort=False).ngroup().to_numpy()
-    p = stats.omnibus_test(counts["k"], counts["n"], groups, n_perm=max(d.n_boot, 500))
-    if math.isnan(p):
+    test = stats.group_permutation_test(
+        counts["k"], counts["n"], groups, n_perm=max(d.n_boot, 500), rng=0
+    )
+    if math.isnan(test.p):
         return "one cell: no test"
-    return f"equal rates in every row: trial-clustered permutation chi-square, p = {p:.3g}"
+    if test.method == "no variation":
+        return "equal rates in every row: every trial has the same rate, p = 1"
+    return (
+        "equal rates in every row: trial-permutation Wald chi-square (each row's "
+        f"trial-clustered variance; {test.describe()}), p = {test.p:.3g}"
+    )
 
 
 def _honest_columns(d: ReportData, columns: list[str]) -> pd.DataFrame:
@@ -691,11 +698,14 @@ def comparisons(d: ReportData) -> Section:
         for c, g in counts.groupby("cell", sort=False, observed=True)
     }
     empty = (np.zeros(0), np.zeros(0))
-    for i, (factor, a, b) in enumerate(_pairs(d)):
+    pairs = _pairs(d)
+    for i, (factor, a, b) in enumerate(pairs):
         (ka, na), (kb, nb) = per_cell.get(a["cell"], empty), per_cell.get(b["cell"], empty)
-        n_perm = max(d.n_boot, 1000)
+        n_perm = max(d.n_boot, 1000)  # more where p nears its floor and Holm needs them
         try:
-            c = stats.compare_counts(ka, na, kb, nb, "cell", a["cell"], b["cell"], n_perm, i)
+            c = stats.compare_counts(
+                ka, na, kb, nb, "cell", a["cell"], b["cell"], n_perm, i, family=len(pairs)
+            )
         except ValueError:
             continue
         row = c.as_dict()
@@ -715,8 +725,10 @@ def comparisons(d: ReportData) -> Section:
         s.text("No two design cells differ in a single factor: nothing to compare.")
         return s
     fam = pd.DataFrame(rows)
-    fam["test"] = "trial-clustered permutation"
+    fam["test"] = "studentized trial permutation"
     fam["p"] = fam["permutation_p"]
+    fam["p_method"] = fam["permutation_method"]
+    fam["p_min"] = fam["permutation_min_p"]
     fam["p_holm"] = stats.holm(fam["p"].tolist())
     cols = [
         "factor",
@@ -735,6 +747,8 @@ def comparisons(d: ReportData) -> Section:
         "diff_hi",
         "test",
         "p",
+        "p_method",
+        "p_min",
         "p_holm",
         "fisher_p",
         "population",
@@ -744,9 +758,12 @@ def comparisons(d: ReportData) -> Section:
         f"Honest stag rate ({HONEST_NOTE}) in arm a vs arm b, cells equal in every other "
         "factor (context) except factors that name the arm (also_differs: an imported "
         "study's condition). n = agent-rounds with a valid action; diff CI: trial bootstrap. "
-        "Test: trial-clustered permutation (whole trials swapped between arms), Holm over "
-        "the whole table; Fisher on pooled agent-rounds for contrast (it over-rejects when "
-        "rounds of a trial are correlated)",
+        "Test: whole trials swapped between arms, statistic the difference of pooled rates "
+        "over its trial-clustered standard error (valid when arms' trials differ in size); "
+        "p_method: exact (every distinct split) or Monte Carlo with that many permutations "
+        "(more where p neared its floor and the table's size needed them), p_min: the "
+        "smallest p it could give. Holm over the whole table; Fisher on pooled agent-rounds "
+        "for contrast (it over-rejects when rounds of a trial are correlated)",
         "comparisons",
     )
     if "disclosure" in d.factors and {"explicit", "silent"} <= {

@@ -123,13 +123,14 @@ def _build(
     inj = injection.TrialViews(honest_only=True, texts=False)
     load: list[dict[str, Any]] = []
     per_trial: list[tuple[Any, list[dict[str, Any]]]] = []  # trials with rows: their agents
+    made: dict[Any, list[dict[str, Any]]] = {}  # agents' rows by what they are made of
     for path, blob in zip(paths, blobs, strict=True):
         try:
             if blob is None:
                 raise TranscriptError(f"cannot read transcript {path}")
             events, rows, ident = read_trial(path, strict, detector, blob)
-            agents = _agents(rows, detector)
-            inj.add(events)
+            agents = _agents(rows, detector, made)
+            inj.add(events, rows.rows["action"], rows.said)
         except READ_ERRORS as exc:
             load.append({"path": str(path), "trial_id": None, "spec": None, "digest": None,
                          "corrupt": str(exc)})  # fmt: skip
@@ -152,9 +153,14 @@ def _build(
 _LOAD = ("path", "trial_id", "spec", "digest", "corrupt")
 
 
-def _agents(trial: TrialRows, detector: Detector) -> list[dict[str, Any]]:
+def _agents(
+    trial: TrialRows, detector: Detector, memo: dict[Any, list[dict[str, Any]]] | None = None
+) -> list[dict[str, Any]]:
     """One trial's rows of ``metrics.agent_trials`` (its honest agents, by seat), from its
-    agent-rounds as lists (``metrics.agent_row``), without sorting and listing a table."""
+    agent-rounds as lists (``metrics.agent_row``), without sorting and listing a table.
+    ``memo``: the rows of the trials read before by what they are made of (everything
+    ``agent_row`` reads but the trial id; one detector's): a trial played as another was
+    (scripted, templated talk) has its rows with its own id."""
     if not trial.size:
         return []
     roles = trial.seats["role"]
@@ -163,23 +169,33 @@ def _agents(trial: TrialRows, detector: Detector) -> list[dict[str, Any]]:
         return []
     n, rounds, rows = len(roles), trial.rounds, trial.rows
     # by round (1..rounds), then seat
-    act: list[list[str | None]] = []
-    pay: list[list[float]] = []
-    heard: list[list[list[int]]] = []
-    talk: list[list[tuple[Any, Any]]] = []
-    for i in range(0, rounds * n, n):
-        act.append([a if isinstance(a, str) else None for a in rows["action"][i : i + n]])
-        pay.append([float(p) for p in rows["payoff"][i : i + n]])
-        heard.append(rows["stag_signals_from"][i : i + n])
-        talk.append(
-            list(zip(rows["message"][i : i + n], rows["reasoning"][i : i + n], strict=True))
-        )
+    actions = [a if isinstance(a, str) else None for a in rows["action"]]
+    payoffs = [float(p) for p in rows["payoff"]]
+    said = list(zip(rows["message"], rows["reasoning"], strict=True))
+    signals = rows["stag_signals_from"]
     tid, hare = str(trial.const["trial_id"]), float(trial.const["hare_payoff"])
+    key: tuple[Any, ...] | None = None
+    if memo is not None:
+        key = (n, rounds, hare, tuple(honest), tuple(actions), tuple(payoffs),
+               tuple(map(tuple, signals)), tuple(said))  # fmt: skip
+        try:
+            made = memo.get(key)
+        except TypeError:  # a value that cannot be hashed: made for this trial alone
+            made, key = None, None
+        if made is not None:
+            return [{**row, "trial_id": tid} for row in made]
+    act = [actions[i : i + n] for i in range(0, rounds * n, n)]
+    pay = [payoffs[i : i + n] for i in range(0, rounds * n, n)]
+    heard = [signals[i : i + n] for i in range(0, rounds * n, n)]
+    talk = [said[i : i + n] for i in range(0, rounds * n, n)]
     seats, played = range(n), range(1, rounds + 1)
-    return [
+    out = [
         metrics.agent_row(tid, s, seats, played, act, pay, heard, talk, hare, detector)
         for s in honest
     ]
+    if memo is not None and key is not None:
+        memo[key] = out
+    return out
 
 
 def _agent_trials(
@@ -210,7 +226,8 @@ def _write_part(folder: Path, views: dict[str, pd.DataFrame | pa.Table]) -> None
         if not isinstance(view, pa.Table):
             view = pa.Table.from_pandas(view, preserve_index=False)
         tmp = folder / f".{name}.parquet{tag}"
-        pq.write_table(view, tmp)
+        # no column statistics: parts are read whole, never filtered (a fifth of the write)
+        pq.write_table(view, tmp, write_statistics=False)
         os.replace(tmp, folder / f"{name}.parquet")
     names = sorted(set(views) | set(_listed(folder) or ()))
     tmp = folder / f".{MARKER}{tag}"

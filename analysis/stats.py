@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy import stats as sps
-from scipy.special import expit
+from scipy.special import expit, gammaln
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_confint, proportion_effectsize
@@ -298,6 +298,10 @@ class Comparison:
     diff: float
     diff_ci: tuple[float, float]
     population: str = HONEST
+    #: how permutation_p was obtained (``PermutationP.describe``) and the smallest p it
+    #: could have been (its resolution)
+    permutation_method: str = ""
+    permutation_min_p: float = math.nan
 
     def as_dict(self) -> dict[str, object]:
         d = self.__dict__.copy()
@@ -377,6 +381,327 @@ def trial_kinds(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return kinds[:, 0], kinds[:, 1], counts
 
 
+#: a test's default level, and the one a family's permutation count is planned for
+ALPHA = 0.05
+#: enumerate every distinct split of the trials (counted by trial kinds) up to this many
+EXACT_MAX = 20_000
+#: a Monte Carlo p near its floor draws more permutations (Besag & Clifford's sequential
+#: scheme) until this many permutations are at least as extreme as the observed split ...
+SEQUENTIAL_HITS = 10
+#: ... or until the floor 1/(N+1) is this many times below alpha / family
+FLOOR_MARGIN = 10
+#: and never more than this many trial draws (permutations x trials) in one test
+DRAW_BUDGET = 200_000_000
+
+
+@dataclass(frozen=True)
+class PermutationP:
+    """A permutation p-value and how it was obtained: ``method`` is ``exact`` (every
+    distinct split of the trials weighed by its probability; ``splits`` of them, counted
+    as labelled splits), ``monte carlo`` (``draws`` random permutations), ``no variation``
+    (every trial has the same rate: every split gives the same statistic, p = 1) or
+    ``no test`` (fewer than two groups with data: p is NaN). ``p_min`` is the smallest p
+    the method could have returned: the resolution to read p against."""
+
+    p: float
+    method: str
+    draws: int = 0
+    splits: float = 0.0
+    p_min: float = math.nan
+
+    def describe(self) -> str:
+        if self.method == "exact":
+            return f"exact ({_count(self.splits)} splits)"
+        if self.method == "monte carlo":
+            return f"Monte Carlo ({self.draws:,} permutations)"
+        return self.method
+
+
+def _count(x: float) -> str:
+    return f"{x:,.0f}" if x < 1e12 else f"{x:.3g}"
+
+
+#: per-trial columns the statistic sums by group: k, n, e, e*e, e*n, n*n, 1, with
+#: e = k - p0 n centred on the pooled rate p0 (fewer cancellations in the variances)
+_K, _N, _E, _EE, _EN, _NN, _M = range(7)
+
+
+def _features(k: np.ndarray, n: np.ndarray) -> np.ndarray:
+    e = k - (k.sum() / n.sum()) * n
+    return np.column_stack([k, n, e, e * e, e * n, n * n, np.ones_like(k)])
+
+
+def wald_statistic(sums: np.ndarray) -> np.ndarray:
+    """The heteroscedastic Wald chi-square of equal pooled rates across groups, from each
+    group's sums of the trial features (``sums[..., group, feature]``): sum over groups of
+    (rate - weighted mean rate)^2 / V, V the trial-clustered (ratio-estimator) variance of
+    the group's pooled rate, m/(m-1) sum_i (k_i - rate n_i)^2 / N^2 over its m trials. For
+    two groups it is the square of (rate_a - rate_b) / sqrt(V_a + V_b).
+
+    A group whose trials all have the same rate (one trial, all 0, all 1, or every trial
+    alike) has V = 0: the statistic is then its limit as V -> 0, ordered in two parts
+    (``[..., 0]`` first, then ``[..., 1]``). Part 0, D, is how far the zero-variance groups'
+    rates disagree (sum of N (rate - their N-weighted mean rate)^2 over them; exactly 0 when
+    they agree or there are fewer than two): any D > 0 makes the Wald statistic infinite,
+    and a larger D is more extreme (many fixed groups at many rates beat two that happen to
+    differ). Part 1 is the Wald statistic with the zero-variance groups' rates taken as
+    known (the others measured against their mean rate; with none, the usual statistic;
+    all of them and none other: 0). Groups with no agent-rounds are left out."""
+    k, n, e, ee, en, nn, m = np.moveaxis(sums, -1, 0)
+    has = n > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(has, e / n, 0.0)  # rate - p0
+        s2 = ee - 2 * d * en + d * d * nn
+        zero = has & (s2 <= 1e-9 * (ee + d * d * nn))
+        v = np.where(m > 1, m / (m - 1), 1.0) * s2 / (n * n)
+        w = np.where(has & ~zero, 1.0 / v, 0.0)
+        nz = zero.sum(axis=-1)
+        ref = np.argmax(zero, axis=-1)[..., None]  # the first zero-variance group
+        k_ref = np.take_along_axis(k, ref, axis=-1)
+        n_ref = np.take_along_axis(n, ref, axis=-1)
+        agree = np.where(zero, k * n_ref == k_ref * n, True).all(axis=-1)  # exact counts
+        nz_n = np.where(zero, n, 0.0)
+        fixed = (nz_n * d).sum(axis=-1) / np.where(nz > 0, nz_n.sum(axis=-1), 1.0)
+        spread = (nz_n * (d - fixed[..., None]) ** 2).sum(axis=-1)
+        centre = np.where(
+            nz > 0,
+            fixed,
+            (w * d).sum(axis=-1) / np.where(w.sum(axis=-1) > 0, w.sum(axis=-1), 1.0),
+        )
+        stat = (w * (d - centre[..., None]) ** 2).sum(axis=-1)
+    return np.stack([np.where(agree, 0.0, spread), stat], axis=-1)
+
+
+def _at_least(stats_: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Permutation statistics (``wald_statistic``'s two parts, compared in order) at least
+    as extreme as the observed one, ties included up to rounding (the same split summed in
+    another order)."""
+
+    def tol(x: float) -> float:
+        return 1e-9 * abs(x) + 1e-12
+
+    d, w = stats_[..., 0], stats_[..., 1]
+    d_obs, w_obs = float(observed[0]), float(observed[1])
+    tie = np.abs(d - d_obs) <= tol(d_obs)
+    return np.asarray((d > d_obs + tol(d_obs)) | (tie & (w >= w_obs - tol(w_obs))))
+
+
+def _two_group_tables(colours: np.ndarray, size: int) -> float:
+    """How many distinct splits of trials of these kinds (``colours`` trials of each) put
+    ``size`` of them in the first group: the coefficient of z^size in the product over
+    kinds of (1 + z + ... + z^c), by running sums (float: only compared with a cap)."""
+    ways = np.zeros(size + 1)
+    ways[0] = 1.0
+    for c in colours:
+        run = np.cumsum(ways)
+        ways = run - np.r_[np.zeros(min(int(c) + 1, size + 1)), run[: max(0, size - int(c))]]
+    return float(ways[size])
+
+
+def _exact_tables(
+    feat: np.ndarray, codes: np.ndarray, g: int, cap: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every distinct assignment of the trials to the groups (group sizes fixed), counted
+    by trial kinds (k, n): how many trials of each kind go to each group. Returns each
+    assignment's group sums of the features and its probability under a uniform random
+    permutation (multivariate hypergeometric), or ``None`` past ``cap`` assignments. Every
+    partial assignment kept can be completed, so the count never passes the final one."""
+    _, first, colours = np.unique(feat[:, :2], axis=0, return_index=True, return_counts=True)
+    kind_feat = feat[first]
+    kinds = len(colours)
+    cap = min(cap, 20_000_000 // (kinds * g))  # the tables kept: states x kinds x groups
+    sizes = np.bincount(codes, minlength=g).astype(np.int64)
+    if g == 2 and _two_group_tables(colours, int(sizes[0])) > cap:
+        return None
+    room = sizes[None, :].copy()
+    logw = np.zeros(1)
+    log_fact = gammaln(np.arange(int(colours.max()) + 1) + 1.0)
+    steps: list[tuple[np.ndarray | None, np.ndarray, int, int]] = []  # parent, x, kind, group
+    for t in range(kinds):
+        left = np.full(len(room), colours[t], dtype=np.int64)
+        for j in range(g):
+            parent = None
+            if j == g - 1:
+                x = left
+            else:
+                lo = np.maximum(0, left - room[:, j + 1 :].sum(axis=1))
+                hi = np.minimum(left, room[:, j])
+                options = hi - lo + 1
+                total = int(options.sum())
+                if total > cap:
+                    return None
+                parent = np.repeat(np.arange(len(room)), options)
+                starts = np.cumsum(options) - options
+                x = lo[parent] + np.arange(total) - starts[parent]
+                room, logw, left = room[parent], logw[parent], left[parent]
+            room[:, j] -= x
+            left = left - x
+            logw = logw - log_fact[x]
+            steps.append((parent, x, t, j))
+    table = np.zeros((len(room), kinds, g))
+    at = np.arange(len(room))
+    for parent, x, t, j in reversed(steps):  # each final state's choices, last to first
+        table[:, t, j] = x[at]
+        if parent is not None:
+            at = parent[at]
+    logw += float(gammaln(colours + 1.0).sum())
+    logw -= float(gammaln(sizes.sum() + 1.0) - gammaln(sizes + 1.0).sum())
+    sums = np.stack([table[:, :, j] @ kind_feat for j in range(g)], axis=1)
+    return sums, np.exp(logw)
+
+
+def _random_sums(
+    feat: np.ndarray,
+    codes: np.ndarray,
+    g: int,
+    size: int,
+    rng: np.random.Generator,
+    kinds: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
+    """Group sums of the features under ``size`` uniform random permutations of the
+    trials' group labels (size x groups x features)."""
+    sizes = np.bincount(codes, minlength=g)
+    total = feat.sum(axis=0)
+    if kinds is not None:  # how many trials of each kind go where: the same law
+        kind_feat, colours = kinds
+        if g == 2:
+            draws = rng.multivariate_hypergeometric(colours, int(sizes[0]), size=size)
+            a = draws @ kind_feat
+            return np.stack([a, total - a], axis=1)
+        left = np.tile(colours, (size, 1))
+        out = np.zeros((size, g, feat.shape[1]))
+        for j in range(g - 1):
+            need = np.full(size, sizes[j], dtype=np.int64)
+            rest = left.sum(axis=1)
+            for t in range(len(colours)):
+                rest = rest - left[:, t]
+                d = rng.hypergeometric(left[:, t], rest, need) if need.any() else 0 * need
+                left[:, t] -= d
+                need -= d
+                out[:, j, :] += d[:, None] * kind_feat[t]
+        out[:, g - 1, :] = left @ kind_feat
+        return out
+    if g == 2:  # the trials whose random keys rank among the lowest sizes[0] go to group 0
+        a = (rng.random((size, len(codes))).argsort(axis=1) < sizes[0]).astype(float) @ feat
+        return np.stack([a, total - a], axis=1)
+    labels = codes[np.argsort(rng.random((size, len(codes))), axis=1)]
+    flat = (labels + g * np.arange(size)[:, None]).ravel()
+    cols = [
+        np.bincount(flat, weights=np.tile(feat[:, f], size), minlength=g * size)
+        for f in range(feat.shape[1])
+    ]
+    return np.stack(cols, axis=1).reshape(size, g, feat.shape[1])
+
+
+def group_permutation_test(
+    k: npt.ArrayLike,
+    n: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    n_perm: int = 1000,
+    rng: np.random.Generator | int = 0,
+    family: int = 1,
+    alpha: float = ALPHA,
+) -> PermutationP:
+    """Are the pooled rates (sum k / sum n) of the groups equal? Each trial (k successes
+    of n) keeps its outcomes and whole trials are permuted between groups, group sizes
+    fixed; the statistic is the studentized ``wald_statistic`` (each group's own
+    trial-clustered variance), so the test is exact when trials are exchangeable and stays
+    valid asymptotically when they are not: groups whose trials differ in size or spread
+    (Janssen 1997; Chung & Romano 2013). Permuting a raw difference instead rejects a true
+    null far too often when one group's trials are much larger than another's.
+
+    The p-value is exact (every distinct split, counted by trial kinds) when there are at
+    most ``EXACT_MAX`` of them; otherwise Monte Carlo, (hits + 1) / (n_perm + 1) over
+    ``n_perm`` permutations. Where p will be Holm-adjusted over ``family`` tests and the
+    Monte Carlo floor 1/(n_perm+1) would not reach alpha / family, a p that lands near its
+    floor (fewer than ``SEQUENTIAL_HITS`` hits) goes on drawing, Besag-Clifford style,
+    until that many hits (p = hits / draws) or until the floor is ``FLOOR_MARGIN`` times
+    below alpha / family (within ``DRAW_BUDGET``); the combined p is still a valid p-value.
+    Trials with no agent-rounds carry no rate and are left out."""
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    kv = np.asarray(k, dtype=float)
+    nv = np.asarray(n, dtype=float)
+    keep = nv > 0
+    codes, uniques = pd.factorize(np.asarray(groups)[keep])
+    kv, nv = kv[keep], nv[keep]
+    g = len(uniques)
+    if g < 2:
+        return PermutationP(math.nan, "no test")
+    feat = _features(kv, nv)
+    log_splits = math.lgamma(len(kv) + 1) - sum(math.lgamma(s + 1) for s in np.bincount(codes))
+    splits = float(round(math.exp(log_splits))) if log_splits < 700 else math.inf
+    if (kv * nv[0] == kv[0] * nv).all():  # every trial has the same rate
+        return PermutationP(1.0, "no variation", splits=splits, p_min=1.0)
+    observed_sums = np.stack(
+        [np.bincount(codes, weights=feat[:, f], minlength=g) for f in range(feat.shape[1])],
+        axis=1,
+    )
+    observed = wald_statistic(observed_sums)
+    cap = min(EXACT_MAX, 4_000_000 // (g * feat.shape[1] + 2))
+    exact = _exact_tables(feat, codes, g, cap)
+    if exact is not None:
+        sums, prob = exact
+        w = wald_statistic(sums)
+        p = float(prob[_at_least(w, observed)].sum())
+        top = w[np.lexsort((w[:, 1], w[:, 0]))[-1]]
+        p_min = float(prob[_at_least(w, top)].sum())
+        return PermutationP(min(1.0, max(p, p_min)), "exact", splits=splits, p_min=p_min)
+    kinds = None
+    found = trial_kinds(kv, nv)
+    if found is not None and len(found[0]) * g <= 50_000:
+        _, first, colours = np.unique(
+            np.stack([kv, nv], axis=1), axis=0, return_index=True, return_counts=True
+        )
+        kinds = (feat[first], colours.astype(np.int64))
+    n_perm = max(1, int(n_perm))
+    n_max = max(n_perm, math.ceil(FLOOR_MARGIN * max(1, family) / alpha))
+    n_max = min(n_max, max(n_perm, DRAW_BUDGET // len(kv)))
+    # bounded memory: a batch holds (permutations x trials) labels, or x kinds x groups
+    width = len(kv) if kinds is None else len(kinds[1]) + g * feat.shape[1]
+    batch = max(1, min(100_000, 2_000_000 // width))
+
+    def hits(size: int) -> np.ndarray:
+        parts = []
+        for start in range(0, size, batch):
+            sums = _random_sums(feat, codes, g, min(batch, size - start), gen, kinds)
+            parts.append(_at_least(wald_statistic(sums), observed))
+        return np.concatenate(parts)
+
+    extreme = int(hits(n_perm).sum())
+    if extreme >= SEQUENTIAL_HITS or n_max <= n_perm:
+        return PermutationP(
+            (extreme + 1) / (n_perm + 1), "monte carlo", n_perm, splits, 1 / (n_perm + 1)
+        )
+    drawn = n_perm
+    while drawn < n_max:  # Besag & Clifford (1991): stop at the h-th hit
+        more = hits(min(max(drawn, batch), n_max - drawn))
+        running = extreme + np.cumsum(more)
+        if running[-1] >= SEQUENTIAL_HITS:
+            at = drawn + int(np.argmax(running >= SEQUENTIAL_HITS)) + 1
+            return PermutationP(SEQUENTIAL_HITS / at, "monte carlo", at, splits, 1 / (n_max + 1))
+        extreme, drawn = int(running[-1]), drawn + len(more)
+    return PermutationP((extreme + 1) / (n_max + 1), "monte carlo", n_max, splits, 1 / (n_max + 1))
+
+
+def two_sample_permutation_test(
+    ka: np.ndarray,
+    na: np.ndarray,
+    kb: np.ndarray,
+    nb: np.ndarray,
+    n_perm: int,
+    rng: np.random.Generator | int,
+    family: int = 1,
+    alpha: float = ALPHA,
+) -> PermutationP:
+    """Two-sided test of equal pooled rates of arms a and b, permuting whole trials
+    between them: ``group_permutation_test`` of two groups, whose statistic is the square
+    of the studentized difference (rate_a - rate_b) / sqrt(V_a + V_b)."""
+    k = np.concatenate([ka, kb])
+    n = np.concatenate([na, nb])
+    arm = np.r_[np.zeros(len(ka), dtype=np.int64), np.ones(len(kb), dtype=np.int64)]
+    return group_permutation_test(k, n, arm, n_perm, rng, family, alpha)
+
+
 def permutation_test(
     ka: np.ndarray,
     na: np.ndarray,
@@ -384,34 +709,10 @@ def permutation_test(
     nb: np.ndarray,
     n_perm: int,
     rng: np.random.Generator,
+    family: int = 1,
 ) -> float:
-    """Two-sided test of equal pooled rates, permuting whole trials between arms."""
-    k = np.concatenate([ka, kb]).astype(float)
-    n = np.concatenate([na, nb]).astype(float)
-    m = len(ka)
-    observed = ka.sum() / na.sum() - kb.sum() / nb.sum()
-    extreme = 0
-    kinds = trial_kinds(k, n)
-    if kinds is not None:  # arm a's trials drawn as counts of each kind: the same law
-        uk, un, colours = kinds
-        for start in range(0, n_perm, 100_000):
-            draws = rng.multivariate_hypergeometric(colours, m, size=min(100_000, n_perm - start))
-            ka_p, na_p = draws @ uk, draws @ un
-            with np.errstate(invalid="ignore", divide="ignore"):
-                diffs = ka_p / na_p - (k.sum() - ka_p) / (n.sum() - na_p)
-            extreme += int(np.sum(np.abs(diffs) >= abs(observed) - 1e-12))
-        return float((extreme + 1) / (n_perm + 1))
-    batch = max(1, min(n_perm, 2_000_000 // len(k)))  # bounded memory on large runs
-    for start in range(0, n_perm, batch):
-        size = min(batch, n_perm - start)
-        # each row a random relabelling of the trials: the m lowest keys go to arm a
-        perms = (rng.random((size, len(k))).argsort(axis=1) < m).astype(float)
-        ka_p, na_p = perms @ k, perms @ n
-        kb_p, nb_p = k.sum() - ka_p, n.sum() - na_p
-        with np.errstate(invalid="ignore", divide="ignore"):
-            diffs = ka_p / na_p - kb_p / nb_p
-        extreme += int(np.sum(np.abs(diffs) >= abs(observed) - 1e-12))
-    return float((extreme + 1) / (n_perm + 1))
+    """The p-value of ``two_sample_permutation_test``."""
+    return two_sample_permutation_test(ka, na, kb, nb, n_perm, rng, family).p
 
 
 def cluster_bootstrap_ci(
@@ -480,10 +781,14 @@ def compare_counts(
     n_perm: int = 2000,
     seed: int = 0,
     who: str = HONEST,
+    family: int = 1,
 ) -> Comparison:
     """``compare`` on per-trial counts already made: k successes of n in each trial of arm
-    a and of arm b."""
-    rng = np.random.default_rng(seed)
+    a and of arm b. ``family``: how many tests the permutation p will be Holm-adjusted
+    over (``two_sample_permutation_test`` draws enough permutations for it). The test and
+    the bootstrap interval draw from separate streams of ``seed``, so the interval does not
+    depend on how many permutations the test needed."""
+    perm_seed, boot_seed = np.random.SeedSequence(seed).spawn(2)
     ka, na, kb, nb = (np.asarray(x, dtype=float) for x in (ka, na, kb, nb))
     if len(ka) == 0 or len(kb) == 0 or na.sum() == 0 or nb.sum() == 0:
         raise ValueError(f"no data for {factor}={a!r} or {factor}={b!r}")
@@ -493,6 +798,9 @@ def compare_counts(
         warnings.simplefilter("ignore")
         chi2_p = float(sps.chi2_contingency(table)[1]) if (table.sum(0) > 0).all() else 1.0
     ra, rb = ka.sum() / na.sum(), kb.sum() / nb.sum()
+    test = two_sample_permutation_test(
+        ka, na, kb, nb, n_perm, np.random.default_rng(perm_seed), family
+    )
     return Comparison(
         factor=factor,
         a=str(a),
@@ -505,10 +813,12 @@ def compare_counts(
         trials_b=len(kb),
         fisher_p=fisher_p,
         chi2_p=chi2_p,
-        permutation_p=permutation_test(ka, na, kb, nb, n_perm, rng),
+        permutation_p=test.p,
         diff=float(ra - rb),
-        diff_ci=cluster_bootstrap_ci(ka, na, kb, nb, n_perm, rng),
+        diff_ci=cluster_bootstrap_ci(ka, na, kb, nb, n_perm, np.random.default_rng(boot_seed)),
         population=who,
+        permutation_method=test.describe(),
+        permutation_min_p=test.p_min,
     )
 
 
@@ -521,17 +831,18 @@ def compare(
     n_perm: int = 2000,
     seed: int = 0,
     who: str = HONEST,
+    family: int = 1,
 ) -> Comparison:
     """Arm ``a`` vs arm ``b`` of ``factor`` on a 0/1 outcome over one population (honest
     agents unless ``who`` says otherwise): Fisher and chi-square on pooled counts, a
-    trial-clustered permutation test, and a trial-clustered bootstrap CI."""
+    trial-clustered (studentized) permutation test, and a trial-clustered bootstrap CI."""
     data = population(df, who)
     ta = _trial_rates(data[data[factor] == a], outcome)
     tb = _trial_rates(data[data[factor] == b], outcome)
     if ta.empty or tb.empty:
         raise ValueError(f"no data for {factor}={a!r} or {factor}={b!r}")
     return compare_counts(
-        ta["k"], ta["n"], tb["k"], tb["n"], factor, a, b, n_perm=n_perm, seed=seed, who=who
+        ta["k"], ta["n"], tb["k"], tb["n"], factor, a, b, n_perm, seed, who, family
     )
 
 
@@ -554,7 +865,7 @@ def comparison_family(
     rows = []
     for factor, a, b in pairs:
         try:
-            rows.append(compare(df, factor, a, b, outcome, n_perm, seed, who).as_dict())
+            rows.append(compare(df, factor, a, b, outcome, n_perm, seed, who, len(pairs)).as_dict())
         except ValueError:
             continue
     out = pd.DataFrame(rows)
@@ -565,62 +876,17 @@ def comparison_family(
 
 
 def omnibus_test(
-    k: npt.ArrayLike, n: npt.ArrayLike, groups: npt.ArrayLike, n_perm: int = 1000, seed: int = 0
+    k: npt.ArrayLike,
+    n: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    n_perm: int = 1000,
+    seed: int = 0,
+    family: int = 1,
 ) -> float:
-    """Are the pooled rates equal across groups? Trials (k of n each) keep their outcomes and
-    are permuted between groups; the statistic is the chi-square of the pooled counts.
-    Returns the permutation p-value (NaN with fewer than two groups)."""
-    codes, uniques = pd.factorize(np.asarray(groups))
-    if len(uniques) < 2:
-        return math.nan
-    kv = np.asarray(k, dtype=float)
-    nv = np.asarray(n, dtype=float)
-    p = kv.sum() / nv.sum()
-    if p in (0.0, 1.0):
-        return 1.0
-    g = len(uniques)
-
-    def stat(c: np.ndarray) -> np.ndarray:
-        # c: (perms x trials) group codes -> chi-square per permutation
-        flat = (c + g * np.arange(c.shape[0])[:, None]).ravel()
-        kk = np.bincount(flat, weights=np.tile(kv, c.shape[0]), minlength=g * c.shape[0])
-        nn = np.bincount(flat, weights=np.tile(nv, c.shape[0]), minlength=g * c.shape[0])
-        kk, nn = kk.reshape(-1, g), nn.reshape(-1, g)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            chi = np.where(nn > 0, (kk - nn * p) ** 2 / (nn * p * (1 - p)), 0.0)
-        return np.asarray(chi.sum(1))
-
-    observed = float(stat(codes[None, :])[0])
-    rng = np.random.default_rng(seed)
-    extreme = 0
-    kinds = trial_kinds(kv, nv)
-    if kinds is not None and len(kinds[0]) * g <= 50_000:
-        # every permutation at once: group by group, kind by kind, how many of the trials
-        # still unassigned go to this group (hypergeometric draws: the permutation's law)
-        uk, un, colours = kinds
-        sizes = np.bincount(codes, minlength=g)
-        left = np.tile(colours, (n_perm, 1))
-        kk, nn = np.zeros((n_perm, g)), np.zeros((n_perm, g))
-        for j in range(g - 1):
-            need = np.full(n_perm, sizes[j], dtype=np.int64)
-            rest = left.sum(axis=1)
-            for t in range(len(uk)):
-                rest = rest - left[:, t]
-                d = rng.hypergeometric(left[:, t], rest, need) if need.any() else 0 * need
-                left[:, t] -= d
-                need -= d
-                kk[:, j] += d * uk[t]
-                nn[:, j] += d * un[t]
-        kk[:, g - 1], nn[:, g - 1] = left @ uk, left @ un
-        with np.errstate(invalid="ignore", divide="ignore"):
-            chi = np.where(nn > 0, (kk - nn * p) ** 2 / (nn * p * (1 - p)), 0.0).sum(axis=1)
-        return float((int(np.sum(chi >= observed - 1e-9)) + 1) / (n_perm + 1))
-    batch = max(1, min(n_perm, 2_000_000 // len(kv)))
-    for start in range(0, n_perm, batch):
-        size = min(batch, n_perm - start)
-        perm = np.argsort(rng.random((size, len(kv))), axis=1)
-        extreme += int(np.sum(stat(codes[perm]) >= observed - 1e-9))
-    return float((extreme + 1) / (n_perm + 1))
+    """Are the pooled rates equal across groups? The p-value of ``group_permutation_test``
+    (whole trials permuted between groups, studentized Wald chi-square); NaN with fewer
+    than two groups, 1 when every trial has the same rate."""
+    return group_permutation_test(k, n, groups, n_perm, seed, family).p
 
 
 def trend_test(k: npt.ArrayLike, n: npt.ArrayLike) -> tuple[float, float]:

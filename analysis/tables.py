@@ -141,6 +141,8 @@ class TrialRows:
     seats: dict[str, list[Any]]
     rows: dict[str, list[Any]]
     rounds: int
+    #: the trial's message events, in order (what other views of the trial read of its talk)
+    said: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -205,24 +207,29 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
     tok_in = [0] * size
     tok_out = [0] * size
     cost = [0.0] * size
+    said: list[dict[str, Any]] = []
+    signals_stag = detector.signals_stag
     for e in events[1:-1]:
         t = e["type"]
         if t == "message":
-            i = (e["round"] - 1) * n + e["sender"]
+            said.append(e)
+            base = (e["round"] - 1) * n
+            sender = e["sender"]
+            i = base + sender
             if e["parse_failed"]:
                 failures[i] += 1
             text = e["text"]
             if text is None:
                 continue
             message[i] = text if message[i] is None else f"{message[i]} / {text}"
-            stag = detector.signals_stag(text)
+            stag = signals_stag(text)
             signalled[i] = signalled[i] or stag
-            base = (e["round"] - 1) * n
             for recv in e["receivers"]:
-                received[base + recv].append(text)
-                received_from[base + recv].append(e["sender"])
+                j = base + recv
+                received[j].append(text)
+                received_from[j].append(sender)
                 if stag:
-                    stag_from[base + recv].append(e["sender"])
+                    stag_from[j].append(sender)
         elif t == "model_call":
             i = (e["round"] - 1) * n + e["seat"]
             c = e["call"]
@@ -260,7 +267,7 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
     for k, v in (*per_seat.items(), *rows.items()):  # what a table of them would refuse
         if len(v) * (rounds if k in per_seat else 1) != size:
             raise ValueError(f"{k}: {len(v)} values for {rounds} rounds of {n} players")
-    return TrialRows(const, per_seat, rows, rounds)
+    return TrialRows(const, per_seat, rows, rounds, said)
 
 
 def _append_trial(
@@ -302,15 +309,18 @@ class RoundsColumns:
     def frame(self) -> pd.DataFrame:
         """The agent-round table (categories where values repeat)."""
         by_trial = np.repeat(np.arange(len(self.sizes)), self.sizes)
-        by_seat, base = [np.zeros(0, dtype=np.int64)], 0
-        for n, rounds in self.shape:  # row (round, seat) of a trial: its seat's value
-            by_seat.append(np.tile(np.arange(base, base + n), rounds))
-            base += n
-        seat_take = np.concatenate(by_seat)
+        # row (round, seat) of a trial: its seat's value, the trial's first seat's index
+        # plus the row's place in the trial modulo its seats
+        shape = np.array(self.shape, dtype=np.int64).reshape(-1, 2)
+        seats, sizes = shape[:, 0], np.array(self.sizes, dtype=np.int64)
+        first_seat = np.cumsum(seats) - seats
+        first_row = np.cumsum(sizes) - sizes
+        place = np.arange(int(sizes.sum()), dtype=np.int64) - first_row[by_trial]
+        seat_take: np.ndarray[Any, Any] = first_seat[by_trial] + place % seats[by_trial]
         data: dict[str, Any] = {}
         for k in (*TRIAL_COLUMNS, *ROW_COLUMNS):
             if k in self.rows:
-                data[k] = pd.Categorical(self.rows[k]) if k in CATEGORICAL else self.rows[k]
+                data[k] = _column(k, self.rows[k])
                 continue
             if k in self.const:
                 values, take = self.const[k], by_trial
@@ -322,6 +332,44 @@ class RoundsColumns:
             else:  # the type the values give, each row its value
                 data[k] = pd.Series(values).take(take).reset_index(drop=True)
         return pd.DataFrame(data)
+
+
+#: agent-round columns of numbers, of bools and of texts (or None): made by ``typed``
+NUMERIC = ("round", "seat", "payoff", "parse_failures", "calls", "truncated", "input_tokens",
+           "output_tokens", "cost_usd")  # fmt: skip
+BOOLS = ("signalled_stag", "hunt_succeeded")
+TEXTS = ("message", "reasoning", "action")
+_STR = pd.StringDtype(na_value=np.nan)  # the type pandas gives a column of texts and None
+
+
+def typed(values: list[Any], kind: str) -> Any:
+    """``values`` as the column ``pd.DataFrame`` makes of them (type and values), made
+    without pandas' slow inference of each value's type where numpy or Arrow make the same
+    of what the list holds: ``kind`` "numeric", ints only (int64) or floats only
+    (float64); "bool", bools only; "text", texts and None (Arrow's strings). Any other
+    list (None only, a bool among ints, NaN among texts, ints and floats mixed, ints too
+    large, anything else) is left to pandas."""
+    if not values:
+        return values
+    held = set(map(type, values))
+    if kind == "numeric" and (held == {int} or held == {float}):
+        array = np.array(values)
+        if array.dtype == (np.int64 if held == {int} else np.float64):
+            return array
+    elif kind == "bool" and held == {bool}:
+        return np.array(values, dtype=np.bool_)
+    elif kind == "text" and str in held and held <= {str, type(None)}:
+        return pd.array(pa.array(values, pa.large_string()), dtype=_STR)
+    return values
+
+
+def _column(name: str, values: list[Any]) -> Any:
+    """A row column of ``RoundsColumns``, as ``pd.DataFrame`` makes it of the list (type
+    and values): categories, or made by ``typed`` where its kind is known."""
+    if name in CATEGORICAL:
+        return pd.Categorical(values)
+    kind = "numeric" if name in NUMERIC else "bool" if name in BOOLS else "text"
+    return typed(values, kind) if kind != "text" or name in TEXTS else values
 
 
 CATEGORICAL = [
@@ -421,10 +469,13 @@ def finish_rounds(df: pd.DataFrame) -> pd.DataFrame:
     for col in CATEGORICAL:  # concat of differing categories falls back to object
         if col in df.columns and not isinstance(df[col].dtype, pd.CategoricalDtype):
             df[col] = df[col].astype("category")
-    df["stag"] = df["action"].map({"stag": 1.0, "hare": 0.0}).astype(float)  # NaN: no action
-    df["valid"] = df["action"].notna()
+    action = df["action"]  # stag 1, hare 0, anything else (no action) NaN
+    stag, hare = (action == "stag").to_numpy(bool), (action == "hare").to_numpy(bool)
+    df["stag"] = np.where(stag, 1.0, np.where(hare, 0.0, np.nan))
+    df["valid"] = action.notna()
     if "received" in df.columns:
-        df["n_received"] = df["received"].map(len)
+        received = df["received"].tolist()
+        df["n_received"] = np.fromiter(map(len, received), np.int64, len(received))
     return df
 
 

@@ -7,11 +7,14 @@ and odd transcripts; and a tampered transcript is left out of every view alike."
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
 
+import agent_row_reference
 import pandas as pd
+import pyarrow as pa
 import pytest
 from pandas.testing import assert_frame_equal
 
@@ -27,8 +30,10 @@ from stagbench.analysis.tables import (
     finish_rounds,
     read_checked,
     rounds_frame,
+    to_arrow,
     transcript_files,
     trial_rows,
+    typed,
 )
 
 import analysis_helpers
@@ -257,3 +262,198 @@ def test_agent_trials_of_a_chunk_with_two_files_of_one_trial(runs: list[Path]) -
         _chunk_table([read_checked(p, strict=False) for p in files]), DEFAULT
     )
     assert_frame_equal(views["agent_trials"], want, check_exact=True)
+
+
+def test_agent_row_equals_its_reference_on_random_trials() -> None:
+    """``metrics.agent_row`` (its first loop and forgiveness test rewritten for speed) makes
+    the row its earlier wording made (``agent_row_reference``), value for value, on random
+    trials: any seats and rounds (not from 1, with gaps), actions stag, hare or none,
+    betrayals seen or not, payoffs, talk naming players or voicing distrust."""
+    rng = random.Random(14)
+    talk = [None, "P2 lied to us", "I do not trust P3", "stag please", "P1 betrayed", "", "ok"]
+    for k in range(3000):
+        n, rounds = rng.randint(1, 6), rng.randint(0, 7)
+        seats = sorted(rng.sample(range(9), n))
+        played = sorted(rng.sample(range(1, 12), rounds))
+        act = [[rng.choice(["stag", "hare", "hare", None]) for _ in seats] for _ in played]
+        pay = [[rng.choice([0.0, 3.0, 10.0, 4.5]) for _ in seats] for _ in played]
+        heard = [[rng.sample(seats, rng.randint(0, n)) for _ in seats] for _ in played]
+        said = [[(rng.choice(talk), rng.choice(talk)) for _ in seats] for _ in played]
+        hare = rng.choice([3.0, 2.0, 4.5])
+        for s in range(n):
+            args = (f"t{k}", s, seats, played, act, pay, heard, said, hare, DEFAULT)
+            new, old = metrics.agent_row(*args), agent_row_reference.agent_row(*args)
+            assert list(new) == list(old)
+            for key, value in old.items():  # the same value of the same type (NaN is NaN)
+                got = new[key]
+                assert type(got) is type(value), (k, s, key)
+                assert got == value or (got != got and value != value), (k, s, key, got, value)
+
+
+def _odd_copies(run: Path, out: Path) -> list[Path]:
+    """A run's transcripts and planted odd copies of them: talk in other scripts and
+    control characters, a trial stopped early, one never played, CRLF line ends and blank
+    lines, payoffs written as ints, float token counts, copies of trials under new ids
+    (played alike: the memos' hits), and files that must be left out (a payoff changed, a
+    cut file, a header only, an action that is no action)."""
+    out.mkdir()
+    paths = transcript_files(run)
+    trials = [read_checked(p, strict=False) for p in paths]
+
+    def put(name: str, events: list[dict[str, Any]], sep: str = "\n") -> None:
+        (out / name).write_text(sep.join(json.dumps(e, ensure_ascii=False) for e in events))
+
+    def renamed(events: list[dict[str, Any]], suffix: str) -> list[dict[str, Any]]:
+        copy = json.loads(json.dumps(events))
+        copy[0]["trial"]["trial_id"] += suffix
+        return copy
+
+    for i, events in enumerate(trials):
+        put(f"{i:03d}.jsonl", events)
+        put(f"{i:03d}-again.jsonl", renamed(events, "-again"))
+    weird = renamed(trials[0 % len(trials)], "-unicode")
+    talk = ["Ich jage den Hirsch \U0001f98c", "P2 lied \u2028 stag", "", "\u6211\u4f1a\u730e\u9e7f"]
+    for k, e in enumerate(x for x in weird if x["type"] == "message"):
+        e["text"] = talk[k % len(talk)] if e["text"] is not None else None
+    put("u-unicode.jsonl", weird)
+    early = renamed(trials[1 % len(trials)], "-early")
+    last = early[-1]["rounds_played"]
+    body = [e for e in early[1:-1] if e.get("round") != last]
+    ends = [e for e in body if e["type"] == "round_end"]
+    n = len(early[0]["seats"])
+    tokens = [e["call"] for e in body if e["type"] == "model_call"]
+    end = {**early[-1], "rounds_played": last - 1,
+           "totals": [sum(r["payoffs"][j] for r in ends) for j in range(n)],
+           "parse_failures": sum(bool(e.get("parse_failed")) for e in body),
+           "input_tokens": sum(c["input_tokens"] for c in tokens),
+           "output_tokens": sum(c["output_tokens"] for c in tokens),
+           "cost_usd": sum(c["cost_usd"] for c in tokens)}  # fmt: skip
+    put("u-early.jsonl", [early[0], *body, end])
+    head, end = _zero_rounds(trials[2 % len(trials)])
+    zero = {"parse_failures": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    put("u-never.jsonl", [head, {**end, **zero}])
+    put("u-crlf.jsonl", renamed(trials[3 % len(trials)], "-crlf"), sep="\r\n\n")
+    ints = renamed(trials[4 % len(trials)], "-ints")
+    for e in ints:
+        if e["type"] == "round_end":
+            e["payoffs"] = [int(p) if p == int(p) else p for p in e["payoffs"]]
+    put("u-ints.jsonl", ints)
+    floats = renamed(trials[5 % len(trials)], "-floats")
+    for e in floats:
+        if e["type"] == "model_call":
+            e["call"]["input_tokens"] = float(e["call"]["input_tokens"])
+    put("u-floats.jsonl", floats)
+    tampered = renamed(trials[6 % len(trials)], "-tampered")
+    next(e for e in tampered if e["type"] == "round_end")["payoffs"][0] += 1.0
+    put("x-tampered.jsonl", tampered)
+    (out / "x-cut.jsonl").write_text((out / f"{7 % len(trials):03d}.jsonl").read_text()[:-200])
+    put("x-header.jsonl", trials[8 % len(trials)][:1])
+    deer = renamed(trials[9 % len(trials)], "-deer")
+    next(e for e in deer if e["type"] == "action")["action"] = "deer"
+    put("x-deer.jsonl", deer)
+    return transcript_files(out)
+
+
+def _per_file(files: list[Path]) -> dict[str, Any]:
+    """The views of ``files`` made file by file the plain way: column lists of every
+    agent-round made a table by pandas, the agents by the table function, the injection
+    views from each trial's records; and what could not be read, with why."""
+    cols: dict[str, list[Any]] = {k: [] for k in (*TRIAL_COLUMNS, *ROW_COLUMNS)}
+    infos, rows, messages, corrupt = [], [], [], {}
+    for path in files:
+        try:
+            events = read_checked(path, strict=False)
+            trial = trial_rows(events, DEFAULT)
+        except Exception as exc:  # noqa: BLE001 (every reason is compared)
+            corrupt[str(path)] = str(exc)
+            continue
+        for k, v in trial.columns().items():
+            cols[k].extend(v)
+        info, r, m = injection.trial_views(events)
+        infos.append(info)
+        rows += [x for x in r if x["role"] == "honest"]
+        messages += m
+    table = finish_rounds(rounds_frame(cols))
+    return {
+        "rounds": table.drop(columns=list(scan.TEXT_COLUMNS)),
+        "agent_trials": metrics.agent_trials(table, DEFAULT),
+        "inj_trials": pd.DataFrame(infos),
+        "inj_rows": pd.DataFrame(rows),
+        "inj_messages": pd.DataFrame(messages).drop(columns=["text"]),
+        "corrupt": corrupt,
+    }
+
+
+def test_chunk_views_equal_the_per_file_views_on_odd_transcripts(
+    runs: list[Path], tmp_path: Path
+) -> None:
+    """A chunk's views as the scan builds them (typed columns, a trial's columns spread,
+    message events walked once, the memos of trials played alike) are the views made file
+    by file the plain way, on mock LLM runs (parse failures, adversaries, payloads) and
+    planted odd copies; the files left out are the same, for the same reasons."""
+    for k, run in enumerate(runs):
+        files = _odd_copies(run, tmp_path / f"odd{k}")
+        views = scan._build(files, [p.read_bytes() for p in files], DEFAULT, False, True)
+        want = _per_file(files)
+        load = views["load"]
+        got = dict(zip(load["path"], load["corrupt"], strict=True))
+        assert {p: why for p, why in got.items() if isinstance(why, str)} == want["corrupt"]
+        assert len(want["corrupt"]) == 4
+        for name in ("rounds", "agent_trials", "inj_trials", "inj_rows", "inj_messages"):
+            assert_frame_equal(views[name], want[name], check_exact=True, obj=name)
+        full = views["full"]
+        assert isinstance(full, pa.Table)
+        assert full.equals(to_arrow(finish_rounds(rounds_frame(_columns(files)))))
+
+
+def _columns(files: list[Path]) -> dict[str, list[Any]]:
+    cols: dict[str, list[Any]] = {k: [] for k in (*TRIAL_COLUMNS, *ROW_COLUMNS)}
+    for path in files:
+        try:
+            trial = trial_rows(read_checked(path, strict=False), DEFAULT)
+        except Exception:  # noqa: BLE001, S112 (left out, as by the scan)
+            continue
+        for key, values in trial.columns().items():
+            cols[key].extend(values)
+    return cols
+
+
+def test_memos_hit_on_trials_played_alike(runs: list[Path], tmp_path: Path) -> None:
+    """Copies of trials under new ids take their agents' rows and verdicts from the memos
+    (each with its own id), and the rows are those the trial makes alone."""
+    files = [p for p in _odd_copies(runs[1], tmp_path / "odd") if not p.name.startswith("x")]
+    made: dict[Any, list[dict[str, Any]]] = {}
+    views = injection.TrialViews(honest_only=True, texts=False)
+    for path in files:
+        events = read_checked(path, strict=False)
+        rows = trial_rows(events, DEFAULT)
+        _same_records(scan._agents(rows, DEFAULT, made), scan._agents(rows, DEFAULT))
+        views.add(events, rows.rows["action"], rows.said)
+    assert 0 < len(made) < len(files)  # copies hit
+    assert 0 < len(views._verdicts) < len(files)
+
+
+@pytest.mark.parametrize("kind", ["numeric", "bool", "text"])
+def test_typed_columns_are_what_pandas_makes(kind: str) -> None:
+    """``tables.typed`` gives the column pandas infers from the list (type and values),
+    whatever the list holds: the kinds it is made for, and lists it must leave to pandas
+    (None only, a bool among ints, NaN among texts, ints too large, lists, mixed kinds)."""
+    rng = random.Random(kind)
+    pools = {
+        "numeric": [[1, 2, 3], [1, 2.5], [0.0, math.nan], [2**70, 1], [True, 1], [None, 1]],
+        "bool": [[True, False], [True, 1], [False, None], [True, 0.0]],
+        "text": [
+            ["stag", "hare"],
+            ["stag", None],
+            [None, None],
+            ["a", math.nan],
+            ["a", 1],
+            ["\U0001f98c", ""],
+            [["a"], "b"],
+        ],  # fmt: skip
+    }
+    for values in pools[kind]:
+        for _ in range(20):
+            column = [rng.choice(values) for _ in range(rng.randint(1, 30))]
+            want = pd.DataFrame({"c": column})
+            assert_frame_equal(pd.DataFrame({"c": typed(column, kind)}), want, check_exact=True)
