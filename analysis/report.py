@@ -892,7 +892,7 @@ def payoffs(d: ReportData) -> Section:
         "persistence: payoff an honest agent lost by hunting stag after its trigger instead "
         "of hare, per agent-trial with a trigger and a valid action after it (n_triggered). "
         "Means with trial-clustered bootstrap 95% "
-        "CIs (blank: fewer than two trials, or no spread to resample)",
+        "CIs (blank: fewer than two trials, or no spread between trials to resample)",
         "payoffs",
     )
     return s

@@ -200,7 +200,7 @@ def mean_ci(
     rng: np.random.Generator | None = None,
 ) -> tuple[float, float, float]:
     """Mean of ``values`` with a trial-clustered bootstrap interval (clusters: trial ids);
-    no interval (NaN) from fewer than two trials or values without spread."""
+    no interval (NaN) from fewer than two trials, or values without spread between trials."""
     v = np.asarray(values, dtype=float)
     ok = ~np.isnan(v)
     v, c = v[ok], np.asarray(clusters)[ok]
@@ -222,12 +222,21 @@ def _mean_ci_sums(
     if len(s) < 2 or not spread:
         return (mean, math.nan, math.nan)  # no interval is earned by one trial or no spread
     rng = rng or np.random.default_rng(0)
+    # values that vary within trials but not between them (every trial's mean the same,
+    # a deterministic population's payoffs) leave nothing to resample either: no interval
+    # rather than a zero-width one (after the draws, so later intervals do not move)
+    means = s / m
+    between = float(np.ptp(means)) > 1e-12 * max(1.0, abs(mean))
     if len(s) > BOOT_MAX_TRIALS:
+        if not between:
+            return (mean, math.nan, math.nan)
         resid = s - mean * m
         se = math.sqrt(len(s) / (len(s) - 1) * float((resid**2).sum())) / float(m.sum())
         return (mean, mean - 1.96 * se, mean + 1.96 * se)
     w = boot_weights(len(s), n_boot, rng)
     boots = (w @ s) / (w @ m)
+    if not between:
+        return (mean, math.nan, math.nan)
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return (mean, float(min(lo, mean)), float(max(hi, mean)))
 

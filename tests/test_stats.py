@@ -411,3 +411,23 @@ def test_a_difference_with_a_flat_arm_is_not_narrowed_by_it() -> None:
     want = np.percentile(boots, [2.5, 97.5])
     d = ka.sum() / na.sum() - kb.sum() / nb.sum()
     assert got == (min(want[0], d), max(want[1], d))
+
+
+def test_a_mean_without_spread_between_trials_has_no_interval() -> None:
+    """Payoffs that vary within trials but average the same in every trial (2.5 per round
+    in each: a deterministic population) printed 2.5 [2.5, 2.5]; the table promises a blank
+    when there is nothing to resample, and the draws are still made so later intervals
+    keep theirs. The one-pass group means give the same."""
+    values = np.array([0.0, 5.0, 3.0, 2.0, 5.0, 0.0, 2.0, 3.0])
+    trials = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    rng = np.random.default_rng(2)
+    mean, lo, hi = stats.mean_ci(values, trials, 300, rng)
+    assert mean == 2.5 and math.isnan(lo) and math.isnan(hi)
+    ref = np.random.default_rng(2)
+    stats.boot_weights(4, 300, ref)
+    assert rng.bit_generator.state == ref.bit_generator.state
+    grouped = stats.group_mean_cis(values, np.zeros(8, dtype=int), trials, [0], 300,
+                                   np.random.default_rng(2))  # fmt: skip
+    assert grouped[0][0] == 2.5 and math.isnan(grouped[0][1]) and grouped[0][3] == 8
+    varied = stats.mean_ci(np.array([0.0, 5.0, 3.0, 3.0]), np.array([0, 0, 1, 1]), 300)
+    assert varied[1] < varied[2]
