@@ -77,3 +77,39 @@ def test_fast_path_reads_what_the_line_join_read(path: Path) -> None:
             assert new[0] == "events", name
         if name in ("truncated", "bad line", "event over two lines", "empty", "two ends"):
             assert new[0] == "error", name
+
+
+def test_a_header_of_the_wrong_types_is_a_clear_error(tmp_path: Path) -> None:
+    """A trial id that is a number (or a player count that is text) passed the fast path
+    and crashed `stagbench tables` with an Arrow traceback when the cached view was
+    written; the header is now checked against its record, strictly, and the file is
+    listed as corrupt while the others are analysed."""
+    from typer.testing import CliRunner
+
+    from stagbench.cli import app
+
+    files = sorted(GOLDEN.glob("*.jsonl"))
+    clean = files[0].read_bytes()
+    load_events(clean)  # a sound file passes
+    header, rest = clean.split(b"\n", 1)
+    head = orjson.loads(header)
+    for path, value in ((("trial", "trial_id"), 12345), (("trial", "game", "n_players"), "4"),
+                        (("spec_name",), None)):  # fmt: skip
+        bad = orjson.loads(header)
+        node = bad
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        with pytest.raises(TranscriptError, match="malformed header: " + r"\.".join(path)):
+            load_events(orjson.dumps(bad) + b"\n" + rest)
+    # the whole command: the damaged file listed, the others analysed, no traceback
+    run = tmp_path / "run" / "transcripts"
+    run.mkdir(parents=True)
+    for f in files:
+        (run / f.name).write_bytes(f.read_bytes())
+    head["trial"]["trial_id"] = 12345
+    (run / files[0].name).write_bytes(orjson.dumps(head) + b"\n" + rest)
+    res = CliRunner().invoke(app, ["tables", str(tmp_path / "run")])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert "malformed header: trial.trial_id" in res.output
+    assert f"from {len(files) - 1} transcripts" in res.output
