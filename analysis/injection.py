@@ -56,7 +56,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -536,20 +535,14 @@ def ratio_ci(
     s = _resampled_sums(np.column_stack([kv, nv]), n_boot, rng)
     with np.errstate(invalid="ignore", divide="ignore"):
         lo, hi = _interval(s[:, 0] / s[:, 1])
-    used = nv > 0
-    if used.sum() >= 1:
-        rate = float(kv[used].sum() / nv[used].sum())
-        if np.allclose(kv[used] / nv[used], rate, rtol=0.0, atol=1e-12):
-            return _wilson(rate, int(used.sum()))
+    used = int((nv > 0).sum())
+    if used:
+        from stagbench.analysis.stats import shared_rate, wilson_rate  # not for reading
+
+        rate = float(kv[nv > 0].sum() / nv[nv > 0].sum())
+        if shared_rate(kv, nv, rate):
+            return wilson_rate(rate, used, 1 - CONFIDENCE)
     return lo, hi
-
-
-def _wilson(p: float, n: int) -> tuple[float, float]:
-    """The Wilson interval of a rate ``p`` over ``n`` units at ``CONFIDENCE``, containing p."""
-    z = NormalDist().inv_cdf(1 - (1 - CONFIDENCE) / 2)
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))
 
 
 def diff_ci(clusters: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:

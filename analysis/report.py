@@ -342,9 +342,10 @@ def _with_unrated(rho: pd.DataFrame, share: pd.DataFrame, keys: list[str]) -> pd
     share of all agent-rounds kept, so no group silently drops out of a table."""
     if not keys or not len(share):
         return rho
-    seen = rho[keys].astype(str).agg("\x1f".join, axis=1) if len(rho) else pd.Series([], dtype=str)
-    wanted = share[keys].astype(str).agg("\x1f".join, axis=1)
-    missing = share[~wanted.isin(set(seen))]
+    missing = share
+    if len(rho):
+        found = share[keys].merge(rho[keys].drop_duplicates(), on=keys, how="left", indicator=True)
+        missing = share[(found["_merge"] == "left_only").to_numpy()]
     if missing.empty:
         return rho
     added = missing.assign(
@@ -509,17 +510,8 @@ def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
     for key, g in groups:
         played = np.asarray(g["count"].notna().to_numpy().any(axis=0))  # rounds it played
         k, n = g["sum"].to_numpy(float)[:, played], g["count"].to_numpy(float)[:, played]
-        z, p = stats.trend_test(k, n)
+        z, p, full, note = stats.trend_details(k, n)
         key = key if isinstance(key, tuple) else (key,)
-        full = int((~np.isnan(n)).all(axis=1).sum()) if n.shape[1] else 0
-        if n.shape[1] < 2:
-            note = "one round: no trend to test"
-        elif not full:
-            note = "no trial has a valid action in every round: nothing to test"
-        elif math.isnan(z):
-            note = "no trial's rate changes from round to round: nothing to test"
-        else:
-            note = ""
         rows.append(
             {
                 **dict(zip(keys, key, strict=True)),

@@ -56,6 +56,13 @@ def wilson_rate(p: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
     return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))
 
 
+def shared_rate(k: np.ndarray, n: np.ndarray, rate: float) -> bool:
+    """Whether every unit (a trial, a cluster) with an outcome has the pooled ``rate``: one
+    unit, or none vary, so resampling the units cannot move the rate."""
+    keep = n > 0
+    return bool(np.allclose(k[keep] / n[keep], rate, rtol=0.0, atol=1e-12))
+
+
 def error_bars(rate: Any, lo: Any, hi: Any) -> np.ndarray:
     """``yerr`` for matplotlib: distances below and above the estimate, never negative."""
     r = np.asarray(rate, dtype=float)
@@ -133,7 +140,7 @@ def cluster_rate_ci(
             parts.append((w @ k) / (w @ n))
         lo, hi = np.percentile(np.concatenate(parts), [100 * alpha / 2, 100 * (1 - alpha / 2)])
         method = f"trial bootstrap (B={n_boot})"
-    if np.allclose(k / n, rate, rtol=0.0, atol=1e-12):  # every trial at the pooled rate
+    if shared_rate(k, n, rate):  # every trial at the pooled rate
         lo, hi = wilson_rate(rate, trials, alpha)
         method = "Wilson on trials (no variation between trials)"
     return (float(max(0.0, min(lo, rate))), float(min(1.0, max(hi, rate))), method)
@@ -757,7 +764,7 @@ def cluster_bootstrap_ci(
     boot_a, boot_b = np.concatenate(parts_a), np.concatenate(parts_b)
     ra, rb = ka.sum() / na.sum(), kb.sum() / nb.sum()
     diff = ra - rb
-    flat_a, flat_b = _no_spread(ka, na, ra), _no_spread(kb, nb, rb)
+    flat_a, flat_b = shared_rate(ka, na, ra), shared_rate(kb, nb, rb)
     if not (flat_a or flat_b):
         lo, hi = np.percentile(boot_a - boot_b, [2.5, 97.5])
         return float(min(lo, diff)), float(max(hi, diff))
@@ -766,12 +773,6 @@ def cluster_bootstrap_ci(
     lo = diff - math.sqrt((ra - la) ** 2 + (ub - rb) ** 2)
     hi = diff + math.sqrt((ua - ra) ** 2 + (rb - lb) ** 2)
     return float(max(-1.0, min(lo, diff))), float(min(1.0, max(hi, diff)))
-
-
-def _no_spread(k: np.ndarray, n: np.ndarray, rate: float) -> bool:
-    """Whether every trial (with an outcome) has the pooled rate: one trial, or none vary."""
-    keep = n > 0
-    return bool(np.allclose(k[keep] / n[keep], rate, rtol=0.0, atol=1e-12))
 
 
 def _percentiles(boot: np.ndarray, rate: float) -> tuple[float, float]:
@@ -903,27 +904,45 @@ def trend_test(k: npt.ArrayLike, n: npt.ArrayLike) -> tuple[float, float]:
     the null the rounds of a trial are exchangeable; the statistic is sum over trials of
     (round - mean round) x the round's rate, its null mean 0 and variance the exact
     permutation variance within each trial, summed over trials (normal approximation).
-    Returns (z, two-sided p); NaN when no trial varies."""
+    Returns (z, two-sided p); NaN when no trial varies (``trend_details`` says why)."""
+    z, p, _, _ = trend_details(k, n)
+    return (z, p)
+
+
+def trend_details(k: npt.ArrayLike, n: npt.ArrayLike) -> tuple[float, float, int, str]:
+    """``trend_test``'s (z, p), the trials it used (those with every round played), and
+    why there is no z when there is none ("" when there is one)."""
     kv = np.asarray(k, dtype=float)
     nv = np.asarray(n, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(nv > 0, kv / nv, np.nan)
     rounds = rate.shape[1]
-    if rounds < 2:
-        return (math.nan, math.nan)
-    c = np.arange(rounds, dtype=float)
-    c -= c.mean()
     full = ~np.isnan(rate).any(axis=1)  # trials with every round played (exchangeable)
+    used = int(full.sum()) if rounds else 0
+    if rounds < 2:
+        return (math.nan, math.nan, used, "one round: no trend to test")
     r = rate[full]
     if len(r) == 0:
-        return (math.nan, math.nan)
+        return (
+            math.nan,
+            math.nan,
+            0,
+            "no trial has a valid action in every round: nothing to test",
+        )
+    c = np.arange(rounds, dtype=float)
+    c -= c.mean()
     s = float((r @ c).sum())
     dev = r - r.mean(axis=1, keepdims=True)
     var = float((c**2).sum() * (dev**2).sum() / (rounds - 1))
     if var <= 0:
-        return (math.nan, math.nan)
+        return (
+            math.nan,
+            math.nan,
+            used,
+            "no trial's rate changes from round to round: nothing to test",
+        )
     z = s / math.sqrt(var)
-    return (z, float(2 * sps.norm.sf(abs(z))))
+    return (z, float(2 * sps.norm.sf(abs(z))), used, "")
 
 
 # -- logistic models -----------------------------------------------------------------
