@@ -158,13 +158,11 @@ def _check_header(header: dict[str, Any], source: str) -> None:
     take its fields as they are, so a wrong type would break them far from here."""
     try:
         _HEADER.validate_json(orjson.dumps(header), strict=True)
-    except (ValidationError, orjson.JSONEncodeError) as exc:
-        if isinstance(exc, ValidationError):
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise TranscriptError(
-                f"{source} has a malformed header: {where}: {err['msg']}"
-            ) from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise TranscriptError(f"{source} has a malformed header: {where}: {err['msg']}") from None
+    except orjson.JSONEncodeError as exc:
         raise TranscriptError(f"{source} has a malformed header: {exc}") from None
 
 
