@@ -251,39 +251,76 @@ def test_sections_made_in_a_forked_process_equal_those_made_here(
         assert a[name] == b[name] if name == "report.md" else a[name].equals(b[name]), name  # type: ignore[attr-defined]
 
 
-def _pid_section(d: report.ReportData) -> report.Section:
-    import os
+#: how the meeting sections below meet: a folder, this process's pid, how long to wait
+_MEET: dict[str, object] = {}
 
-    s = report.Section("Where")
-    s.text(f"pid {os.getpid()} trials {d.df['trial_id'].nunique()}")
-    return s
+
+def _meeting(tag: str) -> report.SectionFn:
+    """A section that leaves its mark in ``_MEET["dir"]`` and waits (up to
+    ``_MEET["wait"]`` s) for the other's: two lanes each take one. With ``_MEET["die"]``,
+    the one made in a forked process kills it once both have met."""
+
+    def section(d: report.ReportData) -> report.Section:
+        import os
+        import time
+
+        folder = Path(str(_MEET["dir"]))
+        (folder / f"{tag}-{os.getpid()}").touch()
+        deadline = time.monotonic() + float(_MEET["wait"])  # type: ignore[arg-type]
+        while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if _MEET.get("die") and os.getpid() != _MEET["parent"]:
+            os._exit(3)
+        s = report.Section(f"Where {tag}")
+        s.text(f"{tag} pid {os.getpid()} trials {d.df['trial_id'].nunique()}")
+        return s
+
+    section.__name__ = f"meeting_{tag}"
+    return section
+
+
+_MEET_A, _MEET_B = _meeting("a"), _meeting("b")
 
 
 def _failing_section(d: report.ReportData) -> report.Section:
     raise ValueError("this section fails")
 
 
-def test_a_section_beside_runs_in_another_process_and_its_failure_is_raised(
+def _pids(html: Path) -> dict[str, str]:
+    md = (html.parent / "report.md").read_text()
+    lines = [x.split() for x in md.splitlines() if " pid " in x]
+    assert all(x[-2:] == ["trials", "24"] for x in lines)  # the data reached both lanes
+    return {x[0]: x[2] for x in lines}
+
+
+def test_sections_run_in_two_lanes_and_a_lane_that_dies_or_fails_is_handled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Two lanes, this process and a forked one, each take a section; a section that
+    raises in either raises here; a forked lane that dies leaves its section to be made
+    here; a run too large to fork, or forking switched off, makes every section here."""
     import os
 
     if not report._forking():
         pytest.skip("no fork here (not Linux, or one core)")
     run = run_spec(SMALL, tmp_path / "run")
-    monkeypatch.setattr(report, "BESIDE", (_pid_section, _failing_section))
-    md = (report.build(run, tmp_path / "a", n_boot=20, sections=[report.overview, _pid_section])
-          .parent / "report.md").read_text()  # fmt: skip
-    line = next(x for x in md.splitlines() if x.startswith("pid "))
-    assert line.split()[1] != str(os.getpid()) and line.endswith("trials 24")  # the data too
+    me = str(os.getpid())
+
+    def build(name: str, wait: float = 30.0, die: bool = False) -> dict[str, str]:
+        folder = tmp_path / f"meet-{name}"
+        folder.mkdir()
+        _MEET.update(dir=str(folder), wait=wait, die=die, parent=os.getpid())
+        return _pids(report.build(run, tmp_path / name, n_boot=20, sections=[_MEET_A, _MEET_B]))
+
+    pids = build("lanes")
+    assert set(pids) == {"a", "b"} and me in pids.values() and len(set(pids.values())) == 2
+    assert build("dies", die=True) == {"a": me, "b": me}  # the dead lane's section: made here
     with pytest.raises(ValueError, match="this section fails"):
-        report.build(run, tmp_path / "b", n_boot=20, sections=[report.overview, _failing_section])
+        report.build(
+            run, tmp_path / "fails", n_boot=20, sections=[_failing_section, report.overview]
+        )
     monkeypatch.setattr(report, "FORK_MAX_TRIALS", 23)  # a run too large to fork: made here
-    md = (report.build(run, tmp_path / "c", n_boot=20, sections=[_pid_section]).parent
-          / "report.md").read_text()  # fmt: skip
-    assert f"pid {os.getpid()} " in md
+    assert build("large", wait=0.2) == {"a": me, "b": me}
     monkeypatch.setattr(report, "FORK_MAX_TRIALS", 24)
     monkeypatch.setenv("STAGBENCH_REPORT_FORK", "0")  # switched off: made here
-    md = (report.build(run, tmp_path / "d", n_boot=20, sections=[_pid_section]).parent
-          / "report.md").read_text()  # fmt: skip
-    assert f"pid {os.getpid()} " in md
+    assert build("off", wait=0.2) == {"a": me, "b": me}

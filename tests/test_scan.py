@@ -213,3 +213,22 @@ def test_views_are_the_same_cold_warm_and_without_cache(
         assert isinstance(rows[col].dtype, pd.CategoricalDtype), col
         assert rows[col].cat.categories.is_monotonic_increasing, col
     assert rows["trial_id"].dtype == bare.injection.rows["trial_id"].dtype
+
+
+def test_keys_statted_in_the_folder_equal_those_of_whole_paths(run: Path, tmp_path: Path) -> None:
+    """A chunk's key is the same whether its files are statted by full path or by name in
+    their folder, a file gone meanwhile included; and it changes with any file's times."""
+    import shutil
+
+    folder = tmp_path / "transcripts"
+    shutil.copytree(run / "transcripts", folder)
+    files = sorted(folder.glob("*.jsonl"))
+    gone = folder / "0-not-there.jsonl"
+    paths = [*files[:5], gone, *files[5:9]]
+    assert scan._key(paths, None, False, folder) == scan._key(paths, None, False)
+    assert list(scan._signatures(paths, folder)) == [scan._signature(p) for p in paths]
+    assert b"\0-" in scan._signature(gone)
+    before = scan._key(paths, None, False, folder)
+    st = files[2].stat()
+    os.utime(files[2], ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert scan._key(paths, None, False, folder) != before
