@@ -203,6 +203,10 @@ ROW_KEYS = ("round", "seat", "role", "distance", "exposure", "action")
 MESSAGE_KEYS = ("round", "phase", "seat", "distance", "text", "echo", "endorse")
 
 
+#: one trial's info, agent-rounds and honest messages (``_trial_columns``)
+Columns = tuple[dict[str, Any], dict[str, list[Any]], dict[str, list[Any]]]
+
+
 class TrialViews:
     """This module's three views of many trials, as column lists (``add`` one trial's
     events at a time, ``frames`` at the end): one row per trial, one per agent-round (the
@@ -230,14 +234,27 @@ class TrialViews:
         events: list[dict[str, Any]],
         actions: Sequence[Any] | None = None,
         said: Sequence[dict[str, Any]] | None = None,
-    ) -> None:
+    ) -> Columns:
         """One trial's views; nothing is appended when its events cannot be read.
         ``actions`` and ``said``: the trial's actions by round, then seat, and its message
         events in order (``tables.trial_rows`` has them), when the caller has them (else
-        they are read from the events)."""
-        info, rows, messages = _trial_columns(
+        they are read from the events). Returns what was appended (for ``add_again``)."""
+        columns = _trial_columns(
             events, self.honest_only, self.texts, actions, said, self._verdicts
         )
+        self._append(*columns)
+        return columns
+
+    def add_again(self, columns: Columns, trial_id: Any, repetition: Any) -> None:
+        """The views ``add`` returned for one trial, for another that was played as it
+        was (the same header but for its trial id, seed and repetition, and the same
+        events): under this one's id and repetition."""
+        info, rows, messages = columns
+        self._append({**info, "trial_id": trial_id, "repetition": repetition}, rows, messages)
+
+    def _append(
+        self, info: dict[str, Any], rows: dict[str, list[Any]], messages: dict[str, list[Any]]
+    ) -> None:
         for k, v in info.items():
             self.trials[k].append(v)
         _extend(self.rows, rows)
@@ -299,7 +316,7 @@ def _trial_columns(
     actions: Sequence[Any] | None = None,
     said_events: Sequence[dict[str, Any]] | None = None,
     memo: dict[Any, list[tuple[bool, bool]]] | None = None,
-) -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, list[Any]]]:
+) -> Columns:
     """One trial's info, and its agent-rounds and honest messages as column lists (without
     the info's columns). ``actions`` (by round, then seat) and ``said_events`` (the message
     events), when the caller has both: the events are not walked again. ``memo``: the

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -232,3 +233,69 @@ def test_keys_statted_in_the_folder_equal_those_of_whole_paths(run: Path, tmp_pa
     st = files[2].stat()
     os.utime(files[2], ns=(st.st_atime_ns, st.st_mtime_ns + 1))
     assert scan._key(paths, None, False, folder) != before
+
+
+def _alike_groups(folder: Path) -> list[list[Path]]:
+    groups: dict[bytes, list[Path]] = {}
+    for p in sorted(folder.glob("*.jsonl")):
+        found = scan._alike(p.read_bytes())
+        assert found is not None  # every file of this version has a content
+        groups.setdefault(found[0], []).append(p)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def test_trials_played_alike_are_read_once_and_give_the_views_of_a_full_read(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial whose header (but for its id, seed and repetition) and events are those of
+    a trial read before in its chunk takes that trial's views under its own ids: every
+    view equals a full read of each file. A copy whose id is of the wrong type is a
+    corrupt file as without the shortcut, and one whose events differ is read in full."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    groups = _alike_groups(copy / "transcripts")
+    assert sum(len(g) - 1 for g in groups) >= 10  # scripted tit-for-tat: many alike
+    first, second = groups[0][:2]
+    # the second's id a number (a malformed header), the third's payoff tampered
+    raw = second.read_bytes()
+    tid = orjson.loads(raw[: raw.index(b"\n")])["trial"]["trial_id"]
+    second.write_bytes(raw.replace(f'"trial_id":"{tid}"'.encode(), b'"trial_id":12345', 1))
+    third = next(g[1] for g in groups[1:] if g[1] != second)
+    raw = third.read_bytes()
+    at = raw.index(b'"payoffs":[') + len(b'"payoffs":[')
+    third.write_bytes(raw[:at] + (b"7" if raw[at : at + 1] != b"7" else b"8") + raw[at + 1 :])
+    again = []
+    real = scan._again
+    monkeypatch.setattr(scan, "_again", lambda *a: again.append(1) or real(*a))
+    short = scan.scan(copy, workers=1, cache=False)
+    assert len(again) >= 8
+    monkeypatch.setattr(scan, "_alike", lambda blob: None)
+    full = scan.scan(copy, workers=1, cache=False)
+    assert short.load.corrupt == full.load.corrupt
+    assert {p for p, _ in full.load.corrupt} == {str(second), str(third)}
+    assert "malformed header: trial.trial_id" in dict(full.load.corrupt)[str(second)]
+    assert sorted(short.load.read) == sorted(full.load.read) and len(full.load.read) == 46
+    pd.testing.assert_frame_equal(short.rounds, full.rounds)
+    pd.testing.assert_frame_equal(short.agent_trials, full.agent_trials)
+    for part in ("rows", "messages", "trials"):
+        pd.testing.assert_frame_equal(getattr(short.injection, part), getattr(full.injection, part))
+    assert first.exists()
+
+
+def test_only_files_of_this_version_with_a_header_line_have_a_content() -> None:
+    head = {"type": "header", "version": 2, "trial": {"trial_id": "a", "seed": 1, "repetition": 0}}
+    body = b'\n{"type":"trial_end"}\n'
+    found = scan._alike(orjson.dumps(head) + body)
+    assert found is not None and found[1] == head
+    other = {**head, "trial": {"trial_id": "b", "seed": 9, "repetition": 3}}
+    assert scan._alike(orjson.dumps(other) + body)[0] == found[0]  # type: ignore[index]
+    for bad in (
+        orjson.dumps({**head, "version": 1}) + body,  # migrated first: read in full
+        orjson.dumps({**head, "trial": {"trial_id": "a", "repetition": 0}}) + body,  # no seed
+        orjson.dumps(head),  # one line
+        b"\n" + orjson.dumps(head) + body,  # a blank line first
+        b"[1]" + body,
+    ):
+        assert scan._alike(bad) is None

@@ -145,14 +145,14 @@ def load_events(data: bytes | str, source: str = "<transcript>") -> Events:
         raise TranscriptError(f"{source} is empty")
     events = migrate(events, source)
     _check_structure(events, source)
-    _check_header(events[0], source)
+    check_header(events[0], source)
     return events
 
 
 _HEADER = Header.__pydantic_validator__
 
 
-def _check_header(header: dict[str, Any], source: str) -> None:
+def check_header(header: dict[str, Any], source: str) -> None:
     """The header against its record, strictly (as JSON: a trial id that is a number, or a
     player count that is text, is a damaged header, not something to analyse): readers
     take its fields as they are, so a wrong type would break them far from here."""
