@@ -36,6 +36,21 @@ console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 
+def _arrow_on_malloc() -> None:
+    """Arrow's buffers from the C library's allocator for an analysis command, unless
+    ``ARROW_DEFAULT_MEMORY_POOL`` names another: the analysis reads, joins and frees large
+    buffers chunk by chunk, and mimalloc, Arrow's default, keeps much of what is freed
+    (the report on 100,000 trials peaks at 1.50 GB with it and 1.18 GB with malloc, in the
+    same time; ``tables`` at 337 and 276 MB)."""
+    import os
+
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 def _fail(exc: Exception) -> typer.Exit:
     err.print(f"[bold red]error:[/] {escape(str(exc))}")
     return typer.Exit(code=2)
@@ -459,6 +474,7 @@ def report(
     """Tables (Parquet), statistics, plots and a self-contained HTML + Markdown report."""
     from stagbench.analysis.report import build
 
+    _arrow_on_malloc()
     try:
         path = build(run_dir, out, n_boot=n_boot)
         if judge:
@@ -615,6 +631,7 @@ def _scan(run_dir: Path, full: bool = False) -> Any:
     from stagbench.analysis import design
     from stagbench.analysis.scan import scan
 
+    _arrow_on_malloc()
     try:
         result = scan(run_dir, lexicon=design.lexicon(run_dir), full=full, views=not full)
         checked = design.check(run_dir, result.load)

@@ -299,3 +299,24 @@ def test_only_files_of_this_version_with_a_header_line_have_a_content() -> None:
         b"[1]" + body,
     ):
         assert scan._alike(bad) is None
+
+
+def test_analysis_commands_put_arrow_on_malloc_unless_told_otherwise(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tables` and `report` take Arrow's buffers from malloc (a lower peak than mimalloc,
+    which keeps freed buffers), unless ARROW_DEFAULT_MEMORY_POOL names a pool."""
+    before = pa.default_memory_pool()
+    try:
+        for command in (["tables", str(run), "--out", str(tmp_path / "t.parquet")],
+                        ["report", str(run), "--out", str(tmp_path / "r"), "--n-boot", "20"]):  # fmt: skip
+            monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+            pa.set_memory_pool(pa.mimalloc_memory_pool())
+            assert CliRunner().invoke(app, command).exit_code == 0
+            assert pa.default_memory_pool().backend_name == "system"
+            monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+            pa.set_memory_pool(pa.mimalloc_memory_pool())
+            assert CliRunner().invoke(app, command).exit_code == 0
+            assert pa.default_memory_pool().backend_name == "mimalloc"
+    finally:
+        pa.set_memory_pool(before)
