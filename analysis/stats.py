@@ -566,6 +566,22 @@ def _exact_tables(
     return sums, np.exp(logw)
 
 
+def _smallest(keys: np.ndarray, m: int) -> np.ndarray:
+    """Per row of ``keys``, 1.0 where the key is among the row's ``m`` smallest, else 0.0
+    (a uniform random m-subset per row, for keys drawn uniformly): a partial sort (a third
+    of a full sort's time); a row whose m-th smallest key is tied (never, in practice)
+    takes its first m by a stable sort instead."""
+    if m <= 0 or m >= keys.shape[1]:
+        return np.full(keys.shape, float(m > 0))
+    mask = keys <= np.partition(keys, m - 1, axis=1)[:, m - 1 : m]
+    tied = np.flatnonzero(mask.sum(axis=1) != m)
+    if len(tied):
+        order = np.argsort(keys[tied], axis=1, kind="stable")[:, :m]
+        mask[tied] = False
+        mask[tied[:, None], order] = True
+    return mask.astype(float)
+
+
 def _random_sums(
     feat: np.ndarray,
     codes: np.ndarray,
@@ -597,8 +613,8 @@ def _random_sums(
                 out[:, j, :] += d[:, None] * kind_feat[t]
         out[:, g - 1, :] = left @ kind_feat
         return out
-    if g == 2:  # the trials whose random keys rank among the lowest sizes[0] go to group 0
-        a = (rng.random((size, len(codes))).argsort(axis=1) < sizes[0]).astype(float) @ feat
+    if g == 2:  # the trials with the sizes[0] lowest of uniform random keys: group 0
+        a = _smallest(rng.random((size, len(codes))), int(sizes[0])) @ feat
         return np.stack([a, total - a], axis=1)
     labels = codes[np.argsort(rng.random((size, len(codes))), axis=1)]
     flat = (labels + g * np.arange(size)[:, None]).ravel()

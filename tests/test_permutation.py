@@ -303,3 +303,19 @@ def test_report_comparisons_reach_holm_and_say_how_p_was_made() -> None:
     assert "omnibus" not in table.columns
     text = report._omnibus(d, ["disclosure", "adversary_arm"])
     assert "Wald chi-square" in text and ("exact (" in text or "Monte Carlo (" in text)
+
+
+def test_the_m_smallest_keys_make_a_uniform_subset_of_exactly_m_per_row() -> None:
+    """``_smallest`` picks exactly m trials per row, each m-subset equally often for
+    uniform keys, and a row whose keys tie at the m-th takes exactly m as well."""
+    rng = np.random.default_rng(4)
+    mask = stats._smallest(rng.random((60_000, 4)), 2)
+    assert (mask.sum(axis=1) == 2).all()
+    codes = mask @ np.array([1, 2, 4, 8])
+    counts = np.unique(codes, return_counts=True)[1]
+    assert len(counts) == 6 and abs(counts / 60_000 - 1 / 6).max() < 0.01
+    tied = np.array([[0.5, 0.1, 0.5, 0.5], [0.3, 0.3, 0.3, 0.3], [0.9, 0.2, 0.4, 0.2]])
+    got = stats._smallest(tied, 2)
+    assert (got.sum(axis=1) == 2).all()
+    assert got[0].tolist() == [1, 1, 0, 0] and got[2].tolist() == [0, 1, 0, 1]
+    assert (stats._smallest(tied, 0) == 0).all() and (stats._smallest(tied, 4) == 1).all()
