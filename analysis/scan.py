@@ -6,6 +6,8 @@ messages (``injection``). Reading 100,000 transcripts is most of a report's time
 file is read, migrated and audited ONCE, in chunks of ``CHUNK`` files spread over
 ``workers`` processes, and every view is built from the chunk while its events are in
 memory. A chunk holds whole trials, so per-trial views (agent-trials) are exact per chunk.
+A trial played exactly as one before it in its chunk (``_alike``: scripted agents play
+the same trial again and again) takes that trial's views under its own ids (``_again``).
 
 The cache: each chunk's views are written as Parquet under ``RUN/.cache/analysis/KEY/``,
 where KEY hashes, for every file of the chunk, its name, size, inode, modification time
