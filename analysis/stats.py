@@ -12,6 +12,7 @@ trial-cluster bootstrap, saying which was used.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -156,6 +157,17 @@ def trial_counts(df: pd.DataFrame, keys: list[str], outcome: str) -> pd.DataFram
     )
 
 
+def data_rng(seed: int, *arrays: np.ndarray) -> np.random.Generator:
+    """A random stream that is a function of ``seed`` and the data it resamples (the
+    arrays' values, in order) alone: an interval drawn from it is the same wherever the
+    same data are resampled, and does not move when other data are added beside them."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        h.update(b"|")
+    return np.random.default_rng([seed % (1 << 64), int.from_bytes(h.digest(), "little")])
+
+
 def rate_table(
     df: pd.DataFrame,
     keys: list[str],
@@ -178,13 +190,14 @@ def rate_table_counts(
 ) -> pd.DataFrame:
     """``rate_table`` on per-trial counts already made: one row per ``keys`` and trial with
     ``k`` (successes) and ``n`` (outcomes, at least one), as ``trial_counts`` gives them
-    (sorted by ``keys`` and trial)."""
-    rng = np.random.default_rng(seed)
+    (sorted by ``keys`` and trial). Each group's interval draws from a stream of its own
+    counts (``data_rng``): the same trials get the same interval in every table, whatever
+    other groups a table holds."""
     rows = []
     grouped = counts.groupby(keys, observed=True, sort=True) if keys else [((), counts)]
     for key, g in grouped:
         k, n = g["k"].to_numpy(float), g["n"].to_numpy(float)
-        lo, hi, method = cluster_rate_ci(k, n, n_boot, rng)
+        lo, hi, method = cluster_rate_ci(k, n, n_boot, data_rng(seed, k, n))
         key = key if isinstance(key, tuple) else (key,)
         rows.append(
             {

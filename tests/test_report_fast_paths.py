@@ -324,3 +324,21 @@ def test_sections_run_in_two_lanes_and_a_lane_that_dies_or_fails_is_handled(
     monkeypatch.setattr(report, "FORK_MAX_TRIALS", 24)
     monkeypatch.setenv("STAGBENCH_REPORT_FORK", "0")  # switched off: made here
     assert build("off", wait=0.2) == {"a": me, "b": me}
+
+
+def test_a_cell_has_one_interval_in_every_table(tmp_path: Path) -> None:
+    """The honest stag rate of a cell, in the cell table and in the explicit-vs-silent
+    table, has one interval (each drawn from the cell's own trials)."""
+    import pyarrow.parquet as pq
+
+    run = run_spec(SMALL, tmp_path / "run")
+    out = report.build(
+        run, tmp_path / "r", n_boot=200, sections=[report.cooperation, report.comparisons]
+    ).parent
+    cells = pq.read_table(out / "cooperation_by_cell.parquet").to_pandas()
+    pairs = pq.read_table(out / "explicit_vs_silent.parquet").to_pandas()
+    keys = [c for c in pairs.columns if c in cells.columns and not c.startswith("stag_")]
+    both = cells.merge(pairs, on=keys, suffixes=("", "_pair"))
+    assert len(both) == len(cells) == 8 and both["stag_ci_hi"].gt(both["stag_ci_lo"]).any()
+    for col in ("stag_rate", "stag_ci_lo", "stag_ci_hi", "stag_n"):
+        assert both[col].equals(both[f"{col}_pair"]), col

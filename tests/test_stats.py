@@ -431,3 +431,28 @@ def test_a_mean_without_spread_between_trials_has_no_interval() -> None:
     assert grouped[0][0] == 2.5 and math.isnan(grouped[0][1]) and grouped[0][3] == 8
     varied = stats.mean_ci(np.array([0.0, 5.0, 3.0, 3.0]), np.array([0, 0, 1, 1]), 300)
     assert varied[1] < varied[2]
+
+
+def test_the_same_trials_get_the_same_interval_in_any_table() -> None:
+    """A group's interval is drawn from its own counts: the same trials give the same
+    interval in a table with other groups beside them, alone, or with other groups; other
+    counts give another interval."""
+    rng = np.random.default_rng(2)
+
+    def group(name: str, p: float) -> pd.DataFrame:
+        n = rng.integers(5, 20, size=40)
+        return pd.DataFrame({"cell": name, "trial_id": [f"{name}{i:02d}" for i in range(40)],
+                             "k": rng.binomial(n, p), "n": n})  # fmt: skip
+
+    a, b, c = group("a", 0.6), group("b", 0.3), group("c", 0.8)
+    cols = ["rate", "ci_lo", "ci_hi", "n", "trials", "ci"]
+    tables = [pd.concat(parts) for parts in ([b], [a, b], [b, c], [a, b, c])]
+    rows = [
+        stats.rate_table_counts(t, ["cell"], 300).set_index("cell").loc["b", cols] for t in tables
+    ]
+    for row in rows[1:]:
+        assert row.equals(rows[0])
+    assert rows[0]["ci_hi"] > rows[0]["ci_lo"]
+    other = stats.rate_table_counts(b.iloc[::-1], ["cell"], 300).iloc[0]  # other draws
+    assert (other["ci_lo"], other["ci_hi"]) != (rows[0]["ci_lo"], rows[0]["ci_hi"])
+    assert stats.data_rng(-3, np.ones(2)).random() == stats.data_rng(-3, np.ones(2)).random()
