@@ -965,10 +965,13 @@ ATTACK_FACTORS = ("population", "arm")
 
 
 def _pivot_rounds(table: pd.DataFrame) -> pd.DataFrame:
+    """``table``'s stag rates with one column per round, one row per combination of its
+    other keys that it has (a rate it has blank, where no honest action was valid, is
+    kept; a combination it does not have, as a distance an arm never reaches, is not)."""
     keys = [c for c in table.columns if c not in ("round", "trials", "n", "stag_rate", "lo", "hi")]
     wide = table.pivot_table(index=keys, columns="round", values="stag_rate", dropna=False)
     wide.columns = [f"round {c}" for c in wide.columns]
-    return wide.reset_index()
+    return wide.reset_index().merge(table[keys].drop_duplicates(), on=keys, how="inner")
 
 
 def only(data: InjectionData, trial_ids: set[str]) -> InjectionData:

@@ -524,3 +524,22 @@ def test_ratio_ci_is_never_zero_width_from_clusters_that_all_agree() -> None:
     got = injection.ratio_ci(k, n, 300, np.random.default_rng(5))
     s = injection._resampled_sums(np.column_stack([k, n]), 300, np.random.default_rng(5))
     assert got == injection._interval(s[:, 0] / s[:, 1])
+
+
+def test_the_per_round_table_has_no_rows_for_combinations_never_seen() -> None:
+    """Pivoting the per-round rates keeps each (payload, arm, distance) the data have, a
+    blank rate among them, and adds none they lack (a distance an arm never reaches)."""
+    arm = pd.Categorical(["hub", "hub", "hub", "hub", "leaf", "leaf"])
+    table = pd.DataFrame({
+        "payload": "-", "arm": arm, "distance": [1.0, 1.0, 2.0, 2.0, math.inf, math.inf],
+        "round": [1, 2, 1, 2, 1, 2], "trials": 3, "n": 9,
+        "stag_rate": [1.0, 0.5, 1.0, math.nan, 0.8, 0.7], "lo": 0.0, "hi": 1.0,
+    })  # fmt: skip
+    wide = injection._pivot_rounds(table)
+    assert [(a, d) for a, d in zip(wide["arm"], wide["distance"], strict=True)] == [
+        ("hub", 1.0),
+        ("hub", 2.0),
+        ("leaf", math.inf),
+    ]
+    assert wide["round 2"].isna().tolist() == [False, True, False]
+    assert wide["round 1"].tolist() == [1.0, 1.0, 0.8]
