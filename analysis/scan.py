@@ -208,7 +208,7 @@ def _alike(blob: bytes) -> tuple[bytes, dict[str, Any]] | None:
     the others, under their ids (``_again``), and the others need no parse, no audit and
     no walk of their events."""
     end = blob.find(b"\n")
-    if end < 0:
+    if end < 0 or b"\r" in blob:  # the reader splits lines at a lone CR too: read as usual
         return None
     try:
         head = orjson.loads(blob[:end])

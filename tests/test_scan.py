@@ -250,7 +250,8 @@ def test_trials_played_alike_are_read_once_and_give_the_views_of_a_full_read(
     """A trial whose header (but for its id, seed and repetition) and events are those of
     a trial read before in its chunk takes that trial's views under its own ids: every
     view equals a full read of each file. A copy whose id is of the wrong type is a
-    corrupt file as without the shortcut, and one whose events differ is read in full."""
+    corrupt file as without the shortcut, as is one whose header holds a lone CR, and one
+    whose events differ is read in full."""
     import shutil
 
     copy = tmp_path / "run"
@@ -266,6 +267,10 @@ def test_trials_played_alike_are_read_once_and_give_the_views_of_a_full_read(
     raw = third.read_bytes()
     at = raw.index(b'"payoffs":[') + len(b'"payoffs":[')
     third.write_bytes(raw[:at] + (b"7" if raw[at : at + 1] != b"7" else b"8") + raw[at + 1 :])
+    # the fourth's header with a lone CR (JSON whitespace, but the reader ends a line there)
+    fourth = next(g[-1] for g in groups[2:] if g[-1] not in (second, third))
+    raw = fourth.read_bytes()
+    fourth.write_bytes(raw.replace(b'"format":', b'\r"format":', 1))
     again = []
     real = scan._again
     monkeypatch.setattr(scan, "_again", lambda *a: again.append(1) or real(*a))
@@ -274,9 +279,9 @@ def test_trials_played_alike_are_read_once_and_give_the_views_of_a_full_read(
     monkeypatch.setattr(scan, "_alike", lambda blob: None)
     full = scan.scan(copy, workers=1, cache=False)
     assert short.load.corrupt == full.load.corrupt
-    assert {p for p, _ in full.load.corrupt} == {str(second), str(third)}
+    assert {p for p, _ in full.load.corrupt} == {str(second), str(third), str(fourth)}
     assert "malformed header: trial.trial_id" in dict(full.load.corrupt)[str(second)]
-    assert sorted(short.load.read) == sorted(full.load.read) and len(full.load.read) == 46
+    assert sorted(short.load.read) == sorted(full.load.read) and len(full.load.read) == 45
     pd.testing.assert_frame_equal(short.rounds, full.rounds)
     pd.testing.assert_frame_equal(short.agent_trials, full.agent_trials)
     for part in ("rows", "messages", "trials"):
@@ -296,6 +301,8 @@ def test_only_files_of_this_version_with_a_header_line_have_a_content() -> None:
         orjson.dumps({**head, "trial": {"trial_id": "a", "repetition": 0}}) + body,  # no seed
         orjson.dumps(head),  # one line
         b"\n" + orjson.dumps(head) + body,  # a blank line first
+        orjson.dumps(head).replace(b",", b",\r", 1) + body,  # a CR the reader ends a line at
+        orjson.dumps(head) + body.replace(b"\n", b"\r\n"),  # CRLF
         b"[1]" + body,
     ):
         assert scan._alike(bad) is None
