@@ -44,7 +44,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import orjson
 import pandas as pd
@@ -157,21 +157,21 @@ def _build(
     load: list[dict[str, Any]] = []
     per_trial: list[tuple[Any, list[dict[str, Any]]]] = []  # trials with rows: their agents
     made: dict[Any, list[dict[str, Any]]] = {}  # agents' rows by what they are made of
-    alike: dict[bytes, _Views] = {}  # a trial's views by its content (``_alike``)
+    alike: dict[int, tuple[_Views, _Content]] = {}  # a trial's views by its content
     for path, blob in zip(paths, blobs, strict=True):
         try:
             if blob is None:
                 raise TranscriptError(f"cannot read transcript {path}")
             content = None if strict else _alike(blob)
-            seen = alike.get(content[0]) if content is not None else None
-            if content is not None and seen is not None:
-                rows, agents, ident = _again(seen, content[1], path, inj)
+            seen = alike.get(content.digest) if content is not None else None
+            if content is not None and seen is not None and content.same(seen[1]):
+                rows, agents, ident = _again(seen[0], content.header, path, inj)
             else:
                 events, rows, ident = read_trial(path, strict, detector, blob)
                 agents = _agents(rows, detector, made)
                 views = inj.add(events, rows.rows["action"], rows.said)
-                if content is not None:
-                    alike[content[0]] = (rows, agents, views)
+                if content is not None and seen is None:
+                    alike[content.digest] = ((rows, agents, views), content)
         except READ_ERRORS as exc:
             load.append({"path": str(path), "trial_id": None, "spec": None, "digest": None,
                          "corrupt": str(exc)})  # fmt: skip
@@ -199,14 +199,31 @@ _Views = tuple[TrialRows, list[dict[str, Any]], injection.Columns]
 _IDS = ("trial_id", "seed", "repetition")
 
 
-def _alike(blob: bytes) -> tuple[bytes, dict[str, Any]] | None:
+class _Content(NamedTuple):
+    """A transcript as ``_alike`` reads it: everything but its trial id, seed and
+    repetition, by the hash of ``rest`` (its header without them) and its events (the
+    bytes of ``blob`` after ``end``, the header line's end), and its ``header``."""
+
+    digest: int
+    rest: bytes
+    blob: bytes
+    end: int
+    header: dict[str, Any]
+
+    def same(self, other: _Content) -> bool:
+        """The same content byte for byte (a hash may be shared by others)."""
+        return self.rest == other.rest and self.blob[self.end :] == other.blob[other.end :]
+
+
+def _alike(blob: bytes) -> _Content | None:
     """A transcript of this format version (no migration) as its content, everything but
-    its trial id, seed and repetition, and its header; ``None`` for any other file (read
-    as usual). Every view of a trial is a function of its content and those three ids, and
-    trials played alike (scripted agents, templated talk: the same header but for its ids,
-    byte-identical events) have the same content: the views of the first are the views of
-    the others, under their ids (``_again``), and the others need no parse, no audit and
-    no walk of their events."""
+    its trial id, seed and repetition; ``None`` for any other file (read as usual). Every
+    view of a trial is a function of its content and those three ids, and trials played
+    alike (scripted agents, templated talk: the same header but for its ids, byte-identical
+    events) have the same content: the views of the first are the views of the others,
+    under their ids (``_again``), and the others need no parse, no audit and no walk of
+    their events. The content is held as a hash and the file's own bytes (a chunk holds
+    them anyway), never copied; files of one hash are compared byte for byte."""
     end = blob.find(b"\n")
     if end < 0 or b"\r" in blob:  # the reader splits lines at a lone CR too: read as usual
         return None
@@ -218,10 +235,10 @@ def _alike(blob: bytes) -> tuple[bytes, dict[str, Any]] | None:
         sans = {k: v for k, v in trial.items() if k not in _IDS}
         if len(sans) != len(trial) - len(_IDS):
             return None
-        content = orjson.dumps({**head, "trial": sans}) + blob[end:]
+        rest = orjson.dumps({**head, "trial": sans})
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, KeyError, TypeError, AttributeError):
         return None
-    return content, head
+    return _Content(hash((rest, blob[end:])), rest, blob, end, head)
 
 
 def _again(

@@ -240,7 +240,7 @@ def _alike_groups(folder: Path) -> list[list[Path]]:
     for p in sorted(folder.glob("*.jsonl")):
         found = scan._alike(p.read_bytes())
         assert found is not None  # every file of this version has a content
-        groups.setdefault(found[0], []).append(p)
+        groups.setdefault(found.digest, []).append(p)
     return [g for g in groups.values() if len(g) > 1]
 
 
@@ -293,9 +293,13 @@ def test_only_files_of_this_version_with_a_header_line_have_a_content() -> None:
     head = {"type": "header", "version": 2, "trial": {"trial_id": "a", "seed": 1, "repetition": 0}}
     body = b'\n{"type":"trial_end"}\n'
     found = scan._alike(orjson.dumps(head) + body)
-    assert found is not None and found[1] == head
-    other = {**head, "trial": {"trial_id": "b", "seed": 9, "repetition": 3}}
-    assert scan._alike(orjson.dumps(other) + body)[0] == found[0]  # type: ignore[index]
+    assert found is not None and found.header == head
+    other = scan._alike(
+        orjson.dumps({**head, "trial": {"trial_id": "b", "seed": 9, "repetition": 3}}) + body
+    )
+    assert other is not None and other.digest == found.digest and other.same(found)
+    changed = scan._alike(orjson.dumps(head) + body.replace(b"end", b"End"))
+    assert changed is not None and changed.digest != found.digest and not changed.same(found)
     for bad in (
         orjson.dumps({**head, "version": 1}) + body,  # migrated first: read in full
         orjson.dumps({**head, "trial": {"trial_id": "a", "repetition": 0}}) + body,  # no seed
@@ -327,3 +331,26 @@ def test_analysis_commands_put_arrow_on_malloc_unless_told_otherwise(
             assert pa.default_memory_pool().backend_name == "mimalloc"
     finally:
         pa.set_memory_pool(before)
+
+
+def test_trials_whose_contents_share_a_hash_are_told_apart_by_their_bytes(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every file's content hash made the same, only files whose bytes are alike
+    share views: every view equals a full read."""
+    full = scan.scan(run, workers=1, cache=False)
+    real, told = scan._alike, []
+
+    def one_hash(blob: bytes) -> scan._Content | None:
+        found = real(blob)
+        return found._replace(digest=0) if found is not None else None
+
+    same = scan._Content.same
+    monkeypatch.setattr(scan, "_alike", one_hash)
+    monkeypatch.setattr(scan._Content, "same", lambda a, b: told.append(same(a, b)) or told[-1])
+    short = scan.scan(run, workers=1, cache=False)
+    assert True in told and False in told  # some alike, some not, under one hash
+    pd.testing.assert_frame_equal(short.rounds, full.rounds)
+    pd.testing.assert_frame_equal(short.agent_trials, full.agent_trials)
+    for part in ("rows", "messages", "trials"):
+        pd.testing.assert_frame_equal(getattr(short.injection, part), getattr(full.injection, part))
