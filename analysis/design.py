@@ -201,6 +201,17 @@ def check(run: str | Path, load: LoadReport) -> DesignCheck:
             continue
         seen[trial_id] = path
         out.analysed.add(trial_id)
+    # a trial id held by a file left out as well as by one analysed (a copy under another
+    # name): the views hold trial ids, not files, so the two files' rows cannot be told
+    # apart, and counting the id would count both: neither is analysed
+    left = {p for p, _ in out.foreign}
+    doubled = {t for p, t, _, _ in load.read if p in left and t in out.analysed}
+    for trial_id in sorted(doubled):
+        out.foreign.append(
+            (seen[trial_id], f"trial {trial_id} is also held by a file left out (listed "
+             "here): their rows cannot be told apart, so neither is analysed")
+        )  # fmt: skip
+        out.analysed.discard(trial_id)
     if out.spec_name is None and seen:
         names = {s for _, _, s, _ in load.read}
         out.spec_name = sorted(names)[0] if len(names) == 1 else None
@@ -221,7 +232,10 @@ def check(run: str | Path, load: LoadReport) -> DesignCheck:
         out.missing = sorted(
             t
             for t in expected
-            if t not in out.analysed and t not in failed_ids and t not in corrupt_ids
+            if t not in out.analysed
+            and t not in failed_ids
+            and t not in corrupt_ids
+            and t not in doubled
         )
     out.imported = _imported(root)
     return out

@@ -286,7 +286,9 @@ def test_report_renders_in_headless_chromium(run: Path) -> None:
 
 def test_report_checks_the_folder_against_its_design(run: Path, tmp_path: Path) -> None:
     """A missing, a failed, a tampered and two foreign transcripts are listed at the top of
-    the report and left out of every statistic."""
+    the report and left out of every statistic; so is the trial one of them is a copy of
+    (under another name): its rows and the copy's cannot be told apart, and counting it
+    counted both."""
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
     shutil.rmtree(copy / "report", ignore_errors=True)
@@ -310,18 +312,21 @@ def test_report_checks_the_folder_against_its_design(run: Path, tmp_path: Path) 
     out = copy / "report"
     md = (out / "report.md").read_text()
     overview = md.split("## Cooperation")[0]
-    assert "LEFT OUT: 5" in overview
+    assert "LEFT OUT: 6" in overview
     check = pd.read_parquet(out / "design_check.parquet")
     kinds = dict(zip(check["trial or file"], check["problem"], strict=True))
     assert kinds[missing.stem] == "missing" and kinds[failed.stem] == "failed"
     assert kinds[tampered.name] == "corrupt or tampered"
     assert kinds["0123456789abcdef.jsonl"] == "foreign" and kinds[stranger.name] == "foreign"
+    assert kinds[dup.name] == "foreign"  # its copy's rows would be counted with its own
     assert "provider exploded" in set(check["why"])
-    assert "29 trials analysed of 32 in the design" in overview
+    assert "28 trials analysed of 32 in the design" in overview
     cells = pd.read_parquet(out / "cooperation_by_cell.parquet")
-    assert cells["stag_trials"].sum() == 29
+    assert cells["stag_trials"].sum() == 28
     analysed = set(pd.read_parquet(out / "trials.parquet")["trial_id"])
-    assert not analysed & {missing.stem, failed.stem, tampered.stem, stranger.stem}
+    assert not analysed & {missing.stem, failed.stem, tampered.stem, stranger.stem, dup.stem}
+    rows = pd.read_parquet(out / "agent_rounds.parquet").groupby("trial_id", observed=True).size()
+    assert len(rows) == 28 and rows.nunique() == 1  # each trial's agent-rounds once
 
 
 def test_truncated_calls_are_counted_per_model(run: Path, tmp_path: Path) -> None:
