@@ -26,7 +26,7 @@ import functools
 import html
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import cycle
@@ -1186,26 +1186,34 @@ def _lanes(
         start()
         return {fn: fn(data) for fn in fns}
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     heavy = {fn: i for i, fn in enumerate(HEAVIEST)}
     order = sorted(fns, key=lambda fn: heavy.get(fn, len(heavy)))  # stable: report order
-    ctx = multiprocessing.get_context("fork")
-    _FORKED.update(data=data, order=order, taken=ctx.Value("i", 0))
-    # forked at submit, before any thread of this process starts (a fork copies only its
-    # caller)
-    pool = ProcessPoolExecutor(1, mp_context=ctx)
-    try:
-        future = pool.submit(_lane)
+    taken = multiprocessing.get_context("fork").Value("i", 0)
+    with _in_a_fork(_lane, data=data, order=order, taken=taken) as future:
         start()
         made = _lane()
         with contextlib.suppress(BrokenProcessPool):  # what it had taken: made below
             made.update(future.result())
+    return {fn: made[i] if i in made else fn(data) for i, fn in enumerate(order)}
+
+
+@contextlib.contextmanager
+def _in_a_fork(task: Callable[[], Any], **state: Any) -> Iterator[Future[Any]]:
+    """``task`` run in a forked process, which reads ``state`` from ``_FORKED``; yields
+    its future, and waits for the process when the block ends. The process is forked at
+    once, before any thread of this one starts (a fork copies only its caller)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _FORKED.update(state)
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    try:
+        yield pool.submit(task)
     finally:
         _FORKED.clear()
         pool.shutdown(wait=True, cancel_futures=True)
-    return {fn: made[i] if i in made else fn(data) for i, fn in enumerate(order)}
 
 
 @contextlib.contextmanager
@@ -1215,18 +1223,8 @@ def _beside(fns: list[SectionFn], data: ReportData, fork: bool) -> Any:
     if not fns or not fork:
         yield lambda: [fn(data) for fn in fns]
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    _FORKED["data"] = data
-    # forked before any thread of this process starts (a fork copies only its caller)
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-    try:
-        future = pool.submit(_forked_sections, fns)
+    with _in_a_fork(functools.partial(_forked_sections, fns), data=data) as future:
         yield future.result
-    finally:
-        _FORKED.clear()
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _give_back_memory() -> None:

@@ -99,38 +99,31 @@ def cache_dir(run: Path) -> Path:
     return run / ".cache" / "analysis"
 
 
-def _signature(path: Path) -> bytes:
-    """The file's name and ``file_identity``: what its bytes cannot change without."""
+def _signature(path: Path, dir_fd: int | None = None) -> bytes:
+    """The file's name and ``file_identity``: what its bytes cannot change without.
+    ``dir_fd``: its folder, open: the file statted by its name there."""
+    name = path.name
     try:
-        st = path.stat()
+        st = path.stat() if dir_fd is None else os.stat(name, dir_fd=dir_fd)
     except OSError:
-        return path.name.encode() + b"\0-"
-    return f"{path.name}\0{file_identity(st)}".encode()
+        return name.encode() + b"\0-"
+    return f"{name}\0{file_identity(st)}".encode()
 
 
 def _signatures(paths: list[Path], folder: Path | None) -> Iterator[bytes]:
     """``_signature`` of each file, in order. ``folder``: the one folder every path is
     in, opened once and each file statted by its name there (half the time of statting
     100,000 paths, whose full strings are never made), where the platform allows."""
-    if folder is None or os.stat not in os.supports_dir_fd:
-        yield from map(_signature, paths)
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        yield from map(_signature, paths)
-        return
+    fd = None
+    if folder is not None and os.stat in os.supports_dir_fd:
+        with contextlib.suppress(OSError):
+            fd = os.open(folder, os.O_RDONLY)
     try:
         for p in paths:
-            name = p.name
-            try:
-                st = os.stat(name, dir_fd=fd)
-            except OSError:
-                yield name.encode() + b"\0-"
-                continue
-            yield f"{name}\0{file_identity(st)}".encode()
+            yield _signature(p, fd)
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def _key(
