@@ -1246,8 +1246,10 @@ def logit_model(
     penalised logistic regression with a trial-cluster bootstrap (percentile CI, and a
     bootstrap p for the sign) instead. Aliased terms (determined by others) are dropped
     and named. ``method`` and ``notes`` say which and why."""
-    import statsmodels.api as sm
     from patsy import PatsyError
+    from statsmodels.genmod.cov_struct import Exchangeable
+    from statsmodels.genmod.families import Binomial
+    from statsmodels.genmod.generalized_estimating_equations import GEE
 
     data = _prepare(df)
     if data.empty or data["stag"].nunique() < 2:
@@ -1284,12 +1286,12 @@ def logit_model(
         from statsmodels.tools.sm_exceptions import ConvergenceWarning, IterationLimitWarning
 
         groups = pd.factorize(trial_ids)[0]
-        model = sm.GEE(
+        model = GEE(
             y,
             pd.DataFrame(xs, columns=names),
             groups=groups,
-            family=sm.families.Binomial(),
-            cov_struct=sm.cov_struct.Exchangeable(),
+            family=Binomial(),
+            cov_struct=Exchangeable(),
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
