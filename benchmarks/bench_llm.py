@@ -179,7 +179,10 @@ async def _throughput(limit: int, latency: float, sampler: Sampler | None) -> No
         bound = limit / latency
         ceiling = lockstep_ceiling(phase_calls(store), limit, in_flight, latency)
         # One core's worth of this CPU per call: the most calls/s the process could make
-        # (the GIL runs its Python on one core at a time), as a share of the bound.
+        # (the GIL runs its Python on one core at a time), as a share of the bound. The
+        # ratio falls short of it well before: a reply waits in the event loop's queue
+        # (holding its slot) while the loop is busy, and that wait grows steeply as the
+        # loop's busy share (printed) nears 1.
         cpu_ceiling = calls / cpu / bound
         print(
             f"M={limit:5d}, {in_flight} trials in flight: {len(trials)} trials, {calls} calls "
@@ -189,7 +192,7 @@ async def _throughput(limit: int, latency: float, sampler: Sampler | None) -> No
             f"CPU {1e3 * cpu / calls:.3f} ms/call "
             f"(user {1e3 * (times1.user - times0.user) / calls:.3f}, "
             f"system {1e3 * (times1.system - times0.system) / calls:.3f}; "
-            f"event loop thread {1e3 * main / calls:.3f})"
+            f"event loop thread {1e3 * main / calls:.3f}, busy {main / wall:.0%} of the wall)"
         )
     finally:
         shutil.rmtree(tmp)
