@@ -12,6 +12,7 @@ trial-cluster bootstrap, saying which was used.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import warnings
@@ -1222,6 +1223,37 @@ class ModelFit:
 
 
 #: what ``logit_model`` says its GEE fit is
+class _Diverged(ArithmeticError):
+    """GEE's iteration gave non-finite coefficients: it cannot recover from them."""
+
+    def __init__(self, iteration: int) -> None:
+        super().__init__(iteration)
+        self.iteration = iteration
+
+
+@functools.cache
+def _stopping_gee() -> Any:
+    """statsmodels' GEE, except that its fit stops (``_Diverged``) at the first iteration
+    whose Newton step is not finite: the coefficients it adds the step to are then not
+    finite, and stay so (NaN spreads), so the iterations left to its limit could only end
+    unconverged. On a scripted run (every honest player of a trial alike) the limit's 30
+    iterations of NaN took 3 s of a 100,000-trial report. A fit that stays finite runs
+    exactly as before."""
+    from statsmodels.genmod.generalized_estimating_equations import GEE
+
+    class StoppingGEE(GEE):  # type: ignore[misc]
+        iterations = 0
+
+        def _update_mean_params(self) -> tuple[Any, Any]:
+            update, score = super()._update_mean_params()
+            self.iterations += 1
+            if update is not None and not (np.isfinite(update).all() and np.isfinite(score).all()):
+                raise _Diverged(self.iterations)
+            return update, score
+
+    return StoppingGEE
+
+
 GEE_METHOD = (
     "GEE (exchangeable, trials as clusters; bias-reduced Mancl-DeRouen sandwich covariance, "
     "normal reference)"
@@ -1249,7 +1281,6 @@ def logit_model(
     from patsy import PatsyError
     from statsmodels.genmod.cov_struct import Exchangeable
     from statsmodels.genmod.families import Binomial
-    from statsmodels.genmod.generalized_estimating_equations import GEE
 
     data = _prepare(df)
     if data.empty or data["stag"].nunique() < 2:
@@ -1286,7 +1317,7 @@ def logit_model(
         from statsmodels.tools.sm_exceptions import ConvergenceWarning, IterationLimitWarning
 
         groups = pd.factorize(trial_ids)[0]
-        model = GEE(
+        model = _stopping_gee()(
             y,
             pd.DataFrame(xs, columns=names),
             groups=groups,
@@ -1297,6 +1328,12 @@ def logit_model(
             warnings.simplefilter("always")
             try:
                 res = model.fit(maxiter=max_iter, ctol=ctol)
+            except _Diverged as stop:
+                res = None
+                notes.append(
+                    "GEE did not converge (its coefficients became non-finite at iteration "
+                    f"{stop.iteration}; stopped there)"
+                )
             except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as exc:
                 res = None
                 notes.append(f"GEE failed: {exc}")

@@ -104,6 +104,45 @@ def test_non_convergence_is_flagged_and_falls_back() -> None:
     )
 
 
+def test_a_gee_fit_that_turns_non_finite_stops_there_with_the_same_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GEE's Newton step turning NaN (a scripted run's sample did at iteration 7) ends the
+    fit there instead of running its other iterations on NaN: the same Firth fallback, the
+    same numbers, a note that says where it stopped."""
+    from statsmodels.genmod.generalized_estimating_equations import GEE
+
+    df = _two_arms(np.random.default_rng(3), silent_always_stag=False)
+    formula = "stag ~ C(disclosure) + round"
+    steps = [0]
+    update_mean_params = GEE._update_mean_params
+
+    def diverging(self: GEE) -> tuple[object, object]:  # a NaN step from the third on
+        steps[0] += 1
+        update, score = update_mean_params(self)
+        return (update * np.nan, score * np.nan) if steps[0] >= 3 else (update, score)
+
+    monkeypatch.setattr(GEE, "_update_mean_params", diverging)
+    stopped = stats.logit_model(df, formula, n_boot=50)
+    assert steps[0] == 3
+    assert stopped.notes == [
+        "GEE did not converge (its coefficients became non-finite at iteration 3; stopped there)"
+    ]
+    assert "Firth" in stopped.method and stopped.table is not None
+    # the fit run to its limit, as before: 30 steps, the same fallback and numbers
+    monkeypatch.setattr(stats, "_stopping_gee", lambda: GEE)
+    steps[0] = 0
+    full = stats.logit_model(df, formula, n_boot=50)
+    assert steps[0] == 30
+    assert full.method == stopped.method and full.notes != stopped.notes
+    assert full.table is not None
+    pd.testing.assert_frame_equal(full.table, stopped.table)
+    # a fit that stays finite is not touched
+    monkeypatch.setattr(GEE, "_update_mean_params", update_mean_params)
+    monkeypatch.undo()
+    assert stats.logit_model(df, formula).method.startswith("GEE")
+
+
 def test_aliased_terms_are_dropped_and_named() -> None:
     df = _two_arms(np.random.default_rng(5), silent_always_stag=False)
     df["condition"] = df["disclosure"].map({"explicit": "a", "silent": "b"})
