@@ -1222,7 +1222,6 @@ class ModelFit:
     separated_terms: list[str] = field(default_factory=list)
 
 
-#: what ``logit_model`` says its GEE fit is
 class _Diverged(ArithmeticError):
     """GEE's iteration gave non-finite coefficients: it cannot recover from them."""
 
@@ -1254,6 +1253,7 @@ def _stopping_gee() -> Any:
     return StoppingGEE
 
 
+#: what ``logit_model`` says its GEE fit is
 GEE_METHOD = (
     "GEE (exchangeable, trials as clusters; bias-reduced Mancl-DeRouen sandwich covariance, "
     "normal reference)"
