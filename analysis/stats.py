@@ -1195,7 +1195,7 @@ def firth_logit(
             inv = np.linalg.inv(info)
         except np.linalg.LinAlgError:
             inv = np.linalg.pinv(info)
-        h = w * np.einsum("ij,jk,ik->i", x, inv, x)
+        h = w * np.sum((x @ inv) * x, axis=1)  # the diagonal of x inv x' (einsum: 6x slower)
         score = x.T @ (k - n * p + h * (0.5 - p))
         step = inv @ score
         step_size = 1.0
