@@ -320,10 +320,10 @@ def _rates(d: ReportData, keys: list[str], seed: int = 0, coord: bool = True) ->
     stag share of all honest agent-rounds (a failure counted as not stag, as some
     harnesses report it)."""
     n_boot = max(d.n_boot, 200)
-    rho = stats.rate_table_counts(_per_trial_counts(d, keys), keys, n_boot, seed, prefix="stag_")
+    rho = _rate_table(_per_trial_counts(d, keys), keys, n_boot, seed, "stag_")
     if (d.trial_counts["n"] < d.trial_counts["rows"]).any():
         every = _per_trial_counts(d, keys, total="rows")
-        share = stats.rate_table_counts(every, keys, n_boot, seed, prefix="stag_all_")
+        share = _rate_table(every, keys, n_boot, seed, "stag_all_")
         share = share[[*keys, "stag_all_rate", "stag_all_ci_lo", "stag_all_ci_hi", "stag_all_n"]]
         rho = rho.merge(share, on=keys, how="left") if keys else rho.join(share)
         rho = _with_unrated(rho, share, keys)
@@ -335,6 +335,25 @@ def _rates(d: ReportData, keys: list[str], seed: int = 0, coord: bool = True) ->
     if keys_c:
         return rho.merge(phi, on=keys_c, how="left")
     return rho.assign(**{c: phi[c].iloc[0] for c in phi.columns})
+
+
+#: the columns of ``stats.rate_table_counts`` after its keys and prefix
+RATE_COLUMNS = ("rate", "ci_lo", "ci_hi", "n", "trials", "ci")
+
+
+def _rate_table(
+    counts: pd.DataFrame, keys: list[str], n_boot: int, seed: int, prefix: str
+) -> pd.DataFrame:
+    """``stats.rate_table_counts`` with its columns even when no group has a count (no
+    honest agent made a valid action anywhere: an empty table, not one without its keys);
+    without keys, the one row of no count says ``no valid action`` with n = 0."""
+    out = stats.rate_table_counts(counts, keys, n_boot, seed, prefix=prefix)
+    if counts.empty:
+        if keys:
+            cols = [*keys, *(prefix + c for c in RATE_COLUMNS)]
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        out[f"{prefix}ci"] = "no valid action"
+    return out
 
 
 def _with_unrated(rho: pd.DataFrame, share: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -433,15 +452,25 @@ def overview(d: ReportData) -> Section:
         # sums of whole numbers: the mean of the honest agents' valid actions, exactly
         k, n = float(hc["k"].sum()), int(hc["n"].sum())
         coord = d.trial_rounds["hunt_succeeded"]
+        rate = (
+            f"Honest stag rate {k / n:.3f} (stag actions over honest agents' valid actions)"
+            if n
+            else "No honest stag rate (no honest agent made a valid action, n = 0)"
+        )
         line += (
-            f" Honest stag rate {k / n if n else math.nan:.3f} (stag actions over honest "
-            f"agents' valid actions); hunt success "
+            f" {rate}; hunt success "
             f"{float(coord.mean()) if len(coord) else math.nan:.3f} "
             f"({COORD_NOTE})."
         )
     else:
         line += " Rates are per design cell in the tables below, never pooled over cells."
     s.text(line)
+    if len(hc) and not hc["n"].any():
+        s.text(
+            "Note: no honest agent made a valid action in this run (every reply failed to "
+            "parse or came without an action): no stag rate is computed (n = 0); the "
+            "parse-failure table below says how its models failed."
+        )
     if d.factors:
         s.text(
             f"Design factors that vary (never pooled): {', '.join(FACTORS[f] for f in d.factors)}."
@@ -507,8 +536,8 @@ def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
     per = _per_trial_counts(d, [*keys, "round"])
     per = per.set_index([*keys, "trial_id", "round"]).rename(columns={"k": "sum", "n": "count"})
     wide = per[["sum", "count"]].unstack("round")
-    groups = wide.groupby(level=keys, observed=True, sort=True) if keys else [((), wide)]
-    for key, g in groups:
+    groups: Any = wide.groupby(level=keys, observed=True, sort=True) if keys else [((), wide)]
+    for key, g in groups if len(wide) else []:
         played = np.asarray(g["count"].notna().to_numpy().any(axis=0))  # rounds it played
         k, n = g["sum"].to_numpy(float)[:, played], g["count"].to_numpy(float)[:, played]
         z, p, full, note = stats.trend_details(k, n)
@@ -524,7 +553,31 @@ def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
                 "note": note,
             }
         )
-    return _display(pd.DataFrame(rows))
+    tested = {tuple(str(r[k]) for k in keys) for r in rows}
+    # a cell whose honest agents never made a valid action keeps its row: nothing to test
+    cells = (
+        d.trial_counts.groupby(keys, observed=True, sort=True) if keys else [((), d.trial_counts)]
+    )
+    added = []
+    for key, g in cells:
+        key = key if isinstance(key, tuple) else (key,)
+        if tuple(str(v) for v in key) in tested:
+            continue
+        added.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "trials": _distinct(g["trial_id"]),
+                "trials_tested": 0,
+                "z": math.nan,
+                "p": math.nan,
+                "test": "trial-clustered round trend",
+                "note": "no valid action by an honest agent: nothing to test",
+            }
+        )
+    out = pd.DataFrame(rows + added)
+    if added and keys:
+        out = out.sort_values(keys, kind="stable").reset_index(drop=True)
+    return _display(out)
 
 
 #: at most this many series (design cells) in one panel of the round figure: more go to
@@ -692,6 +745,7 @@ def comparisons(d: ReportData) -> Section:
     }
     empty = (np.zeros(0), np.zeros(0))
     pairs = _pairs(d)
+    skipped: list[str] = []
     for i, (factor, a, b) in enumerate(pairs):
         (ka, na), (kb, nb) = per_cell.get(a["cell"], empty), per_cell.get(b["cell"], empty)
         n_perm = max(d.n_boot, 1000)  # more where p nears its floor and Holm needs them
@@ -699,7 +753,12 @@ def comparisons(d: ReportData) -> Section:
             c = stats.compare_counts(
                 ka, na, kb, nb, "cell", a["cell"], b["cell"], n_perm, i, family=len(pairs)
             )
-        except ValueError:
+        except ValueError:  # an arm without a valid honest action: said below, not dropped
+            skipped.append(
+                f"{FACTORS.get(factor, factor)} {a[factor]} vs {b[factor]} ("
+                + ("; ".join(f"{FACTORS[g]}={a[g]}" for g in d.factors if g != factor) or "all")
+                + ")"
+            )
             continue
         row = c.as_dict()
         also = [g for g in d.factors if g != factor and a[g] != b[g]]
@@ -714,8 +773,14 @@ def comparisons(d: ReportData) -> Section:
             also_differs="; ".join(f"{FACTORS[g]}: {a[g]} vs {b[g]}" for g in also),
         )
         rows.append(row)
+    if skipped:
+        s.text(
+            "Not compared, no honest agent made a valid action in one arm or both (no rate "
+            f"to compare; see the parse-failure table): {', '.join(skipped)}."
+        )
     if not rows:
-        s.text("No two design cells differ in a single factor: nothing to compare.")
+        if not pairs:
+            s.text("No two design cells differ in a single factor: nothing to compare.")
         return s
     fam = pd.DataFrame(rows)
     fam["test"] = "studentized trial permutation"
@@ -915,15 +980,52 @@ def regression(d: ReportData) -> Section:
     return s
 
 
+#: what a label says for a group whose honest agents never made a valid action
+NO_VALID = "no valid action"
+
+
+def _unlabelled(
+    table: pd.DataFrame, by: list[str], idle: set[tuple[str, ...]], values: dict[str, Any]
+) -> pd.DataFrame:
+    """``table`` (a row per group of ``by``) with ``values`` on the rows of the ``idle``
+    groups (their keys as text), the other rows as they were."""
+    if not idle or table.empty:
+        return table
+    keys = zip(*(table[c].astype(str) for c in by), strict=True)
+    rows = np.array([key in idle for key in keys], dtype=bool)
+    out = table.copy()
+    for col, value in values.items():
+        if col in out.columns:
+            if value is None or isinstance(value, str):
+                out[col] = out[col].astype(object)
+            out.loc[rows, col] = value
+    return out
+
+
 def archetype_section(d: ReportData) -> Section:
     at = d.agent_trials
     s = Section("Archetypes")
     if at.empty:
         s.text("No honest agent-trials.")
         return s
+    if not at["n_valid"].any():
+        s.text(
+            "No honest agent made a valid action in this run: no pattern to label (see the "
+            "parse-failure table)."
+        )
+        return s
     by = ["model_label", "cell"]
     feats = archetypes.trial_features(at, by)  # read by the labels and their stability
     labels = archetypes.group_labels(at, by, n_boot=d.n_boot, features=feats)
+    # a model and cell whose honest agents never acted has no pattern: no label, no
+    # confidence (overwritten after the labelling, so no other group's draws move)
+    acted = at.groupby([at[c].astype(str) for c in by], observed=True)["n_valid"].sum()
+    idle = {
+        tuple(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        for key, n in acted.items()
+        if n == 0
+    }
+    labels = _unlabelled(labels, by, idle, {"label": NO_VALID, "confidence": math.nan})
     labels = labels.rename(columns={"model_label": "model", "cell": "condition"})
     front = ["model", "condition", "label", "confidence"]
     s.table(
@@ -957,6 +1059,8 @@ def archetype_section(d: ReportData) -> Section:
         "archetype_patterns",
     )
     stab = archetypes.stability(at, by, features=feats)
+    never = {"half_a": None, "half_b": None, "halves_agree": None, "seed_agreement": math.nan}
+    stab = _unlabelled(stab, by, idle, {"label": NO_VALID, **never, "note": NO_VALID})
     s.table(
         stab.rename(columns={"model_label": "model", "cell": "condition"}),
         "Stability of the labels across split halves of trials and seed cohorts (blank, "
@@ -999,6 +1103,11 @@ def betrayal_detection(d: ReportData) -> Section:
 
 
 def parse_failures(d: ReportData) -> Section:
+    """Per model, role and design cell: agent-rounds with no valid action, talk and act
+    parse failures, and truncated calls. Honest seats and adversary seats are apart (an
+    adversary wrapper may enforce its action whatever its model replied, which then counts
+    as valid), and so are the cells (a prompt wording, a disclosure or a defence can change
+    how a model answers; the report never pools design factors)."""
     df = d.df
     s = Section("Parse failures and truncations")
     llm = df[df["calls"] > 0]
@@ -1006,8 +1115,10 @@ def parse_failures(d: ReportData) -> Section:
         s.text("No model calls were recorded (scripted agents only).")
         return s
     rng = np.random.default_rng(5)
+    keys = ["model_label", *(["role"] if "role" in llm.columns else []), *d.factors]
     rows = []
-    for model, g in llm.groupby("model_label", observed=True):
+    for key, g in llm.groupby(keys, observed=True, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
         per = g.groupby("trial_id", observed=True).agg(
             n=("valid", "size"),
             bad=("valid", lambda v: int((~v).sum())),
@@ -1018,7 +1129,7 @@ def parse_failures(d: ReportData) -> Section:
         tlo, thi, _ = stats.cluster_rate_ci(per["cut"], per["calls"], d.n_boot, rng)
         rows.append(
             {
-                "model": model,
+                **dict(zip(["model", *keys[1:]], (str(v) for v in key), strict=True)),
                 "agent_rounds": int(per["n"].sum()),
                 "no_valid_action": int(per["bad"].sum()),
                 "rate": per["bad"].sum() / per["n"].sum(),
@@ -1033,31 +1144,45 @@ def parse_failures(d: ReportData) -> Section:
                 "trials": len(per),
             }
         )
-    table = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(table) + 2), 3.8))
-    ax.bar(
-        table["model"],
-        table["rate"],
-        capsize=3,
-        yerr=stats.error_bars(table["rate"], table["ci_lo"], table["ci_hi"]),
-    )
-    ax.set(
-        ylabel="agent-rounds with no valid action",
-        title="Parse failures per model",
-        ylim=(0, max(0.05, float(table["ci_hi"].max()) * 1.15)),
-    )
-    ax.tick_params(axis="x", rotation=20)
-    s.figure(
-        fig,
-        "parse_failures",
-        "Share of agent-rounds with no valid action per model, "
-        "trial-clustered 95% CIs: the bars are the table below",
-    )
+    # per model, its honest seats first, then its adversary seats
+    rows.sort(key=lambda r: (r["model"], r.get("role", stats.HONEST) != stats.HONEST))
+    table = _display(pd.DataFrame(rows))
+    honest = table[table["role"] == stats.HONEST] if "role" in table.columns else table
+    if len(honest):
+        names = [c for c in table.columns if c in (*FACTORS.values(), "model")]
+        bars = _cell_label(honest, names).to_numpy() if len(names) > 1 else honest["model"]
+        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(honest) + 2), 3.8))
+        ax.bar(
+            [str(b) for b in bars],
+            honest["rate"],
+            capsize=3,
+            yerr=stats.error_bars(honest["rate"], honest["ci_lo"], honest["ci_hi"]),
+        )
+        ax.set(
+            ylabel="agent-rounds with no valid action",
+            title="Parse failures of honest agents",
+            ylim=(0, max(0.05, float(honest["ci_hi"].max()) * 1.15)),
+        )
+        ax.tick_params(axis="x", rotation=20)
+        s.figure(
+            fig,
+            "parse_failures",
+            "Share of honest agents' agent-rounds with no valid action per model"
+            + (" and design cell" if d.factors else "")
+            + ", trial-clustered 95% CIs: the bars are the honest rows of the table below",
+        )
     s.table(
         table,
-        "Per model (every role that made model calls): agent-rounds with no valid action "
-        "(never counted as hare), talk and act parse failures, and calls the provider cut at "
-        "its token limit (finish_reason length or max_tokens). Trial-clustered 95% CIs",
+        "Per model, role and design cell"
+        + ("" if d.factors else " (one cell)")
+        + ", over the agent-rounds of that model's seats in that role only: honest rows "
+        "over honest agents; adversary rows over seats an adversary played with the model "
+        "(a wrapper such as the deceiver may enforce its action, which then counts as "
+        "valid whatever the model replied: read its talk_and_act_failures and calls). "
+        "Agent-rounds with no valid action (never counted as hare; rate over agent_rounds), "
+        "talk and act parse failures, and calls the provider cut at its token limit "
+        "(finish_reason length or max_tokens; truncation_rate over calls). "
+        "Trial-clustered 95% CIs",
         "parse_failures",
     )
     return s
