@@ -349,9 +349,12 @@ def _rate_table(
     without keys, the one row of no count says ``no valid action`` with n = 0."""
     out = stats.rate_table_counts(counts, keys, n_boot, seed, prefix=prefix)
     if counts.empty:
-        if keys:
-            cols = [*keys, *(prefix + c for c in RATE_COLUMNS)]
-            return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        if keys:  # the keys' types of the counts, the rates' of a table with rows
+            types = ("float64", "float64", "float64", "int64", "int64", "object")
+            rates = {
+                prefix + c: pd.Series(dtype=t) for c, t in zip(RATE_COLUMNS, types, strict=True)
+            }
+            return counts[keys].iloc[:0].reset_index(drop=True).assign(**rates)
         out[f"{prefix}ci"] = "no valid action"
     return out
 
@@ -386,7 +389,7 @@ def _omnibus(d: ReportData, keys: list[str]) -> str:
         return "one cell: no test"
     counts = _per_trial_counts(d, keys)
     if counts.empty:
-        return "no data"
+        return "no valid action by an honest agent: no test"
     groups = counts.groupby(keys, observed=True, sort=False).ngroup().to_numpy()
     test = stats.group_permutation_test(
         counts["k"], counts["n"], groups, n_perm=max(d.n_boot, 500), rng=0

@@ -1,0 +1,193 @@
+"""A run in which no honest agent made a valid action (a model whose every reply fails to
+parse) gets a whole report, not a traceback; and the parse-failure table keeps honest
+seats apart from adversary seats (a deceiver wrapper enforces hare whatever its model
+replied, which counted as the model's valid action)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from stagbench.analysis import report
+from stagbench.cli import app
+from stagbench.records import read_transcript
+from stagbench.runs.store import RunStore
+
+from analysis_helpers import run_spec
+
+#: one design cell, every honest agent mock/garbage (redteam16's d12_allfail)
+ONE_CELL = """
+name = "allfail"
+seed = 14
+repetitions = 3
+[game]
+n_players = 3
+rounds = 3
+[agents]
+max_tokens = 100
+max_reasks = 0
+[factors]
+models = ["mock/garbage"]
+"""
+
+#: redteam16's d11_pf: none against a deceiver pair whose inner model is the population's
+PF = """
+name = "pf"
+seed = 13
+repetitions = 4
+[game]
+n_players = 4
+rounds = 3
+[agents]
+temperature = 0.0
+max_tokens = 100
+max_reasks = 1
+[factors]
+models = {models}
+adversaries = ["none", "deceiver(count=2)"]
+"""
+TWO_CELLS = PF.format(models='["mock/garbage"]')
+MIXED = PF.format(models='["mock/garbage", "mock/stag"]')
+
+SECTION_TITLES = (
+    "Overview",
+    "Cooperation",
+    "Comparisons",
+    "Payoffs and welfare",
+    "Regression",
+    "Archetypes",
+    "Betrayal detection",
+    "Parse failures and truncations",
+    "Injection and persuasion",
+)
+
+
+def _counts(run: Path) -> Counter[tuple[str, str, str, str]]:
+    """From the transcripts: per (model, role, adversary kind, what) the agent-rounds
+    ("rows") and those with a valid action ("valid")."""
+    c: Counter[tuple[str, str, str, str]] = Counter()
+    for path in RunStore(run).transcript_paths():
+        t = read_transcript(path)
+        seat = {s.seat: (s.model.split("/")[-1], s.role) for s in t.header.seats}
+        kind = t.header.trial.adversary.kind
+        for e in t.events:
+            if e.type == "action":
+                model, role = seat[e.seat]
+                c[(model, role, kind, "rows")] += 1
+                c[(model, role, kind, "valid")] += e.action is not None
+    return c
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = run_spec(MIXED, tmp_path_factory.mktemp("mixed") / "run", llm=True)
+    report.build(run, n_boot=100)
+    return run
+
+
+@pytest.mark.parametrize("spec", [ONE_CELL, TWO_CELLS], ids=["one-cell", "two-cells"])
+def test_a_run_without_a_valid_honest_action_gets_a_whole_report(tmp_path: Path, spec: str) -> None:
+    """Every honest reply fails to parse. `stagbench report` died with a KeyError (the
+    rate table of no valid action had no key columns); now it exits 0 and writes every
+    section. Every cooperation row says "no valid action" with n = 0 and no rate, its
+    share of all honest agent-rounds (0 stag) over the agent-rounds counted here from the
+    transcripts, and the parse-failure table shows the honest agents failing in 100%."""
+    run = run_spec(spec, tmp_path / "run", llm=True)
+    counts = _counts(run)
+    assert counts[("garbage", "honest", "none", "valid")] == 0
+    res = CliRunner().invoke(app, ["report", str(run), "--n-boot", "100"])
+    assert res.exit_code == 0, res.output
+    out = run / "report"
+    text = (out / "report.md").read_text()
+    for title in SECTION_TITLES:
+        assert f"## {title}\n" in text
+    assert not re.search(r"\bnan\b", text)  # no rate printed as a bare nan
+    test = (
+        "one cell: no test" if spec is ONE_CELL else "no valid action by an honest agent: no test"
+    )
+    assert f"Test: {test}*" in text
+    assert "no honest agent made a valid action" in text.lower()
+    for name in ("cooperation_by_cell", "cooperation_by_round"):
+        table = pd.read_parquet(out / f"{name}.parquet")
+        assert len(table) > 0
+        assert (table["stag_ci"] == "no valid action").all(), name
+        assert (table["stag_n"] == 0).all() and table["stag_rate"].isna().all()
+        assert (table["stag_all_rate"] == 0).all()
+    cells = pd.read_parquet(out / "cooperation_by_cell.parquet")
+    honest_rows = {
+        kind: counts[("garbage", "honest", kind, "rows")] for kind in ("none", "deceiver")
+    }
+    if "adversary" in cells.columns:  # the two-cell design: one row per arm
+        by_arm = dict(
+            zip(cells["adversary"].str.split("[").str[0], cells["stag_all_n"], strict=True)
+        )
+        assert by_arm == honest_rows
+    else:
+        assert cells["stag_all_n"].tolist() == [honest_rows["none"]]
+    trend = pd.read_parquet(out / "round_trend.parquet")
+    assert len(trend) == len(cells) and trend["z"].isna().all()
+    assert trend["note"].str.contains("no valid action").all()
+    pf = pd.read_parquet(out / "parse_failures.parquet")
+    honest = pf[pf["role"] == "honest"]
+    assert len(honest) == len(cells)
+    assert (honest["rate"] == 1).all()
+    assert (honest["no_valid_action"] == honest["agent_rounds"]).all()
+    assert honest["agent_rounds"].sum() == sum(honest_rows.values())
+    assert (honest["ci_hi"] == 1).all() and (honest["ci_lo"] < 1).all()
+
+
+def test_parse_failures_keep_honest_and_adversary_seats_apart(mixed: Path) -> None:
+    """mock/garbage never parses; as a deceiver its wrapper enforces hare, a valid action.
+    The table pooled both roles: garbage read 75% failure with an interval excluding 1.
+    Now each row is one model, role and cell: garbage's honest rows read 100% over its
+    honest agent-rounds (counted from the transcripts), its adversary row apart."""
+    counts = _counts(mixed)
+    pf = pd.read_parquet(mixed / "report" / "parse_failures.parquet")
+    assert not pf.duplicated(["model", "role", "adversary", "population"]).any()
+    g = pf[pf["model"] == "garbage"]
+    honest = g[g["role"] == "honest"]
+    assert (honest["rate"] == 1).all() and (honest["ci_hi"] == 1).all()
+    for kind in ("none", "deceiver"):
+        row = honest[honest["adversary"].str.startswith(kind)]
+        assert len(row) == 1
+        assert row["agent_rounds"].iloc[0] == counts[("garbage", "honest", kind, "rows")]
+        assert row["no_valid_action"].iloc[0] == row["agent_rounds"].iloc[0]
+    adv = g[g["role"] == "adversary"]
+    assert len(adv) == 1 and adv["adversary"].iloc[0].startswith("deceiver")
+    assert adv["agent_rounds"].iloc[0] == counts[("garbage", "adversary", "deceiver", "rows")]
+    # the wrapper's enforced hare is what made these "valid": they are not the honest rows'
+    assert (
+        adv["no_valid_action"].iloc[0] == 0 < counts[("garbage", "adversary", "deceiver", "rows")]
+    )
+    assert (pf.loc[pf["model"] == "stag", "rate"] == 0).all()
+    caption = (mixed / "report" / "report.md").read_text()
+    assert "honest rows over honest agents" in caption
+    assert "Per model, role and design cell" in caption
+
+
+def test_cells_without_a_valid_action_beside_cells_with_them(mixed: Path) -> None:
+    """Only the garbage population's cells have no valid honest action: their rows say
+    so (n = 0), the stag population's rows keep their rates, and the comparisons that
+    need a rate from a garbage cell are named as not compared, not dropped in silence."""
+    out = mixed / "report"
+    cells = pd.read_parquet(out / "cooperation_by_cell.parquet")
+    garbage = cells[cells["population"] == "garbage"]
+    stag = cells[cells["population"] == "stag"]
+    assert len(garbage) == 2 and len(stag) == 2
+    assert (garbage["stag_ci"] == "no valid action").all() and (garbage["stag_n"] == 0).all()
+    assert (stag["stag_rate"] == 1).all() and (stag["stag_n"] > 0).all()
+    trend = pd.read_parquet(out / "round_trend.parquet")
+    assert len(trend) == 4
+    text = out.joinpath("report.md").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("Not compared"))
+    assert "adversary none vs deceiver[2@random] (population=garbage)" in line
+    assert "population garbage vs stag (adversary=none)" in line
+    labels = pd.read_parquet(out / "archetypes.parquet")
+    assert (labels.loc[labels["model"] == "garbage", "label"] == "no valid action").all()
+    assert labels.loc[labels["model"] == "garbage", "confidence"].isna().all()
+    assert (labels.loc[labels["model"] == "stag", "label"] != "no valid action").all()
