@@ -96,7 +96,10 @@ def test_report_command_writes_everything(run: Path) -> None:
     assert (comp["population"] == "honest").all()
     arch = pd.read_parquet(out / "archetypes.parquet")
     assert {"model", "condition", "label", "confidence"} <= set(arch.columns)
-    assert arch["confidence"].between(0, 1).all()
+    idle = arch["label"] == "no valid action"  # garbage never acts: no label, no confidence
+    assert idle.any() and (arch.loc[idle, "model"] == "garbage").all()
+    assert arch.loc[~idle, "confidence"].between(0, 1).all()
+    assert arch.loc[idle, "confidence"].isna().all()
     # every table in the report is a Parquet file: as many files as tables
     tables = md.count("\n|---|")
     parquet = [p for p in out.glob("*.parquet") if p.stem not in
@@ -342,11 +345,13 @@ def test_truncated_calls_are_counted_per_model(run: Path, tmp_path: Path) -> Non
     victim.write_text("\n".join(lines) + "\n")
     res = runner.invoke(app, ["report", str(copy), "--n-boot", "20"])
     assert res.exit_code == 0, res.output
-    table = pd.read_parquet(copy / "report" / "parse_failures.parquet").set_index("model")
-    assert table.loc["random", "truncated_calls"] == 1
-    assert table["truncated_calls"].sum() == 1
-    assert table.loc["garbage", "no_valid_action"] == table.loc["garbage", "agent_rounds"]
-    assert table.loc["random", "truncation_rate"] == 1 / table.loc["random", "calls"]
+    table = pd.read_parquet(copy / "report" / "parse_failures.parquet")
+    assert table["truncated_calls"].sum() == 1  # rows per model, role and cell
+    cut = table[table["truncated_calls"] == 1].iloc[0]
+    assert cut["model"] == "random" and cut["role"] == "honest"
+    assert cut["truncation_rate"] == 1 / cut["calls"]
+    garbage = table[table["model"] == "garbage"]
+    assert (garbage["no_valid_action"] == garbage["agent_rounds"]).all()
 
 
 @pytest.mark.parametrize("folder", ["golden", "golden/v2", "golden_llm", "golden_llm/v2"])
