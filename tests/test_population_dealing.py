@@ -18,7 +18,12 @@ from stagbench.runs.spec import parse_spec
 
 from helpers import RecorderSeats
 
-LEGACY = Path(__file__).parent / "golden" / "legacy_dealing"
+#: the golden run's trials with two adversaries of four seats, as stagbench dealt them
+#: before the fix (``golden/v2``: its v1 files migrated)
+LEGACY = [
+    Path(__file__).parent / "golden" / "v2" / name
+    for name in ("2f73f0e84594b7f4.jsonl", "db6848784c512e8c.jsonl")
+]
 
 #: the red team's design: two strategies that react to nothing, so no arm can change
 #: what the honest seats play; only who holds them
@@ -98,9 +103,7 @@ def test_a_transcript_dealt_before_the_fix_still_replays() -> None:
     them before (a list of three models over two honest seats: the first two, never
     grim-trigger): the check re-deals them so, and finds nothing; the same file with a
     seat's model changed is still caught."""
-    files = sorted(LEGACY.glob("*.jsonl"))
-    assert len(files) == 2
-    for path in files:
+    for path in LEGACY:
         transcript = read_transcript(path)
         trial = transcript.header.trial
         recorded = [s.model for s in transcript.header.seats if s.role == "honest"]
