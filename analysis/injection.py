@@ -3,7 +3,12 @@
 Read from stored transcripts only (``stagbench.records``' reader, each file re-derived with
 the engine by ``games.audit``; a file that fails is listed and left out). Every rate is over
 honest agents, and over the agent-rounds or messages named below; every interval is a 95%
-percentile bootstrap over clusters (matched sets, or trials), never over agent-rounds.
+percentile bootstrap over clusters (matched sets, or trials), never over agent-rounds, and
+never a zero-width one from clusters that cannot vary: a rate whose every cluster has the
+same value gets the Wilson interval at that rate over the number of clusters, and a
+difference (success, stag change, defence effect) with an arm that cannot vary, or whose
+resamples all give the same difference, combines its arms' intervals (Newcombe's
+square-and-add: the Wilson one for such an arm, the bootstrap percentiles for the other).
 
 Definitions
 - distance: the length of the shortest path along talk edges (sender -> receiver) from
@@ -562,27 +567,103 @@ def ratio_ci(
     return lo, hi
 
 
+def _rate_interval(
+    k: np.ndarray, n: np.ndarray, sk: np.ndarray, sn: np.ndarray
+) -> tuple[float, float, float, bool]:
+    """The pooled rate sum(k)/sum(n) of clusters (one entry of k, n each, n > 0) and its
+    interval from its resampled sums ``sk``, ``sn`` (one per draw): the percentile interval,
+    clamped to contain the rate, or, when every cluster has the pooled rate (the draws
+    cannot vary), the Wilson interval at that rate over the number of clusters (``True``
+    last: the interval is not the draws')."""
+    from stagbench.analysis.stats import shared_rate, wilson_rate  # not for reading
+
+    rate = float(k.sum() / n.sum())
+    if shared_rate(k, n, rate):
+        lo, hi = wilson_rate(rate, int((n > 0).sum()), 1 - CONFIDENCE)
+        return rate, lo, hi, True
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo, hi = _interval(sk / sn)
+    return rate, min(lo, rate), max(hi, rate), False
+
+
+def _combined(
+    a: float, a_ci: tuple[float, float], b: float, b_ci: tuple[float, float], bound: float
+) -> tuple[float, float]:
+    """The interval of ``a - b`` from the intervals of two estimates (Newcombe's
+    square-and-add, "MOVER"), clamped to [-bound, bound] and to contain the difference.
+    Exact in the limit for independent estimates; for the two arms of matched sets it
+    leaves their correlation out (none when an arm has the same rate in every set; wider
+    than need be, never narrower, when the arms move together)."""
+    d = a - b
+    below_a, above_a = max(a - a_ci[0], 0.0), max(a_ci[1] - a, 0.0)
+    below_b, above_b = max(b - b_ci[0], 0.0), max(b_ci[1] - b, 0.0)
+    lo = d - math.sqrt(below_a**2 + above_b**2)
+    hi = d + math.sqrt(above_a**2 + below_b**2)
+    return max(-bound, min(lo, d)), min(bound, max(hi, d))
+
+
+def _no_spread(draws: np.ndarray) -> bool:
+    """Whether the finite ``draws`` are all the same (a resample that cannot vary)."""
+    finite = draws[np.isfinite(draws)]
+    return bool(len(finite)) and float(finite.max() - finite.min()) <= 1e-12
+
+
+def _difference(
+    clusters: np.ndarray, sums: np.ndarray
+) -> tuple[float, np.ndarray, tuple[float, float], bool]:
+    """A cluster table's statistic, its draws, its interval and whether the interval is
+    not the draws' percentiles, from its resampled column sums ``sums``. Rows (kT, nT, kC,
+    nC): the difference kT/nT - kC/nC of matched sets (resampled together), its
+    percentile interval, or, when either arm has the same rate in every set or the draws
+    do not vary at all, the arms' own intervals (``_rate_interval``: Wilson on the sets for
+    an arm with no variation) combined (``_combined``). Rows (k, n): the rate
+    (``_rate_interval``)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if clusters.shape[1] == 2:
+            draws = sums[:, 0] / sums[:, 1]
+        else:
+            draws = sums[:, 0] / sums[:, 1] - sums[:, 2] / sums[:, 3]
+    if clusters.shape[1] == 2:
+        rate, lo, hi, fixed = _rate_interval(clusters[:, 0], clusters[:, 1], sums[:, 0],
+                                             sums[:, 1])  # fmt: skip
+        return rate, draws, (lo, hi), fixed
+    t, t_lo, t_hi, t_fixed = _rate_interval(clusters[:, 0], clusters[:, 1], sums[:, 0],
+                                            sums[:, 1])  # fmt: skip
+    c, c_lo, c_hi, c_fixed = _rate_interval(clusters[:, 2], clusters[:, 3], sums[:, 2],
+                                            sums[:, 3])  # fmt: skip
+    if t_fixed or c_fixed or _no_spread(draws):
+        return t - c, draws, _combined(t, (t_lo, t_hi), c, (c_lo, c_hi), 1.0), True
+    return t - c, draws, _interval(draws), False
+
+
 def diff_ci(clusters: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
-    """CI of kT/nT - kC/nC with clusters' rows (kT, nT, kC, nC) resampled together."""
+    """CI of kT/nT - kC/nC with clusters' rows (kT, nT, kC, nC) resampled together (every
+    row with nT, nC > 0). When an arm has the same rate in every cluster, or the resampled
+    difference cannot vary, the arms' intervals combined instead (``_difference``; the
+    draws still made, so intervals drawn after it do not move), never a zero-width
+    interval."""
     if len(clusters) < 2:
         return math.nan, math.nan
-    s = _resampled_sums(np.asarray(clusters, dtype=float), n_boot, rng)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _interval(s[:, 0] / s[:, 1] - s[:, 2] / s[:, 3])
+    c = np.asarray(clusters, dtype=float)
+    return _difference(c, _resampled_sums(c, n_boot, rng))[2]
 
 
 def two_arm_diff_ci(
     a: np.ndarray, b: np.ndarray, n_boot: int, rng: np.random.Generator
 ) -> tuple[float, float]:
-    """CI of (difference in arm a) - (difference in arm b), each arm's clusters
-    (kT, nT, kC, nC) resampled independently."""
+    """CI of (statistic of arm a) - (statistic of arm b), each arm's clusters resampled
+    independently; an arm's rows are (kT, nT, kC, nC), its statistic the difference
+    kT/nT - kC/nC (matched sets), or (k, n), its rate (trials). The percentile interval
+    of the difference of the draws; when an arm's own interval is not its draws' (it
+    cannot vary: ``_difference``), the two arms' intervals combined (``_combined``), never
+    a zero-width interval."""
     if len(a) < 2 or len(b) < 2:
         return math.nan, math.nan
-    sa = _weights(len(a), n_boot, rng) @ a
-    sb = _weights(len(b), n_boot, rng) @ b
-    with np.errstate(invalid="ignore", divide="ignore"):
-        da = sa[:, 0] / sa[:, 1] - sa[:, 2] / sa[:, 3]
-        db = sb[:, 0] / sb[:, 1] - sb[:, 2] / sb[:, 3]
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    va, da, a_ci, a_fixed = _difference(a, _weights(len(a), n_boot, rng) @ a)
+    vb, db, b_ci, b_fixed = _difference(b, _weights(len(b), n_boot, rng) @ b)
+    if a_fixed or b_fixed or _no_spread(da - db):
+        return _combined(va, a_ci, vb, b_ci, 1.0 if a.shape[1] == 2 else 2.0)
     return _interval(da - db)
 
 
@@ -729,12 +810,8 @@ def defence_effect(
     out = []
     for key, g in per_trial.groupby(keys, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        # Each trial as (k, n, 0, 1): the "difference" two_arm_diff_ci resamples is its rate.
-        arms = {
-            d: np.hstack([g[g["defence"] == d][["k", "n"]].to_numpy(float), [[0.0, 1.0]]
-                          * np.ones((int((g["defence"] == d).sum()), 1))])
-            for d in ("none", "delimit")
-        }  # fmt: skip
+        # Each trial as (k, n): the statistic two_arm_diff_ci resamples is the arm's rate.
+        arms = {d: g[g["defence"] == d][["k", "n"]].to_numpy(float) for d in ("none", "delimit")}
         if not all(len(a) for a in arms.values()):
             continue
         rate = {d: a[:, 0].sum() / a[:, 1].sum() for d, a in arms.items()}
@@ -1007,7 +1084,8 @@ def report_blocks(
             f"{n_trials} trials ({matched} in matched payload sets), {len(honest)} honest "
             "agent-rounds. Targets are honest agents an adversary's message reaches directly "
             "(graph distance 1); intervals are 95% bootstrap intervals over matched sets or "
-            "trials (definitions in stagbench.analysis.injection)."
+            "trials, Wilson on their number where they cannot vary (combined by square-and-add "
+            "in a difference; definitions in stagbench.analysis.injection)."
         )
     )
     wording = "prompt_variant" in _varying(data.trials, ["prompt_variant"])
