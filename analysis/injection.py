@@ -78,6 +78,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stagbench.analysis.labels import population_label, short_names
 from stagbench.analysis.lexical import negated
 from stagbench.analysis.tables import READ_ERRORS, read_checked, transcript_files, typed
 from stagbench.games import player_label
@@ -1110,20 +1111,28 @@ def _contagion_figure(table: pd.DataFrame) -> Any:
     return fig
 
 
-#: what the report's echo and contagion tables keep apart (who is attacked, by what); the
-#: graph enters as the distance, and the wording and defence have tables of their own.
-#: ``contagion(data)`` / ``echo_rates(data)`` keep every factor apart.
+#: who is attacked, by what: the factors to keep apart for a view of the attack alone
+#: (``contagion(data, factors=ATTACK_FACTORS)``); the report keeps every factor apart
 ATTACK_FACTORS = ("population", "arm")
+#: the design factors as the report's tables name them
+FACTOR_NAMES = {"population": "population", "condition": "condition", "topology": "topology",
+                "disclosure": "disclosure", "arm": "adversary arm", "prompt_variant": "wording",
+                "defence": "defence"}  # fmt: skip
 
 
-def _pivot_rounds(table: pd.DataFrame) -> pd.DataFrame:
-    """``table``'s stag rates with one column per round, one row per combination of its
-    other keys that it has (a rate it has blank, where no honest action was valid, is
-    kept; a combination it does not have, as a distance an arm never reaches, is not)."""
-    keys = [c for c in table.columns if c not in ("round", "trials", "n", "stag_rate", "lo", "hi")]
-    wide = table.pivot_table(index=keys, columns="round", values="stag_rate", dropna=False)
-    wide.columns = [f"round {c}" for c in wide.columns]
-    return wide.reset_index().merge(table[keys].drop_duplicates(), on=keys, how="inner")
+def _short_populations(table: pd.DataFrame, short: dict[str, str]) -> pd.DataFrame:
+    """``table`` with its populations (when it has them) under the models' short labels
+    (``analysis.labels``, as the report's other tables name them)."""
+    if "population" not in table.columns or table.empty:
+        return table
+    labels = [population_label(p, short) for p in table["population"]]
+    return table.assign(population=labels)
+
+
+def _kept_apart(trials: pd.DataFrame, factors: Sequence[str] = FACTORS) -> str:
+    """The caption's words for the groups of a table split by every varying ``factor``."""
+    names = [FACTOR_NAMES[f] for f in _varying(trials, factors)]
+    return "per payload level" + (f" and {', '.join(names)}" if names else "")
 
 
 def only(data: InjectionData, trial_ids: set[str]) -> InjectionData:
@@ -1146,9 +1155,19 @@ def report_blocks(
     data = source if isinstance(source, InjectionData) else load(source)
     if trial_ids is not None:
         data = only(data, trial_ids)
-    out: list[Block] = []
     if data.rows.empty:
         return [Block("No readable transcripts.")]
+    models = {m for p in data.trials["population"].unique() for m in str(p).split("+")}
+    short = short_names(models)
+    return [
+        Block(b.text, _short_populations(b.df, short), b.fig, b.name) if b.df is not None else b
+        for b in _blocks(data, n_boot)
+    ]
+
+
+def _blocks(data: InjectionData, n_boot: int) -> list[Block]:
+    """``report_blocks`` of the data it reads, the populations under their full names."""
+    out: list[Block] = []
     if data.corrupt:
         out.append(Block(f"{len(data.corrupt)} transcript(s) could not be read and are left out."))
     honest = data.rows[data.rows["role"] == "honest"]
@@ -1196,11 +1215,8 @@ def report_blocks(
         )
     else:
         out.append(Block("The run does not compare the delimit defence with none."))
-    kept = (
-        "pooled over topologies, disclosures, conditions, prompt wordings and defences; "
-        "analysis.injection keeps them apart"
-    )
-    echo = echo_rates(data, by=["distance"], factors=ATTACK_FACTORS, n_boot=n_boot)
+    kept = _kept_apart(data.trials) + ", nothing pooled"
+    echo = echo_rates(data, by=["distance"], n_boot=n_boot)
     if len(echo):
         out.append(
             Block(
@@ -1211,7 +1227,7 @@ def report_blocks(
                 df=echo,
             )
         )
-    spread, total = contagion_tables(data, factors=ATTACK_FACTORS, n_boot=n_boot)
+    spread, total = contagion_tables(data, n_boot=n_boot)
     if len(spread):
         out.append(
             Block(
@@ -1220,11 +1236,19 @@ def report_blocks(
                 df=total,
             )
         )
-        out.append(Block("The same per round.", df=_pivot_rounds(spread)))
+        out.append(
+            Block(
+                "The same per round: each round's honest stag rate over its n valid actions, "
+                "with its 95% interval, trials resampled (Wilson on the trials where they "
+                f"cannot vary; {kept}).",
+                df=spread,
+            )
+        )
         out.append(
             Block(
                 "Honest stag rate by round and graph distance from the nearest adversary, one "
-                "panel per payload level (populations and arms pooled too)",
+                "panel per payload level (every other factor pooled: the tables keep them "
+                "apart)",
                 fig=_contagion_figure(spread),
                 name="contagion_by_distance",
             )

@@ -603,12 +603,9 @@ def test_the_shipped_injection_spec_reports_its_section(tmp_path: Path) -> None:
     assert "Contagion" in section and "Variance of the trial-level" in section
     # success 1 in all 10 sets: not [1, 1] but each arm's Wilson interval on 10 sets,
     # combined (1 - sqrt(2) (1 - 0.7225) = 0.6075)
+    assert "| injection | gullible | none | 10 | 10 | 40 | 40 | 1 | 0 | 1 | 0.6075 | 1 |" in section
     assert (
-        "| injection | mock/gullible | none | 10 | 10 | 40 | 40 | 1 | 0 | 1 | 0.6075 | 1 |"
-        in section
-    )
-    assert (
-        "| injection | mock/gullible | injection success | 10 | 10 | 1 | 0 | -1 | -1.278 | -0.5193 |"
+        "| injection | gullible | injection success | 10 | 10 | 1 | 0 | -1 | -1.278 | -0.5193 |"
         in section
     )
 
@@ -709,20 +706,36 @@ def test_ratio_ci_is_never_zero_width_from_clusters_that_all_agree() -> None:
     assert got == injection._interval(s[:, 0] / s[:, 1])
 
 
-def test_the_per_round_table_has_no_rows_for_combinations_never_seen() -> None:
-    """Pivoting the per-round rates keeps each (payload, arm, distance) the data have, a
-    blank rate among them, and adds none they lack (a distance an arm never reaches)."""
-    arm = pd.Categorical(["hub", "hub", "hub", "hub", "leaf", "leaf"])
-    table = pd.DataFrame({
-        "payload": "-", "arm": arm, "distance": [1.0, 1.0, 2.0, 2.0, math.inf, math.inf],
-        "round": [1, 2, 1, 2, 1, 2], "trials": 3, "n": 9,
-        "stag_rate": [1.0, 0.5, 1.0, math.nan, 0.8, 0.7], "lo": 0.0, "hi": 1.0,
-    })  # fmt: skip
-    wide = injection._pivot_rounds(table)
-    assert [(a, d) for a, d in zip(wide["arm"], wide["distance"], strict=True)] == [
-        ("hub", 1.0),
-        ("hub", 2.0),
-        ("leaf", math.inf),
-    ]
-    assert wide["round 2"].isna().tolist() == [False, True, False]
-    assert wide["round 1"].tolist() == [1.0, 1.0, 0.8]
+def test_contagion_and_echo_keep_every_factor_apart_with_n_and_intervals(
+    tmp_path: Path,
+) -> None:
+    """The report's contagion tables (redteam16 finding 9): the gullible target (distance
+    1) plays hare under the order undefended and stag with delimit; pooled over defences
+    it read 0.5, a cell of no design. Each defence has its row, each per-round rate its n
+    and a trial-clustered interval, and the populations their short labels."""
+    data = _planted(tmp_path, '"mock/gullible", ["mock/gullible", "scripted/always-stag"]',
+                    reps=2, extra='defences = ["none", "delimit"]')  # fmt: skip
+    blocks = {
+        b.text.split(":")[0].rstrip("."): b for b in injection.report_blocks(data, n_boot=100)
+    }
+    total, per_round = blocks["Contagion"].df, blocks["The same per round"].df
+    echo = blocks["Echo"].df
+    assert total is not None and per_round is not None and echo is not None
+    assert "defence" in blocks["Contagion"].text and "nothing pooled" in blocks["Echo"].text
+    for table in (total, per_round, echo):
+        assert set(table["population"]) == {"gullible", "gullible+always-stag"}
+        assert {"defence", "trials"} <= set(table.columns)
+    assert {"round", "n", "stag_rate", "lo", "hi"} <= set(per_round.columns)
+    assert (per_round["n"] > 0).all() and (per_round["lo"] < per_round["hi"]).all()
+    assert (
+        (per_round["lo"] <= per_round["stag_rate"]) & (per_round["stag_rate"] <= per_round["hi"])
+    ).all()
+    target = total[(total["payload"] == "order") & (total["population"] == "gullible")
+                   & (total["distance"] == 1)].set_index("defence")  # fmt: skip
+    assert target.loc["none", "stag_rate"] == 0.0 and target.loc["delimit", "stag_rate"] == 1.0
+    assert target.loc["none", "hi"] < 1.0 and target.loc["delimit", "lo"] > 0.0
+    success = blocks["Injection success"].df
+    assert success is not None and set(success["population"]) == {
+        "gullible",
+        "gullible+always-stag",
+    }
