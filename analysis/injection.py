@@ -385,6 +385,7 @@ def _trial_columns(
     action: dict[tuple[int, int], str | None] = {}
     exposure: dict[int, int] = {}
     heard: dict[tuple[int, int], int] = {}  # (round, seat): what reached it (``_said_key``)
+    matched = info["match"] is not None
     adv_said: list[tuple[tuple[int, int], str]] = []  # ((round, phase), text)
     first_adv: tuple[int, int] | None = None
     said: list[tuple[tuple[int, int], int, str]] = []
@@ -404,10 +405,12 @@ def _trial_columns(
                 adv_said.append((when, text))
                 if first_adv is None:
                     first_adv = when
-                said_key = _said_key(sender, when[1], text)
                 for r in e["receivers"]:
                     exposure.setdefault(r, when[0])
-                    heard[(when[0], r)] = (heard.get((when[0], r), 0) + said_key) & _KEY_MASK
+                if matched:  # only a matched set's trials are compared by what was heard
+                    said_key = _said_key(sender, when[1], text)
+                    for r in e["receivers"]:
+                        heard[(when[0], r)] = (heard.get((when[0], r), 0) + said_key) & _KEY_MASK
             else:
                 said.append((when, sender, text))
         elif t == "action" and not given:
@@ -454,7 +457,8 @@ def _trial_columns(
     return info, rows, messages
 
 
-#: what reached a seat in a round, as a sum of its messages' keys modulo 2**64
+#: what reached a seat in a round, as a sum of its messages' keys modulo 2**64 (0 in a
+#: trial of no matched set: nothing compares it)
 _KEY_MASK = (1 << 64) - 1
 
 
