@@ -9,6 +9,11 @@ their recall and precision on a labelled sample (``analysis.lexicon_sample``).
   more stag") is taken out first: it signals nothing, and what is left must still signal.
 - ``detects(text, seat)``: the text names the player in ``seat`` (``P3``, ``Agent_3``,
   ``Player 3``, ...) or voices distrust.
+
+Negation, for every detector that reads a cue (the stag signal here, the endorsement of
+``analysis.injection``): a negated mention of the cue (``negated``: a negator, then the cue
+within two words) is taken out of the text first (``without``): it says nothing, and what is
+left must say it on its own.
 """
 
 from __future__ import annotations
@@ -29,6 +34,26 @@ def tokens(text: str) -> list[str]:
     """Lower-case words of ``text``; camel case and digits split (``TogetherStag`` ->
     together, stag; ``STAG10`` -> stag, 10)."""
     return _TOKEN.findall(_CAMEL.sub(" ", text).lower())
+
+
+#: what negates the cue after it (within two words): the negators of the default stag
+#: negation (``stagbench.records.lexicon.STAG_NEGATION``), with the past and ``is``/``are``
+NEGATORS = (
+    r"(?:(?<!why )not|never|no longer|won['’]?t|will not|don['’]?t|do not|does not|"
+    r"doesn['’]?t|didn['’]?t|did not|can['’]?t|cannot|shouldn['’]?t|should not|wouldn['’]?t|"
+    r"would not|isn['’]?t|aren['’]?t|wasn['’]?t|weren['’]?t|refuse to|instead of|rather than)"
+)
+
+
+def negated(cue: str) -> re.Pattern[str]:
+    """A negated mention of ``cue`` (a regular expression): a negator, at most two words,
+    the cue ("don't believe", "do not really trust", "never follow", "not honest")."""
+    return re.compile(rf"\b{NEGATORS}\s+(?:\w+\s+){{0,2}}?(?:{cue})", re.I)
+
+
+def without(negation: re.Pattern[str] | None, text: str) -> str:
+    """``text`` with the negated mentions ``negation`` matches taken out (each a space)."""
+    return text if negation is None else negation.sub(" ", text)
 
 
 def _words_re(words: Iterable[str]) -> re.Pattern[str] | None:
@@ -83,8 +108,7 @@ class Detector:
     def _signals_stag(self, text: str | None) -> bool:
         if not text:
             return False
-        if self._negated is not None:
-            text = self._negated.sub(" ", text)  # a negated stag mention promises nothing
+        text = without(self._negated, text)  # a negated stag mention promises nothing
         words = tokens(text)
         if not words:
             return False
