@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from stagbench.analysis.stats import boot_weights
+from stagbench.analysis.stats import boot_weights, shared_rate, wilson_rate
 
 PRE_EMPTIVE = "Pre-emptive defector"
 DEFECTION_PRONE = "Defection-Prone"
@@ -178,10 +178,48 @@ def _groups(at: pd.DataFrame, by: list[str], features: pd.DataFrame | None = Non
         yield key, g.to_numpy(dtype=float), g.index.get_level_values("trial_id").to_numpy()
 
 
-def _lower_bound(col: dict[str, np.ndarray], lv: str, z: float) -> tuple[np.ndarray, np.ndarray]:
-    """The rate of level ``lv`` and its one-sided lower confidence bound, trials as
-    clusters: cluster-robust normal when the rate varies, Wilson on the number of trials
-    when it does not (every trial all one way)."""
+#: the column of each feature in a feature matrix
+_COLUMN = {name: i for i, name in enumerate(_FEATURES)}
+#: a draw's trials can share one rate only if their rates lie this close (a cheap screen
+#: before ``stats.shared_rate`` decides; it is far wider than that function's tolerance)
+_SCREEN = 1e-9
+
+
+def _flat(matrix: np.ndarray, w: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per level (``_LEVELS``) and per draw of the group's trials (the rows of the weights
+    ``w``; all its trials once when None): whether the trials drawn that have an outcome at
+    that level show no spread, every one of them at the pooled rate (``stats.shared_rate``,
+    as ``stats.cluster_rate_ci`` asks), so that a cluster-robust variance is 0 and says
+    nothing. A draw of trials that all share one rate shares it too."""
+    draws = 1 if w is None else w.shape[0]
+    out: dict[str, np.ndarray] = {}
+    for lv in _LEVELS:
+        k, n = matrix[:, _COLUMN[f"{lv}_k"]], matrix[:, _COLUMN[f"{lv}_n"]]
+        flat = np.zeros(draws, dtype=bool)
+        whole = n.sum() > 0 and shared_rate(k, n, float(k.sum() / n.sum()))
+        if w is None or whole:
+            flat[:] = whole if w is None else (w @ n) > 0
+        else:  # only draws whose rates lie close can share one: shared_rate decides those
+            drawn = (w > 0) & (n > 0)[None, :]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rate = np.where(n > 0, k / n, 0.0)[None, :]
+            spread = np.where(drawn, rate, -np.inf).max(1) - np.where(drawn, rate, np.inf).min(1)
+            for b in np.flatnonzero(drawn.any(1) & (spread <= _SCREEN)):
+                kb, nb = w[b] * k, w[b] * n
+                flat[b] = shared_rate(kb, nb, float(kb.sum() / nb.sum()))
+        out[lv] = flat
+    return out
+
+
+def _lower_bound(
+    col: dict[str, np.ndarray], lv: str, z: float, flat: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rate of level ``lv`` and its one-sided lower confidence bound (level 1 -
+    ``alpha``, ``z`` its normal quantile), trials as clusters: cluster-robust normal when
+    the rate varies between trials, Wilson on the number of trials when it does not
+    (``flat``: every trial at the pooled rate, all one way or all at one rate in between,
+    as a deterministic agent gives; the cluster-robust bound would then be the rate
+    itself)."""
     k, n, t = col[f"{lv}_k"], col[f"{lv}_n"], col[f"{lv}_t"]
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(n > 0, k / n, np.nan)
@@ -191,12 +229,23 @@ def _lower_bound(col: dict[str, np.ndarray], lv: str, z: float) -> tuple[np.ndar
         # Wilson lower bound at p = 1 with t observations is 1 / (1 + z^2 / t)
         edge = np.where(r >= 1, 1 / (1 + z * z / t), 0.0)
     lower = np.where((r <= 0) | (r >= 1), edge, normal)
+    between = np.flatnonzero(flat & (r > 0) & (r < 1))
+    if between.size:  # one-sided at alpha: the lower end of the two-sided interval at 2 alpha
+        bounds: dict[tuple[float, int], float] = {}
+        for i in between:
+            key = (float(r[i]), int(round(t[i])))
+            if key not in bounds:
+                bounds[key] = wilson_rate(*key, alpha=2 * alpha)[0]
+            lower[i] = bounds[key]
     return r, np.nan_to_num(lower, nan=0.0)
 
 
-def _decide(f: np.ndarray, rule: Rule) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The rule on summed features, vectorised: ``f`` is (replicates x features). Returns
-    label codes (0..3 the patterns, 4 Unclassified/Inconsistent) and the evidence."""
+def _decide(
+    f: np.ndarray, rule: Rule, flat: dict[str, np.ndarray]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The rule on summed features, vectorised: ``f`` is (replicates x features), ``flat``
+    per level and replicate whether its trials show no spread (``_flat``). Returns label
+    codes (0..3 the patterns, 4 Unclassified/Inconsistent) and the evidence."""
     counts = f[:, : len(PATTERNS)]
     col = {name: f[:, i] for i, name in enumerate(_FEATURES)}
     classified = counts.sum(1)
@@ -208,8 +257,8 @@ def _decide(f: np.ndarray, rule: Rule) -> tuple[np.ndarray, dict[str, np.ndarray
         sd = np.sqrt(col["null_var"])
         excess = col["response_hare"] - col["null_mean"] - 0.5  # continuity correction
         z = np.where(sd > 0, excess / np.where(sd > 0, sd, 1), -np.inf)
-    pre_rate, pre_lo = _lower_bound(col, "pre", z_crit)
-    post_rate, post_lo = _lower_bound(col, "post", z_crit)
+    pre_rate, pre_lo = _lower_bound(col, "pre", z_crit, flat["pre"], rule.alpha)
+    post_rate, post_lo = _lower_bound(col, "post", z_crit, flat["post"], rule.alpha)
     reactive = z > z_crit
     ok = np.select(
         [modal == 0, modal == 1, modal == 2, modal == 3],
@@ -256,7 +305,7 @@ def group_labels(
         ]
     }
     for key, matrix, _ in _groups(classified, by, features):
-        labels, ev = _decide(matrix.sum(0, keepdims=True), rule)
+        labels, ev = _decide(matrix.sum(0, keepdims=True), rule, _flat(matrix))
         label = int(labels[0])
         same = 0
         n_trials = matrix.shape[0]
@@ -266,7 +315,7 @@ def group_labels(
             while done < n_boot:
                 size = min(batch, n_boot - done)
                 w = boot_weights(n_trials, size, rng)
-                boot_labels, _ = _decide(w @ matrix, rule)
+                boot_labels, _ = _decide(w @ matrix, rule, _flat(matrix, w))
                 same += int((boot_labels == label).sum())
                 done += size
         z = float(ev["z"][0])
@@ -311,8 +360,8 @@ def _carries(matrix: np.ndarray, t: int, label: str, rule: Rule) -> bool:
     noise-free agent is Unclassified, which says nothing about stability."""
     if label == UNCLASSIFIED or t == 0:
         return True
-    expected = matrix.mean(0, keepdims=True) * t
-    return bool(LABELS[int(_decide(expected, rule)[0][0])] == label)
+    expected = matrix.mean(0, keepdims=True) * t  # with the group's spread, or none
+    return bool(LABELS[int(_decide(expected, rule, _flat(matrix))[0][0])] == label)
 
 
 def stability(
@@ -332,7 +381,7 @@ def stability(
     def label_of(matrix: np.ndarray) -> str:
         if matrix.shape[0] == 0:
             return UNCLASSIFIED
-        return LABELS[int(_decide(matrix.sum(0, keepdims=True), rule)[0][0])]
+        return LABELS[int(_decide(matrix.sum(0, keepdims=True), rule, _flat(matrix))[0][0])]
 
     reps = classified.assign(_t=classified["trial_id"].astype(str)).groupby("_t")["repetition"]
     rep_of = reps.first().astype(int)
