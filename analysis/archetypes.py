@@ -180,33 +180,45 @@ def _groups(at: pd.DataFrame, by: list[str], features: pd.DataFrame | None = Non
 
 #: the column of each feature in a feature matrix
 _COLUMN = {name: i for i, name in enumerate(_FEATURES)}
-#: a draw's trials can share one rate only if their rates lie this close (a cheap screen
-#: before ``stats.shared_rate`` decides; it is far wider than that function's tolerance)
+#: a draw's trials can share one rate only if their sum of squared deviations from its
+#: pooled rate, sum (k - r n)^2, is 0 up to rounding (a few 1e-16 of sum n^2): a cheap
+#: screen of the draws before ``stats.shared_rate`` decides on each one that passes
 _SCREEN = 1e-9
 
 
-def _flat(matrix: np.ndarray, w: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def _flat(
+    matrix: np.ndarray, w: np.ndarray | None = None, summed: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Per level (``_LEVELS``) and per draw of the group's trials (the rows of the weights
-    ``w``; all its trials once when None): whether the trials drawn that have an outcome at
-    that level show no spread, every one of them at the pooled rate (``stats.shared_rate``,
-    as ``stats.cluster_rate_ci`` asks), so that a cluster-robust variance is 0 and says
-    nothing. A draw of trials that all share one rate shares it too."""
-    draws = 1 if w is None else w.shape[0]
+    ``w``, ``summed`` = ``w @ matrix`` when made already; all its trials once when None):
+    whether the trials drawn that have an outcome at that level show no spread, every one
+    of them at the pooled rate (``stats.shared_rate``, as ``stats.cluster_rate_ci`` asks),
+    so that a cluster-robust variance is 0 and says nothing. A draw of trials that all
+    share one rate shares it too."""
+    if w is not None and summed is None:
+        summed = w @ matrix
+    draws = 1 if summed is None else summed.shape[0]
     out: dict[str, np.ndarray] = {}
     for lv in _LEVELS:
         k, n = matrix[:, _COLUMN[f"{lv}_k"]], matrix[:, _COLUMN[f"{lv}_n"]]
-        flat = np.zeros(draws, dtype=bool)
         whole = n.sum() > 0 and shared_rate(k, n, float(k.sum() / n.sum()))
-        if w is None or whole:
-            flat[:] = whole if w is None else (w @ n) > 0
-        else:  # only draws whose rates lie close can share one: shared_rate decides those
-            drawn = (w > 0) & (n > 0)[None, :]
+        if w is None or summed is None:
+            out[lv] = np.full(draws, whole)
+            continue
+        nb = summed[:, _COLUMN[f"{lv}_n"]]
+        flat = nb > 0
+        if not whole:  # only draws with no spread up to rounding can share: shared_rate decides
+            kb = summed[:, _COLUMN[f"{lv}_k"]]
             with np.errstate(invalid="ignore", divide="ignore"):
-                rate = np.where(n > 0, k / n, 0.0)[None, :]
-            spread = np.where(drawn, rate, -np.inf).max(1) - np.where(drawn, rate, np.inf).min(1)
-            for b in np.flatnonzero(drawn.any(1) & (spread <= _SCREEN)):
-                kb, nb = w[b] * k, w[b] * n
-                flat[b] = shared_rate(kb, nb, float(kb.sum() / nb.sum()))
+                r = kb / nb
+                ss = (
+                    summed[:, _COLUMN[f"{lv}_kk"]]
+                    - 2 * r * summed[:, _COLUMN[f"{lv}_kn"]]
+                    + r * r * summed[:, _COLUMN[f"{lv}_nn"]]
+                )
+            flat &= ss <= _SCREEN * summed[:, _COLUMN[f"{lv}_nn"]]
+            for b in np.flatnonzero(flat):
+                flat[b] = shared_rate(w[b] * k, w[b] * n, float(r[b]))
         out[lv] = flat
     return out
 
@@ -315,7 +327,8 @@ def group_labels(
             while done < n_boot:
                 size = min(batch, n_boot - done)
                 w = boot_weights(n_trials, size, rng)
-                boot_labels, _ = _decide(w @ matrix, rule, _flat(matrix, w))
+                summed = w @ matrix
+                boot_labels, _ = _decide(summed, rule, _flat(matrix, w, summed))
                 same += int((boot_labels == label).sum())
                 done += size
         z = float(ev["z"][0])
