@@ -8,13 +8,14 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
 
 from stagbench.agents.models.base import ChatMessage
 from stagbench.agents.models.providers.mock import register_mock
-from stagbench.analysis import archetypes, metrics
+from stagbench.analysis import archetypes, metrics, stats
 from stagbench.analysis.archetypes import (
     ADAPTIVE,
     COOPERATION_PERSISTENT,
@@ -326,3 +327,41 @@ def test_post_trigger_bound_of_a_constant_rate_is_wilson_on_trials() -> None:
     # with spread the cluster-robust bound stands: many trials near 0.9 are labelled
     spread = archetypes.group_labels(_persistent([5, 4] * 15), ["model"], n_boot=300).iloc[0]
     assert spread["label"] == COOPERATION_PERSISTENT and spread["post_trigger_stag_lo"] > 0.75
+
+
+def test_no_spread_flags_every_draw_as_shared_rate_does() -> None:
+    """The bootstrap's no-spread flags (screened from the draws' summed features) are
+    ``stats.shared_rate`` on each draw's own trials, draw by draw: on groups whose trials
+    take a few rates, so that many draws share one, over counts of many sizes."""
+    rng = np.random.default_rng(3)
+    seen = 0
+    for trial_count, scale in ((3, 1), (5, 3), (8, 1), (12, 7), (40, 50)):
+        for _ in range(20):
+            n = rng.choice([4, 8], size=trial_count) * scale
+            k = n * rng.choice([0.25, 0.75, 1.0], size=trial_count, p=[0.1, 0.8, 0.1])
+            n[rng.random(trial_count) < 0.1] = 0  # trials with no outcome at this level
+            k[n == 0] = 0
+            at = pd.DataFrame(
+                {
+                    "trial_id": [f"t{i:02d}" for i in range(trial_count)],
+                    "model": "m",
+                    "archetype": PRE_EMPTIVE,
+                    "n_valid": n + 1,
+                    "n_hare": k,
+                    "pre_n": n,
+                    "pre_hare": k,
+                    "post_n": 0,
+                    "post_stag": 0,
+                }
+            )
+            _, matrix, _ = next(archetypes._groups(at, ["model"]))
+            w = stats.boot_weights(trial_count, 200, rng)
+            flags = archetypes._flat(matrix, w)["pre"]
+            kk, nn = w * k, w * n
+            truth = [
+                bool(nn[b].sum() > 0) and stats.shared_rate(kk[b], nn[b], kk[b].sum() / nn[b].sum())
+                for b in range(len(w))
+            ]
+            assert flags.tolist() == truth
+            seen += int(flags.sum())
+    assert seen > 1000  # many draws do share one rate
