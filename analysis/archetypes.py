@@ -24,7 +24,11 @@ only if the group's behaviour bears it out against noise:
   strategy that switches when betrayed puts its hares after the trigger, noise does not.
 - Cooperation-Persistent claims steadiness: the group's stag rate after its triggers must
   reach ``persist_min_stag`` with 1 - ``alpha`` confidence (one-sided lower bound, trials
-  as clusters), so noise that mostly cooperates (``random(p=0.7)``) is not steady.
+  as clusters), so noise that mostly cooperates (``random(p=0.7)``) is not steady. When
+  the trials show no spread (every one at the pooled rate, ``stats.shared_rate``: all one
+  way, or all at one rate in between, as a deterministic agent gives) the cluster-robust
+  bound would be the rate itself: the bound is then Wilson's with one observation per
+  trial, as ``stats.cluster_rate_ci`` does, so 8 trials at 0.75 are not 0.75 for sure.
 - Pre-emptive defector claims unprovoked defection: the group's hare rate before its
   triggers must reach ``pre_emptive_min_hare`` the same way.
 
