@@ -117,15 +117,37 @@ class Seating:
     topology: Topology
 
 
-def seat_agents(trial: TrialSpec, factory: SeatBuilder) -> Seating:
-    """Place adversaries, then shuffle the honest population over the remaining seats."""
+def honest_models(trial: TrialSpec, seats: int, legacy: bool = False) -> list[str]:
+    """The models of a trial's ``seats`` honest seats (before they are shuffled over the
+    seats): every entry of the population list ``seats // len(list)`` times, and the
+    ``seats % len(list)`` seats left over to as many different entries drawn at random by
+    the trial's seed. Each entry thus has the same expected share of the honest seats
+    whatever their number: an adversary arm, which leaves fewer honest seats, does not
+    drop the list's last models (dealt from its start, ``[a, b]`` over one honest seat was
+    always ``a``, so the arm's "effect" was partly a change of population). ``legacy``:
+    that dealing from the start, which made the transcripts of stagbench before this fix
+    (``runs.replay`` re-deals an older transcript so)."""
+    models = trial.models
+    if legacy:
+        return [models[i % len(models)] for i in range(seats)]
+    whole, left = divmod(seats, len(models))
+    population = list(models) * whole
+    if left:  # (a draw of its own: a list that divides the seats is dealt as it always was)
+        picked = seat_rng(trial, "population").sample(range(len(models)), left)
+        population += [models[i] for i in sorted(picked)]
+    return population
+
+
+def seat_agents(trial: TrialSpec, factory: SeatBuilder, legacy: bool = False) -> Seating:
+    """Place adversaries, then shuffle the honest population (``honest_models``, dealt as
+    before its fix when ``legacy``) over the remaining seats."""
     n = trial.game.n_players
     rng = random.Random(trial.seed)
     topo = build_topology(trial.topology, n)
     adv = trial.adversary
     adv_seats = place(adv.placement, topo, adv.count, rng) if adv.kind != "none" else ()
     honest = [s for s in range(n) if s not in adv_seats]
-    population = [trial.models[i % len(trial.models)] for i in range(len(honest))]
+    population = honest_models(trial, len(honest), legacy)
     rng.shuffle(population)
     model_of = dict(zip(honest, population, strict=True))
     group = (

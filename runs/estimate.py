@@ -20,7 +20,7 @@ from stagbench.agents.models.pool import settings_for
 from stagbench.agents.models.registry import price_for
 from stagbench.agents.prompts import render_system, render_user
 from stagbench.games import Action
-from stagbench.runs.compose import adversary_model, is_scripted
+from stagbench.runs.compose import adversary_model, honest_models, is_scripted
 from stagbench.runs.spec import ExperimentSpec, TrialSpec
 from stagbench.topologies import build_topology
 
@@ -43,7 +43,7 @@ def _llm_seats(trial: TrialSpec) -> list[tuple[str, bool]]:
     """(model, is_deceiver_with_enforced_action) for every seat run by an LLM."""
     n, adv = trial.game.n_players, trial.adversary
     n_honest = n - (adv.count if adv.kind != "none" else 0)
-    honest = [trial.models[i % len(trial.models)] for i in range(n_honest)]
+    honest = honest_models(trial, n_honest)
     seats = [(m, False) for m in honest if not is_scripted(m)]
     inner = adversary_model(trial)
     if adv.kind != "none" and not is_scripted(inner):

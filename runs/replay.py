@@ -213,6 +213,14 @@ def check(transcript: Transcript) -> list[str]:
         return [f"the trial's seats cannot be built again from its record: {exc}"]
     problems: list[str] = []
     recorded_seats = [s.model_copy(update={"system": None}) for s in header.seats]
+    if seating.seats != recorded_seats and len(set(trial.models)) > 1:
+        # a mixed population dealt from the start of its list, as stagbench did before
+        # ``compose.honest_models`` dealt the seats left over at random: a transcript of
+        # then is checked against the dealing that made it
+        legacy_factory = _Rebuild(transcript)
+        legacy = seat_agents(trial, legacy_factory, legacy=True)
+        if legacy.seats == recorded_seats:
+            seating, factory = legacy, legacy_factory
     if seating.seats != recorded_seats:
         problems.append(
             f"seating differs: recorded {recorded_seats}, the seed gives {seating.seats}"

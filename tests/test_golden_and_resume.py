@@ -35,9 +35,12 @@ def _run(spec_path: Path, out: Path) -> None:
 
 
 def test_golden_transcripts_byte_identical(tmp_path: Path) -> None:
+    """``golden/run`` is today's run; ``golden/v2`` (the v1 files migrated) differs in the
+    two trials whose three models share two honest seats, dealt then from the list's
+    start (``compose.honest_models``)."""
     _run(GOLDEN / "golden.toml", tmp_path / "a")
     made = sorted((tmp_path / "a" / "transcripts").glob("*.jsonl"))
-    expected = sorted((GOLDEN / "v2").glob("*.jsonl"))
+    expected = sorted((GOLDEN / "run").glob("*.jsonl"))
     assert len(expected) == 4 and [p.name for p in made] == [p.name for p in expected]
     for got, want in zip(made, expected, strict=True):
         assert got.read_bytes() == want.read_bytes(), got.name
