@@ -24,7 +24,11 @@ only if the group's behaviour bears it out against noise:
   strategy that switches when betrayed puts its hares after the trigger, noise does not.
 - Cooperation-Persistent claims steadiness: the group's stag rate after its triggers must
   reach ``persist_min_stag`` with 1 - ``alpha`` confidence (one-sided lower bound, trials
-  as clusters), so noise that mostly cooperates (``random(p=0.7)``) is not steady.
+  as clusters), so noise that mostly cooperates (``random(p=0.7)``) is not steady. When
+  the trials show no spread (every one at the pooled rate, ``stats.shared_rate``: all one
+  way, or all at one rate in between, as a deterministic agent gives) the cluster-robust
+  bound would be the rate itself: the bound is then Wilson's with one observation per
+  trial, as ``stats.cluster_rate_ci`` does, so 8 trials at 0.75 are not 0.75 for sure.
 - Pre-emptive defector claims unprovoked defection: the group's hare rate before its
   triggers must reach ``pre_emptive_min_hare`` the same way.
 
@@ -44,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from stagbench.analysis.stats import boot_weights
+from stagbench.analysis.stats import boot_weights, shared_rate, wilson_rate
 
 PRE_EMPTIVE = "Pre-emptive defector"
 DEFECTION_PRONE = "Defection-Prone"
@@ -178,10 +182,60 @@ def _groups(at: pd.DataFrame, by: list[str], features: pd.DataFrame | None = Non
         yield key, g.to_numpy(dtype=float), g.index.get_level_values("trial_id").to_numpy()
 
 
-def _lower_bound(col: dict[str, np.ndarray], lv: str, z: float) -> tuple[np.ndarray, np.ndarray]:
-    """The rate of level ``lv`` and its one-sided lower confidence bound, trials as
-    clusters: cluster-robust normal when the rate varies, Wilson on the number of trials
-    when it does not (every trial all one way)."""
+#: the column of each feature in a feature matrix
+_COLUMN = {name: i for i, name in enumerate(_FEATURES)}
+#: a draw's trials can share one rate only if their sum of squared deviations from its
+#: pooled rate, sum (k - r n)^2, is 0 up to rounding (a few 1e-16 of sum n^2): a cheap
+#: screen of the draws before ``stats.shared_rate`` decides on each one that passes
+_SCREEN = 1e-9
+
+
+def _flat(
+    matrix: np.ndarray, w: np.ndarray | None = None, summed: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Per level (``_LEVELS``) and per draw of the group's trials (the rows of the weights
+    ``w``, ``summed`` = ``w @ matrix`` when made already; all its trials once when None):
+    whether the trials drawn that have an outcome at that level show no spread, every one
+    of them at the pooled rate (``stats.shared_rate``, as ``stats.cluster_rate_ci`` asks),
+    so that a cluster-robust variance is 0 and says nothing. A draw of trials that all
+    share one rate shares it too."""
+    if w is not None and summed is None:
+        summed = w @ matrix
+    draws = 1 if summed is None else summed.shape[0]
+    out: dict[str, np.ndarray] = {}
+    for lv in _LEVELS:
+        k, n = matrix[:, _COLUMN[f"{lv}_k"]], matrix[:, _COLUMN[f"{lv}_n"]]
+        whole = n.sum() > 0 and shared_rate(k, n, float(k.sum() / n.sum()))
+        if w is None or summed is None:
+            out[lv] = np.full(draws, whole)
+            continue
+        nb = summed[:, _COLUMN[f"{lv}_n"]]
+        flat = nb > 0
+        if not whole:  # only draws with no spread up to rounding can share: shared_rate decides
+            kb = summed[:, _COLUMN[f"{lv}_k"]]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = kb / nb
+                ss = (
+                    summed[:, _COLUMN[f"{lv}_kk"]]
+                    - 2 * r * summed[:, _COLUMN[f"{lv}_kn"]]
+                    + r * r * summed[:, _COLUMN[f"{lv}_nn"]]
+                )
+            flat &= ss <= _SCREEN * summed[:, _COLUMN[f"{lv}_nn"]]
+            for b in np.flatnonzero(flat):
+                flat[b] = shared_rate(w[b] * k, w[b] * n, float(r[b]))
+        out[lv] = flat
+    return out
+
+
+def _lower_bound(
+    col: dict[str, np.ndarray], lv: str, z: float, flat: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rate of level ``lv`` and its one-sided lower confidence bound (level 1 -
+    ``alpha``, ``z`` its normal quantile), trials as clusters: cluster-robust normal when
+    the rate varies between trials, Wilson on the number of trials when it does not
+    (``flat``: every trial at the pooled rate, all one way or all at one rate in between,
+    as a deterministic agent gives; the cluster-robust bound would then be the rate
+    itself)."""
     k, n, t = col[f"{lv}_k"], col[f"{lv}_n"], col[f"{lv}_t"]
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(n > 0, k / n, np.nan)
@@ -191,12 +245,23 @@ def _lower_bound(col: dict[str, np.ndarray], lv: str, z: float) -> tuple[np.ndar
         # Wilson lower bound at p = 1 with t observations is 1 / (1 + z^2 / t)
         edge = np.where(r >= 1, 1 / (1 + z * z / t), 0.0)
     lower = np.where((r <= 0) | (r >= 1), edge, normal)
+    between = np.flatnonzero(flat & (r > 0) & (r < 1))
+    if between.size:  # one-sided at alpha: the lower end of the two-sided interval at 2 alpha
+        bounds: dict[tuple[float, int], float] = {}
+        for i in between:
+            key = (float(r[i]), int(round(t[i])))
+            if key not in bounds:
+                bounds[key] = wilson_rate(*key, alpha=2 * alpha)[0]
+            lower[i] = bounds[key]
     return r, np.nan_to_num(lower, nan=0.0)
 
 
-def _decide(f: np.ndarray, rule: Rule) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The rule on summed features, vectorised: ``f`` is (replicates x features). Returns
-    label codes (0..3 the patterns, 4 Unclassified/Inconsistent) and the evidence."""
+def _decide(
+    f: np.ndarray, rule: Rule, flat: dict[str, np.ndarray]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The rule on summed features, vectorised: ``f`` is (replicates x features), ``flat``
+    per level and replicate whether its trials show no spread (``_flat``). Returns label
+    codes (0..3 the patterns, 4 Unclassified/Inconsistent) and the evidence."""
     counts = f[:, : len(PATTERNS)]
     col = {name: f[:, i] for i, name in enumerate(_FEATURES)}
     classified = counts.sum(1)
@@ -208,8 +273,8 @@ def _decide(f: np.ndarray, rule: Rule) -> tuple[np.ndarray, dict[str, np.ndarray
         sd = np.sqrt(col["null_var"])
         excess = col["response_hare"] - col["null_mean"] - 0.5  # continuity correction
         z = np.where(sd > 0, excess / np.where(sd > 0, sd, 1), -np.inf)
-    pre_rate, pre_lo = _lower_bound(col, "pre", z_crit)
-    post_rate, post_lo = _lower_bound(col, "post", z_crit)
+    pre_rate, pre_lo = _lower_bound(col, "pre", z_crit, flat["pre"], rule.alpha)
+    post_rate, post_lo = _lower_bound(col, "post", z_crit, flat["post"], rule.alpha)
     reactive = z > z_crit
     ok = np.select(
         [modal == 0, modal == 1, modal == 2, modal == 3],
@@ -256,7 +321,7 @@ def group_labels(
         ]
     }
     for key, matrix, _ in _groups(classified, by, features):
-        labels, ev = _decide(matrix.sum(0, keepdims=True), rule)
+        labels, ev = _decide(matrix.sum(0, keepdims=True), rule, _flat(matrix))
         label = int(labels[0])
         same = 0
         n_trials = matrix.shape[0]
@@ -266,7 +331,8 @@ def group_labels(
             while done < n_boot:
                 size = min(batch, n_boot - done)
                 w = boot_weights(n_trials, size, rng)
-                boot_labels, _ = _decide(w @ matrix, rule)
+                summed = w @ matrix
+                boot_labels, _ = _decide(summed, rule, _flat(matrix, w, summed))
                 same += int((boot_labels == label).sum())
                 done += size
         z = float(ev["z"][0])
@@ -311,8 +377,8 @@ def _carries(matrix: np.ndarray, t: int, label: str, rule: Rule) -> bool:
     noise-free agent is Unclassified, which says nothing about stability."""
     if label == UNCLASSIFIED or t == 0:
         return True
-    expected = matrix.mean(0, keepdims=True) * t
-    return bool(LABELS[int(_decide(expected, rule)[0][0])] == label)
+    expected = matrix.mean(0, keepdims=True) * t  # with the group's spread, or none
+    return bool(LABELS[int(_decide(expected, rule, _flat(matrix))[0][0])] == label)
 
 
 def stability(
@@ -332,7 +398,7 @@ def stability(
     def label_of(matrix: np.ndarray) -> str:
         if matrix.shape[0] == 0:
             return UNCLASSIFIED
-        return LABELS[int(_decide(matrix.sum(0, keepdims=True), rule)[0][0])]
+        return LABELS[int(_decide(matrix.sum(0, keepdims=True), rule, _flat(matrix))[0][0])]
 
     reps = classified.assign(_t=classified["trial_id"].astype(str)).groupby("_t")["repetition"]
     rep_of = reps.first().astype(int)

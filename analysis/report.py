@@ -959,12 +959,23 @@ def payoffs(d: ReportData) -> Section:
     return s
 
 
+#: the report's columns the regression reads under the formula's names (``population``: its
+#: short label, as every table gives it)
+REGRESSION_COLUMNS = {"model_label": "model", "population_label": "population"}
+
+
 def regression(d: ReportData) -> Section:
     s = Section("Regression")
     # only what the model reads (the design factors it may use, round, outcome, trial)
-    used = ["trial_id", "stag", "round", *stats.FORMULA_FACTORS, "model_label"]
-    honest_df = _honest_columns(d, used).rename(columns={"model_label": "model"})
-    formula = stats.default_formula(honest_df)
+    columns = {v: k for k, v in REGRESSION_COLUMNS.items()}
+    used = ["trial_id", "stag", "round", *(columns.get(f, f) for f in stats.FORMULA_FACTORS)]
+    honest_df = _honest_columns(d, [*used, "model_label"]).rename(columns=REGRESSION_COLUMNS)
+    formula, left_out = stats.formula_terms(honest_df)
+    for f in d.factors:  # the design factors that vary and are not in the formula, and why
+        name = REGRESSION_COLUMNS.get(f, f)
+        if name in left_out:
+            what = FACTORS[f] if FACTORS[f] == name else f"{FACTORS[f]} ({name})"
+            s.text(f"Note: {what} varies but is not in the formula: {left_out[name]}.")
     sample = stats.gee_sample(honest_df)
     n_all, n_fit = _distinct(honest_df["trial_id"]), _distinct(sample["trial_id"])
     fitted_on = "" if n_fit == n_all else f" (fitted on a random {n_fit} of {n_all} trials)"

@@ -1088,25 +1088,56 @@ def bias_reduced_cov(model: Any) -> np.ndarray | None:
     return np.asarray(naive @ meat @ naive * model.scaling_factor)
 
 
-#: the design factors ``default_formula`` may use, in order
-FORMULA_FACTORS = ("disclosure", "adversary_arm", "adversary_kind", "topology", "condition")
+#: the design factors ``default_formula`` may use, in order: a factor whose level those
+#: before it in the formula determine is left out (the first of two that determine each other
+#: is kept). ``population`` holds one label per population (the report's short label).
+FORMULA_FACTORS = (
+    "disclosure",
+    "adversary_arm",
+    "adversary_kind",
+    "topology",
+    "condition",
+    "population",
+    "prompt_variant",
+    "defence",
+    "payload",
+)
 
 
-def default_formula(df: pd.DataFrame) -> str:
-    """``stag ~ factor * round + ... + model`` with the design factors that vary in the data,
-    skipping a factor whose level the factors already in the formula determine (an
-    imported study's condition names its topology and disclosure: one of them is enough)."""
+def formula_terms(df: pd.DataFrame) -> tuple[str, dict[str, str]]:
+    """``stag ~ factor * round + ... + model`` with the design factors (``FORMULA_FACTORS``)
+    that vary in the data, and for each one that varies but is left out, why:
+
+    - its level is determined by the factors already in the formula (an imported study's
+      condition names its topology and disclosure: one of them is enough);
+    - ``population`` when ``C(model)`` stands for it: every model plays in one population
+      only, so the population's main effect is the sum of its models'.
+
+    Whether the terms kept are estimable (aliasing, separation, too few trials) is
+    ``logit_model``'s to decide and say."""
     terms: list[str] = []
+    left_out: dict[str, str] = {}
+    with_model = "model" in df.columns and df["model"].nunique() > 1
     for c in FORMULA_FACTORS:
         if c not in df.columns or df[c].nunique() < 2:
             continue
         if terms and df.groupby(terms, observed=True)[c].nunique().max() < 2:
+            left_out[c] = f"the factors in the formula ({', '.join(terms)}) determine it"
+            continue
+        model_only = c == "population" and with_model
+        if model_only and df.groupby("model", observed=True)[c].nunique().max() < 2:
+            left_out[c] = "C(model) stands for it (each model plays in one population only)"
             continue
         terms.append(c)
     rhs = " + ".join(f"C({c}) * round" for c in terms) or "round"
-    if "model" in df.columns and df["model"].nunique() > 1:
+    if with_model:
         rhs += " + C(model)"
-    return f"stag ~ {rhs}"
+    return f"stag ~ {rhs}", left_out
+
+
+def default_formula(df: pd.DataFrame) -> str:
+    """The formula of ``formula_terms`` (without what it leaves out and why)."""
+    return formula_terms(df)[0]
 
 
 def _independent_columns(x: np.ndarray) -> list[int]:

@@ -4,12 +4,18 @@ and noise never gets a confident behavioural label."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
-from stagbench.analysis import archetypes, metrics
+from stagbench.agents.models.base import ChatMessage
+from stagbench.agents.models.providers.mock import register_mock
+from stagbench.analysis import archetypes, metrics, stats
 from stagbench.analysis.archetypes import (
     ADAPTIVE,
     COOPERATION_PERSISTENT,
@@ -214,3 +220,148 @@ def test_features_made_once_give_the_same_labels_and_stability(
         pd.testing.assert_frame_equal(
             archetypes.stability(at, by, features=other), archetypes.stability(at, by)
         )
+
+
+def _hare_three_of_four(messages: list[ChatMessage], purpose: str | None) -> str:
+    """Hare in rounds 1-3 of every trial, stag in round 4: a hare rate of 0.75 in each."""
+    found = re.search(r"action for round (\d+)", messages[-1].content)
+    assert found, messages[-1].content
+    action = "stag" if int(found.group(1)) % 4 == 0 else "hare"
+    return json.dumps({"reasoning": "planted", "action": action})
+
+
+CONSTANT = """
+name = "constant-rates"
+seed = 17
+repetitions = 8
+[game]
+n_players = 3
+rounds = 4
+talk_phases = 0
+[agents]
+max_reasks = 0
+[factors]
+models = [["mock/hare3of4", "scripted/always-stag", "scripted/always-stag"],
+          ["mock/hare", "scripted/always-stag", "scripted/always-stag"]]
+"""
+
+
+def _wilson_lower(p: float, t: int, alpha: float = 0.05) -> float:
+    """The one-sided Wilson lower bound of a rate ``p`` over ``t`` units."""
+    z = float(sps.norm.ppf(1 - alpha))
+    centre = p + z * z / (2 * t)
+    return (centre - z * (p * (1 - p) / t + z * z / (4 * t * t)) ** 0.5) / (1 + z * z / t)
+
+
+def test_a_constant_in_between_rate_is_not_more_certain_than_always(tmp_path: Path) -> None:
+    """The red team's planted pair (redteam16 finding 3): beside two always-stag partners
+    (no other player ever hunts hare, so every round is before any trigger), one model hunts
+    hare in 3 rounds of 4 in every trial, another always; 8 trials each. A rate that is the
+    same in every trial has no spread, and its bound is Wilson on the 8 trials, not the rate
+    itself: the 75% agent is never labelled Pre-emptive defector with more confidence than
+    the 100% one, and its bound lies below 0.75."""
+    register_mock("hare3of4", _hare_three_of_four)
+    df, _ = agent_rounds(run_spec(CONSTANT, tmp_path, llm=True))
+    at = archetypes.classify(metrics.agent_trials(df))
+    at = at[at["model"].astype(str).str.startswith("mock/")]
+    shares = at.assign(share=at["pre_hare"] / at["pre_n"]).groupby("model")["share"]
+    assert (
+        shares.min().to_dict() == shares.max().to_dict() == {"mock/hare": 1, "mock/hare3of4": 0.75}
+    )
+    assert (at.groupby("model")["trial_id"].nunique() == 8).all()
+    labels = archetypes.group_labels(at, ["model"], n_boot=200).set_index("model")
+    print("\n" + labels.T.to_string())
+    part, whole = labels.loc["mock/hare3of4"], labels.loc["mock/hare"]
+    assert part["pre_trigger_hare"] == 0.75 and whole["pre_trigger_hare"] == 1.0
+    assert part["pre_trigger_hare_lo"] == pytest.approx(_wilson_lower(0.75, 8), abs=1e-12)
+    assert part["pre_trigger_hare_lo"] < 0.75
+    assert whole["pre_trigger_hare_lo"] == pytest.approx(_wilson_lower(1.0, 8), abs=1e-12)
+    assert part["pre_trigger_hare_lo"] <= whole["pre_trigger_hare_lo"]
+
+    def certainty(row: pd.Series) -> float:
+        return float(row["confidence"]) if row["label"] == PRE_EMPTIVE else 0.0
+
+    assert certainty(part) <= certainty(whole)
+    assert part["label"] == UNCLASSIFIED and part["confidence"] == 1.0
+    # the stability check labels its halves by the same bound
+    stab = archetypes.stability(at, "model").set_index("model")
+    assert (
+        stab.loc["mock/hare3of4", "half_a"] == stab.loc["mock/hare3of4", "half_b"] == UNCLASSIFIED
+    )
+
+
+def _persistent(post_stag: list[int]) -> pd.DataFrame:
+    """One Cooperation-Persistent agent-trial per trial, 5 rounds after its trigger with
+    ``post_stag[i]`` of them stag in trial i."""
+    t = len(post_stag)
+    return pd.DataFrame(
+        {
+            "trial_id": [f"t{i:02d}" for i in range(t)],
+            "model": "m",
+            "archetype": [COOPERATION_PERSISTENT] * t,
+            "n_valid": 6,
+            "n_hare": [6 - s for s in post_stag],
+            "pre_n": 1,
+            "pre_hare": 0,
+            "post_n": 5,
+            "post_stag": post_stag,
+            "repetition": range(t),
+        }
+    )
+
+
+def test_post_trigger_bound_of_a_constant_rate_is_wilson_on_trials() -> None:
+    """The post-trigger stag rate's bound (Cooperation-Persistent) the same way: 4 of 5 in
+    each of 8 trials is 0.8 with no spread, its bound Wilson on the 8 trials (below 0.75),
+    not 0.8; and a bootstrap draw of trials that happen to share one rate is bounded the
+    same way, so a group whose pooled rate misses the threshold (six trials at 0.8, two at
+    0.6) is unlabelled in every draw, not labelled in the draws that miss the 0.6 trials."""
+    flat = archetypes.group_labels(_persistent([4] * 8), ["model"], n_boot=300).iloc[0]
+    assert flat["post_trigger_stag"] == pytest.approx(0.8)
+    assert flat["post_trigger_stag_lo"] == pytest.approx(_wilson_lower(0.8, 8), abs=1e-12)
+    assert flat["label"] == UNCLASSIFIED and flat["confidence"] == 1.0
+    mixed = archetypes.group_labels(_persistent([4] * 6 + [3] * 2), ["model"], n_boot=300)
+    row = mixed.iloc[0]
+    assert row["post_trigger_stag"] == pytest.approx(0.75) and row["post_trigger_stag_lo"] < 0.75
+    assert row["label"] == UNCLASSIFIED and row["confidence"] == 1.0
+    # with spread the cluster-robust bound stands: many trials near 0.9 are labelled
+    spread = archetypes.group_labels(_persistent([5, 4] * 15), ["model"], n_boot=300).iloc[0]
+    assert spread["label"] == COOPERATION_PERSISTENT and spread["post_trigger_stag_lo"] > 0.75
+
+
+def test_no_spread_flags_every_draw_as_shared_rate_does() -> None:
+    """The bootstrap's no-spread flags (screened from the draws' summed features) are
+    ``stats.shared_rate`` on each draw's own trials, draw by draw: on groups whose trials
+    take a few rates, so that many draws share one, over counts of many sizes."""
+    rng = np.random.default_rng(3)
+    seen = 0
+    for trial_count, scale in ((3, 1), (5, 3), (8, 1), (12, 7), (40, 50)):
+        for _ in range(20):
+            n = rng.choice([4, 8], size=trial_count) * scale
+            k = n * rng.choice([0.25, 0.75, 1.0], size=trial_count, p=[0.1, 0.8, 0.1])
+            n[rng.random(trial_count) < 0.1] = 0  # trials with no outcome at this level
+            k[n == 0] = 0
+            at = pd.DataFrame(
+                {
+                    "trial_id": [f"t{i:02d}" for i in range(trial_count)],
+                    "model": "m",
+                    "archetype": PRE_EMPTIVE,
+                    "n_valid": n + 1,
+                    "n_hare": k,
+                    "pre_n": n,
+                    "pre_hare": k,
+                    "post_n": 0,
+                    "post_stag": 0,
+                }
+            )
+            _, matrix, _ = next(archetypes._groups(at, ["model"]))
+            w = stats.boot_weights(trial_count, 200, rng)
+            flags = archetypes._flat(matrix, w)["pre"]
+            kk, nn = w * k, w * n
+            truth = [
+                bool(nn[b].sum() > 0) and stats.shared_rate(kk[b], nn[b], kk[b].sum() / nn[b].sum())
+                for b in range(len(w))
+            ]
+            assert flags.tolist() == truth
+            seen += int(flags.sum())
+    assert seen > 1000  # many draws do share one rate

@@ -152,6 +152,59 @@ def test_aliased_terms_are_dropped_and_named() -> None:
     assert stats.default_formula(df.assign(model="m")) == "stag ~ C(disclosure) * round"
 
 
+def _factorial(**levels: list[str]) -> pd.DataFrame:
+    """Two trials of 2 rounds per combination of the given factors' levels, one honest
+    model ``m`` unless ``model`` is among them."""
+    grid = pd.MultiIndex.from_product(list(levels.values()), names=list(levels)).to_frame()
+    rows = []
+    for i, cell in enumerate(grid.to_dict("records")):
+        for rep in range(2):
+            for r in (1, 2):
+                rows.append({"model": "m", **cell, "trial_id": f"t{i}-{rep}", "round": r})
+    return pd.DataFrame(rows).assign(stag=1.0)
+
+
+def test_formula_holds_every_varying_design_factor_or_says_why_not() -> None:
+    """Defence, prompt wording, payload and population are design factors as disclosure
+    and adversary arm are: in the formula when they vary (redteam16 finding 6: the formula
+    was ``stag ~ round`` for a defence x wording design), else named with the reason."""
+    df = _factorial(defence=["none", "delimit"], prompt_variant=["default", "terse"])
+    formula, left_out = stats.formula_terms(df)
+    assert formula == "stag ~ C(prompt_variant) * round + C(defence) * round"
+    assert left_out == {} and stats.default_formula(df) == formula
+    df = _factorial(payload=["control", "injection"], adversary_arm=["injector"])
+    assert stats.formula_terms(df) == ("stag ~ C(payload) * round", {})
+    # a factor the factors before it determine: left out, and named with them
+    df = _factorial(prompt_variant=["default", "terse"], adversary_arm=["none", "x"])
+    df["defence"] = df["prompt_variant"].map({"default": "none", "terse": "delimit"})
+    formula, left_out = stats.formula_terms(df)
+    assert formula == "stag ~ C(adversary_arm) * round + C(prompt_variant) * round"
+    assert list(left_out) == ["defence"] and "adversary_arm, prompt_variant" in left_out["defence"]
+    # a population of one model each: C(model) stands for it, and says so
+    df = _factorial(model=["a", "b"], disclosure=["explicit", "silent"])
+    df["population"] = df["model"]
+    formula, left_out = stats.formula_terms(df)
+    assert formula == "stag ~ C(disclosure) * round + C(model)"
+    assert list(left_out) == ["population"] and "C(model)" in left_out["population"]
+    # populations sharing a model are not the model: in the formula
+    df = _factorial(population=["a", "a+b"], disclosure=["explicit", "silent"])
+    df["model"] = np.where(df["population"].eq("a+b") & (df["round"] == 2), "b", "a")
+    formula, left_out = stats.formula_terms(df)
+    assert formula == "stag ~ C(disclosure) * round + C(population) * round + C(model)"
+    assert left_out == {}
+
+
+def test_formula_is_unchanged_when_the_new_factors_do_not_vary() -> None:
+    """Designs whose varying factors were all in the formula before get the same formula:
+    constant defence, wording, payload and population add nothing."""
+    df = _factorial(disclosure=["explicit", "silent"], adversary_arm=["none", "byz"])
+    df = df.assign(defence="none", prompt_variant="default", payload="", population="m")
+    assert stats.formula_terms(df) == (
+        "stag ~ C(disclosure) * round + C(adversary_arm) * round",
+        {},
+    )
+
+
 def test_constant_outcome_is_not_estimable() -> None:
     df = pd.DataFrame({"trial_id": ["a", "a", "b"], "round": [1, 2, 1], "stag": 1.0})
     fit = stats.logit_model(df, "stag ~ round")
