@@ -1387,7 +1387,12 @@ def logit_model(
         elif res is not None:
             why = str(flagged[0].message) if flagged else "statsmodels marks it unconverged"
             notes.append(f"GEE did not converge ({why.splitlines()[0]})")
-    table = _firth_bootstrap(x, k, n, names, n_boot, seed)
+    table, flat = _firth_bootstrap(x, k, n, names, n_boot, seed)
+    if flat:
+        notes.append(
+            f"every bootstrap draw gives the same coefficient for {', '.join(flat)} (the "
+            "trials do not vary along it): no standard error, p or interval for it"
+        )
     return ModelFit(
         formula,
         f"Firth penalised logistic, trial-cluster bootstrap (B={n_boot})",
@@ -1397,9 +1402,18 @@ def logit_model(
     )
 
 
+#: a Firth coefficient whose bootstrap draws all lie within this of one another has no
+#: spread to make an interval from (they differ by rounding only)
+FLAT_BOOTSTRAP = 1e-9
+
+
 def _firth_bootstrap(
     x: np.ndarray, k: np.ndarray, n: np.ndarray, names: list[str], n_boot: int, seed: int
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, list[str]]:
+    """Firth's coefficients, and the trial-cluster bootstrap's se, sign p and percentile
+    interval of each; and the terms whose draws have no spread (every resample of trials
+    gives the same coefficient, to rounding: the data do not vary along it), which get no
+    se, p or interval rather than a zero-width one and a p from the signs of rounding."""
     coef = firth_logit(x, k.sum(0), n.sum(0))
     rng = np.random.default_rng(seed)
     w = boot_weights(k.shape[0], n_boot, rng)
@@ -1409,7 +1423,7 @@ def _firth_bootstrap(
     # two-sided bootstrap p for the sign: twice the share of resamples on the other side
     other = np.minimum((boots <= 0).mean(0), (boots >= 0).mean(0))
     p = np.clip(2 * other, 1 / (n_boot + 1), 1.0)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "coef": coef,
             "se": boots.std(0, ddof=1),
@@ -1420,6 +1434,9 @@ def _firth_bootstrap(
         },
         index=names,
     )
+    flat = np.ptp(np.vstack([boots, coef]), axis=0) < FLAT_BOOTSTRAP
+    table.loc[flat, ["se", "p", "ci_lo", "ci_hi"]] = np.nan
+    return table, [name for name, f in zip(names, flat, strict=True) if f]
 
 
 # -- power ------------------------------------------------------------------------------

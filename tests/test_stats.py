@@ -143,6 +143,27 @@ def test_a_gee_fit_that_turns_non_finite_stops_there_with_the_same_fallback(
     assert stats.logit_model(df, formula).method.startswith("GEE")
 
 
+def test_a_firth_term_without_spread_gets_no_interval_or_p() -> None:
+    """The red team's defence design: every undefended trial hunts hare, every defended one
+    stag, in every round. Each resample of trials gives round's coefficient 0 to rounding:
+    no interval (it was [-7e-14, 4e-12]) and no p from the signs of rounding errors."""
+    rows = [
+        {"trial_id": f"{d}{t}", "defence": d, "round": r, "stag": float(d == "delimit")}
+        for d in ("none", "delimit")
+        for t in range(12)
+        for r in range(1, 5)
+        for _ in range(3)
+    ]
+    fit = stats.logit_model(pd.DataFrame(rows), "stag ~ C(defence) + round", n_boot=100)
+    assert "Firth" in fit.method and fit.table is not None
+    assert fit.table.loc["round", ["se", "p", "ci_lo", "ci_hi"]].isna().all()
+    assert abs(fit.table.loc["round", "coef"]) < 1e-9
+    assert any("same coefficient for round" in n for n in fit.notes)
+    defence = fit.table.loc["C(defence)[T.none]"]  # separated, but it varies: an interval
+    assert defence["coef"] < -3 and defence["ci_lo"] < defence["ci_hi"]
+    assert not any("C(defence)[T.none] (the trials" in n for n in fit.notes)
+
+
 def test_aliased_terms_are_dropped_and_named() -> None:
     df = _two_arms(np.random.default_rng(5), silent_always_stag=False)
     df["condition"] = df["disclosure"].map({"explicit": "a", "silent": "b"})
