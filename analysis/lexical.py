@@ -25,6 +25,7 @@ from functools import lru_cache
 import pandas as pd
 
 from stagbench.records import Lexicon
+from stagbench.records.lexicon import NEGATORS as NEGATOR_WORDS
 
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _TOKEN = re.compile(r"[a-z]+|[0-9]+")
@@ -38,10 +39,8 @@ def tokens(text: str) -> list[str]:
 
 #: what negates the cue after it (within two words): the negators of the default stag
 #: negation (``stagbench.records.lexicon.STAG_NEGATION``), with the past and ``is``/``are``
-NEGATORS = (
-    r"(?:(?<!why )not|never|no longer|won['’]?t|will not|don['’]?t|do not|does not|"
-    r"doesn['’]?t|didn['’]?t|did not|can['’]?t|cannot|shouldn['’]?t|should not|wouldn['’]?t|"
-    r"would not|isn['’]?t|aren['’]?t|wasn['’]?t|weren['’]?t|refuse to|instead of|rather than)"
+NEGATORS = (  # the stag negation's negators (records' lexicon), and a few more forms
+    NEGATOR_WORDS[:-1] + r"|didn['’]?t|did not|isn['’]?t|aren['’]?t|wasn['’]?t|weren['’]?t)"
 )
 
 

@@ -42,10 +42,15 @@ STAG_INTENT = (
 )
 #: regular expressions for a negated stag mention ("won't hunt stag", "hare, not stag", "no
 #: more stag"): that mention is no stag signal (the rest of the message still may be one)
-STAG_NEGATION = (
-    r"\b(?:(?<!why )not|never|no longer|won['’]?t|will not|don['’]?t|do not|does not|"
+#: words that negate what follows them (the stag negation's; ``analysis.lexical`` adds a few
+#: forms for its other cues)
+NEGATORS = (
+    r"(?:(?<!why )not|never|no longer|won['’]?t|will not|don['’]?t|do not|does not|"
     r"doesn['’]?t|can['’]?t|cannot|shouldn['’]?t|should not|wouldn['’]?t|would not|"
-    r"refuse to|instead of|rather than)\s+(?:\w+\s+){0,2}?(?:the\s+)?stag\b",
+    r"refuse to|instead of|rather than)"
+)
+STAG_NEGATION = (
+    rf"\b{NEGATORS}\s+(?:\w+\s+){{0,2}}?(?:the\s+)?stag\b",
     r"\bno\s+(?:more\s+)?stag\b",
 )
 #: regular expressions for voiced distrust (betrayal detection)
