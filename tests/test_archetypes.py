@@ -270,7 +270,6 @@ def test_a_constant_in_between_rate_is_not_more_certain_than_always(tmp_path: Pa
     )
     assert (at.groupby("model")["trial_id"].nunique() == 8).all()
     labels = archetypes.group_labels(at, ["model"], n_boot=200).set_index("model")
-    print("\n" + labels.T.to_string())
     part, whole = labels.loc["mock/hare3of4"], labels.loc["mock/hare"]
     assert part["pre_trigger_hare"] == 0.75 and whole["pre_trigger_hare"] == 1.0
     assert part["pre_trigger_hare_lo"] == pytest.approx(_wilson_lower(0.75, 8), abs=1e-12)
