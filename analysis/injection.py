@@ -646,22 +646,6 @@ def _rate_interval(
     return rate, min(lo, rate), max(hi, rate), False
 
 
-def _combined(
-    a: float, a_ci: tuple[float, float], b: float, b_ci: tuple[float, float], bound: float
-) -> tuple[float, float]:
-    """The interval of ``a - b`` from the intervals of two estimates (Newcombe's
-    square-and-add, "MOVER"), clamped to [-bound, bound] and to contain the difference.
-    Exact in the limit for independent estimates; for the two arms of matched sets it
-    leaves their correlation out (none when an arm has the same rate in every set; wider
-    than need be, never narrower, when the arms move together)."""
-    d = a - b
-    below_a, above_a = max(a - a_ci[0], 0.0), max(a_ci[1] - a, 0.0)
-    below_b, above_b = max(b - b_ci[0], 0.0), max(b_ci[1] - b, 0.0)
-    lo = d - math.sqrt(below_a**2 + above_b**2)
-    hi = d + math.sqrt(above_a**2 + below_b**2)
-    return max(-bound, min(lo, d)), min(bound, max(hi, d))
-
-
 def _no_spread(draws: np.ndarray) -> bool:
     """Whether the finite ``draws`` are all the same (a resample that cannot vary)."""
     finite = draws[np.isfinite(draws)]
@@ -676,7 +660,7 @@ def _difference(
     nC): the difference kT/nT - kC/nC of matched sets (resampled together), its
     percentile interval, or, when either arm has the same rate in every set or the draws
     do not vary at all, the arms' own intervals (``_rate_interval``: Wilson on the sets for
-    an arm with no variation) combined (``_combined``). Rows (k, n): the rate
+    an arm with no variation) combined (``stats.square_and_add``). Rows (k, n): the rate
     (``_rate_interval``)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         if clusters.shape[1] == 2:
@@ -692,7 +676,9 @@ def _difference(
     c, c_lo, c_hi, c_fixed = _rate_interval(clusters[:, 2], clusters[:, 3], sums[:, 2],
                                             sums[:, 3])  # fmt: skip
     if t_fixed or c_fixed or _no_spread(draws):
-        return t - c, draws, _combined(t, (t_lo, t_hi), c, (c_lo, c_hi), 1.0), True
+        from stagbench.analysis.stats import square_and_add  # not for reading
+
+        return t - c, draws, square_and_add(t, (t_lo, t_hi), c, (c_lo, c_hi)), True
     return t - c, draws, _interval(draws), False
 
 
@@ -715,15 +701,17 @@ def two_arm_diff_ci(
     independently; an arm's rows are (kT, nT, kC, nC), its statistic the difference
     kT/nT - kC/nC (matched sets), or (k, n), its rate (trials). The percentile interval
     of the difference of the draws; when an arm's own interval is not its draws' (it
-    cannot vary: ``_difference``), the two arms' intervals combined (``_combined``), never
-    a zero-width interval."""
+    cannot vary: ``_difference``), the two arms' intervals combined
+    (``stats.square_and_add``), never a zero-width interval."""
     if len(a) < 2 or len(b) < 2:
         return math.nan, math.nan
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     va, da, a_ci, a_fixed = _difference(a, _weights(len(a), n_boot, rng) @ a)
     vb, db, b_ci, b_fixed = _difference(b, _weights(len(b), n_boot, rng) @ b)
     if a_fixed or b_fixed or _no_spread(da - db):
-        return _combined(va, a_ci, vb, b_ci, 1.0 if a.shape[1] == 2 else 2.0)
+        from stagbench.analysis.stats import square_and_add  # not for reading
+
+        return square_and_add(va, a_ci, vb, b_ci, 1.0 if a.shape[1] == 2 else 2.0)
     return _interval(da - db)
 
 

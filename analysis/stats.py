@@ -798,11 +798,24 @@ def cluster_bootstrap_ci(
     if not (flat_a or flat_b):
         lo, hi = np.percentile(boot_a - boot_b, [2.5, 97.5])
         return float(min(lo, diff)), float(max(hi, diff))
-    la, ua = wilson_rate(ra, len(ka)) if flat_a else _percentiles(boot_a, ra)
-    lb, ub = wilson_rate(rb, len(kb)) if flat_b else _percentiles(boot_b, rb)
-    lo = diff - math.sqrt((ra - la) ** 2 + (ub - rb) ** 2)
-    hi = diff + math.sqrt((ua - ra) ** 2 + (rb - lb) ** 2)
-    return float(max(-1.0, min(lo, diff))), float(min(1.0, max(hi, diff)))
+    a_ci = wilson_rate(ra, len(ka)) if flat_a else _percentiles(boot_a, ra)
+    b_ci = wilson_rate(rb, len(kb)) if flat_b else _percentiles(boot_b, rb)
+    return square_and_add(float(ra), a_ci, float(rb), b_ci)
+
+
+def square_and_add(
+    a: float, a_ci: tuple[float, float], b: float, b_ci: tuple[float, float], bound: float = 1.0
+) -> tuple[float, float]:
+    """The interval of ``a - b`` from the intervals of two estimates (Newcombe's
+    square-and-add, "MOVER"), clamped to [-bound, bound] and to contain the difference.
+    Exact in the limit for independent estimates; for estimates that move together it
+    leaves their correlation out (wider than need be, never narrower)."""
+    d = a - b
+    below_a, above_a = max(a - a_ci[0], 0.0), max(a_ci[1] - a, 0.0)
+    below_b, above_b = max(b - b_ci[0], 0.0), max(b_ci[1] - b, 0.0)
+    lo = d - math.sqrt(below_a**2 + above_b**2)
+    hi = d + math.sqrt(above_a**2 + below_b**2)
+    return float(max(-bound, min(lo, d))), float(min(bound, max(hi, d)))
 
 
 def _percentiles(boot: np.ndarray, rate: float) -> tuple[float, float]:
