@@ -607,23 +607,20 @@ def _interval(draws: np.ndarray) -> tuple[float, float]:
 def ratio_ci(
     k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator
 ) -> tuple[float, float]:
-    """Percentile CI of sum(k)/sum(n), resampling clusters (one entry of k, n each). When
-    every cluster has the same rate (all 0, all 1, or one shared rate) the resamples cannot
-    vary: the Wilson interval at that rate over the number of clusters instead (the draws
-    still made, so intervals drawn after it do not move), never a zero-width interval."""
+    """The interval of sum(k)/sum(n) over clusters (one entry of k, n each), from
+    ``n_boot`` resamples of the clusters: ``_rate_interval``'s, as the injection tables'
+    rates have (the percentile interval made to contain the rate; the Wilson interval
+    over the clusters with a rate when every one has the same rate, the draws still made
+    so that intervals drawn after it do not move). NaN for fewer than two clusters or none
+    with a rate."""
     if len(k) < 2:
         return math.nan, math.nan
     kv, nv = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
     s = _resampled_sums(np.column_stack([kv, nv]), n_boot, rng)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lo, hi = _interval(s[:, 0] / s[:, 1])
-    used = int((nv > 0).sum())
-    if used:
-        from stagbench.analysis.stats import shared_rate, wilson_rate  # not for reading
-
-        rate = float(kv[nv > 0].sum() / nv[nv > 0].sum())
-        if shared_rate(kv, nv, rate):
-            return wilson_rate(rate, used, 1 - CONFIDENCE)
+    rated = nv > 0
+    if not rated.any():
+        return math.nan, math.nan
+    _, lo, hi, _ = _rate_interval(kv[rated], nv[rated], s[:, 0], s[:, 1])
     return lo, hi
 
 

@@ -704,6 +704,17 @@ def test_ratio_ci_is_never_zero_width_from_clusters_that_all_agree() -> None:
     got = injection.ratio_ci(k, n, 300, np.random.default_rng(5))
     s = injection._resampled_sums(np.column_stack([k, n]), 300, np.random.default_rng(5))
     assert got == injection._interval(s[:, 0] / s[:, 1])
+    # three draws that all fall above the rate (10 / 17): the interval is made to contain
+    # it, as the injection tables' own rates' intervals are (``_rate_interval``)
+    k, n = np.array([4.0, 0, 0, 6]), np.array([4.0, 1, 6, 6])
+    s = injection._resampled_sums(np.column_stack([k, n]), 3, np.random.default_rng(1))
+    lo, hi = injection._interval(s[:, 0] / s[:, 1])
+    assert lo > 10 / 17
+    got = injection.ratio_ci(k, n, 3, np.random.default_rng(1))
+    assert got == pytest.approx((10 / 17, hi))
+    assert injection.ratio_ci(np.array([0.0, 0]), np.array([0.0, 0]), 3, rng) == pytest.approx(
+        (math.nan, math.nan), nan_ok=True
+    )
 
 
 def test_contagion_and_echo_keep_every_factor_apart_with_n_and_intervals(
