@@ -288,6 +288,9 @@ def trial_summary(df: pd.DataFrame) -> pd.DataFrame:
     firsts = ~df.duplicated(["trial_id", "round"]).to_numpy()
     rounds = df.loc[firsts, ["trial_id", "hunt_succeeded"]].groupby("trial_id", observed=True)
     out["coordination"] = rounds["hunt_succeeded"].mean()
-    bet = betrayal_events(df).groupby("trial_id", observed=True).size()
-    out["betrayals"] = bet.reindex(out.index, fill_value=0)
+    # counted by plain ids: reindexing one categorical index by another of a different
+    # code width (no betrayal at all: int8 codes; 127 trials or more: int16) raises
+    bet = betrayal_events(df)["trial_id"].astype(object).value_counts()
+    ids = pd.Index(out.index.astype(object))
+    out["betrayals"] = ids.map(bet).fillna(0).astype("int64").to_numpy()
     return first.join(out).reset_index()
