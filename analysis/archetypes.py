@@ -1,6 +1,10 @@
 """Archetypes of how an agent reacts to betrayal, calibrated against noise.
 
 Per agent-trial (from ``metrics.agent_trials``), a descriptive pattern, in this order:
+0. No valid action (``NO_VALID``): the agent never made a valid action (every reply failed
+   to parse): no behaviour to read, so no pattern. It is not Unclassified (which is mixed
+   evidence, or no trigger); it counts in no pattern's share, and a group of only such
+   agent-trials has no label (``NO_VALID``, no confidence).
 1. Pre-emptive defector: hunted hare before seeing any other player hunt hare.
 2. Unclassified: no trigger seen, or fewer than ``min_rounds_after`` valid actions after it.
 3. Cooperation-Persistent: stag in the round after the trigger and in at least
@@ -55,6 +59,9 @@ DEFECTION_PRONE = "Defection-Prone"
 COOPERATION_PERSISTENT = "Cooperation-Persistent"
 ADAPTIVE = "Adaptive/Forgiving"
 UNCLASSIFIED = "Unclassified/Inconsistent"
+#: the "pattern" of an agent-trial with no valid action, and the "label" of a group of only
+#: such agent-trials: no behaviour to read (neither a pattern nor a label of the rule)
+NO_VALID = "no valid action"
 #: behavioural labels, in the order of the integer codes used below
 PATTERNS = (PRE_EMPTIVE, DEFECTION_PRONE, COOPERATION_PERSISTENT, ADAPTIVE)
 LABELS = (*PATTERNS, UNCLASSIFIED)
@@ -74,6 +81,8 @@ RULE = Rule()
 
 def classify_row(row: pd.Series, rule: Rule = RULE) -> str:
     """The pattern of one agent-trial (see the module docstring)."""
+    if row["n_valid"] == 0:
+        return NO_VALID
     if row["pre_emptive"]:
         return PRE_EMPTIVE
     if pd.isna(row["trigger_round"]) or row["rounds_after"] < rule.min_rounds_after:
@@ -101,6 +110,7 @@ def classify(agent_trials: pd.DataFrame, rule: Rule = RULE) -> pd.DataFrame:
     if out.empty:
         out["archetype"] = []
         return out
+    idle = (out["n_valid"] == 0).to_numpy()
     pre = out["pre_emptive"].astype(bool).to_numpy()
     short = (out["trigger_round"].isna() | (out["rounds_after"] < rule.min_rounds_after)).to_numpy()
     switched = out["switched"].astype(bool).to_numpy()
@@ -112,8 +122,8 @@ def classify(agent_trials: pd.DataFrame, rule: Rule = RULE) -> pd.DataFrame:
         & out["forgive_chance"].astype(bool).to_numpy()
     )
     out["archetype"] = np.select(
-        [pre, short, cp, adaptive, dp],
-        [PRE_EMPTIVE, UNCLASSIFIED, COOPERATION_PERSISTENT, ADAPTIVE, DEFECTION_PRONE],
+        [idle, pre, short, cp, adaptive, dp],
+        [NO_VALID, PRE_EMPTIVE, UNCLASSIFIED, COOPERATION_PERSISTENT, ADAPTIVE, DEFECTION_PRONE],
         default=UNCLASSIFIED,
     )
     return out
@@ -308,8 +318,11 @@ def group_labels(
     features: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per group (e.g. model x condition): the calibrated label, its bootstrap confidence
-    and the evidence behind it (see the module docstring). ``features``: what
-    ``trial_features(classified, by)`` gives, when already made."""
+    and the evidence behind it (see the module docstring), and its agent-trials of each
+    pattern (``n_<pattern>``; ``n_no valid action``: those with no valid action, which
+    have none). A group whose every agent-trial has no valid action is labelled
+    ``NO_VALID``, with no confidence. ``features``: what ``trial_features(classified, by)``
+    gives, when already made."""
     rng = np.random.default_rng(seed)
     rows = []
     if classified.empty:
@@ -338,16 +351,20 @@ def group_labels(
         z = float(ev["z"][0])
         counts = patterns[key].value_counts()
         n_cls = int(ev["classified"][0])
+        # never acted: no pattern, so no label (its draws were made: other groups' stay)
+        idle = int(counts.get(NO_VALID, 0)) == int(counts.sum())
         rows.append(
             {
                 **dict(zip(by, key, strict=True)),
-                "label": LABELS[label],
-                "confidence": same / n_boot if n_boot else math.nan,
+                "label": NO_VALID if idle else LABELS[label],
+                "confidence": same / n_boot if n_boot and not idle else math.nan,
                 "agent_trials": int(counts.sum()),
                 "trials": n_trials,
                 "classified": n_cls,
                 "modal_pattern": PATTERNS[int(np.argmax(matrix.sum(0)[: len(PATTERNS)]))]
                 if n_cls
+                else NO_VALID
+                if idle
                 else UNCLASSIFIED,
                 "modal_share": float(matrix.sum(0)[: len(PATTERNS)].max() / n_cls)
                 if n_cls
@@ -355,13 +372,19 @@ def group_labels(
                 "reaction_z": z if math.isfinite(z) else math.nan,
                 "reaction_p": float(sps.norm.sf(z)) if math.isfinite(z) else math.nan,
                 "pre_trigger_hare": float(ev["pre_rate"][0]),
-                "pre_trigger_hare_lo": float(ev["pre_lo"][0]),
+                # a rate of no agent-rounds has no bound (the rule reads it as 0)
+                "pre_trigger_hare_lo": _bound(ev["pre_rate"][0], ev["pre_lo"][0]),
                 "post_trigger_stag": float(ev["post_rate"][0]),
-                "post_trigger_stag_lo": float(ev["post_lo"][0]),
-                **{f"n_{lab}": int(counts.get(lab, 0)) for lab in LABELS},
+                "post_trigger_stag_lo": _bound(ev["post_rate"][0], ev["post_lo"][0]),
+                **{f"n_{lab}": int(counts.get(lab, 0)) for lab in (*LABELS, NO_VALID)},
             }
         )
     return pd.DataFrame(rows)
+
+
+def _bound(rate: float, lower: float) -> float:
+    """A rate's lower bound as reported: none (NaN) for a rate of no agent-rounds."""
+    return float(lower) if math.isfinite(rate) else math.nan
 
 
 def model_labels(
@@ -394,6 +417,11 @@ def stability(
     already made."""
     keys = [by] if isinstance(by, str) else list(by)
     rows = []
+    # groups whose agent-trials never acted: no label to keep (``NO_VALID``)
+    acted = (classified["archetype"] != NO_VALID).groupby(
+        [classified[c].astype(str) for c in keys], sort=True
+    )
+    idle = {k if isinstance(k, tuple) else (k,) for k, any_ in acted.any().items() if not any_}
 
     def label_of(matrix: np.ndarray) -> str:
         if matrix.shape[0] == 0:
@@ -441,4 +469,7 @@ def stability(
                 ),
             }
         )
+        if key in idle:
+            rows[-1].update(label=NO_VALID, half_a=None, half_b=None, halves_agree=None,
+                            seed_agreement=np.nan, note=NO_VALID)  # fmt: skip
     return pd.DataFrame(rows)

@@ -994,28 +994,6 @@ def regression(d: ReportData) -> Section:
     return s
 
 
-#: what a label says for a group whose honest agents never made a valid action
-NO_VALID = "no valid action"
-
-
-def _unlabelled(
-    table: pd.DataFrame, by: list[str], idle: set[tuple[str, ...]], values: dict[str, Any]
-) -> pd.DataFrame:
-    """``table`` (a row per group of ``by``) with ``values`` on the rows of the ``idle``
-    groups (their keys as text), the other rows as they were."""
-    if not idle or table.empty:
-        return table
-    keys = zip(*(table[c].astype(str) for c in by), strict=True)
-    rows = np.array([key in idle for key in keys], dtype=bool)
-    out = table.copy()
-    for col, value in values.items():
-        if col in out.columns:
-            if value is None or isinstance(value, str):
-                out[col] = out[col].astype(object)
-            out.loc[rows, col] = value
-    return out
-
-
 def archetype_section(d: ReportData) -> Section:
     at = d.agent_trials
     s = Section("Archetypes")
@@ -1030,16 +1008,9 @@ def archetype_section(d: ReportData) -> Section:
         return s
     by = ["model_label", "cell"]
     feats = archetypes.trial_features(at, by)  # read by the labels and their stability
+    # a model and cell whose honest agents never acted has no pattern: its label is "no
+    # valid action", with no confidence (``archetypes.NO_VALID``)
     labels = archetypes.group_labels(at, by, n_boot=d.n_boot, features=feats)
-    # a model and cell whose honest agents never acted has no pattern: no label, no
-    # confidence (overwritten after the labelling, so no other group's draws move)
-    acted = at.groupby([at[c].astype(str) for c in by], observed=True)["n_valid"].sum()
-    idle = {
-        tuple(str(k) for k in (key if isinstance(key, tuple) else (key,)))
-        for key, n in acted.items()
-        if n == 0
-    }
-    labels = _unlabelled(labels, by, idle, {"label": NO_VALID, "confidence": math.nan})
     labels = labels.rename(columns={"model_label": "model", "cell": "condition"})
     front = ["model", "condition", "label", "confidence"]
     s.table(
@@ -1048,41 +1019,106 @@ def archetype_section(d: ReportData) -> Section:
         "pattern borne out against noise: a reaction beyond the null of the agent's own base "
         "rate (reaction_z, one-sided), or a steady rate whose lower bound reaches the rule's "
         "threshold; else Unclassified/Inconsistent. Confidence: share of trial bootstrap "
-        "resamples giving the same label",
+        "resamples giving the same label. n_no valid action: agent-trials without any valid "
+        "action, which have no pattern (not Unclassified); a group of only such is labelled "
+        "no valid action",
         "archetypes",
     )
-    dist = at.groupby(["model_label", "archetype"], observed=True).size().unstack(fill_value=0)
-    shares = dist.div(dist.sum(axis=1), axis=0)
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(shares) + 3), 4))
+    shares, counts = _pattern_shares(at)
+    left_out = int(counts["without_valid_action"].sum())
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(shares) + 3), 4.4))
     bottom = np.zeros(len(shares))
+    ticks = [
+        _pattern_tick(m, int(n), int(k))
+        for m, n, k in zip(
+            shares.index.astype(str), counts["agent_trials"], counts["without_valid_action"],
+            strict=True,
+        )
+    ]  # fmt: skip
     for lab in [c for c in archetypes.LABELS if c in shares.columns]:
-        ax.bar(shares.index.astype(str), shares[lab], bottom=bottom, label=lab)
-        bottom += shares[lab].to_numpy()
-    ax.set(ylabel="share of agent-trials", ylim=(0, 1), title="Patterns per model")
-    ax.tick_params(axis="x", rotation=20)
+        heights = shares[lab].fillna(0.0).to_numpy()  # a model that never acted: no bar
+        ax.bar(ticks, heights, bottom=bottom, label=lab)
+        bottom += heights
+    ax.set(ylabel="share of agent-trials with a valid action", ylim=(0, 1),
+           title="Patterns per model")  # fmt: skip
+    ax.tick_params(axis="x", labelsize=8)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
     s.figure(
         fig,
         "archetype_patterns",
-        "Per agent-trial patterns (descriptive, pooled over "
-        "cells; noise shows every pattern): the calibrated labels are in the table above",
+        "Per agent-trial patterns (descriptive, pooled over cells; noise shows every "
+        "pattern), each model's shares over its agent-trials with a valid action (n under "
+        "each bar): the calibrated labels are in the table above"
+        + (
+            f". {left_out} of {int(counts['agent_trials'].sum())} agent-trials had no valid "
+            "action at all: no pattern, left out of the shares, counted under the bars"
+            if left_out
+            else ""
+        ),
     )
     s.table(
-        shares.reset_index().rename(columns={"model_label": "model"}),
-        "The data of the figure above",
+        pd.concat([counts, shares], axis=1)
+        .assign(note=[_no_pattern_note(int(n)) for n in counts["with_valid_action"]])
+        .reset_index()
+        .rename(columns={"model_label": "model"}),
+        "The data of the figure above: each pattern's share is over the agent-trials with a "
+        "valid action (with_valid_action); those without any (without_valid_action, of the "
+        "model's agent_trials) have no pattern and are left out",
         "archetype_patterns",
     )
     stab = archetypes.stability(at, by, features=feats)
-    never = {"half_a": None, "half_b": None, "halves_agree": None, "seed_agreement": math.nan}
-    stab = _unlabelled(stab, by, idle, {"label": NO_VALID, **never, "note": NO_VALID})
     s.table(
         stab.rename(columns={"model_label": "model", "cell": "condition"}),
         "Stability of the labels across split halves of trials and seed cohorts (blank, "
         "with a note, where the halves or cohorts are too small to carry the label even "
-        "without noise)",
+        "without noise, or where the agents made no valid action)",
         "archetype_stability",
     )
     return s
+
+
+def _pattern_shares(at: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per model (``model_label``): each pattern's share of its agent-trials with a valid
+    action (none for a model with none), and its agent-trials: all, without a valid action
+    (no pattern: ``archetypes.NO_VALID``) and with one (the shares' denominator)."""
+    idle = at["archetype"] == archetypes.NO_VALID
+    model = at["model_label"].astype(str)
+    total = model.value_counts().sort_index()
+    without = model[idle].value_counts().reindex(total.index, fill_value=0)
+    counts = pd.DataFrame(
+        {"agent_trials": total, "without_valid_action": without,
+         "with_valid_action": total - without}
+    )  # fmt: skip
+    counts.index.name = "model_label"
+    acted = at[~idle]
+    dist = (
+        pd.crosstab(model[~idle], acted["archetype"].astype(str))
+        .reindex(index=total.index)
+        .astype(float)
+    )
+    patterns = [c for c in archetypes.LABELS if c in dist.columns]
+    shares = dist[patterns].div(counts["with_valid_action"].where(lambda n: n > 0), axis=0)
+    shares.index.name = "model_label"
+    return shares, counts
+
+
+def _pattern_tick(model: str, agent_trials: int, without: int) -> str:
+    """A bar's name in the pattern figure: the model and the agent-trials its shares are
+    over (and those without a valid action, left out)."""
+    if without == agent_trials:
+        return f"{model}\nno valid action\nin its {agent_trials}\nagent-trials"
+    if without:
+        return (
+            f"{model}\nn = {agent_trials - without} of {agent_trials}\n({without} without\n"
+            "a valid action)"
+        )
+    return f"{model}\nn = {agent_trials}"
+
+
+def _no_pattern_note(with_valid_action: int) -> str:
+    """The pattern table's note for a model with ``with_valid_action`` agent-trials."""
+    return "" if with_valid_action else "no valid action in any of its agent-trials: no pattern"
 
 
 def betrayal_detection(d: ReportData) -> Section:

@@ -364,3 +364,45 @@ def test_no_spread_flags_every_draw_as_shared_rate_does() -> None:
             assert flags.tolist() == truth
             seen += int(flags.sum())
     assert seen > 1000  # many draws do share one rate
+
+
+def _one_trial(t: int, acts: dict[int, str | None]) -> list[dict[str, object]]:
+    """The honest agent-trials of a trial of 4 rounds in which seat 0 hunts hare and seat
+    ``s`` plays ``acts[s]`` every round (None: its every reply failed to parse)."""
+    seats, rounds = [0, *acts], [1, 2, 3, 4]
+    act = [["hare", *acts.values()] for _ in rounds]
+    pay = [[0.0] * len(seats) for _ in rounds]
+    heard = [[set(seats)] * len(seats) for _ in rounds]
+    talk = [[(None, None)] * len(seats) for _ in rounds]
+    return [
+        {**metrics.agent_row(f"t{t:02d}", k, seats, rounds, act, pay, heard, talk, 3.0),
+         "model": "m" if acts[s] is not None else "idle", "repetition": t}
+        for k, s in enumerate(seats) if s in acts
+    ]  # fmt: skip
+
+
+def test_an_agent_trial_without_a_valid_action_has_no_pattern() -> None:
+    """An agent that never acted saw a trigger (seat 0's hare) but made no valid action:
+    its pattern was Unclassified/Inconsistent, the pattern of mixed evidence or no
+    trigger. It is "no valid action", by the vectorised rule and the row rule alike; a
+    group's labels count it apart, and a group of such agent-trials has no label."""
+    at = pd.DataFrame([r for t in range(12) for r in _one_trial(t, {1: None, 2: "stag"})])
+    out = archetypes.classify(at)
+    patterns = dict(zip(out["model"], out["archetype"], strict=False))
+    assert patterns == {"idle": archetypes.NO_VALID, "m": COOPERATION_PERSISTENT}
+    assert out["archetype"].tolist() == [archetypes.classify_row(r) for _, r in at.iterrows()]
+    assert archetypes.NO_VALID not in archetypes.LABELS  # a label of no pattern, no rule's
+    both = out.assign(model="both")
+    row = archetypes.group_labels(both, ["model"], n_boot=100).iloc[0]
+    assert (row["agent_trials"], row["classified"]) == (24, 12)
+    assert row[f"n_{UNCLASSIFIED}"] == 0 and row[f"n_{archetypes.NO_VALID}"] == 12
+    assert row["label"] == COOPERATION_PERSISTENT
+    labels = archetypes.group_labels(out, ["model"], n_boot=100).set_index("model")
+    idle = labels.loc["idle"]
+    assert idle["label"] == idle["modal_pattern"] == archetypes.NO_VALID
+    assert np.isnan(idle["confidence"]) and idle[f"n_{UNCLASSIFIED}"] == 0
+    assert labels.loc["m", "label"] == COOPERATION_PERSISTENT
+    stab = archetypes.stability(out, "model").set_index("model")
+    assert stab.loc["idle", "label"] == archetypes.NO_VALID
+    assert stab.loc["idle", "note"] == archetypes.NO_VALID
+    assert stab.loc["idle", "halves_agree"] is None
