@@ -314,16 +314,15 @@ def _count_per_trial(d: ReportData, keys: list[str], total: str) -> pd.DataFrame
     return per[per["n"] > 0].reset_index(drop=True)
 
 
-def _rates(d: ReportData, keys: list[str], seed: int = 0, coord: bool = True) -> pd.DataFrame:
-    """Honest stag rate and hunt success (``coord``; its own random stream) per ``keys``
+def _rates(d: ReportData, keys: list[str], coord: bool = True) -> pd.DataFrame:
+    """Honest stag rate and hunt success (``coord``) per ``keys``
     with clustered intervals. When some honest agent-rounds have no valid action, also the
     stag share of all honest agent-rounds (a failure counted as not stag, as some
     harnesses report it)."""
-    n_boot = max(d.n_boot, 200)
-    rho = _rate_table(_per_trial_counts(d, keys), keys, n_boot, seed, "stag_")
+    rho = _rate_table(_per_trial_counts(d, keys), keys, "stag_")
     if (d.trial_counts["n"] < d.trial_counts["rows"]).any():
         every = _per_trial_counts(d, keys, total="rows")
-        share = _rate_table(every, keys, n_boot, seed, "stag_all_")
+        share = _rate_table(every, keys, "stag_all_")
         share = share[[*keys, "stag_all_rate", "stag_all_ci_lo", "stag_all_ci_hi", "stag_all_n"]]
         rho = rho.merge(share, on=keys, how="left") if keys else rho.join(share)
         rho = _with_unrated(rho, share, keys)
@@ -331,7 +330,7 @@ def _rates(d: ReportData, keys: list[str], seed: int = 0, coord: bool = True) ->
         return rho
     tr = d.trial_rounds.assign(coord=lambda x: x["hunt_succeeded"].astype(float))
     keys_c = [k for k in keys if k not in ("model", "model_label")]
-    phi = stats.rate_table(tr, keys_c, "coord", n_boot, seed + 1, prefix="coord_")
+    phi = stats.rate_table(tr, keys_c, "coord", prefix="coord_")
     if keys_c:
         return rho.merge(phi, on=keys_c, how="left")
     return rho.assign(**{c: phi[c].iloc[0] for c in phi.columns})
@@ -341,13 +340,11 @@ def _rates(d: ReportData, keys: list[str], seed: int = 0, coord: bool = True) ->
 RATE_COLUMNS = ("rate", "ci_lo", "ci_hi", "n", "trials", "ci")
 
 
-def _rate_table(
-    counts: pd.DataFrame, keys: list[str], n_boot: int, seed: int, prefix: str
-) -> pd.DataFrame:
+def _rate_table(counts: pd.DataFrame, keys: list[str], prefix: str) -> pd.DataFrame:
     """``stats.rate_table_counts`` with its columns even when no group has a count (no
     honest agent made a valid action anywhere: an empty table, not one without its keys);
     without keys, the one row of no count says ``no valid action`` with n = 0."""
-    out = stats.rate_table_counts(counts, keys, n_boot, seed, prefix=prefix)
+    out = stats.rate_table_counts(counts, keys, prefix=prefix)
     if counts.empty:
         if keys:  # the keys' types of the counts, the rates' of a table with rows
             types = ("float64", "float64", "float64", "int64", "int64", "object")
@@ -818,7 +815,8 @@ def comparisons(d: ReportData) -> Section:
         fam[cols],
         f"Honest stag rate ({HONEST_NOTE}) in arm a vs arm b, cells equal in every other "
         "factor (context) except factors that name the arm (also_differs: an imported "
-        "study's condition). n = agent-rounds with a valid action; diff CI: trial bootstrap. "
+        "study's condition). n = agent-rounds with a valid action; diff CI: the arms' "
+        "trial-clustered intervals combined (Newcombe's square-and-add). "
         "Test: whole trials swapped between arms, statistic the difference of pooled rates "
         "over its trial-clustered standard error (valid when arms' trials differ in size); "
         "p_method: exact (every distinct split) or Monte Carlo with that many permutations "
@@ -1128,7 +1126,7 @@ def betrayal_detection(d: ReportData) -> Section:
     if len(seen):
         per = seen.groupby("trial_id", observed=True)["detected"].agg(["sum", "count"])
         k, n = per["sum"].to_numpy(float), per["count"].to_numpy(float)
-        lo, hi, how = stats.cluster_rate_ci(k, n, max(d.n_boot, 200), np.random.default_rng(7))
+        lo, hi, how = stats.cluster_rate_ci(k, n)
         s.text(
             f"{len(seen)} honest agent-trials (in {len(per)} trials) observed a betrayal; "
             f"lexical detection rate {seen['detected'].mean():.3f} (95% CI {lo:.3f} to "
@@ -1164,7 +1162,6 @@ def parse_failures(d: ReportData) -> Section:
     if llm.empty:
         s.text("No model calls were recorded (scripted agents only).")
         return s
-    rng = np.random.default_rng(5)
     keys = ["model_label", *(["role"] if "role" in llm.columns else []), *d.factors]
     rows = []
     for key, g in llm.groupby(keys, observed=True, sort=True):
@@ -1175,8 +1172,8 @@ def parse_failures(d: ReportData) -> Section:
             calls=("calls", "sum"),
             cut=("truncated", "sum"),
         )
-        lo, hi, _ = stats.cluster_rate_ci(per["bad"], per["n"], d.n_boot, rng)
-        tlo, thi, _ = stats.cluster_rate_ci(per["cut"], per["calls"], d.n_boot, rng)
+        lo, hi, _ = stats.cluster_rate_ci(per["bad"], per["n"])
+        tlo, thi, _ = stats.cluster_rate_ci(per["cut"], per["calls"])
         rows.append(
             {
                 **dict(zip(["model", *keys[1:]], (str(v) for v in key), strict=True)),

@@ -13,7 +13,6 @@ trial-cluster bootstrap, saying which was used.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from statsmodels.stats.proportion import proportion_confint, proportion_effectsi
 
 #: the population every rate is computed over unless a caller names another
 HONEST = "honest"
-#: cells with more trials than this get the cluster-robust normal interval instead of the
+#: means over more trials than this get the cluster-robust normal interval instead of the
 #: bootstrap (the two agree to the third decimal there, and it is linear in trials)
 BOOT_MAX_TRIALS = 5000
 
@@ -47,12 +46,16 @@ def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     return max(lo, 0.0), min(hi, 1.0)
 
 
-def wilson_rate(p: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
+def wilson_rate(
+    p: float, n: float, alpha: float = 0.05, quantile: float | None = None
+) -> tuple[float, float]:
     """The Wilson score interval of a proportion ``p`` observed over ``n`` units (``p n``
-    need not be a whole number: a rate shared by ``n`` trials), clamped to contain ``p``."""
+    need not be a whole number: a rate shared by ``n`` trials; ``n`` need not be whole
+    either: an effective sample size), clamped to contain ``p``. ``quantile``: the
+    critical value in place of the normal one (a t quantile)."""
     if n <= 0:
         return (math.nan, math.nan)
-    z = float(sps.norm.ppf(1 - alpha / 2))
+    z = float(sps.norm.ppf(1 - alpha / 2)) if quantile is None else quantile
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))
@@ -89,23 +92,23 @@ def boot_weights(n_items: int, size: int, rng: np.random.Generator) -> np.ndarra
 
 
 def cluster_rate_ci(
-    k: npt.ArrayLike,
-    n: npt.ArrayLike,
-    n_boot: int = 1000,
-    rng: np.random.Generator | None = None,
-    alpha: float = 0.05,
+    k: npt.ArrayLike, n: npt.ArrayLike, alpha: float = 0.05
 ) -> tuple[float, float, str]:
-    """Interval for the pooled rate ``sum(k) / sum(n)`` whose units are trials.
+    """Interval for the pooled rate ``r = sum(k) / sum(n)`` whose units are trials.
 
-    - Some variation, up to ``BOOT_MAX_TRIALS`` trials: percentile bootstrap over trials.
-    - More trials: the cluster-robust (ratio estimator) normal interval.
-    - No variation at all (every trial 0 or every trial 1): a bootstrap would have zero
-      width, so the Wilson interval with one observation per trial (the most conservative
-      design effect) is given instead.
+    - Some variation between trials: the Wilson interval over the design-effect sample
+      size, with the t quantile of m - 1 degrees of freedom for m trials (``METHOD``). The
+      trials' variance of r is the cluster-robust (ratio estimator) one,
+      ``V = m / (m - 1) * sum((k - r n)^2) / sum(n)^2``; the effective n is
+      ``r (1 - r) / V``, never more than ``sum(n)`` (a design effect of at least 1).
+    - No variation at all (every trial 0 or every trial 1): V is 0, so the Wilson
+      interval with one observation per trial (the most conservative design effect).
     - No variation between trials (every trial the same rate strictly between 0 and 1, as
       a deterministic population gives): likewise the Wilson interval at that rate with one
-      observation per trial, never a zero-width bootstrap (the bootstrap's draws are made
-      all the same, so no other interval drawn from ``rng`` after it moves).
+      observation per trial, never a zero-width interval.
+    The percentile trial bootstrap this replaced covered 0.76-0.82 at 3-4 trials (0.90 at
+    10) in planted populations; this holds 0.90 or more down to 3 trials for rates from
+    0.05 to 0.5 with intra-trial correlation 0 to 0.3 (tests/test_stats.py measures it).
     The interval always contains the estimate. Returns (lo, hi, method).
     """
     kk = np.asarray(k, dtype=float)
@@ -115,37 +118,36 @@ def cluster_rate_ci(
     trials = len(n)
     if trials == 0:
         return (math.nan, math.nan, "no data")
-    rate = k.sum() / n.sum()
+    rate = float(k.sum() / n.sum())
     if rate in (0.0, 1.0):
         lo, hi = wilson(int(round(rate * trials)), trials, alpha)
         return (lo, hi, "Wilson on trials (no variation)")
     if trials == 1:
         lo, hi = wilson(int(k.sum()), int(n.sum()), alpha)
         return (lo, hi, "Wilson (one trial)")
-    rng = rng or np.random.default_rng(0)
-    if trials > BOOT_MAX_TRIALS or n_boot <= 0:
-        resid = k - rate * n
-        var = trials / (trials - 1) * float((resid**2).sum()) / float(n.sum()) ** 2
-        z = float(sps.norm.ppf(1 - alpha / 2))
-        lo, hi = rate - z * math.sqrt(var), rate + z * math.sqrt(var)
-        method = "cluster-robust normal"
-    elif (kinds := trial_kinds(k, n)) is not None:  # resampled as counts of each kind
-        uk, un, counts = kinds
-        w = rng.multinomial(trials, counts / trials, size=n_boot).astype(float)
-        lo, hi = np.percentile((w @ uk) / (w @ un), [100 * alpha / 2, 100 * (1 - alpha / 2)])
-        method = f"trial bootstrap (B={n_boot})"
-    else:
-        parts = []
-        batch = max(1, min(n_boot, 4_000_000 // trials))
-        for start in range(0, n_boot, batch):
-            w = boot_weights(trials, min(batch, n_boot - start), rng)
-            parts.append((w @ k) / (w @ n))
-        lo, hi = np.percentile(np.concatenate(parts), [100 * alpha / 2, 100 * (1 - alpha / 2)])
-        method = f"trial bootstrap (B={n_boot})"
     if shared_rate(k, n, rate):  # every trial at the pooled rate
         lo, hi = wilson_rate(rate, trials, alpha)
-        method = "Wilson on trials (no variation between trials)"
-    return (float(max(0.0, min(lo, rate))), float(min(1.0, max(hi, rate))), method)
+        return (lo, hi, "Wilson on trials (no variation between trials)")
+    lo, hi = design_effect_wilson(k, n, rate, alpha)
+    return (lo, hi, METHOD)
+
+
+#: how ``cluster_rate_ci`` names its interval for trials that vary
+METHOD = "Wilson, design-effect n, t(trials - 1)"
+
+
+def design_effect_wilson(
+    k: np.ndarray, n: np.ndarray, rate: float, alpha: float = 0.05
+) -> tuple[float, float]:
+    """``cluster_rate_ci``'s interval of the pooled ``rate`` of trials ``k``, ``n`` (each
+    n > 0, at least two, not all at the rate): Wilson over the effective sample size,
+    t quantile of trials - 1 degrees of freedom."""
+    trials = len(n)
+    total = float(n.sum())
+    var = trials / (trials - 1) * float(((k - rate * n) ** 2).sum()) / total**2
+    effective = min(rate * (1 - rate) / var, total) if var > 0 else total
+    t = float(sps.t.ppf(1 - alpha / 2, trials - 1))
+    return wilson_rate(rate, effective, alpha, quantile=t)
 
 
 def trial_counts(df: pd.DataFrame, keys: list[str], outcome: str) -> pd.DataFrame:
@@ -158,47 +160,24 @@ def trial_counts(df: pd.DataFrame, keys: list[str], outcome: str) -> pd.DataFram
     )
 
 
-def data_rng(seed: int, *arrays: np.ndarray) -> np.random.Generator:
-    """A random stream that is a function of ``seed`` and the data it resamples (the
-    arrays' values, in order) alone: an interval drawn from it is the same wherever the
-    same data are resampled, and does not move when other data are added beside them."""
-    h = hashlib.blake2b(digest_size=16)
-    for a in arrays:
-        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
-        h.update(b"|")
-    return np.random.default_rng([seed % (1 << 64), int.from_bytes(h.digest(), "little")])
-
-
 def rate_table(
-    df: pd.DataFrame,
-    keys: list[str],
-    outcome: str = "stag",
-    n_boot: int = 1000,
-    seed: int = 0,
-    prefix: str = "",
+    df: pd.DataFrame, keys: list[str], outcome: str = "stag", prefix: str = ""
 ) -> pd.DataFrame:
     """Pooled rate of a 0/1 ``outcome`` per ``keys``, with n, trials and a trial-clustered
     95% interval. ``df`` is already the population the rate is over."""
-    return rate_table_counts(trial_counts(df, keys, outcome), keys, n_boot, seed, prefix)
+    return rate_table_counts(trial_counts(df, keys, outcome), keys, prefix)
 
 
-def rate_table_counts(
-    counts: pd.DataFrame,
-    keys: list[str],
-    n_boot: int = 1000,
-    seed: int = 0,
-    prefix: str = "",
-) -> pd.DataFrame:
+def rate_table_counts(counts: pd.DataFrame, keys: list[str], prefix: str = "") -> pd.DataFrame:
     """``rate_table`` on per-trial counts already made: one row per ``keys`` and trial with
     ``k`` (successes) and ``n`` (outcomes, at least one), as ``trial_counts`` gives them
-    (sorted by ``keys`` and trial). Each group's interval draws from a stream of its own
-    counts (``data_rng``): the same trials get the same interval in every table, whatever
-    other groups a table holds."""
+    (sorted by ``keys`` and trial). Each group's interval (``cluster_rate_ci``) is a
+    function of its own counts: the same trials get the same interval in every table."""
     rows = []
     grouped = counts.groupby(keys, observed=True, sort=True) if keys else [((), counts)]
     for key, g in grouped:
         k, n = g["k"].to_numpy(float), g["n"].to_numpy(float)
-        lo, hi, method = cluster_rate_ci(k, n, n_boot, data_rng(seed, k, n))
+        lo, hi, method = cluster_rate_ci(k, n)
         key = key if isinstance(key, tuple) else (key,)
         rows.append(
             {
@@ -761,46 +740,17 @@ def permutation_test(
     return two_sample_permutation_test(ka, na, kb, nb, n_perm, rng, family).p
 
 
-def cluster_bootstrap_ci(
-    ka: np.ndarray,
-    na: np.ndarray,
-    kb: np.ndarray,
-    nb: np.ndarray,
-    n_boot: int,
-    rng: np.random.Generator,
+def difference_ci(
+    ka: np.ndarray, na: np.ndarray, kb: np.ndarray, nb: np.ndarray, alpha: float = 0.05
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the difference of pooled rates, trials resampled
-    within each arm. An arm with no variation between its trials (every trial the same
-    rate, or a single trial) would make the bootstrap too narrow, down to zero width: the
-    interval is then combined from the two arms' own intervals (Newcombe's square-and-add,
-    "MOVER"), the Wilson interval on trials for such an arm and the bootstrap percentiles
-    of its rate for the other; the same draws either way."""
-    parts_a, parts_b = [], []
-    kinds_a, kinds_b = trial_kinds(ka, na), trial_kinds(kb, nb)
-    if kinds_a is not None and kinds_b is not None:  # resampled trials as counts per kind
-        (uka, una, ca), (ukb, unb, cb) = kinds_a, kinds_b
-        wa = rng.multinomial(len(ka), ca / ca.sum(), size=n_boot)
-        wb = rng.multinomial(len(kb), cb / cb.sum(), size=n_boot)
-        parts_a.append((wa @ uka) / (wa @ una))
-        parts_b.append((wb @ ukb) / (wb @ unb))
-        n_boot = 0
-    batch = max(1, min(n_boot, 2_000_000 // (len(ka) + len(kb))))  # bounded memory
-    for start in range(0, n_boot, batch):
-        size = min(batch, n_boot - start)
-        ia = rng.integers(0, len(ka), size=(size, len(ka)))
-        ib = rng.integers(0, len(kb), size=(size, len(kb)))
-        parts_a.append(ka[ia].sum(1) / na[ia].sum(1))
-        parts_b.append(kb[ib].sum(1) / nb[ib].sum(1))
-    boot_a, boot_b = np.concatenate(parts_a), np.concatenate(parts_b)
-    ra, rb = ka.sum() / na.sum(), kb.sum() / nb.sum()
-    diff = ra - rb
-    flat_a, flat_b = shared_rate(ka, na, ra), shared_rate(kb, nb, rb)
-    if not (flat_a or flat_b):
-        lo, hi = np.percentile(boot_a - boot_b, [2.5, 97.5])
-        return float(min(lo, diff)), float(max(hi, diff))
-    a_ci = wilson_rate(ra, len(ka)) if flat_a else _percentiles(boot_a, ra)
-    b_ci = wilson_rate(rb, len(kb)) if flat_b else _percentiles(boot_b, rb)
-    return square_and_add(float(ra), a_ci, float(rb), b_ci)
+    """Interval of the difference of pooled rates of two arms of independent trials:
+    the arms' own intervals (``cluster_rate_ci``) combined by Newcombe's square-and-add
+    ("MOVER", ``square_and_add``). In planted arms of 2 to 20 trials it covers 0.92 or
+    more where the percentile trial bootstrap it replaced covered 0.75-0.93."""
+    ra, rb = float(ka.sum() / na.sum()), float(kb.sum() / nb.sum())
+    a_lo, a_hi, _ = cluster_rate_ci(ka, na, alpha)
+    b_lo, b_hi, _ = cluster_rate_ci(kb, nb, alpha)
+    return square_and_add(ra, (a_lo, a_hi), rb, (b_lo, b_hi))
 
 
 def square_and_add(
@@ -818,11 +768,6 @@ def square_and_add(
     return float(max(-bound, min(lo, d))), float(min(bound, max(hi, d)))
 
 
-def _percentiles(boot: np.ndarray, rate: float) -> tuple[float, float]:
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return float(min(lo, rate)), float(max(hi, rate))
-
-
 def compare_counts(
     ka: npt.ArrayLike,
     na: npt.ArrayLike,
@@ -838,10 +783,10 @@ def compare_counts(
 ) -> Comparison:
     """``compare`` on per-trial counts already made: k successes of n in each trial of arm
     a and of arm b. ``family``: how many tests the permutation p will be Holm-adjusted
-    over (``two_sample_permutation_test`` draws enough permutations for it). The test and
-    the bootstrap interval draw from separate streams of ``seed``, so the interval does not
-    depend on how many permutations the test needed."""
-    perm_seed, boot_seed = np.random.SeedSequence(seed).spawn(2)
+    over (``two_sample_permutation_test`` draws enough permutations for it); the test
+    draws from a stream of ``seed``, the difference's interval (``difference_ci``) draws
+    nothing."""
+    (perm_seed,) = np.random.SeedSequence(seed).spawn(1)
     ka, na, kb, nb = (np.asarray(x, dtype=float) for x in (ka, na, kb, nb))
     if len(ka) == 0 or len(kb) == 0 or na.sum() == 0 or nb.sum() == 0:
         raise ValueError(f"no data for {factor}={a!r} or {factor}={b!r}")
@@ -868,7 +813,7 @@ def compare_counts(
         chi2_p=chi2_p,
         permutation_p=test.p,
         diff=float(ra - rb),
-        diff_ci=cluster_bootstrap_ci(ka, na, kb, nb, n_perm, np.random.default_rng(boot_seed)),
+        diff_ci=difference_ci(ka, na, kb, nb),
         population=who,
         permutation_method=test.describe(),
         permutation_min_p=test.p_min,

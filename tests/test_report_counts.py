@@ -83,19 +83,18 @@ def _data(df: pd.DataFrame, n_boot: int = 200) -> report.ReportData:
 
 
 # -- the row-based computations the counts replaced ----------------------------------------
-def _rates_rows(d: report.ReportData, keys: list[str], seed: int = 0) -> pd.DataFrame:
-    n_boot = max(d.n_boot, 200)
+def _rates_rows(d: report.ReportData, keys: list[str]) -> pd.DataFrame:
     honest = stats.population(d.df)
-    rho = stats.rate_table(honest, keys, "stag", n_boot, seed, prefix="stag_")
+    rho = stats.rate_table(honest, keys, "stag", prefix="stag_")
     if honest["stag"].isna().any():
         every = honest.assign(stag_all=honest["stag"].fillna(0.0))
-        share = stats.rate_table(every, keys, "stag_all", n_boot, seed, prefix="stag_all_")
+        share = stats.rate_table(every, keys, "stag_all", prefix="stag_all_")
         share = share[[*keys, "stag_all_rate", "stag_all_ci_lo", "stag_all_ci_hi", "stag_all_n"]]
         rho = rho.merge(share, on=keys, how="left") if keys else rho.join(share)
     tr = d.df.drop_duplicates(["trial_id", "round"])
     tr = tr.assign(coord=tr["hunt_succeeded"].astype(float))
     keys_c = [k for k in keys if k not in ("model", "model_label")]
-    phi = stats.rate_table(tr, keys_c, "coord", n_boot, seed + 1, prefix="coord_")
+    phi = stats.rate_table(tr, keys_c, "coord", prefix="coord_")
     if keys_c:
         return rho.merge(phi, on=keys_c, how="left")
     return rho.assign(**{c: phi[c].iloc[0] for c in phi.columns})
@@ -133,8 +132,8 @@ def _trend_rows(d: report.ReportData, keys: list[str]) -> list[tuple[float, floa
 )
 def test_counts_rates_equal_the_row_based_rates(seed: int, keys: list[str]) -> None:
     d = _data(_planted(seed))
-    new = report._rates(d, keys, seed=3)
-    old = _rates_rows(d, keys, seed=3)
+    new = report._rates(d, keys)
+    old = _rates_rows(d, keys)
     pd.testing.assert_frame_equal(new, old, check_exact=True)
     assert "stag_all_rate" in new.columns  # parse failures planted: the share is there
     if keys == ["disclosure", "adversary_arm"]:  # the planted 0 and 1 come out exactly
@@ -172,7 +171,7 @@ def test_counts_keep_honest_rows_without_a_model_label() -> None:
     d = _data(df)
     for keys in (["disclosure", "adversary_arm"], ["model_label", "disclosure"], []):
         pd.testing.assert_frame_equal(
-            report._rates(d, keys, seed=1), _rates_rows(d, keys, seed=1), check_exact=True
+            report._rates(d, keys), _rates_rows(d, keys), check_exact=True
         )
     assert int(d.trial_counts["rows"].sum()) == int((df["role"] == "honest").sum())
 
@@ -333,13 +332,12 @@ def test_rates_without_coordination_are_the_rates_with_it_less_its_columns(
     keys: list[str],
 ) -> None:
     """Tables that drop the coordination columns skip computing them: what is left is the
-    same, to the last bit and in type, as the full table with those columns dropped (the
-    coordination draws have their own random stream, so skipping them moves no other)."""
+    same, to the last bit and in type, as the full table with those columns dropped."""
     d = _data(_planted(5))
-    full = report._display(report._rates(d, keys, seed=2))
+    full = report._display(report._rates(d, keys))
     assert any(str(c).startswith("coord_") for c in full.columns)
     full = full.drop(columns=[c for c in full if str(c).startswith("coord_")])
-    lean = report._display(report._rates(d, keys, seed=2, coord=False))
+    lean = report._display(report._rates(d, keys, coord=False))
     pd.testing.assert_frame_equal(lean, full, check_exact=True)
 
 
