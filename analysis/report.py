@@ -873,12 +873,10 @@ def _disclosure_figure(s: Section, d: ReportData) -> None:
 
 
 def _group_means(
-    frame: pd.DataFrame, keys: list[str], values: pd.Series, n_boot: int, seed: int
+    frame: pd.DataFrame, keys: list[str], values: pd.Series
 ) -> dict[tuple[str, ...], tuple[float, float, float, int]]:
     """Per group of ``keys``: mean of ``values`` with a trial-clustered interval, and n
-    (``stats.mean_ci`` on each group's rows, the groups in the order of their levels' text,
-    one random stream through them all)."""
-    rng = np.random.default_rng(seed)
+    (``stats.mean_ci`` on each group's rows, the groups in the order of their levels' text)."""
     trial = frame["trial_id"]
     clusters = (
         trial.cat.codes.to_numpy()
@@ -903,8 +901,6 @@ def _group_means(
         codes,
         clusters,
         [found[parts] for parts in order],
-        n_boot,
-        rng,
     )
     return dict(zip(order, means, strict=True))
 
@@ -914,13 +910,13 @@ def payoffs(d: ReportData) -> Section:
     keys = d.factors
     df, at = d.df, d.agent_trials
     honest = _honest_columns(d, [*keys, "trial_id", "payoff"])
-    pay = _group_means(honest, keys, honest["payoff"], d.n_boot, 1)
+    pay = _group_means(honest, keys, honest["payoff"])
     del honest
-    eff = _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan), d.n_boot, 2)
+    eff = _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan))
     # the cost is over valid actions after the trigger: an agent-trial with none (a last-
     # round trigger, a one-round game, a model that never answers) lost nothing to measure
     trig = at[at["trigger_round"].notna() & (at["rounds_after"] > 0)] if len(at) else at
-    cost = _group_means(trig, keys, trig["persistence_cost"], d.n_boot, 3) if len(trig) else {}
+    cost = _group_means(trig, keys, trig["persistence_cost"]) if len(trig) else {}
     trials: dict[tuple[str, ...], int] = {(): _distinct(df["trial_id"])}
     if keys:  # every trial's factors are on its trial-rounds (a few rows, not every one)
         tr = d.trial_rounds
@@ -950,8 +946,8 @@ def payoffs(d: ReportData) -> Section:
         "over the all-stag payoff, per agent-round (1 = every hunt succeeded); price of "
         "persistence: payoff an honest agent lost by hunting stag after its trigger instead "
         "of hare, per agent-trial with a trigger and a valid action after it (n_triggered). "
-        "Means with trial-clustered bootstrap 95% "
-        "CIs (blank: fewer than two trials, or no spread between trials to resample)",
+        "Means with trial-clustered 95% CIs (t with trials - 1 df, cluster-robust standard "
+        "error; blank: fewer than two trials, or no spread between trials)",
         "payoffs",
     )
     return s

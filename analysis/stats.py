@@ -29,9 +29,6 @@ from statsmodels.stats.proportion import proportion_confint, proportion_effectsi
 
 #: the population every rate is computed over unless a caller names another
 HONEST = "honest"
-#: means over more trials than this get the cluster-robust normal interval instead of the
-#: bootstrap (the two agree to the third decimal there, and it is linear in trials)
-BOOT_MAX_TRIALS = 5000
 
 
 def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -193,14 +190,13 @@ def rate_table_counts(counts: pd.DataFrame, keys: list[str], prefix: str = "") -
     return pd.DataFrame(rows)
 
 
-def mean_ci(
-    values: npt.ArrayLike,
-    clusters: npt.ArrayLike,
-    n_boot: int = 1000,
-    rng: np.random.Generator | None = None,
-) -> tuple[float, float, float]:
-    """Mean of ``values`` with a trial-clustered bootstrap interval (clusters: trial ids);
-    no interval (NaN) from fewer than two trials, or values without spread between trials."""
+def mean_ci(values: npt.ArrayLike, clusters: npt.ArrayLike) -> tuple[float, float, float]:
+    """Mean of ``values`` with a trial-clustered interval (clusters: trial ids): the mean
+    plus or minus the t quantile of trials - 1 degrees of freedom times the cluster-robust
+    (ratio estimator) standard error. No interval (NaN) from fewer than two trials, or
+    values without spread between trials. On planted payoffs (3-20 trials, intra-trial
+    correlation 0-0.3) it covers 0.88-0.96 where the percentile trial bootstrap it replaced
+    covered 0.73-0.93 (tests/test_stats.py measures it)."""
     v = np.asarray(values, dtype=float)
     ok = ~np.isnan(v)
     v, c = v[ok], np.asarray(clusters)[ok]
@@ -209,36 +205,26 @@ def mean_ci(
     codes, _ = pd.factorize(c)
     s = np.bincount(codes, weights=v)
     m = np.bincount(codes).astype(float)
-    return _mean_ci_sums(s, m, not np.allclose(v, v[0]), n_boot, rng)
+    return _mean_ci_sums(s, m, not np.allclose(v, v[0]))
 
 
-def _mean_ci_sums(
-    s: np.ndarray, m: np.ndarray, spread: bool, n_boot: int, rng: np.random.Generator | None
-) -> tuple[float, float, float]:
+def _mean_ci_sums(s: np.ndarray, m: np.ndarray, spread: bool) -> tuple[float, float, float]:
     """``mean_ci`` from each trial's sum ``s`` and count ``m`` of values (trials in the
     order they first appear), ``spread``: whether the values are not all close to the
     first one."""
     mean = float(s.sum() / m.sum())
     if len(s) < 2 or not spread:
         return (mean, math.nan, math.nan)  # no interval is earned by one trial or no spread
-    rng = rng or np.random.default_rng(0)
     # values that vary within trials but not between them (every trial's mean the same,
-    # a deterministic population's payoffs) leave nothing to resample either: no interval
-    # rather than a zero-width one (after the draws, so later intervals do not move)
+    # a deterministic population's payoffs): no interval rather than a zero-width one
     means = s / m
-    between = float(np.ptp(means)) > 1e-12 * max(1.0, abs(mean))
-    if len(s) > BOOT_MAX_TRIALS:
-        if not between:
-            return (mean, math.nan, math.nan)
-        resid = s - mean * m
-        se = math.sqrt(len(s) / (len(s) - 1) * float((resid**2).sum())) / float(m.sum())
-        return (mean, mean - 1.96 * se, mean + 1.96 * se)
-    w = boot_weights(len(s), n_boot, rng)
-    boots = (w @ s) / (w @ m)
-    if not between:
+    if float(np.ptp(means)) <= 1e-12 * max(1.0, abs(mean)):
         return (mean, math.nan, math.nan)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return (mean, float(min(lo, mean)), float(max(hi, mean)))
+    trials = len(s)
+    resid = s - mean * m
+    se = math.sqrt(trials / (trials - 1) * float((resid**2).sum())) / float(m.sum())
+    half = float(sps.t.ppf(0.975, trials - 1)) * se
+    return (mean, mean - half, mean + half)
 
 
 def group_mean_cis(
@@ -246,13 +232,11 @@ def group_mean_cis(
     groups: npt.ArrayLike,
     clusters: npt.ArrayLike,
     order: list[int],
-    n_boot: int = 1000,
-    rng: np.random.Generator | None = None,
 ) -> list[tuple[float, float, float, int]]:
     """``mean_ci`` of each group's values and n (its values that are not NaN), for the
-    groups ``order`` (codes of ``groups``; a negative code is no group) in that order,
-    drawing from one ``rng`` group after group: what calling ``mean_ci`` on each group's
-    rows (in row order) gives, with one pass over the rows instead of one per group.
+    groups ``order`` (codes of ``groups``; a negative code is no group) in that order:
+    what calling ``mean_ci`` on each group's rows (in row order) gives, with one pass over
+    the rows instead of one per group.
     ``clusters``: each row's trial, as whole-number codes."""
     v = np.asarray(values, dtype=float)
     g = np.asarray(groups, dtype=np.int64)
@@ -284,7 +268,7 @@ def group_mean_cis(
             out.append((math.nan, math.nan, math.nan, 0))
             continue
         pairs = by_group[bounds[code] : bounds[code + 1]]
-        mean, lo, hi = _mean_ci_sums(s[pairs], m[pairs], bool(spread[code]), n_boot, rng)
+        mean, lo, hi = _mean_ci_sums(s[pairs], m[pairs], bool(spread[code]))
         out.append((mean, lo, hi, int(count[code])))
     return out
 

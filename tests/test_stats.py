@@ -564,21 +564,50 @@ def test_a_difference_combines_the_arms_intervals() -> None:
 def test_a_mean_without_spread_between_trials_has_no_interval() -> None:
     """Payoffs that vary within trials but average the same in every trial (2.5 per round
     in each: a deterministic population) printed 2.5 [2.5, 2.5]; the table promises a blank
-    when there is nothing to resample, and the draws are still made so later intervals
-    keep theirs. The one-pass group means give the same."""
+    when there is no spread between trials. The one-pass group means give the same."""
     values = np.array([0.0, 5.0, 3.0, 2.0, 5.0, 0.0, 2.0, 3.0])
     trials = np.array([0, 0, 1, 1, 2, 2, 3, 3])
-    rng = np.random.default_rng(2)
-    mean, lo, hi = stats.mean_ci(values, trials, 300, rng)
+    mean, lo, hi = stats.mean_ci(values, trials)
     assert mean == 2.5 and math.isnan(lo) and math.isnan(hi)
-    ref = np.random.default_rng(2)
-    stats.boot_weights(4, 300, ref)
-    assert rng.bit_generator.state == ref.bit_generator.state
-    grouped = stats.group_mean_cis(values, np.zeros(8, dtype=int), trials, [0], 300,
-                                   np.random.default_rng(2))  # fmt: skip
+    grouped = stats.group_mean_cis(values, np.zeros(8, dtype=int), trials, [0])
     assert grouped[0][0] == 2.5 and math.isnan(grouped[0][1]) and grouped[0][3] == 8
-    varied = stats.mean_ci(np.array([0.0, 5.0, 3.0, 3.0]), np.array([0, 0, 1, 1]), 300)
-    assert varied[1] < varied[2]
+    varied = stats.mean_ci(np.array([0.0, 5.0, 3.0, 3.0]), np.array([0, 0, 1, 1]))
+    # two trials, sums 5 and 6 of 2 values: 2.75 +- t(1) * sqrt(2 / 1 * (0.5^2 + 0.5^2)) / 4
+    half = float(sps.t.ppf(0.975, 1)) * math.sqrt(2 / 1 * (0.5**2 + 0.5**2)) / 4
+    assert varied == pytest.approx((2.75, 2.75 - half, 2.75 + half))
+
+
+@pytest.mark.parametrize(("trials", "p", "icc"), [(3, 0.5, 0.0), (4, 0.8, 0.0), (6, 0.5, 0.3)])
+def test_a_trial_clustered_mean_covers_the_truth_from_few_trials(
+    trials: int, p: float, icc: float
+) -> None:
+    """Planted payoffs (a stag hunter earns 10 when its trial's other hunt succeeds, else
+    0; hare 3), each trial's stag rate Beta around ``p`` with intra-trial correlation
+    ``icc``: the mean's interval covers the true mean at least 88% of the time (the trial
+    bootstrap it replaced: 0.75 at 3 trials, 0.82 at 4, 0.84 at 6)."""
+    rng = np.random.default_rng(trials)
+    if icc > 0:
+        a, b = p * (1 - icc) / icc, (1 - p) * (1 - icc) / icc
+        second = a * (a + 1) / ((a + b) * (a + b + 1))
+    else:
+        a = b = 0.0
+        second = p * p
+    truth = 10 * second + 3 * (1 - p)
+    hits = sims = 0
+    for _ in range(400):
+        rates = rng.beta(a, b, trials) if icc > 0 else np.full(trials, p)
+        values, clusters = [], []
+        for t, rate in enumerate(rates):
+            rows = int(rng.integers(5, 16))
+            stag, success = rng.random(rows) < rate, rng.random(rows) < rate
+            values += list(np.where(stag, np.where(success, 10.0, 0.0), 3.0))
+            clusters += [t] * rows
+        mean, lo, hi = stats.mean_ci(np.array(values), np.array(clusters))
+        if math.isnan(lo):
+            continue
+        sims += 1
+        hits += lo <= truth <= hi
+    assert sims > 350 and hits / sims >= 0.88, hits / sims
 
 
 def test_the_same_trials_get_the_same_interval_in_any_table() -> None:
