@@ -1121,28 +1121,135 @@ def _no_pattern_note(with_valid_action: int) -> str:
     return "" if with_valid_action else "no valid action in any of its agent-trials: no pattern"
 
 
+def _detection_table(d: ReportData, at: pd.DataFrame) -> pd.DataFrame:
+    """Per model and design cell (the rows of ``cooperation_by_model``: ``model_label``
+    and the factors that vary): the honest agent-trials, those that observed a betrayal
+    (``detection_n``, in ``detection_trials`` trials), those the lexical detector found
+    naming the betrayer or voicing distrust after it (``detected``), the detection rate
+    over the observers with a trial-clustered interval (``_rate_table``, agent-trials
+    clustered by trial), and the detection latency's median and mean over the detected
+    (``latency_n``). A row without an observed betrayal has no rate, and says why."""
+    keys = ["model_label", *d.factors]
+    at = at.assign(**{k: at[k].astype(str) for k in keys})
+    seen = at[at["betrayal_round"].notna()]
+    per = (
+        seen.assign(k=seen["detected"].astype(float), n=1.0)
+        .groupby([*keys, "trial_id"], observed=True, sort=True)[["k", "n"]]
+        .sum()
+        .reset_index()
+    )
+    rates = _rate_table(per, keys, max(d.n_boot, 200), 7, "detection_")
+    if not len(per):  # no observer anywhere: no rate per row either (n = 0 below)
+        rates = rates.iloc[:0]
+    base = (
+        at.groupby(keys, observed=True, sort=True)
+        .agg(agent_trials=("trial_id", "size"), trials=("trial_id", "nunique"))
+        .reset_index()
+    )
+    detected = seen.groupby(keys, observed=True)["detected"].sum().rename("detected")
+    lat = seen.groupby(keys, observed=True)["detection_latency"]
+    latency = pd.DataFrame(
+        {"latency_median": lat.median(), "latency_mean": lat.mean(), "latency_n": lat.count()}
+    )
+    out = base.merge(rates, on=keys, how="left")
+    out = out.join(detected, on=keys).join(latency, on=keys)
+    for col in ("detection_n", "detection_trials", "detected", "latency_n"):
+        out[col] = out[col].fillna(0).astype("int64")
+    out["note"] = [
+        "its honest agent-trials observed no betrayal (no stag signal they received was "
+        "followed by hare): no detection rate"
+        if n == 0
+        else ("none detected: no latency" if k == 0 else "")
+        for n, k in zip(out["detection_n"], out["detected"], strict=True)
+    ]
+    cols = [
+        *keys, "agent_trials", "trials", "detection_n", "detection_trials", "detected",
+        "detection_rate", "detection_ci_lo", "detection_ci_hi", "detection_ci",
+        "latency_median", "latency_mean", "latency_n", "note",
+    ]  # fmt: skip
+    return _display(out[cols]).rename(columns={"model_label": "model"})
+
+
+#: more series than this and the latency figure is not drawn (its table has the counts)
+LATENCY_SERIES = 12
+
+
+def _latency_figure(s: Section, d: ReportData, seen: pd.DataFrame) -> None:
+    """Detection latency per model and design cell (the rows of the detection table with a
+    detection): agent-trials at each number of rounds, one series per row, and its data."""
+    keys = ["model_label", *d.factors]
+    lat = seen[seen["detection_latency"].notna()]
+    if lat.empty:
+        return
+    lat = lat.assign(**{k: lat[k].astype(str) for k in keys})
+    lat = lat.assign(latency=lat["detection_latency"].astype("int64"))
+    counts = (
+        lat.groupby([*keys, "latency"], observed=True, sort=True)
+        .size()
+        .rename("agent_trials")
+        .reset_index()
+    )
+    table = _display(counts).rename(columns={"model_label": "model"})
+    shown = ["model", *(FACTORS[f] for f in d.factors)]
+    table["row"] = _cell_label(table, shown)
+    series = list(dict.fromkeys(table["row"]))
+    if len(series) > LATENCY_SERIES:
+        s.text(
+            f"Detection latency: {len(series)} rows (model and design cell) detect; too "
+            "many to draw, the counts per row are in the table below."
+        )
+    else:
+        xs = np.arange(1, int(table["latency"].max()) + 1)
+        width = 0.8 / len(series)
+        fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(xs) * len(series) + 3), 3.8))
+        for i, name in enumerate(series):
+            t = table[table["row"] == name].set_index("latency")["agent_trials"]
+            ax.bar(xs + (i - (len(series) - 1) / 2) * width, t.reindex(xs, fill_value=0),
+                   width=width, label=name)  # fmt: skip
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="rounds to detection", ylabel="agent-trials", title="Detection latency")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        fig.tight_layout()
+        s.figure(
+            fig,
+            "detection_latency",
+            "Rounds from observed betrayal to detection, per model and design cell (never "
+            "pooled): the agent-trials detected at each latency; the data are the table below",
+        )
+    s.table(
+        table.drop(columns=["row"]),
+        "Detected agent-trials at each detection latency (rounds), per model and design cell",
+        "detection_latency",
+    )
+
+
 def betrayal_detection(d: ReportData) -> Section:
     at = d.agent_trials
     s = Section("Betrayal detection")
     seen = at[at["betrayal_round"].notna()] if len(at) else at
     if len(seen):
-        per = seen.groupby("trial_id", observed=True)["detected"].agg(["sum", "count"])
-        k, n = per["sum"].to_numpy(float), per["count"].to_numpy(float)
-        lo, hi, how = stats.cluster_rate_ci(k, n, max(d.n_boot, 200), np.random.default_rng(7))
         s.text(
-            f"{len(seen)} honest agent-trials (in {len(per)} trials) observed a betrayal; "
-            f"lexical detection rate {seen['detected'].mean():.3f} (95% CI {lo:.3f} to "
-            f"{hi:.3f}, {how}, agent-trials clustered by trial)."
+            f"{len(seen)} honest agent-trials (in {_distinct(seen['trial_id'])} trials) "
+            "observed a betrayal (a stag signal they received, followed by hare). The "
+            "lexical detection rate (a later message or reasoning of theirs names the "
+            "betrayer or voices distrust) is per model and design cell in the table below, "
+            "never pooled over them."
         )
-        lat = seen["detection_latency"].dropna()
-        if len(lat):
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            ax.hist(lat, bins=range(1, int(lat.max()) + 2), align="left", rwidth=0.8)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set(xlabel="rounds to detection", ylabel="agent-trials", title="Detection latency")
-            s.figure(fig, "detection_latency", "Rounds from observed betrayal to detection")
+        s.table(
+            _detection_table(d, at),
+            "Lexical betrayal detection per model and design cell (honest agents only): "
+            "agent_trials, honest agent-trials in the row (in trials); detection_n, those "
+            "that observed a betrayal (in detection_trials trials), the rate's n; detected, "
+            "those whose later talk or reasoning names the betrayer or voices distrust; "
+            "detection_rate = detected / detection_n with a trial-clustered 95% CI "
+            "(agent-trials clustered by trial; detection_ci: how it was made); latency: "
+            "rounds from the observed betrayal to detection, median and mean over the "
+            "latency_n detected agent-trials. A blank rate or latency says why in note",
+            "betrayal_detection",
+        )
+        _latency_figure(s, d, seen)
     else:
-        s.text("No honest agent observed a betrayal.")
+        s.text("No honest agent observed a betrayal: no detection rate.")
     s.table(
         evaluate(d.detector),
         "The lexical detectors of this report (the run's vocabularies) on the bundled "
