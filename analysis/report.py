@@ -1011,7 +1011,19 @@ def archetype_section(d: ReportData) -> Section:
     # a model and cell whose honest agents never acted has no pattern: its label is "no
     # valid action", with no confidence (``archetypes.NO_VALID``)
     labels = archetypes.group_labels(at, by, n_boot=d.n_boot, features=feats)
+    labels = labels.join(_forgiveness(at, by), on=by)
     labels = labels.rename(columns={"model_label": "model", "cell": "condition"})
+    untestable = int((labels["note"] != "").sum())
+    if untestable:
+        s.text(
+            f"Note: in {untestable} of {len(labels)} groups (model and design cell) no "
+            "agent-trial that switched to hare after its trigger had a later round in which "
+            "every other player hunted stag, the chance to forgive that Defection-Prone needs "
+            "(an adversary that hunts hare every round, such as byzantine, injector or "
+            "deceiver, or other agents that never forgive, leave none): there Defection-Prone "
+            "cannot be told apart from a forgiving strategy, and an agent that never returned "
+            "to stag is Unclassified, not Defection-Prone. The note column names them."
+        )
     front = ["model", "condition", "label", "confidence"]
     s.table(
         labels[front + [c for c in labels.columns if c not in front]],
@@ -1021,7 +1033,9 @@ def archetype_section(d: ReportData) -> Section:
         "threshold; else Unclassified/Inconsistent. Confidence: share of trial bootstrap "
         "resamples giving the same label. n_no valid action: agent-trials without any valid "
         "action, which have no pattern (not Unclassified); a group of only such is labelled "
-        "no valid action",
+        "no valid action. switched: agent-trials that hunted hare right after their "
+        "trigger; forgive_chance: those of them with a later round in which every other "
+        "player hunted stag (none: Defection-Prone cannot be told apart, see note)",
         "archetypes",
     )
     shares, counts = _pattern_shares(at)
@@ -1076,6 +1090,35 @@ def archetype_section(d: ReportData) -> Section:
         "archetype_stability",
     )
     return s
+
+
+def _forgiveness(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group (``by``, as text): the agent-trials that switched to hare right after
+    their trigger (``switched``), those of them with a chance to forgive (a later clean
+    round, ``metrics.agent_row``'s ``forgive_chance``), and a note on a group where some
+    switched and none had that chance: Defection-Prone needs it, so the rule cannot tell
+    Defection-Prone apart there (the agent-trials that never returned are Unclassified)."""
+    switched = at["switched"].astype(bool)
+    frame = pd.DataFrame(
+        {
+            **{c: at[c].astype(str) for c in by},
+            "switched": switched.astype("int64"),
+            "forgive_chance": (switched & at["forgive_chance"].astype(bool)).astype("int64"),
+            "never_returned": (switched & ~at["returned"].astype(bool)).astype("int64"),
+        }
+    )
+    out = frame.groupby(by, sort=True)[["switched", "forgive_chance", "never_returned"]].sum()
+    out["note"] = [
+        f"none of its {n} agent-trials that switched to hare had a later round in which "
+        "every other player hunted stag (a chance to forgive): Defection-Prone cannot be "
+        f"told apart here ({k} never returned to stag: Unclassified, not Defection-Prone)"
+        if n and not c
+        else ""
+        for n, c, k in zip(
+            out["switched"], out["forgive_chance"], out["never_returned"], strict=True
+        )
+    ]
+    return out.drop(columns=["never_returned"])
 
 
 def _pattern_shares(at: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -110,3 +110,35 @@ def test_a_cell_without_observed_betrayal_says_why(tmp_path: Path) -> None:
     none = table[table["adversary"] == "none"]
     assert (none["detection_n"] == 0).all() and none["detection_rate"].isna().all()
     assert none["note"].str.contains("observed no betrayal").all()
+
+
+GRIM = """
+name = "grim"
+seed = 4
+repetitions = 5
+[game]
+n_players = 2
+rounds = 6
+[factors]
+models = ["scripted/grim-trigger"]
+adversaries = ["byzantine(count=1)", "soft(p=0.5,count=1)"]
+"""
+
+
+def test_archetype_group_without_a_chance_to_forgive_is_noted(tmp_path: Path) -> None:
+    """Grim trigger facing a Byzantine player (hare every round) switches for good and
+    never meets a round in which every other player hunted stag: Defection-Prone cannot be
+    told apart there, and the group is Unclassified at full confidence. The table now says
+    so on that group; facing a player who hunts stag half the time, it has its chance."""
+    run = run_spec(GRIM, tmp_path / "run")
+    report.build(run, n_boot=100, sections=[report.archetype_section])
+    table = pd.read_parquet(run / "report" / "archetypes.parquet").set_index("condition")
+    byz = table.loc[next(c for c in table.index if c.startswith("byzantine"))]
+    soft = table.loc[next(c for c in table.index if c.startswith("soft"))]
+    assert byz["label"] == "Unclassified/Inconsistent"
+    assert byz["forgive_chance"] == 0 and byz["switched"] == 5
+    assert "none of its 5 agent-trials that switched to hare" in byz["note"]
+    assert "Defection-Prone cannot be told apart here" in byz["note"]
+    assert soft["forgive_chance"] > 0 and soft["note"] == ""
+    text = (run / "report" / "report.md").read_text()
+    assert "Defection-Prone cannot be told apart" in text
