@@ -764,6 +764,7 @@ def comparisons(d: ReportData) -> Section:
             )
             continue
         row = c.as_dict()
+        row["diff_ci_method"] = _diff_ci_method(ka, na, kb, nb)
         also = [g for g in d.factors if g != factor and a[g] != b[g]]
         row.update(
             factor=FACTORS.get(factor, factor),
@@ -791,6 +792,14 @@ def comparisons(d: ReportData) -> Section:
     fam["p_method"] = fam["permutation_method"]
     fam["p_min"] = fam["permutation_min_p"]
     fam["p_holm"] = stats.holm(fam["p"].tolist())
+    fam["note"] = [
+        _diff_ci_note(m, lo, hi, p)
+        for m, lo, hi, p in zip(
+            fam["diff_ci_method"], fam["diff_lo"], fam["diff_hi"], fam["p"], strict=True
+        )
+    ]
+    fallback = fam["diff_ci_method"] != BOOTSTRAP_DIFF
+    disagree = int((fam["note"] != "").sum())
     cols = [
         "factor",
         "a",
@@ -806,6 +815,7 @@ def comparisons(d: ReportData) -> Section:
         "diff",
         "diff_lo",
         "diff_hi",
+        "diff_ci_method",
         "test",
         "p",
         "p_method",
@@ -813,12 +823,28 @@ def comparisons(d: ReportData) -> Section:
         "p_holm",
         "fisher_p",
         "population",
+        "note",
     ]
     s.table(
         fam[cols],
         f"Honest stag rate ({HONEST_NOTE}) in arm a vs arm b, cells equal in every other "
         "factor (context) except factors that name the arm (also_differs: an imported "
-        "study's condition). n = agent-rounds with a valid action; diff CI: trial bootstrap. "
+        "study's condition). n = agent-rounds with a valid action; diff CI: trial bootstrap "
+        "(diff_ci_method)"
+        + (
+            f"; in {int(fallback.sum())} row(s) an arm has no spread between its trials and "
+            "the interval is the conservative fallback (the arms' intervals, Wilson on trials "
+            "for such an arm, combined by square-and-add), which may disagree with the exact "
+            "test: it is not the test inverted"
+            + (
+                f" (note names the {disagree} row(s) where p and the interval disagree)"
+                if disagree
+                else " (here they agree in every such row)"
+            )
+            if fallback.any()
+            else ""
+        )
+        + ". "
         "Test: whole trials swapped between arms, statistic the difference of pooled rates "
         "over its trial-clustered standard error (valid when arms' trials differ in size); "
         "p_method: exact (every distinct split) or Monte Carlo with that many permutations "
@@ -837,6 +863,49 @@ def comparisons(d: ReportData) -> Section:
         f"{int((ev['role'] == 'honest').sum())} by honest agents."
     )
     return s
+
+
+#: ``diff_ci_method`` of a difference whose interval is the percentile trial bootstrap
+BOOTSTRAP_DIFF = "trial bootstrap (percentile)"
+
+
+def _diff_ci_method(ka: np.ndarray, na: np.ndarray, kb: np.ndarray, nb: np.ndarray) -> str:
+    """How ``stats.cluster_bootstrap_ci`` made the difference's interval: the percentile
+    trial bootstrap, or, where an arm has no spread between its trials (``stats.shared_rate``,
+    its own condition), the arms' intervals combined by square-and-add, Wilson on trials
+    for each arm without spread."""
+    flat = [
+        arm
+        for arm, k, n in (("a", ka, na), ("b", kb, nb))
+        if stats.shared_rate(k, n, float(k.sum() / n.sum()))
+    ]
+    if not flat:
+        return BOOTSTRAP_DIFF
+    which = " and ".join(f"arm {arm}" for arm in flat)
+    return (
+        f"square-and-add of the arms' intervals (Wilson on trials for {which}: no spread "
+        "between trials)"
+    )
+
+
+def _diff_ci_note(method: str, lo: float, hi: float, p: float, alpha: float = 0.05) -> str:
+    """A comparison's note where its difference interval is the no-spread fallback
+    (``_diff_ci_method``) and the permutation p disagrees with it (the interval holds 0 and
+    p <= ``alpha``, or the reverse): the fallback is conservative, not the test inverted."""
+    if method == BOOTSTRAP_DIFF or not all(map(math.isfinite, (lo, hi, p))):
+        return ""
+    holds = lo <= 0.0 <= hi
+    if holds == (p > alpha):
+        return ""
+    what = (
+        f"contains 0 while p = {p:.3g} <= {alpha}"
+        if holds
+        else f"excludes 0 while p = {p:.3g} > {alpha}"
+    )
+    return (
+        "the diff CI is the conservative no-spread fallback (Wilson on trials, square-and-"
+        f"add), not the test inverted, and may disagree with the exact test: it {what}"
+    )
 
 
 def _disclosure_figure(s: Section, d: ReportData) -> None:

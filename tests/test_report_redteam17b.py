@@ -11,6 +11,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from stagbench.agents.models.base import ChatMessage
@@ -142,3 +143,49 @@ def test_archetype_group_without_a_chance_to_forgive_is_noted(tmp_path: Path) ->
     assert soft["forgive_chance"] > 0 and soft["note"] == ""
     text = (run / "report" / "report.md").read_text()
     assert "Defection-Prone cannot be told apart" in text
+
+
+ROUND = """
+name = "b-round"
+seed = 5
+repetitions = 6
+[game]
+n_players = 4
+rounds = 5
+[factors]
+models = ["scripted/tit-for-tat"]
+adversaries = ["none", "delayed(k=2,count=1)"]
+"""
+
+
+def test_fallback_interval_that_disagrees_with_the_exact_test_says_so(tmp_path: Path) -> None:
+    """redteam17b's b_round: every honest trial at exactly 1.0 under none and exactly 0.6
+    against delayed(k=2). The exact permutation p is at its floor (2/924) while the
+    difference's interval, the no-spread fallback (Wilson on trials combined by
+    square-and-add), contains 0: the row now says which interval it is and that the two
+    disagree."""
+    run = run_spec(ROUND, tmp_path / "run")
+    report.build(run, n_boot=200, sections=[report.comparisons])
+    row = pd.read_parquet(run / "report" / "comparisons.parquet").iloc[0]
+    assert row["rate_a"] == 1.0 and abs(row["rate_b"] - 0.6) < 1e-12
+    assert row["diff_lo"] < 0 < row["diff_hi"] and row["p"] <= 0.05
+    assert "square-and-add" in row["diff_ci_method"]
+    assert "contains 0" in row["note"] and "conservative" in row["note"]
+    text = (run / "report" / "report.md").read_text()
+    assert "may disagree with the exact test" in text
+
+
+def test_fallback_note_both_ways() -> None:
+    """The note is given only for the fallback, and only where the interval and p
+    disagree: an interval that excludes 0 beside p > 0.05 is noted too."""
+    flat, spread = np.array([3.0, 3.0, 3.0]), np.array([1.0, 3.0, 2.0])
+    n = np.array([5.0, 5.0, 5.0])
+    fallback = report._diff_ci_method(flat, n, spread, n)
+    assert "square-and-add" in fallback and "arm a" in fallback and "arm b" not in fallback
+    bootstrap = report._diff_ci_method(spread, n, spread[::-1], n)
+    assert bootstrap == report.BOOTSTRAP_DIFF
+    assert "contains 0" in report._diff_ci_note(fallback, -0.07, 0.75, 0.002)
+    assert "excludes 0" in report._diff_ci_note(fallback, 0.05, 0.9, 0.33)
+    assert report._diff_ci_note(fallback, 0.05, 0.9, 0.01) == ""
+    assert report._diff_ci_note(fallback, -0.1, 0.9, 0.4) == ""
+    assert report._diff_ci_note(bootstrap, -0.07, 0.75, 0.002) == ""
