@@ -788,6 +788,11 @@ def comparisons(d: ReportData) -> Section:
     fam["p_method"] = fam["permutation_method"]
     fam["p_min"] = fam["permutation_min_p"]
     fam["p_holm"] = stats.holm(fam["p"].tolist())
+    fam["note"] = [
+        _diff_ci_note(lo, hi, p)
+        for lo, hi, p in zip(fam["diff_lo"], fam["diff_hi"], fam["p"], strict=True)
+    ]
+    disagree = int((fam["note"] != "").sum())
     cols = [
         "factor",
         "a",
@@ -803,6 +808,7 @@ def comparisons(d: ReportData) -> Section:
         "diff",
         "diff_lo",
         "diff_hi",
+        "diff_ci_method",
         "test",
         "p",
         "p_method",
@@ -810,13 +816,21 @@ def comparisons(d: ReportData) -> Section:
         "p_holm",
         "fisher_p",
         "population",
+        "note",
     ]
     s.table(
         fam[cols],
         f"Honest stag rate ({HONEST_NOTE}) in arm a vs arm b, cells equal in every other "
         "factor (context) except factors that name the arm (also_differs: an imported "
         "study's condition). n = agent-rounds with a valid action; diff CI: the arms' "
-        "trial-clustered intervals combined (Newcombe's square-and-add). "
+        "trial-clustered intervals combined by Newcombe's square-and-add (diff_ci_method "
+        "names each arm's interval); it is not the test inverted"
+        + (
+            f", and in {disagree} row(s) it and p disagree (see note)"
+            if disagree
+            else ", and here it agrees with p in every row"
+        )
+        + ". "
         "Test: whole trials swapped between arms, statistic the difference of pooled rates "
         "over its trial-clustered standard error (valid when arms' trials differ in size); "
         "p_method: exact (every distinct split) or Monte Carlo with that many permutations "
@@ -835,6 +849,26 @@ def comparisons(d: ReportData) -> Section:
         f"{int((ev['role'] == 'honest').sum())} by honest agents."
     )
     return s
+
+
+def _diff_ci_note(lo: float, hi: float, p: float, alpha: float = 0.05) -> str:
+    """A comparison's note where its difference interval (the arms' intervals combined, not
+    the permutation test inverted) and the test's p disagree: the interval holds 0 and
+    p <= ``alpha``, or the reverse."""
+    if not all(map(math.isfinite, (lo, hi, p))):
+        return ""
+    holds = lo <= 0.0 <= hi
+    if holds == (p > alpha):
+        return ""
+    what = (
+        f"contains 0 while p = {p:.3g} <= {alpha}"
+        if holds
+        else f"excludes 0 while p = {p:.3g} > {alpha}"
+    )
+    return (
+        "the diff CI (the arms' intervals combined) is not the test inverted and disagrees "
+        f"with it here: it {what}"
+    )
 
 
 def _disclosure_figure(s: Section, d: ReportData) -> None:
@@ -1005,7 +1039,19 @@ def archetype_section(d: ReportData) -> Section:
     # a model and cell whose honest agents never acted has no pattern: its label is "no
     # valid action", with no confidence (``archetypes.NO_VALID``)
     labels = archetypes.group_labels(at, by, n_boot=d.n_boot, features=feats)
+    labels = labels.join(_forgiveness(at, by), on=by)
     labels = labels.rename(columns={"model_label": "model", "cell": "condition"})
+    untestable = int((labels["note"] != "").sum())
+    if untestable:
+        s.text(
+            f"Note: in {untestable} of {len(labels)} groups (model and design cell) no "
+            "agent-trial that switched to hare after its trigger had a later round in which "
+            "every other player hunted stag, the chance to forgive that Defection-Prone needs "
+            "(an adversary that hunts hare every round, such as byzantine, injector or "
+            "deceiver, or other agents that never forgive, leave none): there Defection-Prone "
+            "cannot be told apart from a forgiving strategy, and an agent that never returned "
+            "to stag is Unclassified, not Defection-Prone. The note column names them."
+        )
     front = ["model", "condition", "label", "confidence"]
     s.table(
         labels[front + [c for c in labels.columns if c not in front]],
@@ -1015,7 +1061,9 @@ def archetype_section(d: ReportData) -> Section:
         "threshold; else Unclassified/Inconsistent. Confidence: share of trial bootstrap "
         "resamples giving the same label. n_no valid action: agent-trials without any valid "
         "action, which have no pattern (not Unclassified); a group of only such is labelled "
-        "no valid action",
+        "no valid action. switched: agent-trials that hunted hare right after their "
+        "trigger; forgive_chance: those of them with a later round in which every other "
+        "player hunted stag (none: Defection-Prone cannot be told apart, see note)",
         "archetypes",
     )
     shares, counts = _pattern_shares(at)
@@ -1072,6 +1120,35 @@ def archetype_section(d: ReportData) -> Section:
     return s
 
 
+def _forgiveness(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group (``by``, as text): the agent-trials that switched to hare right after
+    their trigger (``switched``), those of them with a chance to forgive (a later clean
+    round, ``metrics.agent_row``'s ``forgive_chance``), and a note on a group where some
+    switched and none had that chance: Defection-Prone needs it, so the rule cannot tell
+    Defection-Prone apart there (the agent-trials that never returned are Unclassified)."""
+    switched = at["switched"].astype(bool)
+    frame = pd.DataFrame(
+        {
+            **{c: at[c].astype(str) for c in by},
+            "switched": switched.astype("int64"),
+            "forgive_chance": (switched & at["forgive_chance"].astype(bool)).astype("int64"),
+            "never_returned": (switched & ~at["returned"].astype(bool)).astype("int64"),
+        }
+    )
+    out = frame.groupby(by, sort=True)[["switched", "forgive_chance", "never_returned"]].sum()
+    out["note"] = [
+        f"none of its {n} agent-trials that switched to hare had a later round in which "
+        "every other player hunted stag (a chance to forgive): Defection-Prone cannot be "
+        f"told apart here ({k} never returned to stag: Unclassified, not Defection-Prone)"
+        if n and not c
+        else ""
+        for n, c, k in zip(
+            out["switched"], out["forgive_chance"], out["never_returned"], strict=True
+        )
+    ]
+    return out.drop(columns=["never_returned"])
+
+
 def _pattern_shares(at: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per model (``model_label``): each pattern's share of its agent-trials with a valid
     action (none for a model with none), and its agent-trials: all, without a valid action
@@ -1115,28 +1192,135 @@ def _no_pattern_note(with_valid_action: int) -> str:
     return "" if with_valid_action else "no valid action in any of its agent-trials: no pattern"
 
 
+def _detection_table(d: ReportData, at: pd.DataFrame) -> pd.DataFrame:
+    """Per model and design cell (the rows of ``cooperation_by_model``: ``model_label``
+    and the factors that vary): the honest agent-trials, those that observed a betrayal
+    (``detection_n``, in ``detection_trials`` trials), those the lexical detector found
+    naming the betrayer or voicing distrust after it (``detected``), the detection rate
+    over the observers with a trial-clustered interval (``_rate_table``, agent-trials
+    clustered by trial), and the detection latency's median and mean over the detected
+    (``latency_n``). A row without an observed betrayal has no rate, and says why."""
+    keys = ["model_label", *d.factors]
+    at = at.assign(**{k: at[k].astype(str) for k in keys})
+    seen = at[at["betrayal_round"].notna()]
+    per = (
+        seen.assign(k=seen["detected"].astype(float), n=1.0)
+        .groupby([*keys, "trial_id"], observed=True, sort=True)[["k", "n"]]
+        .sum()
+        .reset_index()
+    )
+    rates = _rate_table(per, keys, "detection_")
+    if not len(per):  # no observer anywhere: no rate per row either (n = 0 below)
+        rates = rates.iloc[:0]
+    base = (
+        at.groupby(keys, observed=True, sort=True)
+        .agg(agent_trials=("trial_id", "size"), trials=("trial_id", "nunique"))
+        .reset_index()
+    )
+    detected = seen.groupby(keys, observed=True)["detected"].sum().rename("detected")
+    lat = seen.groupby(keys, observed=True)["detection_latency"]
+    latency = pd.DataFrame(
+        {"latency_median": lat.median(), "latency_mean": lat.mean(), "latency_n": lat.count()}
+    )
+    out = base.merge(rates, on=keys, how="left")
+    out = out.join(detected, on=keys).join(latency, on=keys)
+    for col in ("detection_n", "detection_trials", "detected", "latency_n"):
+        out[col] = out[col].fillna(0).astype("int64")
+    out["note"] = [
+        "its honest agent-trials observed no betrayal (no stag signal they received was "
+        "followed by hare): no detection rate"
+        if n == 0
+        else ("none detected: no latency" if k == 0 else "")
+        for n, k in zip(out["detection_n"], out["detected"], strict=True)
+    ]
+    cols = [
+        *keys, "agent_trials", "trials", "detection_n", "detection_trials", "detected",
+        "detection_rate", "detection_ci_lo", "detection_ci_hi", "detection_ci",
+        "latency_median", "latency_mean", "latency_n", "note",
+    ]  # fmt: skip
+    return _display(out[cols]).rename(columns={"model_label": "model"})
+
+
+#: more series than this and the latency figure is not drawn (its table has the counts)
+LATENCY_SERIES = 12
+
+
+def _latency_figure(s: Section, d: ReportData, seen: pd.DataFrame) -> None:
+    """Detection latency per model and design cell (the rows of the detection table with a
+    detection): agent-trials at each number of rounds, one series per row, and its data."""
+    keys = ["model_label", *d.factors]
+    lat = seen[seen["detection_latency"].notna()]
+    if lat.empty:
+        return
+    lat = lat.assign(**{k: lat[k].astype(str) for k in keys})
+    lat = lat.assign(latency=lat["detection_latency"].astype("int64"))
+    counts = (
+        lat.groupby([*keys, "latency"], observed=True, sort=True)
+        .size()
+        .rename("agent_trials")
+        .reset_index()
+    )
+    table = _display(counts).rename(columns={"model_label": "model"})
+    shown = ["model", *(FACTORS[f] for f in d.factors)]
+    table["row"] = _cell_label(table, shown)
+    series = list(dict.fromkeys(table["row"]))
+    if len(series) > LATENCY_SERIES:
+        s.text(
+            f"Detection latency: {len(series)} rows (model and design cell) detect; too "
+            "many to draw, the counts per row are in the table below."
+        )
+    else:
+        xs = np.arange(1, int(table["latency"].max()) + 1)
+        width = 0.8 / len(series)
+        fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(xs) * len(series) + 3), 3.8))
+        for i, name in enumerate(series):
+            t = table[table["row"] == name].set_index("latency")["agent_trials"]
+            ax.bar(xs + (i - (len(series) - 1) / 2) * width, t.reindex(xs, fill_value=0),
+                   width=width, label=name)  # fmt: skip
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="rounds to detection", ylabel="agent-trials", title="Detection latency")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        fig.tight_layout()
+        s.figure(
+            fig,
+            "detection_latency",
+            "Rounds from observed betrayal to detection, per model and design cell (never "
+            "pooled): the agent-trials detected at each latency; the data are the table below",
+        )
+    s.table(
+        table.drop(columns=["row"]),
+        "Detected agent-trials at each detection latency (rounds), per model and design cell",
+        "detection_latency",
+    )
+
+
 def betrayal_detection(d: ReportData) -> Section:
     at = d.agent_trials
     s = Section("Betrayal detection")
     seen = at[at["betrayal_round"].notna()] if len(at) else at
     if len(seen):
-        per = seen.groupby("trial_id", observed=True)["detected"].agg(["sum", "count"])
-        k, n = per["sum"].to_numpy(float), per["count"].to_numpy(float)
-        lo, hi, how = stats.cluster_rate_ci(k, n)
         s.text(
-            f"{len(seen)} honest agent-trials (in {len(per)} trials) observed a betrayal; "
-            f"lexical detection rate {seen['detected'].mean():.3f} (95% CI {lo:.3f} to "
-            f"{hi:.3f}, {how}, agent-trials clustered by trial)."
+            f"{len(seen)} honest agent-trials (in {_distinct(seen['trial_id'])} trials) "
+            "observed a betrayal (a stag signal they received, followed by hare). The "
+            "lexical detection rate (a later message or reasoning of theirs names the "
+            "betrayer or voices distrust) is per model and design cell in the table below, "
+            "never pooled over them."
         )
-        lat = seen["detection_latency"].dropna()
-        if len(lat):
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            ax.hist(lat, bins=range(1, int(lat.max()) + 2), align="left", rwidth=0.8)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set(xlabel="rounds to detection", ylabel="agent-trials", title="Detection latency")
-            s.figure(fig, "detection_latency", "Rounds from observed betrayal to detection")
+        s.table(
+            _detection_table(d, at),
+            "Lexical betrayal detection per model and design cell (honest agents only): "
+            "agent_trials, honest agent-trials in the row (in trials); detection_n, those "
+            "that observed a betrayal (in detection_trials trials), the rate's n; detected, "
+            "those whose later talk or reasoning names the betrayer or voices distrust; "
+            "detection_rate = detected / detection_n with a trial-clustered 95% CI "
+            "(agent-trials clustered by trial; detection_ci: how it was made); latency: "
+            "rounds from the observed betrayal to detection, median and mean over the "
+            "latency_n detected agent-trials. A blank rate or latency says why in note",
+            "betrayal_detection",
+        )
+        _latency_figure(s, d, seen)
     else:
-        s.text("No honest agent observed a betrayal.")
+        s.text("No honest agent observed a betrayal: no detection rate.")
     s.table(
         evaluate(d.detector),
         "The lexical detectors of this report (the run's vocabularies) on the bundled "

@@ -190,14 +190,18 @@ def test_a_blank_round_trend_says_why(tmp_path: Path) -> None:
 def test_the_detection_rate_comes_with_its_interval(tmp_path: Path) -> None:
     """The lexical detection rate was a bare number: it now says over how many agent-trials
     and trials, with a trial-clustered interval (here every accuser names the betrayer:
-    a rate of 1 with the Wilson interval on the number of trials)."""
+    a rate of 1 with the Wilson interval on the number of trials), in its table per model
+    and design cell."""
     accused_run(tmp_path / "run")
     report.build(tmp_path / "run", n_boot=100, sections=[report.betrayal_detection])
     text = (tmp_path / "run" / "report" / "report.md").read_text()
-    line = next(x for x in text.splitlines() if "lexical detection rate" in x)
-    lo, hi = stats.wilson(1, 1)
+    line = next(x for x in text.splitlines() if "observed a betrayal" in x)
     assert "3 honest agent-trials (in 1 trials)" in line
-    assert f"lexical detection rate 1.000 (95% CI {lo:.3f} to {hi:.3f}" in line
+    row = pd.read_parquet(tmp_path / "run" / "report" / "betrayal_detection.parquet").iloc[0]
+    lo, hi = stats.wilson(1, 1)
+    assert (row["detection_n"], row["detection_trials"], row["detected"]) == (3, 1, 3)
+    assert row["detection_rate"] == 1.0
+    assert (row["detection_ci_lo"], row["detection_ci_hi"]) == pytest.approx((lo, hi))
 
 
 STEADY = """
