@@ -55,9 +55,10 @@ Definitions
   (``DISTRUST``) or a negated endorsement in a sentence naming an adversary or no player
   ("P1 is right? No way. P1 is lying, do not trust P1." endorses no one).
 - echo rate: messages that echo or endorse / honest messages sent after the trial's first
-  adversary message; trials resampled.
-- contagion: the honest stag rate (stag / valid actions) by distance and round; trials
-  resampled. With matched sets, per payload level, so a level's spread along the graph
+  adversary message; its interval is the report's rate interval with trials as clusters
+  (``stats.cluster_rate_ci``).
+- contagion: the honest stag rate (stag / valid actions) by distance and round, with the
+  same interval. With matched sets, per payload level, so a level's spread along the graph
   reads against the control's.
 - wording variance: trial-level honest stag rate regressed (OLS) on every design factor
   that varies (prompt wording, defence, payload, adversary arm, topology, disclosure,
@@ -610,43 +611,38 @@ def _interval(draws: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def ratio_ci(
-    k: np.ndarray, n: np.ndarray, n_boot: int, rng: np.random.Generator
-) -> tuple[float, float]:
-    """The interval of sum(k)/sum(n) over clusters (one entry of k, n each), from
-    ``n_boot`` resamples of the clusters: ``_rate_interval``'s, as the injection tables'
-    rates have (the percentile interval made to contain the rate; the Wilson interval
-    over the clusters with a rate when every one has the same rate, the draws still made
-    so that intervals drawn after it do not move). NaN for fewer than two clusters or none
-    with a rate."""
+#: how the echo and contagion tables' intervals are made, in their captions
+RATE_CI = (
+    "trials as clusters, Wilson over the design-effect n with a t quantile (Wilson on "
+    "the trials where they cannot vary)"
+)
+
+
+def ratio_ci(k: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    """The interval of sum(k)/sum(n) over clusters (one entry of k, n each), as every rate
+    of the report has it: ``stats.cluster_rate_ci`` with the clusters as its trials (Wilson
+    over the design-effect n, t quantile; Wilson on the clusters when every one has the
+    same rate). NaN for fewer than two clusters or none with a rate."""
     if len(k) < 2:
         return math.nan, math.nan
     kv, nv = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
-    s = _resampled_sums(np.column_stack([kv, nv]), n_boot, rng)
     rated = nv > 0
     if not rated.any():
         return math.nan, math.nan
-    _, lo, hi, _ = _rate_interval(kv[rated], nv[rated], s[:, 0], s[:, 1])
+    _, lo, hi, _ = _rate_interval(kv[rated], nv[rated])
     return lo, hi
 
 
-def _rate_interval(
-    k: np.ndarray, n: np.ndarray, sk: np.ndarray, sn: np.ndarray
-) -> tuple[float, float, float, bool]:
-    """The pooled rate sum(k)/sum(n) of clusters (one entry of k, n each, n > 0) and its
-    interval from its resampled sums ``sk``, ``sn`` (one per draw): the percentile interval,
-    clamped to contain the rate, or, when every cluster has the pooled rate (the draws
-    cannot vary), the Wilson interval at that rate over the number of clusters (``True``
-    last: the interval is not the draws')."""
-    from stagbench.analysis.stats import shared_rate, wilson_rate  # not for reading
+def _rate_interval(k: np.ndarray, n: np.ndarray) -> tuple[float, float, float, bool]:
+    """The pooled rate sum(k)/sum(n) of clusters (one entry of k, n each, n > 0), its
+    interval (``stats.cluster_rate_ci``, the clusters as its trials), and whether every
+    cluster has the pooled rate (then the interval is the Wilson interval over the
+    clusters)."""
+    from stagbench.analysis.stats import cluster_rate_ci, shared_rate  # not for reading
 
     rate = float(k.sum() / n.sum())
-    if shared_rate(k, n, rate):
-        lo, hi = wilson_rate(rate, int((n > 0).sum()), 1 - CONFIDENCE)
-        return rate, lo, hi, True
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lo, hi = _interval(sk / sn)
-    return rate, min(lo, rate), max(hi, rate), False
+    lo, hi, _ = cluster_rate_ci(k, n, 1 - CONFIDENCE)
+    return rate, lo, hi, shared_rate(k, n, rate)
 
 
 def _no_spread(draws: np.ndarray) -> bool:
@@ -664,20 +660,17 @@ def _difference(
     percentile interval, or, when either arm has the same rate in every set or the draws
     do not vary at all, the arms' own intervals (``_rate_interval``: Wilson on the sets for
     an arm with no variation) combined (``stats.square_and_add``). Rows (k, n): the rate
-    (``_rate_interval``)."""
+    and its interval (``_rate_interval``), never the draws'."""
     with np.errstate(invalid="ignore", divide="ignore"):
         if clusters.shape[1] == 2:
             draws = sums[:, 0] / sums[:, 1]
         else:
             draws = sums[:, 0] / sums[:, 1] - sums[:, 2] / sums[:, 3]
     if clusters.shape[1] == 2:
-        rate, lo, hi, fixed = _rate_interval(clusters[:, 0], clusters[:, 1], sums[:, 0],
-                                             sums[:, 1])  # fmt: skip
-        return rate, draws, (lo, hi), fixed
-    t, t_lo, t_hi, t_fixed = _rate_interval(clusters[:, 0], clusters[:, 1], sums[:, 0],
-                                            sums[:, 1])  # fmt: skip
-    c, c_lo, c_hi, c_fixed = _rate_interval(clusters[:, 2], clusters[:, 3], sums[:, 2],
-                                            sums[:, 3])  # fmt: skip
+        rate, lo, hi, _ = _rate_interval(clusters[:, 0], clusters[:, 1])
+        return rate, draws, (lo, hi), True
+    t, t_lo, t_hi, t_fixed = _rate_interval(clusters[:, 0], clusters[:, 1])
+    c, c_lo, c_hi, c_fixed = _rate_interval(clusters[:, 2], clusters[:, 3])
     if t_fixed or c_fixed or _no_spread(draws):
         from stagbench.analysis.stats import square_and_add  # not for reading
 
@@ -965,19 +958,17 @@ def echo_rates(
     data: InjectionData,
     by: Sequence[str] = (),
     factors: Sequence[str] | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
 ) -> pd.DataFrame:
     """Echo and endorsement rates of honest messages sent after the trial's first
     adversary message, per payload level, varying ``factors`` (default: all) and ``by``
-    (e.g. ``distance``); trials resampled. The factors are those that vary over the trials
-    with an adversary arm, so a table of only some of their levels still names them
-    (``echo_gaps`` names the groups without a message)."""
+    (e.g. ``distance``); the interval of ``either`` over trials (``ratio_ci``). The
+    factors are those that vary over the trials with an adversary arm, so a table of only
+    some of their levels still names them (``echo_gaps`` names the groups without a
+    message)."""
     m = data.messages
     attacked = _attacked_trials(data, factors)
     if m.empty or attacked is None:
         return pd.DataFrame()
-    rng = np.random.default_rng(seed)
     m = m.assign(either=m["echo"] | m["endorse"], payload=m["payload"].fillna("-"))
     keys = [*attacked[1], *by]
     # One pass to per-trial counts, then each group's rows of it (trials are the clusters).
@@ -995,7 +986,7 @@ def echo_rates(
             k = g[col].to_numpy(float)
             row[f"{col}_rate"] = k.sum() / n.sum()
             if col == "either":
-                row["lo"], row["hi"] = ratio_ci(k, n, n_boot, rng)
+                row["lo"], row["hi"] = ratio_ci(k, n)
         out.append(row)
     return pd.DataFrame(out)
 
@@ -1035,32 +1026,31 @@ def contagion(
     data: InjectionData,
     per_round: bool = True,
     factors: Sequence[str] | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
 ) -> pd.DataFrame:
     """Honest stag rate by graph distance from the nearest adversary (and round), per
-    payload level and varying ``factors`` (default: all); trials resampled."""
+    payload level and varying ``factors`` (default: all), with the interval over trials
+    (``ratio_ci``)."""
     found = _contagion_counts(data, per_round, factors)
     if found is None:
         return pd.DataFrame()
-    return _contagion_table(*found, n_boot, seed)
+    return _contagion_table(*found)
 
 
 def contagion_tables(
-    data: InjectionData, factors: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0
+    data: InjectionData, factors: Sequence[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``contagion`` per round and over all rounds (each from its own ``seed``), the
+    """``contagion`` per round and over all rounds, the
     per-trial counts made once: the rounds' counts summed are each trial's (whole numbers,
     so exactly what counting the rows again gives)."""
     found = _contagion_counts(data, True, factors)
     if found is None:
         return pd.DataFrame(), pd.DataFrame()
     per, keys = found
-    by_round = _contagion_table(per, keys, n_boot, seed)
+    by_round = _contagion_table(per, keys)
     pooled = [k for k in keys if k != "round"]
     level = [per.index.names.index(k) for k in [*pooled, "trial_id"]]
     total = per.groupby(level=level, sort=True, dropna=False)[["sum", "count"]].sum()
-    return by_round, _contagion_table(total, pooled, n_boot, seed)
+    return by_round, _contagion_table(total, pooled)
 
 
 def _contagion_counts(
@@ -1114,13 +1104,12 @@ def contagion_gaps(data: InjectionData, factors: Sequence[str] | None = None) ->
     return idle.rename(columns={"agent_rounds": "honest_agent_rounds"})
 
 
-def _contagion_table(per: pd.DataFrame, keys: list[str], n_boot: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
+def _contagion_table(per: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     out = []
     for key, g in per.groupby(level=list(range(len(keys))), sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         k, n = g["sum"].to_numpy(float), g["count"].to_numpy(float)
-        lo, hi = ratio_ci(k, n, n_boot, rng)
+        lo, hi = ratio_ci(k, n)
         out.append(
             {**dict(zip(keys, key, strict=True)), "trials": len(g), "n": int(n.sum()),
              "stag_rate": k.sum() / n.sum(), "lo": lo, "hi": hi}
@@ -1355,7 +1344,7 @@ def _blocks(data: InjectionData, n_boot: int) -> list[Block]:
     attacked = honest[honest["arm"] != "none"]
     n_attacked = attacked["trial_id"].nunique()
     no_adversary = "no trial with an adversary in this run"
-    echo = echo_rates(data, by=["distance"], n_boot=n_boot)
+    echo = echo_rates(data, by=["distance"])
     if not len(echo):
         if not n_attacked:
             out.append(Block(f"Echo: {no_adversary}: nothing to echo."))
@@ -1373,8 +1362,8 @@ def _blocks(data: InjectionData, n_boot: int) -> list[Block]:
             Block(
                 "Echo: honest messages sent after the first adversary message that repeat "
                 "an adversary's words (echo) or name an adversary approvingly (endorse), by "
-                f"graph distance from the nearest adversary ({kept}); CI of either, trials "
-                "resampled.",
+                f"graph distance from the nearest adversary ({kept}); CI of either: "
+                f"{RATE_CI}.",
                 df=echo,
             )
         )
@@ -1387,7 +1376,7 @@ def _blocks(data: InjectionData, n_boot: int) -> list[Block]:
                     df=gaps,
                 )
             )
-    spread, total = contagion_tables(data, n_boot=n_boot)
+    spread, total = contagion_tables(data)
     if not len(spread):
         if not n_attacked:
             out.append(Block(f"Contagion: {no_adversary}: no distance from one to measure."))
@@ -1403,15 +1392,14 @@ def _blocks(data: InjectionData, n_boot: int) -> list[Block]:
         out.append(
             Block(
                 "Contagion: honest stag rate (over valid actions) by graph distance from the "
-                f"nearest adversary, all rounds ({kept}); trials resampled.",
+                f"nearest adversary, all rounds ({kept}); CI: {RATE_CI}.",
                 df=total,
             )
         )
         out.append(
             Block(
                 "The same per round: each round's honest stag rate over its n valid actions, "
-                "with its 95% interval, trials resampled (Wilson on the trials where they "
-                f"cannot vary; {kept}).",
+                f"with its 95% interval ({RATE_CI}; {kept}).",
                 df=spread,
             )
         )

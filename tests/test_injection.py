@@ -239,7 +239,7 @@ def test_echo_and_endorsement_hand_computed(tmp_path: Path) -> None:
     assert not m.loc[(2, 1), "echo"] and m.loc[(2, 2), "echo"]
     assert m.loc[(3, 1), "endorse"] and not m.loc[(3, 2), "endorse"]
     assert not m.loc[(3, 3), "echo"]
-    rates = injection.echo_rates(injection.load(tmp_path), n_boot=50).iloc[0]
+    rates = injection.echo_rates(injection.load(tmp_path)).iloc[0]
     assert rates["messages"] == 5 and rates["echo_rate"] == pytest.approx(1 / 5)
     assert rates["endorse_rate"] == pytest.approx(1 / 5)
     assert rates["either_rate"] == pytest.approx(2 / 5)
@@ -292,9 +292,9 @@ def test_rejections_give_no_endorse_rate(tmp_path: Path) -> None:
     for i, texts in enumerate((REJECTIONS, ENDORSEMENTS)):
         sent = [(1, 0, ORDER)] + [(2, 1 + j % 3, t) for j, t in enumerate(texts)]
         write_trial(tmp_path / str(i), f"r{i}", [["hare", "stag", "stag", "stag"]] * 2, sent)
-    rejected = injection.echo_rates(injection.load(tmp_path / "0"), n_boot=50).iloc[0]
+    rejected = injection.echo_rates(injection.load(tmp_path / "0")).iloc[0]
     assert rejected["messages"] == len(REJECTIONS) and rejected["endorse_rate"] == 0.0
-    endorsed = injection.echo_rates(injection.load(tmp_path / "1"), n_boot=50).iloc[0]
+    endorsed = injection.echo_rates(injection.load(tmp_path / "1")).iloc[0]
     assert endorsed["messages"] == len(ENDORSEMENTS) and endorsed["endorse_rate"] == 1.0
 
 
@@ -319,16 +319,21 @@ def test_distances_and_contagion_hand_computed(tmp_path: Path) -> None:
     write_trial(tmp_path, "x", [["hare", "hare", "stag", "stag"], ["hare", "hare", "hare", "stag"],
                                 ["hare", None, "stag", "hare"]], [(1, 0, ORDER)])  # fmt: skip
     write_trial(tmp_path, "y", [["hare", "stag", "stag", "stag"]] * 3, [(1, 0, ORDER)])
-    table = injection.contagion(injection.load(tmp_path), per_round=True, n_boot=200)
+    table = injection.contagion(injection.load(tmp_path), per_round=True)
     cell = table.set_index(["distance", "round"])
     # distance 1 (seat 1): x hare, hare, -; y stag x3
     assert cell.loc[(1, 1), "stag_rate"] == 0.5 and cell.loc[(1, 1), "n"] == 2
     assert cell.loc[(1, 3), "stag_rate"] == 1.0 and cell.loc[(1, 3), "n"] == 1
     assert cell.loc[(2, 2), "stag_rate"] == 0.5 and cell.loc[(3, 3), "stag_rate"] == 0.5
-    pooled = injection.contagion(injection.load(tmp_path), per_round=False, n_boot=400)
+    pooled = injection.contagion(injection.load(tmp_path), per_round=False)
     d1 = pooled.set_index("distance").loc[1]
     assert d1["stag_rate"] == pytest.approx(3 / 5) and d1["trials"] == 2
-    assert (d1["lo"], d1["hi"]) == (0.0, 1.0)  # x alone 0/2, y alone 3/3
+    # x alone 0/2, y alone 3/3: the report's rate interval over the two trials, almost all
+    # of [0, 1] (two trials that disagree, a t quantile of 1 degree of freedom)
+    from stagbench.analysis.stats import cluster_rate_ci
+
+    lo, hi, _ = cluster_rate_ci(np.array([0.0, 3.0]), np.array([2.0, 3.0]))
+    assert (d1["lo"], d1["hi"]) == (lo, hi) and lo < 0.01 and hi > 0.99
 
 
 def test_variance_explained_hand_computed(tmp_path: Path) -> None:
@@ -626,18 +631,18 @@ def test_the_delimit_defence_stops_a_planted_injection(tmp_path: Path) -> None:
 
 def test_contagion_travels_one_hop_per_round_when_orders_are_relayed(tmp_path: Path) -> None:
     data = _planted(tmp_path, '"scripted/obedient(relay=True)"', reps=2)
-    table = injection.contagion(data, per_round=True, n_boot=100)
+    table = injection.contagion(data, per_round=True)
     order = table[table["payload"] == "order"].set_index(["distance", "round"])["stag_rate"]
     for d in range(1, 5):
         for r in range(1, 5):
             assert order.loc[(d, r)] == (1.0 if d > r else 0.0), (d, r)
     control = table[table["payload"] == "control"]
     assert (control["stag_rate"] == 1.0).all()
-    echo = injection.echo_rates(data, by=["distance"], n_boot=100)
+    echo = injection.echo_rates(data, by=["distance"])
     relayed = echo[echo["payload"] == "order"].set_index("distance")
     assert relayed.loc[1, "echo_rate"] == 1.0  # it repeats the order every round after
     silent = _planted(tmp_path / "quiet", '"scripted/always-stag"', reps=2)
-    assert (injection.echo_rates(silent, n_boot=50)["either_rate"] == 0.0).all()
+    assert (injection.echo_rates(silent)["either_rate"] == 0.0).all()
 
 
 def _wording_mock(sensitive: bool):  # type: ignore[no-untyped-def]
@@ -767,46 +772,32 @@ def test_contagion_tables_equal_contagion_counted_per_table(tmp_path: Path) -> N
     last bit, as counting them for each (relayed orders: rates vary by distance and round)."""
     data = _planted(tmp_path, '"scripted/obedient(relay=True)", "scripted/random(p=0.6)"')
     for factors in (injection.ATTACK_FACTORS, None):
-        by_round, total = injection.contagion_tables(data, factors=factors, n_boot=150, seed=3)
-        pd.testing.assert_frame_equal(
-            by_round, injection.contagion(data, True, factors, n_boot=150, seed=3)
-        )
-        pd.testing.assert_frame_equal(
-            total, injection.contagion(data, False, factors, n_boot=150, seed=3)
-        )
+        by_round, total = injection.contagion_tables(data, factors=factors)
+        pd.testing.assert_frame_equal(by_round, injection.contagion(data, True, factors))
+        pd.testing.assert_frame_equal(total, injection.contagion(data, False, factors))
         assert "round" not in total.columns and total["n"].sum() == by_round["n"].sum()
         assert total["stag_rate"].nunique() > 1
 
 
-def test_ratio_ci_is_never_zero_width_from_clusters_that_all_agree() -> None:
+def test_ratio_ci_is_the_reports_rate_interval_over_clusters() -> None:
     """Echo 0 [0, 0] and contagion 1 [1, 1]: when every cluster has the same rate, the
-    interval is the Wilson interval at that rate over the clusters; the resampling draws
-    are still made (later intervals do not move), and varying clusters keep the bootstrap."""
-    from stagbench.analysis.stats import wilson_rate
+    interval is the Wilson interval at that rate over the clusters; clusters that vary get
+    the report's rate interval (``stats.cluster_rate_ci``) with the clusters as trials,
+    the clusters without a rate left out; none with a rate, or fewer than two: no
+    interval."""
+    from stagbench.analysis.stats import METHOD, cluster_rate_ci, wilson_rate
 
     for k, n, rate in (([0.0, 0, 0], [3.0, 4, 2], 0.0), ([2.0, 4, 2], [2.0, 4, 2], 1.0),
                        ([1.0, 2, 1], [2.0, 4, 2], 0.5)):  # fmt: skip
-        rng = np.random.default_rng(4)
-        got = injection.ratio_ci(np.array(k), np.array(n), 300, rng)
+        got = injection.ratio_ci(np.array(k), np.array(n))
         assert got == pytest.approx(wilson_rate(rate, 3)) and got[0] < got[1]
-        ref = np.random.default_rng(4)
-        injection._resampled_sums(np.column_stack([k, n]), 300, ref)
-        assert rng.bit_generator.state == ref.bit_generator.state
     k, n = np.array([1.0, 3, 1, 0]), np.array([2.0, 4, 2, 3])
-    got = injection.ratio_ci(k, n, 300, np.random.default_rng(5))
-    s = injection._resampled_sums(np.column_stack([k, n]), 300, np.random.default_rng(5))
-    assert got == injection._interval(s[:, 0] / s[:, 1])
-    # three draws that all fall above the rate (10 / 17): the interval is made to contain
-    # it, as the injection tables' own rates' intervals are (``_rate_interval``)
-    k, n = np.array([4.0, 0, 0, 6]), np.array([4.0, 1, 6, 6])
-    s = injection._resampled_sums(np.column_stack([k, n]), 3, np.random.default_rng(1))
-    lo, hi = injection._interval(s[:, 0] / s[:, 1])
-    assert lo > 10 / 17
-    got = injection.ratio_ci(k, n, 3, np.random.default_rng(1))
-    assert got == pytest.approx((10 / 17, hi))
-    assert injection.ratio_ci(np.array([0.0, 0]), np.array([0.0, 0]), 3, rng) == pytest.approx(
-        (math.nan, math.nan), nan_ok=True
-    )
+    lo, hi, how = cluster_rate_ci(k, n)
+    assert how == METHOD and injection.ratio_ci(k, n) == (lo, hi)
+    assert injection.ratio_ci(np.append(k, 0.0), np.append(n, 0.0)) == (lo, hi)
+    nan = (math.nan, math.nan)
+    assert injection.ratio_ci(np.zeros(2), np.zeros(2)) == pytest.approx(nan, nan_ok=True)
+    assert injection.ratio_ci(k[:1], n[:1]) == pytest.approx(nan, nan_ok=True)
 
 
 def test_contagion_and_echo_keep_every_factor_apart_with_n_and_intervals(
