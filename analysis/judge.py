@@ -1,6 +1,12 @@
 """An optional LLM judge for betrayal detection, and its agreement with the lexical
 detector (Cohen's kappa).
 
+Every agent-trial that observed a betrayal is either not asked (it wrote nothing after
+the betrayal), answered (a reply that parses strictly: ``detected`` a JSON boolean,
+``round`` null or a JSON integer naming a round of the trial after the betrayal) or
+failed (the call raised, the reply had no JSON object, or it broke those rules): a
+failure is recorded with its kind and detail, never dropped and never read as an answer.
+
 Analysis reads records only: the judge is handed an ``Ask`` (a prompt and a JSON schema
 in, the reply's JSON object out), which the command line builds on the run's model
 registry (``stagbench.runs.compose.json_asker``).
@@ -55,45 +61,179 @@ def _writings(df: pd.DataFrame, trial_id: str, seat: int, after: int) -> list[tu
     return out
 
 
+#: ``judge_status`` of an agent-trial
+ANSWERED, FAILED, NOT_ASKED = "answered", "failed", "not asked"
+#: why an agent-trial is not asked
+NOT_ASKED_WHY = "it wrote nothing after the betrayal"
+
+
+class Rejected(ValueError):
+    """A judge's reply that breaks the rules: ``kind`` (a fixed text, counted) and the
+    detail (the value given)."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+
+
+def parse_reply(data: object, betrayal: int, last: int) -> tuple[bool, int | None]:
+    """A judge's reply, strictly: ``detected`` must be a JSON boolean (never a string such
+    as "false", a number or null) and ``round`` null or a JSON integer (not a bool, float
+    or string) naming a round after the betrayal (``betrayal``) and no later than the
+    trial's ``last``. Returns (detected, round); raises ``Rejected`` otherwise."""
+    if not isinstance(data, dict):
+        raise Rejected("reply not a JSON object", repr(data)[:200])
+    if "detected" not in data:
+        raise Rejected("'detected' missing", f"keys {sorted(map(str, data))}"[:200])
+    detected = data["detected"]
+    if not isinstance(detected, bool):
+        raise Rejected("'detected' not a JSON boolean", f"detected = {detected!r}"[:200])
+    if "round" not in data:
+        raise Rejected("'round' missing", f"keys {sorted(map(str, data))}"[:200])
+    rnd = data["round"]
+    if rnd is None:
+        return detected, None
+    if isinstance(rnd, bool) or not isinstance(rnd, int):
+        raise Rejected("'round' not a JSON integer or null", f"round = {rnd!r}"[:200])
+    if not betrayal < rnd <= last:
+        raise Rejected(
+            "'round' not a round of the trial after the betrayal",
+            f"round = {rnd}; betrayal in round {betrayal}, the trial's last round {last}",
+        )
+    return detected, rnd
+
+
+def _failure(exc: Exception) -> tuple[str, str]:
+    """(kind, detail) of a judge call that raised: a reply without JSON (``ValueError``
+    from ``extract_json``: the text before its first colon is the kind) or a provider's
+    error (its type)."""
+    if isinstance(exc, Rejected):
+        return exc.kind, str(exc)
+    if type(exc) is ValueError:
+        return str(exc).split(":", 1)[0] or "ValueError", str(exc)
+    return f"provider error ({type(exc).__name__})", str(exc) or type(exc).__name__
+
+
 async def judge_detection(
     df: pd.DataFrame, agent_trials: pd.DataFrame, ask: Ask, player_name: str = "P{n}"
 ) -> pd.DataFrame:
-    """Judge every agent-trial with an observed betrayal; returns judge columns per row.
-    ``player_name`` is how the transcripts name a player (``{n}`` = seat + 1)."""
+    """Judge every agent-trial with an observed betrayal; returns its rows with the judge's
+    columns: ``judge_status`` (answered, failed, not asked), ``judge_detected`` (nullable
+    boolean: NA unless answered), ``judge_round`` (the round it named, nullable),
+    ``judge_latency`` (rounds from the betrayal to the round named, when detected),
+    ``judge_failure`` (the kind of failure) and ``judge_error`` (its detail). A call that
+    raises (any error: a provider's, a reply without JSON) is a failure of that
+    agent-trial only; the others keep their answers. ``player_name`` is how the
+    transcripts name a player (``{n}`` = seat + 1)."""
     todo = agent_trials[agent_trials["betrayal_round"].notna()]
+    last_round = df.groupby("trial_id", observed=True)["round"].max() if len(df) else None
 
     async def one(row: pd.Series) -> dict[str, object]:
         t = int(row["betrayal_round"])
         writings = _writings(df, row["trial_id"], int(row["seat"]), t)
+        out: dict[str, object] = {
+            "judge_status": NOT_ASKED,
+            "judge_detected": pd.NA,
+            "judge_round": pd.NA,
+            "judge_latency": np.nan,
+            "judge_failure": None,
+            "judge_error": None,
+        }
         if not writings:
-            return {"judge_detected": False, "judge_latency": np.nan, "judge_error": None}
+            return out
+        assert last_round is not None  # there are writings
+        last = int(last_round[row["trial_id"]])
         lines = "\n".join(f"round {r}: {json.dumps(text)}" for r, text in writings)
         me = player_name.format(n=int(row["seat"]) + 1)
         prompt = PROMPT.format(
             betrayer=player_name.format(n=int(row["betrayer"]) + 1), me=me, t=t, lines=lines
         )
         try:
-            data = await ask(prompt, SCHEMA)
-            detected = bool(data["detected"])
-            r = data.get("round")
-            latency = (int(r) - t) if detected and isinstance(r, int) and r > t else np.nan
-            return {"judge_detected": detected, "judge_latency": latency, "judge_error": None}
-        except (ValueError, KeyError, TypeError) as exc:
-            return {"judge_detected": np.nan, "judge_latency": np.nan, "judge_error": str(exc)}
+            detected, rnd = parse_reply(await ask(prompt, SCHEMA), t, last)
+        except Exception as exc:  # noqa: BLE001 - any failure is this agent-trial's only
+            kind, detail = _failure(exc)
+            return out | {"judge_status": FAILED, "judge_failure": kind, "judge_error": detail}
+        latency = float(rnd - t) if detected and rnd is not None else np.nan
+        return out | {
+            "judge_status": ANSWERED,
+            "judge_detected": detected,
+            "judge_round": pd.NA if rnd is None else rnd,
+            "judge_latency": latency,
+        }
 
     results = await asyncio.gather(*(one(r) for _, r in todo.iterrows()))
-    return todo.assign(**pd.DataFrame(results, index=todo.index))
+    cols = ["judge_status", "judge_detected", "judge_round", "judge_latency"]
+    frame = pd.DataFrame(results, index=todo.index, columns=[*cols, "judge_failure", "judge_error"])
+    frame = frame.astype(
+        {
+            "judge_status": object,
+            "judge_detected": "boolean",
+            "judge_round": "Int64",
+            "judge_latency": "float64",
+            "judge_failure": object,
+            "judge_error": object,
+        }
+    )
+    return todo.assign(**{c: frame[c] for c in frame.columns})
 
 
-def agreement(judged: pd.DataFrame) -> dict[str, float]:
-    """Agreement of the lexical detector and the judge on 'detected'."""
-    ok = judged.dropna(subset=["judge_detected"])
+def failure_counts(judged: pd.DataFrame) -> dict[str, int]:
+    """The judge's failures of ``judged`` by kind, most frequent first."""
+    kinds = judged.loc[judged["judge_status"] == FAILED, "judge_failure"].astype(str)
+    return {str(k): int(v) for k, v in kinds.value_counts().items()}
+
+
+def failures_text(failures: dict[str, int]) -> str:
+    """``failure_counts`` as text: ``kind ×count; ...``."""
+    return "; ".join(f"{k} ×{v}" for k, v in failures.items())
+
+
+def kappa(lexical: np.ndarray, judged: np.ndarray) -> tuple[float, str]:
+    """Cohen's kappa of two raters' booleans, and why it is NaN when it is: undefined
+    when there is no pair, or when either rater gives one category only (the expected
+    agreement is then the observed one: 0/0; ``cohens_kappa`` itself gives NaN)."""
+    n = len(lexical)
+    if not n:
+        return float("nan"), "no answered judgement: no kappa"
+    for name, r in (("the lexical detector", lexical), ("the judge", judged)):
+        if r.all() or not r.any():
+            said = "detected" if r.all() else "not detected"
+            return float("nan"), (
+                f"kappa undefined: {name} says {said} on all {n} answered (one category)"
+            )
+    table = np.array(
+        [
+            [np.sum(lexical & judged), np.sum(lexical & ~judged)],
+            [np.sum(~lexical & judged), np.sum(~lexical & ~judged)],
+        ]
+    )
+    return float(cohens_kappa(table).kappa), ""
+
+
+def agreement(judged: pd.DataFrame) -> dict[str, Any]:
+    """The judge's counts on ``judged`` (rows of ``judge_detection``) and its agreement
+    with the lexical detector over the answered ones: ``observers`` (rows), ``not_asked``,
+    ``asked``, ``answered``, ``failed``, ``failures`` (by kind), ``lexical_detected`` and
+    ``judge_detected`` (of the answered), ``agreed``, ``agreement`` (NaN when none
+    answered), ``kappa`` and ``kappa_note`` (why it is NaN)."""
+    status = judged["judge_status"]
+    ok = judged[status == ANSWERED]
     lex = ok["detected"].astype(bool).to_numpy()
     jud = ok["judge_detected"].astype(bool).to_numpy()
-    table = np.array(
-        [[np.sum(lex & jud), np.sum(lex & ~jud)], [np.sum(~lex & jud), np.sum(~lex & ~jud)]]
-    )
-    n = int(table.sum())
-    agree = float(np.trace(table) / n) if n else float("nan")
-    kappa = float(cohens_kappa(table).kappa) if n and agree < 1 else (1.0 if n else float("nan"))
-    return {"n": n, "agreement": agree, "kappa": kappa}
+    n = len(ok)
+    agreed = int(np.sum(lex == jud))
+    k, note = kappa(lex, jud)
+    return {
+        "observers": len(judged),
+        "not_asked": int((status == NOT_ASKED).sum()),
+        "asked": int((status != NOT_ASKED).sum()),
+        "answered": n,
+        "failed": int((status == FAILED).sum()),
+        "failures": failure_counts(judged),
+        "lexical_detected": int(lex.sum()),
+        "judge_detected": int(jud.sum()),
+        "agreed": agreed,
+        "agreement": agreed / n if n else float("nan"),
+        "kappa": k,
+        "kappa_note": note,
+    }

@@ -26,7 +26,7 @@ import functools
 import html
 import io
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import cycle
@@ -42,7 +42,15 @@ import pandas as pd  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from stagbench.analysis import archetypes, design, injection, metrics, scan_views, stats  # noqa: E402
+from stagbench.analysis import (  # noqa: E402
+    archetypes,
+    design,
+    injection,
+    judge,
+    metrics,
+    scan_views,
+    stats,
+)
 from stagbench.analysis.injection import InjectionData  # noqa: E402
 from stagbench.analysis.labels import legend, population_label, short_names  # noqa: E402
 from stagbench.analysis.lexical import DEFAULT, Detector, detector_for, evaluate  # noqa: E402
@@ -1330,6 +1338,106 @@ def betrayal_detection(d: ReportData) -> Section:
     return s
 
 
+def judge_table(d: ReportData, judged: pd.DataFrame) -> pd.DataFrame:
+    """The LLM judge per model and design cell (the rows of the detection table), over the
+    honest agent-trials that observed a betrayal (``observers``, in ``trials`` trials):
+    ``not_asked`` (they wrote nothing after it), ``asked``, ``answered``, ``failed`` and
+    the failures by kind; of the answered, ``lexical_detected`` and ``judge_detected``, the
+    agreement rate (``agreed`` / ``agreement_n``) with a trial-clustered interval
+    (``_rate_table``, agent-trials clustered by trial) and Cohen's kappa. A blank rate or
+    kappa says why in ``note``."""
+    keys = ["model_label", *d.factors]
+    j = judged.assign(**{k: judged[k].astype(str) for k in keys})
+    rows = []
+    for key, g in j.groupby(keys, observed=True, sort=True):
+        a = judge.agreement(g)
+        if a["answered"]:
+            note = a["kappa_note"]
+        elif a["asked"]:
+            note = f"no judgement: all {a['asked']} asked failed (see failures)"
+        else:
+            note = f"no judgement: none asked ({judge.NOT_ASKED_WHY} for every one)"
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "observers": a["observers"],
+                "trials": int(g["trial_id"].nunique()),
+                **{c: a[c] for c in ("not_asked", "asked", "answered", "failed")},
+                "failures": judge.failures_text(a["failures"]),
+                **{c: a[c] for c in ("lexical_detected", "judge_detected", "agreed")},
+                "kappa": a["kappa"],
+                "note": note,
+            }
+        )
+    base = pd.DataFrame(rows)
+    ok = j[j["judge_status"] == judge.ANSWERED]
+    same = ok["detected"].astype(bool).to_numpy() == ok["judge_detected"].astype(bool).to_numpy()
+    per = (
+        ok.assign(k=same.astype(float), n=1.0)
+        .groupby([*keys, "trial_id"], observed=True, sort=True)[["k", "n"]]
+        .sum()
+        .reset_index()
+    )
+    rates = _rate_table(per, keys, "agreement_")
+    if not len(per):
+        rates = rates.iloc[:0]
+    out = base.merge(rates, on=keys, how="left") if len(base) else base
+    for col in ("agreement_n", "agreement_trials"):
+        out[col] = out[col].fillna(0).astype("int64") if col in out else pd.Series(dtype="int64")
+    cols = [
+        *keys, "observers", "trials", "not_asked", "asked", "answered", "failed", "failures",
+        "lexical_detected", "judge_detected", "agreed", "agreement_rate", "agreement_ci_lo",
+        "agreement_ci_hi", "agreement_n", "agreement_trials", "agreement_ci", "kappa", "note",
+    ]  # fmt: skip
+    return _display(out.reindex(columns=cols)).rename(columns={"model_label": "model"})
+
+
+def judge_section(
+    d: ReportData, judged: pd.DataFrame, model: str, error: str | None = None
+) -> tuple[Section, pd.DataFrame]:
+    """The LLM judge ``model``'s section (its rows ``judged`` of ``judge_detection``, or
+    the ``error`` that kept it from being asked at all) and its table (``judge_table``)."""
+    s = Section("LLM judge")
+    if error is not None:
+        s.text(f"Note: no judgement made: the judge {model} could not be asked: {error}")
+        return s, pd.DataFrame()
+    if not len(judged):
+        s.text(f"No honest agent observed a betrayal: the judge {model} was asked nothing.")
+        return s, pd.DataFrame()
+    a = judge.agreement(judged)
+    failures = judge.failures_text(a["failures"])
+    s.text(
+        f"The judge {model} on the {a['observers']} honest agent-trials (in "
+        f"{_distinct(judged['trial_id'])} trials) that observed a betrayal: {a['asked']} "
+        f"asked, {a['answered']} answered, {a['failed']} failed"
+        + (f" ({failures})" if failures else "")
+        + f", {a['not_asked']} not asked ({judge.NOT_ASKED_WHY}). A failed judgement (no "
+        "reply, no JSON, or a reply that breaks the rules: 'detected' not a JSON boolean, "
+        "'round' not null or a round of the trial after the betrayal) is counted, never "
+        "read as an answer. Agreement with the lexical detector and Cohen's kappa are over "
+        "the answered only, per model and design cell in the table below, never pooled."
+    )
+    if not a["answered"]:
+        s.text(
+            "Note: no judgement made: "
+            + (f"all {a['asked']} asked failed ({failures})." if a["asked"] else "none asked.")
+        )
+    table = judge_table(d, judged)
+    s.table(
+        table,
+        f"LLM judge ({model}) per model and design cell (honest agents that observed a "
+        "betrayal: observers, in trials): not_asked (wrote nothing after the betrayal), "
+        "asked, answered, failed (failures: by kind); of the answered, lexical_detected and "
+        "judge_detected; agreement_rate = agreed / agreement_n (the answered) with a "
+        "trial-clustered 95% CI (agent-trials clustered by trial; agreement_ci: how it was "
+        "made); kappa: Cohen's kappa of the two raters on the answered (a point estimate), "
+        "undefined where either rater gives one category only. A blank rate or kappa says "
+        "why in note",
+        "judge_agreement",
+    )
+    return s, table
+
+
 def parse_failures(d: ReportData) -> Section:
     """Per model, role and design cell: agent-rounds with no valid action, talk and act
     parse failures, and truncated calls. Honest seats and adversary seats are apart (an
@@ -1738,8 +1846,11 @@ def build(
     out_dir: str | Path | None = None,
     n_boot: int = 500,
     sections: list[SectionFn] | None = None,
+    after: Sequence[SectionFn] = (),
 ) -> Path:
-    """Write RUN_DIR/report/{report.html, report.md, *.parquet}; returns the HTML path."""
+    """Write RUN_DIR/report/{report.html, report.md, *.parquet}; returns the HTML path.
+    The sections ``after`` (which may call models: the LLM judge) are made in this
+    process once the others are, and come last."""
     run = Path(run_dir)
     out = Path(out_dir) if out_dir else run / "report"
     chosen = sections or SECTIONS
@@ -1759,7 +1870,9 @@ def build(
             _lanes(rest, data, fork, lambda: saved.append(pool.submit(_save_tables, data, out)))
         )
         saved[0].result()
-    return _write(out, data.title, [made[fn] for fn in chosen])
+    for fn in after:
+        made[fn] = fn(data)
+    return _write(out, data.title, [made[fn] for fn in [*chosen, *after]])
 
 
 def _save_tables(data: ReportData, out: Path) -> None:

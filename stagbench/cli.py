@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import signal
 import sys
@@ -25,6 +26,8 @@ from stagbench.runs.store import RunLock, RunStore
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from stagbench.analysis.report import ReportData, Section
 
 app = typer.Typer(
     help="Repeated N-player Stag Hunt experiments between LLM agents.",
@@ -475,27 +478,38 @@ def report(
     from stagbench.analysis.report import build
 
     _arrow_on_malloc()
+    judged: dict[str, Any] = {}
+    after: list[Callable[[ReportData], Section]] = []
+    if judge:
+        folder = out if out is not None else run_dir / "report"
+        after.append(functools.partial(_judge, run_dir, folder, judge, judged))
     try:
-        path = build(run_dir, out, n_boot=n_boot)
-        if judge:
-            _judge(run_dir, path.parent, judge)
+        path = build(run_dir, out, n_boot=n_boot, after=after)
     except StagbenchError as exc:
         raise _fail(exc) from exc
     console.print(f"Report: {path.resolve()}")
     console.print(f"Markdown: {(path.parent / 'report.md').resolve()}")
+    if judge and not _judge_summary(judge, judged):
+        raise typer.Exit(code=1)
 
 
-def _judge(run_dir: Path, out: Path, model: str) -> None:
+def _judge(
+    run_dir: Path, out: Path, model: str, result: dict[str, Any], data: ReportData
+) -> Section:
+    """The report's LLM judge section (``report.build``'s ``after``): asks ``model`` about
+    every honest agent-trial that observed a betrayal, writes ``judged_detection.parquet``
+    and puts the judged rows, the section's table and any error that kept the judge from
+    being asked in ``result``. A call that fails is recorded as that agent-trial's
+    failure; an error in setting the judge up is the section's, never the report's."""
     import pandas
 
     from stagbench.agents.models.pool import ModelPool
     from stagbench.analysis import design
     from stagbench.analysis import judge as judge_mod
-    from stagbench.analysis.report import prepare
+    from stagbench.analysis.report import judge_section
     from stagbench.analysis.scan import iter_full, scan
     from stagbench.runs.compose import json_asker
 
-    data = prepare(run_dir, n_boot=0)
     imported = data.design.imported if data.design else None
     name = str((imported or {}).get("player_name", "P{n}"))
     # the judge reads what the agents wrote: the full table's rows of the trials it judges
@@ -511,17 +525,71 @@ def _judge(run_dir: Path, out: Path, model: str) -> None:
         pool = ModelPool()
         try:
             ask = json_asker(pool, model)
-            return await judge_mod.judge_detection(texts, data.agent_trials, ask, name)
+            return await judge_mod.judge_detection(texts, at, ask, name)
         finally:
             await pool.aclose()
 
-    judged = run_async(judged_rows())
+    try:
+        judged = run_async(judged_rows())
+    except StagbenchError as exc:  # the judge could not be set up (an unknown model, say)
+        result["error"] = str(exc)
+        section, _ = judge_section(data, at.iloc[:0], model, error=str(exc))
+        return section
+    out.mkdir(parents=True, exist_ok=True)
     judged.to_parquet(out / "judged_detection.parquet", index=False)
+    section, table = judge_section(data, judged, model)
+    result.update(judged=judged, table=table)
+    return section
+
+
+def _judge_summary(model: str, result: dict[str, Any]) -> bool:
+    """Print the judge's counts, and its agreement and kappa per model and design cell
+    (never pooled); False where no judgement was made (and says why)."""
+    from stagbench.analysis import judge as judge_mod
+
+    if "error" in result:
+        err.print(
+            f"[bold red]judge {escape(model)}: no judgement made:[/] {escape(result['error'])}"
+        )
+        return False
+    judged: pd.DataFrame = result["judged"]
+    if not len(judged):
+        console.print(
+            f"judge {escape(model)}: no honest agent observed a betrayal; nothing to judge"
+        )
+        return True
     a = judge_mod.agreement(judged)
+    failures = judge_mod.failures_text(a["failures"])
     console.print(
-        f"judge {model}: {a['n']} judged, agreement with the lexical detector "
-        f"{a['agreement']:.3f}, Cohen's kappa {a['kappa']:.3f}"
+        f"judge {escape(model)}: {a['observers']} agent-trials observed a betrayal: "
+        f"{a['asked']} asked, {a['answered']} answered, {a['failed']} failed"
+        + (f" ({escape(failures)})" if failures else "")
+        + f", {a['not_asked']} not asked ({judge_mod.NOT_ASKED_WHY})"
     )
+    if not a["answered"]:
+        err.print(
+            f"[bold red]judge {escape(model)}: no judgement made:[/] "
+            + (f"all {a['asked']} asked failed" if a["asked"] else "none asked")
+            + (f" ({escape(failures)})" if failures else "")
+        )
+        return False
+    table: pd.DataFrame = result["table"]
+    keys = [c for c in table.columns[: list(table.columns).index("observers")]]
+    console.print(
+        "agreement with the lexical detector per model and design cell, over the answered "
+        "(judge_agreement.parquet; never pooled):"
+    )
+    for r in table.to_dict("records"):
+        cell = " · ".join(str(r[k]) for k in keys)
+        if not r["answered"]:
+            console.print(f"  {escape(cell)}: {escape(r['note'])}")
+            continue
+        kappa = f"kappa {r['kappa']:.3f}" if r["kappa"] == r["kappa"] else r["note"]
+        console.print(
+            f"  {escape(cell)}: agreement {r['agreement_rate']:.3f} (n {r['agreement_n']}, "
+            f"95% CI {r['agreement_ci_lo']:.3f} to {r['agreement_ci_hi']:.3f}), {escape(kappa)}"
+        )
+    return True
 
 
 @app.command()

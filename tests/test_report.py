@@ -134,7 +134,7 @@ def test_llm_judge_and_agreement(tmp_path: Path) -> None:
     assert len(judged) == 3 and judged["judge_detected"].all()
     assert (judged["judge_latency"] == 1).all()
     a = judge.agreement(judged)
-    assert a["n"] == 3 and a["agreement"] == 1.0
+    assert a["answered"] == 3 and a["failed"] == 0 and a["agreement"] == 1.0
 
 
 def test_report_with_a_judge_reads_what_the_agents_wrote(tmp_path: Path) -> None:
