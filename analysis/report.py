@@ -1532,11 +1532,11 @@ def injection_section(d: ReportData) -> Section:
         return s
     if d.injection is not None:  # read with the rest, and already kept to the design's
         data = d.injection() if callable(d.injection) else d.injection
-        blocks = injection.report_blocks(data, n_boot=d.n_boot)
+        blocks = injection.report_blocks(data)
         del data
     else:
         analysed = {str(t) for t in d.df["trial_id"].unique()}  # the design's trials
-        blocks = injection.report_blocks(d.design.run, n_boot=d.n_boot, trial_ids=analysed)
+        blocks = injection.report_blocks(d.design.run, trial_ids=analysed)
     for block in blocks:
         if block.fig is not None:
             s.figure(block.fig, block.name, block.text)
