@@ -1006,6 +1006,13 @@ def regression(d: ReportData) -> Section:
     columns = {v: k for k, v in REGRESSION_COLUMNS.items()}
     used = ["trial_id", "stag", "round", *(columns.get(f, f) for f in stats.FORMULA_FACTORS)]
     honest_df = _honest_columns(d, [*used, "model_label"]).rename(columns=REGRESSION_COLUMNS)
+    # round centred at the middle of the rounds played: the factor rows are effects at a
+    # round that was played, not at round 0 (an effect that grows over the rounds read as
+    # none there)
+    played = honest_df["round"][honest_df["stag"].notna()]
+    first, last = (int(played.min()), int(played.max())) if len(played) else (1, 1)
+    centre = (first + last) / 2
+    honest_df = honest_df.assign(round=honest_df["round"] - centre)
     formula, left_out = stats.formula_terms(honest_df)
     for f in d.factors:  # the design factors that vary and are not in the formula, and why
         name = REGRESSION_COLUMNS.get(f, f)
@@ -1024,7 +1031,10 @@ def regression(d: ReportData) -> Section:
     s.text(f"Method: {fit.method}.")
     s.table(
         fit.table.reset_index(names="term"),
-        f"Logistic model of honest stag choices, {fit.method}: {formula}{fitted_on}",
+        f"Logistic model of honest stag choices, {fit.method}. round is centred at round "
+        f"{centre:g}, the middle of the rounds played ({first}-{last}): the Intercept and the "
+        f"factor rows are log-odds (ratios) at round {centre:g}, each :round row a change per "
+        f"round{fitted_on}: {formula}",
         "regression",
     )
     return s

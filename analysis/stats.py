@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -975,9 +976,11 @@ def gee_logit(df: pd.DataFrame, formula: str = "stag ~ C(disclosure) * round") -
     return _gee_table(res)
 
 
-def _gee_table(res: Any, cov: np.ndarray | None = None) -> pd.DataFrame:
-    """Coefficients, Wald z, normal p and 95% interval: from ``cov`` when given (e.g.
-    ``bias_reduced_cov``), else from the fit's own covariance."""
+def _gee_table(res: Any, cov: np.ndarray | None = None, dof: int | None = None) -> pd.DataFrame:
+    """Coefficients, Wald statistic, p and 95% interval: from ``cov`` when given (e.g.
+    ``bias_reduced_cov``), else from the fit's own covariance. The reference is the normal
+    (column ``z``), or with ``dof`` Student's t on that many degrees of freedom (column
+    ``t``)."""
     if cov is None:
         ci = res.conf_int()
         se, z, p, lo, hi = res.bse, res.tvalues, res.pvalues, ci[0], ci[1]
@@ -986,14 +989,15 @@ def _gee_table(res: Any, cov: np.ndarray | None = None) -> pd.DataFrame:
         with np.errstate(invalid="ignore", divide="ignore"):
             se = np.sqrt(np.diag(cov))
             z = coef / se
-        p = 2 * sps.norm.sf(np.abs(z))
-        q = sps.norm.ppf(0.975)
+        ref = sps.norm if dof is None else sps.t(max(int(dof), 1))
+        p = 2 * ref.sf(np.abs(z))
+        q = ref.ppf(0.975)
         lo, hi = coef - q * se, coef + q * se
     return pd.DataFrame(
         {
             "coef": res.params,
             "se": se,
-            "z": z,
+            "z" if dof is None else "t": z,
             "p": p,
             "odds_ratio": np.exp(res.params),
             "ci_lo": lo,
@@ -1088,16 +1092,82 @@ def default_formula(df: pd.DataFrame) -> str:
     return formula_terms(df)[0]
 
 
-def _independent_columns(x: np.ndarray) -> list[int]:
-    """A maximal set of linearly independent columns (QR with pivoting), in order."""
-    from scipy.linalg import qr
-
+def _independent_columns(x: np.ndarray, tol: float = 1e-9) -> list[int]:
+    """The columns kept, in order: each column that is not a linear combination of the
+    columns kept before it (a sequential rank check, Gram-Schmidt on the distinct rows). The
+    choice follows the design matrix's column order, the formula's terms (main effects
+    before their ``:round`` interactions), never the columns' norms: the same design keeps
+    the same columns whatever its trial counts (a pivoted QR kept whichever of two aliased
+    columns had more rows behind it, so what a kept coefficient meant changed with them)."""
     if x.size == 0:
         return []
-    _, r, piv = qr(x, mode="economic", pivoting=True)
-    diag = np.abs(np.diag(r))
-    rank = int((diag > diag.max() * 1e-10).sum()) if diag.size else 0
-    return sorted(int(i) for i in piv[:rank])
+    rows = np.unique(np.asarray(x, dtype=float), axis=0)  # the same column space, fewer rows
+    basis = np.zeros((rows.shape[0], 0))
+    keep: list[int] = []
+    for j in range(rows.shape[1]):
+        v = rows[:, j]
+        norm = float(np.linalg.norm(v))
+        if norm == 0.0:
+            continue
+        r = v - basis @ (basis.T @ v)
+        r = r - basis @ (basis.T @ r)  # twice: Gram-Schmidt loses orthogonality once
+        left = float(np.linalg.norm(r))
+        if left > tol * norm:
+            basis = np.column_stack([basis, r / left])
+            keep.append(j)
+    return keep
+
+
+def _formula_factors(formula: str) -> list[str]:
+    """The factors ``C(name)`` of a formula, in order."""
+    return list(dict.fromkeys(re.findall(r"C\((\w+)\)", formula)))
+
+
+def _reference_cell(data: pd.DataFrame, formula: str, xs: np.ndarray, names: list[str]) -> str:
+    """The cell the kept coefficients are relative to: the factors' levels on the rows
+    where every kept factor column (main effect) is 0. Where no row is (a design without
+    that cell), each factor's levels without a kept column."""
+    main = [j for j, n in enumerate(names) if n.startswith("C(") and ":" not in n]
+    zero = (xs[:, main] == 0).all(axis=1) if main else np.ones(len(xs), dtype=bool)
+    parts = []
+    for f in _formula_factors(formula):
+        if zero.any():
+            levels = sorted(data.loc[zero, f].astype(str).unique())
+        else:
+            levels = [
+                lv for lv in sorted(data[f].astype(str).unique()) if f"C({f})[T.{lv}]" not in names
+            ]
+        parts.append(f"{f} = " + " or ".join(repr(lv) for lv in levels))
+    return ", ".join(parts)
+
+
+#: a factor level held by fewer trials than this gets no inference for the coefficients
+#: that need its trials: with 1 trial its cluster-robust standard error has no spread
+#: between trials to estimate (se of 1e3-1e8), with 2 its test rejects a true null about
+#: twice as often as it should (redteam17 finding 6)
+MIN_LEVEL_TRIALS = 3
+
+
+def _thin_levels(
+    data: pd.DataFrame, formula: str, xs: np.ndarray, names: list[str]
+) -> tuple[list[str], list[str]]:
+    """The factor levels held by fewer than ``MIN_LEVEL_TRIALS`` trials (as "factor =
+    'level' (n trials)"), and the coefficients those trials alone determine: a coefficient
+    is determined by them when the design without their rows cannot estimate it (its unit
+    vector is outside the row space of the other rows), which takes in the level's own
+    columns and, when the level is a reference, the columns measured against it."""
+    thin, needs = [], np.zeros(len(names), dtype=bool)
+    for f in _formula_factors(formula):
+        per = data.groupby(data[f].astype(str))["trial_id"].nunique()
+        for level, count in per[per < MIN_LEVEL_TRIALS].items():
+            thin.append(f"{f} = {level!r} ({count} trial{'s' if count != 1 else ''})")
+            rest = xs[(data[f].astype(str) != level).to_numpy()]
+            rest = np.unique(rest, axis=0) if len(rest) else np.zeros((0, len(names)))
+            rank = np.linalg.matrix_rank(rest) if len(rest) else 0
+            for j in range(len(names)):
+                unit = np.eye(len(names))[j]
+                needs[j] |= np.linalg.matrix_rank(np.vstack([rest, unit])) > rank
+    return thin, [n for n, b in zip(names, needs, strict=True) if b]
 
 
 def _design(data: pd.DataFrame, formula: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -1235,7 +1305,7 @@ def _stopping_gee() -> Any:
 #: what ``logit_model`` says its GEE fit is
 GEE_METHOD = (
     "GEE (exchangeable, trials as clusters; bias-reduced Mancl-DeRouen sandwich covariance, "
-    "normal reference)"
+    "t reference with trials - coefficients degrees of freedom)"
 )
 
 
@@ -1273,8 +1343,20 @@ def logit_model(
     keep = _independent_columns(xs)
     if len(keep) < len(names):
         dropped = [names[i] for i in range(len(names)) if i not in keep]
-        notes.append(f"aliased terms dropped (other terms determine them): {', '.join(dropped)}")
         xs, names = xs[:, keep], [names[i] for i in keep]
+        cell = _reference_cell(data, formula, xs, names)
+        notes.append(
+            f"aliased terms dropped: {', '.join(dropped)} (each is a linear combination of "
+            "the columns before it in the formula; columns are dropped in the formula's "
+            "order, so the same design keeps the same columns whatever its trial counts)"
+            + (
+                f". The kept coefficients are relative to the reference cell {cell}: the "
+                "Intercept and round are that cell's, and each factor row (and its :round "
+                "row) compares its level with it"
+                if cell
+                else ""
+            )
+        )
     trial_ids = data["trial_id"].astype(str).to_numpy()
     n_trials, n_coef = len(pd.unique(trial_ids)), len(names)
     if n_trials <= n_coef:
@@ -1284,6 +1366,7 @@ def logit_model(
             "(with fewer it is singular and its standard errors collapse towards 0)"
         )
         return ModelFit(formula, "not estimable", None, notes)
+    thin = _thin_levels(data, formula, xs, names)
     x, k, n = _patterns(xs, y, trial_ids)
     direction = separation(x, k.sum(0), n.sum(0))
     separated = [names[i] for i in np.flatnonzero(direction)]
@@ -1327,10 +1410,10 @@ def logit_model(
                 "singular: one trial alone determines a coefficient)"
             )
         elif converged:
-            table = _gee_table(res, cov)
+            table = _gee_table(res, cov, dof=n_trials - n_coef)
             finite = np.isfinite(table[["coef", "se", "p"]].to_numpy()).all()
             if finite and table["coef"].abs().max() < 15:
-                return ModelFit(formula, GEE_METHOD, table, notes)
+                return ModelFit(formula, GEE_METHOD, _blank(table, thin, notes), notes)
             notes.append("GEE gave non-finite or runaway coefficients (|coef| >= 15)")
         elif res is not None:
             why = str(flagged[0].message) if flagged else "statsmodels marks it unconverged"
@@ -1338,20 +1421,49 @@ def logit_model(
     table, flat = _firth_bootstrap(x, k, n, names, n_boot, seed)
     if flat:
         notes.append(
-            f"every bootstrap draw gives the same coefficient for {', '.join(flat)} (the "
-            "trials do not vary along it): no standard error, p or interval for it"
+            f"the bootstrap draws (their central 95%) give the same coefficient for "
+            f"{', '.join(flat)} (the trials do not vary along them): no standard error, p or "
+            "interval for each"
         )
     return ModelFit(
         formula,
-        f"Firth penalised logistic, trial-cluster bootstrap (B={n_boot})",
-        table,
+        f"Firth penalised logistic, trial-cluster bootstrap (B={n_boot}; percentile "
+        "interval, bootstrap sign p)",
+        _blank(table, thin, notes),
         notes,
         separated,
     )
 
 
-#: a Firth coefficient whose bootstrap draws all lie within this of one another has no
-#: spread to make an interval from (they differ by rounding only)
+def _blank(
+    table: pd.DataFrame, thin: tuple[list[str], list[str]], notes: list[str]
+) -> pd.DataFrame:
+    """The table without se, statistic, p or interval for the coefficients that trials of a
+    thin level (``_thin_levels``) alone determine, and a note naming the levels."""
+    levels, terms = thin
+    if not levels:
+        return table
+    what = (
+        f"no standard error, p or interval for {', '.join(terms)}, which "
+        f"{'it needs' if len(levels) == 1 else 'they need'}"
+        if terms
+        else "every coefficient can be estimated without them"
+    )
+    notes.append(
+        f"factor levels held by fewer than {MIN_LEVEL_TRIALS} trials: {'; '.join(levels)}: "
+        f"{what} (with 1 or 2 trials behind a coefficient the between-trial spread it needs "
+        "cannot be estimated: at 1 trial its standard error is unbounded, at 2 its test "
+        "rejects a true null about twice as often as it should)"
+    )
+    table = table.copy()
+    cols = [c for c in ("se", "z", "t", "p", "ci_lo", "ci_hi") if c in table.columns]
+    table.loc[terms, cols] = np.nan
+    return table
+
+
+#: a Firth coefficient whose central bootstrap draws (2.5th to 97.5th percentile, and the
+#: estimate) lie within this of one another has no spread to make an interval from (they
+#: differ by rounding only)
 FLAT_BOOTSTRAP = 1e-9
 
 
@@ -1361,7 +1473,8 @@ def _firth_bootstrap(
     """Firth's coefficients, and the trial-cluster bootstrap's se, sign p and percentile
     interval of each; and the terms whose draws have no spread (every resample of trials
     gives the same coefficient, to rounding: the data do not vary along it), which get no
-    se, p or interval rather than a zero-width one and a p from the signs of rounding."""
+    se, p or interval rather than a zero-width one and a p from the signs of rounding. The
+    spread is that of the central 95% of draws: a stray draw or two does not count."""
     coef = firth_logit(x, k.sum(0), n.sum(0))
     rng = np.random.default_rng(seed)
     w = boot_weights(k.shape[0], n_boot, rng)
@@ -1382,7 +1495,11 @@ def _firth_bootstrap(
         },
         index=names,
     )
-    flat = np.ptp(np.vstack([boots, coef]), axis=0) < FLAT_BOOTSTRAP
+    # no spread: the central 95% of the draws (and the estimate) lie within rounding of one
+    # another; one stray draw (a resample on which Firth stopped short) does not give the
+    # term a spread its data lack
+    central = np.maximum(hi, coef) - np.minimum(lo, coef)
+    flat = central < FLAT_BOOTSTRAP
     table.loc[flat, ["se", "p", "ci_lo", "ci_hi"]] = np.nan
     return table, [name for name, f in zip(names, flat, strict=True) if f]
 

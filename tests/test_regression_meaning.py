@@ -1,0 +1,232 @@
+"""What the regression's printed numbers mean (redteam17 findings 1, 5, 6, 7 and 8): aliased
+columns are dropped in the formula's order, whatever the trial counts, with the reference
+cell named; the factor rows are effects at a played round (round centred); a level of 1-2
+trials gets no inference; the GEE's tests use a t reference; and a stray bootstrap draw
+does not give a flat Firth term an interval."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import cast
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from scipy.special import expit
+
+from stagbench.analysis import report, stats
+
+#: the red team's payload design: the ``none`` arm says nothing (payload ''), the injector
+#: arm has payloads control and injection; true logits per cell (round r)
+PAYLOAD_CELLS = {
+    ("none", ""): lambda r: 0.5,
+    ("injector", "control"): lambda r: 1.5,
+    ("injector", "injection"): lambda r: -1.0 - 0.4 * (r - 1),
+}
+
+
+def _payload_trials(counts: tuple[int, int, int], seed: int = 0) -> pd.DataFrame:
+    """``counts`` trials per topology of each payload cell, 4 agents x 4 rounds."""
+    rng = np.random.default_rng(seed)
+    rows, t = [], 0
+    for (arm, payload), n in zip(PAYLOAD_CELLS, counts, strict=True):
+        for topology in ("complete", "ring"):
+            for _ in range(n):
+                u = rng.normal(0, 0.3)
+                for r in range(1, 5):
+                    stag = rng.random(4) < expit(PAYLOAD_CELLS[(arm, payload)](r) + u)
+                    rows += [(f"t{t}", r, float(s), arm, payload, topology) for s in stag]
+                t += 1
+    columns = ["trial_id", "round", "stag", "adversary_arm", "payload", "topology"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_aliased_columns_are_dropped_in_formula_order_whatever_the_trial_counts() -> None:
+    """Fit A (40/40/40 trials per topology) and fit B (80/40/40, only more ``none`` trials)
+    of the same design: the pivoted QR dropped the arm's columns in A and payload columns
+    in B, so C(payload)[T.control] was control - none in one and control - injection in the
+    other. Now both keep the same columns, the same ones as the formula's order gives, and
+    the note names the reference cell they are relative to."""
+    kept, notes = [], []
+    for counts in ((40, 40, 40), (80, 40, 40)):
+        df = _payload_trials(counts)
+        formula, _ = stats.formula_terms(df)
+        fit = stats.logit_model(df, formula, n_boot=50)
+        assert fit.table is not None, fit.notes
+        kept.append(list(fit.table.index))
+        notes.append(next(n for n in fit.notes if "aliased" in n))
+    assert kept[0] == kept[1], kept
+    # the arm (earlier in the formula) is kept; payload's last level and its round slope go
+    assert "C(adversary_arm)[T.none]" in kept[0] and "C(payload)[T.control]" in kept[0]
+    assert "C(payload)[T.injection]" not in kept[0]
+    assert "C(payload)[T.injection]:round" not in kept[0]
+    assert notes[0] == notes[1]
+    assert "adversary_arm = 'injector'" in notes[0] and "payload = 'injection'" in notes[0]
+
+
+def test_independent_columns_keep_earlier_columns() -> None:
+    """A column that is a combination of earlier ones goes, even when it has the larger
+    norm; the order of the rest is kept."""
+    a = np.array([1.0, 1, 1, 1, 1, 1])
+    b = np.array([1.0, 0, 0, 0, 0, 0])  # a rare level: small norm
+    c = a - b  # aliased with a and b, larger norm
+    d = np.array([0.0, 1, 2, 3, 4, 5])
+    assert stats._independent_columns(np.column_stack([a, b, c, d])) == [0, 1, 3]
+    assert stats._independent_columns(np.column_stack([a, c, b, d])) == [0, 1, 3]
+
+
+def _report_data(df: pd.DataFrame, factors: list[str]) -> report.ReportData:
+    """What ``report.regression`` reads of a ReportData: the rows, the factors, n_boot."""
+    return cast(report.ReportData, SimpleNamespace(df=df, factors=factors, n_boot=50))
+
+
+def test_factor_rows_are_effects_at_a_played_round() -> None:
+    """A silent arm whose advantage grows over the rounds, 0.3 x round logits (+0.3 to
+    +1.5 over rounds 1-5, +0.9 at round 3): uncentred, the factor row was the effect at
+    round 0, about 0, as if there were none. Now round is centred at the middle round, the
+    row estimates the effect there and the caption says at which round."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for arm in ("explicit", "silent"):
+        for t in range(12):
+            u = rng.normal(0, 0.3)
+            for r in range(1, 6):
+                eta = 0.3 * r * (arm == "silent") + u
+                rows += [
+                    (f"{arm}{t}", r, float(s), arm, "honest", "m")
+                    for s in rng.random(4) < expit(eta)
+                ]
+    df = pd.DataFrame(
+        rows, columns=["trial_id", "round", "stag", "disclosure", "role", "model_label"]
+    )
+    sec = report.regression(_report_data(df, ["disclosure"]))
+    tables = [b for b in sec.blocks if isinstance(b, report.Table)]
+    assert len(tables) == 1, sec.blocks
+    row = tables[0].df.set_index("term").loc["C(disclosure)[T.silent]"]
+    assert 0.5 < row["coef"] < 1.4 and row["p"] < 0.05, row
+    assert "centred at round 3" in tables[0].caption and "(1-5)" in tables[0].caption
+    slope = tables[0].df.set_index("term").loc["C(disclosure)[T.silent]:round", "coef"]
+    assert 0.1 < slope < 0.5
+
+
+def _small_level(rng: np.random.Generator, m: int) -> pd.DataFrame:
+    """The red team's null design: arms none and byzantine with 6 trials each and a third
+    arm ``soft`` with ``m``; 4 agents x 5 rounds, trial effect sd 0.8, no arm effect."""
+    rows = []
+    for arm, n in (("byzantine", 6), ("none", 6), ("soft", m)):
+        for t in range(n):
+            p = expit(rng.normal(0, 0.8))
+            for r in range(1, 6):
+                rows += [(f"{arm}{t}", r - 3, float(s), arm) for s in rng.random(4) < p]
+    return pd.DataFrame(rows, columns=["trial_id", "round", "stag", "adversary_arm"])
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_a_level_of_one_or_two_trials_gets_no_inference(m: int) -> None:
+    """At 1 trial the soft arm's se was 1e3-1e8; at 2 its p < 0.05 in 11.5% of null data,
+    printed without a note. Now a note names the level and its coefficients have no se, p
+    or interval; the others keep theirs."""
+    df = _small_level(np.random.default_rng(m), m)
+    fit = stats.logit_model(df, "stag ~ C(adversary_arm) * round", n_boot=50)
+    assert fit.table is not None, fit.notes
+    note = next(n for n in fit.notes if "fewer than 3 trials" in n)
+    assert f"adversary_arm = 'soft' ({m} trial" in note
+    soft = ["C(adversary_arm)[T.soft]", "C(adversary_arm)[T.soft]:round"]
+    assert all(s in note for s in soft)
+    assert fit.table.loc[soft, ["se", "p", "ci_lo", "ci_hi"]].isna().all().all()
+    assert fit.table.loc[soft, "coef"].notna().all()
+    rest = fit.table.drop(index=soft)
+    assert rest[["se", "p", "ci_lo", "ci_hi"]].notna().all().all()
+
+
+def test_a_thin_reference_level_takes_the_contrasts_against_it() -> None:
+    """When the 1-trial level is the reference, every contrast of that factor, and the
+    Intercept and round (that level's), need its trial: none of them gets inference."""
+    df = _small_level(np.random.default_rng(3), 6)
+    df.loc[df["trial_id"].str.startswith("byzantine"), "adversary_arm"] = "none"
+    df.loc[df["trial_id"] == "soft0", "adversary_arm"] = "aaa"  # the reference, one trial
+    fit = stats.logit_model(df, "stag ~ C(adversary_arm) * round", n_boot=50)
+    assert fit.table is not None
+    assert any("adversary_arm = 'aaa' (1 trial)" in n for n in fit.notes), fit.notes
+    assert fit.table["p"].isna().all(), fit.table
+
+
+def _high_rate_null(rng: np.random.Generator, per_cell: int) -> pd.DataFrame:
+    """The red team's LLM-like null: disclosure x topology x arm, ``per_cell`` trials per
+    cell, 3 agents x 5 rounds (centred at round 3), logit 3.5 with trial sd 1 (stag ~0.95)
+    in every cell."""
+    rows, t = [], 0
+    for d in ("explicit", "silent"):
+        for topology in ("complete", "ring"):
+            for arm in ("none", "byz"):
+                for _ in range(per_cell):
+                    stag = rng.random((5, 3)) < expit(3.5 + rng.normal(0, 1.0))
+                    rows += [
+                        (f"t{t}", d, topology, arm, r - 2, float(s))
+                        for r in range(5)
+                        for s in stag[r]
+                    ]
+                    t += 1
+    columns = ["trial_id", "disclosure", "topology", "adversary_arm", "round", "stag"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_gee_round_terms_hold_their_level_at_high_stag_rates() -> None:
+    """At stag ~0.95 with 2 trials per cell (16 trials, 8 coefficients) the normal
+    reference rejected true nulls of the round terms in about 10% of data sets (0.103 in
+    306 GEE fits of 400); the t reference on trials - coefficients df brings them to 0.066
+    there. The t is on the table and its p and interval are the t's."""
+    rng = np.random.default_rng(1)
+    formula = "stag ~ C(disclosure) * round + C(adversary_arm) * round + C(topology) * round"
+    rejected, normal, fits = 0, 0, 0
+    for _ in range(60):
+        fit = stats.logit_model(_high_rate_null(rng, 2), formula, n_boot=20)
+        if fit.table is None or fit.method != stats.GEE_METHOD:
+            continue  # separation: the Firth fallback, not this test's
+        tab = fit.table
+        dof = 16 - len(tab)
+        np.testing.assert_allclose(tab["p"], 2 * sps.t.sf(tab["t"].abs(), dof))
+        half = sps.t.ppf(0.975, dof) * tab["se"]
+        np.testing.assert_allclose(tab["ci_hi"] - tab["coef"], half)
+        rounds = [n for n in tab.index if "round" in n]
+        rejected += int((tab.loc[rounds, "p"] < 0.05).sum())
+        normal += int((2 * sps.norm.sf(tab.loc[rounds, "t"].abs()) < 0.05).sum())
+        fits += len(rounds)
+    assert fits >= 150
+    # 0.067 (12 of 180); the normal reference on the same statistics: 0.128
+    assert rejected / fits <= 0.075, rejected / fits
+    assert normal / fits >= 0.1, normal / fits
+    assert "t reference" in stats.GEE_METHOD
+
+
+def test_one_stray_bootstrap_draw_does_not_give_a_flat_term_an_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every trial hunts the same in every round, so round's coefficient is 0 on every
+    resample, but one resample's Firth stops short (the red team's 0.00139 among 398 draws
+    within 1e-9 of 0): the full range then passed the flat check and the report printed a
+    zero-width interval and a p from rounding. The central draws decide now."""
+    rows = [
+        {"trial_id": f"{d}{t}", "defence": d, "round": r, "stag": float(d == "delimit")}
+        for d in ("none", "delimit")
+        for t in range(12)
+        for r in range(1, 5)
+        for _ in range(3)
+    ]
+    firth, calls = stats.firth_logit, [0]
+
+    def stray_once(x: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray:
+        calls[0] += 1
+        beta = firth(x, k, n)
+        if calls[0] == 5:  # the 4th bootstrap draw (the first call is the estimate)
+            beta = beta + np.array([0.0, 0.0, 0.00139])
+        return beta
+
+    monkeypatch.setattr(stats, "firth_logit", stray_once)
+    fit = stats.logit_model(pd.DataFrame(rows), "stag ~ C(defence) + round", n_boot=100)
+    assert calls[0] == 101 and "Firth" in fit.method and fit.table is not None
+    assert fit.table.loc["round", ["se", "p", "ci_lo", "ci_hi"]].isna().all(), fit.table
+    assert any("same coefficient for round" in n for n in fit.notes)
+    defence = fit.table.loc["C(defence)[T.none]"]
+    assert defence["ci_lo"] < defence["ci_hi"]
