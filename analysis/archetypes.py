@@ -28,7 +28,9 @@ only if the group's behaviour bears it out against noise:
   strategy that switches when betrayed puts its hares after the trigger, noise does not.
 - Cooperation-Persistent claims steadiness: the group's stag rate after its triggers must
   reach ``persist_min_stag`` with 1 - ``alpha`` confidence (one-sided lower bound, trials
-  as clusters), so noise that mostly cooperates (``random(p=0.7)``) is not steady. When
+  as clusters: the lower end of ``stats.cluster_rate_ci``'s interval at 2 ``alpha``, Wilson
+  over the design-effect n with a t quantile), so noise that mostly cooperates
+  (``random(p=0.7)``, or ``random(p=0.8)`` over 10 trials) is not steady. When
   the trials show no spread (every one at the pooled rate, ``stats.shared_rate``: all one
   way, or all at one rate in between, as a deterministic agent gives) the cluster-robust
   bound would be the rate itself: the bound is then Wilson's with one observation per
@@ -241,17 +243,24 @@ def _lower_bound(
     col: dict[str, np.ndarray], lv: str, z: float, flat: np.ndarray, alpha: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The rate of level ``lv`` and its one-sided lower confidence bound (level 1 -
-    ``alpha``, ``z`` its normal quantile), trials as clusters: cluster-robust normal when
-    the rate varies between trials, Wilson on the number of trials when it does not
-    (``flat``: every trial at the pooled rate, all one way or all at one rate in between,
-    as a deterministic agent gives; the cluster-robust bound would then be the rate
-    itself)."""
+    ``alpha``, ``z`` its normal quantile), trials as clusters: when the rate varies between
+    trials, the lower Wilson bound over the design-effect n with the t quantile of trials -
+    1 degrees of freedom (one-sided: ``stats.cluster_rate_ci``'s interval at 2 ``alpha``;
+    the cluster-robust normal bound it replaced held 0.85-0.90 instead of 0.95 at 3-10
+    trials), Wilson on the number of trials when it does not (``flat``: every trial at the
+    pooled rate, all one way or all at one rate in between, as a deterministic agent gives;
+    the cluster-robust bound would then be the rate itself)."""
     k, n, t = col[f"{lv}_k"], col[f"{lv}_n"], col[f"{lv}_t"]
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(n > 0, k / n, np.nan)
         ss = col[f"{lv}_kk"] - 2 * r * col[f"{lv}_kn"] + r * r * col[f"{lv}_nn"]
         var = np.where(t > 1, t / (t - 1) * np.clip(ss, 0, None) / (n * n), np.nan)
-        normal = r - z * np.sqrt(var)
+        # the effective n (never more than the agent-rounds), Wilson's lower end over it
+        eff = np.minimum(np.where(var > 0, r * (1 - r) / var, n), n)
+        q = sps.t.ppf(1 - alpha, np.maximum(t - 1, 1))
+        centre = (r + q * q / (2 * eff)) / (1 + q * q / eff)
+        half = q / (1 + q * q / eff) * np.sqrt(r * (1 - r) / eff + q * q / (4 * eff * eff))
+        normal = np.clip(np.minimum(centre - half, r), 0.0, None)
         # Wilson lower bound at p = 1 with t observations is 1 / (1 + z^2 / t)
         edge = np.where(r >= 1, 1 / (1 + z * z / t), 0.0)
     lower = np.where((r <= 0) | (r >= 1), edge, normal)
