@@ -736,10 +736,22 @@ def difference_ci(
     2 to 20 trials it covers 0.92 or more where the percentile trial bootstrap it replaced
     covered 0.75-0.93."""
     ra, rb = float(ka.sum() / na.sum()), float(kb.sum() / nb.sum())
-    a_lo, a_hi, a_how = cluster_rate_ci(ka, na, alpha)
-    b_lo, b_hi, b_how = cluster_rate_ci(kb, nb, alpha)
+    a_lo, a_hi, a_how = _arm_interval(ka, na, alpha)
+    b_lo, b_hi, b_how = _arm_interval(kb, nb, alpha)
     lo, hi = square_and_add(ra, (a_lo, a_hi), rb, (b_lo, b_hi))
     return lo, hi, f"square-and-add of arm a ({a_how}) and arm b ({b_how})"
+
+
+def _arm_interval(k: np.ndarray, n: np.ndarray, alpha: float) -> tuple[float, float, str]:
+    """An arm's interval in a difference: ``cluster_rate_ci``'s, except that an arm of one
+    trial gets the Wilson interval with one observation (its trial), not over its
+    agent-rounds: one trial says nothing of how trials vary, and the difference must not
+    take its rounds for independent draws."""
+    rated = n > 0
+    if int(rated.sum()) == 1:
+        lo, hi = wilson_rate(float(k[rated].sum() / n[rated].sum()), 1, alpha)
+        return lo, hi, "Wilson on trials (one trial)"
+    return cluster_rate_ci(k, n, alpha)
 
 
 def square_and_add(

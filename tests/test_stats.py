@@ -559,6 +559,16 @@ def test_a_difference_combines_the_arms_intervals() -> None:
     b_lo, b_hi, _ = stats.cluster_rate_ci(kb, nb)
     want = (ra - rb - math.hypot(ra - a_lo, b_hi - rb), ra - rb + math.hypot(a_hi - ra, rb - b_lo))
     assert stats.difference_ci(ka, na, kb, nb)[:2] == pytest.approx(want)
+    # an arm of one trial enters by the Wilson interval on its one trial, not over its
+    # agent-rounds (which would take them for independent draws)
+    lo, hi, how = stats.difference_ci(np.array([7.0]), np.array([10.0]), kb, nb)
+    one = stats.wilson_rate(0.7, 1)
+    want = (
+        0.7 - rb - math.hypot(0.7 - one[0], b_hi - rb),
+        0.7 - rb + math.hypot(one[1] - 0.7, rb - b_lo),
+    )
+    assert (lo, hi) == pytest.approx(want) and "arm a (Wilson on trials (one trial))" in how
+    assert hi - lo > 1.0  # over its 10 agent-rounds instead: 0.72 wide
 
 
 def test_a_mean_without_spread_between_trials_has_no_interval() -> None:
