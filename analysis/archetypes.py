@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from stagbench.analysis.stats import boot_weights, shared_rate, wilson_rate
+from stagbench.analysis.stats import boot_weights, design_effect_bounds, shared_rate, wilson_rate
 
 PRE_EMPTIVE = "Pre-emptive defector"
 DEFECTION_PRONE = "Defection-Prone"
@@ -255,12 +255,8 @@ def _lower_bound(
         r = np.where(n > 0, k / n, np.nan)
         ss = col[f"{lv}_kk"] - 2 * r * col[f"{lv}_kn"] + r * r * col[f"{lv}_nn"]
         var = np.where(t > 1, t / (t - 1) * np.clip(ss, 0, None) / (n * n), np.nan)
-        # the effective n (never more than the agent-rounds), Wilson's lower end over it
-        eff = np.minimum(np.where(var > 0, r * (1 - r) / var, n), n)
         q = sps.t.ppf(1 - alpha, np.maximum(t - 1, 1))
-        centre = (r + q * q / (2 * eff)) / (1 + q * q / eff)
-        half = q / (1 + q * q / eff) * np.sqrt(r * (1 - r) / eff + q * q / (4 * eff * eff))
-        normal = np.clip(np.minimum(centre - half, r), 0.0, None)
+        normal, _ = design_effect_bounds(r, var, n, q)
         # Wilson lower bound at p = 1 with t observations is 1 / (1 + z^2 / t)
         edge = np.where(r >= 1, 1 / (1 + z * z / t), 0.0)
     lower = np.where((r <= 0) | (r >= 1), edge, normal)

@@ -54,9 +54,19 @@ def wilson_rate(
     if n <= 0:
         return (math.nan, math.nan)
     z = float(sps.norm.ppf(1 - alpha / 2)) if quantile is None else quantile
+    lo, hi = _wilson(p, n, z)
+    return float(lo), float(hi)
+
+
+def _wilson(p: Any, n: Any, z: Any) -> tuple[Any, Any]:
+    """The Wilson score bounds of proportions ``p`` over ``n`` units (n > 0) at critical
+    values ``z``, elementwise (numbers or arrays), clamped to contain ``p`` and to [0, 1]:
+    the one formula of ``wilson_rate`` and ``design_effect_bounds``."""
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, min(centre - half, p)), min(1.0, max(centre + half, p))
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return np.maximum(0.0, np.minimum(centre - half, p)), np.minimum(
+        1.0, np.maximum(centre + half, p)
+    )
 
 
 def shared_rate(k: np.ndarray, n: np.ndarray, rate: float) -> bool:
@@ -143,9 +153,20 @@ def design_effect_wilson(
     trials = len(n)
     total = float(n.sum())
     var = trials / (trials - 1) * float(((k - rate * n) ** 2).sum()) / total**2
-    effective = min(rate * (1 - rate) / var, total) if var > 0 else total
     t = float(sps.t.ppf(1 - alpha / 2, trials - 1))
-    return wilson_rate(rate, effective, alpha, quantile=t)
+    lo, hi = design_effect_bounds(rate, var, total, t)
+    return float(lo), float(hi)
+
+
+def design_effect_bounds(rate: Any, var: Any, total: Any, quantile: Any) -> tuple[Any, Any]:
+    """The Wilson bounds of pooled rates over their design-effect sample size, elementwise
+    (numbers or arrays): the effective n is ``rate (1 - rate) / var`` for a cluster-robust
+    variance ``var`` of the rate, never more than ``total`` (its agent-rounds; ``total``
+    itself where ``var`` is 0 or unknown), at critical values ``quantile`` (a t quantile).
+    ``design_effect_wilson`` and the archetypes' one-sided bounds are made by it."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        effective = np.minimum(np.where(var > 0, rate * (1 - rate) / var, total), total)
+        return _wilson(rate, effective, quantile)
 
 
 def trial_counts(df: pd.DataFrame, keys: list[str], outcome: str) -> pd.DataFrame:
