@@ -52,3 +52,18 @@ def accused_run(out: Path) -> pd.DataFrame:
     register_mock("accuser", _accuser)
     df, _ = agent_rounds(run_spec(ACCUSED, out, llm=True))
     return df
+
+
+def defence_split_rows() -> pd.DataFrame:
+    """The red team's defence design as agent-rounds: 12 undefended trials that hunt hare
+    and 12 defended ones that hunt stag, 3 agents x 4 rounds each, every round alike (the
+    trials do not vary along round)."""
+    return pd.DataFrame(
+        [
+            {"trial_id": f"{d}{t}", "defence": d, "round": r, "stag": float(d == "delimit")}
+            for d in ("none", "delimit")
+            for t in range(12)
+            for r in range(1, 5)
+            for _ in range(3)
+        ]
+    )

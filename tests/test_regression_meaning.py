@@ -17,6 +17,8 @@ from scipy.special import expit
 
 from stagbench.analysis import report, stats
 
+from analysis_helpers import defence_split_rows
+
 #: the red team's payload design: the ``none`` arm says nothing (payload ''), the injector
 #: arm has payloads control and injection; true logits per cell (round r)
 PAYLOAD_CELLS = {
@@ -207,13 +209,7 @@ def test_one_stray_bootstrap_draw_does_not_give_a_flat_term_an_interval(
     resample, but one resample's Firth stops short (the red team's 0.00139 among 398 draws
     within 1e-9 of 0): the full range then passed the flat check and the report printed a
     zero-width interval and a p from rounding. The central draws decide now."""
-    rows = [
-        {"trial_id": f"{d}{t}", "defence": d, "round": r, "stag": float(d == "delimit")}
-        for d in ("none", "delimit")
-        for t in range(12)
-        for r in range(1, 5)
-        for _ in range(3)
-    ]
+    rows = defence_split_rows()
     firth, calls = stats.firth_logit, [0]
 
     def stray_once(x: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -224,7 +220,7 @@ def test_one_stray_bootstrap_draw_does_not_give_a_flat_term_an_interval(
         return beta
 
     monkeypatch.setattr(stats, "firth_logit", stray_once)
-    fit = stats.logit_model(pd.DataFrame(rows), "stag ~ C(defence) + round", n_boot=100)
+    fit = stats.logit_model(rows, "stag ~ C(defence) + round", n_boot=100)
     assert calls[0] == 101 and "Firth" in fit.method and fit.table is not None
     assert fit.table.loc["round", ["se", "p", "ci_lo", "ci_hi"]].isna().all(), fit.table
     assert any("same coefficient for round" in n for n in fit.notes)

@@ -14,6 +14,8 @@ from statsmodels.stats.proportion import proportion_confint
 
 from stagbench.analysis import stats
 
+from analysis_helpers import defence_split_rows
+
 
 def test_wilson_contains_its_estimate_for_every_n_at_k0_and_kn() -> None:
     raw_violations = 0
@@ -187,14 +189,8 @@ def test_a_firth_term_without_spread_gets_no_interval_or_p() -> None:
     """The red team's defence design: every undefended trial hunts hare, every defended one
     stag, in every round. Each resample of trials gives round's coefficient 0 to rounding:
     no interval (it was [-7e-14, 4e-12]) and no p from the signs of rounding errors."""
-    rows = [
-        {"trial_id": f"{d}{t}", "defence": d, "round": r, "stag": float(d == "delimit")}
-        for d in ("none", "delimit")
-        for t in range(12)
-        for r in range(1, 5)
-        for _ in range(3)
-    ]
-    fit = stats.logit_model(pd.DataFrame(rows), "stag ~ C(defence) + round", n_boot=100)
+    rows = defence_split_rows()
+    fit = stats.logit_model(rows, "stag ~ C(defence) + round", n_boot=100)
     assert "Firth" in fit.method and fit.table is not None
     assert fit.table.loc["round", ["se", "p", "ci_lo", "ci_hi"]].isna().all()
     assert abs(fit.table.loc["round", "coef"]) < 1e-9
