@@ -1210,6 +1210,19 @@ def _no_pattern_note(with_valid_action: int) -> str:
     return "" if with_valid_action else "no valid action in any of its agent-trials: no pattern"
 
 
+def _agent_trial_rates(rows: pd.DataFrame, keys: list[str], hit: Any, prefix: str) -> pd.DataFrame:
+    """Per ``keys``: the share of the agent-trials ``rows`` whose ``hit`` (one bool each) is
+    true, with its trial-clustered interval (``_rate_table``: agent-trials clustered by
+    trial; no rows, an empty table with its columns)."""
+    per = (
+        rows.assign(k=np.asarray(hit, dtype=float), n=1.0)
+        .groupby([*keys, "trial_id"], observed=True, sort=True)[["k", "n"]]
+        .sum()
+        .reset_index()
+    )
+    return _rate_table(per, keys, prefix)
+
+
 def _detection_table(d: ReportData, at: pd.DataFrame) -> pd.DataFrame:
     """Per model and design cell (the rows of ``cooperation_by_model``: ``model_label``
     and the factors that vary): the honest agent-trials, those that observed a betrayal
@@ -1221,15 +1234,7 @@ def _detection_table(d: ReportData, at: pd.DataFrame) -> pd.DataFrame:
     keys = ["model_label", *d.factors]
     at = at.assign(**{k: at[k].astype(str) for k in keys})
     seen = at[at["betrayal_round"].notna()]
-    per = (
-        seen.assign(k=seen["detected"].astype(float), n=1.0)
-        .groupby([*keys, "trial_id"], observed=True, sort=True)[["k", "n"]]
-        .sum()
-        .reset_index()
-    )
-    rates = _rate_table(per, keys, "detection_")
-    if not len(per):  # no observer anywhere: no rate per row either (n = 0 below)
-        rates = rates.iloc[:0]
+    rates = _agent_trial_rates(seen, keys, seen["detected"], "detection_")
     base = (
         at.groupby(keys, observed=True, sort=True)
         .agg(agent_trials=("trial_id", "size"), trials=("trial_id", "nunique"))
@@ -1382,15 +1387,7 @@ def judge_table(d: ReportData, judged: pd.DataFrame) -> pd.DataFrame:
     base = pd.DataFrame(rows)
     ok = j[j["judge_status"] == judge.ANSWERED]
     same = ok["detected"].astype(bool).to_numpy() == ok["judge_detected"].astype(bool).to_numpy()
-    per = (
-        ok.assign(k=same.astype(float), n=1.0)
-        .groupby([*keys, "trial_id"], observed=True, sort=True)[["k", "n"]]
-        .sum()
-        .reset_index()
-    )
-    rates = _rate_table(per, keys, "agreement_")
-    if not len(per):
-        rates = rates.iloc[:0]
+    rates = _agent_trial_rates(ok, keys, same, "agreement_")
     out = base.merge(rates, on=keys, how="left") if len(base) else base
     for col in ("agreement_n", "agreement_trials"):
         out[col] = out[col].fillna(0).astype("int64") if col in out else pd.Series(dtype="int64")
