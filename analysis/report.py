@@ -1034,7 +1034,14 @@ def regression(d: ReportData) -> Section:
         f"Logistic model of honest stag choices, {fit.method}. round is centred at round "
         f"{centre:g}, the middle of the rounds played ({first}-{last}): the Intercept and the "
         f"factor rows are log-odds (ratios) at round {centre:g}, each :round row a change per "
-        f"round{fitted_on}: {formula}",
+        f"round{fitted_on}"
+        + (
+            f". Reference cell (the Intercept's; each factor row compares its level with "
+            f"it) {fit.reference}"
+            if fit.reference
+            else ""
+        )
+        + f": {formula}",
         "regression",
     )
     return s

@@ -1302,6 +1302,8 @@ class ModelFit:
     table: pd.DataFrame | None
     notes: list[str] = field(default_factory=list)
     separated_terms: list[str] = field(default_factory=list)
+    #: the cell the factor rows compare their levels with (``_reference_cell``)
+    reference: str = ""
 
 
 class _Diverged(ArithmeticError):
@@ -1374,10 +1376,10 @@ def logit_model(
         return ModelFit(formula, "not estimable", None, [f"the formula does not fit: {exc}"])
     notes: list[str] = []
     keep = _independent_columns(xs)
-    if len(keep) < len(names):
-        dropped = [names[i] for i in range(len(names)) if i not in keep]
-        xs, names = xs[:, keep], [names[i] for i in keep]
-        cell = _reference_cell(data, formula, xs, names)
+    dropped = [names[i] for i in range(len(names)) if i not in keep]
+    xs, names = xs[:, keep], [names[i] for i in keep]
+    cell = _reference_cell(data, formula, xs, names)
+    if dropped:
         notes.append(
             f"aliased terms dropped: {', '.join(dropped)} (each is a linear combination of "
             "the columns before it in the formula; columns are dropped in the formula's "
@@ -1446,7 +1448,8 @@ def logit_model(
             table = _gee_table(res, cov, dof=n_trials - n_coef)
             finite = np.isfinite(table[["coef", "se", "p"]].to_numpy()).all()
             if finite and table["coef"].abs().max() < 15:
-                return ModelFit(formula, GEE_METHOD, _blank(table, thin, notes), notes)
+                table = _blank(table, thin, notes)
+                return ModelFit(formula, GEE_METHOD, table, notes, reference=cell)
             notes.append("GEE gave non-finite or runaway coefficients (|coef| >= 15)")
         elif res is not None:
             why = str(flagged[0].message) if flagged else "statsmodels marks it unconverged"
@@ -1465,6 +1468,7 @@ def logit_model(
         _blank(table, thin, notes),
         notes,
         separated,
+        cell,
     )
 
 

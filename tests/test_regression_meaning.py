@@ -67,6 +67,24 @@ def test_aliased_columns_are_dropped_in_formula_order_whatever_the_trial_counts(
     assert "adversary_arm = 'injector'" in notes[0] and "payload = 'injection'" in notes[0]
 
 
+def test_the_reference_cell_is_named_with_or_without_aliasing() -> None:
+    """Each factor row compares its level with the reference cell: every fit with a table
+    names that cell (``ModelFit.reference``), not only fits that dropped aliased columns;
+    a factor whose first level is gone from the data is referenced to the level left."""
+    df = _payload_trials((20, 20, 20))
+    aliased = stats.logit_model(df, stats.formula_terms(df)[0], n_boot=50)
+    assert aliased.reference == "adversary_arm = 'injector', topology = 'complete', " + (
+        "payload = 'injection'"
+    )
+    full = df[df["adversary_arm"] == "injector"]
+    fit = stats.logit_model(full, "stag ~ C(payload) * round + C(topology) * round")
+    assert not any("aliased" in n for n in fit.notes) and fit.table is not None
+    assert fit.reference == "payload = 'control', topology = 'complete'"
+    later = full[full["topology"] != "complete"]
+    fit = stats.logit_model(later, "stag ~ C(payload) * round + C(topology) * round")
+    assert fit.reference.endswith("topology = 'ring'"), fit.reference
+
+
 def test_independent_columns_keep_earlier_columns() -> None:
     """A column that is a combination of earlier ones goes, even when it has the larger
     norm; the order of the rest is kept."""
@@ -108,6 +126,11 @@ def test_factor_rows_are_effects_at_a_played_round() -> None:
     row = tables[0].df.set_index("term").loc["C(disclosure)[T.silent]"]
     assert 0.5 < row["coef"] < 1.4 and row["p"] < 0.05, row
     assert "centred at round 3" in tables[0].caption and "(1-5)" in tables[0].caption
+    # a full design (nothing aliased) names its reference level too
+    assert "Reference cell (the Intercept's" in tables[0].caption
+    assert "each factor row compares its level with it) disclosure = 'explicit': stag ~" in (
+        tables[0].caption
+    )
     slope = tables[0].df.set_index("term").loc["C(disclosure)[T.silent]:round", "coef"]
     assert 0.1 < slope < 0.5
 
