@@ -124,8 +124,15 @@ def test_separation_is_detected_and_firth_stays_finite() -> None:
     assert "Firth" in fit.method and fit.table is not None
     assert any("separation" in n for n in fit.notes)
     assert "C(disclosure)[T.silent]" in fit.separated_terms
-    assert np.isfinite(fit.table.to_numpy(dtype=float)).all()
+    assert np.isfinite(fit.table["coef"]).all()
     assert fit.table["coef"].abs().max() < 15
+    # the separated terms get no inference (every silent trial alike: no spread), the
+    # others get theirs
+    apart = fit.table.loc[fit.separated_terms, stats.INFERENCE]
+    assert apart.isna().all().all(), fit.table
+    rest = fit.table.drop(index=fit.separated_terms)
+    assert len(rest) and np.isfinite(rest[stats.INFERENCE].to_numpy(dtype=float)).all()
+    assert any("the data separate" in n and "C(disclosure)[T.silent]" in n for n in fit.notes)
     # the raw GEE on the same data runs off (what the report used to print)
     raw = stats.gee_logit(df, "stag ~ C(disclosure) * round")
     assert raw["coef"].abs().max() > 15 or raw["coef"].isna().any()
@@ -195,9 +202,11 @@ def test_a_firth_term_without_spread_gets_no_interval_or_p() -> None:
     assert fit.table.loc["round", ["se", "p", "ci_lo", "ci_hi"]].isna().all()
     assert abs(fit.table.loc["round", "coef"]) < 1e-9
     assert any("same coefficient for round" in n for n in fit.notes)
-    defence = fit.table.loc["C(defence)[T.none]"]  # separated, but it varies: an interval
-    assert defence["coef"] < -3 and defence["ci_lo"] < defence["ci_hi"]
+    # separated: a finite coefficient, no inference, and the note that says why
+    defence = fit.table.loc["C(defence)[T.none]"]
+    assert defence["coef"] < -3 and defence[stats.INFERENCE].isna().all()
     assert not any("C(defence)[T.none] (the trials" in n for n in fit.notes)
+    assert any("interval for Intercept, C(defence)[T.none], the terms" in n for n in fit.notes)
 
 
 def test_aliased_terms_are_dropped_and_named() -> None:
