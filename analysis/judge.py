@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.stats as sps
 from statsmodels.stats.inter_rater import cohens_kappa
 
 #: a prompt and a JSON schema in; the reply's JSON object out (ValueError if it has none)
@@ -210,12 +211,54 @@ def kappa(lexical: np.ndarray, judged: np.ndarray) -> tuple[float, str]:
     return float(cohens_kappa(table).kappa), ""
 
 
+#: how ``kappa_ci`` makes its interval
+KAPPA_CI = "linearised trial-clustered standard error, t(trials - 1)"
+
+
+def kappa_ci(
+    lexical: np.ndarray, judged: np.ndarray, trials: np.ndarray, alpha: float = 0.05
+) -> tuple[float, float, str]:
+    """A ``1 - alpha`` interval for Cohen's kappa of two raters' booleans whose pairs are
+    clustered in ``trials`` (agent-trials of one trial share its play): kappa is a function
+    of three means (observed agreement, each rater's share of positives), so its standard
+    error is the trial-clustered one of its linearisation (the delta method: each pair's
+    influence, summed per trial), with Student's t on trials - 1 degrees of freedom, and
+    the interval is clipped to [-1, 1]. No interval (NaN, with why) where kappa is
+    undefined (``kappa``), from fewer than 2 trials, or where the trials' influences have
+    no spread."""
+    k, why = kappa(lexical, judged)
+    if why:
+        return float("nan"), float("nan"), why
+    codes, uniq = pd.factorize(np.asarray(trials))
+    if len(uniq) < 2:
+        return float("nan"), float("nan"), "one trial: no trial-clustered interval"
+    lx, jd = lexical.astype(float), judged.astype(float)
+    po = float(np.mean(lx == jd))
+    pl, pj = float(lx.mean()), float(jd.mean())
+    pe = pl * pj + (1 - pl) * (1 - pj)
+    # d kappa / d(po, pl, pj), then each pair's influence on kappa
+    d_po = 1 / (1 - pe)
+    d_pe = (po - 1) / (1 - pe) ** 2
+    infl = d_po * ((lx == jd) - po) + d_pe * ((2 * pj - 1) * (lx - pl) + (2 * pl - 1) * (jd - pj))
+    g = len(uniq)
+    per_trial = np.bincount(codes, weights=infl, minlength=g)
+    se = float(np.sqrt(g / (g - 1) * np.sum(per_trial**2)) / len(lx))
+    if po == 1.0:
+        return float("nan"), float("nan"), "the raters agree on every pair: no interval"
+    if not se > 1e-12:
+        return float("nan"), float("nan"), "the trials do not vary: no interval"
+    q = float(sps.t.ppf(1 - alpha / 2, g - 1))
+    return max(-1.0, k - q * se), min(1.0, k + q * se), KAPPA_CI
+
+
 def agreement(judged: pd.DataFrame) -> dict[str, Any]:
     """The judge's counts on ``judged`` (rows of ``judge_detection``) and its agreement
     with the lexical detector over the answered ones: ``observers`` (rows), ``not_asked``,
     ``asked``, ``answered``, ``failed``, ``failures`` (by kind), ``lexical_detected`` and
     ``judge_detected`` (of the answered), ``agreed``, ``agreement`` (NaN when none
-    answered), ``kappa`` and ``kappa_note`` (why it is NaN)."""
+    answered), ``kappa`` and ``kappa_note`` (why it is NaN), and kappa's trial-clustered
+    interval ``kappa_ci_lo``, ``kappa_ci_hi`` with ``kappa_ci``: how it was made, or why
+    there is none (``kappa_ci``)."""
     status = judged["judge_status"]
     ok = judged[status == ANSWERED]
     lex = ok["detected"].astype(bool).to_numpy()
@@ -223,6 +266,7 @@ def agreement(judged: pd.DataFrame) -> dict[str, Any]:
     n = len(ok)
     agreed = int(np.sum(lex == jud))
     k, note = kappa(lex, jud)
+    lo, hi, how = kappa_ci(lex, jud, ok["trial_id"].astype(str).to_numpy())
     return {
         "observers": len(judged),
         "not_asked": int((status == NOT_ASKED).sum()),
@@ -236,4 +280,7 @@ def agreement(judged: pd.DataFrame) -> dict[str, Any]:
         "agreement": agreed / n if n else float("nan"),
         "kappa": k,
         "kappa_note": note,
+        "kappa_ci_lo": lo,
+        "kappa_ci_hi": hi,
+        "kappa_ci": how,
     }

@@ -1366,8 +1366,9 @@ def judge_table(d: ReportData, judged: pd.DataFrame) -> pd.DataFrame:
     ``not_asked`` (they wrote nothing after it), ``asked``, ``answered``, ``failed`` and
     the failures by kind; of the answered, ``lexical_detected`` and ``judge_detected``, the
     agreement rate (``agreed`` / ``agreement_n``) with a trial-clustered interval
-    (``_rate_table``, agent-trials clustered by trial) and Cohen's kappa. A blank rate or
-    kappa says why in ``note``."""
+    (``_rate_table``, agent-trials clustered by trial) and Cohen's kappa with its
+    trial-clustered interval (``judge.kappa_ci``). A blank rate or kappa says why in
+    ``note``, a blank kappa interval in ``kappa_ci``."""
     keys = ["model_label", *d.factors]
     j = judged.assign(**{k: judged[k].astype(str) for k in keys})
     rows = []
@@ -1387,7 +1388,7 @@ def judge_table(d: ReportData, judged: pd.DataFrame) -> pd.DataFrame:
                 **{c: a[c] for c in ("not_asked", "asked", "answered", "failed")},
                 "failures": judge.failures_text(a["failures"]),
                 **{c: a[c] for c in ("lexical_detected", "judge_detected", "agreed")},
-                "kappa": a["kappa"],
+                **{c: a[c] for c in ("kappa", "kappa_ci_lo", "kappa_ci_hi", "kappa_ci")},
                 "note": note,
             }
         )
@@ -1401,7 +1402,8 @@ def judge_table(d: ReportData, judged: pd.DataFrame) -> pd.DataFrame:
     cols = [
         *keys, "observers", "trials", "not_asked", "asked", "answered", "failed", "failures",
         "lexical_detected", "judge_detected", "agreed", "agreement_rate", "agreement_ci_lo",
-        "agreement_ci_hi", "agreement_n", "agreement_trials", "agreement_ci", "kappa", "note",
+        "agreement_ci_hi", "agreement_n", "agreement_trials", "agreement_ci", "kappa",
+        "kappa_ci_lo", "kappa_ci_hi", "kappa_ci", "note",
     ]  # fmt: skip
     return _display(out.reindex(columns=cols)).rename(columns={"model_label": "model"})
 
@@ -1444,9 +1446,10 @@ def judge_section(
         "asked, answered, failed (failures: by kind); of the answered, lexical_detected and "
         "judge_detected; agreement_rate = agreed / agreement_n (the answered) with a "
         "trial-clustered 95% CI (agent-trials clustered by trial; agreement_ci: how it was "
-        "made); kappa: Cohen's kappa of the two raters on the answered (a point estimate), "
-        "undefined where either rater gives one category only. A blank rate or kappa says "
-        "why in note",
+        "made); kappa: Cohen's kappa of the two raters on the answered, undefined where "
+        "either rater gives one category only, with a 95% CI from its linearised "
+        "trial-clustered standard error and t(trials - 1) (kappa_ci: how it was made, or "
+        "why there is none). A blank rate or kappa says why in note",
         "judge_agreement",
     )
     return s, table

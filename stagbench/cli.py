@@ -585,6 +585,9 @@ def _judge_summary(model: str, result: dict[str, Any]) -> bool:
             console.print(f"  {escape(cell)}: {escape(r['note'])}")
             continue
         kappa = f"kappa {r['kappa']:.3f}" if r["kappa"] == r["kappa"] else r["note"]
+        if r["kappa"] == r["kappa"]:
+            lo, hi = r["kappa_ci_lo"], r["kappa_ci_hi"]
+            kappa += f" (95% CI {lo:.3f} to {hi:.3f})" if lo == lo else f" ({r['kappa_ci']})"
         console.print(
             f"  {escape(cell)}: agreement {r['agreement_rate']:.3f} (n {r['agreement_n']}, "
             f"95% CI {r['agreement_ci_lo']:.3f} to {r['agreement_ci_hi']:.3f}), {escape(kappa)}"

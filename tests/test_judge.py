@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit, logit
+from statsmodels.stats.inter_rater import cohens_kappa
 from typer.testing import CliRunner
 
 from stagbench.agents.models.base import ChatMessage
@@ -151,6 +154,7 @@ def test_failures_on_the_positives_are_counted_per_model_and_cell(
     table = pd.read_parquet(tmp_path / "report" / "judge_agreement.parquet")
     assert {"model", "asked", "answered", "failed", "failures", "agreement_rate"} <= set(table)
     assert {"agreement_n", "agreement_ci_lo", "agreement_ci_hi", "kappa", "note"} <= set(table)
+    assert {"kappa_ci_lo", "kappa_ci_hi", "kappa_ci"} <= set(table)
     rows = table.set_index("model")
     assert rows.loc["stag", "answered"] == 12 and rows.loc["stag", "agreement_rate"] == 1.0
     assert rows.loc["stag", "agreement_n"] == 12
@@ -181,3 +185,61 @@ def test_one_provider_error_keeps_the_other_answers(mixed: Path, tmp_path: Path)
     assert len(failed) == 1 and failed["judge_failure"].iloc[0] == "provider error (ModelError)"
     assert "HTTP 400" in failed["judge_error"].iloc[0]
     assert "1 failed" in out and "23 answered" in out
+
+
+def _raters(
+    rng: np.random.Generator, trials: int, per_trial: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Planted judgements: who truly detected varies by trial (logit sd 0.5); the lexical
+    detector has sensitivity 0.8 and specificity 0.9; the judge 0.9 and 0.85 on average,
+    but it errs by trial (its logits shifted per trial, sd 2.5: a trial's writing misleads
+    it on every agent)."""
+    u, e = rng.normal(0, 0.5, (trials, 1)), rng.normal(0, 2.5, (trials, 1))
+    truth = rng.random((trials, per_trial)) < expit(u)
+    lex = np.where(truth, rng.random(truth.shape) < 0.8, rng.random(truth.shape) > 0.9)
+    jud = np.where(
+        truth,
+        rng.random(truth.shape) < expit(logit(0.9) + e),
+        rng.random(truth.shape) > expit(logit(0.85) + e),
+    )
+    return lex.ravel(), jud.ravel(), np.repeat(np.arange(trials), per_trial)
+
+
+def test_kappa_interval_is_trial_clustered_and_covers() -> None:
+    """Kappa's 95% interval holds its level where the judge errs by trial (0.935 here;
+    0.91-0.99 over the settings of the closing note); the interval that takes every
+    agent-trial as independent (statsmodels' standard error) covered 0.80."""
+    truth_l, truth_j, _ = _raters(np.random.default_rng(0), 100_000, 8)
+    true_kappa, _ = judge.kappa(truth_l, truth_j)
+    rng = np.random.default_rng(1)
+    ours = naive = n = 0
+    for _ in range(400):
+        lex, jud, trials = _raters(rng, 10, 8)
+        lo, hi, how = judge.kappa_ci(lex, jud, trials)
+        if lo != lo:
+            continue
+        n += 1
+        assert how == judge.KAPPA_CI and -1 <= lo < hi <= 1
+        ours += lo <= true_kappa <= hi
+        table = np.array([[np.sum(lex & jud), np.sum(lex & ~jud)],
+                          [np.sum(~lex & jud), np.sum(~lex & ~jud)]])  # fmt: skip
+        res = cohens_kappa(table)
+        naive += abs(res.kappa - true_kappa) <= 1.96 * res.std_kappa
+    assert n >= 390
+    assert ours / n >= 0.92, ours / n
+    assert naive / n <= 0.85, naive / n
+
+
+def test_kappa_interval_says_why_it_is_missing() -> None:
+    yes, no = np.array([True, True, False, True]), np.array([True, False, False, True])
+    trials = np.array(["a", "a", "b", "b"])
+    assert "one category" in judge.kappa_ci(yes, np.ones(4, bool), trials)[2]
+    assert "one trial" in judge.kappa_ci(yes, no, np.array(["a"] * 4))[2]
+    assert "agree on every pair" in judge.kappa_ci(no, no, trials)[2]
+    lo, hi, how = judge.kappa_ci(yes, no, trials)
+    assert how == judge.KAPPA_CI and lo < judge.kappa(yes, no)[0] < hi
+    rows = pd.DataFrame(
+        {"trial_id": trials, "detected": yes, "judge_detected": no, "judge_status": "answered"}
+    )
+    a = judge.agreement(rows.assign(judge_failure=None))
+    assert (a["kappa_ci_lo"], a["kappa_ci_hi"], a["kappa_ci"]) == (lo, hi, how)
