@@ -224,8 +224,8 @@ def kappa_ci(
     error is the trial-clustered one of its linearisation (the delta method: each pair's
     influence, summed per trial), with Student's t on trials - 1 degrees of freedom, and
     the interval is clipped to [-1, 1]. No interval (NaN, with why) where kappa is
-    undefined (``kappa``), from fewer than 2 trials, or where the trials' influences have
-    no spread."""
+    undefined (``kappa``), from fewer than 2 trials, at perfect agreement, or where the
+    trials' influences have no spread."""
     k, why = kappa(lexical, judged)
     if why:
         return float("nan"), float("nan"), why
@@ -234,6 +234,8 @@ def kappa_ci(
         return float("nan"), float("nan"), "one trial: no trial-clustered interval"
     lx, jd = lexical.astype(float), judged.astype(float)
     po = float(np.mean(lx == jd))
+    if po == 1.0:  # kappa 1 at the boundary: the linearisation has no spread there
+        return float("nan"), float("nan"), "the raters agree on every pair: no interval"
     pl, pj = float(lx.mean()), float(jd.mean())
     pe = pl * pj + (1 - pl) * (1 - pj)
     # d kappa / d(po, pl, pj), then each pair's influence on kappa
@@ -243,8 +245,6 @@ def kappa_ci(
     g = len(uniq)
     per_trial = np.bincount(codes, weights=infl, minlength=g)
     se = float(np.sqrt(g / (g - 1) * np.sum(per_trial**2)) / len(lx))
-    if po == 1.0:
-        return float("nan"), float("nan"), "the raters agree on every pair: no interval"
     if not se > 1e-12:
         return float("nan"), float("nan"), "the trials do not vary: no interval"
     q = float(sps.t.ppf(1 - alpha / 2, g - 1))
