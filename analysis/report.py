@@ -947,18 +947,82 @@ def _group_means(
     return dict(zip(order, means, strict=True))
 
 
+#: the game's payoffs (a trial's constants): what a player can earn in a round
+PAYOFF_COLUMNS = ["stag_payoff", "hare_payoff", "failed_stag_payoff", "invalid_payoff"]
+
+
+def _payoff_range(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the least and the most a player can earn in a round of its trial's game
+    (``PAYOFF_COLUMNS``; rows without them: unbounded)."""
+    if not set(PAYOFF_COLUMNS) <= set(frame.columns):
+        return np.full(len(frame), -np.inf), np.full(len(frame), np.inf)
+    pays = frame[PAYOFF_COLUMNS].to_numpy(dtype=float)
+    return pays.min(axis=1), pays.max(axis=1)
+
+
+def _bounded(
+    means: dict[tuple[str, ...], tuple[float, float, float, int]],
+    frame: pd.DataFrame,
+    keys: list[str],
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> dict[tuple[str, ...], tuple[float, float, float, int]]:
+    """``_group_means`` with each interval kept within what its group's mean can be: the
+    least ``lo`` and the most ``hi`` of its rows (a t interval around a mean of few trials
+    can reach past them, e.g. below the least payoff of the game)."""
+    if not means:
+        return means
+    ends = pd.DataFrame({"lo": lo, "hi": hi}, index=frame.index)
+    if keys:
+        grouped = ends.groupby([frame[k] for k in keys], observed=True, sort=False)
+        ranges = grouped.agg({"lo": "min", "hi": "max"})
+        found = {
+            tuple(str(x) for x in (k if isinstance(k, tuple) else (k,))): (a, b)
+            for k, a, b in zip(ranges.index, ranges["lo"], ranges["hi"], strict=True)
+        }
+    else:
+        found = {(): (ends["lo"].min(), ends["hi"].max())}
+    out = {}
+    for key, (m, m_lo, m_hi, n) in means.items():
+        least, most = found.get(key, (-np.inf, np.inf))
+        if m_lo == m_lo:  # an interval (NaN: none, which stays none)
+            m_lo, m_hi = max(m_lo, least), min(m_hi, most)
+        out[key] = (m, m_lo, m_hi, n)
+    return out
+
+
 def payoffs(d: ReportData) -> Section:
     s = Section("Payoffs and welfare")
     keys = d.factors
     df, at = d.df, d.agent_trials
-    honest = _honest_columns(d, [*keys, "trial_id", "payoff"])
-    pay = _group_means(honest, keys, honest["payoff"])
+    honest = _honest_columns(d, [*keys, "trial_id", "payoff", *PAYOFF_COLUMNS])
+    pay = _bounded(
+        _group_means(honest, keys, honest["payoff"]), honest, keys, *_payoff_range(honest)
+    )
     del honest
-    eff = _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan))
+    stag = df["stag_payoff"].replace(0, np.nan).to_numpy(dtype=float)
+    least, most = _payoff_range(df)
+    eff = _bounded(
+        _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan)),
+        df,
+        keys,
+        np.fmin(least / stag, most / stag),
+        np.fmax(least / stag, most / stag),
+    )
     # the cost is over valid actions after the trigger: an agent-trial with none (a last-
     # round trigger, a one-round game, a model that never answers) lost nothing to measure
     trig = at[at["trigger_round"].notna() & (at["rounds_after"] > 0)] if len(at) else at
     cost = _group_means(trig, keys, trig["persistence_cost"]) if len(trig) else {}
+    if cost and set(PAYOFF_COLUMNS) <= set(df.columns):
+        # each round after the trigger costs hare - what stag earned (a success: a gain),
+        # or nothing (hare): within rounds_after x [hare - stag, hare - failed stag]
+        game = df.groupby("trial_id", observed=True)[PAYOFF_COLUMNS].first()
+        game.index = game.index.astype(str)
+        per = game.reindex(trig["trial_id"].astype(str)).to_numpy(dtype=float)
+        after = trig["rounds_after"].to_numpy(dtype=float)
+        gain = np.minimum(per[:, 1] - per[:, 0], 0.0)
+        loss = np.maximum(per[:, 1] - per[:, 2], 0.0)
+        cost = _bounded(cost, trig, keys, after * gain, after * loss)
     trials: dict[tuple[str, ...], int] = {(): _distinct(df["trial_id"])}
     if keys:  # every trial's factors are on its trial-rounds (a few rows, not every one)
         tr = d.trial_rounds
@@ -989,7 +1053,8 @@ def payoffs(d: ReportData) -> Section:
         "persistence: payoff an honest agent lost by hunting stag after its trigger instead "
         "of hare, per agent-trial with a trigger and a valid action after it (n_triggered). "
         "Means with trial-clustered 95% CIs (t with trials - 1 df, cluster-robust standard "
-        "error; blank: fewer than two trials, or no spread between trials)",
+        "error, kept within what the mean can be under the game's payoffs; blank: fewer "
+        "than two trials, or no spread between trials)",
         "payoffs",
     )
     return s

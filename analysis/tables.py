@@ -28,6 +28,7 @@ from stagbench.errors import TranscriptError
 from stagbench.games import player_label
 from stagbench.games.audit import audit_events
 from stagbench.records import (
+    GameConfig,
     Lexicon,
     load_events,
     parse_transcript,
@@ -116,7 +117,7 @@ TRIAL_COLUMNS = (
     "trial_id", "spec", "condition", "population", "topology", "disclosure", "adversary_kind",
     "adversary_count", "adversary_placement", "adversary_arm", "prompt_variant", "defence",
     "payload", "repetition", "n_players", "rounds_total", "stag_payoff", "hare_payoff",
-    "stag_needed",
+    "failed_stag_payoff", "invalid_payoff", "stag_needed",
 )  # fmt: skip
 # Columns that vary by agent-round.
 ROW_COLUMNS = (
@@ -161,6 +162,10 @@ class TrialRows:
         return out
 
 
+#: the game record's defaults, for a header that leaves a field out
+_GAME_DEFAULTS = {name: f.default for name, f in GameConfig.model_fields.items()}
+
+
 def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> TrialRows:
     """One trial's agent-rounds (ordered by round, seat)."""
     head = events[0]
@@ -189,6 +194,9 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
         "rounds_total": game["rounds"],
         "stag_payoff": game["stag_payoff"],
         "hare_payoff": game["hare_payoff"],
+        # a header may leave out a payoff at its default (the record's own)
+        "failed_stag_payoff": game.get("failed_stag_payoff", _GAME_DEFAULTS["failed_stag_payoff"]),
+        "invalid_payoff": game.get("invalid_payoff", _GAME_DEFAULTS["invalid_payoff"]),
         "stag_needed": game["threshold"] or n,
     }
     seats = sorted(head["seats"], key=lambda x: x["seat"])
