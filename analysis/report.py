@@ -1103,6 +1103,10 @@ def regression(d: ReportData) -> Section:
         + (
             f". Reference cell (the Intercept's; each factor row compares its level with "
             f"it) {fit.reference}"
+            if fit.reference and not fit.uneven
+            else f". Reference cell (the Intercept's only: the rows of "
+            f"{', '.join(fit.uneven)} compare levels within the groups where they occur, "
+            f"see the note) {fit.reference}"
             if fit.reference
             else ""
         )

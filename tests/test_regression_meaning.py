@@ -276,3 +276,42 @@ def test_one_stray_bootstrap_draw_does_not_give_a_flat_term_an_interval(
     assert calls[0] == 101 and "Firth" in fit.method and fit.table is not None
     assert fit.table.loc["round", ["se", "p", "ci_lo", "ci_hi"]].isna().all(), fit.table
     assert any("same coefficient for round" in n for n in fit.notes)
+
+
+def test_a_model_nested_in_a_population_is_not_said_to_compare_with_the_reference() -> None:
+    """redteam18 finding 2: populations [a, b], [a, c] and [d, e]: a plays in two, so both
+    population and model stay in the formula, and e's column is dropped (d and e play
+    nowhere else). d's row then compares d with e, not with the reference model a, which
+    the caption claimed. Now the fit names the factors whose rows are not contrasts with
+    the reference level, the note says so and the caption's claim is withdrawn."""
+    rng = np.random.default_rng(3)
+    rows, t = [], 0
+    for pop, models in (("a+b", "ab"), ("a+c", "ac"), ("d+e", "de")):
+        for _ in range(8):
+            for r in range(1, 5):
+                for m in models:
+                    for s in rng.random(2) < {"a": 0.3, "b": 0.5, "c": 0.6, "d": 0.8, "e": 0.9}[m]:
+                        rows.append((f"t{t}", r - 2.5, float(s), pop, m))
+            t += 1
+    df = pd.DataFrame(rows, columns=["trial_id", "round", "stag", "population", "model"])
+    formula, _ = stats.formula_terms(df)
+    assert "C(population)" in formula and "C(model)" in formula, formula
+    fit = stats.logit_model(df, formula, n_boot=20)
+    assert fit.table is not None and "C(model)[T.e]" not in fit.table.index
+    assert fit.uneven == ["C(population)", "C(model)"]
+    assert any("do not compare each level with one reference level" in n for n in fit.notes)
+    alias = next(n for n in fit.notes if "aliased" in n)
+    assert "except the rows of C(population), C(model)" in alias
+    sec = report.regression(
+        _report_data(
+            df.rename(columns={"model": "model_label", "population": "population_label"}).assign(
+                role="honest"
+            ),
+            [],
+        )
+    )
+    caption = next(b for b in sec.blocks if isinstance(b, report.Table)).caption
+    assert "the Intercept's only" in caption and "compares its level with it" not in caption
+    # a design without nesting keeps the plain claim
+    plain = stats.logit_model(df[df["population"] != "d+e"], formula, n_boot=20)
+    assert plain.uneven == []

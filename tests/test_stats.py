@@ -647,3 +647,14 @@ def test_the_same_trials_get_the_same_interval_in_any_table() -> None:
     assert backwards[cols].equals(rows[0])
     other = stats.rate_table_counts(b.assign(k=b["n"] // 2), ["cell"]).iloc[0]
     assert (other["ci_lo"], other["ci_hi"]) != (rows[0]["ci_lo"], rows[0]["ci_hi"])
+
+
+def test_one_trial_rate_interval_counts_the_trial_once() -> None:
+    """One trial at 19 of 20 stag printed [0.76, 0.99] (Wilson over its agent-rounds, as if
+    independent), while 20 of 20 gave [0.21, 1]: one hare raised the lower bound. Now one
+    trial is one observation, at every rate (redteam18 finding 1)."""
+    lo, hi, how = stats.cluster_rate_ci([19], [20])
+    assert (lo, hi) == pytest.approx(stats.wilson_rate(0.95, 1)) and "one trial" in how
+    full = stats.cluster_rate_ci([20], [20])
+    assert lo < 0.3 and full[0] < 0.3 and lo < 0.95 < hi
+    assert stats.cluster_rate_ci([12], [20])[0] < 0.2
