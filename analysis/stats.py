@@ -1025,10 +1025,7 @@ def _gee_table(res: Any, cov: np.ndarray | None = None, dof: int | None = None) 
         with np.errstate(invalid="ignore", divide="ignore"):
             se = np.sqrt(np.diag(cov))
             z = coef / se
-        ref = sps.norm if dof is None else sps.t(max(int(dof), 1))
-        p = 2 * ref.sf(np.abs(z))
-        q = ref.ppf(0.975)
-        lo, hi = coef - q * se, coef + q * se
+        p, lo, hi = _wald(coef, z, se, dof)
     return pd.DataFrame(
         {
             "coef": res.params,
@@ -1041,6 +1038,15 @@ def _gee_table(res: Any, cov: np.ndarray | None = None, dof: int | None = None) 
         },
         index=res.params.index,
     )
+
+
+def _wald(coef: Any, stat: Any, se: Any, dof: int | None) -> tuple[Any, Any, Any]:
+    """The two-sided p of Wald statistics ``stat`` and the 95% intervals ``coef`` +- q
+    ``se``: on the normal, or with ``dof`` on Student's t with that many degrees of
+    freedom (at least 1)."""
+    ref = sps.norm if dof is None else sps.t(max(int(dof), 1))
+    q = ref.ppf(0.975)
+    return 2 * ref.sf(np.abs(stat)), coef - q * se, coef + q * se
 
 
 def bias_reduced_cov(model: Any) -> np.ndarray | None:
@@ -1550,7 +1556,7 @@ def _blank(
         "rejects a true null about twice as often as it should)"
     )
     table = table.copy()
-    cols = [c for c in ("se", "z", "t", "p", "ci_lo", "ci_hi") if c in table.columns]
+    cols = [c for c in (*INFERENCE, "z") if c in table.columns]
     table.loc[terms, cols] = np.nan
     return table
 
@@ -1600,19 +1606,18 @@ def _firth_bootstrap(
     lo, hi = np.percentile(boots, [2.5, 97.5], axis=0)
     central = np.maximum(hi, coef) - np.minimum(lo, coef)  # with the estimate
     se = central / (2 * _Z975)
-    ref = sps.t(max(int(dof), 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         t = coef / se
-    q = ref.ppf(0.975)
+    p, ci_lo, ci_hi = _wald(coef, t, se, dof)
     table = pd.DataFrame(
         {
             "coef": coef,
             "se": se,
             "t": t,
-            "p": 2 * ref.sf(np.abs(t)),
+            "p": p,
             "odds_ratio": np.exp(np.clip(coef, -700, 700)),
-            "ci_lo": coef - q * se,
-            "ci_hi": coef + q * se,
+            "ci_lo": ci_lo,
+            "ci_hi": ci_hi,
         },
         index=names,
     )
