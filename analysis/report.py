@@ -711,8 +711,12 @@ def _determines(cells: pd.DataFrame, g: str, f: str) -> bool:
 def _context(d: ReportData, f: str, cells: pd.DataFrame | None = None) -> list[str]:
     """The factors held fixed when ``f`` is compared: all others but those that determine
     ``f`` (they differ whenever f does)."""
-    cells = _cells(d) if cells is None else cells
-    return [g for g in d.factors if g != f and not _determines(cells, g, f)]
+    return _fixed(_cells(d) if cells is None else cells, d.factors, f)
+
+
+def _fixed(cells: pd.DataFrame, factors: list[str], f: str) -> list[str]:
+    """``_context`` of design cells ``cells`` whose factors are ``factors``."""
+    return [g for g in factors if g != f and not _determines(cells, g, f)]
 
 
 def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
@@ -720,11 +724,17 @@ def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
     f, such as an imported study's condition name): the reference level of f (``none``,
     ``explicit``, else the first) against each other level, and adversary arms of the
     same kind and count that differ only in placement (hub vs leaf) against each other."""
-    cells = _cells(d)
+    return _cell_pairs(_cells(d), d.factors)
+
+
+def _cell_pairs(
+    cells: pd.DataFrame, factors: list[str]
+) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    """``_pairs`` of the design cells ``cells`` (``_cells``) whose factors are ``factors``."""
     rows = [{str(k): str(v) for k, v in r.items()} for r in cells.to_dict("records")]
     out = []
-    for f in d.factors:
-        fixed = _context(d, f, cells)
+    for f in factors:
+        fixed = _fixed(cells, factors, f)
         levels = sorted(set(cells[f]))
         ref = next((r for r in ("none", "explicit") if r in levels), levels[0])
         for i, row in enumerate(rows):
@@ -741,6 +751,20 @@ def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
                 ):
                     out.append((f, a, b))
     return out
+
+
+def comparison_count(df: pd.DataFrame) -> int:
+    """How many comparisons the report's Comparisons section makes (and Holm-adjusts
+    together) for a run whose agent-round table is ``df`` (``tables``' or the scan's;
+    populations as the record names them, which the report only relabels)."""
+    if df.empty:
+        return 0
+    firsts = df.drop_duplicates("trial_id")
+    firsts = firsts.assign(population_label=firsts["population"].astype(str))
+    factors = [f for f in FACTORS if _distinct(firsts[f]) > 1]
+    cells = firsts[factors].astype(str).assign(cell=_cell_label(firsts, factors).to_numpy())
+    cells = cells.drop_duplicates("cell").sort_values("cell").reset_index(drop=True)
+    return len(_cell_pairs(cells, factors))
 
 
 def comparisons(d: ReportData) -> Section:

@@ -607,6 +607,16 @@ def power(
     icc: Annotated[
         float, typer.Option(help="intra-trial correlation (estimate from a pilot)")
     ] = 0.3,
+    tests: Annotated[
+        int | None,
+        typer.Option(
+            help="how many comparisons the report will Holm-adjust this one with (its "
+            "Comparisons section adjusts over all of a run's): planned at alpha / TESTS "
+            "[default: the pilot design's number with --from-run, else 1]",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
     from_run: Annotated[
         Path | None,
         typer.Option(
@@ -650,19 +660,41 @@ def power(
             )
         else:
             basis.append(f"{what} ({float(smallest['cluster_size']):.1f}).")
+        if tests is None:
+            from stagbench.analysis.report import comparison_count
+
+            tests = max(1, comparison_count(df))
+            basis.append(
+                f"Tests: the {tests} comparison{'s' if tests > 1 else ''} the report makes of "
+                "the pilot's design cells and Holm-adjusts together (--tests to plan for "
+                "another design)."
+            )
     elif not 0.0 <= icc <= 1.0:
         raise _fail(StagbenchError(f"--icc must lie in [0, 1], not {icc}"))
+    planned = tests is not None
+    tests = tests or 1
     try:
-        n = stats.trials_per_arm(p0, p1, alpha, target, cluster_size, icc)
+        n = stats.trials_per_arm(p0, p1, alpha, target, cluster_size, icc, tests)
     except ValueError as exc:
         raise _fail(exc) from exc
+    level = (
+        f"alpha {alpha:g} (one test)"
+        if tests == 1
+        else f"alpha {alpha:g} Holm-adjusted over {tests} tests (planned at {alpha / tests:.4g})"
+    )
     console.print(
-        f"{n} trials per arm to detect {p0:g} -> {p1:g} with power {target:g} at alpha {alpha:g} "
+        f"{n} trials per arm to detect {p0:g} -> {p1:g} with power {target:g} at {level} "
         f"(cluster size {cluster_size}, ICC {icc:.3f}, design effect "
         f"{1 + (cluster_size - 1) * icc:.2f})"
     )
     for line in basis:
         console.print(escape(line))
+    if not planned:
+        console.print(
+            "The report's Comparisons Holm-adjust their p over all of a run's comparisons, "
+            "which needs more trials for this power: pass --tests with their number to plan "
+            "for it."
+        )
 
 
 @app.command()

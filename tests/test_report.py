@@ -224,12 +224,61 @@ def test_power_from_run_estimates_within_cells_and_plans_on_the_smallest(
     res = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.7", "--from-run", str(out)])
     assert res.exit_code == 0, res.output
     icc = max(within, 0.0)
-    n = stats.trials_per_arm(0.5, 0.7, cluster_size=4, icc=icc)
+    # 2 populations x 2 conditions: each factor compared within each level of the other
+    n = stats.trials_per_arm(0.5, 0.7, cluster_size=4, icc=icc, family=4)
     assert res.output.startswith(f"{n} trials per arm to detect 0.5 -> 0.7"), res.output
     assert f"(cluster size 4, ICC {icc:.3f}," in res.output
     assert f"ICC {within:.3f} estimated within its 4 design cells" in res.output
     flat = " ".join(res.output.split())
     assert "per cell from 4.0 to 24.0: planned on the smallest (condition=small;" in flat
+
+
+PLACED = """
+name = "placed"
+seed = 4
+repetitions = 2
+[game]
+rounds = 2
+[factors]
+models = ["scripted/always-stag"]
+topologies = ["star(hub=0)"]
+disclosures = ["explicit", "silent"]
+adversaries = ["none", "byzantine(count=1,placement=hub)", "byzantine(count=1,placement=leaf)"]
+"""
+
+
+@pytest.mark.parametrize("spec", [CELLS_OF_TWO_SIZES, PLACED], ids=["2x2", "placements"])
+def test_power_plans_for_the_reports_holm_family(spec: str, tmp_path: Path) -> None:
+    """``power --from-run`` plans at alpha over the number of comparisons the report makes
+    of the pilot's cells (and Holm-adjusts together: redteam18 found a plan for one test
+    reached 0.727 of its 0.8 power under the report's adjustment); that number is the
+    report's own, hub vs leaf pairs included; ``--tests`` overrides it, and a plan without
+    either says it is for one test."""
+    from stagbench.analysis import report, stats
+
+    out = run_spec(spec, tmp_path / "pilot")
+    d = report.prepare(out, n_boot=50)
+    family = len(report._pairs(d))
+    assert family == report.comparison_count(d.df)
+    # disclosure x3 arms, adversary x2 disclosures (none vs each, hub vs leaf): 3 + 6
+    assert family == (4 if spec is CELLS_OF_TWO_SIZES else 9)
+    res = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.7", "--from-run", str(out)])
+    assert res.exit_code == 0, res.output
+    flat = " ".join(res.output.split())
+    assert f"Holm-adjusted over {family} tests (planned at {0.05 / family:.4g})" in flat
+    assert f"Tests: the {family} comparisons the report makes" in flat
+    size, icc = flat.split("(cluster size ")[1].split(", ICC ")
+    n = stats.trials_per_arm(0.5, 0.7, 0.05, 0.8, int(size), float(icc[:5]), family)
+    assert flat.startswith(f"{n} trials per arm")
+    assert n > stats.trials_per_arm(0.5, 0.7, 0.05, 0.8, int(size), float(icc[:5]))
+    one = runner.invoke(
+        app, ["power", "--p0", "0.5", "--p1", "0.7", "--from-run", str(out), "--tests", "1"]
+    )
+    assert one.exit_code == 0 and "alpha 0.05 (one test)" in one.output
+    bare = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.7"])
+    assert "(one test)" in bare.output and "pass --tests" in " ".join(bare.output.split())
+    bad = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.7", "--tests", "0"])
+    assert bad.exit_code == 2
 
 
 ONE_TRIAL_PER_ARM = """
