@@ -38,6 +38,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -939,10 +940,16 @@ def _disclosure_figure(s: Section, d: ReportData) -> None:
 
 
 def _group_means(
-    frame: pd.DataFrame, keys: list[str], values: pd.Series
+    frame: pd.DataFrame,
+    keys: list[str],
+    values: pd.Series,
+    bounds: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> dict[tuple[str, ...], tuple[float, float, float, int]]:
     """Per group of ``keys``: mean of ``values`` with a trial-clustered interval, and n
-    (``stats.mean_ci`` on each group's rows, the groups in the order of their levels' text)."""
+    (``stats.mean_ci`` on each group's rows, the groups in the order of their levels' text).
+    ``bounds``: each row's least and most value; a group's interval is then kept within
+    the least and the most of its rows (a t interval around a mean of few trials can reach
+    past them, e.g. below the least payoff of the game)."""
     trial = frame["trial_id"]
     clusters = (
         trial.cat.codes.to_numpy()
@@ -968,6 +975,18 @@ def _group_means(
         clusters,
         [found[parts] for parts in order],
     )
+    if bounds is not None and len(frame):
+        lo, hi = (np.asarray(b, dtype=float) for b in bounds)
+        held = codes >= 0
+        least = np.full(len(found), np.inf)
+        most = np.full(len(found), -np.inf)
+        np.fmin.at(least, codes[held], lo[held])  # fmin/fmax: a row without bounds
+        np.fmax.at(most, codes[held], hi[held])  # (NaN) bounds nothing
+        least[np.isposinf(least)], most[np.isneginf(most)] = -np.inf, np.inf  # none: unbounded
+        means = [
+            (m, max(m_lo, least[c]), min(m_hi, most[c]), n) if m_lo == m_lo else (m, m_lo, m_hi, n)
+            for (m, m_lo, m_hi, n), c in zip(means, (found[parts] for parts in order), strict=True)
+        ]
     return dict(zip(order, means, strict=True))
 
 
@@ -984,69 +1003,38 @@ def _payoff_range(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return pays.min(axis=1), pays.max(axis=1)
 
 
-def _bounded(
-    means: dict[tuple[str, ...], tuple[float, float, float, int]],
-    frame: pd.DataFrame,
-    keys: list[str],
-    lo: np.ndarray,
-    hi: np.ndarray,
-) -> dict[tuple[str, ...], tuple[float, float, float, int]]:
-    """``_group_means`` with each interval kept within what its group's mean can be: the
-    least ``lo`` and the most ``hi`` of its rows (a t interval around a mean of few trials
-    can reach past them, e.g. below the least payoff of the game)."""
-    if not means:
-        return means
-    ends = pd.DataFrame({"lo": lo, "hi": hi}, index=frame.index)
-    if keys:
-        grouped = ends.groupby([frame[k] for k in keys], observed=True, sort=False)
-        ranges = grouped.agg({"lo": "min", "hi": "max"})
-        found = {
-            tuple(str(x) for x in (k if isinstance(k, tuple) else (k,))): (a, b)
-            for k, a, b in zip(ranges.index, ranges["lo"], ranges["hi"], strict=True)
-        }
-    else:
-        found = {(): (ends["lo"].min(), ends["hi"].max())}
-    out = {}
-    for key, (m, m_lo, m_hi, n) in means.items():
-        least, most = found.get(key, (-np.inf, np.inf))
-        if m_lo == m_lo:  # an interval (NaN: none, which stays none)
-            m_lo, m_hi = max(m_lo, least), min(m_hi, most)
-        out[key] = (m, m_lo, m_hi, n)
-    return out
-
-
 def payoffs(d: ReportData) -> Section:
     s = Section("Payoffs and welfare")
     keys = d.factors
     df, at = d.df, d.agent_trials
     honest = _honest_columns(d, [*keys, "trial_id", "payoff", *PAYOFF_COLUMNS])
-    pay = _bounded(
-        _group_means(honest, keys, honest["payoff"]), honest, keys, *_payoff_range(honest)
-    )
+    pay = _group_means(honest, keys, honest["payoff"], _payoff_range(honest))
     del honest
     stag = df["stag_payoff"].replace(0, np.nan).to_numpy(dtype=float)
     least, most = _payoff_range(df)
-    eff = _bounded(
-        _group_means(df, keys, df["payoff"] / df["stag_payoff"].replace(0, np.nan)),
+    eff = _group_means(
         df,
         keys,
-        np.fmin(least / stag, most / stag),
-        np.fmax(least / stag, most / stag),
+        df["payoff"] / df["stag_payoff"].replace(0, np.nan),
+        (np.fmin(least / stag, most / stag), np.fmax(least / stag, most / stag)),
     )
     # the cost is over valid actions after the trigger: an agent-trial with none (a last-
     # round trigger, a one-round game, a model that never answers) lost nothing to measure
     trig = at[at["trigger_round"].notna() & (at["rounds_after"] > 0)] if len(at) else at
-    cost = _group_means(trig, keys, trig["persistence_cost"]) if len(trig) else {}
-    if cost and set(PAYOFF_COLUMNS) <= set(df.columns):
-        # each round after the trigger costs hare - what stag earned (a success: a gain),
-        # or nothing (hare): within rounds_after x [hare - stag, hare - failed stag]
-        game = df.groupby("trial_id", observed=True)[PAYOFF_COLUMNS].first()
-        game.index = game.index.astype(str)
-        per = game.reindex(trig["trial_id"].astype(str)).to_numpy(dtype=float)
-        after = trig["rounds_after"].to_numpy(dtype=float)
-        gain = np.minimum(per[:, 1] - per[:, 0], 0.0)
-        loss = np.maximum(per[:, 1] - per[:, 2], 0.0)
-        cost = _bounded(cost, trig, keys, after * gain, after * loss)
+    cost: dict[tuple[str, ...], tuple[float, float, float, int]] = {}
+    if len(trig):
+        limits = None
+        if set(PAYOFF_COLUMNS) <= set(df.columns):
+            # each round after the trigger costs hare - what stag earned (a success: a
+            # gain), or nothing (hare): within rounds_after x [hare - stag, hare - failed stag]
+            game = df.groupby("trial_id", observed=True)[PAYOFF_COLUMNS].first()
+            game.index = game.index.astype(str)
+            per = game.reindex(trig["trial_id"].astype(str)).to_numpy(dtype=float)
+            after = trig["rounds_after"].to_numpy(dtype=float)
+            gain = np.minimum(per[:, 1] - per[:, 0], 0.0)
+            loss = np.maximum(per[:, 1] - per[:, 2], 0.0)
+            limits = (after * gain, after * loss)
+        cost = _group_means(trig, keys, trig["persistence_cost"], limits)
     trials: dict[tuple[str, ...], int] = {(): _distinct(df["trial_id"])}
     if keys:  # every trial's factors are on its trial-rounds (a few rows, not every one)
         tr = d.trial_rounds
