@@ -17,7 +17,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -1236,19 +1236,44 @@ def _thin_levels(
     'level' (n trials)"), and the coefficients those trials alone determine: a coefficient
     is determined by them when the design without their rows cannot estimate it (its unit
     vector is outside the row space of the other rows), which takes in the level's own
-    columns and, when the level is a reference, the columns measured against it."""
+    columns and, when the level is a reference, the columns measured against it. With
+    two factors or more, likewise each cell (a combination of their levels) held by fewer
+    trials, listed where it alone determines a coefficient (an interaction's, in a formula
+    that has one; in a formula of main effects the other cells determine them)."""
+    factors = _formula_factors(formula)
     thin, needs = [], np.zeros(len(names), dtype=bool)
-    for f in _formula_factors(formula):
-        per = data.groupby(data[f].astype(str))["trial_id"].nunique()
+    text = {f: data[f].astype(str) for f in factors}
+    for f in factors:
+        per = data.groupby(text[f])["trial_id"].nunique()
         for level, count in per[per < MIN_LEVEL_TRIALS].items():
             thin.append(f"{f} = {level!r} ({count} trial{'s' if count != 1 else ''})")
-            rest = xs[(data[f].astype(str) != level).to_numpy()]
-            rest = np.unique(rest, axis=0) if len(rest) else np.zeros((0, len(names)))
-            rank = np.linalg.matrix_rank(rest) if len(rest) else 0
-            for j in range(len(names)):
-                unit = np.eye(len(names))[j]
-                needs[j] |= np.linalg.matrix_rank(np.vstack([rest, unit])) > rank
+            needs |= _needed(xs, (text[f] != level).to_numpy())
+    if len(factors) > 1:
+        per = data.groupby([text[f] for f in factors])["trial_id"].nunique()
+        for key, count in per[per < MIN_LEVEL_TRIALS].items():
+            cell = cast(tuple[str, ...], key)
+            inside = np.logical_and.reduce(
+                [(text[f] == v).to_numpy() for f, v in zip(factors, cell, strict=True)]
+            )
+            needed = _needed(xs, ~inside)
+            if needed.any():
+                levels = ", ".join(f"{f} = {v!r}" for f, v in zip(factors, cell, strict=True))
+                thin.append(f"{levels} ({count} trial{'s' if count != 1 else ''})")
+                needs |= needed
     return thin, [n for n, b in zip(names, needs, strict=True) if b]
+
+
+def _needed(xs: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Which columns of the design ``xs`` the rows outside ``others`` (a mask of the other
+    rows) alone determine: each column whose unit vector is outside the other rows' span."""
+    rest = xs[others]
+    rest = np.unique(rest, axis=0) if len(rest) else np.zeros((0, xs.shape[1]))
+    rank = np.linalg.matrix_rank(rest) if len(rest) else 0
+    unit = np.eye(xs.shape[1])
+    return np.array(
+        [np.linalg.matrix_rank(np.vstack([rest, unit[j]])) > rank for j in range(xs.shape[1])],
+        dtype=bool,
+    )
 
 
 def _design(data: pd.DataFrame, formula: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -1562,7 +1587,8 @@ def _blank(
         else "every coefficient can be estimated without them"
     )
     notes.append(
-        f"factor levels held by fewer than {MIN_LEVEL_TRIALS} trials: {'; '.join(levels)}: "
+        f"factor levels (or cells of them) held by fewer than {MIN_LEVEL_TRIALS} trials: "
+        f"{'; '.join(levels)}: "
         f"{what} (with 1 or 2 trials behind a coefficient the between-trial spread it needs "
         "cannot be estimated: at 1 trial its standard error is unbounded, at 2 its test "
         "rejects a true null about twice as often as it should)"

@@ -177,6 +177,33 @@ def test_a_thin_reference_level_takes_the_contrasts_against_it() -> None:
     assert fit.table["p"].isna().all(), fit.table
 
 
+def test_a_thin_cell_takes_the_interaction_it_alone_determines() -> None:
+    """Every level holds 8 or more trials, but the cell silent x ring holds 2: in a formula
+    with the disclosure x topology interaction, that coefficient rests on those 2 trials
+    alone and gets no se, p or interval, with a note naming the cell; the other terms keep
+    theirs. A formula of main effects has no term that cell alone determines: no note."""
+    rng = np.random.default_rng(7)
+    rows, t = [], 0
+    for d, topology, n in (("explicit", "complete", 6), ("explicit", "ring", 6),
+                           ("silent", "complete", 6), ("silent", "ring", 2)):  # fmt: skip
+        for _ in range(n):
+            p = expit(rng.normal(0, 0.8))
+            rows += [(f"t{t}", d, topology, r - 3, float(s)) for r in range(1, 6)
+                     for s in rng.random(4) < p]  # fmt: skip
+            t += 1
+    df = pd.DataFrame(rows, columns=["trial_id", "disclosure", "topology", "round", "stag"])
+    fit = stats.logit_model(df, "stag ~ C(disclosure) * C(topology)", n_boot=50)
+    assert fit.table is not None, fit.notes
+    inter = "C(disclosure)[T.silent]:C(topology)[T.ring]"
+    note = next(n for n in fit.notes if "fewer than 3 trials" in n)
+    assert "disclosure = 'silent', topology = 'ring' (2 trials)" in note and inter in note
+    assert fit.table.loc[inter, ["se", "p", "ci_lo", "ci_hi"]].isna().all()
+    assert fit.table.drop(index=inter)[["se", "p"]].notna().all().all()
+    main = stats.logit_model(df, "stag ~ C(disclosure) + C(topology)", n_boot=50)
+    assert main.table is not None and main.table[["se", "p"]].notna().all().all()
+    assert not any("fewer than 3 trials" in n for n in main.notes), main.notes
+
+
 def _high_rate_null(rng: np.random.Generator, per_cell: int) -> pd.DataFrame:
     """The red team's LLM-like null: disclosure x topology x arm, ``per_cell`` trials per
     cell, 3 agents x 5 rounds (centred at round 3), logit 3.5 with trial sd 1 (stag ~0.95)
