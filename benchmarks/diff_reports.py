@@ -40,6 +40,8 @@ def diff(old: Path, new: Path) -> list[str]:
 
 
 def main() -> None:
+    if len(sys.argv) != 3 or not all((Path(a) / "report.md").is_file() for a in sys.argv[1:]):
+        sys.exit((__doc__ or "").strip() + "\n(each a folder holding a report.md)")
     old, new = Path(sys.argv[1]), Path(sys.argv[2])
     problems = diff(old, new)
     for p in problems:
