@@ -663,11 +663,13 @@ def power(
         if tests is None:
             from stagbench.analysis.report import comparison_count
 
-            tests = max(1, comparison_count(df))
+            made = comparison_count(df)
+            tests = max(1, made)
             basis.append(
-                f"Tests: the {tests} comparison{'s' if tests > 1 else ''} the report makes of "
-                "the pilot's design cells and Holm-adjusts together (--tests to plan for "
-                "another design)."
+                f"Tests: the {made} comparison{'s' if made != 1 else ''} the report makes of "
+                "the pilot's design cells and Holm-adjusts together"
+                + (" (one cell: planned for one test)" if not made else "")
+                + " (--tests to plan for another design)."
             )
     elif not 0.0 <= icc <= 1.0:
         raise _fail(StagbenchError(f"--icc must lie in [0, 1], not {icc}"))

@@ -186,6 +186,9 @@ def test_power_from_run_clamps_a_negative_icc(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "below 0" in res.output and "clamped to 0" in res.output
     assert "cluster size 16, ICC 0.000, design effect 1.00" in res.output  # 4 agents x 4 rounds
+    flat = " ".join(res.output.split())  # one design cell: nothing to compare, one test
+    assert "alpha 0.05 (one test)" in flat
+    assert "Tests: the 0 comparisons the report makes" in flat and "(one cell:" in flat
     assert stats.trials_per_arm(0.5, 0.7, cluster_size=16, icc=0.0) == int(
         res.output.split(" trials per arm")[0].split()[-1]
     )
