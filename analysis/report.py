@@ -699,7 +699,12 @@ def _round_figure(s: Section, d: ReportData, per_round: pd.DataFrame) -> None:
 
 def _cells(d: ReportData) -> pd.DataFrame:
     """One row per design cell: its factor levels (as text) and its label."""
-    cells = d.df.drop_duplicates("cell")[[*d.factors, "cell"]].astype(str)
+    return _cell_rows(d.df, d.factors)
+
+
+def _cell_rows(frame: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
+    """``_cells`` of the rows ``frame`` (with their ``cell``) whose factors are ``factors``."""
+    cells = frame.drop_duplicates("cell")[[*factors, "cell"]].astype(str)
     return cells.sort_values("cell").reset_index(drop=True)
 
 
@@ -763,9 +768,8 @@ def comparison_count(df: pd.DataFrame) -> int:
     firsts = df.drop_duplicates("trial_id")
     firsts = firsts.assign(population_label=firsts["population"].astype(str))
     factors = [f for f in FACTORS if _distinct(firsts[f]) > 1]
-    cells = firsts[factors].astype(str).assign(cell=_cell_label(firsts, factors).to_numpy())
-    cells = cells.drop_duplicates("cell").sort_values("cell").reset_index(drop=True)
-    return len(_cell_pairs(cells, factors))
+    firsts = firsts.assign(cell=_cell_label(firsts, factors).to_numpy())
+    return len(_cell_pairs(_cell_rows(firsts, factors), factors))
 
 
 def comparisons(d: ReportData) -> Section:

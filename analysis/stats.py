@@ -1243,21 +1243,18 @@ def _thin_levels(
     factors = _formula_factors(formula)
     thin, needs = [], np.zeros(len(names), dtype=bool)
     text = {f: data[f].astype(str) for f in factors}
-    for f in factors:
-        per = data.groupby(text[f])["trial_id"].nunique()
-        for level, count in per[per < MIN_LEVEL_TRIALS].items():
-            thin.append(f"{f} = {level!r} ({count} trial{'s' if count != 1 else ''})")
-            needs |= _needed(xs, (text[f] != level).to_numpy())
-    if len(factors) > 1:
-        per = data.groupby([text[f] for f in factors])["trial_id"].nunique()
+    # each factor's levels (listed always), then the cells of all of them (listed where
+    # they alone determine a coefficient)
+    for keys in [[f] for f in factors] + ([factors] if len(factors) > 1 else []):
+        per = data.groupby([text[f] for f in keys])["trial_id"].nunique()
         for key, count in per[per < MIN_LEVEL_TRIALS].items():
-            cell = cast(tuple[str, ...], key)
+            cell = cast(tuple[str, ...], key if isinstance(key, tuple) else (key,))
             inside = np.logical_and.reduce(
-                [(text[f] == v).to_numpy() for f, v in zip(factors, cell, strict=True)]
+                [(text[f] == v).to_numpy() for f, v in zip(keys, cell, strict=True)]
             )
             needed = _needed(xs, ~inside)
-            if needed.any():
-                levels = ", ".join(f"{f} = {v!r}" for f, v in zip(factors, cell, strict=True))
+            if len(keys) == 1 or needed.any():
+                levels = ", ".join(f"{f} = {v!r}" for f, v in zip(keys, cell, strict=True))
                 thin.append(f"{levels} ({count} trial{'s' if count != 1 else ''})")
                 needs |= needed
     return thin, [n for n, b in zip(names, needs, strict=True) if b]
