@@ -26,6 +26,7 @@ import functools
 import html
 import io
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -708,6 +709,11 @@ def _cell_rows(frame: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
     return cells.sort_values("cell").reset_index(drop=True)
 
 
+#: factors that only name a cell (an imported study's condition: a folder name), which
+#: may differ beside the factor a comparison is of when they determine it
+NAMES = ("condition",)
+
+
 def _determines(cells: pd.DataFrame, g: str, f: str) -> bool:
     """Every level of ``g`` comes with one level of ``f`` (an imported study's condition
     determines its disclosure): cells that differ in f cannot agree on g."""
@@ -715,19 +721,22 @@ def _determines(cells: pd.DataFrame, g: str, f: str) -> bool:
 
 
 def _context(d: ReportData, f: str, cells: pd.DataFrame | None = None) -> list[str]:
-    """The factors held fixed when ``f`` is compared: all others but those that determine
-    ``f`` (they differ whenever f does)."""
+    """The factors held fixed when ``f`` is compared: all others but a name (``NAMES``)
+    that determines ``f`` (it differs whenever f does). A factor of the design is always
+    held fixed, even where its levels happen to come with one level of f each (an
+    adversary arm run on one topology only): cells that differ in it are no comparison
+    of f."""
     return _fixed(_cells(d) if cells is None else cells, d.factors, f)
 
 
 def _fixed(cells: pd.DataFrame, factors: list[str], f: str) -> list[str]:
     """``_context`` of design cells ``cells`` whose factors are ``factors``."""
-    return [g for g in factors if g != f and not _determines(cells, g, f)]
+    return [g for g in factors if g != f and not (g in NAMES and _determines(cells, g, f))]
 
 
 def _pairs(d: ReportData) -> list[tuple[str, dict[str, str], dict[str, str]]]:
-    """Pairs of design cells that differ in one factor f (and in factors that determine
-    f, such as an imported study's condition name): the reference level of f (``none``,
+    """Pairs of design cells that differ in one factor f (and in a name that determines
+    f, an imported study's condition: ``_context``): the reference level of f (``none``,
     ``explicit``, else the first) against each other level, and adversary arms of the
     same kind and count that differ only in placement (hub vs leaf) against each other."""
     return _cell_pairs(_cells(d), d.factors)
@@ -745,18 +754,41 @@ def _cell_pairs(
         ref = next((r for r in ("none", "explicit") if r in levels), levels[0])
         for i, row in enumerate(rows):
             for other in rows[i + 1 :]:
-                if row[f] == other[f] or any(row[g] != other[g] for g in fixed):
+                if row[f] == other[f]:
+                    continue
+                placed = f == "adversary_arm" and _placements(row[f], other[f])
+                if any(
+                    row[g] != other[g]
+                    and not (placed and g == "topology" and _shape(row[g]) == _shape(other[g]))
+                    for g in fixed
+                ):
                     continue
                 # the reference level first (new names: the loop's own row stays itself)
                 a, b = (other, row) if other[f] == ref else (row, other)
-                if a[f] == ref or (
-                    f == "adversary_arm"
-                    and "@" in a[f]
-                    and "@" in b[f]
-                    and (a[f].split("@")[0] == b[f].split("@")[0])
-                ):
+                if a[f] == ref or placed:
                     out.append((f, a, b))
     return out
+
+
+def _placements(a: str, b: str) -> bool:
+    """Adversary arms of one kind and count that differ only in where they sit."""
+    return "@" in a and "@" in b and a.split("@")[0] == b.split("@")[0]
+
+
+_CALL = re.compile(r"([\w.-]+)\((.*)\)")
+
+
+def _shape(topology: str) -> str:
+    """A topology's name without its hub (``star(hub=3)``, ``star(hub=varied)`` and
+    ``star`` are one shape): arms that differ in placement (an adversary at the hub or at
+    a leaf) are compared on one shape, whichever seat the hub is; any other parameter
+    (a direction, a probability, a graph) still tells topologies apart."""
+    call = _CALL.fullmatch(topology)
+    if call is None or "hub=" not in topology:
+        return topology
+    args = [a.strip() for a in call.group(2).split(",")]
+    rest = [a for a in args if not a.startswith("hub=")]
+    return f"{call.group(1)}({', '.join(rest)})" if rest else call.group(1)
 
 
 def comparison_count(df: pd.DataFrame) -> int:
@@ -859,7 +891,8 @@ def comparisons(d: ReportData) -> Section:
         fam[cols],
         f"Honest stag rate ({HONEST_NOTE}) in arm a vs arm b, cells equal in every other "
         "factor (context) except factors that name the arm (also_differs: an imported "
-        "study's condition). n = agent-rounds with a valid action; diff CI: the arms' "
+        "study's condition; for arms that differ only in placement, which seat is a "
+        "star's hub). n = agent-rounds with a valid action; diff CI: the arms' "
         "trial-clustered intervals combined by Newcombe's square-and-add (diff_ci_method "
         "names each arm's interval); it is not the test inverted"
         + (

@@ -462,3 +462,40 @@ def test_short_model_labels() -> None:
     assert short["vllm/a/model"] == "a/model" and short["vllm/b/model"] == "b/model"
     assert len(set(short.values())) == len(names) and all(len(v) <= 24 for v in short.values())
     assert population_label("vllm/a/model+scripted/tit-for-tat", short) == "a/model+tit-for-tat"
+
+
+def test_comparisons_hold_every_design_factor_fixed_but_a_name() -> None:
+    """A comparison of topology is never of cells that differ in their adversary arm,
+    even where each arm ran on one topology only (redteam19a: BCT's ``byzantine`` and
+    ``byzantine_star_v1`` imported together gave "topology complete vs star", which was
+    no adversary against a Byzantine hub: each arm ran on one topology, so the arm
+    "determined" it and was let differ); an imported study's condition name,
+    which determines the factors of its cell, may differ beside the one compared."""
+    from stagbench.analysis import report
+
+    factors = ["condition", "topology", "adversary_arm"]
+    cells = pd.DataFrame(
+        [
+            ("byzantine/adv_0", "complete", "none"),
+            ("byzantine/adv_2", "complete", "byzantine[2@seats[1, 3]]"),
+            ("star_v1/hub_is_adversary", "star(hub=3)", "byzantine[1@hub]"),
+            ("star_v1/hub_is_honest", "star(hub=varied)", "byzantine[1@leaf]"),
+            ("ring_v1/seat_0", "ring", "byzantine[1@seats[0]]"),
+        ],
+        columns=factors,
+    )
+    cells["cell"] = cells["condition"]
+    pairs = {(f, a["cell"], b["cell"]) for f, a, b in report._cell_pairs(cells, factors)}
+    assert pairs == {
+        ("adversary_arm", "byzantine/adv_0", "byzantine/adv_2"),
+        ("adversary_arm", "star_v1/hub_is_adversary", "star_v1/hub_is_honest"),
+    }
+    assert report._fixed(cells, factors, "topology") == ["adversary_arm"]
+    assert report._fixed(cells, factors, "adversary_arm") == ["topology"]
+    # hub vs leaf is compared on stars whichever seat is the hub (the study's hub is the
+    # Byzantine's seat in one condition and drawn per trial in the other), never on
+    # another shape (a ring), and the hub is the only parameter let differ
+    assert report._shape("star(hub=3)") == report._shape("star(hub=varied)") == "star"
+    assert report._shape("star(direction=in, hub=2)") == "star(direction=in)"
+    assert report._shape("star(hub=1,direction=out)") != "star(direction=in)"
+    assert report._shape("erdos_renyi(p=0.3)") == "erdos_renyi(p=0.3)"
