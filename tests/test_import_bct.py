@@ -488,3 +488,73 @@ def test_refusals(tmp_path: Path) -> None:
     res = runner.invoke(app, ["import", "textarena", str(src), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and re.search(r"importer", res.output)
     assert "bct" in IMPORTERS.names()
+
+
+def test_sources_that_overlap_or_share_a_condition_are_refused_and_one_trial_keeps_its_place(
+    tmp_path: Path,
+) -> None:
+    """A file under two sources (``results`` and ``results/byzantine``) would be two
+    trials of two conditions (redteam19a: 10 trials from 8 files, a cell compared with its
+    copy), and two folders of one name would pool their conditions: both are refused. A
+    trial folder or file given on its own keeps its experiment in its condition (it was
+    ``adv_2`` or ``trial_04``), and files of different experiments import together."""
+    results = tmp_path / "results"
+    for exp in ("byzantine", "byzantine_n5_test"):
+        for t in (1, 2):
+            make_trial(results / exp / "adv_2" / f"trial_{t:02d}", trial=t, seed=t)
+    out = tmp_path / "o"
+    res = runner.invoke(
+        app, ["import", "bct", str(results), str(results / "byzantine"), "--out", str(out)]
+    )
+    assert res.exit_code == 2 and "under two sources" in " ".join(res.output.split())
+    assert not (out / "transcripts").exists()
+    res = runner.invoke(
+        app,
+        ["import", "bct", str(results / "byzantine" / "adv_2"),
+         str(results / "byzantine_n5_test" / "adv_2"), "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "would mix" in " ".join(res.output.split())
+    one = results / "byzantine" / "adv_2" / "trial_01"
+    other = results / "byzantine_n5_test" / "adv_2" / "trial_02" / "results.json"
+    res = runner.invoke(app, ["import", "bct", str(one), str(other), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    conditions = {read_checked(p).header.trial.condition for p in (out / "transcripts").iterdir()}
+    assert conditions == {"byzantine/adv_2", "byzantine_n5_test/adv_2"}
+    loose = tmp_path / "loose" / "trial_09"
+    make_trial(loose, trial=9)
+    res = runner.invoke(app, ["import", "bct", str(loose), "--out", str(tmp_path / "l")])
+    assert res.exit_code == 0, res.output
+    (path,) = (tmp_path / "l" / "transcripts").iterdir()
+    assert read_checked(path).header.trial.condition == "loose"
+
+
+def test_replies_the_harness_read_by_its_heuristic_are_parse_failures(tmp_path: Path) -> None:
+    """A reply the harness could not load as JSON was read by its heuristic: the reasoning
+    it kept is the raw reply cut at 200 characters, the word it sent the reply's first run
+    of letters (redteam19a: ``byzantine_soft_v3``'s word "reasoning" out of
+    ``{"reasoning": ...``, imported as a valid message), and the action it played a guess
+    from the text. Both are parse failures; the action played stays (the study's figures
+    count it); a reasoning that merely starts with the word is no failure."""
+    src = tmp_path / "exp"
+    data = make_trial(src / "trial_01", trial=1, seed=3)
+    talk, act = data["rounds_data"][0], data["rounds_data"][1]
+    raw = '{\n  "reasoning": "In Round 1, I think everyone will'
+    talk["communications"]["Agent_1"] = "reasoning"
+    talk["full_decisions"]["Agent_1"]["reasoning"] = raw
+    talk["full_decisions"]["Agent_1"]["action"]["word"] = "reasoning"
+    talk["communications"]["Agent_2"] = "Stag"
+    talk["full_decisions"]["Agent_2"]["reasoning"] = "Stag is the best outcome."
+    talk["full_decisions"]["Agent_2"]["action"]["word"] = "Stag"
+    act["full_decisions"]["Agent_3"]["reasoning"] = '```json\n{"reasoning": "stag'
+    played = act["choices"]["Agent_3"]
+    (src / "trial_01" / "results.json").write_text(json.dumps(data))
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["import", "bct", str(src), "--out", str(out)]).exit_code == 0
+    (path,) = (out / "transcripts").iterdir()
+    t = read_checked(path)
+    said = {e.sender: e for e in t.events if e.type == "message" and e.round == 1}
+    assert said[0].parse_failed and said[0].text == "reasoning" and "first word" in said[0].error
+    assert not said[1].parse_failed and said[1].text == "Stag"
+    (third,) = [e for e in t.events if e.type == "action" and e.round == 1 and e.seat == 2]
+    assert third.parse_failed and third.action == {"Hunt Stag": "stag", "Hunt Hare": "hare"}[played]
+    assert t.end.parse_failures == 2

@@ -76,6 +76,22 @@ NOT_KEPT = (
     "no raw reply and 0 tokens, and cost and token figures are not available."
 )
 _FALLBACK = re.compile(r"^\s*error occurred", re.I)
+_LETTERS = re.compile(r"[a-zA-Z]+")
+
+
+def _heuristic(why: object, word: object = None) -> bool:
+    """A reply the harness could not load as JSON and read by its heuristic instead: the
+    reasoning it kept is the raw reply cut at 200 characters (JSON, or a code fence, that
+    did not load), and for talk (``word``) the word it sent is the reply's first run of
+    letters (``"reasoning"`` out of ``{"reasoning": ...``)."""
+    if not isinstance(why, str) or not why.lstrip().startswith(("{", "`")):
+        return False
+    if word is None:
+        return True
+    first = _LETTERS.search(why)
+    return first is not None and first.group(0) == word
+
+
 _NUMBER = re.compile(r"(\d+)")
 
 
@@ -440,12 +456,15 @@ def _transcript(p: Parsed, trial: TrialSpec, spec_name: str, adv_label: str) -> 
                 word = words.get(name)
                 dec = decisions.get(name) if isinstance(decisions.get(name), dict) else {}
                 why = dec.get("reasoning") if isinstance(dec, dict) else None
-                fell_back = isinstance(why, str) and bool(_FALLBACK.match(why))
-                error = (
-                    "the talk reply failed; the harness sent its fallback word"
-                    if fell_back
-                    else None
-                )
+                guessed = word not in (None, "") and _heuristic(why, word)
+                fell_back = guessed or (isinstance(why, str) and bool(_FALLBACK.match(why)))
+                error = None
+                if guessed:
+                    error = (
+                        f"the talk reply was not JSON; the harness sent its first word, {word!r}"
+                    )
+                elif fell_back:
+                    error = "the talk reply failed; the harness sent its fallback word"
                 text = str(word) if word not in (None, "") else None
                 if s not in p.adversaries and (talk is not None):
                     events.append(
@@ -482,12 +501,18 @@ def _transcript(p: Parsed, trial: TrialSpec, spec_name: str, adv_label: str) -> 
             raw_choice = act["choices"][name]
             failed = _failed(dec, raw_choice)
             choice = None if failed else _choice(raw_choice, f"{p.source}: round {r}")
+            guessed = not failed and _heuristic(why)
             substituted = not failed and isinstance(why, str) and bool(_FALLBACK.match(why))
             error = None
             if failed:
                 error = "the action reply could not be parsed (no action)"
+            elif guessed:
+                error = (
+                    f"the action reply was not JSON; the harness read {raw_choice!r} from its text"
+                )
             elif substituted:
                 error = f"the reply failed; the harness substituted {raw_choice!r}"
+            substituted = substituted or guessed
             flagged = failed or substituted
             failures += flagged
             if s not in p.adversaries:
@@ -548,16 +573,33 @@ def _transcript(p: Parsed, trial: TrialSpec, spec_name: str, adv_label: str) -> 
 
 def _find(src: Path) -> list[tuple[Path, str]]:
     """Every results.json under ``src`` with its condition (the source's name and the
-    folders down to the trial folder)."""
+    folders down to the trial folder; for one file or one trial folder, ``_placed``)."""
     if src.is_file():
-        return [(src, src.parent.parent.name or src.parent.name)]
+        return [(src, _placed(src.parent))]
     files = sorted(src.rglob("results.json"))
     out = []
     for f in files:
         rel = f.parent.relative_to(src)
+        if not rel.parts:  # the source is a trial folder
+            out.append((f, _placed(src)))
+            continue
         parts = [src.resolve().name, *rel.parts[:-1]]
         out.append((f, "/".join(parts)))
     return out
+
+
+def _placed(trial: Path) -> str:
+    """The condition of a trial folder imported on its own: the folders from the study's
+    ``results`` folder (the nearest above it) down to it, without it
+    (``results/byzantine/adv_2/trial_04``: ``byzantine/adv_2``, as importing
+    ``results/byzantine`` names it); with no ``results`` folder above, its folder's name."""
+    here = trial.resolve()
+    chain: list[str] = []
+    for parent in here.parents:
+        if parent.name == "results":
+            return "/".join(reversed(chain)) or parent.name
+        chain.append(parent.name)
+    return here.parent.name or here.name
 
 
 @importer("bct", "Byzantine Cheap Talk study: results/<experiment>/.../trial_NN/results.json")
@@ -565,18 +607,30 @@ def convert(sources: list[Path]) -> Imported:
     names = [s.resolve().name for s in sources]
     spec_name = "bct: " + " + ".join(names)
     result = Imported(harness=HARNESS, sources=[s.resolve() for s in sources], spec_name=spec_name)
-    if len(set(names)) != len(names):
-        raise BctError(
-            f"two sources have the same folder name ({names}): their conditions "
-            "would mix; import them into separate folders"
-        )
+    found: dict[Path, list[tuple[Path, str]]] = {}
+    owner: dict[str, Path] = {}  # each condition's source
+    seen: dict[Path, Path] = {}  # each file's source
+    for src in sources:
+        found[src] = _find(src)
+        if not found[src]:
+            raise BctError(f"no results.json under {src}")
+        for path, condition in found[src]:
+            first = seen.setdefault(path.resolve(), src)
+            if first != src:
+                raise BctError(
+                    f"{path} is under two sources ({first} and {src}): each trial would be "
+                    "imported twice, as two conditions; give each folder once"
+                )
+            first = owner.setdefault(condition, src)
+            if first != src:
+                raise BctError(
+                    f"{first} and {src} both hold a condition {condition!r} (folders of the "
+                    "same name): their trials would mix; import them into separate folders"
+                )
     parsed: dict[str, list[Parsed]] = defaultdict(list)
     by_source: dict[Path, list[Parsed]] = defaultdict(list)
     for src in sources:
-        found = _find(src)
-        if not found:
-            raise BctError(f"no results.json under {src}")
-        for path, condition in found:
+        for path, condition in found[src]:
             try:
                 p = _parse(path, condition)
             except BctError as exc:
@@ -660,10 +714,9 @@ def convert(sources: list[Path]) -> Imported:
             except (BctError, StagbenchError, ValueError) as exc:
                 result.failures.append((trial_id, str(p.source), str(exc)))
     if not result.trials and result.failures:
-        first = result.failures[0]
         raise BctError(
             f"nothing could be imported: {len(result.failures)} file(s) failed; "
-            f"the first: {first[2]}"
+            f"the first: {result.failures[0][2]}"
         )
     result.notes = {
         "prompts_kept": False,
