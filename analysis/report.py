@@ -690,6 +690,12 @@ def round_plot(per_round: pd.DataFrame, cell_columns: list[str]) -> Any:
 
 
 def _round_figure(s: Section, d: ReportData, per_round: pd.DataFrame) -> None:
+    if per_round.empty or not per_round["stag_rate"].notna().any():
+        s.text(
+            "No figure of the honest stag rate by round: no honest agent made a valid action "
+            "in any round (every seat an adversary, or every reply failed to parse)."
+        )
+        return
     s.figure(
         round_plot(per_round, [FACTORS[f] for f in d.factors]),
         "cooperation_by_round",

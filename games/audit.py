@@ -44,8 +44,13 @@ def _payoffs(game_json: bytes, joint: tuple[str | None, ...]) -> tuple[float, ..
     return payoffs(_config(game_json), tuple(_ACTIONS[a] for a in joint))
 
 
-def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
-    """Every way the events disagree with the engine or with each other."""
+def audit_events(events: Sequence[dict[str, Any]], record: bool = True) -> list[str]:
+    """Every way the events disagree with the engine or with each other. ``record``: also
+    the record's own consistency, listed after the rest (``_roles``: the header's seats
+    against its adversary arm; an honest seat's messages and actions against what its
+    model calls parsed, ``_against_calls``; no event of an unknown type). A seat silent
+    in a phase may have no message event (hand-made transcripts leave them out): that is
+    no contradiction, and is not checked."""
     problems: list[str] = []
     head, end = events[0], events[-1]
     try:
@@ -63,6 +68,7 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
     everyone = list(range(n))
     if seats != everyone:
         problems.append(f"the header seats {seats}, not the {n} players 0..{n - 1}")
+    honest, record_problems = _roles(head) if record else (set(), [])
     # the recorded actions by their names ("stag", "hare", None): the engine's Action
     # enum is only built once per distinct joint action (``_payoffs``)
     acts: dict[int, dict[int, str | None]] = {}
@@ -70,12 +76,18 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
     failures = calls_in = calls_out = 0
     cost = 0.0
     nobody: list[int] = []
+    #: each honest seat's last model call per move (round, phase or None, seat): what its
+    #: message or action must say
+    last: dict[tuple[Any, Any, int], dict[str, Any]] = {}
+    moves: list[dict[str, Any]] = []
     for e in events[1:-1]:
         kind = e.get("type")
         try:
             if kind == "message":
                 failures += bool(e.get("parse_failed"))
                 sender = int(e["sender"])
+                if sender in honest:
+                    moves.append(e)
                 heard = reach.get(sender, nobody) if e["text"] is not None else nobody
                 receivers = e["receivers"]
                 if receivers != heard and sorted(int(x) for x in receivers) != heard:
@@ -95,15 +107,23 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
                     raise ValueError(f"not an action: {name!r}")
                 mine[s] = name
                 failures += bool(e.get("parse_failed"))
+                if s in honest:
+                    moves.append(e)
             elif kind == "model_call":
                 call = e["call"]
                 calls_in += int(call["input_tokens"])
                 calls_out += int(call["output_tokens"])
                 cost += float(call["cost_usd"])
+                if honest and type(e.get("seat")) is int and e["seat"] in honest:
+                    _note(record_problems, last, (e.get("round"), e.get("phase"), e["seat"]), call)
             elif kind == "round_end":
                 round_ends.append(e)
+            elif record:
+                record_problems.append(f"an event of unknown type {kind!r}")
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"a {kind} event cannot be read: {exc!r}")
+    if last:
+        record_problems += _against_calls(moves, last)
     needed = config.stag_needed
     totals = [0.0] * n
     for i, e in enumerate(round_ends, 1):
@@ -156,4 +176,71 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
     said_cost = end.get("cost_usd", 0.0)
     if said_cost != cost and not _close(said_cost, cost):
         problems.append("the cost total differs from the sum of the model calls")
+    return problems + record_problems
+
+
+def _roles(head: dict[str, Any]) -> tuple[set[int], list[str]]:
+    """The header's honest seats, and where its seats disagree with its trial: as many
+    seats are adversaries as the trial's adversary arm places (a role flipped in the
+    header moves every honest rate), and each is honest or an adversary."""
+    try:
+        seats = head["seats"]
+        adv = head["trial"]["adversary"]
+        honest = {int(s["seat"]) for s in seats if s["role"] == "honest"}
+        odd = [int(s["seat"]) for s in seats if s["role"] not in ("honest", "adversary")]
+        placed = int(adv["count"]) if adv["kind"] != "none" else 0
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return set(), [f"the header's seats cannot be read: {exc!r}"]
+    problems = [f"seat {s}'s role is neither honest nor adversary" for s in odd]
+    if len(seats) - len(honest) != placed:
+        problems.append(
+            f"{len(seats) - len(honest)} seats are adversaries, the trial's arm places {placed}"
+        )
+    return honest, problems
+
+
+def _against_calls(
+    moves: list[dict[str, Any]], last: dict[tuple[Any, Any, int], dict[str, Any]]
+) -> list[str]:
+    """An honest seat's messages and actions that are not what its last model call for
+    them parsed (an edited action, message or reasoning). Only calls whose parse names the
+    field are read (an imported harness's calls may name theirs otherwise)."""
+    problems = []
+    for e in moves:
+        try:
+            problems += _against_call(e, last)
+        except (KeyError, TypeError, ValueError):  # unreadable: said by the checks above
+            continue
     return problems
+
+
+def _against_call(e: dict[str, Any], last: dict[tuple[Any, Any, int], dict[str, Any]]) -> list[str]:
+    """``_against_calls`` of one move: a message (text) or an action (action, reasoning)
+    against the parse of the seat's last call for it, when that call parsed."""
+    talk = e["type"] == "message"
+    seat = int(e["sender"] if talk else e["seat"])
+    call = last.get((e["round"], e["phase"] if talk else None, seat))
+    parsed = call.get("parsed") if call is not None and call.get("parse_ok") else None
+    if not isinstance(parsed, dict):
+        return []
+    if talk:
+        if not isinstance(parsed.get("message"), str):
+            return []
+        same = e.get("text") == (parsed["message"].strip() or None)
+    else:
+        if parsed.get("action") not in ("stag", "hare"):
+            return []
+        same = e.get("action") == parsed["action"] and e.get("reasoning") == parsed.get("reasoning")
+    if same and not e.get("parse_failed"):
+        return []
+    what = "message" if talk else "action"
+    return [f"round {e['round']}: P{seat + 1}'s {what} is not what its model call parsed"]
+
+
+def _note(problems: list[str], into: dict[Any, Any], key: tuple[Any, ...], value: Any) -> None:
+    """``value`` under ``key``; a key that cannot be one (a round that is a list) is a
+    problem of the record."""
+    try:
+        into[key] = value
+    except TypeError:
+        problems.append(f"an event's round or phase cannot be read: {key[:2]!r}")

@@ -357,6 +357,7 @@ def replay(
         except (KeyError, IndexError, StopIteration) as exc:
             what = TranscriptError(f"{transcript} lacks an event ({exc!r}): try --check")
             raise _fail(what) from exc
+        _audited(transcript)
         return
     problems = check(t)
     if problems:
@@ -366,6 +367,22 @@ def replay(
     console.print(
         f"[green]ok[/]: trial {t.trial_id} re-executes to the same outcome {t.end.totals}"
     )
+
+
+def _audited(transcript: Path) -> None:
+    """After showing a transcript: what the analysis's audit finds wrong with it (the
+    analysis leaves such a file out), and exit 1; nothing when it agrees with itself."""
+    from stagbench.games.audit import audit_events
+    from stagbench.records import read_events
+
+    problems = audit_events(read_events(transcript))
+    if not problems:
+        return
+    err.print(f"[red]This transcript does not agree with itself or the game[/] (the analysis "
+              f"leaves it out as corrupt; {len(problems)} problem(s)):")  # fmt: skip
+    for p in problems:
+        err.print(f"  [red]-[/] {escape(p)}")
+    raise typer.Exit(code=1)
 
 
 @app.command()

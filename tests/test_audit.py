@@ -99,3 +99,76 @@ def test_tampered_files_are_left_out_of_analysis_and_rerun_on_resume(tmp_path: P
     summary = asyncio.run(run_trials(spec, spec.trials(), store))
     assert [name for name, _ in summary.corrupt] == [victim.name] and summary.completed == 1
     assert victim.read_bytes() == clean  # run again from its seed: the true transcript
+
+
+GOLDEN_LLM = Path(__file__).parent / "golden_llm"
+
+
+def _honest(ev: Events) -> dict[str, Any]:
+    return next(s for s in ev[0]["seats"] if s["role"] == "honest")
+
+
+def _role_only(ev: Events) -> None:
+    _honest(ev)["role"] = "adversary"
+
+
+def _role_and_label(ev: Events) -> None:
+    _honest(ev).update(role="adversary", adversary="byzantine[1@random]")
+
+
+def _bogus_event(ev: Events) -> None:
+    ev.insert(2, {"type": "bogus", "round": 1})
+
+
+def _llm_seat(ev: Events) -> int:
+    honest = {s["seat"] for s in ev[0]["seats"] if s["role"] == "honest"}
+    return next(e["seat"] for e in ev if e["type"] == "model_call" and e["seat"] in honest)
+
+
+def _reasoning_edited(ev: Events) -> None:
+    seat = _llm_seat(ev)
+    a = next(e for e in ev if e["type"] == "action" and e["seat"] == seat and e["reasoning"])
+    a["reasoning"] += " Also, P2 lied."
+
+
+def _parse_edited(ev: Events) -> None:
+    seat = _llm_seat(ev)
+    call = next(
+        e["call"] for e in ev
+        if e["type"] == "model_call" and e["seat"] == seat and e["call"]["purpose"] == "talk"
+        and e["call"]["parse_ok"]
+    )  # fmt: skip
+    call["parsed"]["message"] = "I will hunt hare."
+
+
+#: the record's own contradictions (redteam19b finding 7): the outcome re-derives, so only
+#: these checks find them; each with the words it is found by
+RECORD: dict[str, tuple[Path, Callable[[Events], None], str]] = {
+    "role alone": (GOLDEN, _role_only, "the trial's arm places"),
+    "role with a label": (GOLDEN, _role_and_label, "the trial's arm places"),
+    "unknown event": (GOLDEN, _bogus_event, "unknown type 'bogus'"),
+    "reasoning edited": (GOLDEN_LLM, _reasoning_edited, "action is not what its model call"),
+    "parse edited": (GOLDEN_LLM, _parse_edited, "message is not what its model call"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RECORD))
+def test_the_records_own_contradictions_are_found(case: str) -> None:
+    """A header whose seats disagree with its adversary arm, an event of no known type, and
+    an honest seat's move that is not what its own model call parsed: found (after the
+    outcome's problems), on every golden transcript it applies to, never on the clean
+    ones."""
+    folder, tamper, words = RECORD[case]
+    tried = 0
+    for path in sorted(folder.glob("*.jsonl")):
+        events = read_events(path)
+        assert audit_events(events) == []
+        try:
+            tamper(events)
+        except StopIteration:  # nothing of that kind in this transcript
+            continue
+        tried += 1
+        found = audit_events(events)
+        assert any(words in p for p in found), (path.name, found)
+        assert audit_events(events, record=False) == [], "only the record's checks see it"
+    assert tried

@@ -99,13 +99,21 @@ CASES: dict[str, tuple[Path, Callable[[Events], None], str]] = {
 }
 
 
+#: forgeries whose move no longer says what the seat's own recorded model call parsed
+AGAINST_ITS_CALL = ("LLM action against its reply", "LLM message against its reply")
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_consistent_tampering_is_caught_by_re_execution(case: str, tmp_path: Path) -> None:
     folder, tamper, where = CASES[case]
     path = sorted(folder.glob("*.jsonl"))[0]
     events = read_events(path)
     tamper(events)
-    assert audit_events(events) == [], "the forgery is consistent: only re-execution finds it"
+    found = audit_events(events)
+    if case in AGAINST_ITS_CALL:  # the record contradicts itself: the audit finds it too
+        assert any("is not what its model call parsed" in p for p in found), found
+    else:
+        assert found == [], "the forgery is consistent: only re-execution finds it"
     problems = check(parse_transcript(_text(events)))
     assert problems, case
     assert any(where in p for p in problems), problems
@@ -135,3 +143,21 @@ def test_missing_event_is_a_clear_mismatch(folder: Path, tmp_path: Path) -> None
 def test_every_golden_transcript_re_executes() -> None:
     for path in sorted(GOLDEN.glob("*.jsonl")) + sorted(GOLDEN_LLM.glob("*.jsonl")):
         assert check(read_transcript(path)) == [], path.name
+
+
+def test_showing_a_tampered_transcript_says_what_is_wrong_and_exits_1(tmp_path: Path) -> None:
+    """`replay` without --check showed a transcript whose payoff was edited as if it were
+    sound, exit 0 (redteam19b finding 15): it now lists what the analysis's audit finds
+    after showing it and exits 1; a sound one shows as before, exit 0."""
+    path = sorted(GOLDEN.glob("*.jsonl"))[0]
+    clean = runner.invoke(app, ["replay", str(path)])
+    assert clean.exit_code == 0 and "does not agree" not in clean.output, clean.output
+    events = read_events(path)
+    next(e for e in events if e["type"] == "round_end")["payoffs"][0] += 1.0
+    bad = tmp_path / path.name
+    bad.write_text(_text(events))
+    res = runner.invoke(app, ["replay", str(bad)])
+    assert res.exit_code == 1, res.output
+    flat = " ".join(res.output.split())
+    assert "does not agree with itself or the game" in flat
+    assert "round 1: payoffs" in flat and "Round 1" in res.output  # shown, then the problems

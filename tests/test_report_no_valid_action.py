@@ -332,3 +332,31 @@ def test_a_model_that_never_acted_has_no_pattern_shares(mixed: Path) -> None:
     ).all()
     assert (g["n_Unclassified/Inconsistent"] == 0).all()
     assert (g["n_no valid action"] == g["agent_trials"]).all()
+
+
+ALL_ADVERSARIES = """
+name = "alladv"
+seed = 1
+repetitions = 2
+[game]
+n_players = 3
+rounds = 3
+[factors]
+models = ["scripted/tit-for-tat"]
+adversaries = ["byzantine(count=3)"]
+"""
+
+
+def test_a_run_whose_every_seat_is_an_adversary_gets_a_whole_report(tmp_path: Path) -> None:
+    """No honest agent at all (redteam19b: `report` died dividing by zero drawing the
+    round figure of no rows): every section, the overview saying so, and the round figure
+    replaced by a sentence saying why there is none."""
+    run = run_spec(ALL_ADVERSARIES, tmp_path / "run")
+    res = CliRunner().invoke(app, ["report", str(run), "--n-boot", "50"])
+    assert res.exit_code == 0, res.output
+    text = (run / "report" / "report.md").read_text()
+    for title in SECTION_TITLES:
+        assert f"## {title}\n" in text
+    assert "(0 by honest agents)" in text
+    assert "No figure of the honest stag rate by round" in text
+    assert not (run / "report" / "cooperation_by_round.png").exists()
