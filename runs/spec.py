@@ -13,6 +13,7 @@ placement and sampling seeds, and one ``match`` key that analysis pairs them by.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import json
 import math
@@ -39,7 +40,7 @@ from stagbench.records import (
 from stagbench.registry import normalise, parse_call
 from stagbench.runs.compose import check_model_string, is_scripted
 from stagbench.runs.preflight import check_cells, check_models, environment_problems
-from stagbench.topologies import build_topology, inline_graph, read_graph_file
+from stagbench.topologies import TOPOLOGIES, build_topology, inline_graph, read_graph_file
 
 __all__ = [
     "AdversarySpec",
@@ -52,6 +53,14 @@ __all__ = [
 ]
 
 _ADVERSARY_FIELDS = ("count", "placement", "colluding", "model")
+
+#: the most players a game may have: a trial's seats, graph and per-round records grow with
+#: it (the complete graph with its square), so a design of absurd size is refused up front
+MAX_PLAYERS = 1000
+#: the largest payoff magnitude a game may have: totals over every round stay finite and
+#: exact enough to audit (a transcript's totals are re-derived from its payoffs)
+MAX_PAYOFF = 1e9
+_PAYOFFS = ("stag_payoff", "hare_payoff", "failed_stag_payoff", "invalid_payoff")
 
 
 def parse_adversary(data: Any) -> Any:
@@ -303,6 +312,13 @@ class ExperimentSpec(BaseModel):
                     "(the schema's maxLength, so that a reply can close within the cap); "
                     "raise max_tokens for longer messages"
                 )
+        used = self.model_strings()
+        for key in sorted(self.model_settings):
+            if not any(key in (m, m.split("/", 1)[0]) for m in used):
+                out.append(
+                    f"model_settings.{json.dumps(key)} is for a model (or provider) this "
+                    f"design does not use ({', '.join(used)}); it is ignored"
+                )
         return out
 
     def check(self) -> None:
@@ -313,6 +329,10 @@ class ExperimentSpec(BaseModel):
                 game = self.condition_game(cond)
             except ValidationError as exc:
                 problems.append(f"condition {cond.name!r}: {_first_error(exc)}")
+                continue
+            too_big = _game_problems(game)
+            if too_big:  # nothing is built for a game this size
+                problems += [f"condition {cond.name!r}: {p}" for p in too_big]
                 continue
             n = game.n_players
             for topo in self.factors.topologies:
@@ -337,6 +357,7 @@ class ExperimentSpec(BaseModel):
                         f"adversary {adv.label}: placement {adv.placement} must list "
                         f"{adv.count} distinct seats in 0..{n - 1}"
                     )
+        problems += _agent_problems(self.agents)
         variants = {self.agents.prompt_variant, *(self.factors.prompt_variants or [])}
         for v in sorted(variants - set(PARAPHRASES)):
             problems.append(f"unknown prompt_variant {v!r}; known: {', '.join(PARAPHRASES)}")
@@ -425,29 +446,103 @@ def payload_param(adv: AdversarySpec) -> str | None:
         return None
 
 
+def _game_problems(game: GameConfig) -> list[str]:
+    """A game too big to play or to add up: more than ``MAX_PLAYERS`` players, or a payoff
+    beyond ``MAX_PAYOFF`` (a trial's totals would overflow, or lose the exactness the audit
+    of its transcript needs)."""
+    out = []
+    if game.n_players > MAX_PLAYERS:
+        out.append(
+            f"n_players {game.n_players} is more than stagbench supports (at most "
+            f"{MAX_PLAYERS} players)"
+        )
+    for name in _PAYOFFS:
+        value = getattr(game, name)
+        if abs(value) > MAX_PAYOFF:
+            out.append(
+                f"{name} {value:g} is too large: a payoff's size must be at most "
+                f"{MAX_PAYOFF:.0e}, so that every trial's totals over its rounds stay finite"
+            )
+    biggest = max(abs(getattr(game, name)) for name in _PAYOFFS)
+    try:
+        total = game.rounds * biggest
+    except OverflowError:
+        total = math.inf
+    if not out and not math.isfinite(total):
+        out.append(
+            f"rounds {game.rounds} x payoff {biggest:g} is not a finite number: a trial's "
+            "totals would overflow"
+        )
+    return out
+
+
+def _agent_problems(agents: AgentSettings) -> list[str]:
+    """Sampling settings no model takes (NaN is not a temperature; it is written as null)."""
+    out = []
+    t, top_p = agents.temperature, agents.top_p
+    if t is not None and not (math.isfinite(t) and t >= 0):
+        out.append(f"agents.temperature must be a finite number >= 0, not {t}")
+    if top_p is not None and not 0 <= top_p <= 1:
+        out.append(f"agents.top_p must lie in [0, 1], not {top_p}")
+    return out
+
+
+def _topology_key(topo: str) -> str:
+    """What a topology string builds, whatever it is called: its kind's own name (not an
+    alias: ``broadcast`` is ``complete``) and every parameter, defaults filled in
+    (``star`` is ``star(hub=0)``). The string itself when it does not parse (``check``
+    says why)."""
+    try:
+        name, params = parse_call(topo, "topology", SpecError)
+        kind = TOPOLOGIES.get(name)
+        bound = inspect.signature(kind.builder).bind(0, **params)
+    except (StagbenchError, TypeError, ValueError):
+        return topo
+    bound.apply_defaults()
+    args = dict(list(bound.arguments.items())[1:])  # not the number of players
+    return json.dumps([kind.name, args], sort_keys=True, default=repr)
+
+
+def _adversary_key(a: AdversarySpec) -> str:
+    """An arm by what it does: every arm without adversaries (``none``, any ``count=0``)
+    is one arm."""
+    if a.kind == "none" or a.count == 0:
+        return "none"
+    return json.dumps(a.model_dump(mode="json"), sort_keys=True)
+
+
+def _adversary_shown(a: AdversarySpec) -> str:
+    if a.kind != "none" and a.count == 0:
+        return repr(f"{a.kind}(count=0)")
+    return repr(a.label)
+
+
 def _duplicates(f: Factors) -> list[str]:
-    """Factor entries given twice: each would give the same trials (the same ids) twice."""
+    """Factor entries given twice, or two entries that name one level (an alias, an arm
+    without adversaries): each would give the same trials twice."""
     out = []
     lists: list[tuple[str, list[tuple[Any, str]]]] = [
         ("models", [(e if isinstance(e, str) else tuple(e), repr(e)) for e in f.models]),
-        ("topologies", [(t, repr(t)) for t in f.topologies]),
+        ("topologies", [(_topology_key(t), repr(t)) for t in f.topologies]),
         ("disclosures", [(d.value, repr(d.value)) for d in f.disclosures]),
         ("prompt_variants", [(v, repr(v)) for v in f.prompt_variants or []]),
         ("defences", [(d, repr(d)) for d in f.defences or []]),
-        (
-            "adversaries",
-            [
-                (json.dumps(a.model_dump(mode="json"), sort_keys=True), repr(a.label))
-                for a in f.adversaries
-            ],
-        ),
+        ("adversaries", [(_adversary_key(a), _adversary_shown(a)) for a in f.adversaries]),
     ]
     for name, entries in lists:
-        seen: set[Any] = set()
+        seen: dict[Any, str] = {}
         for key, shown in entries:
-            if key in seen:
+            if key not in seen:
+                seen[key] = shown
+                continue
+            first = seen[key]
+            if first == shown:
                 out.append(f"factors.{name} lists {shown} twice: remove the repeat")
-            seen.add(key)
+            else:
+                out.append(
+                    f"factors.{name} lists {first} and {shown}, which are the same level "
+                    "(the same trials twice): remove one"
+                )
     return out
 
 
@@ -499,12 +594,18 @@ def parse_spec(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{source} is not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise SpecError(
+            f"invalid spec {source}: its arrays or tables are nested too deeply to read"
+        ) from None
     try:
         spec = ExperimentSpec.model_validate(data)
+        inline_graph_files(spec, Path(base_dir) if base_dir is not None else None)
+        spec.check()
     except ValidationError as exc:
         raise SpecError(_format_validation(exc, source)) from exc
-    inline_graph_files(spec, Path(base_dir) if base_dir is not None else None)
-    spec.check()
+    except RecursionError:  # a value nested deeper than validating it can go
+        raise SpecError(f"invalid spec {source}: a value is nested too deeply") from None
     return spec
 
 

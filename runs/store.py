@@ -43,6 +43,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -457,7 +458,9 @@ class RunStore:
     def scan(self) -> tuple[set[str], list[tuple[str, str]]]:
         """Ids of valid finished transcripts; corrupt ones are moved to quarantine/ and
         returned as (file name, reason) so they are reported and re-run. A file whose
-        identity a ``.checked`` log vouches for is not read again."""
+        identity a ``.checked`` log vouches for is not read again. What is not a regular
+        file (a FIFO, a socket, a device, a folder) or cannot be statted (a symlink loop, a
+        dangling link) is quarantined the same way, without being opened."""
         done: set[str] = set()
         corrupt: list[tuple[str, str]] = []
         if not self.transcripts.exists():
@@ -466,9 +469,16 @@ class RunStore:
         sound: list[str] = []
         for path in sorted(self.transcripts.glob("*.jsonl")):
             try:
-                ident = file_identity(os.stat(path))
-            except FileNotFoundError:
-                continue  # another worker sharing the folder quarantined it
+                st = os.stat(path)
+            except OSError as exc:
+                if not os.path.lexists(path):
+                    continue  # another worker sharing the folder quarantined it
+                self._quarantine(path, f"{path} cannot be read: {exc.strerror}", corrupt)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                self._quarantine(path, f"{path} is not a regular file ({_kind(st)})", corrupt)
+                continue
+            ident = file_identity(st)
             line = f"{path.name} {ident}"
             if line in known:
                 done.add(path.stem)  # a file is vouched for under its trial's own name
@@ -482,18 +492,23 @@ class RunStore:
                 sound.append(line)
                 self.checked.add(path, ident)  # as it was before it was read
             except TranscriptError as exc:
-                if not path.exists():
-                    continue  # another worker sharing the folder quarantined it first
-                corrupt.append((path.name, str(exc)))
-                with _io_errors(f"quarantining {path}"):
-                    self.quarantine.mkdir(exist_ok=True)
-                    try:
-                        os.replace(path, self.quarantine / f"{path.name}.{_now_compact()}")
-                    except FileNotFoundError:
-                        continue  # the same race, a moment later
+                self._quarantine(path, str(exc), corrupt)
         if len(logs) > MAX_CHECKED_LOGS:
             self.checked.compact(sound, logs)
         return done, corrupt
+
+    def _quarantine(self, path: Path, reason: str, corrupt: list[tuple[str, str]]) -> None:
+        """Move ``path`` (itself, never what a link points to) into quarantine/ and note
+        why; nothing when another worker sharing the folder moved it first."""
+        if not os.path.lexists(path):
+            return
+        corrupt.append((path.name, reason))
+        with _io_errors(f"quarantining {path}"):
+            self.quarantine.mkdir(exist_ok=True)
+            try:
+                os.replace(path, self.quarantine / f"{path.name}.{_now_compact()}")
+            except FileNotFoundError:
+                corrupt.pop()  # the same race, a moment later
 
     def failed_ids(self) -> set[str]:
         """Trials whose last attempt failed (failures/ID.txt), finished since or not."""
@@ -511,7 +526,22 @@ class RunStore:
         return [f"Results: {self.root.resolve()}", f"Transcripts: {self.transcripts.resolve()}"]
 
     def transcript_paths(self) -> list[Path]:
-        return sorted(self.transcripts.glob("*.jsonl"))
+        """The transcripts here: regular files (or links to one) named ``*.jsonl``."""
+        return [p for p, why in self.transcript_listing() if why is None]
+
+    def transcript_listing(self) -> list[tuple[Path, str | None]]:
+        """Every ``*.jsonl`` here with why it cannot be read as a transcript (None: a
+        regular file), found without opening it: a FIFO would block its reader forever."""
+        out: list[tuple[Path, str | None]] = []
+        for path in sorted(self.transcripts.glob("*.jsonl")):
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                out.append((path, f"{path} cannot be read: {exc.strerror}"))
+                continue
+            ok = stat.S_ISREG(st.st_mode)
+            out.append((path, None if ok else f"{path} is not a regular file ({_kind(st)})"))
+        return out
 
 
 @dataclass
@@ -553,7 +583,10 @@ def _merge(target: RunStore, base: Manifest, sources: list[Path]) -> MergeReport
                 shutil.copyfile(sources[0] / name, target.root / name)
     report = MergeReport()
     for src in sources:
-        for path in RunStore(src).transcript_paths():
+        for path, why in RunStore(src).transcript_listing():
+            if why is not None:
+                report.corrupt.append((str(path), why))
+                continue
             dest = target.path_for(path.stem)
             if dest.exists():
                 report.already += 1
@@ -578,6 +611,16 @@ def _merge(target: RunStore, base: Manifest, sources: list[Path]) -> MergeReport
         )
     )
     return report
+
+
+def _kind(st: os.stat_result) -> str:
+    """What a file that is not a regular one is, in words."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):  # fmt: skip
+        if test(st.st_mode):
+            return name
+    return "not a plain file"
 
 
 def _now() -> str:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib.util
+import os
 import random
+import stat
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 from stagbench.agents.base import AgentView, Decision, Utterance
 from stagbench.games import Action
@@ -74,3 +82,37 @@ def load_benchmark(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def fifo_watch(path: Path) -> Iterator[list[bool]]:
+    """Make a FIFO at ``path`` and watch it while the block runs: the list yielded holds
+    True once anything opened it for reading (seen by a non-blocking writer's open, which
+    succeeds only then). The watcher then writes nothing and closes, so a reader that
+    blocked in ``open`` gets an empty file and goes on: a test fails, it never hangs."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    os.mkfifo(path)
+    opened: list[bool] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.02):
+            try:
+                if not stat.S_ISFIFO(os.lstat(path).st_mode):
+                    return
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    return  # moved away (quarantined) or removed
+                continue
+            opened.append(True)
+            os.close(fd)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield opened
+    finally:
+        stop.set()
+        watcher.join()

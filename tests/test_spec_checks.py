@@ -4,6 +4,7 @@ refused without being expanded."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -94,13 +95,51 @@ BAD: dict[str, tuple[str, str]] = {
     "absolute name": (_mutate('name = "checks"', 'name = "/tmp/escaped"'), "name"),
     "NaN payoff": (_mutate("rounds = 2", "rounds = 2\nstag_payoff = nan"), "finite"),
     "infinite payoff": (_mutate("rounds = 2", "rounds = 2\nhare_payoff = -inf"), "finite"),
+    # Totals of 1e308 per round overflow: the run wrote null totals and its own report
+    # then called the transcript corrupt (redteam19b).
+    "payoff whose totals overflow": (
+        _mutate("rounds = 2", "rounds = 2\nstag_payoff = 1e308\nhare_payoff = 1e308"),
+        "stag_payoff 1e+308 is too large: a payoff's size must be at most 1e+09",
+    ),
+    "payoff too large in a condition": (
+        BASE + '[[factors.conditions]]\nname = "rich"\nfailed_stag_payoff = -2e9\n',
+        "condition 'rich': failed_stag_payoff -2e+09 is too large",
+    ),
+    "too many players": (
+        _mutate("rounds = 2", "rounds = 2\nn_players = 1001"),
+        "n_players 1001 is more than stagbench supports (at most 1000 players)",
+    ),
+    "nested too deeply": (
+        BASE + "x = " + "[" * 500 + "1" + "]" * 500 + "\n",
+        "nested too deeply",
+    ),
+    "NaN temperature": (
+        BASE + "[agents]\ntemperature = nan\n",
+        "agents.temperature must be a finite number >= 0, not nan",
+    ),
+    "P0 in an edge list": (
+        _mutate('["ring"]', "[\"edges(pairs='P0-P1 P2')\"]"),
+        "node 'P0' is not a player: players are numbered from P1",
+    ),
+    "topology aliases": (
+        _mutate('["ring"]', '["complete", "broadcast"]'),
+        "factors.topologies lists 'complete' and 'broadcast', which are the same level",
+    ),
+    "a topology with its defaults spelled out": (
+        _mutate('["ring"]', '["star", "star(hub=0)"]'),
+        "lists 'star' and 'star(hub=0)'",
+    ),
+    "arms without adversaries": (
+        _mutate(ADV, 'adversaries = ["none", "byzantine(count=0)"]'),
+        "factors.adversaries lists 'none' and 'byzantine(count=0)', which are the same level",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_validate_and_run_refuse_what_a_trial_would_fail_on(case: str, tmp_path: Path) -> None:
     text, match = BAD[case]
-    with pytest.raises(SpecError, match=match.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SpecError, match=re.escape(match)):
         parse_spec(text)
     spec = tmp_path / "spec.toml"
     spec.write_text(text)
@@ -126,6 +165,21 @@ def test_payoffs_that_are_not_a_stag_hunt_are_warned_about(tmp_path: Path) -> No
     assert "condition 'fine'" not in res.output
     run = runner.invoke(app, ["run", str(spec), "--out", str(tmp_path / "out")])
     assert run.exit_code == 0 and "not a Stag Hunt" in run.output, run.output
+
+
+def test_settings_for_a_model_the_design_does_not_use_are_warned_about(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        _mutate(MODELS, 'models = ["mock/random"]')
+        + '[model_settings."openai/gpt-9"]\nmax_retries = 1\n'
+        + "[model_settings.mock]\nmax_retries = 1\n"
+        + '[model_settings."mock/random"]\nmax_retries = 1\n'
+    )
+    res = runner.invoke(app, ["validate", str(spec)])
+    assert res.exit_code == 0, res.output
+    assert 'model_settings."openai/gpt-9" is for a model' in res.output
+    assert "model_settings.mock " not in res.output  # a provider the design uses
+    assert 'model_settings."mock/random"' not in res.output
 
 
 def test_missing_key_is_a_warning_for_validate_and_an_error_for_run(

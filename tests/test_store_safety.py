@@ -23,6 +23,7 @@ from stagbench.records import read_events
 from stagbench.runs.store import MAX_CHECKED_LOGS, RunStore
 
 from fake_openai import FakeOpenAI
+from helpers import fifo_watch
 
 runner = CliRunner()
 GOLDEN = Path(__file__).parent / "golden"
@@ -233,6 +234,53 @@ def test_tampered_transcript_is_reported_left_out_and_rerun(case: str, tmp_path:
     assert res.exit_code == 0, res.output
     assert f"quarantined and re-run: {victim.name}" in res.output and "1 trials run" in res.output
     assert victim.read_bytes() == clean
+
+
+def test_files_that_cannot_be_statted_or_are_not_files_are_quarantined_on_resume(
+    tmp_path: Path,
+) -> None:
+    """A symlink loop made the resume die with an OSError traceback; a FIFO made it block
+    in open() for good, deaf to SIGTERM (redteam19b). Each is now quarantined, unopened,
+    with why, and the finished trials stay done."""
+    out = tmp_path / "out"
+    spec = str(GOLDEN / "golden.toml")
+    assert runner.invoke(app, ["run", spec, "--out", str(out)]).exit_code == 0
+    finished = {p.name: p.read_bytes() for p in RunStore(out).transcript_paths()}
+    folder = out / "transcripts"
+    (folder / "loop.jsonl").symlink_to("loop.jsonl")
+    (folder / "dangling.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
+    (folder / "dir.jsonl").mkdir()
+    with fifo_watch(folder / "fifo.jsonl") as opened:
+        res = runner.invoke(app, ["run", spec, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert not opened  # never opened: a FIFO blocks its reader
+    assert "0 trials run, 4 already done" in res.output, res.output
+    text = " ".join(res.output.split())
+    for name, why in [
+        ("loop.jsonl", "Too many levels of symbolic links"),
+        ("dangling.jsonl", "No such file or directory"),
+        ("dir.jsonl", "is not a regular file (a folder)"),
+        ("fifo.jsonl", "is not a regular file (a FIFO)"),
+    ]:
+        assert f"quarantined and re-run: {name}:" in text and why in text, (name, text)
+        assert not os.path.lexists(folder / name)
+        assert len(list((out / "quarantine").glob(f"{name}.*"))) == 1
+    assert {p.name: p.read_bytes() for p in RunStore(out).transcript_paths()} == finished
+
+
+def test_a_fifo_among_transcripts_is_never_opened_by_tables_or_merge(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    spec = str(GOLDEN / "golden.toml")
+    assert runner.invoke(app, ["run", spec, "--out", str(out)]).exit_code == 0
+    with fifo_watch(out / "transcripts" / "fifo.jsonl") as opened:
+        tables = runner.invoke(app, ["tables", str(out)])
+        merged = runner.invoke(app, ["merge", str(tmp_path / "merged"), str(out)])
+        listed = RunStore(out).transcript_paths()
+    assert not opened
+    assert tables.exit_code == 0 and "from 4 transcripts" in tables.output, tables.output
+    assert merged.exit_code == 0, merged.output
+    assert "fifo.jsonl" in merged.output and "not a regular file (a FIFO)" in merged.output
+    assert len(listed) == 4 and all(p.name != "fifo.jsonl" for p in listed)
 
 
 # -- exit codes and messages ------------------------------------------------------------

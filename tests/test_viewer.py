@@ -4,12 +4,14 @@ nodes, edges used this round) and the messages. Skipped only when Chromium is ab
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from stagbench.records import ModelCallEvent, read_transcript
 from stagbench.viewer import build_view
 
 from analysis_helpers import run_spec
+from helpers import fifo_watch
 
 SPEC = """
 name = "viewed"
@@ -232,3 +235,123 @@ def test_the_view_command(viewed: tuple[Path, Path], tmp_path: Path) -> None:
     assert (tmp_path / "v" / "index.html").is_file()
     missing = CliRunner().invoke(app, ["view", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "no results folder" in missing.output
+
+
+# -- transcripts that are not what they claim (redteam19b) ---------------------------------
+GOLDEN_RUN = Path(__file__).parent / "golden" / "run"
+
+
+def _golden_copy(tmp: Path) -> Path:
+    run = tmp / "run"
+    shutil.copytree(GOLDEN_RUN, run / "transcripts")
+    return run
+
+
+def _rewrite(path: Path, edit: Any) -> None:
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    edit(events)
+    path.write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
+
+
+def _files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if not p.is_dir()}
+
+
+def test_a_trial_id_that_is_a_path_writes_nothing_outside_the_view(tmp_path: Path) -> None:
+    """``view`` named each page by the header's trial_id: ``../../x`` wrote x.html outside
+    the run folder. The page of such an id is named by its hash, linked from the index."""
+    run = _golden_copy(tmp_path / "a" / "b")
+    victim = sorted((run / "transcripts").glob("*.jsonl"))[1]
+    evil = "../" * 4 + "escaped"
+
+    def set_id(events: list[dict[str, Any]]) -> None:
+        events[0]["trial"]["trial_id"] = evil
+
+    _rewrite(victim, set_id)
+    before = _files_under(tmp_path)
+    index = build_view(run)
+    out = run / "view"
+    assert index == out / "index.html"
+    assert {p for p in _files_under(tmp_path) - before if out not in p.parents} == set()
+    rows = _embedded(index)["trials"]
+    assert len(rows) == 4 and _embedded(index)["unreadable"] == []
+    row = next(r for r in rows if r["trial_id"] == evil)
+    assert re.fullmatch(r"id-[0-9a-f]{32}", row["page"])
+    assert _embedded(out / "trials" / f"{row['page']}.html")["trial_id"] == evil
+    plain = [r for r in rows if r is not row]
+    assert all(r["page"] == r["trial_id"] for r in plain)
+    assert sorted(p.stem for p in (out / "trials").glob("*.html")) == sorted(
+        r["page"] for r in rows
+    )
+    # In a browser, every row of the index links to its page.
+    dom = _dom(tmp_path, index)
+    links = re.findall(r'<a href="trials/([^"]+)\.html">([^<]*)</a>', dom)
+    assert sorted(links) == sorted((r["page"], html.escape(r["trial_id"])) for r in rows)
+
+
+def test_a_page_in_the_view_that_is_a_link_is_replaced_not_written_through(
+    tmp_path: Path,
+) -> None:
+    run = _golden_copy(tmp_path)
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    (run / "view").mkdir()
+    (run / "view" / "index.html").symlink_to(target)
+    build_view(run)
+    assert target.read_text() == "keep me"
+    assert not (run / "view" / "index.html").is_symlink()
+
+
+def test_a_transcript_the_analysis_calls_corrupt_is_listed_and_the_rest_shown(
+    tmp_path: Path,
+) -> None:
+    """An action naming seat 7 of 3 made ``view`` die (IndexError) with no index at all."""
+    run = _golden_copy(tmp_path)
+    files = sorted((run / "transcripts").glob("*.jsonl"))
+
+    def seat_7(events: list[dict[str, Any]]) -> None:
+        next(e for e in events if e["type"] == "action")["seat"] = 7
+
+    _rewrite(files[0], seat_7)
+    index = build_view(run)
+    data = _embedded(index)
+    assert len(data["trials"]) == 3
+    [bad] = data["unreadable"]
+    assert bad["file"] == files[0].name and "is inconsistent" in bad["problem"]
+    res = CliRunner().invoke(app, ["view", str(run), "--out", str(tmp_path / "v")])
+    assert res.exit_code == 0 and res.exception is None, res.output
+
+
+def test_an_unexpected_error_on_one_transcript_is_listed_and_the_rest_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stagbench.viewer.build as build
+
+    run = _golden_copy(tmp_path)
+    real = build.trial_data
+    first = sorted((run / "transcripts").glob("*.jsonl"))[0].stem
+
+    def flaky(t: Any, problems: Any = None) -> Any:
+        if t.trial_id == first:
+            raise IndexError("list index out of range")
+        return real(t, problems)
+
+    monkeypatch.setattr(build, "trial_data", flaky)
+    data = _embedded(build_view(run))
+    assert len(data["trials"]) == 3
+    assert data["unreadable"] == [
+        {
+            "file": f"{first}.jsonl",
+            "problem": "cannot be shown (IndexError: list index out of range)",
+        }
+    ]
+
+
+def test_a_fifo_named_like_a_transcript_is_listed_never_opened(tmp_path: Path) -> None:
+    run = _golden_copy(tmp_path)
+    with fifo_watch(run / "transcripts" / "fifo.jsonl") as opened:
+        data = _embedded(build_view(run))
+    assert not opened
+    assert len(data["trials"]) == 4
+    [fifo] = data["unreadable"]
+    assert fifo["file"] == "fifo.jsonl" and "not a regular file" in fifo["problem"]

@@ -169,6 +169,11 @@ def seat_of(label: object) -> int:
             f"node {label!r} is not a seat: name nodes 0..n-1 (as in placement=[...]) "
             "or P1..Pn (as the players are told)"
         )
+    if m.group(1) and int(m.group(1)) == 0:
+        raise TopologyError(
+            f"node {label!r} is not a player: players are numbered from P1 (P1..Pn are seats "
+            "0..n-1)"
+        )
     return int(m.group(1)) - 1 if m.group(1) else int(m.group(2))
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import html
+import os
+import re
+import stat
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from stagbench.errors import StagbenchError, TranscriptError
+from stagbench.errors import StagbenchError, StoreError, TranscriptError
 from stagbench.games import player_label
 from stagbench.games.audit import audit_events
 from stagbench.records import (
@@ -18,8 +24,9 @@ from stagbench.records import (
     ModelCallEvent,
     RoundEndEvent,
     Transcript,
-    parse_transcript,
+    read_events,
     read_manifest,
+    validate_events,
 )
 
 ASSETS = ("viewer.js", "viewer.css")
@@ -153,7 +160,6 @@ def _summary(data: dict[str, Any]) -> dict[str, Any]:
         "parse_failures": data["parse_failures"],
         "truncated": sum(bool(c["truncated"]) for c in calls),
         "calls": len(calls),
-        "problems": len(data["problems"]),
     }
 
 
@@ -183,36 +189,99 @@ def _files(run: Path) -> list[Path]:
     return sorted(folder.glob("*.jsonl"))
 
 
+#: a trial id that can name its page as it is: a plain token (no dot, no slash)
+_PLAIN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def page_name(trial_id: str) -> str:
+    """The file name (without ``.html``) of a trial's page: its id when that is a plain
+    token, else a hash of it. An id comes from the transcript, which anyone may have
+    written (``../../x`` must not name a page outside ``trials/``)."""
+    if _PLAIN.fullmatch(trial_id):
+        return trial_id
+    return "id-" + hashlib.sha256(trial_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def read_shown(path: Path) -> Transcript:
+    """A transcript as the analysis and the store read it: the reader, then the engine's
+    audit; a file that disagrees with itself is a ``TranscriptError`` naming why. Only a
+    regular file is opened (a FIFO would block its reader forever)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise TranscriptError(f"cannot read transcript {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise TranscriptError(f"cannot read transcript {path}: not a regular file")
+    events = read_events(path)
+    problems = audit_events(events)
+    if problems:
+        raise TranscriptError(f"{path} is inconsistent: {'; '.join(problems[:3])}")
+    return validate_events(events, str(path))
+
+
+def _write(path: Path, text: str) -> None:
+    """Write one page by replacing it whole: a link already at ``path`` is replaced, never
+    written through."""
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise StoreError(f"cannot write {path}: {exc}") from exc
+
+
+def _folder(path: Path) -> Path:
+    """A folder of the view, made; a link there is refused (pages go where they are seen)."""
+    if path.is_symlink():
+        raise StoreError(f"{path} is a link; the viewer writes only into a real folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot make {path}: {exc}") from exc
+    return path
+
+
 def build_view(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write the viewer's pages for a results folder; returns the index page."""
+    """Write the viewer's pages for a results folder; returns the index page. A transcript
+    that cannot be read, or that the engine's audit calls inconsistent, is listed in the
+    index with why, and the others are shown."""
     run = Path(run_dir)
     files = _files(run)
     if not files:
         raise TranscriptError(f"no transcripts under {run}")
-    out = Path(out_dir) if out_dir else run / "view"
-    (out / "trials").mkdir(parents=True, exist_ok=True)
-    (out / "assets").mkdir(exist_ok=True)
+    out = _folder(Path(out_dir) if out_dir else run / "view")
+    trials, assets = _folder(out / "trials"), _folder(out / "assets")
     source = resources.files("stagbench.viewer") / "assets"
     for name in ASSETS:
-        (out / "assets" / name).write_bytes((source / name).read_bytes())
+        _write(assets / name, (source / name).read_text(encoding="utf-8"))
     rows: list[dict[str, Any]] = []
     unreadable: list[dict[str, str]] = []
     spec_names: set[str] = set()
+    pages: set[str] = set()
     for path in files:
         try:
-            text = path.read_text(encoding="utf-8")
-            transcript = parse_transcript(text, str(path))
-            problems = audit_events([orjson.loads(line) for line in transcript.lines()])
-        except (StagbenchError, OSError, UnicodeDecodeError, ValueError) as exc:
+            transcript = read_shown(path)
+            data = trial_data(transcript)
+        except StagbenchError as exc:
             unreadable.append({"file": path.name, "problem": str(exc)})
             continue
-        data = trial_data(transcript, problems)
+        except Exception as exc:  # one file the checks let through must not sink the rest
+            why = f"{type(exc).__name__}: {exc}"
+            unreadable.append({"file": path.name, "problem": f"cannot be shown ({why})"})
+            continue
+        name = page_name(transcript.trial_id)
+        if name in pages:  # two files of one trial (a copy): a page each
+            name = page_name(f"{transcript.trial_id}\0{path.name}")
+        pages.add(name)
         spec_names.add(data["spec"])
         title = f"{transcript.trial_id} · {data['spec']}"
-        (out / "trials" / f"{transcript.trial_id}.html").write_text(
-            _page(title, "trial", data, "../"), encoding="utf-8"
-        )
-        rows.append(_summary(data))
+        _write(trials / f"{name}.html", _page(title, "trial", data, "../"))
+        rows.append({**_summary(data), "page": name})
     manifest: dict[str, Any] = {}
     try:
         found = read_manifest(run / "manifest.json")
@@ -223,5 +292,5 @@ def build_view(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     index = {"run": str(run.resolve()), "spec": spec, "factors": list(FACTORS),
              "trials": rows, "unreadable": unreadable, "manifest": manifest}  # fmt: skip
     page = out / "index.html"
-    page.write_text(_page(f"stagbench: {spec}", "index", index, ""), encoding="utf-8")
+    _write(page, _page(f"stagbench: {spec}", "index", index, ""))
     return page

@@ -101,7 +101,7 @@
     var count = el("div", { cls: "count", id: "count" });
     main.appendChild(count);
     var cols = ["trial_id"].concat(varying.length ? varying : d.factors.slice(0, 3))
-      .concat(["rounds", "honest_stag", "coordination", "parse_failures", "truncated", "problems"]);
+      .concat(["rounds", "honest_stag", "coordination", "parse_failures", "truncated"]);
     var head = el("tr");
     cols.forEach(function (c) { head.appendChild(el("th", { text: c.replace("_", " ") })); });
     var body = el("tbody");
@@ -110,11 +110,11 @@
       cols.forEach(function (c) {
         var v = t[c];
         var td;
-        if (c === "trial_id") td = el("td", null, el("a", { href: "trials/" + v + ".html", text: v }));
+        if (c === "trial_id") td = el("td", null, el("a", { href: "trials/" + t.page + ".html", text: v }));
         else if (c === "honest_stag" || c === "coordination") td = el("td", { cls: "num", text: pct(v) });
         else if (typeof v === "number") td = el("td", { cls: "num", text: String(v) });
         else td = el("td", { text: v === undefined ? "" : String(v) });
-        if ((c === "parse_failures" || c === "truncated" || c === "problems") && v > 0) {
+        if ((c === "parse_failures" || c === "truncated") && v > 0) {
           td.appendChild(el("span", { cls: "badge " + (c === "truncated" ? "trunc" : "fail"), text: "!" }));
         }
         tr.appendChild(td);
