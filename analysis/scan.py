@@ -42,7 +42,7 @@ import hashlib
 import os
 import shutil
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +70,7 @@ from stagbench.analysis.tables import (
 )
 from stagbench.errors import TranscriptError
 from stagbench.records import TRANSCRIPT_VERSION, Lexicon, check_header, file_identity
+from stagbench.records.reader import read_file
 
 try:  # POSIX: scans of one folder coordinate through a lock on its cache
     import fcntl
@@ -143,13 +144,14 @@ def _key(
 
 def _build(
     paths: list[Path],
-    blobs: list[bytes | None],
+    blobs: Sequence[bytes | TranscriptError | None],
     detector: Detector,
     strict: bool,
     full: bool,
     memo: _Memo | None = None,
 ) -> dict[str, pd.DataFrame | pa.Table]:
-    """Every view of one chunk, from the files' bytes (``None``: unreadable). ``memo``: the
+    """Every view of one chunk, from the files' bytes (an error or ``None``: unreadable,
+    listed with why). ``memo``: the
     views of trials read in earlier chunks by this process (``_Memo``; ``detector``'s)."""
     cols = RoundsColumns()
     # the injection views: the honest agents' rows, the messages' verdicts without their
@@ -161,8 +163,8 @@ def _build(
     alike: dict[int, tuple[_Views, _Content]] = {}  # a trial's views by its content
     for path, blob in zip(paths, blobs, strict=True):
         try:
-            if blob is None:
-                raise TranscriptError(f"cannot read transcript {path}")
+            if not isinstance(blob, bytes):
+                raise blob or TranscriptError(f"cannot read transcript {path}")
             content = None if strict else _alike(blob)
             seen = None
             if content is not None:
@@ -429,12 +431,12 @@ def _chunk(
         key = _key(paths, lexicon, strict)
     if cache is not None and _cached(cache / key, full):
         return key, None
-    blobs: list[bytes | None] = []
+    blobs: list[bytes | TranscriptError] = []
     for p in paths:
         try:
-            blobs.append(p.read_bytes())
-        except OSError:
-            blobs.append(None)
+            blobs.append(read_file(p))
+        except TranscriptError as exc:  # unreadable, or not a regular file: listed with why
+            blobs.append(exc)
     with _no_cyclic_gc():
         views = _build(paths, blobs, detector_for(lexicon), strict, full, _memo_for(lexicon))
     if cache is not None:

@@ -63,10 +63,10 @@ class LoadReport:
 
 
 def transcript_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
-    """A run folder, a transcripts folder, one file, or a list of these. In a folder, a
-    ``*.jsonl`` that is a FIFO, a socket or a device is left out, never opened (reading
-    one can block forever); what cannot be read otherwise (a folder, a dangling link, a
-    link loop) is kept, for its read to fail and be listed with why."""
+    """A run folder, a transcripts folder, one file, or a list of these. Every ``*.jsonl``
+    of a folder is listed, whatever it is: what cannot be read as a transcript (a folder,
+    a dangling link, a link loop, a FIFO, a socket, a device) fails its read
+    (``records.read_file``, which never waits on a FIFO) and is listed with why."""
     if isinstance(source, str | Path):
         p = Path(source)
         if p.is_file():
@@ -75,23 +75,9 @@ def transcript_files(source: str | Path | Iterable[str | Path]) -> list[Path]:
             p = p / "transcripts"
         if not p.is_dir():
             raise TranscriptError(f"no transcripts at {p}")
-
-        def special(e: os.DirEntry[str]) -> bool:  # is_file/is_dir: the d_type, no stat
-            if e.is_file() or e.is_dir() or not e.name.endswith(".jsonl"):
-                return False
-            try:
-                e.stat()
-            except OSError:
-                return False  # a dangling link or a loop: its read fails and says so
-            return True
-
-        with os.scandir(p) as entries:
-            skip = {e.name for e in entries if special(e)}
         # iterdir makes each child Path from its name without parsing it again (much
         # faster than p / name); sorted by name (faster than sorting Paths)
         found = [f for f in p.iterdir() if f.name.endswith(".jsonl") and not f.name.startswith(".")]
-        if skip:
-            found = [f for f in found if f.name not in skip]
         return sorted(found, key=lambda f: f.name)
     return [f for s in source for f in transcript_files(s)]
 

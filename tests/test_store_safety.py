@@ -278,6 +278,8 @@ def test_a_fifo_among_transcripts_is_never_opened_by_tables_or_merge(tmp_path: P
         listed = RunStore(out).transcript_paths()
     assert not opened
     assert tables.exit_code == 0 and "from 4 transcripts" in tables.output, tables.output
+    flat = " ".join(tables.output.split())  # listed as not analysed, with why
+    assert "fifo.jsonl" in flat and "not a regular file" in flat, tables.output
     assert merged.exit_code == 0, merged.output
     assert "fifo.jsonl" in merged.output and "not a regular file (a FIFO)" in merged.output
     assert len(listed) == 4 and all(p.name != "fifo.jsonl" for p in listed)

@@ -15,6 +15,7 @@ clear ``TranscriptError``.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -215,13 +216,33 @@ def file_identity(st: os.stat_result) -> str:
     return f"{st.st_size} {st.st_ino} {st.st_mtime_ns} {st.st_ctime_ns}"
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_file(path: Path) -> bytes:
+    """A transcript file's bytes; never blocks on one that is not a regular file (a FIFO,
+    a socket, a device: opened without waiting for a writer, then refused)."""
     try:
-        return path.read_bytes()
+        if not stat.S_ISREG(os.stat(path).st_mode):  # not even opened
+            raise TranscriptError(
+                f"{path} is not a regular file (a FIFO, socket, device or folder): not read"
+            )
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError as exc:
         raise TranscriptError(f"transcript not found: {path}") from exc
     except OSError as exc:
         raise TranscriptError(f"cannot read transcript {path}: {exc}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TranscriptError(
+                f"{path} is not a regular file (a FIFO, socket, device or folder): not read"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    except OSError as exc:
+        raise TranscriptError(f"cannot read transcript {path}: {exc}") from exc
+    finally:
+        os.close(fd)
+
+
+_read_bytes = read_file
 
 
 def read_transcript(path: str | Path) -> Transcript:
