@@ -4,6 +4,9 @@ not to stderr, not to failures/*.txt, not into the results folder."""
 from __future__ import annotations
 
 import json
+import random
+import string
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -36,6 +39,67 @@ def test_redact_replaces_the_key_and_any_long_prefix_of_it() -> None:
         assert not _leaks(redact(text, [KEY]), KEY), cut
     assert redact("sk-test- is a common start", [KEY]) == "[REDACTED] is a common start"
     assert redact("nothing here", [KEY]) == "nothing here"
+
+
+def test_redact_replaces_any_piece_of_the_key_in_any_case_or_url_encoding() -> None:
+    """A tail, a middle, the key upper-cased or URL-encoded, pieces that overlap or sit side
+    by side: each stretch becomes one ``[REDACTED]``, and the text around it is kept, as is
+    ordinary text."""
+    pieces = {
+        "tail": KEY[5:],
+        "middle": KEY[3:-3],
+        "last 8": KEY[-8:],
+        "upper": KEY.upper(),
+        "upper tail": KEY[10:].upper(),
+        "mixed case": KEY[:20].swapcase() + KEY[20:],
+        "quote": urllib.parse.quote(KEY, safe=""),
+        "quote_plus": urllib.parse.quote_plus(KEY),
+        "every dash as %2D": KEY.replace("-", "%2D"),
+        "every character escaped": "".join(f"%{ord(c):02x}" for c in KEY[4:20]),
+        "overlapping": KEY[2:14] + KEY[6:20],
+        "adjacent": KEY[:10] + KEY[25:],
+        "repeated": KEY[12:22] * 3,
+    }
+    for what, piece in pieces.items():
+        text = f"Incorrect API key provided: ...{piece}. Check it."
+        out = redact(text, [KEY])
+        assert out == "Incorrect API key provided: ...[REDACTED]. Check it.", (what, out)
+    # two separate pieces: each replaced, the text between them kept
+    two = redact(f"a {KEY[:9]} b {KEY[-9:].upper()} c", [KEY])
+    assert two == "a [REDACTED] b [REDACTED] c"
+    # non-ASCII text around a piece (str.lower would move the positions)
+    assert redact(f"İİ {KEY[7:30]} ß", [KEY]) == "İİ [REDACTED] ß"
+    # ordinary text, and pieces shorter than 8 characters, are kept as they are
+    text = "ordinary text: sk-tes, 9fQ2vX7 (7 characters of the key), 100% sure %2D, ümlaut İ"
+    assert redact(text, [KEY]) == text
+    assert redact(KEY[:7] + " " + KEY[7:14], [KEY]) == KEY[:7] + " " + KEY[7:14]
+    # a short key (MIN_KEY to MIN_PREFIX characters) is replaced only whole
+    assert redact("pw abc123 and abc1", ["abc123"]) == "pw [REDACTED] and abc1"
+    assert redact("tiny abc", ["abc"]) == "tiny abc"  # shorter than MIN_KEY: left alone
+
+
+def test_redact_leaves_no_eight_characters_of_a_key_in_random_mixes() -> None:
+    """Against a brute-force check: pieces of random keys, in any case, some URL-encoded,
+    mixed with filler; no 8 characters of the key survive, decoded or not."""
+    rng = random.Random(19)
+    alphabet = string.ascii_letters + string.digits + "-_"
+    for _ in range(1500):
+        key = "".join(rng.choice(alphabet) for _ in range(rng.randint(9, 70)))
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            a = rng.randint(0, len(key) - 1)
+            piece = key[a : rng.randint(a, len(key))]
+            r = rng.random()
+            if r < 0.2:
+                piece = piece.upper()
+            elif r < 0.35:
+                piece = urllib.parse.quote(piece, safe="")
+            elif r < 0.45:
+                piece = piece.replace("-", "%2D").replace("_", "%5f")
+            parts += [piece, rng.choice(["", " ", "..", "xyz"])]
+        text = "".join(parts)
+        out = redact(text, [key])
+        assert not _leaks(urllib.parse.unquote(out).lower(), key.lower()), (key, text, out)
 
 
 SPEC = """
