@@ -201,3 +201,74 @@ def test_base_url_with_credentials_from_the_environment_is_refused(
     res = runner.invoke(app, ["run", str(spec), "--out", str(out)])
     assert res.exit_code == 2 and "credentials" in res.output, res.output
     assert "hunter2" not in res.output and not out.exists()
+
+
+def _echo(model: str, piece: str) -> Behaviour:
+    """A reply that echoes the key, as a misconfigured echo or debug proxy does: in the
+    reasoning, in the cheap-talk message (sent on to the other players) and in the model
+    name the server reports."""
+    text = json.dumps({"reasoning": f"auth {piece}", "action": "stag", "message": f"key {piece}"})
+    return Behaviour(text=text, model=f"{model}-{piece}")
+
+
+@pytest.mark.parametrize("client", ["sdk", "http", "anthropic"])
+def test_key_echoed_in_a_successful_reply_is_never_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    """Replies are redacted where they cross the model boundary, before they are cached,
+    parsed, recorded or sent on to the other players; the trial still completes."""
+    with FakeOpenAI() as fake:
+        if client == "anthropic":
+            model, extra = "anthropic/claude-haiku-4-5", ""
+            monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+            monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url.removesuffix("/v1"))
+        else:
+            model, extra = "openai-api/fake/m1", f'options = {{client = "{client}"}}'
+            monkeypatch.setenv("FAKE_API_KEY", KEY)
+            monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
+        # the whole key, then its tail upper-cased, then URL-encoded: one per call
+        fake.script = [_echo(model, KEY), _echo(model, KEY[6:].upper())]
+        fake.default = _echo(model, urllib.parse.quote(KEY, safe=""))
+        spec = tmp_path / "spec.toml"
+        spec.write_text(SPEC.format(reps=1, model=model, extra=extra))
+        out = tmp_path / "out"
+        res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--no-progress"])
+        assert len(fake.requests) >= 2
+    assert res.exit_code == 0, res.output
+    assert not _leaks(res.output + (res.stderr or ""), KEY)
+    (transcript,) = (out / "transcripts").glob("*.jsonl")
+    text = transcript.read_text()
+    assert text.count("[REDACTED]") >= 6  # reasoning, message, model name, per call
+    assert '"type":"message"' in text.replace(" ", "") and "key [REDACTED]" in text
+    assert list((out / "cache").rglob("*.json")), "the replies were cached"
+    for p in out.rglob("*"):
+        if p.is_file():
+            assert not _leaks(p.read_text(errors="replace"), KEY), p
+            assert not _leaks(p.read_text(errors="replace").lower(), KEY.lower()), p
+
+
+async def test_a_cached_reply_holding_the_key_is_redacted_when_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache written before replies were redacted may hold a key: a hit is redacted too."""
+    from stagbench.agents.models.base import ChatMessage, GenerateConfig
+    from stagbench.agents.models.pool import ModelPool
+
+    monkeypatch.setenv("FAKE_API_KEY", KEY)
+    msgs = [ChatMessage(role="user", content="go")]
+    cfg = GenerateConfig(max_tokens=50, seed=3, timeout_s=5)
+    with FakeOpenAI() as fake:
+        monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
+        fake.default = _echo("m1", KEY)
+        pool = ModelPool({"openai-api": ModelSettings(max_retries=0)}, cache_dir=tmp_path)
+        model = pool.get("openai-api/fake/m1")
+        first = await model.generate(msgs, cfg)
+        (entry,) = tmp_path.rglob("*.json")
+        assert not _leaks(entry.read_text(), KEY) and not _leaks(first.output.text, KEY)
+        old = json.loads(entry.read_text())
+        old["text"] = f"an old reply: {KEY}"
+        entry.write_text(json.dumps(old))
+        hit = await model.generate(msgs, cfg)
+        await pool.aclose()
+        assert len(fake.requests) == 1
+    assert hit.cached and hit.output.text == "an old reply: [REDACTED]"

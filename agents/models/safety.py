@@ -1,5 +1,5 @@
-"""Text that crosses the model boundary, made safe: keys out of error text, credentials out of
-base URLs, and replies that can always be written as UTF-8.
+"""Text that crosses the model boundary, made safe: keys out of error text and replies,
+credentials out of base URLs, and replies that can always be written as UTF-8.
 
 - ``redact`` replaces a known key, and any piece of it of ``MIN_PREFIX`` characters or
   more (what is left when a server echoes a key and something cuts the text, or shows
