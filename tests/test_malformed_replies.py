@@ -1,12 +1,13 @@
 """Replies that a server sends with status 200 but that are not what the API promises
-(no content, null or NaN usage, a body nested past what a JSON parser recurses into):
-each is a ``ModelError`` saying "malformed response", retried like any other provider
-fault, never a raw Python error. Through the
+(no content, null or NaN usage, negative token counts, a body nested past what a JSON
+parser recurses into): each is a ``ModelError`` saying "malformed response", retried like
+any other provider fault, never a raw Python error and never a negative cost. Through the
 real SDKs and the lean HTTP client, over loopback."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +91,37 @@ async def retried_then_ok(fake: FakeOpenAI, client: str, bad: bytes) -> ModelErr
     return info.value
 
 
+BAD_USAGE = {
+    "negative": ("-1000000", "-5"),
+    "absurd": ("1" + "0" * 30, "7"),
+}
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+@pytest.mark.parametrize("kind", list(BAD_USAGE))
+async def test_negative_or_absurd_token_counts_are_a_malformed_response(
+    fake: FakeOpenAI, client: str, kind: str
+) -> None:
+    """A provider reporting negative (or absurd) token counts would make a negative cost
+    that keeps budget_usd and max_cost_usd from ever stopping a run."""
+    i, o = BAD_USAGE[kind]
+    if client == "anthropic":
+        usage = f'{{"input_tokens": {i}, "output_tokens": {o}}}'
+    else:
+        usage = f'{{"prompt_tokens": {i}, "completion_tokens": {o}, "total_tokens": 0}}'
+    err = await retried_then_ok(fake, client, body(client, usage))
+    assert "token count" in str(err)
+    # what was spent is what the good replies cost: never less than nothing
+    fake.default = Behaviour(raw_body=body(client, usage))
+    model = model_for(client, max_retries=0, max_cost_usd=0.001)
+    for _ in range(3):
+        with pytest.raises(ModelError):
+            await model.generate(MSGS, CFG)
+    await model.aclose()
+    assert model.usage.cost_usd == 0 and model.run_budget.spent_usd == 0
+    assert model.usage.input_tokens == model.usage.output_tokens == 0
+
+
 ANTHROPIC_BAD = {
     "an OpenAI-shaped body": b'{"id": "x", "choices": [], "usage": null}',
     "null content": message().replace(b'"content": [', b'"content": null, "x": ['),
@@ -129,3 +161,21 @@ async def test_openai_malformed_200_is_a_retried_model_error(
     err = await retried_then_ok(fake, client, OPENAI_BAD[what])
     if what == "NaN usage" and client != "http":  # the SDK's reply, checked by ModelOutput
         assert "input_tokens: Input should be a finite number" in str(err)
+
+
+async def test_a_cached_reply_with_negative_token_counts_is_asked_again(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    """A cache written before counts were checked may hold negative ones: not used."""
+    s = ModelSettings.model_validate({"max_retries": 0, "options": {"client": "http"}})
+    pool = ModelPool({"openai-api": s}, cache_dir=tmp_path)
+    model = pool.get("openai-api/fake/m1")
+    await model.generate(MSGS, CFG)
+    (entry,) = tmp_path.rglob("*.json")
+    old = json.loads(entry.read_text())
+    entry.write_text(json.dumps({**old, "input_tokens": -1_000_000}))
+    res = await model.generate(MSGS, CFG)
+    await pool.aclose()
+    assert not res.cached and len(fake.requests) == 2
+    assert res.output.input_tokens == 11 and model.usage.input_tokens == 22
+    assert json.loads(entry.read_text())["input_tokens"] == 11  # the good reply, cached again

@@ -41,6 +41,9 @@ DEFAULT_RETRIES = 5
 MAX_BACKOFF_S = 60.0
 #: the longest error text a failed call reports (cut only after keys are redacted)
 MAX_ERROR_CHARS = 2000
+#: more tokens than this in one call is not a count a provider can mean (and a count past
+#: 64 bits could not even be written to a transcript)
+MAX_TOKENS_PER_CALL = 10**9
 #: the reply fields a server writes, any of which could echo the key it was sent
 _SERVER_TEXT = ("text", "model", "finish_reason", "system_fingerprint", "request_id")
 
@@ -95,6 +98,19 @@ def _scrubbed(output: ModelOutput, secrets: list[str]) -> ModelOutput:
             if safe != value:
                 update[name] = safe
     return output.model_copy(update=update) if update else output
+
+
+def _bad_usage(output: ModelOutput) -> str | None:
+    """What is wrong with the reply's token counts, if they are negative, not integers or
+    absurd: they would make a negative (or unwritable) cost that keeps budget_usd and
+    max_cost_usd from ever stopping a run."""
+    for what, n in (("input", output.input_tokens), ("output", output.output_tokens)):
+        if type(n) is not int or not 0 <= n <= MAX_TOKENS_PER_CALL:
+            return (
+                f"{what} token count {cut(repr(n), 40)} is not a count from 0 to "
+                f"{MAX_TOKENS_PER_CALL:,}"
+            )
+    return None
 
 
 def _paced(per_minute: float, floor: float) -> AsyncLimiter:
@@ -185,6 +201,8 @@ class Model:
         if self.cache is not None:
             key = cache_key(self.name, self.api.base_url, messages, config, schema, cache_seed)
             hit = self.cache.get(key)
+            if hit is not None and _bad_usage(hit) is not None:  # a cache written before
+                hit = None  # counts were checked: ask again
             if hit is not None:
                 self.usage.cached += 1
                 if self.secrets:  # a cache written before replies were redacted
@@ -259,6 +277,9 @@ class Model:
                 raise
             finally:
                 self._deadlines.finish(call)
+            bad = _bad_usage(output)
+            if bad is not None:
+                raise ModelError(f"{self.name}: malformed response: {bad}", retryable=True)
             return output, time.perf_counter() - t0
         finally:
             sem.release()
