@@ -59,13 +59,18 @@ _LONG_DIGITS = re.compile(r"\d{19}")
 def _loads(text: str) -> Any:
     """``json.loads``, by orjson where it gives the same: on strict JSON without integers
     past 64 bits (orjson makes those floats). Anything else (NaN, long digit runs, lone
-    surrogates, and the message a parse failure records) is ``json``'s own."""
+    surrogates, and the message a parse failure records) is ``json``'s own. JSON nested
+    past what ``json`` can recurse into (orjson refuses it past 1024 levels) is a
+    ``json.JSONDecodeError`` like any other unreadable reply, never a ``RecursionError``."""
     if _LONG_DIGITS.search(text) is None:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("JSON nested too deeply", text, 0) from None
 
 
 def extract_json(text: str) -> dict[str, Any]:

@@ -68,6 +68,31 @@ async def test_garbage_is_a_recorded_parse_failure_never_a_default() -> None:
     assert u.text is None and u.parse_failed and u.error
 
 
+DEEP = "[" * 100_000 + "]" * 100_000  # past orjson's 1024 levels and json's recursion limit
+
+
+def test_extract_json_of_deeply_nested_json_is_a_value_error() -> None:
+    for deep in (DEEP, '{"a":' * 100_000 + "1" + "}" * 100_000, f'{{"action": {DEEP}}}'):
+        with pytest.raises(ValueError):
+            extract_json(deep)
+        with pytest.raises(ValueError):
+            extract_json(f"Here it is: {deep} hope that helps")
+
+
+async def test_deeply_nested_reply_is_a_parse_failure_reasked() -> None:
+    """A reply nested too deeply to read is a recorded parse failure of that call and is
+    asked again, like any other reply that does not parse; never a failed trial."""
+    deep_object = '{"action":' * 100_000 + '"stag"' + "}" * 100_000
+    a = agent([DEEP, deep_object, '{"reasoning": "", "action": "hare"}'], max_tokens=500_000)
+    d = await a.act(make_view())
+    assert d.action is Action.HARE and not d.parse_failed
+    assert [c.parse_ok for c in d.calls] == [False, False, True]
+    assert d.calls[0].error == "no JSON object in the reply"
+    assert d.calls[1].error == "invalid JSON: JSON nested too deeply"
+    u = await agent([DEEP], max_tokens=500_000, max_reasks=1).speak(make_view(phase=0))
+    assert u.text is None and u.parse_failed and len(u.calls) == 2
+
+
 async def test_talk() -> None:
     u = await agent(['{"message": "Stag, everyone?"}']).speak(make_view(phase=0))
     assert u.text == "Stag, everyone?" and u.calls[0].purpose == "talk"

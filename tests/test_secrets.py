@@ -4,6 +4,9 @@ not to stderr, not to failures/*.txt, not into the results folder."""
 from __future__ import annotations
 
 import json
+import random
+import string
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -36,6 +39,67 @@ def test_redact_replaces_the_key_and_any_long_prefix_of_it() -> None:
         assert not _leaks(redact(text, [KEY]), KEY), cut
     assert redact("sk-test- is a common start", [KEY]) == "[REDACTED] is a common start"
     assert redact("nothing here", [KEY]) == "nothing here"
+
+
+def test_redact_replaces_any_piece_of_the_key_in_any_case_or_url_encoding() -> None:
+    """A tail, a middle, the key upper-cased or URL-encoded, pieces that overlap or sit side
+    by side: each stretch becomes one ``[REDACTED]``, and the text around it is kept, as is
+    ordinary text."""
+    pieces = {
+        "tail": KEY[5:],
+        "middle": KEY[3:-3],
+        "last 8": KEY[-8:],
+        "upper": KEY.upper(),
+        "upper tail": KEY[10:].upper(),
+        "mixed case": KEY[:20].swapcase() + KEY[20:],
+        "quote": urllib.parse.quote(KEY, safe=""),
+        "quote_plus": urllib.parse.quote_plus(KEY),
+        "every dash as %2D": KEY.replace("-", "%2D"),
+        "every character escaped": "".join(f"%{ord(c):02x}" for c in KEY[4:20]),
+        "overlapping": KEY[2:14] + KEY[6:20],
+        "adjacent": KEY[:10] + KEY[25:],
+        "repeated": KEY[12:22] * 3,
+    }
+    for what, piece in pieces.items():
+        text = f"Incorrect API key provided: ...{piece}. Check it."
+        out = redact(text, [KEY])
+        assert out == "Incorrect API key provided: ...[REDACTED]. Check it.", (what, out)
+    # two separate pieces: each replaced, the text between them kept
+    two = redact(f"a {KEY[:9]} b {KEY[-9:].upper()} c", [KEY])
+    assert two == "a [REDACTED] b [REDACTED] c"
+    # non-ASCII text around a piece (str.lower would move the positions)
+    assert redact(f"İİ {KEY[7:30]} ß", [KEY]) == "İİ [REDACTED] ß"
+    # ordinary text, and pieces shorter than 8 characters, are kept as they are
+    text = "ordinary text: sk-tes, 9fQ2vX7 (7 characters of the key), 100% sure %2D, ümlaut İ"
+    assert redact(text, [KEY]) == text
+    assert redact(KEY[:7] + " " + KEY[7:14], [KEY]) == KEY[:7] + " " + KEY[7:14]
+    # a short key (MIN_KEY to MIN_PREFIX characters) is replaced only whole
+    assert redact("pw abc123 and abc1", ["abc123"]) == "pw [REDACTED] and abc1"
+    assert redact("tiny abc", ["abc"]) == "tiny abc"  # shorter than MIN_KEY: left alone
+
+
+def test_redact_leaves_no_eight_characters_of_a_key_in_random_mixes() -> None:
+    """Against a brute-force check: pieces of random keys, in any case, some URL-encoded,
+    mixed with filler; no 8 characters of the key survive, decoded or not."""
+    rng = random.Random(19)
+    alphabet = string.ascii_letters + string.digits + "-_"
+    for _ in range(1500):
+        key = "".join(rng.choice(alphabet) for _ in range(rng.randint(9, 70)))
+        parts = []
+        for _ in range(rng.randint(1, 4)):
+            a = rng.randint(0, len(key) - 1)
+            piece = key[a : rng.randint(a, len(key))]
+            r = rng.random()
+            if r < 0.2:
+                piece = piece.upper()
+            elif r < 0.35:
+                piece = urllib.parse.quote(piece, safe="")
+            elif r < 0.45:
+                piece = piece.replace("-", "%2D").replace("_", "%5f")
+            parts += [piece, rng.choice(["", " ", "..", "xyz"])]
+        text = "".join(parts)
+        out = redact(text, [key])
+        assert not _leaks(urllib.parse.unquote(out).lower(), key.lower()), (key, text, out)
 
 
 SPEC = """
@@ -137,3 +201,74 @@ def test_base_url_with_credentials_from_the_environment_is_refused(
     res = runner.invoke(app, ["run", str(spec), "--out", str(out)])
     assert res.exit_code == 2 and "credentials" in res.output, res.output
     assert "hunter2" not in res.output and not out.exists()
+
+
+def _echo(model: str, piece: str) -> Behaviour:
+    """A reply that echoes the key, as a misconfigured echo or debug proxy does: in the
+    reasoning, in the cheap-talk message (sent on to the other players) and in the model
+    name the server reports."""
+    text = json.dumps({"reasoning": f"auth {piece}", "action": "stag", "message": f"key {piece}"})
+    return Behaviour(text=text, model=f"{model}-{piece}")
+
+
+@pytest.mark.parametrize("client", ["sdk", "http", "anthropic"])
+def test_key_echoed_in_a_successful_reply_is_never_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    """Replies are redacted where they cross the model boundary, before they are cached,
+    parsed, recorded or sent on to the other players; the trial still completes."""
+    with FakeOpenAI() as fake:
+        if client == "anthropic":
+            model, extra = "anthropic/claude-haiku-4-5", ""
+            monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+            monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url.removesuffix("/v1"))
+        else:
+            model, extra = "openai-api/fake/m1", f'options = {{client = "{client}"}}'
+            monkeypatch.setenv("FAKE_API_KEY", KEY)
+            monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
+        # the whole key, then its tail upper-cased, then URL-encoded: one per call
+        fake.script = [_echo(model, KEY), _echo(model, KEY[6:].upper())]
+        fake.default = _echo(model, urllib.parse.quote(KEY, safe=""))
+        spec = tmp_path / "spec.toml"
+        spec.write_text(SPEC.format(reps=1, model=model, extra=extra))
+        out = tmp_path / "out"
+        res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--no-progress"])
+        assert len(fake.requests) >= 2
+    assert res.exit_code == 0, res.output
+    assert not _leaks(res.output + (res.stderr or ""), KEY)
+    (transcript,) = (out / "transcripts").glob("*.jsonl")
+    text = transcript.read_text()
+    assert text.count("[REDACTED]") >= 6  # reasoning, message, model name, per call
+    assert '"type":"message"' in text.replace(" ", "") and "key [REDACTED]" in text
+    assert list((out / "cache").rglob("*.json")), "the replies were cached"
+    for p in out.rglob("*"):
+        if p.is_file():
+            assert not _leaks(p.read_text(errors="replace"), KEY), p
+            assert not _leaks(p.read_text(errors="replace").lower(), KEY.lower()), p
+
+
+async def test_a_cached_reply_holding_the_key_is_redacted_when_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache written before replies were redacted may hold a key: a hit is redacted too."""
+    from stagbench.agents.models.base import ChatMessage, GenerateConfig
+    from stagbench.agents.models.pool import ModelPool
+
+    monkeypatch.setenv("FAKE_API_KEY", KEY)
+    msgs = [ChatMessage(role="user", content="go")]
+    cfg = GenerateConfig(max_tokens=50, seed=3, timeout_s=5)
+    with FakeOpenAI() as fake:
+        monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
+        fake.default = _echo("m1", KEY)
+        pool = ModelPool({"openai-api": ModelSettings(max_retries=0)}, cache_dir=tmp_path)
+        model = pool.get("openai-api/fake/m1")
+        first = await model.generate(msgs, cfg)
+        (entry,) = tmp_path.rglob("*.json")
+        assert not _leaks(entry.read_text(), KEY) and not _leaks(first.output.text, KEY)
+        old = json.loads(entry.read_text())
+        old["text"] = f"an old reply: {KEY}"
+        entry.write_text(json.dumps(old))
+        hit = await model.generate(msgs, cfg)
+        await pool.aclose()
+        assert len(fake.requests) == 1
+    assert hit.cached and hit.output.text == "an old reply: [REDACTED]"

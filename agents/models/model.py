@@ -1,6 +1,8 @@
 """``Model``: the one wrapper that owns retries, limits, caching, and token/cost accounting.
 
-Providers only translate a request to their API and map errors to ``ModelError``.
+Providers only translate a request to their API and map errors to ``ModelError``. Every
+reply is redacted of the model's keys here, before it is cached, parsed or recorded (a
+misconfigured server may echo the key it was sent).
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ DEFAULT_RETRIES = 5
 MAX_BACKOFF_S = 60.0
 #: the longest error text a failed call reports (cut only after keys are redacted)
 MAX_ERROR_CHARS = 2000
+#: more tokens than this in one call is not a count a provider can mean (and a count past
+#: 64 bits could not even be written to a transcript)
+MAX_TOKENS_PER_CALL = 10**9
+#: the reply fields a server writes, any of which could echo the key it was sent
+_SERVER_TEXT = ("text", "model", "finish_reason", "system_fingerprint", "request_id")
 
 __all__ = ["Model", "Result", "RunBudget", "Usage", "clean_text", "redact"]
 
@@ -78,6 +85,32 @@ def _clean(output: ModelOutput) -> ModelOutput:
     """The reply with text that can always be written (no lone surrogates)."""
     text = clean_text(output.text)
     return output if text is output.text else output.model_copy(update={"text": text})
+
+
+def _scrubbed(output: ModelOutput, secrets: list[str]) -> ModelOutput:
+    """The reply with every piece of a key in ``secrets`` redacted from what the server
+    wrote (a misconfigured echo or debug proxy puts the key it was sent in its reply)."""
+    update: dict[str, str] = {}
+    for name in _SERVER_TEXT:
+        value = getattr(output, name)
+        if value:
+            safe = redact(value, secrets)
+            if safe != value:
+                update[name] = safe
+    return output.model_copy(update=update) if update else output
+
+
+def _bad_usage(output: ModelOutput) -> str | None:
+    """What is wrong with the reply's token counts, if they are negative, not integers or
+    absurd: they would make a negative (or unwritable) cost that keeps budget_usd and
+    max_cost_usd from ever stopping a run."""
+    for what, n in (("input", output.input_tokens), ("output", output.output_tokens)):
+        if type(n) is not int or not 0 <= n <= MAX_TOKENS_PER_CALL:
+            return (
+                f"{what} token count {cut(repr(n), 40)} is not a count from 0 to "
+                f"{MAX_TOKENS_PER_CALL:,}"
+            )
+    return None
 
 
 def _paced(per_minute: float, floor: float) -> AsyncLimiter:
@@ -168,9 +201,13 @@ class Model:
         if self.cache is not None:
             key = cache_key(self.name, self.api.base_url, messages, config, schema, cache_seed)
             hit = self.cache.get(key)
+            if hit is not None and _bad_usage(hit) is not None:  # a cache written before
+                hit = None  # counts were checked: ask again
             if hit is not None:
                 self.usage.cached += 1
-                return Result(_clean(hit), 0.0, 0.0, True, 0)  # a cache written before
+                if self.secrets:  # a cache written before replies were redacted
+                    hit = _scrubbed(hit, self.secrets)
+                return Result(_clean(hit), 0.0, 0.0, True, 0)  # (or before they were cleaned)
         self._check_budget()
         attempts = [0]
         start = time.perf_counter()
@@ -197,6 +234,8 @@ class Model:
                 f"{text} (after {attempts[0]} attempt(s))", retryable=exc.retryable
             ) from None
         output = _clean(output)
+        if self.secrets:  # before the reply is cached, parsed, recorded or sent on
+            output = _scrubbed(output, self.secrets)
         cost = self.price.cost(output.input_tokens, output.output_tokens) if self.price else 0.0
         self.usage.calls += 1
         self.usage.input_tokens += output.input_tokens
@@ -238,6 +277,9 @@ class Model:
                 raise
             finally:
                 self._deadlines.finish(call)
+            bad = _bad_usage(output)
+            if bad is not None:
+                raise ModelError(f"{self.name}: malformed response: {bad}", retryable=True)
             return output, time.perf_counter() - t0
         finally:
             sem.release()

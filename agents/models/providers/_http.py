@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 
+import pydantic
+
 from stagbench.agents.models.safety import cut, redact
 from stagbench.errors import ModelError
 
@@ -62,7 +64,17 @@ def sdk_error(
     if isinstance(exc, sdk.APITimeoutError | sdk.APIConnectionError):
         text = short(f"{type(exc).__name__}: {exc}", secrets)
         return ModelError(f"{model}: {text}", retryable=True)
-    return ModelError(f"{model}: malformed response: {short(str(exc), secrets)}", retryable=True)
+    return ModelError(f"{model}: malformed response: {short(_what(exc), secrets)}", retryable=True)
+
+
+def _what(exc: Exception) -> str:
+    """What is wrong with a reply, in a line: a validation error's fields and messages
+    (its text is several lines and a link), else the error's own text."""
+    if isinstance(exc, pydantic.ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'reply'}: {e['msg']}" for e in exc.errors()
+        )
+    return str(exc) or type(exc).__name__
 
 
 def short(text: str, secrets: Iterable[str | None] = (), limit: int = 300) -> str:

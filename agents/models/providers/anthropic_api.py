@@ -80,23 +80,28 @@ class AnthropicAPI(ModelAPI):
             kwargs["tool_choice"] = {"type": "tool", "name": schema.name}
         try:
             resp = await self.client.messages.create(**kwargs)
-        except (anthropic.APIError, ValueError) as exc:
+        except (anthropic.APIError, ValueError, RecursionError) as exc:
             raise sdk_error(self.model, exc, anthropic, [self.secret]) from exc
-        text = ""
-        for block in resp.content:
-            if block.type == "tool_use":
-                text = json.dumps(block.input)
-                break
-            if block.type == "text":
-                text += block.text
-        return ModelOutput(
-            text=text,
-            input_tokens=resp.usage.input_tokens,
-            output_tokens=resp.usage.output_tokens,
-            model=resp.model,
-            finish_reason=resp.stop_reason,
-            request_id=getattr(resp, "id", None) or None,
-        )
+        # The SDK builds its reply without validating it: a 200 body of another shape
+        # (no content, null usage, NaN counts) fails here, a malformed response.
+        try:
+            text = ""
+            for block in resp.content:
+                if block.type == "tool_use":
+                    text = json.dumps(block.input)
+                    break
+                if block.type == "text":
+                    text += block.text
+            return ModelOutput(
+                text=text,
+                input_tokens=resp.usage.input_tokens,
+                output_tokens=resp.usage.output_tokens,
+                model=resp.model,
+                finish_reason=resp.stop_reason,
+                request_id=getattr(resp, "id", None) or None,
+            )
+        except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:
+            raise sdk_error(self.model, exc, anthropic, [self.secret]) from None
 
     async def aclose(self) -> None:
         await self.client.close()

@@ -147,22 +147,27 @@ class OpenAICompatAPI(ModelAPI):
             resp = await self.clients[i].chat.completions.create(
                 **kwargs, timeout=timeout_s, **({"extra_body": extra} if extra else {})
             )
-        except (openai.APIError, ValueError) as exc:
+        except (openai.APIError, ValueError, RecursionError) as exc:
             raise sdk_error(self.model, exc, openai, [self.secret]) from exc
         if not getattr(resp, "choices", None):
             raise ModelError(f"{self.model}: response has no choices", retryable=True)
-        choice = resp.choices[0]
-        text = choice.message.content or getattr(choice.message, "refusal", None) or ""
-        usage = resp.usage
-        return ModelOutput(
-            text=text,
-            input_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.completion_tokens if usage else 0,
-            model=resp.model or self.model,
-            finish_reason=choice.finish_reason,
-            system_fingerprint=getattr(resp, "system_fingerprint", None) or None,
-            request_id=getattr(resp, "id", None) or None,
-        )
+        # The SDK builds its reply without validating it: a 200 body of another shape (a
+        # null message, NaN or string counts) fails here, a malformed response.
+        try:
+            choice = resp.choices[0]
+            text = choice.message.content or getattr(choice.message, "refusal", None) or ""
+            usage = resp.usage
+            return ModelOutput(
+                text=text,
+                input_tokens=usage.prompt_tokens if usage else 0,
+                output_tokens=usage.completion_tokens if usage else 0,
+                model=resp.model or self.model,
+                finish_reason=choice.finish_reason,
+                system_fingerprint=getattr(resp, "system_fingerprint", None) or None,
+                request_id=getattr(resp, "id", None) or None,
+            )
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            raise sdk_error(self.model, exc, openai, [self.secret]) from None
 
     def _http_session(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -232,6 +237,7 @@ class OpenAICompatAPI(ModelAPI):
             TypeError,
             ValueError,
             AttributeError,
+            RecursionError,  # a body nested past what ``json`` recurses into
         ):
             body = short(raw.decode("utf-8", "replace"), [self.secret])
             raise ModelError(f"{self.model}: malformed response: {body}", retryable=True) from None
