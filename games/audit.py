@@ -226,7 +226,7 @@ def _against_call(e: dict[str, Any], last: dict[tuple[Any, Any, int], dict[str, 
     if talk:
         if not isinstance(parsed.get("message"), str):
             return []
-        same = e.get("text") == (parsed["message"].strip() or None)
+        same = (e.get("text") or None) == (parsed["message"].strip() or None)
     else:
         if parsed.get("action") not in ("stag", "hare"):
             return []

@@ -313,8 +313,16 @@ def _odd_copies(run: Path, out: Path) -> list[Path]:
         put(f"{i:03d}-again.jsonl", renamed(events, "-again"))
     weird = renamed(trials[0 % len(trials)], "-unicode")
     talk = ["Ich jage den Hirsch \U0001f98c", "P2 lied \u2028 stag", "", "\u6211\u4f1a\u730e\u9e7f"]
+    calls = {
+        (x["round"], x["phase"], x["seat"]): x["call"]
+        for x in weird
+        if x["type"] == "model_call" and x["call"]["purpose"] == "talk"
+    }
     for k, e in enumerate(x for x in weird if x["type"] == "message"):
         e["text"] = talk[k % len(talk)] if e["text"] is not None else None
+        call = calls.get((e["round"], e["phase"], e["sender"]))
+        if e["text"] is not None and call is not None and call["parse_ok"]:
+            call["parsed"]["message"] = e["text"]  # the record agrees with itself
     put("u-unicode.jsonl", weird)
     early = renamed(trials[1 % len(trials)], "-early")
     last = early[-1]["rounds_played"]
