@@ -7,8 +7,7 @@ file is read, migrated and audited ONCE, in chunks of ``CHUNK`` files spread ove
 ``workers`` processes, and every view is built from the chunk while its events are in
 memory. A chunk holds whole trials, so per-trial views (agent-trials) are exact per chunk.
 A trial played exactly as one before it in its chunk (``_alike``: scripted agents play
-the same trial again and again), or in an earlier chunk of the same process when that
-content came up twice (``_Memo``), takes that trial's views under its own ids (``_again``).
+the same trial again and again) takes that trial's views under its own ids (``_again``).
 
 The cache: each chunk's views are written as Parquet under ``RUN/.cache/analysis/KEY/``,
 where KEY hashes, for every file of the chunk, its name, size, inode, modification time
@@ -41,7 +40,6 @@ import gc
 import hashlib
 import os
 import shutil
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -148,11 +146,9 @@ def _build(
     detector: Detector,
     strict: bool,
     full: bool,
-    memo: _Memo | None = None,
 ) -> dict[str, pd.DataFrame | pa.Table]:
     """Every view of one chunk, from the files' bytes (an error or ``None``: unreadable,
-    listed with why). ``memo``: the
-    views of trials read in earlier chunks by this process (``_Memo``; ``detector``'s)."""
+    listed with why)."""
     cols = RoundsColumns()
     # the injection views: the honest agents' rows, the messages' verdicts without their
     # text (it is in the full table)
@@ -166,25 +162,15 @@ def _build(
             if not isinstance(blob, bytes):
                 raise blob or TranscriptError(f"cannot read transcript {path}")
             content = None if strict else _alike(blob)
-            seen = None
-            if content is not None:
-                seen = alike.get(content.digest)
-                if seen is None and memo is not None:  # kept from an earlier chunk
-                    seen = memo.get(content.digest)
-                    if seen is not None and not content.same(seen[1]):
-                        seen = None  # another content under its hash: as if none was kept
+            seen = alike.get(content.digest) if content is not None else None
             if content is not None and seen is not None and content.same(seen[1]):
-                if memo is not None:  # played at least twice: worth keeping for later chunks
-                    memo.keep(content.digest, seen)
                 rows, agents, ident = _again(seen[0], content.header, path, inj)
             else:
                 events, rows, ident = read_trial(path, strict, detector, blob)
                 agents = _agents(rows, detector, made)
                 views = inj.add(events, rows.rows["action"], rows.said)
                 if content is not None and seen is None:
-                    alike[content.digest] = entry = ((rows, agents, views), content)
-                    if memo is not None:
-                        memo.sight(content.digest, entry)
+                    alike[content.digest] = ((rows, agents, views), content)
         except READ_ERRORS as exc:
             load.append({"path": str(path), "trial_id": None, "spec": None, "digest": None,
                          "corrupt": str(exc)})  # fmt: skip
@@ -226,55 +212,6 @@ class _Content(NamedTuple):
     def same(self, other: _Content) -> bool:
         """The same content byte for byte (a hash may be shared by others)."""
         return self.rest == other.rest and self.blob[self.end :] == other.blob[other.end :]
-
-
-class _Memo:
-    """The views of trials played alike (``_alike``) across the chunks one process reads,
-    so that a trial played as one in an earlier chunk is not read in full again (scripted
-    agents play a design's cells alike over and over: at 100,000 trials of the benchmark's
-    design a third of the full reads). A content is kept when it turns up a second time
-    (its first full read is only noted by its hash, ``sighted``), so a run whose trials are
-    all different (language models) keeps none; at most ``HELD`` are kept, the least
-    recently used dropped first. One lexicon's views (``lexicon``)."""
-
-    HELD = 4096
-    SIGHTED = 1 << 18  # hashes noted before the notes start over
-
-    def __init__(self, lexicon: bytes) -> None:
-        self.lexicon = lexicon
-        self.held: OrderedDict[int, tuple[_Views, _Content]] = OrderedDict()
-        self.sighted: set[int] = set()
-
-    def get(self, digest: int) -> tuple[_Views, _Content] | None:
-        return self.held.get(digest)
-
-    def keep(self, digest: int, entry: tuple[_Views, _Content]) -> None:
-        self.held[digest] = entry
-        self.held.move_to_end(digest)
-        while len(self.held) > self.HELD:
-            self.held.popitem(last=False)
-
-    def sight(self, digest: int, entry: tuple[_Views, _Content]) -> None:
-        """A content read in full: kept if it was read in full before."""
-        if digest in self.sighted:
-            self.keep(digest, entry)
-            return
-        if len(self.sighted) >= self.SIGHTED:
-            self.sighted.clear()
-        self.sighted.add(digest)
-
-
-#: this process's ``_Memo`` (a worker's lives as long as its pool; the scan's own process
-#: drops it when the scan ends)
-_MEMO: _Memo | None = None
-
-
-def _memo_for(lexicon: Lexicon | None) -> _Memo:
-    global _MEMO
-    lex = orjson.dumps((lexicon or DEFAULT.lexicon).model_dump(mode="json"))
-    if _MEMO is None or _MEMO.lexicon != lex:
-        _MEMO = _Memo(lex)
-    return _MEMO
 
 
 def _alike(blob: bytes) -> _Content | None:
@@ -438,7 +375,7 @@ def _chunk(
         except TranscriptError as exc:  # unreadable, or not a regular file: listed with why
             blobs.append(exc)
     with _no_cyclic_gc():
-        views = _build(paths, blobs, detector_for(lexicon), strict, full, _memo_for(lexicon))
+        views = _build(paths, blobs, detector_for(lexicon), strict, full)
     if cache is not None:
         try:
             _write_part(cache / key, views)
@@ -612,11 +549,9 @@ def scan(
         except OSError:
             where = None
     lock = _shared_lock(where) if where is not None else None
-    global _MEMO
     try:
         return _scan(files, where, lock, lexicon, strict, workers, full, views)
     finally:
-        _MEMO = None  # what chunks read here (one worker) kept: not held past the scan
         if lock is not None:
             lock.close()  # releases the lock
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pandas as pd
@@ -18,7 +17,6 @@ from stagbench.analysis import injection, metrics, scan
 from stagbench.analysis.scan import TEXT_COLUMNS, cache_dir, iter_full
 from stagbench.analysis.tables import agent_rounds, load_parquet
 from stagbench.cli import app
-from stagbench.records import Lexicon
 
 from analysis_helpers import run_spec
 
@@ -335,13 +333,11 @@ def test_analysis_commands_put_arrow_on_malloc_unless_told_otherwise(
         pa.set_memory_pool(before)
 
 
-@pytest.mark.parametrize("chunk", [scan.CHUNK, 5])
 def test_trials_whose_contents_share_a_hash_are_told_apart_by_their_bytes(
-    run: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+    run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With every file's content hash made the same, only files whose bytes are alike
-    share views, in a chunk and across chunks (``_Memo``): every view equals a full read."""
-    monkeypatch.setattr(scan, "CHUNK", chunk)
+    share views: every view equals a full read."""
     full = scan.scan(run, workers=1, cache=False)
     real, told = scan._alike, []
 
@@ -358,54 +354,3 @@ def test_trials_whose_contents_share_a_hash_are_told_apart_by_their_bytes(
     pd.testing.assert_frame_equal(short.agent_trials, full.agent_trials)
     for part in ("rows", "messages", "trials"):
         pd.testing.assert_frame_equal(getattr(short.injection, part), getattr(full.injection, part))
-
-
-def test_trials_played_alike_in_an_earlier_chunk_are_not_read_again(
-    run: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A content that came up twice is kept for the process's later chunks (``_Memo``):
-    chunks of 5 files take fewer full reads than without it, and give the same views;
-    the scan's own process holds nothing after the scan."""
-    monkeypatch.setattr(scan, "CHUNK", 5)
-    reads: list[int] = []
-    real = scan.read_trial
-    monkeypatch.setattr(scan, "read_trial", lambda *a: reads.append(1) or real(*a))
-    kept = scan.scan(run, workers=1, cache=False)
-    assert scan._MEMO is None
-    with_memo, reads[:] = len(reads), []
-    monkeypatch.setattr(scan, "_memo_for", lambda lexicon: None)
-    plain = scan.scan(run, workers=1, cache=False)
-    assert with_memo < len(reads) <= 48
-    assert sorted(kept.load.read) == sorted(plain.load.read)
-    pd.testing.assert_frame_equal(kept.rounds, plain.rounds)
-    pd.testing.assert_frame_equal(kept.agent_trials, plain.agent_trials)
-    for part in ("rows", "messages", "trials"):
-        pd.testing.assert_frame_equal(getattr(kept.injection, part), getattr(plain.injection, part))
-
-
-def test_the_memo_keeps_contents_seen_twice_and_at_most_its_bound(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A content read in full once is only noted; the second time it is kept; at most
-    ``HELD`` are kept (the least recently used dropped); the notes start over at
-    ``SIGHTED``; another lexicon gets another memo."""
-    monkeypatch.setattr(scan._Memo, "HELD", 2)
-    monkeypatch.setattr(scan._Memo, "SIGHTED", 4)
-    memo = scan._Memo(b"lex")
-    entries: dict[int, Any] = {d: object() for d in range(10)}
-    for d in range(4):  # all different (a language model's trials): nothing kept
-        memo.sight(d, entries[d])
-    assert not memo.held and memo.sighted == {0, 1, 2, 3}
-    memo.sight(1, entries[1])
-    assert list(memo.held) == [1]
-    memo.keep(2, entries[2])
-    memo.keep(1, entries[1])  # used again: the most recent
-    memo.keep(3, entries[3])
-    assert list(memo.held) == [1, 3] and memo.get(2) is None and memo.get(1) is entries[1]
-    memo.sight(5, entries[5])
-    assert memo.sighted == {5}  # the notes were full: started over
-    monkeypatch.setattr(scan, "_MEMO", None)
-    first = scan._memo_for(None)
-    assert scan._memo_for(None) is first
-    other = Lexicon(stag_words=("deer",))
-    assert scan._memo_for(other) is not first
