@@ -35,8 +35,8 @@ app = typer.Typer(
     add_completion=False,
 )
 # Piped output (logs, CI) gets wide tables instead of the 80-column default.
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+console = Console(soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True, emoji=False, width=None if sys.stderr.isatty() else 160)
 
 
 def _arrow_on_malloc() -> None:

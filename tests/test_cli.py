@@ -50,3 +50,11 @@ def test_replay_of_broken_file(tmp_path: Path) -> None:
 def test_validate(tmp_path: Path) -> None:
     res = runner.invoke(app, ["validate", str(GOLDEN / "golden.toml"), "--show", "2"])
     assert res.exit_code == 0 and "4 trials" in res.output
+
+
+def test_messages_keep_text_that_looks_like_an_emoji_code(tmp_path: Path) -> None:
+    """A path or model string holding ``:x:`` is shown as written, not as an emoji
+    (redteam19b finding 17: rich turned it into a cross mark in an error message)."""
+    spec = tmp_path / "no:x:such.toml"
+    res = CliRunner().invoke(app, ["validate", str(spec)])
+    assert res.exit_code == 2 and ":x:" in res.output and "\u274c" not in res.output
