@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from stagbench.analysis.lexical import DEFAULT, Detector, detector_for
 from stagbench.errors import TranscriptError
 from stagbench.games import player_label
-from stagbench.games.audit import audit_events
+from stagbench.games.audit import consistent
 from stagbench.records import (
     GameConfig,
     Lexicon,
@@ -92,10 +92,7 @@ def read_checked(path: Path, strict: bool, data: bytes | None = None) -> list[di
         events = [orjson.loads(line) for line in record.lines()]
     else:
         events = read_events(path) if data is None else load_events(data, str(path))
-    problems = audit_events(events)
-    if problems:
-        raise TranscriptError(f"{path} is inconsistent: {'; '.join(problems[:3])}")
-    return events
+    return consistent(events, path)
 
 
 def arm_label(adv: dict[str, Any], payload: dict[str, Any] | None = None) -> str:

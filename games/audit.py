@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from stagbench.errors import TranscriptError
 from stagbench.games.stag_hunt import Action, payoffs
 from stagbench.records import GameConfig
 
@@ -177,6 +178,16 @@ def audit_events(events: Sequence[dict[str, Any]], record: bool = True) -> list[
     if said_cost != cost and not _close(said_cost, cost):
         problems.append("the cost total differs from the sum of the model calls")
     return problems + record_problems
+
+
+def consistent(events: list[dict[str, Any]], source: object) -> list[dict[str, Any]]:
+    """``events`` when the audit finds nothing wrong with them, else a ``TranscriptError``
+    naming ``source`` and its first problems: what every reader of transcripts (store,
+    analysis, viewer, a Ray task's results) treats like corruption."""
+    problems = audit_events(events)
+    if problems:
+        raise TranscriptError(f"{source} is inconsistent: {'; '.join(problems[:3])}")
+    return events
 
 
 def _roles(head: dict[str, Any]) -> tuple[set[int], list[str]]:

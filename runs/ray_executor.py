@@ -41,7 +41,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from stagbench.errors import MissingExtraError, StagbenchError, StoreError, TranscriptError
-from stagbench.games.audit import audit_events
+from stagbench.games.audit import consistent
 from stagbench.records import Transcript, load_events, validate_events
 from stagbench.runs.compose import needs_models
 from stagbench.runs.orchestrator import RunSummary, StopRequest, run_trials
@@ -405,10 +405,7 @@ def _store(store: RunStore, trial_id: str, data: bytes, ids: set[str]) -> None:
     if trial_id not in ids:
         raise TranscriptError(f"a task sent trial {trial_id}, which was not asked for")
     source = f"trial {trial_id} from a Ray task"
-    events = load_events(data, source)
-    problems = audit_events(events)
-    if problems:
-        raise TranscriptError(f"{source} is inconsistent: {'; '.join(problems[:3])}")
+    events = consistent(load_events(data, source), source)
     if validate_events(events, source).trial_id != trial_id:
         raise TranscriptError(f"{source} holds another trial")
     store.write_received(trial_id, data)

@@ -55,7 +55,7 @@ from typing import Any
 
 import stagbench
 from stagbench.errors import StagbenchError, StoreError, TranscriptError
-from stagbench.games.audit import audit_events
+from stagbench.games.audit import consistent
 from stagbench.records import (
     Manifest,
     Transcript,
@@ -129,11 +129,7 @@ def read_checked(path: Path) -> Transcript:
     """A transcript strictly validated, and re-derived from its actions with the engine:
     a file that disagrees with itself (tampered, or written wrong) is a ``TranscriptError``,
     treated like corruption."""
-    events = read_events(path)
-    problems = audit_events(events)
-    if problems:
-        raise TranscriptError(f"{path} is inconsistent: {'; '.join(problems[:3])}")
-    return validate_events(events, str(path))
+    return validate_events(consistent(read_events(path), path), str(path))
 
 
 def atomic_write(path: Path, text: str | bytes | Iterable[str], errors: str = "strict") -> None:

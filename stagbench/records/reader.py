@@ -221,19 +221,15 @@ def read_file(path: Path) -> bytes:
     a socket, a device: opened without waiting for a writer, then refused)."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # not even opened
-            raise TranscriptError(
-                f"{path} is not a regular file (a FIFO, socket, device or folder): not read"
-            )
+            raise _not_regular(path)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError as exc:
         raise TranscriptError(f"transcript not found: {path}") from exc
     except OSError as exc:
         raise TranscriptError(f"cannot read transcript {path}: {exc}") from exc
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise TranscriptError(
-                f"{path} is not a regular file (a FIFO, socket, device or folder): not read"
-            )
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since it was statted
+            raise _not_regular(path)
         with os.fdopen(fd, "rb", closefd=False) as f:
             return f.read()
     except OSError as exc:
@@ -242,19 +238,22 @@ def read_file(path: Path) -> bytes:
         os.close(fd)
 
 
-_read_bytes = read_file
+def _not_regular(path: Path) -> TranscriptError:
+    return TranscriptError(
+        f"{path} is not a regular file (a FIFO, socket, device or folder): not read"
+    )
 
 
 def read_transcript(path: str | Path) -> Transcript:
     """A transcript file, strictly validated (older versions migrated)."""
     p = Path(path)
-    return parse_transcript(_read_bytes(p), str(p))
+    return parse_transcript(read_file(p), str(p))
 
 
 def read_events(path: str | Path) -> Events:
     """A transcript file's events as dicts (the fast path), migrated and checked."""
     p = Path(path)
-    return load_events(_read_bytes(p), str(p))
+    return load_events(read_file(p), str(p))
 
 
 # -- manifests -----------------------------------------------------------------------

@@ -7,7 +7,6 @@ import hashlib
 import html
 import os
 import re
-import stat
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -17,7 +16,7 @@ import orjson
 
 from stagbench.errors import StagbenchError, StoreError, TranscriptError
 from stagbench.games import player_label
-from stagbench.games.audit import audit_events
+from stagbench.games.audit import consistent
 from stagbench.records import (
     ActionEvent,
     MessageEvent,
@@ -203,20 +202,10 @@ def page_name(trial_id: str) -> str:
 
 
 def read_shown(path: Path) -> Transcript:
-    """A transcript as the analysis and the store read it: the reader, then the engine's
-    audit; a file that disagrees with itself is a ``TranscriptError`` naming why. Only a
-    regular file is opened (a FIFO would block its reader forever)."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise TranscriptError(f"cannot read transcript {path}: {exc.strerror}") from exc
-    if not stat.S_ISREG(st.st_mode):
-        raise TranscriptError(f"cannot read transcript {path}: not a regular file")
-    events = read_events(path)
-    problems = audit_events(events)
-    if problems:
-        raise TranscriptError(f"{path} is inconsistent: {'; '.join(problems[:3])}")
-    return validate_events(events, str(path))
+    """A transcript as the analysis and the store read it: the reader (which opens only a
+    regular file: a FIFO would block its reader forever), then the engine's audit; a file
+    that disagrees with itself is a ``TranscriptError`` naming why."""
+    return validate_events(consistent(read_events(path), path), str(path))
 
 
 def _write(path: Path, text: str) -> None:
