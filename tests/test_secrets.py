@@ -118,6 +118,18 @@ max_retries = 0
 """
 
 
+def _pointed(fake: FakeOpenAI, client: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The model string and spec extra of ``client`` (``anthropic``, or an OpenAI-compatible
+    client), its key KEY and its base URL the loopback server ``fake``."""
+    if client == "anthropic":
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url.removesuffix("/v1"))
+        return "anthropic/claude-haiku-4-5", ""
+    monkeypatch.setenv("FAKE_API_KEY", KEY)
+    monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
+    return "openai-api/fake/m1", f'options = {{client = "{client}"}}'
+
+
 def _error_bodies(prefix_room: int = 80) -> list[bytes]:
     """Error bodies whose message puts the key across every cut position, whatever the
     client adds in front of the message (an SDK prefixes ``Error code: 401 - {...``)."""
@@ -136,14 +148,7 @@ def test_key_echoed_across_every_cut_position_never_leaks(
     with FakeOpenAI() as fake:
         bodies = _error_bodies()
         fake.script = [Behaviour(status=401, raw_body=b) for b in bodies]
-        if client == "anthropic":
-            model, extra = "anthropic/claude-haiku-4-5", ""
-            monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-            monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url.removesuffix("/v1"))
-        else:
-            model, extra = "openai-api/fake/m1", f'options = {{client = "{client}"}}'
-            monkeypatch.setenv("FAKE_API_KEY", KEY)
-            monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
+        model, extra = _pointed(fake, client, monkeypatch)
         spec = tmp_path / "spec.toml"
         spec.write_text(SPEC.format(reps=len(bodies), model=model, extra=extra))
         out = tmp_path / "out"
@@ -218,14 +223,7 @@ def test_key_echoed_in_a_successful_reply_is_never_written(
     """Replies are redacted where they cross the model boundary, before they are cached,
     parsed, recorded or sent on to the other players; the trial still completes."""
     with FakeOpenAI() as fake:
-        if client == "anthropic":
-            model, extra = "anthropic/claude-haiku-4-5", ""
-            monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-            monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url.removesuffix("/v1"))
-        else:
-            model, extra = "openai-api/fake/m1", f'options = {{client = "{client}"}}'
-            monkeypatch.setenv("FAKE_API_KEY", KEY)
-            monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
+        model, extra = _pointed(fake, client, monkeypatch)
         # the whole key, then its tail upper-cased, then URL-encoded: one per call
         fake.script = [_echo(model, KEY), _echo(model, KEY[6:].upper())]
         fake.default = _echo(model, urllib.parse.quote(KEY, safe=""))
