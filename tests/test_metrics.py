@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from stagbench.analysis import metrics
@@ -14,7 +16,15 @@ from stagbench.analysis.archetypes import (
     UNCLASSIFIED,
     classify,
 )
-from stagbench.analysis.tables import agent_rounds, load_parquet, save_parquet, signals_stag
+from stagbench.analysis.tables import (
+    LIST_COLUMNS,
+    TEXT_TYPES,
+    agent_rounds,
+    load_parquet,
+    save_parquet,
+    signals_stag,
+    to_arrow,
+)
 
 from analysis_helpers import accused_run, run_spec
 
@@ -159,6 +169,44 @@ def test_parquet_roundtrip_and_corrupt_files_reported(hand: pd.DataFrame, tmp_pa
     df, report = agent_rounds(out)
     assert df.empty and len(report.corrupt) == 1 and victim.name in report.corrupt[0][0]
     assert math.isnan(metrics.honest_stag_rate(pd.DataFrame({"role": [], "stag": []})))
+
+
+def _inferred_arrow(df: pd.DataFrame) -> pa.Table:
+    """``to_arrow`` as it was: every column's type inferred from its values, then cast."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    kinds = {**TEXT_TYPES, **LIST_COLUMNS}
+    return table.cast(
+        pa.schema([pa.field(f.name, kinds.get(f.name, f.type)) for f in table.schema])
+    )
+
+
+@pytest.mark.parametrize(
+    "received",
+    [
+        None,  # as read: lists of texts, some empty
+        [None, [], ["a", None]],  # no list, an empty one, a missing text in one
+        [None, None, None],  # a column of no lists at all
+        [float("nan"), ["a"], []],  # pandas' missing value
+        [["a"], [1], []],  # a value of the wrong type: inferred and cast, as before
+    ],
+)
+def test_to_arrow_lists_are_the_inferred_table(
+    hand: pd.DataFrame, received: list[Any] | None
+) -> None:
+    """The list columns made with their type given are the table the inferred way made,
+    value for value and type for type, for any values the frame may hold."""
+    df = hand.head(3).copy()
+    if received is not None:
+        df["received"] = pd.Series(received, dtype=object)
+    try:
+        want = _inferred_arrow(df)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        with pytest.raises(type(exc)):
+            to_arrow(df)
+        return
+    got = to_arrow(df)
+    assert got.schema == want.schema and got.equals(want)
+    assert got.column_names == list(df.columns)
 
 
 @pytest.mark.parametrize("seats", [[0, 1, 2], [3, 5, 7]])
