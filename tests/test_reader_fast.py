@@ -113,3 +113,66 @@ def test_a_header_of_the_wrong_types_is_a_clear_error(tmp_path: Path) -> None:
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     assert "malformed header: trial.trial_id" in res.output
     assert f"from {len(files) - 1} transcripts" in res.output
+
+
+def _whole(header: dict[str, Any]) -> str | None:
+    """``check_header`` as it was: the whole header validated every time."""
+    from pydantic import ValidationError
+
+    from stagbench.records.reader import _HEADER
+
+    try:
+        _HEADER.validate_json(orjson.dumps(header), strict=True)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        return f"f has a malformed header: {'.'.join(map(str, err['loc']))}: {err['msg']}"
+    except orjson.JSONEncodeError as exc:
+        return f"f has a malformed header: {exc}"
+    return None
+
+
+@pytest.mark.parametrize("seen", [False, True], ids=["first", "after an alike header"])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (("trial", "trial_id"), "another"),  # valid: only the ids differ
+        (("trial", "seed"), 7),
+        (("trial", "trial_id"), 5),
+        (("trial", "seed"), "7"),
+        (("trial", "seed"), 7.0),
+        (("trial", "seed"), True),
+        (("trial", "seed"), 2**70),  # too large for JSON's integers
+        (("trial", "repetition"), None),
+        (("trial", "repetition"), [1]),
+        (("trial", "game", "n_players"), "4"),  # not an id: the whole header is checked
+        (("trial", "condition"), 3),
+        (("seats",), "none"),
+        (("trial",), {"trial_id": "x", "seed": 1}),  # no repetition: checked whole
+    ],
+)
+def test_alike_headers_are_checked_as_a_whole_check_would(
+    key: tuple[str, ...], value: Any, seen: bool
+) -> None:
+    """A header alike but for its ids to one found valid has only its ids checked; the
+    outcome, error message included, is the whole check's, for headers that differ in
+    their ids, in anything else, or in their shape."""
+    from stagbench.records import reader
+
+    head = orjson.loads(sorted(GOLDEN.glob("*.jsonl"))[0].read_bytes().split(b"\n", 1)[0])
+    reader._SEEN.clear()
+    if seen:
+        reader.check_header(head, "f")
+        assert reader._SEEN
+    bad = orjson.loads(orjson.dumps(head))
+    node = bad
+    for k in key[:-1]:
+        node = node[k]
+    node[key[-1]] = value
+    try:
+        reader.check_header(bad, "f")
+        got = None
+    except TranscriptError as exc:
+        got = str(exc)
+    assert got == _whole(bad)
+    valid = {("trial", "trial_id"): "another", ("trial", "seed"): 7}
+    assert (got is None) == (key in valid and repr(valid[key]) == repr(value))

@@ -14,14 +14,15 @@ clear ``TranscriptError``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError, create_model
 
 from stagbench.errors import StoreError, TranscriptError
 from stagbench.records.events import (
@@ -34,6 +35,7 @@ from stagbench.records.events import (
     TrialEndEvent,
 )
 from stagbench.records.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, Manifest
+from stagbench.records.trial import TrialSpec
 
 _EVENT: TypeAdapter[Any] = TypeAdapter(Event)
 
@@ -151,20 +153,64 @@ def load_events(data: bytes | str, source: str = "<transcript>") -> Events:
 
 
 _HEADER = Header.__pydantic_validator__
+#: the fields in which the headers of one design's trials differ from trial to trial
+_IDS = ("trial_id", "seed", "repetition")
+#: those fields of ``TrialSpec`` alone, as it declares them
+_ID_FIELDS: dict[str, Any] = {k: (f.annotation, f) for k, f in TrialSpec.model_fields.items()}
+_TRIAL_IDS = create_model("TrialIds", **{k: _ID_FIELDS[k] for k in _IDS}).__pydantic_validator__
+#: digests of headers found valid, their ids left out (``check_header``), at most _SEEN_MAX
+_SEEN: set[bytes] = set()
+_SEEN_MAX = 4096
 
 
 def check_header(header: dict[str, Any], source: str) -> None:
     """The header against its record, strictly (as JSON: a trial id that is a number, or a
     player count that is text, is a damaged header, not something to analyse): readers
-    take its fields as they are, so a wrong type would break them far from here."""
+    take its fields as they are, so a wrong type would break them far from here.
+
+    The trials of a design have headers alike but for their ids (``_IDS``): once a header
+    is found valid, another that is the same but for them needs only them checked (no
+    check on a header reads one field against another of those), a tenth of the time.
+    Headers are told alike by a 16-byte BLAKE2 digest of their JSON without the ids."""
+    seen = _alike_header(header)
     try:
+        if seen is not None and seen in _SEEN:
+            trial = header["trial"]
+            ids = orjson.dumps({k: trial[k] for k in _IDS})
+            try:
+                _TRIAL_IDS.validate_json(ids, strict=True)
+            except ValidationError as exc:
+                _malformed(exc, source, ("trial",))
+            return
         _HEADER.validate_json(orjson.dumps(header), strict=True)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise TranscriptError(f"{source} has a malformed header: {where}: {err['msg']}") from None
+        _malformed(exc, source)
     except orjson.JSONEncodeError as exc:
         raise TranscriptError(f"{source} has a malformed header: {exc}") from None
+    if seen is not None:
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN.add(seen)
+
+
+def _alike_header(header: dict[str, Any]) -> bytes | None:
+    """The digest of the header's JSON without its trial's ids; ``None`` for a header
+    that does not hold them all in a ``trial`` object (it is checked whole)."""
+    trial = header.get("trial") if type(header) is dict else None
+    if type(trial) is not dict or not all(k in trial for k in _IDS):
+        return None
+    sans = {k: v for k, v in trial.items() if k not in _IDS}
+    try:
+        text = orjson.dumps({**header, "trial": sans})
+    except orjson.JSONEncodeError:
+        return None
+    return hashlib.blake2b(text, digest_size=16).digest()
+
+
+def _malformed(exc: ValidationError, source: str, within: tuple[str, ...] = ()) -> NoReturn:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in (*within, *err["loc"]))
+    raise TranscriptError(f"{source} has a malformed header: {where}: {err['msg']}") from None
 
 
 def _line_by_line(raw: bytes, source: str) -> Events:
