@@ -908,7 +908,9 @@ def comparisons(d: ReportData) -> Section:
         )
         + ". "
         "Test: whole trials swapped between arms, statistic the difference of pooled rates "
-        "over its trial-clustered standard error (valid when arms' trials differ in size); "
+        "over its trial-clustered standard error (valid when arms' trials differ in size; "
+        "where one arm's trials have no spread and the other's some, the larger p of trial "
+        "rates permuted among the trials' places and agent-rounds as independent); "
         "p_method: exact (every distinct split) or Monte Carlo with that many permutations "
         "(more where p neared its floor and the table's size needed them), p_min: the "
         "smallest p it could give. Holm over the whole table; Fisher on pooled agent-rounds "

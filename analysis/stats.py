@@ -454,6 +454,20 @@ def _features(k: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.column_stack([k, n, e, e * e, e * n, n * n, np.ones_like(k)])
 
 
+def _spread(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From group sums of the trial features: each group's rate less the centre of the
+    features (``d``), its sum of squared trial residuals ``sum (k - rate n)^2`` (``s2``),
+    and whether its trials have no spread about its rate (``zero``: one trial, all 0, all
+    1 or every trial alike; up to rounding). Groups with no agent-rounds: never zero."""
+    _, n, e, ee, en, nn, _ = np.moveaxis(sums, -1, 0)
+    has = n > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(has, e / n, 0.0)  # rate - p0
+        s2 = ee - 2 * d * en + d * d * nn
+        zero = has & (s2 <= 1e-9 * (ee + d * d * nn))
+    return d, s2, zero
+
+
 def wald_statistic(sums: np.ndarray) -> np.ndarray:
     """The heteroscedastic Wald chi-square of equal pooled rates across groups, from each
     group's sums of the trial features (``sums[..., group, feature]``): sum over groups of
@@ -472,10 +486,8 @@ def wald_statistic(sums: np.ndarray) -> np.ndarray:
     all of them and none other: 0). Groups with no agent-rounds are left out."""
     k, n, e, ee, en, nn, m = np.moveaxis(sums, -1, 0)
     has = n > 0
+    d, s2, zero = _spread(sums)
     with np.errstate(invalid="ignore", divide="ignore"):
-        d = np.where(has, e / n, 0.0)  # rate - p0
-        s2 = ee - 2 * d * en + d * d * nn
-        zero = has & (s2 <= 1e-9 * (ee + d * d * nn))
         v = np.where(m > 1, m / (m - 1), 1.0) * s2 / (n * n)
         w = np.where(has & ~zero, 1.0 / v, 0.0)
         nz = zero.sum(axis=-1)
@@ -656,7 +668,14 @@ def group_permutation_test(
     floor (fewer than ``SEQUENTIAL_HITS`` hits) goes on drawing, Besag-Clifford style,
     until that many hits (p = hits / draws) or until the floor is ``FLOOR_MARGIN`` times
     below alpha / family (within ``DRAW_BUDGET``); the combined p is still a valid p-value.
-    Trials with no agent-rounds carry no rate and are left out."""
+    Trials with no agent-rounds carry no rate and are left out.
+
+    A group whose trials have no spread (one trial, all 0, all 1, every trial alike) has
+    no variance to studentize by, and whole trials permuted then mostly measure how the
+    trials' sizes fall between the groups: arms whose trials differ in size (``none`` vs
+    ``byzantine``, whose honest seats differ) gave p = 1e-5 for one hare in 150 agent-rounds,
+    and rejected a true null at 0.05 in 0.3-0.9 of such data sets (redteam20). Such a test
+    (some groups with no spread, others with some) is ``_no_spread_test``'s instead."""
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     kv = np.asarray(k, dtype=float)
     nv = np.asarray(n, dtype=float)
@@ -676,6 +695,9 @@ def group_permutation_test(
         axis=1,
     )
     observed = wald_statistic(observed_sums)
+    flat = _spread(observed_sums)[2]
+    if flat.any() and not flat.all():  # all flat: the split's D orders them (sizes cannot)
+        return _no_spread_test(kv, nv, codes, g, observed, n_perm, gen, family, alpha, splits)
     cap = min(EXACT_MAX, 4_000_000 // (g * feat.shape[1] + 2))
     exact = _exact_tables(feat, codes, g, cap)
     if exact is not None:
@@ -720,6 +742,86 @@ def group_permutation_test(
             return PermutationP(SEQUENTIAL_HITS / at, "monte carlo", at, splits, 1 / (n_max + 1))
         extreme, drawn = int(running[-1]), drawn + len(more)
     return PermutationP((extreme + 1) / (n_max + 1), "monte carlo", n_max, splits, 1 / (n_max + 1))
+
+
+#: how ``group_permutation_test`` names the test of groups one of which has no spread
+NO_SPREAD = (
+    "larger p of two Monte Carlo tests, {draws:,} draws each, as a group's trials have no "
+    "spread: trial rates permuted among the trials' places, and agent-rounds as independent"
+)
+
+
+def _no_spread_test(
+    k: np.ndarray,
+    n: np.ndarray,
+    codes: np.ndarray,
+    g: int,
+    observed: np.ndarray,
+    n_perm: int,
+    gen: np.random.Generator,
+    family: int,
+    alpha: float,
+    splits: float,
+) -> PermutationP:
+    """``group_permutation_test`` where a group's trials have no spread: the larger p of
+    two tests, so it is valid wherever either is (the larger of two p-values is at most
+    alpha only where both are):
+
+    - trial rates permuted among the trials' places, each place keeping its agent-rounds
+      (rate x its n successes) and its group, by the same studentized statistic: exact
+      when the trials' rates are exchangeable whatever their sizes (strong correlation
+      within trials), and blind to how the sizes fall between the groups;
+    - the groups' successes as draws of agent-rounds without replacement (multivariate
+      hypergeometric, Pearson's statistic; Fisher's test for two groups): exact when
+      agent-rounds are independent (no correlation within trials), where rare events in
+      trials of differing sizes make the first too eager.
+
+    In nine planted nulls (rates 0.02 to 0.99, correlation 0 to 0.5, trials of 5 to 40
+    agent-rounds, arms of differing sizes) the data sets with an arm of no spread were
+    rejected at 0.05 in 0.00-0.02 of them where whole trials permuted rejected 0.15-0.88 of
+    them; where neither test's assumption holds (correlation 0.5 and sizes 10 v 30 at rate
+    0.05) in 0.21 of them (7% of the data sets; 0.055 of all, against 0.043 of the others).
+    The price: trials are the unit, so all hare in 2 trials of 20 gives p near 0.5.
+    Each draws as many as a Monte Carlo test of ``group_permutation_test`` may for Holm
+    over ``family`` tests (at most ``DRAW_BUDGET`` trial draws)."""
+    draws = max(n_perm, math.ceil(FLOOR_MARGIN * max(1, family) / alpha))
+    draws = max(1, min(draws, max(n_perm, DRAW_BUDGET // (10 * len(k)))))
+    rates = k / n
+    onehot = np.zeros((len(k), g))
+    onehot[np.arange(len(k)), codes] = 1.0
+    p0 = float(k.sum() / n.sum())
+    batch = max(1, min(draws, 500_000 // len(k)))
+    hits = 0
+    for start in range(0, draws, batch):
+        size = min(batch, draws - start)
+        kk = rates[np.argsort(gen.random((size, len(k))), axis=1)] * n
+        e = kk - p0 * n
+        feat = np.stack([kk, np.broadcast_to(n, kk.shape), e, e * e, e * n,
+                         np.broadcast_to(n * n, kk.shape), np.ones_like(kk)], axis=-1)  # fmt: skip
+        sums = np.einsum("smf,mg->sgf", feat, onehot)
+        hits += int(_at_least(wald_statistic(sums), observed).sum())
+    p_rates = (hits + 1) / (draws + 1)
+    p_rounds = 1.0
+    whole = np.round(k)
+    if np.allclose(k, whole) and np.allclose(n, np.round(n)):  # counts: rounds can be drawn
+        size_g = np.bincount(codes, weights=np.round(n), minlength=g).astype(np.int64)
+        got = np.bincount(codes, weights=whole, minlength=g)
+        total = int(got.sum())
+
+        def pearson(x: np.ndarray) -> np.ndarray:
+            return np.asarray((((x - total * size_g / size_g.sum()) ** 2) / size_g).sum(axis=-1))
+
+        seen = float(pearson(got))
+        drawn = gen.multivariate_hypergeometric(size_g, total, size=draws)
+        over = int((pearson(drawn) >= seen - 1e-9 * abs(seen) - 1e-12).sum())
+        p_rounds = (over + 1) / (draws + 1)
+    return PermutationP(
+        max(p_rates, p_rounds),
+        NO_SPREAD.format(draws=draws),
+        draws,
+        splits,
+        1 / (draws + 1),
+    )
 
 
 def two_sample_permutation_test(

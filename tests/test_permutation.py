@@ -205,10 +205,11 @@ def test_degenerate_arms_say_what_they_return() -> None:
     # one trial per arm: two splits, both as extreme
     t = stats.two_sample_permutation_test(np.r_[3.0], np.r_[8.0], np.r_[6.0], np.r_[8.0], 9, 0)
     assert (t.p, t.method, t.splits) == (1.0, "exact", 2.0)
-    # one trial against nine: its rate is taken as known, p = its rank among 10 splits
+    # one trial against nine: an arm with no spread against one with some, so trial
+    # rates permuted among the places: p = the one trial's rank among 10, drawn
     kb = np.array([5, 4, 6, 5, 5, 4, 6, 5, 5], dtype=float)
     t = stats.two_sample_permutation_test(np.r_[10.0], np.r_[10.0], kb, np.full(9, 10.0), 9, 0)
-    assert t.method == "exact" and t.p == pytest.approx(0.1)
+    assert t.method == stats.NO_SPREAD.format(draws=200) and abs(t.p - 0.1) < 0.05
     # an arm with no spread against one with spread: (ra - rb)^2 / V_b, finite
     kb = np.array([2.0, 4.0, 3.0, 5.0, 1.0])
     sums = np.stack(
@@ -319,3 +320,46 @@ def test_the_m_smallest_keys_make_a_uniform_subset_of_exactly_m_per_row() -> Non
     assert (got.sum(axis=1) == 2).all()
     assert got[0].tolist() == [1, 1, 0, 0] and got[2].tolist() == [0, 1, 0, 1]
     assert (stats._smallest(tied, 0) == 0).all() and (stats._smallest(tied, 4) == 1).all()
+
+
+def test_an_arm_with_no_spread_is_not_weighed_by_its_trial_sizes() -> None:
+    """redteam20: every trial of arm a all stag (10 trials of 20 agent-rounds), arm b's one
+    hare in 150 (10 of 15: its honest seats are fewer). Whole trials permuted gave
+    p = 1.1e-5, the share of splits that put the 15s on one side; one hare is no evidence,
+    and the test of an arm with no spread says so."""
+    kb = np.full(10, 15.0)
+    kb[3] = 14.0
+    test = stats.two_sample_permutation_test(
+        np.full(10, 20.0), np.full(10, 20.0), kb, np.full(10, 15.0), 2000, 0
+    )
+    assert test.method == stats.NO_SPREAD.format(draws=2000)
+    assert test.p > 0.4
+    # the same evidence at equal sizes: p 1 both ways
+    same = stats.two_sample_permutation_test(
+        np.full(10, 15.0), np.full(10, 15.0), kb, np.full(10, 15.0), 2000, 0
+    )
+    assert same.p == 1.0
+
+
+@pytest.mark.parametrize(
+    ("rate", "icc", "trials", "sizes"),
+    [(0.99, 0.0, (10, 10), (20, 15)), (0.1, 0.5, (5, 20), (20, 5)), (0.02, 0.0, (10, 10), (20, 5))],
+)
+def test_the_level_holds_where_an_arm_may_have_no_spread(
+    rate: float, icc: float, trials: tuple[int, int], sizes: tuple[int, int]
+) -> None:
+    """Planted nulls (both arms at one rate; beta-binomial trials at intra-trial correlation
+    ``icc``) where an arm often has no spread and the arms' trials differ in size: the test
+    rejects at 0.05 in at most its level (plus twice the simulation's error). Whole trials
+    permuted rejected in 0.11, 0.14 and 0.10 of them (redteam20)."""
+    rng = np.random.default_rng(20)
+    datasets, rejected = 300, 0
+    for i in range(datasets):
+        arms = []
+        for m, size in zip(trials, sizes, strict=True):
+            q = np.full(m, rate)
+            if icc:
+                q = rng.beta(rate * (1 - icc) / icc, (1 - rate) * (1 - icc) / icc, m)
+            arms += [rng.binomial(size, q).astype(float), np.full(m, float(size))]
+        rejected += stats.two_sample_permutation_test(*arms, 200, i).p <= 0.05
+    assert rejected / datasets <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / datasets)
