@@ -744,6 +744,8 @@ def group_permutation_test(
     return PermutationP((extreme + 1) / (n_max + 1), "monte carlo", n_max, splits, 1 / (n_max + 1))
 
 
+#: the most draws of each of ``_no_spread_test``'s two tests
+NO_SPREAD_DRAWS = 2_000_000
 #: how ``group_permutation_test`` names the test of groups one of which has no spread
 NO_SPREAD = (
     "larger p of two Monte Carlo tests, {draws:,} draws each, as a group's trials have no "
@@ -782,24 +784,12 @@ def _no_spread_test(
     them; where neither test's assumption holds (correlation 0.5 and sizes 10 v 30 at rate
     0.05) in 0.21 of them (7% of the data sets; 0.055 of all, against 0.043 of the others).
     The price: trials are the unit, so all hare in 2 trials of 20 gives p near 0.5.
-    Each draws as many as a Monte Carlo test of ``group_permutation_test`` may for Holm
-    over ``family`` tests (at most ``DRAW_BUDGET`` trial draws)."""
-    draws = max(n_perm, math.ceil(FLOOR_MARGIN * max(1, family) / alpha))
-    draws = max(1, min(draws, max(n_perm, DRAW_BUDGET // (10 * len(k)))))
-    rates = k / n
-    onehot = np.zeros((len(k), g))
-    onehot[np.arange(len(k)), codes] = 1.0
-    p0 = float(k.sum() / n.sum())
-    batch = max(1, min(draws, 500_000 // len(k)))
-    hits = 0
-    for start in range(0, draws, batch):
-        size = min(batch, draws - start)
-        kk = rates[np.argsort(gen.random((size, len(k))), axis=1)] * n
-        e = kk - p0 * n
-        feat = np.stack([kk, np.broadcast_to(n, kk.shape), e, e * e, e * n,
-                         np.broadcast_to(n * n, kk.shape), np.ones_like(kk)], axis=-1)  # fmt: skip
-        sums = np.einsum("smf,mg->sgf", feat, onehot)
-        hits += int(_at_least(wald_statistic(sums), observed).sum())
+    Each draws ``n_perm``, or enough that its floor is ``FLOOR_MARGIN`` times below
+    alpha / ``family`` for Holm (at most ``NO_SPREAD_DRAWS``); both are drawn by kinds of
+    trial, at a cost that does not grow with the trials."""
+    needed = math.ceil(FLOOR_MARGIN * max(1, family) / alpha)
+    draws = max(1, n_perm, min(needed, NO_SPREAD_DRAWS))
+    hits = _rates_among_places(k, n, codes, g, observed, draws, gen)
     p_rates = (hits + 1) / (draws + 1)
     p_rounds = 1.0
     whole = np.round(k)
@@ -822,6 +812,55 @@ def _no_spread_test(
         splits,
         1 / (draws + 1),
     )
+
+
+def _rates_among_places(
+    k: np.ndarray,
+    n: np.ndarray,
+    codes: np.ndarray,
+    g: int,
+    observed: np.ndarray,
+    draws: int,
+    gen: np.random.Generator,
+) -> int:
+    """How many of ``draws`` uniform random permutations of the trials' rates among their
+    places (a place keeps its group and its n; a rate r there counts r n successes) give a
+    ``wald_statistic`` at least as extreme as ``observed``. Drawn by kinds: places of one
+    group and size are alike, and so are equal rates, so a permutation is how many rates
+    of each kind go to each kind of place (multivariate hypergeometric, kind by kind), at
+    a cost that does not grow with the trials."""
+    rates = k / n
+    values, colours = np.unique(rates, return_counts=True)
+    places, counts = np.unique(np.stack([codes, n], axis=1), axis=0, return_counts=True)
+    p0 = float(k.sum() / n.sum())
+    feats = []  # per kind of place: each rate kind's features there (kinds x features)
+    for _, size in places:
+        kk = values * size
+        e = kk - p0 * size
+        same = np.full_like(kk, size)
+        feats.append(np.stack([kk, same, e, e * e, e * size, same * size, np.ones_like(kk)], 1))
+    batch = max(1, min(draws, 2_000_000 // (len(values) + 7 * g)))
+    hits = 0
+    for start in range(0, draws, batch):
+        size = min(batch, draws - start)
+        left = np.tile(colours.astype(np.int64), (size, 1))
+        sums = np.zeros((size, g, 7))
+        for j, (group, _) in enumerate(places):
+            if j == len(places) - 1:
+                took = left
+            else:
+                took = np.zeros_like(left)
+                need = np.full(size, int(counts[j]), dtype=np.int64)
+                rest = left.sum(axis=1)
+                for t in range(len(values)):
+                    rest = rest - left[:, t]
+                    if need.any():
+                        took[:, t] = gen.hypergeometric(left[:, t], rest, need)
+                        need -= took[:, t]
+            left = left - took
+            sums[:, int(group), :] += took @ feats[j]
+        hits += int(_at_least(wald_statistic(sums), observed).sum())
+    return hits
 
 
 def two_sample_permutation_test(

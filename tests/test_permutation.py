@@ -363,3 +363,33 @@ def test_the_level_holds_where_an_arm_may_have_no_spread(
             arms += [rng.binomial(size, q).astype(float), np.full(m, float(size))]
         rejected += stats.two_sample_permutation_test(*arms, 200, i).p <= 0.05
     assert rejected / datasets <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / datasets)
+
+
+def test_rates_among_places_drawn_by_kinds_are_uniform_permutations() -> None:
+    """Drawing how many rates of each kind go to each kind of place gives the law of a
+    uniform random permutation of the rates among the places: its share of permutations
+    at least as extreme is the share among all 720 of them, enumerated."""
+    import itertools
+
+    k = np.array([10.0, 10.0, 5.0, 3.0, 15.0, 12.0])
+    n = np.array([10.0, 10.0, 10.0, 15.0, 15.0, 15.0])
+    codes = np.array([0, 0, 0, 1, 1, 1])
+    rates = k / n
+
+    def sums_of(kk: np.ndarray) -> np.ndarray:
+        feat = stats._features(kk, n)
+        return np.stack([np.bincount(codes, feat[:, f], minlength=2) for f in range(7)], 1)
+
+    # an observed split in the middle of the law, so the share is neither 0 nor 1
+    observed = stats.wald_statistic(sums_of(rates[[3, 0, 5, 2, 1, 4]] * n))
+    every = np.array(
+        [
+            stats.wald_statistic(sums_of(rates[list(p)] * n))
+            for p in itertools.permutations(range(6))
+        ]
+    )
+    exact = float(np.mean(stats._at_least(every, observed)))
+    assert 0.05 < exact < 0.95
+    draws = 40_000
+    hits = stats._rates_among_places(k, n, codes, 2, observed, draws, np.random.default_rng(1))
+    assert abs(hits / draws - exact) < 4 * math.sqrt(exact * (1 - exact) / draws)
