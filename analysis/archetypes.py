@@ -356,6 +356,8 @@ def group_labels(
         z = float(ev["z"][0])
         counts = patterns[key].value_counts()
         n_cls = int(ev["classified"][0])
+        modal = int(np.argmax(matrix.sum(0)[: len(PATTERNS)]))
+        needs = _trials_to_carry(matrix, PATTERNS[modal], rule) if label == len(PATTERNS) else None
         # never acted: no pattern, so no label (its draws were made: other groups' stay)
         idle = int(counts.get(NO_VALID, 0)) == int(counts.sum())
         rows.append(
@@ -382,9 +384,45 @@ def group_labels(
                 "post_trigger_stag": float(ev["post_rate"][0]),
                 "post_trigger_stag_lo": _bound(ev["post_rate"][0], ev["post_lo"][0]),
                 **{f"n_{lab}": int(counts.get(lab, 0)) for lab in (*LABELS, NO_VALID)},
+                "label_note": (
+                    f"too few trials for its modal pattern, {PATTERNS[modal]}: the rule "
+                    f"needs {needs} or more trials like these, even with no noise, to carry "
+                    f"it (it has {n_trials})"
+                    if needs is not None and n_cls
+                    else ""
+                ),
             }
         )
     return pd.DataFrame(rows)
+
+
+#: the steady labels, and the level whose rate each claims (``_lower_bound``)
+_STEADY = {COOPERATION_PERSISTENT: "post", PRE_EMPTIVE: "pre"}
+
+
+def _trials_to_carry(matrix: np.ndarray, label: str, rule: Rule, most: int = 100_000) -> int | None:
+    """For a steady ``label`` (``_STEADY``) whose rate the group's trials all show alike
+    (no spread, as a noise-free agent gives: nothing but their number is uncertain), the
+    fewest such trials (``_carries``) that would carry it, when more than the group has
+    would (Wilson on 8 trials of all stag is below 0.75); ``None`` otherwise: a reaction
+    label, trials that vary (more of them is a guess at what they would show), a rate
+    short of the threshold (no count up to ``most`` carries it), or a group whose own
+    count would carry it (its label failed for another reason)."""
+    have = matrix.shape[0]
+    level = _STEADY.get(label)
+    if have == 0 or level is None or not _flat(matrix)[level][0]:
+        return None
+    if _carries(matrix, have, label, rule):
+        return None
+    lo, hi = have, have
+    while not _carries(matrix, hi, label, rule):  # lo fails, hi carries once found
+        if hi >= most:
+            return None
+        lo, hi = hi, min(most, hi * 2)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _carries(matrix, mid, label, rule) else (mid, hi)
+    return int(hi)
 
 
 def _bound(rate: float, lower: float) -> float:

@@ -1193,6 +1193,18 @@ def archetype_section(d: ReportData) -> Section:
     labels = labels.join(_forgiveness(at, by), on=by)
     labels = labels.rename(columns={"model_label": "model", "cell": "condition"})
     untestable = int((labels["note"] != "").sum())
+    few = int((labels["label_note"] != "").sum())
+    labels["note"] = [
+        "; ".join(x for x in pair if x)
+        for pair in zip(labels.pop("label_note"), labels["note"], strict=True)
+    ]
+    if few:
+        s.text(
+            f"Note: {few} of {len(labels)} groups are Unclassified/Inconsistent for want of "
+            "trials: every one of their trials shows their modal pattern's rate alike (no spread "
+            "to read noise from), yet so few trials cannot reach the rule's bound (the note says "
+            "how many it needs). Their confidence is that of being unclassified at this count."
+        )
     if untestable:
         s.text(
             f"Note: in {untestable} of {len(labels)} groups (model and design cell) no "
@@ -1209,7 +1221,10 @@ def archetype_section(d: ReportData) -> Section:
         "Calibrated label per model and design cell (condition). A label needs its modal "
         "pattern borne out against noise: a reaction beyond the null of the agent's own base "
         "rate (reaction_z, one-sided), or a steady rate whose lower bound reaches the rule's "
-        "threshold; else Unclassified/Inconsistent. Confidence: share of trial bootstrap "
+        "threshold; else Unclassified/Inconsistent. Cooperation-Persistent and Pre-emptive "
+        "defector describe a rate (stag after the trigger, hare before it), not a reaction: "
+        "an agent that hunts stag 85% of the time whatever happens is Cooperation-Persistent "
+        "(reaction_z says whether it reacted). Confidence: share of trial bootstrap "
         "resamples giving the same label. n_no valid action: agent-trials without any valid "
         "action, which have no pattern (not Unclassified); a group of only such is labelled "
         "no valid action. switched: agent-trials that hunted hare right after their "

@@ -436,3 +436,23 @@ def test_the_lower_bound_holds_its_level_from_few_trials(trials: int, icc: float
         used += 1
         held += lower[0] <= 0.7
     assert used > 500 and held / used >= 0.94, held / used
+
+
+def test_a_label_out_of_reach_of_the_trial_count_says_so() -> None:
+    """redteam20: with 8 or fewer trials a noise-free Cooperation-Persistent group (stag
+    in every round after every trigger) can never reach the bound (Wilson on 8 trials of
+    all stag is below 0.75), and was shown as Unclassified/Inconsistent at confidence 1.0
+    with no word why. The label note names the pattern and the trials it would need; a
+    group short of the threshold at any count has no such note."""
+    for trials in (6, 8):
+        row = archetypes.group_labels(_persistent([5] * trials), ["model"], n_boot=50).iloc[0]
+        assert row["label"] == UNCLASSIFIED
+        assert row["label_note"] == (
+            "too few trials for its modal pattern, Cooperation-Persistent: the rule needs 9 "
+            f"or more trials like these, even with no noise, to carry it (it has {trials})"
+        )
+    assert _wilson_lower(1.0, 9) >= 0.75 > _wilson_lower(1.0, 8)
+    nine = archetypes.group_labels(_persistent([5] * 9), ["model"], n_boot=50).iloc[0]
+    assert nine["label"] == COOPERATION_PERSISTENT and nine["label_note"] == ""
+    short = archetypes.group_labels(_persistent([4] * 6 + [3] * 2), ["model"], n_boot=50)
+    assert short.iloc[0]["label"] == UNCLASSIFIED and short.iloc[0]["label_note"] == ""
