@@ -902,7 +902,10 @@ def difference_ci(
     the arms' own intervals (``cluster_rate_ci``) combined by Newcombe's square-and-add
     ("MOVER", ``square_and_add``), and how (each arm's interval named). In planted arms of
     2 to 20 trials it covers 0.92 or more where the percentile trial bootstrap it replaced
-    covered 0.75-0.93."""
+    covered 0.75-0.93, except where the arms' rates are near 0 or 1 with strong correlation
+    within trials, as their intervals are (``cluster_rate_ci``): at rate 0.02 and
+    correlation 0.3, two equal arms of 30 trials of 15-50 agent-rounds gave intervals that
+    exclude 0 in 0.10-0.15 of data sets (redteam20)."""
     ra, rb = float(ka.sum() / na.sum()), float(kb.sum() / nb.sum())
     a_lo, a_hi, a_how = _arm_interval(ka, na, alpha)
     b_lo, b_hi, b_how = _arm_interval(kb, nb, alpha)
