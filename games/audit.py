@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from stagbench.errors import TranscriptError
 from stagbench.games.stag_hunt import Action, payoffs
-from stagbench.records import GameConfig
+from stagbench.records import GameConfig, check_events
 
 #: payoffs are floats written as JSON; anything closer than this is the same number
 TOLERANCE = 1e-6
@@ -183,9 +183,15 @@ def audit_events(events: Sequence[dict[str, Any]], record: bool = True) -> list[
 def consistent(events: list[dict[str, Any]], source: object) -> list[dict[str, Any]]:
     """``events`` when the audit finds nothing wrong with them, else a ``TranscriptError``
     naming ``source`` and its first problems: what every reader of transcripts (store,
-    analysis, viewer, a Ray task's results) treats like corruption."""
+    analysis, viewer, a Ray task's results) treats like corruption.
+
+    Where an event is not its record at all (an action ``"STAG"``, a round ``"1"``, a
+    field missing), the audit's problems are its consequences: the error is then the
+    strict reader's, naming the line and the field. Only a file the audit refuses pays
+    for that reading."""
     problems = audit_events(events)
     if problems:
+        check_events(events, str(source))  # raises for an event that is not its record
         raise TranscriptError(f"{source} is inconsistent: {'; '.join(problems[:3])}")
     return events
 
