@@ -46,6 +46,25 @@ MUTATIONS: dict[str, tuple[str, str, Any, str]] = {
     "a token count that is text": (
         "model_call", "call.input_tokens", "7", "model_call.call.input_tokens",
     ),
+    # these the fast path analysed as if nothing were wrong (true as round 1)
+    "a round that is true": ("action", "round", True, "action.round"),
+    "a phase that is text": ("message", "phase", "0", "message.phase"),
+    "a model call round that is true": ("model_call", "round", True, "model_call.round"),
+}  # fmt: skip
+
+#: well-typed seats and rounds that are not the game's: the fast path filed the message
+#: or call under another player's (or round's) row, or failed with a bare IndexError
+OUT_OF_RANGE: dict[str, tuple[str, str, Any, str]] = {
+    "a sender past the last seat": ("message", "sender", 7, "message sender 7 is not a seat (0..2)"),
+    "a negative sender": ("message", "sender", -1, "message sender -1 is not a seat (0..2)"),
+    "a message in round 0": ("message", "round", 0, "message round 0 is not a round played (1..2)"),
+    "a message after the last round": (
+        "message", "round", 9, "message round 9 is not a round played (1..2)",
+    ),
+    "a model call of seat 5": ("model_call", "seat", 5, "model_call seat 5 is not a seat (0..2)"),
+    "a model call in round 3": (
+        "model_call", "round", 3, "model_call round 3 is not a round played (1..2)",
+    ),
 }  # fmt: skip
 
 
@@ -57,7 +76,7 @@ def clean_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _damage(run: Path, out: Path, case: str) -> tuple[Path, int]:
     """A copy of ``run`` whose first transcript has ``case`` done to its first event of
     the kind; that file and the event's line."""
-    kind, field, value, _ = MUTATIONS[case]
+    kind, field, value, _ = MUTATIONS.get(case) or OUT_OF_RANGE[case]
     shutil.copytree(run, out)
     path = sorted((out / "transcripts").glob("*.jsonl"))[0]
     lines = path.read_text().splitlines()
@@ -104,6 +123,21 @@ def test_the_reason_names_the_file_the_line_and_the_field(
     md = (tmp_path / "run" / "report" / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| corrupt or tampered"))
     assert f"| {path.name} | {path} line {no} is not a valid event: {field}: " in row, row
+
+
+@pytest.mark.parametrize("case", sorted(OUT_OF_RANGE))
+def test_a_seat_or_round_out_of_range_is_named_with_its_line(
+    case: str, clean_run: Path, tmp_path: Path
+) -> None:
+    path, no = _damage(clean_run, tmp_path / "run", case)
+    for strict in (False, True):
+        df, load = agent_rounds(tmp_path / "run", strict=strict, workers=1)
+        assert [p for p, _ in load.corrupt] == [str(path)], load.corrupt
+        why = load.corrupt[0][1]
+        # listed after what follows from it (a message from seat 7 goes along no edge)
+        assert why.startswith(f"{path} is inconsistent: "), why
+        assert f"line {no}: {OUT_OF_RANGE[case][3]}" in why, why
+        assert len(df) == 2 * 2 * 3
 
 
 def test_a_good_run_lists_nothing(clean_run: Path) -> None:
