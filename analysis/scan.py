@@ -65,6 +65,7 @@ from stagbench.analysis.tables import (
     to_arrow,
     transcript_files,
     trial_digest,
+    unreadable,
 )
 from stagbench.errors import TranscriptError
 from stagbench.records import TRANSCRIPT_VERSION, Lexicon, check_header, file_identity
@@ -172,8 +173,9 @@ def _build(
                 if content is not None and seen is None:
                     alike[content.digest] = ((rows, agents, views), content)
         except READ_ERRORS as exc:
+            why = unreadable(path, exc, blob if isinstance(blob, bytes) else None)
             load.append({"path": str(path), "trial_id": None, "spec": None, "digest": None,
-                         "corrupt": str(exc)})  # fmt: skip
+                         "corrupt": why})  # fmt: skip
             continue
         load.append(dict(zip(_LOAD, (*ident, None), strict=True)))
         cols.add(rows)

@@ -31,11 +31,12 @@ from stagbench.games.audit import consistent
 from stagbench.records import (
     GameConfig,
     Lexicon,
+    check_events,
     load_events,
     parse_transcript,
     read_events,
-    read_transcript,
 )
+from stagbench.records.reader import read_file
 
 #: finish reasons that mean the provider cut the reply at its token limit
 TRUNCATED = ("length", "max_tokens")
@@ -89,7 +90,8 @@ def read_checked(path: Path, strict: bool, data: bytes | None = None) -> list[di
     from the actions with the engine: a file that disagrees is not analysed. ``data``: the
     file's bytes, when already read."""
     if strict:
-        record = read_transcript(path) if data is None else parse_transcript(data, str(path))
+        raw = read_file(path) if data is None else data
+        record = parse_transcript(raw, str(path), strict=True)
         events = [orjson.loads(line) for line in record.lines()]
     else:
         events = read_events(path) if data is None else load_events(data, str(path))
@@ -395,6 +397,24 @@ Chunk = tuple[pd.DataFrame | None, int, list[tuple[str, str]], list[tuple[str, s
 READ_ERRORS = (TranscriptError, KeyError, TypeError, ValueError, IndexError, OSError)
 
 
+def unreadable(path: Path, exc: Exception, data: bytes | None = None) -> str:
+    """Why ``path`` is left out, as the corrupt list says it: one of ``READ_ERRORS`` in
+    words naming the file. A ``TranscriptError`` names it already; a bare Python error of
+    the fast path (``list indices must be integers``: a seat that is ``1.0``) is explained
+    by reading the file again strictly (``check_events``), which names the line and the
+    field. Only a file that fails pays for that second reading. ``data``: its bytes, when
+    already read."""
+    if isinstance(exc, TranscriptError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{path} cannot be read: {exc}"
+    try:
+        check_events(load_events(read_file(path) if data is None else data, str(path)), str(path))
+    except TranscriptError as why:
+        return str(why)
+    return f"{path} cannot be analysed: {type(exc).__name__}: {exc}"
+
+
 def read_trial(
     path: Path, strict: bool, detector: Detector, data: bytes | None = None
 ) -> tuple[list[dict[str, Any]], TrialRows, tuple[str, str, str, str]]:
@@ -418,7 +438,7 @@ def _load_chunk(paths: list[Path], strict: bool, lexicon: Lexicon | None = None)
         try:
             _, rows, ident = read_trial(path, strict, detector)
         except READ_ERRORS as exc:
-            corrupt.append((str(path), str(exc)))
+            corrupt.append((str(path), unreadable(path, exc)))
             continue
         read.append(ident)
         cols.add(rows)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from stagbench.errors import TranscriptError
 from stagbench.games.stag_hunt import Action, payoffs
-from stagbench.records import GameConfig
+from stagbench.records import GameConfig, check_events
 
 #: payoffs are floats written as JSON; anything closer than this is the same number
 TOLERANCE = 1e-6
@@ -81,12 +81,18 @@ def audit_events(events: Sequence[dict[str, Any]], record: bool = True) -> list[
     #: message or action must say
     last: dict[tuple[Any, Any, int], dict[str, Any]] = {}
     moves: list[dict[str, Any]] = []
+    # the record's seats and rounds (``record``): readers index a trial's rows by them, so
+    # each must be an integer (not "1", 1.0 or true, which a reader fails on or takes for
+    # 1) of the game's (a message from seat 7 of 3, or in round 0, lands in another row)
+    said_played = end.get("rounds_played")
+    played: int = said_played if type(said_played) is int else 0
     for e in events[1:-1]:
         kind = e.get("type")
         try:
             if kind == "message":
                 failures += bool(e.get("parse_failed"))
-                sender = int(e["sender"])
+                said_by = e["sender"]
+                sender = said_by if type(said_by) is int else int(said_by)
                 if sender in honest:
                     moves.append(e)
                 heard = reach.get(sender, nobody) if e["text"] is not None else nobody
@@ -96,8 +102,22 @@ def audit_events(events: Sequence[dict[str, Any]], record: bool = True) -> list[
                         f"round {e['round']}: P{sender + 1}'s message went to {receivers}, "
                         f"not along the recorded edges ({heard})"
                     )
+                if record:
+                    r = e.get("round")
+                    if (
+                        type(said_by) is not int
+                        or type(r) is not int
+                        or type(e.get("phase")) is not int
+                        or not 0 <= sender < n
+                        or not 1 <= r <= played
+                    ):
+                        record_problems.append(_misplaced(events, e, "sender", n, played))
             elif kind == "action":
-                r, s = int(e["round"]), int(e["seat"])
+                r, s = e["round"], e["seat"]
+                if type(r) is not int or type(s) is not int:
+                    if record:
+                        record_problems.append(_misplaced(events, e, "seat", n, played))
+                    r, s = int(r), int(s)
                 mine = acts.get(r)
                 if mine is None:
                     mine = acts[r] = {}
@@ -115,8 +135,16 @@ def audit_events(events: Sequence[dict[str, Any]], record: bool = True) -> list[
                 calls_in += int(call["input_tokens"])
                 calls_out += int(call["output_tokens"])
                 cost += float(call["cost_usd"])
-                if honest and type(e.get("seat")) is int and e["seat"] in honest:
-                    _note(record_problems, last, (e.get("round"), e.get("phase"), e["seat"]), call)
+                if record:
+                    r, s = e.get("round"), e.get("seat")
+                    if (
+                        type(r) is not int
+                        or type(s) is not int
+                        or not (0 <= s < n and 1 <= r <= played)
+                    ):
+                        record_problems.append(_misplaced(events, e, "seat", n, played))
+                    elif s in honest:
+                        _note(record_problems, last, (r, e.get("phase"), s), call)
             elif kind == "round_end":
                 round_ends.append(e)
             elif record:
@@ -180,12 +208,37 @@ def audit_events(events: Sequence[dict[str, Any]], record: bool = True) -> list[
     return problems + record_problems
 
 
+def _misplaced(
+    events: Sequence[dict[str, Any]], event: dict[str, Any], who: str, n: int, played: int
+) -> str:
+    """Why an event's seat (``who``), round or phase is not one a row of the game has,
+    naming its line (looked for only now: a file without the problem pays nothing)."""
+    line = next(i for i, e in enumerate(events, 1) if e is event)
+    kind = event.get("type")
+    where = f"line {line}: {kind}"
+    for name in (who, "round", "phase") if kind != "action" else (who, "round"):
+        value = event.get(name)
+        none_allowed = name == "phase" and kind == "model_call"  # a call outside talk
+        if type(value) is not int and not (none_allowed and value is None):
+            return f"{where} {name} {value!r} is not an integer"
+    seat: int = event[who]
+    if not 0 <= seat < n:
+        return f"{where} {who} {seat} is not a seat (0..{n - 1})"
+    return f"{where} round {event['round']} is not a round played (1..{played})"
+
+
 def consistent(events: list[dict[str, Any]], source: object) -> list[dict[str, Any]]:
     """``events`` when the audit finds nothing wrong with them, else a ``TranscriptError``
     naming ``source`` and its first problems: what every reader of transcripts (store,
-    analysis, viewer, a Ray task's results) treats like corruption."""
+    analysis, viewer, a Ray task's results) treats like corruption.
+
+    Where an event is not its record at all (an action ``"STAG"``, a round ``"1"``, a
+    field missing), the audit's problems are its consequences: the error is then the
+    strict reader's, naming the line and the field. Only a file the audit refuses pays
+    for that reading."""
     problems = audit_events(events)
     if problems:
+        check_events(events, str(source))  # raises for an event that is not its record
         raise TranscriptError(f"{source} is inconsistent: {'; '.join(problems[:3])}")
     return events
 

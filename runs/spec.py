@@ -37,6 +37,7 @@ from stagbench.records import (
     PayloadSpec,
     TrialSpec,
 )
+from stagbench.records.numbers import Float, Int
 from stagbench.registry import normalise, parse_call
 from stagbench.runs.compose import check_model_string, is_scripted
 from stagbench.runs.preflight import check_cells, check_models, environment_problems
@@ -162,14 +163,14 @@ class ExperimentSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
-    seed: int = 0
-    repetitions: int = Field(1, ge=1)
+    seed: Int = 0
+    repetitions: Int = Field(1, ge=1)
     game: GameConfig = Field(default_factory=GameConfig)
     agents: AgentSettings = Field(default_factory=AgentSettings)
     factors: Factors
     model_settings: dict[str, ModelSettings] = Field(default_factory=dict)
     #: a cost limit for the whole run (USD); per-model limits are max_cost_usd in model_settings
-    budget_usd: float | None = Field(None, ge=0)
+    budget_usd: Float | None = Field(None, ge=0)
     #: how analysis reads the cheap talk (vocabularies of the lexical detectors); not part
     #: of the design, so changing it does not change the spec's hash
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)

@@ -126,6 +126,36 @@ def _bind_error(
         return None
 
 
+@functools.lru_cache(maxsize=1024)
+def _number_params(fn: Callable[..., Any]) -> frozenset[str]:
+    """The parameters of ``fn`` annotated as a number (``int``, ``float``, ``float | None``)
+    and not also as a boolean: a spec's ``p=True`` there is a mistake, not 1."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return frozenset()
+    out = set()
+    for name, param in params.items():
+        ann = param.annotation
+        text = ann.__name__ if isinstance(ann, type) else str(ann)
+        words = set(re.findall(r"[A-Za-z_]\w*", text))
+        if words & {"int", "float"} and "bool" not in words:
+            out.add(name)
+    return frozenset(out)
+
+
+def _bool_for_number(fn: Callable[..., Any], kwargs: dict[str, Any]) -> str | None:
+    """Which number parameter was given a boolean, in words; None when none was."""
+    try:
+        numbers = _number_params(fn)
+    except TypeError:  # a callable that cannot be a cache key
+        numbers = _number_params.__wrapped__(fn)
+    for name, value in kwargs.items():
+        if type(value) is bool and name in numbers:
+            return f"{name} must be a number, not the boolean {value}"
+    return None
+
+
 class Registry(Generic[T]):
     """Named entries of one extension point. ``what`` names it in messages ("topology"),
     ``error`` is the error class its failures raise."""
@@ -213,6 +243,8 @@ class Registry(Generic[T]):
             problem = _bind_error(fn, args, kwargs)
         except ValueError:  # no signature to check (a builtin): let the call decide
             problem = None
+        if problem is None and any(type(v) is bool for v in kwargs.values()):
+            problem = _bool_for_number(fn, kwargs)
         if problem is not None:
             raise self.error(f"bad parameters for {self.what} {text!r}: {problem}")
         try:

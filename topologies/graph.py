@@ -109,8 +109,19 @@ def _erdos_renyi(n: int, p: float = 0.5, seed: int = 0, directed: bool = False) 
 
 
 def _small_world(n: int, k: int = 2, p: float = 0.1, seed: int = 0) -> nx.Graph:
+    # Each player is joined to its k // 2 nearest neighbours on each side of the ring
+    # before rewiring: a k below 2 gives a graph without one edge, `empty` under another
+    # name, so it is refused rather than run as a small world.
+    if k < 2:
+        raise TopologyError(
+            f"small_world k={k} adds no edge: k must be at least 2 and below the number of "
+            f"players ({n}) (each player hears its k // 2 nearest neighbours on each side; "
+            "for a graph without talk use `empty`)"
+        )
     if k >= n:
-        raise TopologyError(f"small_world k={k} must be below the number of players ({n})")
+        raise TopologyError(
+            f"small_world k={k} must be below the number of players ({n}) and at least 2"
+        )
     return nx.watts_strogatz_graph(n, k, p, seed=seed)
 
 

@@ -16,6 +16,7 @@ key), which ``validate`` reports and ``run`` refuses.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 from collections.abc import Callable, Mapping
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from stagbench.agents.models.base import ModelAPI
 from stagbench.agents.models.pricing import FREE, Price
 from stagbench.agents.models.settings import ModelSettings
-from stagbench.errors import ModelNotFoundError
+from stagbench.errors import ModelError, ModelNotFoundError
 from stagbench.registry import Registry
 
 # (model part of the string, settings) -> provider API
@@ -66,6 +67,9 @@ class Provider:
     wraps: bool = False
     #: (model part, settings) -> what else this machine lacks for that model, in words
     lacks: Callable[[str, ModelSettings], list[str]] | None = None
+    #: the keys its ``options`` table may hold (a spec giving another is refused, so a typo
+    #: is no silent no-op); None: any key (a provider that cannot list them)
+    options: tuple[str, ...] | None = None
 
     def missing_packages(self) -> list[str]:
         return [
@@ -117,6 +121,7 @@ def modelapi(
     base_url_env: str | None = None,
     wraps: bool = False,
     lacks: Callable[[str, ModelSettings], list[str]] | None = None,
+    options: tuple[str, ...] | None = None,
 ) -> Callable[[Factory], Factory]:
     """Register a provider factory under ``name``, with every fact about it."""
 
@@ -140,6 +145,7 @@ def modelapi(
                 base_url_env,
                 wraps,
                 lacks,
+                options,
             ),  # fmt: skip
         )
         return factory
@@ -172,15 +178,42 @@ def inner_settings(settings: ModelSettings) -> ModelSettings:
     return ModelSettings(options=dict(settings.options.get("inner_options", {})))
 
 
-def check_model(model: str, settings: ModelSettings | None = None) -> None:
+def check_options(
+    model: str, info: Provider, settings: ModelSettings, where: str = "its model_settings options"
+) -> None:
+    """Refuse an option key the provider does not read: a typo (``clinet``) would
+    otherwise be a silent no-op. The message names the model, the key, the keys the
+    provider accepts and the closest of them; ``where``: where the options were given."""
+    if info.options is None:
+        return
+    for key in settings.options:
+        if key in info.options:
+            continue
+        close = difflib.get_close_matches(key, info.options, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        accepted = ", ".join(info.options) if info.options else "none (it takes no options)"
+        raise ModelError(
+            f"{model}: unknown option {key!r} in {where}{hint}; "
+            f"the {info.name} provider accepts: {accepted}"
+        )
+
+
+def check_model(
+    model: str, settings: ModelSettings | None = None, where: str = "its model_settings options"
+) -> None:
     """Raise the error that building or calling ``model`` would raise for what the spec says
-    (not for what this machine lacks: see ``environment_problems``)."""
+    (not for what this machine lacks: see ``environment_problems``). ``where``: where its
+    options were given (a wrapped model's are its wrapper's ``inner_options``)."""
     info, rest = resolve(model)
     s = settings or ModelSettings()
+    check_options(model, info, s, where)
     if info.check is not None:
         info.check(rest, s)
     if info.wraps:
-        check_model(rest, inner_settings(s))
+        inner = s.options.get("inner_options", {})
+        if not isinstance(inner, dict):
+            raise ModelError(f"{model}: options.inner_options must be a table of options")
+        check_model(rest, inner_settings(s), f"the inner_options of {model}")
 
 
 def environment_problems(model: str, settings: ModelSettings | None = None) -> list[str]:

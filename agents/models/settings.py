@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stagbench.agents.models.safety import has_credentials
+from stagbench.records.numbers import Float, Int
 
 
 class ModelSettings(BaseModel):
@@ -17,15 +18,15 @@ class ModelSettings(BaseModel):
     #: one endpoint, or several serving the same model (load goes to the least busy)
     base_url: str | list[str] | None = None
     api_key_env: str | None = None
-    max_concurrency: int | None = Field(None, ge=1)
-    requests_per_minute: float | None = Field(None, gt=0)
-    tokens_per_minute: float | None = Field(None, gt=0)
-    max_retries: int | None = Field(None, ge=0)
+    max_concurrency: Int | None = Field(None, ge=1)
+    requests_per_minute: Float | None = Field(None, gt=0)
+    tokens_per_minute: Float | None = Field(None, gt=0)
+    max_retries: Int | None = Field(None, ge=0)
     #: first retry waits about this long (doubling after), unless the server says Retry-After
-    retry_backoff_s: float | None = Field(None, ge=0)
-    input_per_mtok: float | None = Field(None, ge=0)
-    output_per_mtok: float | None = Field(None, ge=0)
-    max_cost_usd: float | None = Field(None, ge=0)
+    retry_backoff_s: Float | None = Field(None, ge=0)
+    input_per_mtok: Float | None = Field(None, ge=0)
+    output_per_mtok: Float | None = Field(None, ge=0)
+    max_cost_usd: Float | None = Field(None, ge=0)
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("base_url")

@@ -26,6 +26,7 @@ from stagbench.records.events import (
 from stagbench.records.lexicon import AnalysisSettings, Lexicon
 from stagbench.records.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, Manifest
 from stagbench.records.reader import (
+    check_events,
     check_header,
     file_identity,
     load_events,
@@ -73,6 +74,7 @@ __all__ = [
     "Transcript",
     "TrialEndEvent",
     "TrialSpec",
+    "check_events",
     "check_header",
     "full_messages",
     "load_events",

@@ -21,6 +21,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stagbench.records.numbers import Int
+
 #: a message of at most this many words is "short": one-word cheap talk
 SHORT_MAX_WORDS = 3
 
@@ -106,7 +108,7 @@ class AnalysisSettings(BaseModel):
     stag_words: tuple[str, ...] = ()
     hare_words: tuple[str, ...] = ()
     short_stag_words: tuple[str, ...] = ()
-    short_max_words: int | None = Field(None, ge=1)
+    short_max_words: Int | None = Field(None, ge=1)
     stag_intent: tuple[str, ...] = ()
     stag_negation: tuple[str, ...] = ()
     distrust: tuple[str, ...] = ()

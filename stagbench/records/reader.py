@@ -5,7 +5,9 @@ provider and analysis alike.
   (a header first, a ``trial_end`` last and nowhere else, the round count agreeing), for
   analysis over many thousands of files.
 - ``parse_transcript`` / ``read_transcript`` are the strict path: the same checks, then
-  every event validated into its pydantic record.
+  every event validated into its pydantic record (``strict=True``, or ``check_events``
+  alone: each event read as JSON strictly, as the header always is: a round that is text,
+  a seat that is ``1.0`` or a boolean where a number goes is refused, not converted).
 
 Both run older format versions through ``migrate`` first, so a file written by an earlier
 stagbench is read, not rejected; a file of a newer version than this stagbench knows is a
@@ -229,29 +231,53 @@ def _line_by_line(raw: bytes, source: str) -> Events:
     return events
 
 
-def parse_transcript(data: bytes | str, source: str = "<transcript>") -> Transcript:
+def parse_transcript(
+    data: bytes | str, source: str = "<transcript>", *, strict: bool = False
+) -> Transcript:
     """Strict path: every event validated into its record; anything wrong is a
-    ``TranscriptError`` naming the file and line."""
-    return validate_events(load_events(data, source), source)
+    ``TranscriptError`` naming the file and line (``strict``: see ``check_events``)."""
+    return validate_events(load_events(data, source), source, strict=strict)
 
 
-def validate_events(events: Events, source: str = "<transcript>") -> Transcript:
-    """The fast path's events (migrated, structurally checked) as validated records."""
+def validate_events(
+    events: Events, source: str = "<transcript>", *, strict: bool = False
+) -> Transcript:
+    """The fast path's events (migrated, structurally checked) as validated records
+    (``strict``: see ``check_events``)."""
+    header, *body = _parse_events(events, source, strict)
+    end = body.pop()
+    assert isinstance(header, Header) and isinstance(end, TrialEndEvent)
+    middle: list[BodyEvent] = body
+    return Transcript(header=header, events=middle, end=end)
+
+
+def check_events(events: Events, source: str = "<transcript>") -> None:
+    """Raise the ``TranscriptError`` of the first event that is not its record, each read
+    as its JSON, strictly, as ``check_header`` reads the header: a value of the wrong JSON
+    type (a round ``"1"``, a seat ``1.0``, ``true`` for a number, an action ``"STAG"``) is
+    an error naming its line and field, not converted. It costs about half as much again as
+    the lax validation; the fast path's readers use it to say exactly why a file they could
+    not read is broken (only such files pay for it), and ``strict`` reading uses it."""
+    _parse_events(events, source, True)
+
+
+def _parse_events(events: Events, source: str, strict: bool) -> list[Any]:
     parsed = []
     for no, e in enumerate(events, 1):
         try:
-            parsed.append(_EVENT.validate_python(e))
+            if strict:
+                parsed.append(_EVENT.validate_json(orjson.dumps(e), strict=True))
+            else:
+                parsed.append(_EVENT.validate_python(e))
+        except orjson.JSONEncodeError as exc:
+            raise TranscriptError(f"{source} line {no} is not a valid event: {exc}") from None
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             raise TranscriptError(
                 f"{source} line {no} is not a valid event: {where}: {err['msg']}"
             ) from exc
-    header, *body = parsed
-    end = body.pop()
-    assert isinstance(header, Header) and isinstance(end, TrialEndEvent)
-    middle: list[BodyEvent] = body
-    return Transcript(header=header, events=middle, end=end)
+    return parsed
 
 
 def file_identity(st: os.stat_result) -> str:

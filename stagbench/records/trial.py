@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from stagbench.records.numbers import Float, Int, not_bool
+
 
 class Disclosure(StrEnum):
     """``explicit``: each agent is told whom it reaches and hears; ``silent``: same routing,
@@ -34,14 +36,14 @@ class GameConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    n_players: int = Field(4, ge=2)
-    rounds: int = Field(5, ge=1)
-    stag_payoff: float = 10.0
-    hare_payoff: float = 3.0
-    failed_stag_payoff: float = 0.0
-    invalid_payoff: float = 0.0
-    threshold: int | None = Field(None, ge=1)
-    talk_phases: int = Field(1, ge=0)
+    n_players: Int = Field(4, ge=2)
+    rounds: Int = Field(5, ge=1)
+    stag_payoff: Float = 10.0
+    hare_payoff: Float = 3.0
+    failed_stag_payoff: Float = 0.0
+    invalid_payoff: Float = 0.0
+    threshold: Int | None = Field(None, ge=1)
+    talk_phases: Int = Field(1, ge=0)
     horizon_disclosed: bool = True
 
     @field_validator("stag_payoff", "hare_payoff", "failed_stag_payoff", "invalid_payoff")
@@ -76,11 +78,11 @@ class AgentSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    temperature: float | None = 0.7
-    max_tokens: int = Field(256, ge=1)
-    top_p: float | None = None
-    timeout_s: float = Field(60.0, gt=0)
-    max_reasks: int = Field(2, ge=0)
+    temperature: Float | None = 0.7
+    max_tokens: Int = Field(256, ge=1)
+    top_p: Float | None = None
+    timeout_s: Float = Field(60.0, gt=0)
+    max_reasks: Int = Field(2, ge=0)
     prompt_variant: str = "default"
     reasoning: bool = True
     defence: Literal["none", "delimit"] = "none"
@@ -97,10 +99,19 @@ class AdversarySpec(BaseModel):
 
     kind: str = "none"
     params: dict[str, Any] = Field(default_factory=dict)
-    count: int = Field(1, ge=0)
+    count: Int = Field(1, ge=0)
     placement: str | list[int] = "random"
     colluding: bool = False
     model: str | None = None
+
+    @field_validator("placement", mode="before")
+    @classmethod
+    def _seats_are_numbers(cls, v: Any) -> Any:
+        """A list of seats holds numbers: ``[true]`` is not seat 1."""
+        if isinstance(v, list):
+            for seat in v:
+                not_bool(seat)
+        return v
 
     @model_validator(mode="after")
     def _none_has_no_seats(self) -> AdversarySpec:
@@ -151,8 +162,8 @@ class TrialSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     trial_id: str
-    seed: int
-    repetition: int
+    seed: Int
+    repetition: Int
     condition: str
     game: GameConfig
     models: tuple[str, ...]

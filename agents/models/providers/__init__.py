@@ -16,6 +16,31 @@ OPENAI_STRUCTURED = ("json_schema", "json_object_schema", "json_object", "none")
 ANTHROPIC_STRUCTURED = ("tool", "json_schema")
 CLIENTS = ("sdk", "http")
 
+# The option keys each provider reads (``options`` in ``[model_settings...]``); a spec giving
+# any other is refused at validation (registry.check_options). Keep each list in step with
+# what its provider's code reads.
+OPENAI_OPTIONS = ("client", "structured", "token_param")
+OPENAI_COMPAT_OPTIONS = ("client", "structured")
+#: a vLLM server: what OpenAICompatAPI reads, plus what ManagedServerAPI reads to start one
+#: (ignored while VLLM_BASE_URL or base_url names a running server). ``command`` and
+#: ``extra_args`` are argument lists handed to the server as they are: their contents are
+#: the server's business, only these top-level keys are checked.
+VLLM_OPTIONS = (
+    *OPENAI_COMPAT_OPTIONS, "port", "max_model_len", "gpu_memory_utilization", "extra_args",
+    "startup_timeout_s", "command", "log_path",
+)  # fmt: skip
+#: ``engine_args`` is a table of keyword arguments for ``vllm.LLM``, passed through as it is:
+#: vLLM's own arguments cannot be listed here, so only these top-level keys are checked.
+VLLM_OFFLINE_OPTIONS = ("engine_args", "max_batch")
+LOCAL_OPTIONS = ("n_ctx", "n_threads", "seed", "prompt_cache", "cache_bytes")
+MOCK_OPTIONS = ("replies", "latency_s")
+#: see providers/fault.py; ``inner_options`` are the wrapped model's own options (checked
+#: against its provider)
+FAULT_OPTIONS = (
+    "error_rate", "fatal_rate", "rate_limit_rate", "retry_after_s", "burst_every", "burst_len",
+    "timeout_rate", "hang_s", "garbage_rate", "seed", "inner_options",
+)  # fmt: skip
+
 # Public list prices known when this table was written; newer models are unpriced until you
 # add them (the estimate says so). Check your provider's page before you budget.
 OPENAI_PRICES = {
@@ -65,6 +90,7 @@ def _check_openai_native(model: str, s: ModelSettings) -> None:
     prices=OPENAI_PRICES,
     check=_check_openai_native,
     base_url_env="OPENAI_BASE_URL",
+    options=OPENAI_OPTIONS,
 )
 def _openai(model: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
@@ -96,6 +122,7 @@ def _check_anthropic(model: str, s: ModelSettings) -> None:
     prices=ANTHROPIC_PRICES,
     check=_check_anthropic,
     base_url_env="ANTHROPIC_BASE_URL",
+    options=("structured",),
 )
 def _anthropic(model: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.anthropic_api import AnthropicAPI
@@ -167,6 +194,7 @@ def _check_vllm(model: str, s: ModelSettings) -> None:
     example="openai-api/<name>/<model>",
     parts=2,
     check=_check_openai_compat,
+    options=OPENAI_COMPAT_OPTIONS,
 )
 def _openai_compat(rest: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
@@ -192,6 +220,7 @@ def _openai_compat(rest: str, s: ModelSettings) -> ModelAPI:
     check=_check_vllm,
     probe=_vllm_probe,
     lacks=_vllm_lacks,
+    options=VLLM_OPTIONS,
 )
 def _vllm(model: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
@@ -218,6 +247,7 @@ def _vllm(model: str, s: ModelSettings) -> ModelAPI:
     example="vllm-offline/Qwen/Qwen2.5-0.5B-Instruct",
     needs=(("vllm", "vllm"),),
     free=True,
+    options=VLLM_OFFLINE_OPTIONS,
 )
 def _vllm_offline(model: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.vllm import VLLMOfflineAPI
@@ -240,6 +270,7 @@ def _check_local(ref: str, s: ModelSettings) -> None:
     free=True,
     serial=True,
     check=_check_local,
+    options=LOCAL_OPTIONS,
 )
 def _local(ref: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.local import LlamaCppAPI
@@ -268,6 +299,7 @@ def _check_mock(name: str, s: ModelSettings) -> None:
     example="mock/stag",
     free=True,
     check=_check_mock,
+    options=MOCK_OPTIONS,
 )
 def _mock(name: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.mock import MockAPI
@@ -288,6 +320,7 @@ def _check_replay(source: str, s: ModelSettings) -> None:
     example="replay/results/demo",
     free=True,
     check=_check_replay,
+    options=(),
 )
 def _replay(source: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.replay import ReplayAPI
@@ -301,6 +334,7 @@ def _replay(source: str, s: ModelSettings) -> ModelAPI:
     example="fault/mock/random",
     free=True,
     wraps=True,
+    options=FAULT_OPTIONS,
 )
 def _fault(inner: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.fault import FaultAPI

@@ -9,6 +9,9 @@ per call unless said otherwise:
 - ``timeout_rate``: an answer slower than any sensible timeout (``hang_s``, default 3600)
 - ``garbage_rate``: a reply that is not JSON
 - ``seed``: the fault sequence is reproducible
+- ``inner_options``: the wrapped model's own options
+
+No other key is accepted (``FAULT_OPTIONS`` in ``providers/__init__.py``).
 """
 
 from __future__ import annotations
