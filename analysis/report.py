@@ -858,7 +858,12 @@ def comparisons(d: ReportData) -> Section:
             s.text("No two design cells differ in a single factor: nothing to compare.")
         return s
     fam = pd.DataFrame(rows)
-    fam["test"] = "studentized trial permutation"
+    fam["test"] = [
+        "trial rates among places, and agent-rounds (an arm with no spread)"
+        if how.startswith("larger p")
+        else "studentized trial permutation"
+        for how in fam["permutation_method"]
+    ]
     fam["p"] = fam["permutation_p"]
     fam["p_method"] = fam["permutation_method"]
     fam["p_min"] = fam["permutation_min_p"]

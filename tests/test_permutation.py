@@ -209,7 +209,8 @@ def test_degenerate_arms_say_what_they_return() -> None:
     # rates permuted among the places: p = the one trial's rank among 10, drawn
     kb = np.array([5, 4, 6, 5, 5, 4, 6, 5, 5], dtype=float)
     t = stats.two_sample_permutation_test(np.r_[10.0], np.r_[10.0], kb, np.full(9, 10.0), 9, 0)
-    assert t.method == stats.NO_SPREAD.format(draws=200) and abs(t.p - 0.1) < 0.05
+    assert t.method == stats.NO_SPREAD.format(rates="exact, 4 arrangements", draws=200)
+    assert t.p == pytest.approx(0.1) and t.p_min == pytest.approx(0.1)
     # an arm with no spread against one with spread: (ra - rb)^2 / V_b, finite
     kb = np.array([2.0, 4.0, 3.0, 5.0, 1.0])
     sums = np.stack(
@@ -332,8 +333,8 @@ def test_an_arm_with_no_spread_is_not_weighed_by_its_trial_sizes() -> None:
     test = stats.two_sample_permutation_test(
         np.full(10, 20.0), np.full(10, 20.0), kb, np.full(10, 15.0), 2000, 0
     )
-    assert test.method == stats.NO_SPREAD.format(draws=2000)
-    assert test.p > 0.4
+    assert test.method == stats.NO_SPREAD.format(rates="exact, 2 arrangements", draws=2000)
+    assert test.p > 0.4 and test.p_min == 1.0  # the hare's trial on either side: as extreme
     # the same evidence at equal sizes: p 1 both ways
     same = stats.two_sample_permutation_test(
         np.full(10, 15.0), np.full(10, 15.0), kb, np.full(10, 15.0), 2000, 0
@@ -391,5 +392,51 @@ def test_rates_among_places_drawn_by_kinds_are_uniform_permutations() -> None:
     exact = float(np.mean(stats._at_least(every, observed)))
     assert 0.05 < exact < 0.95
     draws = 40_000
-    hits = stats._rates_among_places(k, n, codes, 2, observed, draws, np.random.default_rng(1))
-    assert abs(hits / draws - exact) < 4 * math.sqrt(exact * (1 - exact) / draws)
+    rng = np.random.default_rng(1)
+    p, _, how = stats._rates_among_places(k, n, codes, 2, observed, draws, rng, exact=False)
+    assert how == "Monte Carlo, 40,000 draws"
+    assert abs(p - exact) < 4 * math.sqrt(exact * (1 - exact) / draws)
+    p, _, how = stats._rates_among_places(k, n, codes, 2, observed, draws, rng)
+    assert how.startswith("exact") and p == pytest.approx(exact)
+
+
+def _every_rate_arrangement(ka, na, kb, nb):  # type: ignore[no-untyped-def]
+    """The p and smallest p of the trials' rates permuted among their places, over every
+    one of the (m_a + m_b)! permutations."""
+    import itertools
+
+    k, n = np.r_[ka, kb], np.r_[na, nb]
+    codes = np.r_[np.zeros(len(ka), int), np.ones(len(kb), int)]
+
+    def stat(kk: np.ndarray) -> np.ndarray:
+        feat = stats._features(kk, n)
+        return stats.wald_statistic(
+            np.stack([np.bincount(codes, feat[:, f], minlength=2) for f in range(7)], 1)
+        )
+
+    rates = k / n
+    every = np.array([stat(rates[list(p)] * n) for p in itertools.permutations(range(len(k)))])
+    top = every[np.lexsort((every[:, 1], every[:, 0]))[-1]]
+    return (
+        float(np.mean(stats._at_least(every, stat(k)))),
+        float(np.mean(stats._at_least(every, top))),
+    )
+
+
+@pytest.mark.parametrize("m", [3, 4])
+def test_no_spread_p_min_is_the_smallest_p_the_data_allow(m: int) -> None:
+    """redteam21: the no-spread test reported p_min = 1/(draws + 1) (5e-4) where its trial
+    part could never go below 0.1 (3 v 3) or 0.03 (4 v 4): a reader took "p = 0.1, p_min
+    = 0.0005" for a test that had the resolution and found nothing. p and p_min are the
+    exact ones of every permutation of the rates, enumerated; with too many arrangements
+    to enumerate, p_min is estimated from the draws, between their floor and p."""
+    ka, na = np.full(m, 20.0), np.full(m, 20.0)
+    kb, nb = np.array([12.0, 9.0, 15.0, 10.0][:m]), np.full(m, 15.0)
+    test = stats.two_sample_permutation_test(ka, na, kb, nb, 2000, 0, family=10)
+    p, floor = _every_rate_arrangement(ka, na, kb, nb)
+    assert test.p == pytest.approx(p) and test.p_min == pytest.approx(floor)
+    assert floor >= 0.02  # never 1/2001
+    big = stats.two_sample_permutation_test(
+        np.full(40, 20.0), np.full(40, 20.0), np.resize(kb, 40), np.full(40, 15.0), 500, 0
+    )
+    assert "Monte Carlo, 500 draws)" in big.method and 1 / 501 <= big.p_min <= big.p
