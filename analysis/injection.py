@@ -11,7 +11,8 @@ degrees of freedom) times its paired cluster-robust standard error, or, for an a
 cannot vary, the arms' intervals combined (Newcombe's square-and-add); the defence effect
 combines its two arms' intervals the same way. On planted matched sets these cover
 0.92-0.98 at 3-20 sets, where the percentile bootstrap over sets they replaced covered
-0.72-0.94.
+0.72-0.94; for a strong injection (treated following at 0.95-0.98 against 0.02-0.10,
+correlation 0.3 within sets) 0.89-0.92 at 10-20 sets, the lower bound too high (redteam21).
 What cannot be measured says why, and never by another cause: a payload that reached no
 target is not exposed targets that made no valid action (a model whose replies never
 parse), which the notes count; a defence arm without a set to compare has its row and a
@@ -1280,7 +1281,8 @@ def _blocks(data: InjectionData) -> list[Block]:
                 "adversary messages reaching it differ from the control's) whose action is the "
                 "one the payload asks for / those with a valid action, in the treatment minus "
                 "in its matched control (same seed and seats); stag change likewise for "
-                f"stag{pooled}.",
+                f"stag{pooled}. Pooled over the population's models: a population of two "
+                "models gives the mix's figure, not either model's.",
                 df=success,
             )
         )
