@@ -16,7 +16,7 @@ import functools
 import math
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -609,6 +609,27 @@ def _smallest(keys: np.ndarray, m: int) -> np.ndarray:
     return mask.astype(float)
 
 
+def _deal(
+    colours: np.ndarray, sizes: np.ndarray, size: int, rng: np.random.Generator
+) -> Iterator[np.ndarray]:
+    """``size`` uniform random deals of items of kinds (``colours`` of each) into groups
+    of ``sizes``: each group's count of each kind (size x kinds), group by group, kind by
+    kind (multivariate hypergeometric, sequentially); the last group takes what is left."""
+    left = np.tile(np.asarray(colours, dtype=np.int64), (size, 1))
+    for j in range(len(sizes) - 1):
+        took = np.zeros_like(left)
+        need = np.full(size, int(sizes[j]), dtype=np.int64)
+        rest = left.sum(axis=1)
+        for t in range(left.shape[1]):
+            rest = rest - left[:, t]
+            if need.any():
+                took[:, t] = rng.hypergeometric(left[:, t], rest, need)
+                need -= took[:, t]
+        left = left - took
+        yield took
+    yield left
+
+
 def _random_sums(
     feat: np.ndarray,
     codes: np.ndarray,
@@ -627,18 +648,9 @@ def _random_sums(
             draws = rng.multivariate_hypergeometric(colours, int(sizes[0]), size=size)
             a = draws @ kind_feat
             return np.stack([a, total - a], axis=1)
-        left = np.tile(colours, (size, 1))
         out = np.zeros((size, g, feat.shape[1]))
-        for j in range(g - 1):
-            need = np.full(size, sizes[j], dtype=np.int64)
-            rest = left.sum(axis=1)
-            for t in range(len(colours)):
-                rest = rest - left[:, t]
-                d = rng.hypergeometric(left[:, t], rest, need) if need.any() else 0 * need
-                left[:, t] -= d
-                need -= d
-                out[:, j, :] += d[:, None] * kind_feat[t]
-        out[:, g - 1, :] = left @ kind_feat
+        for j, took in enumerate(_deal(colours, sizes, size, rng)):
+            out[:, j, :] = took @ kind_feat
         return out
     if g == 2:  # the trials with the sizes[0] lowest of uniform random keys: group 0
         a = _smallest(rng.random((size, len(codes))), int(sizes[0])) @ feat
@@ -887,22 +899,9 @@ def _rates_among_places(
     stats_: list[np.ndarray] = []
     for start in range(0, draws, batch):
         size = min(batch, draws - start)
-        left = np.tile(colours.astype(np.int64), (size, 1))
         sums = np.zeros((size, g, 7))
-        for j, (group, _) in enumerate(places):
-            if j == len(places) - 1:
-                took = left
-            else:
-                took = np.zeros_like(left)
-                need = np.full(size, int(counts[j]), dtype=np.int64)
-                rest = left.sum(axis=1)
-                for t in range(len(values)):
-                    rest = rest - left[:, t]
-                    if need.any():
-                        took[:, t] = gen.hypergeometric(left[:, t], rest, need)
-                        need -= took[:, t]
-            left = left - took
-            sums[:, int(group), :] += took @ feats[j]
+        for j, took in enumerate(_deal(colours, counts, size, gen)):
+            sums[:, int(places[j, 0]), :] += took @ feats[j]
         stats_.append(wald_statistic(sums))
     drawn = np.concatenate([*stats_, observed[None, :]])
     hits = int(_at_least(drawn[:-1], observed).sum())
