@@ -522,6 +522,20 @@ def _at_least(stats_: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return np.asarray((d > d_obs + tol(d_obs)) | (tie & (w >= w_obs - tol(w_obs))))
 
 
+def _most_extreme(stats_: np.ndarray) -> np.ndarray:
+    """The most extreme of ``wald_statistic``'s values (its two parts compared in order)."""
+    return np.asarray(stats_[np.lexsort((stats_[:, 1], stats_[:, 0]))[-1]])
+
+
+def _exact_p(stats_: np.ndarray, prob: np.ndarray, observed: np.ndarray) -> tuple[float, float]:
+    """An exact permutation test's p (the probability of the arrangements at least as
+    extreme as ``observed``) and the smallest p it could give (that of the most extreme
+    ones), from every arrangement's statistic and probability; p never below the latter."""
+    p = float(prob[_at_least(stats_, observed)].sum())
+    p_min = float(prob[_at_least(stats_, _most_extreme(stats_))].sum())
+    return min(1.0, max(p, p_min)), p_min
+
+
 def _two_group_tables(colours: np.ndarray, size: int) -> float:
     """How many distinct splits of trials of these kinds (``colours`` trials of each) put
     ``size`` of them in the first group: the coefficient of z^size in the product over
@@ -722,11 +736,8 @@ def group_permutation_test(
     exact = _exact_tables(feat, codes, g, cap)
     if exact is not None:
         sums, prob = exact
-        w = wald_statistic(sums)
-        p = float(prob[_at_least(w, observed)].sum())
-        top = w[np.lexsort((w[:, 1], w[:, 0]))[-1]]
-        p_min = float(prob[_at_least(w, top)].sum())
-        return PermutationP(min(1.0, max(p, p_min)), "exact", splits=splits, p_min=p_min)
+        p, p_min = _exact_p(wald_statistic(sums), prob, observed)
+        return PermutationP(p, "exact", splits=splits, p_min=p_min)
     kinds = None
     found = trial_kinds(kv, nv)
     if found is not None and len(found[0]) * g <= 50_000:
@@ -890,11 +901,8 @@ def _rates_among_places(
     )
     if every is not None:
         sums, prob = every
-        w = wald_statistic(np.einsum("spf,pg->sgf", sums, onehot))
-        p = float(prob[_at_least(w, observed)].sum())
-        top = w[np.lexsort((w[:, 1], w[:, 0]))[-1]]
-        p_min = float(prob[_at_least(w, top)].sum())
-        return min(1.0, max(p, p_min)), p_min, f"exact, {len(prob):,} arrangements"
+        p, p_min = _exact_p(wald_statistic(np.einsum("spf,pg->sgf", sums, onehot)), prob, observed)
+        return p, p_min, f"exact, {len(prob):,} arrangements"
     batch = max(1, min(draws, 2_000_000 // (len(values) + 7 * g)))
     stats_: list[np.ndarray] = []
     for start in range(0, draws, batch):
@@ -905,7 +913,7 @@ def _rates_among_places(
         stats_.append(wald_statistic(sums))
     drawn = np.concatenate([*stats_, observed[None, :]])
     hits = int(_at_least(drawn[:-1], observed).sum())
-    top = drawn[np.lexsort((drawn[:, 1], drawn[:, 0]))[-1]]
+    top = _most_extreme(drawn)
     at_top = int(_at_least(drawn[:-1], top).sum())
     return (hits + 1) / (draws + 1), (at_top + 1) / (draws + 1), f"Monte Carlo, {draws:,} draws"
 
