@@ -69,7 +69,7 @@ from stagbench.analysis.tables import (
 )
 from stagbench.errors import TranscriptError
 from stagbench.records import TRANSCRIPT_VERSION, Lexicon, check_header, file_identity
-from stagbench.records.reader import read_file
+from stagbench.records.reader import header_sans_ids, read_file
 
 try:  # POSIX: scans of one folder coordinate through a lock on its cache
     import fcntl
@@ -165,7 +165,7 @@ def _build(
             content = None if strict else _alike(blob)
             seen = alike.get(content.digest) if content is not None else None
             if content is not None and seen is not None and content.same(seen[1]):
-                rows, agents, ident = _again(seen[0], content.header, path, inj)
+                rows, agents, ident = _again(seen[0], content, path, inj)
             else:
                 events, rows, ident = read_trial(path, strict, detector, blob)
                 agents = _agents(rows, detector, made)
@@ -196,8 +196,6 @@ _LOAD = ("path", "trial_id", "spec", "digest", "corrupt")
 
 #: a trial's agent-rounds, agent-trial rows and injection views
 _Views = tuple[TrialRows, list[dict[str, Any]], injection.Columns]
-#: the header fields in which trials played alike differ
-_IDS = ("trial_id", "seed", "repetition")
 
 
 class _Content(NamedTuple):
@@ -230,25 +228,24 @@ def _alike(blob: bytes) -> _Content | None:
         return None
     try:
         head = orjson.loads(blob[:end])
-        trial = head["trial"]
-        if head.get("type") != "header" or head.get("version") != TRANSCRIPT_VERSION:
-            return None
-        sans = {k: v for k, v in trial.items() if k not in _IDS}
-        if len(sans) != len(trial) - len(_IDS):
-            return None
-        rest = orjson.dumps({**head, "trial": sans})
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError, KeyError, TypeError, AttributeError):
+    except orjson.JSONDecodeError:
+        return None
+    if type(head) is not dict or head.get("type") != "header":
+        return None
+    rest = header_sans_ids(head) if head.get("version") == TRANSCRIPT_VERSION else None
+    if rest is None:
         return None
     return _Content(hash((rest, blob[end:])), rest, blob, end, head)
 
 
 def _again(
-    seen: _Views, head: dict[str, Any], path: Path, inj: injection.TrialViews
+    seen: _Views, content: _Content, path: Path, inj: injection.TrialViews
 ) -> tuple[TrialRows, list[dict[str, Any]], tuple[str, str, str, str]]:
-    """The views of a trial whose content (``_alike``) is that of ``seen``'s trial, which
-    was read, checked and audited in full: its header checked as any other file's (its
-    ids may be of the wrong type), and ``seen``'s views under its ids."""
-    check_header(head, str(path))
+    """The views of a trial whose ``content`` (``_alike``) is that of ``seen``'s trial,
+    which was read, checked and audited in full: its header checked as any other file's
+    (its ids may be of the wrong type), and ``seen``'s views under its ids."""
+    head = content.header
+    check_header(head, str(path), content.rest)
     trial = head["trial"]
     tid, repetition = trial["trial_id"], trial["repetition"]
     rows, agents, views = seen

@@ -156,31 +156,33 @@ def load_events(data: bytes | str, source: str = "<transcript>") -> Events:
 
 _HEADER = Header.__pydantic_validator__
 #: the fields in which the headers of one design's trials differ from trial to trial
-_IDS = ("trial_id", "seed", "repetition")
+TRIAL_IDS = ("trial_id", "seed", "repetition")
 #: those fields of ``TrialSpec`` alone, as it declares them
 _ID_FIELDS: dict[str, Any] = {k: (f.annotation, f) for k, f in TrialSpec.model_fields.items()}
-_TRIAL_IDS = create_model("TrialIds", **{k: _ID_FIELDS[k] for k in _IDS}).__pydantic_validator__
+_ID_CHECK = create_model("TrialIds", **{k: _ID_FIELDS[k] for k in TRIAL_IDS}).__pydantic_validator__
 #: digests of headers found valid, their ids left out (``check_header``), at most _SEEN_MAX
 _SEEN: set[bytes] = set()
 _SEEN_MAX = 4096
 
 
-def check_header(header: dict[str, Any], source: str) -> None:
+def check_header(header: dict[str, Any], source: str, sans: bytes | None = None) -> None:
     """The header against its record, strictly (as JSON: a trial id that is a number, or a
     player count that is text, is a damaged header, not something to analyse): readers
     take its fields as they are, so a wrong type would break them far from here.
 
-    The trials of a design have headers alike but for their ids (``_IDS``): once a header
-    is found valid, another that is the same but for them needs only them checked (no
-    check on a header reads one field against another of those), a tenth of the time.
-    Headers are told alike by a 16-byte BLAKE2 digest of their JSON without the ids."""
-    seen = _alike_header(header)
+    The trials of a design have headers alike but for their ids (``TRIAL_IDS``): once a
+    header is found valid, another that is the same but for them needs only them checked
+    (no check on a header reads one field against another of those), a tenth of the time.
+    Headers are told alike by a 16-byte BLAKE2 digest of their JSON without the ids
+    (``header_sans_ids``; ``sans``: that JSON, when made already)."""
+    text = header_sans_ids(header) if sans is None else sans
+    seen = None if text is None else hashlib.blake2b(text, digest_size=16).digest()
     try:
         if seen is not None and seen in _SEEN:
             trial = header["trial"]
-            ids = orjson.dumps({k: trial[k] for k in _IDS})
+            ids = orjson.dumps({k: trial[k] for k in TRIAL_IDS})
             try:
-                _TRIAL_IDS.validate_json(ids, strict=True)
+                _ID_CHECK.validate_json(ids, strict=True)
             except ValidationError as exc:
                 _malformed(exc, source, ("trial",))
             return
@@ -195,18 +197,18 @@ def check_header(header: dict[str, Any], source: str) -> None:
         _SEEN.add(seen)
 
 
-def _alike_header(header: dict[str, Any]) -> bytes | None:
-    """The digest of the header's JSON without its trial's ids; ``None`` for a header
-    that does not hold them all in a ``trial`` object (it is checked whole)."""
+def header_sans_ids(header: Any) -> bytes | None:
+    """The header's JSON without its trial's ids (``TRIAL_IDS``): what the headers of
+    one design's trials share. ``None`` for a header that does not hold them all in a
+    ``trial`` object, or that JSON cannot hold."""
     trial = header.get("trial") if type(header) is dict else None
-    if type(trial) is not dict or not all(k in trial for k in _IDS):
+    if type(trial) is not dict or not all(k in trial for k in TRIAL_IDS):
         return None
-    sans = {k: v for k, v in trial.items() if k not in _IDS}
+    sans = {k: v for k, v in trial.items() if k not in TRIAL_IDS}
     try:
-        text = orjson.dumps({**header, "trial": sans})
+        return orjson.dumps({**header, "trial": sans})
     except orjson.JSONEncodeError:
         return None
-    return hashlib.blake2b(text, digest_size=16).digest()
 
 
 def _malformed(exc: ValidationError, source: str, within: tuple[str, ...] = ()) -> NoReturn:
