@@ -860,7 +860,7 @@ def comparisons(d: ReportData) -> Section:
     fam = pd.DataFrame(rows)
     fam["test"] = [
         "trial rates among places, and agent-rounds (an arm with no spread)"
-        if how.startswith("larger p")
+        if how.startswith(stats.NO_SPREAD_TEST)
         else "studentized trial permutation"
         for how in fam["permutation_method"]
     ]

@@ -778,8 +778,9 @@ def group_permutation_test(
 #: the most draws of each of ``_no_spread_test``'s two tests
 NO_SPREAD_DRAWS = 2_000_000
 #: how ``group_permutation_test`` names the test of groups one of which has no spread
+NO_SPREAD_TEST = "larger p of two tests"
 NO_SPREAD = (
-    "larger p of two tests, as a group's trials have no spread: trial rates permuted among "
+    NO_SPREAD_TEST + ", as a group's trials have no spread: trial rates permuted among "
     "the trials' places ({rates}), and agent-rounds as independent (Monte Carlo, {draws:,} "
     "draws)"
 )
