@@ -77,7 +77,7 @@ except ImportError:  # pragma: no cover (Windows)
     fcntl = None  # type: ignore[assignment]
 
 #: bump when what a chunk's views hold changes, so old cache entries are not read
-CACHE_VERSION = 10
+CACHE_VERSION = 11
 #: transcripts per chunk (a chunk's views are built, and cached, together)
 CHUNK = 2000
 #: the agent-round columns that hold text or lists (left out of the slim table)
@@ -443,7 +443,7 @@ def _read(entry: Path | dict[str, Any], name: str) -> pd.DataFrame | None:
 
 #: text columns of the injection views held as categories (their levels repeat: a few per
 #: run), with their levels sorted, so that grouping and sorting by them go as by the text
-INJECTION_CATEGORIES = (*injection.FACTORS, "role")
+INJECTION_CATEGORIES = (*injection.FACTORS, "role", "model")
 
 
 #: views whose parts are joined as Arrow however they were read (cached or not): their

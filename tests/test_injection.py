@@ -657,6 +657,61 @@ def test_the_delimit_defence_stops_a_planted_injection(tmp_path: Path) -> None:
     assert (row["sets_none"], row["sets_delimit"]) == (3, 3)
 
 
+def test_a_mixed_population_is_split_by_the_targets_model(tmp_path: Path) -> None:
+    """Gullible and random agents in one population, every honest seat a target (complete
+    graph), with and without the delimit defence: pooled, success is the mix's (between 0
+    and 1); per model, gullible 1 without the defence and 0 with it, random 0 in both
+    (its draws are the control's: it never reads the payload), each over its own targets
+    and the same matched sets; the report splits success, the defence effect and echo by
+    model, with short model names."""
+    text = PLANTED.replace('topologies = ["line"]', 'topologies = ["complete"]').format(
+        models='["mock/gullible", "scripted/random(p=0.5)"]', reps=4, defence="none",
+        extra='defences = ["none", "delimit"]',
+    )  # fmt: skip
+    run = run_spec(text, tmp_path / "mixed", llm=True)
+    data = injection.load(run)
+    pooled = injection.injection_success(data).set_index("defence").loc["none"]
+    split = injection.injection_success(data, by_model=True).set_index(["defence", "model"])
+    assert list(split.loc["none"].index) == ["mock/gullible", "scripted/random(p=0.5)"]
+    none = split.loc["none"]
+    assert none["targets"].sum() == pooled["targets"] == 4 * 4
+    assert none["n_t"].sum() == pooled["n_t"] and none["n_c"].sum() == pooled["n_c"]
+    assert (split["pairs"] == 4).all()
+    gullible, rand = none.loc["mock/gullible"], none.loc["scripted/random(p=0.5)"]
+    assert (gullible["success"], gullible["stag_change"]) == (1.0, -1.0)
+    assert rand["success"] == 0.0 and rand["stag_change"] == 0.0
+    assert rand["success_lo"] <= 0.0 <= rand["success_hi"]
+    assert 0.0 < pooled["success"] < 1.0
+    # the pooled figure is the targets' agent-rounds of both models together
+    k = gullible["followed_t"] * gullible["n_t"] + rand["followed_t"] * rand["n_t"]
+    assert pooled["followed_t"] == pytest.approx(k / pooled["n_t"])
+    effect = injection.defence_effect(data, by_model=True).set_index("model")["effect"]
+    assert effect.to_dict() == {"mock/gullible": -1.0, "scripted/random(p=0.5)": 0.0}
+    md = (build(run, n_boot=100).parent / "report.md").read_text()
+    section = md[md.index("## Injection and persuasion") :]
+    assert "the next table splits it by model" in section
+    for table in ("Injection success by the targets' model", "Defence effect by the targets'",
+                  "Echo by the sending agent's model"):  # fmt: skip
+        assert table in section
+    assert "| gullible+random(p=0.5) | order | none | gullible | 4 | 8 | 32 | 32 | 1 | 0 | 1 |" in (
+        section
+    )
+    assert "| gullible+random(p=0.5) | order | random(p=0.5) | injection success | 4 | 4 | 0 |" in (
+        section
+    )
+
+
+def test_a_population_of_one_model_has_no_split_by_model(tmp_path: Path) -> None:
+    data = _planted(tmp_path, '"scripted/obedient"')
+    blocks = injection.report_blocks(data)
+    assert not any("model" in b.text.split(".")[0] for b in blocks)
+    assert not any("splits it by model" in b.text for b in blocks)
+    split = injection.injection_success(data, by_model=True)
+    pooled = injection.injection_success(data)
+    assert list(split["model"]) == ["scripted/obedient"]
+    pd.testing.assert_frame_equal(split.drop(columns="model"), pooled)
+
+
 def test_contagion_travels_one_hop_per_round_when_orders_are_relayed(tmp_path: Path) -> None:
     data = _planted(tmp_path, '"scripted/obedient(relay=True)"', reps=2)
     table = injection.contagion(data, per_round=True)
@@ -771,8 +826,8 @@ def test_the_section_is_the_same_on_categories_as_on_text(tmp_path: Path) -> Non
     run with matched sets, both defences and an unfilled payload among the levels."""
     run = run_spec(
         PLANTED.format(
-            models='"mock/gullible", "scripted/random(p=0.5)"', reps=3, defence="none",
-            extra='defences = ["none", "delimit"]\nprompt_variants = ["default", "terse"]',
+            models='"mock/gullible", "scripted/random(p=0.5)", ["mock/gullible", "scripted/always-stag"]',
+            reps=3, defence="none", extra='defences = ["none", "delimit"]\nprompt_variants = ["default", "terse"]',
         ),
         tmp_path / "run",
         llm=True,
