@@ -418,6 +418,12 @@ FLOOR_MARGIN = 10
 DRAW_BUDGET = 200_000_000
 
 
+def _floor_draws(family: int, alpha: float) -> int:
+    """Draws whose Monte Carlo floor 1/(N+1) is ``FLOOR_MARGIN`` times below alpha /
+    ``family``, Holm's strictest step."""
+    return math.ceil(FLOOR_MARGIN * max(1, family) / alpha)
+
+
 @dataclass(frozen=True)
 class PermutationP:
     """A permutation p-value and how it was obtained: ``method`` is ``exact`` (every
@@ -746,7 +752,7 @@ def group_permutation_test(
         )
         kinds = (feat[first], colours.astype(np.int64))
     n_perm = max(1, int(n_perm))
-    n_max = max(n_perm, math.ceil(FLOOR_MARGIN * max(1, family) / alpha))
+    n_max = max(n_perm, _floor_draws(family, alpha))
     n_max = min(n_max, max(n_perm, DRAW_BUDGET // len(kv)))
     # bounded memory: a batch holds (permutations x trials) labels, or x kinds x groups
     width = len(kv) if kinds is None else len(kinds[1]) + g * feat.shape[1]
@@ -823,8 +829,7 @@ def _no_spread_test(
     Each draws ``n_perm``, or enough that its floor is ``FLOOR_MARGIN`` times below
     alpha / ``family`` for Holm (at most ``NO_SPREAD_DRAWS``); both are drawn by kinds of
     trial, at a cost that does not grow with the trials."""
-    needed = math.ceil(FLOOR_MARGIN * max(1, family) / alpha)
-    draws = max(1, n_perm, min(needed, NO_SPREAD_DRAWS))
+    draws = max(1, n_perm, min(_floor_draws(family, alpha), NO_SPREAD_DRAWS))
     p_rates, min_rates, how = _rates_among_places(k, n, codes, g, observed, draws, gen)
     p_rounds = 1.0
     whole = np.round(k)

@@ -307,6 +307,29 @@ def test_report_comparisons_reach_holm_and_say_how_p_was_made() -> None:
     assert "Wald chi-square" in text and ("exact (" in text or "Monte Carlo (" in text)
 
 
+def test_report_comparisons_name_the_no_spread_test_on_its_rows() -> None:
+    """An arm whose trials are all stag takes the no-spread test: its rows of the table
+    name it in ``test`` and ``p_method``; the rows whose arms both vary keep the
+    studentized permutation."""
+    d = _design(1, 6, 3)
+    flat = (d.df["disclosure"] == "explicit") & (d.df["adversary_arm"] == "none")
+    d.df.loc[flat, "stag"] = 1.0
+    d.df.loc[flat, "action"] = "stag"
+    table = next(b for b in report.comparisons(d).blocks if isinstance(b, report.Table)).df
+    by_flat = table["p_method"].str.startswith(stats.NO_SPREAD_TEST)
+    assert by_flat.any() and not by_flat.all()
+    assert (
+        table.loc[by_flat, "test"]
+        == "trial rates among places, and agent-rounds (an arm with no spread)"
+    ).all()
+    assert (table.loc[~by_flat, "test"] == "studentized trial permutation").all()
+    # exactly the two rows that hold the flat arm (explicit, none)
+    holds = ((table["a"] == "explicit") & (table["context"] == "adversary=none")) | (
+        (table["a"] == "none") & (table["context"] == "disclosure=explicit")
+    )
+    assert by_flat.tolist() == holds.tolist() and holds.sum() == 2
+
+
 def test_the_m_smallest_keys_make_a_uniform_subset_of_exactly_m_per_row() -> None:
     """``_smallest`` picks exactly m trials per row, each m-subset equally often for
     uniform keys, and a row whose keys tie at the m-th takes exactly m as well."""
