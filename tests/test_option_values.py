@@ -1,6 +1,8 @@
 """Each provider declares what each of its ``options`` must hold, and a spec giving a value
 of another kind or out of range is refused at validation, naming the model, the key, what
-it must be and what it is (``latency_s = true`` is not one second). The declarations are kept in step with the code's reads and with the README."""
+it must be and what it is (``latency_s = true`` is not one second). A vLLM model whose
+base_url names a running server refuses the options that only start a server, which it
+would ignore; with VLLM_BASE_URL's server they are warned about. The declarations are kept in step with the code's reads and with the README."""
 
 from __future__ import annotations
 
@@ -142,6 +144,12 @@ models = ["{model}"]
             "mock/stag: option 'latency_s' in its model_settings options must be a number "
             ">= 0, not true (a boolean)",
         ),
+        (
+            "vllm/Qwen/Q",
+            "vllm",
+            f'base_url = "{URL}"\noptions = {{max_model_len = 4096, startup_timeout_s = 900}}',
+            "vllm/Qwen/Q: options 'max_model_len', 'startup_timeout_s' would be ignored",
+        ),
     ],
 )
 def test_validate_and_run_refuse_it_before_anything_is_written(
@@ -157,7 +165,7 @@ def test_validate_and_run_refuse_it_before_anything_is_written(
     assert not (tmp_path / "out").exists()
 
 
-# -- vLLM: the options that only start a server -----------------------------------------
+# -- vLLM: the options that only start a server, with a server already running ----------
 
 #: what ManagedServerAPI reads only to start a server (not client and structured, which
 #: the client of a running server reads too)
@@ -194,6 +202,63 @@ def test_the_server_keys_are_what_the_managed_server_reads_beyond_the_client() -
     assert managed - {"client", "structured"} == set(SERVER_KEYS)
     vllm = PROVIDERS.get("vllm").options or ()
     assert set(vllm) == {"client", "structured", *SERVER_KEYS}
+
+
+@pytest.mark.parametrize("key", SERVER_KEYS)
+def test_a_server_key_with_a_base_url_is_refused_and_named(key: str) -> None:
+    with pytest.raises(ModelError) as caught:
+        check_model("vllm/Qwen/Q", _settings(URL, {key: SERVER_VALUES[key], "client": "http"}))
+    msg = str(caught.value)
+    assert msg.startswith(f"vllm/Qwen/Q: option {key!r} would be ignored: its base_url "), msg
+    assert "names a running server" in msg and "drop base_url" in msg, msg
+    assert "'client'" not in msg, msg
+
+
+def test_every_ignored_key_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ModelError) as caught:
+        check_model("vllm/Qwen/Q", _settings([URL, URL], dict(SERVER_VALUES)))
+    keys = ", ".join(repr(k) for k in SERVER_VALUES)
+    assert str(caught.value).startswith(f"vllm/Qwen/Q: options {keys} would be ignored: ")
+
+
+def test_with_vllm_base_url_the_ignored_keys_are_warned_about_not_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same spec may start servers on one machine and use VLLM_BASE_URL's on another
+    (experiments/paper.toml): the environment's server is said, not refused."""
+    from stagbench.agents.models.registry import model_warnings
+
+    options = {"max_model_len": 4096, "client": "http", "startup_timeout_s": 900}
+    monkeypatch.setenv("VLLM_BASE_URL", URL)
+    check_model("vllm/Qwen/Q", _settings(None, options))
+    said = (
+        "vllm/Qwen/Q: options 'max_model_len', 'startup_timeout_s' ignored: VLLM_BASE_URL "
+        "names a running server, so none is started here (unset VLLM_BASE_URL to have "
+        "stagbench start one)"
+    )
+    assert model_warnings("vllm/Qwen/Q", _settings(None, options)) == [said]
+    wrapped = ModelSettings(options={"inner_options": options})
+    assert model_warnings("fault/vllm/Qwen/Q", wrapped) == [said]
+    spec = tmp_path / "spec.toml"
+    settings = "options = {max_model_len = 4096, startup_timeout_s = 900}"
+    spec.write_text(SPEC.format(model="vllm/Qwen/Q", table="vllm", settings=settings))
+    res = runner.invoke(app, ["validate", str(spec)])
+    assert res.exit_code == 0, res.output
+    assert "warning: " + said in " ".join(res.output.split()), res.output
+    monkeypatch.delenv("VLLM_BASE_URL")
+    assert model_warnings("vllm/Qwen/Q", _settings(None, options)) == []
+    assert model_warnings("vllm/Qwen/Q", _settings(URL, {"client": "http"})) == []
+
+
+def test_a_running_server_still_takes_the_client_options_and_none_takes_the_server_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = {"client": "sdk", "structured": "json_object"}
+    check_model("vllm/Qwen/Q", _settings(URL, client))
+    monkeypatch.setenv("VLLM_BASE_URL", URL)
+    check_model("vllm/Qwen/Q", _settings(None, client))
+    monkeypatch.delenv("VLLM_BASE_URL")
+    check_model("vllm/Qwen/Q", _settings(None, {**client, **SERVER_VALUES}))
 
 
 # -- the declarations, the code's reads and the README, in step ------------------------

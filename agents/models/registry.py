@@ -165,6 +165,10 @@ class Provider:
     #: giving another key is refused, so a typo is no silent no-op, and so is a value of
     #: another kind); None: any key (a provider that cannot list them)
     options: Mapping[str, Option] | None = None
+    #: (model part, settings) -> what this machine makes of the settings that is allowed but
+    #: probably not meant (an option a running server named by the environment ignores), in
+    #: words; ``validate`` and ``run`` warn
+    warns: Callable[[str, ModelSettings], list[str]] | None = None
 
     def missing_packages(self) -> list[str]:
         return [
@@ -217,6 +221,7 @@ def modelapi(
     wraps: bool = False,
     lacks: Callable[[str, ModelSettings], list[str]] | None = None,
     options: Mapping[str, Option] | None = None,
+    warns: Callable[[str, ModelSettings], list[str]] | None = None,
 ) -> Callable[[Factory], Factory]:
     """Register a provider factory under ``name``, with every fact about it."""
 
@@ -241,6 +246,7 @@ def modelapi(
                 wraps,
                 lacks,
                 None if options is None else dict(options),
+                warns,
             ),  # fmt: skip
         )
         return factory
@@ -334,6 +340,17 @@ def environment_problems(model: str, settings: ModelSettings | None = None) -> l
     if info.wraps:
         problems += environment_problems(rest, inner_settings(s))
     return problems
+
+
+def model_warnings(model: str, settings: ModelSettings | None = None) -> list[str]:
+    """What this machine makes of ``model``'s settings that is probably not meant, each
+    naming the model. Empty when nothing."""
+    info, rest = resolve(model)
+    s = settings or ModelSettings()
+    out = [f"{model}: {w}" for w in info.warns(rest, s)] if info.warns is not None else []
+    if info.wraps:
+        out += model_warnings(rest, inner_settings(s))
+    return out
 
 
 def create_api(model: str, settings: ModelSettings | None = None) -> ModelAPI:

@@ -24,8 +24,8 @@ CLIENTS = ("sdk", "http")
 STRING = Option("string")
 OPENAI_COMPAT_OPTIONS = {"client": STRING, "structured": STRING}
 OPENAI_OPTIONS = {**OPENAI_COMPAT_OPTIONS, "token_param": STRING}
-#: what ManagedServerAPI reads to start a vLLM server here (ignored while VLLM_BASE_URL or
-#: base_url names a running server).
+#: what ManagedServerAPI reads to start a vLLM server here; with a running server nothing
+#: is started, so they are refused beside a base_url and warned about with VLLM_BASE_URL.
 #: ``command`` and ``extra_args`` are argument lists handed to the server as they are: their
 #: contents are the server's business, only that each is a list is checked.
 VLLM_SERVER_OPTIONS = {
@@ -209,9 +209,37 @@ def _vllm_lacks(model: str, s: ModelSettings) -> list[str]:
     return []
 
 
+def _server_options(s: ModelSettings) -> tuple[str, str]:
+    """The options given that only start a server here, quoted, and their number's words."""
+    given = [k for k in s.options if k in VLLM_SERVER_OPTIONS]
+    return ", ".join(repr(k) for k in given), ("options" if len(given) > 1 else "option")
+
+
 def _check_vllm(model: str, s: ModelSettings) -> None:
+    """A spec's base_url names a running server, so nothing is started here: the options
+    that only start one would be silently ignored, and are refused instead."""
+    keys, option = _server_options(s)
+    if s.base_url and keys:
+        raise ModelError(
+            f"vllm/{model}: {option} {keys} would be ignored: its base_url names a running "
+            "server, so none is started here, and they matter only for starting one; "
+            "remove them, or drop base_url to have stagbench start a server"
+        )
     if s.base_url or os.environ.get("VLLM_BASE_URL"):
         _check_openai(f"vllm/{model}", s, "VLLM_BASE_URL", "http")
+
+
+def _vllm_warns(model: str, s: ModelSettings) -> list[str]:
+    """With VLLM_BASE_URL set (and no base_url) the options that start a server are ignored:
+    the same spec may start servers on one machine and use running ones on another, so
+    this is said, not refused."""
+    keys, option = _server_options(s)
+    if s.base_url or not os.environ.get("VLLM_BASE_URL") or not keys:
+        return []
+    return [
+        f"{option} {keys} ignored: VLLM_BASE_URL names a running server, so none is started "
+        "here (unset VLLM_BASE_URL to have stagbench start one)"
+    ]
 
 
 @modelapi(
@@ -247,6 +275,7 @@ def _openai_compat(rest: str, s: ModelSettings) -> ModelAPI:
     probe=_vllm_probe,
     lacks=_vllm_lacks,
     options=VLLM_OPTIONS,
+    warns=_vllm_warns,
 )
 def _vllm(model: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
