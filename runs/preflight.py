@@ -9,6 +9,8 @@
   its settings (an unknown prompt variant, a wrapper around the wrong kind of agent) is
   found now rather than in every trial.
 - ``environment_problems``: what this machine lacks (a package, an API key).
+- ``settings_warnings``: what this machine makes of the settings that is probably not
+  meant (an option that only starts a server, beside VLLM_BASE_URL's running one).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from stagbench.agents.models.base import (
 )
 from stagbench.agents.models.model import Model
 from stagbench.agents.models.pool import ModelPool, settings_for
-from stagbench.agents.models.registry import check_model
+from stagbench.agents.models.registry import check_model, model_warnings
 from stagbench.agents.models.registry import environment_problems as model_environment
 from stagbench.errors import ModelError, StagbenchError
 from stagbench.runs.compose import AgentFactory, is_scripted, seat_agents
@@ -63,6 +65,20 @@ def environment_problems(models: Iterable[str], table: dict[str, ModelSettings])
         except StagbenchError:
             continue  # an unknown provider: the spec check says so
     return _unique(problems)
+
+
+def settings_warnings(models: Iterable[str], table: dict[str, ModelSettings]) -> list[str]:
+    """What this machine makes of these models' settings that is probably not meant (an
+    option that only starts a server, beside VLLM_BASE_URL's running one)."""
+    out: list[str] = []
+    for m in models:
+        if is_scripted(m):
+            continue
+        try:
+            out += model_warnings(m, settings_for(m, table))
+        except StagbenchError:
+            continue  # an unknown provider: the spec check says so
+    return _unique(out)
 
 
 class _NeverCalled(ModelAPI):

@@ -40,7 +40,12 @@ from stagbench.records import (
 from stagbench.records.numbers import Float, Int
 from stagbench.registry import normalise, parse_call
 from stagbench.runs.compose import check_model_string, is_scripted
-from stagbench.runs.preflight import check_cells, check_models, environment_problems
+from stagbench.runs.preflight import (
+    check_cells,
+    check_models,
+    environment_problems,
+    settings_warnings,
+)
 from stagbench.topologies import TOPOLOGIES, build_topology, inline_graph, read_graph_file
 
 __all__ = [
@@ -291,7 +296,8 @@ class ExperimentSpec(BaseModel):
 
     def warnings(self) -> list[str]:
         """What is allowed but probably not meant: payoffs that are not a Stag Hunt, a
-        token cap that leaves LLM agents' messages very short."""
+        token cap that leaves LLM agents' messages very short, settings this machine ignores
+        (a vLLM server's start options beside VLLM_BASE_URL)."""
         out = []
         for cond in self.factors.conditions:
             try:
@@ -320,7 +326,7 @@ class ExperimentSpec(BaseModel):
                     f"model_settings.{json.dumps(key)} is for a model (or provider) this "
                     f"design does not use ({', '.join(used)}); it is ignored"
                 )
-        return out
+        return out + settings_warnings(used, self.model_settings)
 
     def check(self) -> None:
         """Fail early on anything a trial would fail on: topologies, models, adversaries."""

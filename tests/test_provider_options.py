@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from typer.testing import CliRunner
@@ -13,6 +14,9 @@ from stagbench.agents.models.registry import PROVIDERS, check_model, check_optio
 from stagbench.agents.models.settings import ModelSettings
 from stagbench.cli import app
 from stagbench.errors import ModelError
+
+if TYPE_CHECKING:
+    from stagbench.agents.models.registry import Option
 
 runner = CliRunner()
 
@@ -41,11 +45,24 @@ def test_every_builtin_provider_declares_its_options(name: str) -> None:
     assert PROVIDERS.get(name).options is not None
 
 
+def fitting(option: Option) -> object:
+    """A value of the kind ``option`` declares, in its range."""
+    if option.kind in ("number", "integer"):
+        low = option.minimum if option.minimum is not None else -3
+        value = low + 1 if option.above or low < 0 else low
+        return value if option.maximum is None else min(value, option.maximum)
+    samples: dict[str, object] = {
+        "string": "x", "boolean": False, "table": {}, "list": [], "strings": ["x"],
+    }  # fmt: skip
+    return samples[option.kind]
+
+
 @pytest.mark.parametrize("name", BUILTIN)
 def test_every_declared_option_is_accepted(name: str) -> None:
     info = PROVIDERS.get(name)
     assert info.options is not None
-    check_options(f"{name}/m", info, ModelSettings(options=dict.fromkeys(info.options, 1)))
+    given = {key: fitting(option) for key, option in info.options.items()}
+    check_options(f"{name}/m", info, ModelSettings(options=given))
 
 
 @pytest.mark.parametrize(("model", "key", "close"), TYPOS)
@@ -102,7 +119,8 @@ CASES = {
     "inner options that are not a table": (
         "fault/mock/random",
         "[model_settings.fault]\noptions = {inner_options = 5}",
-        "fault/mock/random: options.inner_options must be a table of options",
+        "fault/mock/random: option 'inner_options' in its model_settings options must be a "
+        "table, not 5 (an integer)",
     ),
 }
 

@@ -1,7 +1,7 @@
 """A spec's number fields refuse a TOML boolean: pydantic's lax mode read ``repetitions =
 true`` as one repetition and ``stag_payoff = true`` as a payoff of 1 (hard20 2). Every
 number a spec could give before still reads as before; a ``small_world`` without an edge
-(k < 2) is refused."""
+(k < 2), or with an odd k (built as k - 1), is refused."""
 
 from __future__ import annotations
 
@@ -102,6 +102,11 @@ BOOLS: dict[str, tuple[str, str]] = {
         "small_world k=0 adds no edge: k must be at least 2 and below the number of players (4)",
     ),
     "small_world(k=1)": (_sub('["ring"]', '["small_world(k=1)"]'), "k=1 adds no edge"),
+    "small_world(k=3)": (
+        _sub('["ring"]', '["small_world(k=3)"]'),
+        "small_world k=3 must be even: each player is joined to its k // 2 nearest neighbours "
+        "on each side, so k=3 would be built as k=2; give k=2",
+    ),
 }
 
 
@@ -113,7 +118,9 @@ def test_a_boolean_where_a_spec_wants_a_number_is_refused(case: str) -> None:
     assert "not the boolean" in str(caught.value) or "small_world" in case
 
 
-@pytest.mark.parametrize("case", ["repetitions", "a model setting", "small_world(k=0)"])
+@pytest.mark.parametrize(
+    "case", ["repetitions", "a model setting", "small_world(k=0)", "small_world(k=3)"]
+)
 def test_validate_and_run_refuse_it_in_one_paragraph(case: str, tmp_path: Path) -> None:
     text, match = BOOLS[case]
     spec = tmp_path / "spec.toml"

@@ -68,6 +68,8 @@ def test_graph_passed_in_code() -> None:
         ("star(center=1)", 4, "bad parameters"),
         ("erdos_renyi(p=2)", 4, "p must be in"),
         ("small_world(k=5)", 4, "k=5 must be below"),
+        ("small_world(k=3)", 6, "k=3 must be even"),
+        ("small_world(k=2.5)", 6, "k=2.5 must be a whole number"),
         ("ring(", 4, "cannot parse"),
         ("star(hub)", 4, "not key=value"),
     ],
@@ -75,6 +77,28 @@ def test_graph_passed_in_code() -> None:
 def test_bad_topology_strings(spec: str, n: int, match: str) -> None:
     with pytest.raises(TopologyError, match=match):
         build_topology(spec, n)
+
+
+@pytest.mark.parametrize(("k", "n"), [(3, 4), (3, 6), (5, 8), (7, 10)])
+def test_an_odd_small_world_k_is_refused_not_built_as_k_minus_one(k: int, n: int) -> None:
+    """networkx joins each node to its k // 2 neighbours on each side: an odd k would be
+    built as k - 1, so it is refused, naming the even k on either side that fits."""
+    with pytest.raises(TopologyError) as caught:
+        build_topology(f"small_world(k={k},p=0)", n)
+    msg = str(caught.value)
+    assert f"small_world k={k} must be even" in msg and f"built as k={k - 1}" in msg, msg
+    assert f"give k={k - 1}" in msg and (f"or k={k + 1}" in msg) == (k + 1 < n), msg
+    # The even k on either side is built as asked: n * k / 2 edges before rewiring.
+    for even in (k - 1, k + 1):
+        if even < n:
+            built = build_topology(f"small_world(k={even},p=0)", n)
+            assert built.graph.number_of_edges() == n * even // 2
+
+
+@pytest.mark.parametrize("k", ["4.0", "2.5", "'4'"])
+def test_a_small_world_k_that_is_not_a_whole_number_is_refused(k: str) -> None:
+    with pytest.raises(TopologyError, match="must be a whole number"):
+        build_topology(f"small_world(k={k})", 6)
 
 
 def test_graph_nodes_must_match_players() -> None:

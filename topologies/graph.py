@@ -111,7 +111,9 @@ def _erdos_renyi(n: int, p: float = 0.5, seed: int = 0, directed: bool = False) 
 def _small_world(n: int, k: int = 2, p: float = 0.1, seed: int = 0) -> nx.Graph:
     # Each player is joined to its k // 2 nearest neighbours on each side of the ring
     # before rewiring: a k below 2 gives a graph without one edge, `empty` under another
-    # name, so it is refused rather than run as a small world.
+    # name, so it is refused rather than run as a small world; an odd k is refused too.
+    if not isinstance(k, int):
+        raise TopologyError(f"small_world k={k!r} must be a whole number (an even one, at least 2)")
     if k < 2:
         raise TopologyError(
             f"small_world k={k} adds no edge: k must be at least 2 and below the number of "
@@ -121,6 +123,13 @@ def _small_world(n: int, k: int = 2, p: float = 0.1, seed: int = 0) -> nx.Graph:
     if k >= n:
         raise TopologyError(
             f"small_world k={k} must be below the number of players ({n}) and at least 2"
+        )
+    # An odd k would be silently built as k - 1 (k // 2 neighbours on each side).
+    if k % 2:
+        raise TopologyError(
+            f"small_world k={k} must be even: each player is joined to its k // 2 nearest "
+            f"neighbours on each side, so k={k} would be built as k={k - 1}; give k={k - 1}"
+            + (f" or k={k + 1}" if k + 1 < n else "")
         )
     return nx.watts_strogatz_graph(n, k, p, seed=seed)
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from stagbench.agents.models.base import ModelAPI
 from stagbench.agents.models.pricing import FREE, Price
@@ -34,6 +36,98 @@ Factory = Callable[[str, ModelSettings], ModelAPI]
 Check = Callable[[str, ModelSettings], None]
 
 DEFAULT_CONCURRENCY = 32
+
+#: what an ``options`` value must be: ``number`` takes an integer or a float, never a
+#: boolean; ``integer`` takes only an integer; ``table`` and ``list`` check only the outer
+#: type (their contents are passed on as they are); ``strings`` is a non-empty list of strings
+Kind = Literal["number", "integer", "string", "boolean", "table", "list", "strings"]
+
+_KIND_WORDS: dict[str, tuple[str, str]] = {
+    # kind: (with its article, bare)
+    "number": ("a number", "number"),
+    "integer": ("an integer", "integer"),
+    "string": ("a string", "string"),
+    "boolean": ("a boolean (true or false)", "boolean"),
+    "table": ("a table", "table"),
+    "list": ("a list", "list"),
+    "strings": ("a non-empty list of strings", "non-empty list of strings"),
+}
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def describe_value(value: object) -> str:
+    """A spec value as its TOML reads, with its type: ``true (a boolean)``, ``'x' (a string)``."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, int):
+        return f"{value} (an integer)"
+    if isinstance(value, float):
+        return f"{value} (a float)"
+    if isinstance(value, str):
+        return f"{value!r} (a string)"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r} (a {type(value).__name__})"
+
+
+@dataclass(frozen=True)
+class Option:
+    """What one key of a provider's ``options`` table must hold: its kind and, for a number,
+    its range (``minimum``, exclusive when ``above``; ``maximum``, inclusive)."""
+
+    kind: Kind
+    minimum: float | None = None
+    maximum: float | None = None
+    above: bool = False
+
+    def doc(self) -> str:
+        """Its kind and range, bare: ``number >= 0``, ``integer from 1 to 65535``."""
+        words = _KIND_WORDS[self.kind][1]
+        return words + self._range()
+
+    def expects(self) -> str:
+        """Its kind and range, as a message says it: ``a number >= 0``."""
+        return _KIND_WORDS[self.kind][0] + self._range()
+
+    def _range(self) -> str:
+        lo, hi = self.minimum, self.maximum
+        if lo is not None and hi is not None and not self.above:
+            return f" from {_fmt(lo)} to {_fmt(hi)}"
+        parts = []
+        if lo is not None:
+            parts.append(f"{'>' if self.above else '>='} {_fmt(lo)}")
+        if hi is not None:
+            parts.append(f"<= {_fmt(hi)}")
+        return (" " + " and ".join(parts)) if parts else ""
+
+    def fits(self, value: Any) -> bool:
+        """Whether ``value`` is of its kind and in its range."""
+        if self.kind in ("number", "integer"):
+            if isinstance(value, bool) or not isinstance(
+                value, int if self.kind == "integer" else (int, float)
+            ):
+                return False
+            if isinstance(value, float) and not math.isfinite(value):
+                return False
+            if self.minimum is not None and (
+                value <= self.minimum if self.above else value < self.minimum
+            ):
+                return False
+            return self.maximum is None or value <= self.maximum
+        if self.kind == "string":
+            return isinstance(value, str)
+        if self.kind == "boolean":
+            return isinstance(value, bool)
+        if self.kind == "table":
+            return isinstance(value, dict)
+        if self.kind == "list":
+            return isinstance(value, list)
+        return bool(value) and isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 @dataclass(frozen=True)
@@ -67,9 +161,14 @@ class Provider:
     wraps: bool = False
     #: (model part, settings) -> what else this machine lacks for that model, in words
     lacks: Callable[[str, ModelSettings], list[str]] | None = None
-    #: the keys its ``options`` table may hold (a spec giving another is refused, so a typo
-    #: is no silent no-op); None: any key (a provider that cannot list them)
-    options: tuple[str, ...] | None = None
+    #: the keys its ``options`` table may hold, each with what its value must be (a spec
+    #: giving another key is refused, so a typo is no silent no-op, and so is a value of
+    #: another kind); None: any key (a provider that cannot list them)
+    options: Mapping[str, Option] | None = None
+    #: (model part, settings) -> what this machine makes of the settings that is allowed but
+    #: probably not meant (an option a running server named by the environment ignores), in
+    #: words; ``validate`` and ``run`` warn
+    warns: Callable[[str, ModelSettings], list[str]] | None = None
 
     def missing_packages(self) -> list[str]:
         return [
@@ -121,7 +220,8 @@ def modelapi(
     base_url_env: str | None = None,
     wraps: bool = False,
     lacks: Callable[[str, ModelSettings], list[str]] | None = None,
-    options: tuple[str, ...] | None = None,
+    options: Mapping[str, Option] | None = None,
+    warns: Callable[[str, ModelSettings], list[str]] | None = None,
 ) -> Callable[[Factory], Factory]:
     """Register a provider factory under ``name``, with every fact about it."""
 
@@ -145,7 +245,8 @@ def modelapi(
                 base_url_env,
                 wraps,
                 lacks,
-                options,
+                None if options is None else dict(options),
+                warns,
             ),  # fmt: skip
         )
         return factory
@@ -183,11 +284,20 @@ def check_options(
 ) -> None:
     """Refuse an option key the provider does not read: a typo (``clinet``) would
     otherwise be a silent no-op. The message names the model, the key, the keys the
-    provider accepts and the closest of them; ``where``: where the options were given."""
+    provider accepts and the closest of them; ``where``: where the options were given.
+    Refuse as well a value of the wrong kind or out of range (``latency_s = true`` would
+    read as one second): the message names the model, the key, what it must be and what
+    it is."""
     if info.options is None:
         return
-    for key in settings.options:
-        if key in info.options:
+    for key, value in settings.options.items():
+        option = info.options.get(key)
+        if option is not None:
+            if not option.fits(value):
+                raise ModelError(
+                    f"{model}: option {key!r} in {where} must be {option.expects()}, "
+                    f"not {describe_value(value)}"
+                )
             continue
         close = difflib.get_close_matches(key, info.options, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -230,6 +340,17 @@ def environment_problems(model: str, settings: ModelSettings | None = None) -> l
     if info.wraps:
         problems += environment_problems(rest, inner_settings(s))
     return problems
+
+
+def model_warnings(model: str, settings: ModelSettings | None = None) -> list[str]:
+    """What this machine makes of ``model``'s settings that is probably not meant, each
+    naming the model. Empty when nothing."""
+    info, rest = resolve(model)
+    s = settings or ModelSettings()
+    out = [f"{model}: {w}" for w in info.warns(rest, s)] if info.warns is not None else []
+    if info.wraps:
+        out += model_warnings(rest, inner_settings(s))
+    return out
 
 
 def create_api(model: str, settings: ModelSettings | None = None) -> ModelAPI:

@@ -7,7 +7,7 @@ import os
 from stagbench.agents.models.base import ModelAPI
 from stagbench.agents.models.pricing import Price
 from stagbench.agents.models.providers._http import api_key, env_prefix
-from stagbench.agents.models.registry import modelapi
+from stagbench.agents.models.registry import Option, modelapi
 from stagbench.agents.models.safety import check_base_url, masked_url
 from stagbench.agents.models.settings import ModelSettings
 from stagbench.errors import ModelError
@@ -16,30 +16,56 @@ OPENAI_STRUCTURED = ("json_schema", "json_object_schema", "json_object", "none")
 ANTHROPIC_STRUCTURED = ("tool", "json_schema")
 CLIENTS = ("sdk", "http")
 
-# The option keys each provider reads (``options`` in ``[model_settings...]``); a spec giving
-# any other is refused at validation (registry.check_options). Keep each list in step with
-# what its provider's code reads.
-OPENAI_OPTIONS = ("client", "structured", "token_param")
-OPENAI_COMPAT_OPTIONS = ("client", "structured")
+# The option keys each provider reads (``options`` in ``[model_settings...]``), each with
+# what its value must be; a spec giving any other key, or a value of another kind or out of
+# range, is refused at validation (registry.check_options). Keep each table in step with
+# what its provider's code reads and how it reads it (tests/test_provider_options.py
+# compares the keys with the code's reads, and the README's table with these).
+STRING = Option("string")
+OPENAI_COMPAT_OPTIONS = {"client": STRING, "structured": STRING}
+OPENAI_OPTIONS = {**OPENAI_COMPAT_OPTIONS, "token_param": STRING}
+#: what ManagedServerAPI reads to start a vLLM server here; with a running server nothing
+#: is started, so they are refused beside a base_url and warned about with VLLM_BASE_URL.
+#: ``command`` and ``extra_args`` are argument lists handed to the server as they are: their
+#: contents are the server's business, only that each is a list is checked.
+VLLM_SERVER_OPTIONS = {
+    "port": Option("integer", 0, 65535),
+    "max_model_len": Option("integer", 1),
+    "gpu_memory_utilization": Option("number", 0, 1, above=True),
+    "extra_args": Option("list"),
+    "startup_timeout_s": Option("number", 0, above=True),
+    "command": Option("list"),
+    "log_path": STRING,
+}
 #: a vLLM server: what OpenAICompatAPI reads, plus what ManagedServerAPI reads to start one
-#: (ignored while VLLM_BASE_URL or base_url names a running server). ``command`` and
-#: ``extra_args`` are argument lists handed to the server as they are: their contents are
-#: the server's business, only these top-level keys are checked.
-VLLM_OPTIONS = (
-    *OPENAI_COMPAT_OPTIONS, "port", "max_model_len", "gpu_memory_utilization", "extra_args",
-    "startup_timeout_s", "command", "log_path",
-)  # fmt: skip
+VLLM_OPTIONS = {**OPENAI_COMPAT_OPTIONS, **VLLM_SERVER_OPTIONS}
 #: ``engine_args`` is a table of keyword arguments for ``vllm.LLM``, passed through as it is:
-#: vLLM's own arguments cannot be listed here, so only these top-level keys are checked.
-VLLM_OFFLINE_OPTIONS = ("engine_args", "max_batch")
-LOCAL_OPTIONS = ("n_ctx", "n_threads", "seed", "prompt_cache", "cache_bytes")
-MOCK_OPTIONS = ("replies", "latency_s")
+#: vLLM's own arguments cannot be listed here, so only that it is a table is checked.
+VLLM_OFFLINE_OPTIONS = {"engine_args": Option("table"), "max_batch": Option("integer", 1)}
+LOCAL_OPTIONS = {
+    "n_ctx": Option("integer", 1),
+    "n_threads": Option("integer", 1),
+    "seed": Option("integer"),
+    "prompt_cache": Option("boolean"),
+    "cache_bytes": Option("integer", 1),
+}
+MOCK_OPTIONS = {"replies": Option("strings"), "latency_s": Option("number", 0)}
+RATE = Option("number", 0, 1)
 #: see providers/fault.py; ``inner_options`` are the wrapped model's own options (checked
 #: against its provider)
-FAULT_OPTIONS = (
-    "error_rate", "fatal_rate", "rate_limit_rate", "retry_after_s", "burst_every", "burst_len",
-    "timeout_rate", "hang_s", "garbage_rate", "seed", "inner_options",
-)  # fmt: skip
+FAULT_OPTIONS = {
+    "error_rate": RATE,
+    "fatal_rate": RATE,
+    "rate_limit_rate": RATE,
+    "retry_after_s": Option("number", 0),
+    "burst_every": Option("integer", 0),
+    "burst_len": Option("integer", 0),
+    "timeout_rate": RATE,
+    "hang_s": Option("number", 0),
+    "garbage_rate": RATE,
+    "seed": Option("integer"),
+    "inner_options": Option("table"),
+}
 
 # Public list prices known when this table was written; newer models are unpriced until you
 # add them (the estimate says so). Check your provider's page before you budget.
@@ -122,7 +148,7 @@ def _check_anthropic(model: str, s: ModelSettings) -> None:
     prices=ANTHROPIC_PRICES,
     check=_check_anthropic,
     base_url_env="ANTHROPIC_BASE_URL",
-    options=("structured",),
+    options={"structured": STRING},
 )
 def _anthropic(model: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.anthropic_api import AnthropicAPI
@@ -183,9 +209,37 @@ def _vllm_lacks(model: str, s: ModelSettings) -> list[str]:
     return []
 
 
+def _server_options(s: ModelSettings) -> tuple[str, str]:
+    """The options given that only start a server here, quoted, and their number's words."""
+    given = [k for k in s.options if k in VLLM_SERVER_OPTIONS]
+    return ", ".join(repr(k) for k in given), ("options" if len(given) > 1 else "option")
+
+
 def _check_vllm(model: str, s: ModelSettings) -> None:
+    """A spec's base_url names a running server, so nothing is started here: the options
+    that only start one would be silently ignored, and are refused instead."""
+    keys, option = _server_options(s)
+    if s.base_url and keys:
+        raise ModelError(
+            f"vllm/{model}: {option} {keys} would be ignored: its base_url names a running "
+            "server, so none is started here, and they matter only for starting one; "
+            "remove them, or drop base_url to have stagbench start a server"
+        )
     if s.base_url or os.environ.get("VLLM_BASE_URL"):
         _check_openai(f"vllm/{model}", s, "VLLM_BASE_URL", "http")
+
+
+def _vllm_warns(model: str, s: ModelSettings) -> list[str]:
+    """With VLLM_BASE_URL set (and no base_url) the options that start a server are ignored:
+    the same spec may start servers on one machine and use running ones on another, so
+    this is said, not refused."""
+    keys, option = _server_options(s)
+    if s.base_url or not os.environ.get("VLLM_BASE_URL") or not keys:
+        return []
+    return [
+        f"{option} {keys} ignored: VLLM_BASE_URL names a running server, so none is started "
+        "here (unset VLLM_BASE_URL to have stagbench start one)"
+    ]
 
 
 @modelapi(
@@ -221,6 +275,7 @@ def _openai_compat(rest: str, s: ModelSettings) -> ModelAPI:
     probe=_vllm_probe,
     lacks=_vllm_lacks,
     options=VLLM_OPTIONS,
+    warns=_vllm_warns,
 )
 def _vllm(model: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.openai_api import OpenAICompatAPI
@@ -281,16 +336,8 @@ def _local(ref: str, s: ModelSettings) -> ModelAPI:
 def _check_mock(name: str, s: ModelSettings) -> None:
     from stagbench.agents.models.providers.mock import mock_source
 
-    replies = s.options.get("replies")
-    if replies is not None and (
-        not isinstance(replies, list) or not replies or not all(isinstance(r, str) for r in replies)
-    ):
-        raise ModelError(f"mock/{name}: options.replies must be a non-empty list of strings")
-    mock_source(name, replies)
-    try:
-        float(s.options.get("latency_s", 0.0))
-    except (TypeError, ValueError):
-        raise ModelError(f"mock/{name}: options.latency_s must be a number of seconds") from None
+    # What replies and latency_s must be is declared in MOCK_OPTIONS and checked before this.
+    mock_source(name, s.options.get("replies"))
 
 
 @modelapi(
@@ -320,7 +367,7 @@ def _check_replay(source: str, s: ModelSettings) -> None:
     example="replay/results/demo",
     free=True,
     check=_check_replay,
-    options=(),
+    options={},
 )
 def _replay(source: str, s: ModelSettings) -> ModelAPI:
     from stagbench.agents.models.providers.replay import ReplayAPI
