@@ -267,14 +267,26 @@ def _against_calls(
     moves: list[dict[str, Any]], last: dict[tuple[Any, Any, int], dict[str, Any]]
 ) -> list[str]:
     """An honest seat's messages and actions that are not what its last model call for
-    them parsed (an edited action, message or reasoning). Only calls whose parse names the
-    field are read (an imported harness's calls may name theirs otherwise)."""
+    them parsed (an edited action, message or reasoning), and a message its talk call
+    parsed that is not there (deleted). Only calls whose parse names the field are read
+    (an imported harness's calls may name theirs otherwise)."""
     problems = []
+    said: set[tuple[Any, Any, int]] = set()
     for e in moves:
         try:
             problems += _against_call(e, last)
+            if e["type"] == "message":
+                said.add((e["round"], e["phase"], int(e["sender"])))
         except (KeyError, TypeError, ValueError):  # unreadable: said by the checks above
             continue
+    for (r, phase, seat), call in last.items():
+        if phase is None or (r, phase, seat) in said or not call.get("parse_ok"):
+            continue
+        parsed = call.get("parsed")
+        message = parsed.get("message") if isinstance(parsed, dict) else None
+        if isinstance(message, str) and message.strip():  # it spoke: its message was deleted
+            problems.append(f"round {r}: P{seat + 1}'s message is missing, its model call "
+                            "parsed one")  # fmt: skip
     return problems
 
 

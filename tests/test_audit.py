@@ -141,6 +141,15 @@ def _parse_edited(ev: Events) -> None:
     call["parsed"]["message"] = "I will hunt hare."
 
 
+def _message_deleted(ev: Events) -> None:
+    seat = _llm_seat(ev)
+    i = next(
+        i for i, e in enumerate(ev)
+        if e["type"] == "message" and e["sender"] == seat and e["text"]
+    )  # fmt: skip
+    del ev[i]
+
+
 #: the record's own contradictions (redteam19b finding 7): the outcome re-derives, so only
 #: these checks find them; each with the words it is found by
 RECORD: dict[str, tuple[Path, Callable[[Events], None], str]] = {
@@ -149,6 +158,7 @@ RECORD: dict[str, tuple[Path, Callable[[Events], None], str]] = {
     "unknown event": (GOLDEN, _bogus_event, "unknown type 'bogus'"),
     "reasoning edited": (GOLDEN_LLM, _reasoning_edited, "action is not what its model call"),
     "parse edited": (GOLDEN_LLM, _parse_edited, "message is not what its model call"),
+    "message deleted": (GOLDEN_LLM, _message_deleted, "message is missing, its model call"),
 }
 
 
