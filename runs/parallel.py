@@ -29,6 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from stagbench.agents.models.model import usd
 from stagbench.errors import StagbenchError
 from stagbench.runs.spec import ExperimentSpec, load_spec
 from stagbench.runs.store import RunLock, RunStore
@@ -123,6 +124,8 @@ def _run_workers(
     ]
     base += ["--concurrency", str(math.ceil(concurrency / workers)), "--share", str(workers)]
     base += ["--no-progress", "--worker-of", str(os.getpid())]
+    if spec.budget_usd is not None:  # counted once here, for every worker alike
+        base += ["--spent-before", repr(store.kept_cost_usd())]
     if no_cache:
         base.append("--no-cache")
     else:
@@ -172,6 +175,11 @@ def _run_workers(
     for i, code in enumerate(codes):
         if code != 0:
             err.print(f"[red]worker {i} exited with {code}[/]; see {escape(str(logs[i]))}")
+    if 3 in codes and spec.budget_usd is not None:  # a budget (or the disk) stopped a worker
+        err.print(
+            f"the run's transcripts cost {usd(store.kept_cost_usd())} of its budget_usd "
+            f"{usd(spec.budget_usd)} (each worker stops at its share of what was left)"
+        )
     for line in store.location_lines():
         console.print(escape(line))
     if failed:

@@ -67,6 +67,24 @@ def environment_problems(models: Iterable[str], table: dict[str, ModelSettings])
     return _unique(problems)
 
 
+def split_problems(models: Iterable[str], table: dict[str, ModelSettings], k: int) -> list[str]:
+    """Why these models' limits cannot be split over ``k`` worker processes or Ray tasks:
+    each needs at least one call in flight of every model, so a ``max_concurrency`` below
+    ``k`` would be exceeded (``ModelSettings.share``). Empty when they can."""
+    out = []
+    for m in models:
+        if is_scripted(m):
+            continue
+        limit = settings_for(m, table).max_concurrency
+        if limit is not None and limit < k:
+            out.append(
+                f"{m}: max_concurrency = {limit} cannot be split over {k} processes (each "
+                f"needs a call in flight of its own, {k} in all): run at most {limit}, or raise "
+                "max_concurrency if the model can take more"
+            )
+    return _unique(out)
+
+
 def settings_warnings(models: Iterable[str], table: dict[str, ModelSettings]) -> list[str]:
     """What this machine makes of these models' settings that is probably not meant (an
     option that only starts a server, beside VLLM_BASE_URL's running one)."""

@@ -8,10 +8,14 @@ finishes (a Ray streaming generator); the driver checks it (parsed, re-derived w
 engine) and writes it into the one results folder. No node needs the driver's file system.
 
 Limits hold across the cluster as ``--workers`` keeps them on one machine: every task gets
-1/K of each model's concurrency, request and token rates and cost limit, and of the run
-budget. A task that dies (its node lost, its worker killed) is noticed by the driver, and
-the trials of its shard not yet back run again in a new task (up to ``ATTEMPTS`` tasks a
-shard); a finished transcript is never run twice. Run the same command again to resume.
+its share of each model's concurrency (split whole, adding up to the limit), request and
+token rates and cost limit, and 1/K of what the run budget has left (its transcripts'
+cost counts as spent). A task that dies (its node lost, its worker killed) is noticed by
+the driver, and the trials of its shard not yet back run again in a new task (up to
+``ATTEMPTS`` tasks a shard), with what the shard's budget has left: a task says what it
+has spent after each trial, and that is spent (its calls after its last word are not
+known). A finished transcript is never run twice. Run the same command again to resume.
+Tasks keep no reply cache: each runs in a scratch folder on its node.
 
 The driver alone holds the results folder's lock (tasks write only their scratch folders)
 and checks the spec first as ``run`` does, so it needs what a local run needs: the spec's
@@ -40,6 +44,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from stagbench.agents.models.model import usd
 from stagbench.errors import MissingExtraError, StagbenchError, StoreError, TranscriptError
 from stagbench.games.audit import consistent
 from stagbench.records import Transcript, load_events, validate_events
@@ -53,8 +58,9 @@ from stagbench.runs.store import RunStore
 ATTEMPTS = 3
 
 #: what a shard task streams back, as (kind, trial id, payload): ("done", id, transcript
-#: bytes), ("failed", id, error text), ("error", "", traceback) when the shard's run broke,
-#: and last ("stopped", "", reason) when a budget or the disk stopped it
+#: bytes), ("failed", id, error text), ("spent", "", dollars the task has spent so far)
+#: after each of those, ("error", "", traceback) when the shard's run broke, and last
+#: ("stopped", "", reason) when a budget or the disk stopped it
 Item = tuple[str, str, Any]
 
 
@@ -67,9 +73,18 @@ def import_ray() -> ModuleType:
 
 
 # -- the task: runs on a Ray worker --------------------------------------------------
-def run_shard(spec_text: str, trial_ids: list[str], share: int, concurrency: int) -> Iterator[Item]:
-    """Run the trials ``trial_ids`` of the spec with the normal orchestrator, with a
-    ``share``-th of every limit, and yield each result as it is finished."""
+def run_shard(
+    spec_text: str,
+    trial_ids: list[str],
+    share: int,
+    concurrency: int,
+    index: int = 0,
+    budget: tuple[float, float] | None = None,
+) -> Iterator[Item]:
+    """Run the trials ``trial_ids`` of the spec with the normal orchestrator, with shard
+    ``index``'s share of every limit split ``share`` ways, and yield each result as it is
+    finished. ``budget``: what this task may spend and what the run's transcripts cost
+    before the run began (for its message), when the spec has a budget."""
     spec = parse_spec(spec_text)
     wanted = set(trial_ids)
     trials = [t for t in spec.iter_trials() if t.trial_id in wanted]
@@ -89,7 +104,7 @@ def run_shard(spec_text: str, trial_ids: list[str], share: int, concurrency: int
         loops: list[asyncio.AbstractEventLoop] = []
         runner = threading.Thread(
             target=_run_shard_loop,
-            args=(spec, trials, store, share, concurrency, items, stop, loops),
+            args=(spec, trials, store, (share, index, budget), concurrency, items, stop, loops),
             name="stagbench-shard",
         )
         runner.start()
@@ -106,13 +121,15 @@ def _run_shard_loop(
     spec: ExperimentSpec,
     trials: list[TrialSpec],
     store: RunStore,
-    share: int,
+    split: tuple[int, int, tuple[float, float] | None],
     concurrency: int,
     items: queue.SimpleQueue[Item | None],
     stop: StopRequest,
     loops: list[asyncio.AbstractEventLoop],
 ) -> None:
     reported: set[str] = set()
+    pools: list[Any] = []
+    share, index, budget = split
 
     def progress(summary: RunSummary, transcript: Transcript | None) -> None:
         if transcript is not None:
@@ -122,6 +139,8 @@ def _run_shard_loop(
             if trial_id not in reported:
                 reported.add(trial_id)
                 items.put(("failed", trial_id, error))
+        if pools:  # what it has spent, failed trials' calls included: a restart's budget
+            items.put(("spent", "", pools[0].budget.spent_usd))
 
     async def main() -> RunSummary:
         loops.append(asyncio.get_running_loop())
@@ -129,7 +148,10 @@ def _run_shard_loop(
         if needs_models(trials):
             from stagbench.agents.models.pool import ModelPool
 
-            pool = ModelPool(spec.model_settings, budget_usd=spec.budget_usd, share=share)
+            limit, before = budget if budget is not None else (None, 0.0)
+            pool = ModelPool(spec.model_settings, budget_usd=spec.budget_usd, share=share,
+                             index=index, spent_before_usd=before, limit_usd=limit)  # fmt: skip
+            pools.append(pool)
         try:
             return await run_trials(
                 spec, trials, store, pool=pool, concurrency=concurrency, progress=progress,
@@ -141,6 +163,8 @@ def _run_shard_loop(
 
     try:
         stopped = run_async(main()).stopped
+        if pools:
+            items.put(("spent", "", pools[0].budget.spent_usd))
         if stopped:
             items.put(("stopped", "", stopped))
     except BaseException:  # handed to the driver, which reruns the shard's rest
@@ -159,6 +183,11 @@ class _Shard:
     #: tracebacks of runs that broke in its tasks
     errors: list[str] = field(default_factory=list)
     stopped: bool = False
+    #: what its tasks may spend together (its share of the run budget's rest), what its
+    #: ended tasks spent, and what its running task has said it spent so far
+    limit_usd: float | None = None
+    spent_usd: float = 0.0
+    spending_usd: float = 0.0
 
 
 @dataclass
@@ -173,6 +202,8 @@ class RayRun:
     stopped: str = ""
     signum: int | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    #: what its tasks said they spent
+    spent_usd: float = 0.0
 
 
 def run_on_ray(
@@ -235,7 +266,15 @@ def _run_locked(
                 raise StagbenchError(f"cannot start or reach a Ray cluster {where}: {exc}") from exc
         k = tasks or max(1, int(ray.cluster_resources().get("CPU", 1)))
         k = max(1, min(k, len(pending)))
-        _drive(ray, spec, text, store, pending, k, concurrency, result, console)
+        while tasks is None and k > 1 and spec.split_problems(k):
+            k -= 1  # the cluster's CPUs, as many as every model's max_concurrency can serve
+        unsplit = spec.split_problems(k)
+        if unsplit:  # asked for (--workers) but not possible
+            console.print(f"[bold red]error:[/] {escape(f'--workers {k}: ' + '; '.join(unsplit))}")
+            return 2
+        # the run's budget holds across its invocations: what its transcripts cost is spent
+        before = store.kept_cost_usd() if spec.budget_usd is not None else 0.0
+        _drive(ray, spec, text, store, pending, k, concurrency, before, result, console)
     wall = time.perf_counter() - start
     finished = result.already_done + result.completed
     store.update_manifest(
@@ -275,20 +314,26 @@ def _drive(
     pending: list[TrialSpec],
     k: int,
     concurrency: int,
+    before: float,
     result: RayRun,
     console: Console,
 ) -> None:
-    """Submit the shards, take in what they stream back, and resubmit a dead task's rest."""
+    """Submit the shards, take in what they stream back, and resubmit a dead task's rest
+    with what its shard's budget has left (what its dead tasks said they spent is spent)."""
     task = ray.remote(num_cpus=1, max_retries=0)(run_shard).options(num_returns="streaming")
     per_task = max(1, math.ceil(concurrency / k))
     ids = {t.trial_id for t in pending}
-    shards = [_Shard(i, {t.trial_id for t in shard(pending, i, k)}) for i in range(k)]
+    limit = None if spec.budget_usd is None else max(0.0, spec.budget_usd - before) / k
+    shards = [
+        _Shard(i, {t.trial_id for t in shard(pending, i, k)}, limit_usd=limit) for i in range(k)
+    ]
     inbox: queue.SimpleQueue[tuple[_Shard, Item | BaseException | None]] = queue.SimpleQueue()
     live: dict[int, Any] = {}  # shard index -> its running generator
 
     def submit(s: _Shard) -> None:
         s.attempts += 1
-        generator = task.remote(text, sorted(s.left), k, per_task)
+        budget = None if s.limit_usd is None else (max(0.0, s.limit_usd - s.spent_usd), before)
+        generator = task.remote(text, sorted(s.left), k, per_task, s.index, budget)
         live[s.index] = generator
         threading.Thread(target=_pump, args=(ray, generator, s, inbox), daemon=True).start()
 
@@ -318,6 +363,7 @@ def _drive(
                 continue
             if item is None or isinstance(item, BaseException):
                 live.pop(s.index, None)
+                s.spent_usd, s.spending_usd = s.spent_usd + s.spending_usd, 0.0
                 broke = item if isinstance(item, BaseException) else s.errors[-1:]
                 if broke and s.left and not stopped_by and not s.stopped:
                     _task_died(s, broke, result, console, submit)
@@ -340,6 +386,8 @@ def _drive(
                 result.failed += 1
                 result.errors[trial_id] = payload
                 store.record_failure(trial_id, payload)
+            elif kind == "spent":
+                s.spending_usd = float(payload)
             elif kind == "error":
                 s.errors.append(payload)
             elif kind == "stopped":  # a budget or the disk stopped that task
@@ -356,6 +404,13 @@ def _drive(
             "safe, the rest run when the same command is run again"
         )
     result.lost = sum(len(s.left) for s in shards)
+    result.spent_usd = sum(s.spent_usd + s.spending_usd for s in shards)
+    if result.stopped and not stopped_by and spec.budget_usd is not None:
+        result.stopped += (
+            f" (the run's budget_usd is {usd(spec.budget_usd)}: its tasks spent "
+            f"{usd(result.spent_usd)} in all"
+            + (f", its transcripts from earlier invocations cost {usd(before)})" if before else ")")
+        )
 
 
 def _task_died(
@@ -370,7 +425,17 @@ def _task_died(
         why = f"{type(error).__name__}: {lines[0] if lines else ''}"
     else:  # the run inside the task broke: the traceback's last line says how
         why = error[-1].strip().splitlines()[-1]
-    if s.attempts < ATTEMPTS:
+    if s.limit_usd is not None and s.spent_usd >= s.limit_usd:
+        console.print(
+            f"[red]Ray task of shard {s.index} died ({escape(why)}) with its share of the "
+            f"budget spent ({usd(s.spent_usd)} of {usd(s.limit_usd)}); {len(s.left)} trials "
+            "left for the next run[/]"
+        )
+        s.stopped = True
+        result.stopped = result.stopped or (
+            f"shard {s.index}'s share of the run's cost limit (budget_usd) is spent"
+        )
+    elif s.attempts < ATTEMPTS:
         console.print(
             f"[yellow]Ray task of shard {s.index} died ({escape(why)}); its {len(s.left)} "
             "unfinished trials run again in a new task[/]"

@@ -45,6 +45,7 @@ from stagbench.runs.preflight import (
     check_models,
     environment_problems,
     settings_warnings,
+    split_problems,
 )
 from stagbench.topologies import TOPOLOGIES, build_topology, inline_graph, read_graph_file
 
@@ -293,6 +294,11 @@ class ExperimentSpec(BaseModel):
         """What this machine lacks to run the spec (packages, API keys): ``validate`` warns,
         ``run`` refuses."""
         return environment_problems(self.model_strings(), self.model_settings)
+
+    def split_problems(self, k: int) -> list[str]:
+        """Why the spec's model limits cannot be split over ``k`` processes or Ray tasks
+        (``preflight.split_problems``); empty when they can."""
+        return split_problems(self.model_strings(), self.model_settings, k)
 
     def warnings(self) -> list[str]:
         """What is allowed but probably not meant: payoffs that are not a Stag Hunt, a

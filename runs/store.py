@@ -69,6 +69,8 @@ from stagbench.runs.spec import ExperimentSpec, TrialSpec, parse_spec
 #: Settings that change how a run is carried out, not what it measures: a resumed run may
 #: change them (a new endpoint, a higher budget, other rate limits).
 OPERATIONAL = {"model_settings", "budget_usd", "description", "analysis"}
+#: bytes read from a transcript's end for its trial_end line (``kept_cost_usd``)
+_TAIL = 4096
 
 LOCK_NAME = ".stagbench.lock"
 #: what a results folder may hold besides a manifest (a run killed while creating it)
@@ -520,6 +522,27 @@ class RunStore:
     def location_lines(self) -> list[str]:
         """Where the results are, as every run command prints it at its end."""
         return [f"Results: {self.root.resolve()}", f"Transcripts: {self.transcripts.resolve()}"]
+
+    def kept_cost_usd(self) -> float:
+        """What the transcripts here cost: the sum of their trial_end ``cost_usd`` (read from
+        each file's last line; a file without a readable one, which the run's scan will
+        quarantine, counts nothing). The run budget counts it as spent, so ``budget_usd``
+        holds across the invocations of a run, not each one. Calls of trials that failed or
+        were cut off are in no transcript, and not in this."""
+        total = 0.0
+        for path in self.transcript_paths():
+            try:
+                with open(path, "rb") as f:
+                    f.seek(0, os.SEEK_END)
+                    f.seek(max(0, f.tell() - _TAIL))
+                    tail = f.read().rstrip().rsplit(b"\n", 1)[-1]
+                end = json.loads(tail)
+                cost = end.get("cost_usd", 0.0) if end.get("type") == "trial_end" else 0.0
+            except (OSError, ValueError, AttributeError):
+                continue
+            if type(cost) in (int, float) and 0.0 <= cost < float("inf"):
+                total += cost
+        return total
 
     def transcript_paths(self) -> list[Path]:
         """The transcripts here: regular files (or links to one) named ``*.jsonl``."""

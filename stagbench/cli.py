@@ -109,6 +109,7 @@ def run(
     ] = None,
     share: Annotated[int, typer.Option(min=1, hidden=True)] = 1,
     worker_of: Annotated[int | None, typer.Option(hidden=True)] = None,
+    spent_before: Annotated[float | None, typer.Option(min=0.0, hidden=True)] = None,
 ) -> None:
     """Run every trial of SPEC that is not finished yet in the results folder."""
     if executor not in ("local", "ray"):
@@ -118,6 +119,14 @@ def run(
     if executor == "ray":
         if shard_:
             raise _fail(StagbenchError("--executor ray makes its own shards; leave out --shard"))
+        if cache_dir is not None:
+            raise _fail(
+                StagbenchError(
+                    "--cache-dir does not go with --executor ray: its tasks keep no reply "
+                    "cache (each runs in a scratch folder of its own node), so a trial run "
+                    "again pays for its calls again"
+                )
+            )
         from stagbench.runs.ray_executor import run_on_ray
 
         spec, _ = _preflight(spec_path)  # checked here, on the driver, before a task starts
@@ -134,6 +143,9 @@ def run(
         from stagbench.runs.parallel import run_workers
 
         spec, _ = _preflight(spec_path)
+        unsplit = spec.split_problems(workers)
+        if unsplit:
+            raise _fail(StagbenchError(f"--workers {workers}: " + "; ".join(unsplit)))
         concurrency = concurrency or trials_in_flight(spec)
         raise typer.Exit(
             code=run_workers(
@@ -155,8 +167,11 @@ def run(
             store.open(spec, text)
             trials, total, owns = _trial_stream(spec, shard_)
             store.update_manifest(shard=shard_, shard_trials=total if shard_ else None)
+            index = parse_shard(shard_)[0] if shard_ else 0  # its share of split limits
+            if spent_before is None:  # (a worker of `run --workers` is told it)
+                spent_before = store.kept_cost_usd() if spec.budget_usd is not None else 0.0
             job = _run(spec, trials, total, owns, store, concurrency or trials_in_flight(spec),
-                       cache_dir, no_cache, progress, share)  # fmt: skip
+                       cache_dir, no_cache, progress, share, index, spent_before)  # fmt: skip
             summary = run_async(job)
     except StagbenchError as exc:
         raise _fail(exc) from exc
@@ -219,6 +234,8 @@ async def _run(
     no_cache: bool,
     show: bool,
     share: int = 1,
+    index: int = 0,
+    spent_before: float = 0.0,
 ) -> RunSummary:
     pool = None
     if _needs_models(spec):
@@ -229,6 +246,8 @@ async def _run(
             cache_dir=None if no_cache else (cache_dir or store.root / "cache"),
             budget_usd=spec.budget_usd,
             share=share,
+            index=index,
+            spent_before_usd=spent_before,
         )
     columns = (
         TextColumn("[bold]{task.description}"),

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -260,6 +261,7 @@ def test_missing_ray_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyP
         (["--executor", "slurm"], "--executor must be local or ray"),
         (["--address", "127.0.0.1:1"], "--address goes with --executor ray"),
         (["--executor", "ray", "--shard", "0/2"], "leave out --shard"),
+        (["--executor", "ray", "--cache-dir", "c"], "its tasks keep no reply cache"),
     ],
 )
 def test_executor_options_are_checked(tmp_path: Path, args: list[str], message: str) -> None:
@@ -279,8 +281,14 @@ def test_shard_task_streams_each_result_without_ray(tmp_path: Path) -> None:
         "repetitions = 6", "repetitions = 1"
     )
     ids = [t.trial_id for t in parse_spec(text).trials()]
-    items = list(run_shard(text, ids[:3], 2, 2))
+    every = list(run_shard(text, ids[:3], 2, 2))
+    items = [i for i in every if i[0] != "spent"]
     assert sorted(i[1] for i in items) == sorted(ids[:3]) and {i[0] for i in items} == {"done"}
+    # after each result, what the task has spent (its model is free): a restart's budget
+    kinds = [i[0] for i in every]
+    assert all(kinds[j + 1] == "spent" for j, k in enumerate(kinds) if k == "done")
+    assert kinds[-1] == "spent"
+    assert all(i[2] == 0.0 for i in every if i[0] == "spent")
     for _kind, trial_id, data in items:
         path = tmp_path / f"{trial_id}.jsonl"
         path.write_bytes(data)
@@ -302,3 +310,104 @@ def test_ray_run_refuses_a_folder_another_run_holds(tmp_path: Path) -> None:
         )  # fmt: skip
     assert res.exit_code == 2 and "another stagbench run" in res.output, res.output
     assert not (out / "manifest.json").exists()
+
+
+class _FakeRay:
+    """Just what the driver uses of ``ray``: each submitted task is the next of
+    ``scripts`` (a function of the task's arguments returning its stream of items, which
+    may raise as a dead task's does), its arguments kept in ``calls``."""
+
+    def __init__(self, scripts: list[Any]) -> None:
+        self.scripts = scripts
+        self.calls: list[tuple[Any, ...]] = []
+
+    def remote(self, **_options: Any) -> Any:
+        fake = self
+
+        class Task:
+            def options(self, **_kw: Any) -> Task:
+                return self
+
+            def remote(self, *args: Any) -> Any:
+                fake.calls.append(args)
+                return fake.scripts[len(fake.calls) - 1](*args)
+
+        return lambda _fn: Task()
+
+    def get(self, ref: Any) -> Any:
+        return ref
+
+    def cancel(self, *_args: Any, **_kw: Any) -> None:
+        pass
+
+
+def _drive_with(
+    tmp_path: Path, scripts: list[Any], budget: str = "0.05"
+) -> tuple[Any, Any, list[str]]:
+    """The driver on a fake Ray, one shard of the SLOW design's first 4 trials."""
+    from rich.console import Console
+
+    from stagbench.runs import ray_executor
+    from stagbench.runs.spec import parse_spec
+
+    text = SLOW.replace("latency_s = 0.1", "latency_s = 0.0").replace(
+        'name = "ray-kill"', f'name = "ray-kill"\nbudget_usd = {budget}'
+    )
+    spec = parse_spec(text)
+    pending = spec.trials()[:4]
+    ids = [t.trial_id for t in pending]
+    # the transcripts a task would send: made by the task body itself, without Ray
+    made = {i[1]: i[2] for i in ray_executor.run_shard(text, ids, 1, 4) if i[0] == "done"}
+    store = RunStore(tmp_path / "out")
+    store.open(spec, text)
+    result = ray_executor.RayRun(total=4, already_done=0)
+    fake = _FakeRay([script(made) for script in scripts])
+    console = Console(record=True, width=200)
+    ray_executor._drive(fake, spec, text, store, pending, 1, 4, 0.0, result, console)
+    return fake, result, [console.export_text()]
+
+
+def test_a_restarted_task_gets_only_what_its_shard_has_left_of_the_budget(tmp_path: Path) -> None:
+    """rt26: a Ray task that died was restarted with a whole new share of the budget, so
+    two kills spent twice the budget. The driver keeps what each task said it spent (after
+    each trial, failed trials' calls included) and gives the next task only the rest."""
+
+    def dies_after_one(made: dict[str, bytes]) -> Any:
+        def stream(*_args: Any) -> Iterator[Any]:
+            first = sorted(made)[0]
+            yield ("done", first, made[first])
+            yield ("spent", "", 0.02)
+            raise RuntimeError("the node was lost")
+
+        return stream
+
+    def finishes(made: dict[str, bytes]) -> Any:
+        def stream(text: str, ids: list[str], *_rest: Any) -> Iterator[Any]:
+            for trial_id in ids:
+                yield ("done", trial_id, made[trial_id])
+                yield ("spent", "", 0.001)
+
+        return stream
+
+    fake, result, _ = _drive_with(tmp_path, [dies_after_one, finishes])
+    assert len(fake.calls) == 2 and result.completed == 4 and not result.stopped
+    first, second = fake.calls
+    assert first[5] == (pytest.approx(0.05), 0.0)  # the whole budget, one shard
+    assert second[5] == (pytest.approx(0.03), 0.0)  # less what the dead task spent
+    assert len(second[1]) == 3  # only the trials not back yet
+    assert result.spent_usd == pytest.approx(0.02 + 0.001)
+
+
+def test_a_task_dead_with_its_budget_spent_is_not_restarted(tmp_path: Path) -> None:
+    def spends_all(made: dict[str, bytes]) -> Any:
+        def stream(*_args: Any) -> Iterator[Any]:
+            yield ("spent", "", 0.06)
+            raise RuntimeError("the node was lost")
+
+        return stream
+
+    fake, result, out = _drive_with(tmp_path, [spends_all])
+    assert len(fake.calls) == 1 and result.completed == 0
+    assert "share of the run's cost limit (budget_usd) is spent" in result.stopped
+    assert "its tasks spent $0.06 in all" in result.stopped
+    assert "with its share of the budget spent ($0.06 of $0.05)" in out[0]

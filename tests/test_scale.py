@@ -110,6 +110,20 @@ async def test_the_least_busy_endpoint_takes_the_next_call() -> None:
     assert len(fast.requests) >= 14
 
 
+def test_workers_beyond_a_models_max_concurrency_are_refused(tmp_path: Path) -> None:
+    """Each worker needs a call in flight of every model: a limit of 1 over 2 workers was
+    2 calls in flight (rt26); it is refused, naming the model, before anything runs."""
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        'name = "one-slot"\n[factors]\nmodels = ["mock/stag"]\n'
+        "[model_settings.mock]\nmax_concurrency = 1\n"
+    )
+    res = runner.invoke(app, ["run", str(spec), "--out", str(tmp_path / "o"), "--workers", "2"])
+    assert res.exit_code == 2, res.output
+    assert "mock/stag: max_concurrency = 1 cannot be split over 2 processes" in res.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_worker_processes_give_the_single_process_result(tmp_path: Path) -> None:
     spec = tmp_path / "s.toml"
     spec.write_text(SPEC)
@@ -130,10 +144,33 @@ def test_worker_processes_give_the_single_process_result(tmp_path: Path) -> None
 def test_share_splits_limits() -> None:
     s = ModelSettings(max_concurrency=5, requests_per_minute=600, max_cost_usd=10).share(2)
     assert (s.max_concurrency, s.requests_per_minute, s.max_cost_usd) == (3, 300, 5)
+    # rt26: every process took ceil(limit / k), k * ceil(limit / k) in all (4 for 3 over
+    # 2, 8 for 1 over 8); the shares now add up to the limit exactly
+    for limit in (3, 5, 7, 8, 64):
+        for k in range(1, limit + 1):
+            shares = [ModelSettings(max_concurrency=limit).share(k, i).max_concurrency
+                      for i in range(k)]  # fmt: skip
+            assert sum(s or 0 for s in shares) == limit and min(s or 0 for s in shares) >= 1
     assert ModelSettings().share(4) == ModelSettings()
     pool = ModelPool({"mock": ModelSettings(max_concurrency=64)}, budget_usd=8, share=4)
     assert pool.get("mock/stag").settings.max_concurrency == 16
     assert pool.budget.limit_usd == 2
+    # rt26: a share's stop said "the run reached its cost limit $0.01" for $0.015 of $0.03
+    split = ModelPool(budget_usd=0.03, share=2, spent_before_usd=0.01)
+    assert split.budget.limit_usd == pytest.approx(0.01)
+    split.budget.spent_usd = 0.0102
+    assert split.budget.exceeded().startswith(
+        "this process's share of the run's cost limit $0.03 (budget_usd) is spent: $0.01, "
+        "1 of 2 of the $0.02 it had left (its transcripts from earlier invocations cost "
+        "$0.01); this process spent $0.0102"
+    )
+    assert (
+        ModelPool(budget_usd=0.03, share=2)
+        .budget.exceeded()
+        .startswith(
+            "this process's share of the run's cost limit $0.03 (budget_usd) is spent: $0.015,"
+        )
+    )
 
 
 async def test_calls_in_flight_reach_the_model_limit_across_trials(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ MAX_TOKENS_PER_CALL = 10**9
 #: the reply fields a server writes, any of which could echo the key it was sent
 _SERVER_TEXT = ("text", "model", "finish_reason", "system_fingerprint", "request_id")
 
-__all__ = ["Model", "Result", "RunBudget", "Usage", "clean_text", "redact"]
+__all__ = ["Model", "Result", "RunBudget", "Usage", "clean_text", "redact", "usd"]
 
 
 @dataclass
@@ -66,10 +66,51 @@ class Usage:
 
 @dataclass
 class RunBudget:
-    """A cost limit shared by every model of a run."""
+    """A cost limit shared by every model of a run: what this process may spend
+    (``limit_usd``, its share of what the run's budget had left when it started) and has
+    spent; for its message, the run's ``budget_usd`` (``run_usd``), what the run's kept
+    transcripts had cost before (``before_usd``) and how many processes share the rest."""
 
     limit_usd: float | None = None
     spent_usd: float = 0.0
+    run_usd: float | None = None
+    before_usd: float = 0.0
+    share: int = 1
+
+    def exceeded(self) -> str:
+        """Why the run stops (its limit is reached), with the money in full."""
+        run = usd(self.limit_usd or 0.0 if self.run_usd is None else self.run_usd)
+        spent = usd(self.spent_usd)
+        before = usd(self.before_usd)
+        if self.share > 1:
+            left = usd(max(0.0, (self.run_usd or 0.0) - self.before_usd))
+            what = (
+                f"this process's share of the run's cost limit {run} (budget_usd) is spent: "
+                f"{usd(self.limit_usd or 0.0)}, 1 of {self.share} of the {left} it had left"
+                + (
+                    f" (its transcripts from earlier invocations cost {before})"
+                    if self.before_usd
+                    else ""
+                )
+                + f"; this process spent {spent}"
+            )
+        elif self.before_usd:
+            what = (
+                f"the run reached its cost limit {run} (budget_usd): its transcripts from "
+                f"earlier invocations cost {before} and this one spent {spent}"
+            )
+        else:
+            what = f"the run reached its cost limit {run} (budget_usd; spent {spent})"
+        return f"{what}; raise budget_usd in the spec and run again to go on"
+
+
+def usd(x: float) -> str:
+    """An amount of money as the messages give it: cents from a dollar up, else four
+    places without trailing zeros ($0.015, never $0.01 for it)."""
+    if x >= 1:
+        return f"${x:,.2f}"
+    places = f"{x:.4f}".rstrip("0").split(".")[1]
+    return f"${x:.{max(2, len(places))}f}"
 
 
 @dataclass
@@ -170,15 +211,12 @@ class Model:
     def _check_budget(self) -> None:
         run = self.run_budget
         if run.limit_usd is not None and run.spent_usd >= run.limit_usd:
-            raise BudgetExceededError(
-                f"the run reached its cost limit ${run.limit_usd:.2f} (spent "
-                f"${run.spent_usd:.4f}); raise budget_usd in the spec and run again to go on"
-            )
+            raise BudgetExceededError(run.exceeded())
         limit = self.settings.max_cost_usd
         if limit is not None and self.usage.cost_usd >= limit:
             raise BudgetExceededError(
-                f"model {self.name} reached its cost limit ${limit:.2f} "
-                f"(spent ${self.usage.cost_usd:.4f}); raise max_cost_usd to go on"
+                f"model {self.name} reached its cost limit {usd(limit)} "
+                f"(spent {usd(self.usage.cost_usd)}); raise max_cost_usd to go on"
             )
 
     async def _limits(self, messages: list[ChatMessage], config: GenerateConfig) -> None:

@@ -28,17 +28,32 @@ class ModelPool:
         cache_dir: str | Path | None = None,
         budget_usd: float | None = None,
         share: int = 1,
+        index: int = 0,
+        spent_before_usd: float = 0.0,
+        limit_usd: float | None = None,
     ) -> None:
+        """``budget_usd``: the run's (the spec's); ``spent_before_usd``: what the run's kept
+        transcripts cost before this process started, which it counts as spent; ``share``
+        processes (``index`` being this one) split every limit and what the budget has
+        left; ``limit_usd``: this process's budget, given (a restarted Ray task's rest)."""
         self.settings = settings or {}
         self.share = share
-        self.budget = RunBudget(limit_usd=None if budget_usd is None else budget_usd / share)
+        self.index = index  # which of the ``share`` processes this is (its limits' share)
+        # what the run may still spend, split over the processes that share it
+        left = None if budget_usd is None else max(0.0, budget_usd - spent_before_usd) / share
+        self.budget = RunBudget(
+            limit_usd=left if limit_usd is None else limit_usd,
+            run_usd=budget_usd,
+            before_usd=spent_before_usd,
+            share=share,
+        )
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
         self.models: dict[str, Model] = {}
 
     def get(self, model: str) -> Model:
         if model not in self.models:
             info, _ = resolve(model)
-            s = settings_for(model, self.settings).share(self.share)
+            s = settings_for(model, self.settings).share(self.share, self.index)
             secrets = [os.environ.get(env, "") for env in (info.key_env, s.api_key_env) if env]
             self.models[model] = Model(
                 api=create_api(model, s),

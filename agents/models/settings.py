@@ -42,14 +42,18 @@ class ModelSettings(BaseModel):
             )
         return v
 
-    def share(self, k: int) -> ModelSettings:
-        """This process's share when ``k`` worker processes run one spec together: limits
-        (concurrency, rates, cost) are split so that together they keep the whole."""
+    def share(self, k: int, index: int = 0) -> ModelSettings:
+        """Process ``index``'s share when ``k`` worker processes (or Ray tasks) run one spec
+        together: limits (concurrency, rates, cost) are split so that together they keep
+        the whole. Calls in flight are whole: the first ``max_concurrency % k`` processes
+        get one more than the others, so the shares add up to the limit exactly; a limit
+        below ``k`` cannot be split (``split_problems`` refuses it before a run starts)."""
         if k <= 1:
             return self
         update: dict[str, Any] = {}
         if self.max_concurrency is not None:
-            update["max_concurrency"] = max(1, -(-self.max_concurrency // k))
+            whole, rest = divmod(self.max_concurrency, k)
+            update["max_concurrency"] = max(1, whole + (1 if index % k < rest else 0))
         for name in ("requests_per_minute", "tokens_per_minute", "max_cost_usd"):
             value = getattr(self, name)
             if value is not None:
