@@ -355,3 +355,36 @@ def test_a_fifo_named_like_a_transcript_is_listed_never_opened(tmp_path: Path) -
     assert len(data["trials"]) == 4
     [fifo] = data["unreadable"]
     assert fifo["file"] == "fifo.jsonl" and "not a regular file" in fifo["problem"]
+
+
+GOLDEN_LLM_RUN = Path(__file__).parent / "golden_llm" / "v2"
+
+
+def _llm_copy(tmp: Path) -> Path:
+    run = tmp / "run"
+    shutil.copytree(GOLDEN_LLM_RUN, run / "transcripts")
+    return run
+
+
+def test_a_reply_parsed_too_deep_to_embed_is_listed_and_the_rest_shown(tmp_path: Path) -> None:
+    """A call's ``parsed`` nested 250 deep passes the reader (orjson loads 1024 levels) but
+    not orjson's dump (255) inside the page: ``view`` died with a traceback and wrote no
+    index (redteam rt26 finding 4)."""
+    run = _llm_copy(tmp_path)
+    files = sorted((run / "transcripts").glob("*.jsonl"))
+
+    def deep(events: list[dict[str, Any]]) -> None:
+        parsed: dict[str, Any] = {"action": "stag"}
+        for _ in range(250):
+            parsed = {"a": parsed}
+        next(e for e in events if e["type"] == "model_call")["call"]["parsed"] = parsed
+
+    _rewrite(files[0], deep)
+    res = CliRunner().invoke(app, ["view", str(run)])
+    assert res.exit_code == 0 and res.exception is None, res.output
+    data = _embedded(run / "view" / "index.html")
+    assert len(data["trials"]) == len(files) - 1
+    [bad] = data["unreadable"]
+    assert bad["file"] == files[0].name and "cannot be shown" in bad["problem"]
+    assert "ecursion" in bad["problem"]
+    assert files[0].stem not in {p.stem for p in (run / "view" / "trials").glob("*.html")}

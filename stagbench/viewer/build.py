@@ -253,13 +253,17 @@ def build_view(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     spec_names: set[str] = set()
     pages: set[str] = set()
     for path in files:
-        try:
+        try:  # the page whole, before anything is written: a file that fails is listed
             transcript = read_shown(path)
             data = trial_data(transcript)
+            title = f"{transcript.trial_id} · {data['spec']}"
+            text = _page(title, "trial", data, "../")
+            row = _summary(data)
         except StagbenchError as exc:
             unreadable.append({"file": path.name, "problem": str(exc)})
             continue
         except Exception as exc:  # one file the checks let through must not sink the rest
+            # (e.g. orjson's "Recursion limit reached": a reply parsed 250 levels deep)
             why = f"{type(exc).__name__}: {exc}"
             unreadable.append({"file": path.name, "problem": f"cannot be shown ({why})"})
             continue
@@ -268,9 +272,8 @@ def build_view(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
             name = page_name(f"{transcript.trial_id}\0{path.name}")
         pages.add(name)
         spec_names.add(data["spec"])
-        title = f"{transcript.trial_id} · {data['spec']}"
-        _write(trials / f"{name}.html", _page(title, "trial", data, "../"))
-        rows.append({**_summary(data), "page": name})
+        _write(trials / f"{name}.html", text)
+        rows.append({**row, "page": name})
     manifest: dict[str, Any] = {}
     try:
         found = read_manifest(run / "manifest.json")
