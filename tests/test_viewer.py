@@ -388,3 +388,21 @@ def test_a_reply_parsed_too_deep_to_embed_is_listed_and_the_rest_shown(tmp_path:
     assert bad["file"] == files[0].name and "cannot be shown" in bad["problem"]
     assert "ecursion" in bad["problem"]
     assert files[0].stem not in {p.stem for p in (run / "view" / "trials").glob("*.html")}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002], ids=["022", "077", "002"])
+def test_the_pages_get_the_mode_a_new_file_gets(tmp_path: Path, umask: int) -> None:
+    """Pages were written 0600 (``mkstemp``), unreadable by others on the shared drive the
+    README suggests, or by a web server (redteam rt26 finding 5)."""
+    run = _golden_copy(tmp_path)
+    old = os.umask(umask)
+    try:
+        index = build_view(run)
+        (tmp_path / "plain").write_text("x")  # what open() gives under this umask
+    finally:
+        os.umask(old)
+    want = (tmp_path / "plain").stat().st_mode & 0o777
+    assert want == 0o666 & ~umask
+    pages = [p for p in index.parent.rglob("*") if p.is_file()]
+    assert len(pages) == 1 + 4 + 2  # the index, a page per trial, the script and the style
+    assert {p.stat().st_mode & 0o777 for p in pages} == {want}

@@ -208,14 +208,29 @@ def read_shown(path: Path) -> Transcript:
     return validate_events(consistent(read_events(path), path), str(path))
 
 
+def _umask() -> int:
+    """The process's umask: from ``/proc`` where there is one (reading it there changes
+    nothing), else by setting it and putting it back."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write(path: Path, text: str) -> None:
     """Write one page by replacing it whole: a link already at ``path`` is replaced, never
-    written through."""
+    written through. The page gets the mode a new file gets (``0o666`` less the umask):
+    ``mkstemp`` makes its file ``0o600``, which nobody else on a shared drive, nor a web
+    server, could read."""
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
         if tmp is not None:
