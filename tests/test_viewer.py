@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -406,3 +407,31 @@ def test_the_pages_get_the_mode_a_new_file_gets(tmp_path: Path, umask: int) -> N
     pages = [p for p in index.parent.rglob("*") if p.is_file()]
     assert len(pages) == 1 + 4 + 2  # the index, a page per trial, the script and the style
     assert {p.stat().st_mode & 0o777 for p in pages} == {want}
+
+
+def test_a_message_is_labelled_by_its_senders_seat_not_its_place_in_chromium(
+    tmp_path: Path,
+) -> None:
+    """``viewer.js`` found a sender's role at ``d.seats[sender]``: with the seats listed
+    out of order the honest player was flagged "(adversary)" and the adversary was not
+    (redteam rt26 finding 6). ``trial_data`` lists them in order; the script must not
+    rely on it either, so the page here lists them reversed."""
+    from stagbench.viewer.build import ASSETS, _page, trial_data
+
+    t = read_transcript(GOLDEN_LLM_RUN / "5f3337029f50d399.jsonl")  # seat 1 the adversary
+    data = trial_data(t)
+    data["seats"] = data["seats"][::-1]
+    out = tmp_path / "view"
+    (out / "trials").mkdir(parents=True)
+    (out / "assets").mkdir()
+    for name in ASSETS:  # the package's script and style, as ``view`` copies them
+        source = resources.files("stagbench.viewer") / "assets" / name
+        (out / "assets" / name).write_text(source.read_text(encoding="utf-8"))
+    page = out / "trials" / "reversed.html"
+    page.write_text(_page("reversed", "trial", data, "../"))
+    dom = _dom(tmp_path, page, "#round=1")
+    assert 'data-rendered="yes"' in dom
+    senders = re.findall(r'data-sender="(\d+)"><div class="who">(P\d)( \(adversary\))?', dom)
+    assert {s for s, _, _ in senders} >= {"0", "1"}
+    for seat, name, flag in senders:
+        assert name == f"P{int(seat) + 1}" and bool(flag) == (seat == "1"), (seat, flag)

@@ -129,7 +129,7 @@ def trial_data(t: Transcript, problems: list[str] | None = None) -> dict[str, An
                 "role": s.role,
                 "adversary": s.adversary,
             }
-            for s in head.seats
+            for s in sorted(head.seats, key=lambda s: s.seat)  # d.seats[k] is seat k
         ],  # fmt: skip
         "rounds": [rounds[r] for r in sorted(rounds)],
         "totals": list(t.end.totals),
