@@ -435,3 +435,17 @@ def test_a_message_is_labelled_by_its_senders_seat_not_its_place_in_chromium(
     assert {s for s, _, _ in senders} >= {"0", "1"}
     for seat, name, flag in senders:
         assert name == f"P{int(seat) + 1}" and bool(flag) == (seat == "1"), (seat, flag)
+
+
+def test_a_malformed_escape_in_the_address_is_ignored_in_chromium(
+    viewed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``decodeURIComponent`` threw on ``#defence=%`` (a link a chat client cut) and the
+    page stayed blank (redteam rt26 finding 7): the bad parameter is ignored, the good
+    ones kept."""
+    run, index = viewed
+    dom = _dom(tmp_path, index, "#defence=%&disclosure=silent&x=%zz")
+    assert 'data-rendered="yes"' in dom and "showing 4 of 8 trials" in dom
+    page = index.parent / "trials" / f"{read_transcript(_trial(run, 'ring')).trial_id}.html"
+    dom = _dom(tmp_path, page, "#round=%zz")
+    assert 'data-rendered="yes"' in dom and '<section class="round current" id="round-1"' in dom
