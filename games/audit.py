@@ -246,19 +246,33 @@ def consistent(events: list[dict[str, Any]], source: object) -> list[dict[str, A
 def _roles(head: dict[str, Any]) -> tuple[set[int], list[str]]:
     """The header's honest seats, and where its seats disagree with its trial: as many
     seats are adversaries as the trial's adversary arm places (a role flipped in the
-    header moves every honest rate), and each is honest or an adversary."""
+    header moves every honest rate), and where the arm names its seats (``placement`` a
+    list; a word such as ``"hub"`` needs the seating code) those very seats; each seat is
+    honest or an adversary; and the seats are listed in seat order (as stagbench writes
+    them: a reader that takes an entry's place for its seat must not be misled)."""
     try:
         seats = head["seats"]
         adv = head["trial"]["adversary"]
+        listed = [int(s["seat"]) for s in seats]
         honest = {int(s["seat"]) for s in seats if s["role"] == "honest"}
         odd = [int(s["seat"]) for s in seats if s["role"] not in ("honest", "adversary")]
         placed = int(adv["count"]) if adv["kind"] != "none" else 0
+        where = adv.get("placement")
+        named = sorted(int(s) for s in where) if placed and isinstance(where, list) else None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return set(), [f"the header's seats cannot be read: {exc!r}"]
-    problems = [f"seat {s}'s role is neither honest nor adversary" for s in odd]
+    problems = []
+    if listed != sorted(listed):
+        problems.append(f"the header lists its seats out of seat order: {listed}")
+    problems += [f"seat {s}'s role is neither honest nor adversary" for s in odd]
     if len(seats) - len(honest) != placed:
         problems.append(
             f"{len(seats) - len(honest)} seats are adversaries, the trial's arm places {placed}"
+        )
+    adversaries = sorted(int(s["seat"]) for s in seats if s["role"] == "adversary")
+    if named is not None and adversaries != named:
+        problems.append(
+            f"the adversaries are seats {adversaries}, the trial's arm places them at {named}"
         )
     return honest, problems
 

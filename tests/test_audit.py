@@ -150,6 +150,29 @@ def _message_deleted(ev: Events) -> None:
     del ev[i]
 
 
+def _seats_out_of_order(ev: Events) -> None:
+    seats = ev[0]["seats"]
+    seats[0], seats[1] = seats[1], seats[0]
+
+
+def _placed_where_they_are(ev: Events) -> None:
+    """The arm names its seats (an explicit ``placement``): those the header says."""
+    adversaries = [s["seat"] for s in ev[0]["seats"] if s["role"] == "adversary"]
+    next(iter(adversaries))  # (StopIteration: a trial without adversaries)
+    ev[0]["trial"]["adversary"]["placement"] = adversaries
+
+
+def _roles_swapped_off_the_placement(ev: Events) -> None:
+    """An adversary's and an honest seat's roles swapped: as many adversaries as before,
+    but not at the seats the arm places them (redteam rt26 finding 6's role_swap)."""
+    _placed_where_they_are(ev)
+    seats = ev[0]["seats"]
+    a = next(s for s in seats if s["role"] == "adversary")
+    h = next(s for s in seats if s["role"] == "honest")
+    for key in ("role", "adversary"):
+        a[key], h[key] = h[key], a[key]
+
+
 #: the record's own contradictions (redteam19b finding 7): the outcome re-derives, so only
 #: these checks find them; each with the words it is found by
 RECORD: dict[str, tuple[Path, Callable[[Events], None], str]] = {
@@ -159,7 +182,24 @@ RECORD: dict[str, tuple[Path, Callable[[Events], None], str]] = {
     "reasoning edited": (GOLDEN_LLM, _reasoning_edited, "action is not what its model call"),
     "parse edited": (GOLDEN_LLM, _parse_edited, "message is not what its model call"),
     "message deleted": (GOLDEN_LLM, _message_deleted, "message is missing, its model call"),
+    # redteam rt26 finding 6: readers that take an entry's place for its seat are misled
+    "seats out of order": (GOLDEN, _seats_out_of_order, "out of seat order: [1, 0,"),
+    "roles off the placement": (GOLDEN, _roles_swapped_off_the_placement, "places them at"),
 }
+
+
+def test_an_arm_that_names_its_seats_passes_where_they_are() -> None:
+    """The placement check finds only seats other than those named (no false alarm)."""
+    tried = 0
+    for path in sorted(GOLDEN.glob("*.jsonl")) + sorted(GOLDEN_LLM.glob("*.jsonl")):
+        events = read_events(path)
+        try:
+            _placed_where_they_are(events)
+        except StopIteration:
+            continue
+        tried += 1
+        assert audit_events(events) == [], path.name
+    assert tried
 
 
 @pytest.mark.parametrize("case", sorted(RECORD))

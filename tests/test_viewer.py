@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -355,3 +356,96 @@ def test_a_fifo_named_like_a_transcript_is_listed_never_opened(tmp_path: Path) -
     assert len(data["trials"]) == 4
     [fifo] = data["unreadable"]
     assert fifo["file"] == "fifo.jsonl" and "not a regular file" in fifo["problem"]
+
+
+GOLDEN_LLM_RUN = Path(__file__).parent / "golden_llm" / "v2"
+
+
+def _llm_copy(tmp: Path) -> Path:
+    run = tmp / "run"
+    shutil.copytree(GOLDEN_LLM_RUN, run / "transcripts")
+    return run
+
+
+def test_a_reply_parsed_too_deep_to_embed_is_listed_and_the_rest_shown(tmp_path: Path) -> None:
+    """A call's ``parsed`` nested 250 deep passes the reader (orjson loads 1024 levels) but
+    not orjson's dump (255) inside the page: ``view`` died with a traceback and wrote no
+    index (redteam rt26 finding 4)."""
+    run = _llm_copy(tmp_path)
+    files = sorted((run / "transcripts").glob("*.jsonl"))
+
+    def deep(events: list[dict[str, Any]]) -> None:
+        parsed: dict[str, Any] = {"action": "stag"}
+        for _ in range(250):
+            parsed = {"a": parsed}
+        next(e for e in events if e["type"] == "model_call")["call"]["parsed"] = parsed
+
+    _rewrite(files[0], deep)
+    res = CliRunner().invoke(app, ["view", str(run)])
+    assert res.exit_code == 0 and res.exception is None, res.output
+    data = _embedded(run / "view" / "index.html")
+    assert len(data["trials"]) == len(files) - 1
+    [bad] = data["unreadable"]
+    assert bad["file"] == files[0].name and "cannot be shown" in bad["problem"]
+    assert "ecursion" in bad["problem"]
+    assert files[0].stem not in {p.stem for p in (run / "view" / "trials").glob("*.html")}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002], ids=["022", "077", "002"])
+def test_the_pages_get_the_mode_a_new_file_gets(tmp_path: Path, umask: int) -> None:
+    """Pages were written 0600 (``mkstemp``), unreadable by others on the shared drive the
+    README suggests, or by a web server (redteam rt26 finding 5)."""
+    run = _golden_copy(tmp_path)
+    old = os.umask(umask)
+    try:
+        index = build_view(run)
+        (tmp_path / "plain").write_text("x")  # what open() gives under this umask
+    finally:
+        os.umask(old)
+    want = (tmp_path / "plain").stat().st_mode & 0o777
+    assert want == 0o666 & ~umask
+    pages = [p for p in index.parent.rglob("*") if p.is_file()]
+    assert len(pages) == 1 + 4 + 2  # the index, a page per trial, the script and the style
+    assert {p.stat().st_mode & 0o777 for p in pages} == {want}
+
+
+def test_a_message_is_labelled_by_its_senders_seat_not_its_place_in_chromium(
+    tmp_path: Path,
+) -> None:
+    """``viewer.js`` found a sender's role at ``d.seats[sender]``: with the seats listed
+    out of order the honest player was flagged "(adversary)" and the adversary was not
+    (redteam rt26 finding 6). ``trial_data`` lists them in order; the script must not
+    rely on it either, so the page here lists them reversed."""
+    from stagbench.viewer.build import ASSETS, _page, trial_data
+
+    t = read_transcript(GOLDEN_LLM_RUN / "5f3337029f50d399.jsonl")  # seat 1 the adversary
+    data = trial_data(t)
+    data["seats"] = data["seats"][::-1]
+    out = tmp_path / "view"
+    (out / "trials").mkdir(parents=True)
+    (out / "assets").mkdir()
+    for name in ASSETS:  # the package's script and style, as ``view`` copies them
+        source = resources.files("stagbench.viewer") / "assets" / name
+        (out / "assets" / name).write_text(source.read_text(encoding="utf-8"))
+    page = out / "trials" / "reversed.html"
+    page.write_text(_page("reversed", "trial", data, "../"))
+    dom = _dom(tmp_path, page, "#round=1")
+    assert 'data-rendered="yes"' in dom
+    senders = re.findall(r'data-sender="(\d+)"><div class="who">(P\d)( \(adversary\))?', dom)
+    assert {s for s, _, _ in senders} >= {"0", "1"}
+    for seat, name, flag in senders:
+        assert name == f"P{int(seat) + 1}" and bool(flag) == (seat == "1"), (seat, flag)
+
+
+def test_a_malformed_escape_in_the_address_is_ignored_in_chromium(
+    viewed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``decodeURIComponent`` threw on ``#defence=%`` (a link a chat client cut) and the
+    page stayed blank (redteam rt26 finding 7): the bad parameter is ignored, the good
+    ones kept."""
+    run, index = viewed
+    dom = _dom(tmp_path, index, "#defence=%&disclosure=silent&x=%zz")
+    assert 'data-rendered="yes"' in dom and "showing 4 of 8 trials" in dom
+    page = index.parent / "trials" / f"{read_transcript(_trial(run, 'ring')).trial_id}.html"
+    dom = _dom(tmp_path, page, "#round=%zz")
+    assert 'data-rendered="yes"' in dom and '<section class="round current" id="round-1"' in dom

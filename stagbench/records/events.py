@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from stagbench.errors import TranscriptError
 from stagbench.records.trial import TrialSpec
 
 TRANSCRIPT_FORMAT = "stagbench.transcript"
@@ -141,6 +142,15 @@ class Header(BaseModel):
     edges: list[tuple[int, int]]
     directed: bool
 
+    def seat_info(self, seat: int) -> SeatInfo:
+        """The entry of seat number ``seat``, looked up by its number: the list's order is
+        not trusted (the audit refuses seats out of order, a hand-made file may list them
+        so)."""
+        for info in self.seats:
+            if info.seat == seat:
+                return info
+        raise TranscriptError(f"the header has no seat {seat}")
+
 
 class MessageEvent(BaseModel):
     """A cheap-talk message; ``text`` None is a player who stayed silent (no receivers)."""
@@ -242,7 +252,7 @@ class Transcript(BaseModel):
 
     def full_messages(self, event: ModelCallEvent) -> list[ChatMessage]:
         """The messages of a call as they were sent, the seat's system prompt included."""
-        return full_messages(event.call, self.header.seats[event.seat])
+        return full_messages(event.call, self.header.seat_info(event.seat))
 
 
 def _to_json(record: BaseModel) -> bytes:

@@ -129,7 +129,7 @@ def trial_data(t: Transcript, problems: list[str] | None = None) -> dict[str, An
                 "role": s.role,
                 "adversary": s.adversary,
             }
-            for s in head.seats
+            for s in sorted(head.seats, key=lambda s: s.seat)  # d.seats[k] is seat k
         ],  # fmt: skip
         "rounds": [rounds[r] for r in sorted(rounds)],
         "totals": list(t.end.totals),
@@ -208,14 +208,29 @@ def read_shown(path: Path) -> Transcript:
     return validate_events(consistent(read_events(path), path), str(path))
 
 
+def _umask() -> int:
+    """The process's umask: from ``/proc`` where there is one (reading it there changes
+    nothing), else by setting it and putting it back."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write(path: Path, text: str) -> None:
     """Write one page by replacing it whole: a link already at ``path`` is replaced, never
-    written through."""
+    written through. The page gets the mode a new file gets (``0o666`` less the umask):
+    ``mkstemp`` makes its file ``0o600``, which nobody else on a shared drive, nor a web
+    server, could read."""
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
         if tmp is not None:
@@ -253,13 +268,17 @@ def build_view(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     spec_names: set[str] = set()
     pages: set[str] = set()
     for path in files:
-        try:
+        try:  # the page whole, before anything is written: a file that fails is listed
             transcript = read_shown(path)
             data = trial_data(transcript)
+            title = f"{transcript.trial_id} · {data['spec']}"
+            text = _page(title, "trial", data, "../")
+            row = _summary(data)
         except StagbenchError as exc:
             unreadable.append({"file": path.name, "problem": str(exc)})
             continue
         except Exception as exc:  # one file the checks let through must not sink the rest
+            # (e.g. orjson's "Recursion limit reached": a reply parsed 250 levels deep)
             why = f"{type(exc).__name__}: {exc}"
             unreadable.append({"file": path.name, "problem": f"cannot be shown ({why})"})
             continue
@@ -268,9 +287,8 @@ def build_view(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
             name = page_name(f"{transcript.trial_id}\0{path.name}")
         pages.add(name)
         spec_names.add(data["spec"])
-        title = f"{transcript.trial_id} · {data['spec']}"
-        _write(trials / f"{name}.html", _page(title, "trial", data, "../"))
-        rows.append({**_summary(data), "page": name})
+        _write(trials / f"{name}.html", text)
+        rows.append({**row, "page": name})
     manifest: dict[str, Any] = {}
     try:
         found = read_manifest(run / "manifest.json")

@@ -46,7 +46,9 @@
     location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
       if (!kv) return;
       var i = kv.indexOf("=");
-      out[decodeURIComponent(i < 0 ? kv : kv.slice(0, i))] = i < 0 ? "" : decodeURIComponent(kv.slice(i + 1));
+      try {
+        out[decodeURIComponent(i < 0 ? kv : kv.slice(0, i))] = i < 0 ? "" : decodeURIComponent(kv.slice(i + 1));
+      } catch (e) { /* a malformed escape (a cut link: "#defence=%"): that parameter is ignored */ }
     });
     return out;
   }
@@ -232,6 +234,12 @@
     return el("details", { cls: cls }, summary, body);
   }
 
+  /* a seat's role, found by its number: the list's order is not relied on */
+  function roleOf(d, seat) {
+    var found = d.seats.filter(function (s) { return s.seat === seat; })[0];
+    return found ? found.role : "";
+  }
+
   function roundView(d, r, select) {
     var sec = el("section", { cls: "round", id: "round-" + r.round, "data-round": r.round });
     var outcome = r.success === null ? "" : (r.success ? "hunt succeeded" : "hunt failed") +
@@ -247,7 +255,7 @@
         var cls = "msg" + (m.parse_failed ? " failed" : m.text ? "" : " silent");
         var text = m.text !== null ? m.text : m.parse_failed ? "(no message: parse failure" +
           (m.error ? ": " + m.error : "") + ")" : "(silent)";
-        var who = d.seats[m.sender].role === "adversary" ? " (adversary)" : "";
+        var who = roleOf(d, m.sender) === "adversary" ? " (adversary)" : "";
         sec.appendChild(el("div", { cls: cls, "data-sender": m.sender },
           el("div", { cls: "who", text: label(m.sender) + who + " → " + to }),
           el("div", { cls: "text", text: text })));
