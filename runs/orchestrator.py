@@ -10,6 +10,7 @@ Whatever a failure writes (stderr, failures/*.txt) is scrubbed of the run's API 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
 from collections import Counter
@@ -23,7 +24,7 @@ from stagbench.records import ModelCallEvent, Transcript
 from stagbench.runs.compose import AgentFactory, seat_agents
 from stagbench.runs.runtime import run_gc_policy
 from stagbench.runs.spec import ExperimentSpec, TrialSpec
-from stagbench.runs.store import RunStore
+from stagbench.runs.store import RunStore, SpendLedger
 from stagbench.runs.trial import play
 
 if TYPE_CHECKING:
@@ -172,6 +173,17 @@ async def run_trials(
     def scrub(text: str) -> str:
         return redact(text, pool.secrets()) if pool is not None else text
 
+    # what this invocation spends, in the run's ledger: its budget holds across invocations
+    ledger = SpendLedger(store, lambda: pool.budget.spent_usd) if pool is not None else None
+
+    def account() -> None:
+        if ledger is not None:
+            try:
+                ledger.note()
+            except StoreError as exc:
+                summary.stopped = scrub(str(exc))
+                stop.set()
+
     async def worker() -> None:
         while not stop.is_set():
             trial = next(pending, None)  # no await in between: one worker at a time
@@ -188,6 +200,7 @@ async def run_trials(
                 summary.failed += 1
                 summary.errors[trial.trial_id] = scrub(f"{type(exc).__name__}: {exc}")
                 store.record_failure(trial.trial_id, scrub(traceback.format_exc()))
+                account()
                 if progress:
                     progress(summary, None)
                 continue
@@ -196,6 +209,7 @@ async def run_trials(
             summary.input_tokens += transcript.end.input_tokens
             summary.output_tokens += transcript.end.output_tokens
             summary.cost_usd += transcript.end.cost_usd
+            account()
             if progress:
                 progress(summary, transcript)
 
@@ -219,6 +233,9 @@ async def run_trials(
     finally:
         for w in workers:
             w.cancel()
+        if ledger is not None:
+            with contextlib.suppress(StoreError):  # (a full disk: said by the run's stop)
+                ledger.note(final=True)
         summary.wall_s = time.perf_counter() - start
         store.update_manifest(
             status="complete" if summary.finished else "incomplete",

@@ -125,7 +125,7 @@ def _run_workers(
     base += ["--concurrency", str(math.ceil(concurrency / workers)), "--share", str(workers)]
     base += ["--no-progress", "--worker-of", str(os.getpid())]
     if spec.budget_usd is not None:  # counted once here, for every worker alike
-        base += ["--spent-before", repr(store.kept_cost_usd())]
+        base += ["--spent-before", repr(store.spent_before_usd())]
     if no_cache:
         base.append("--no-cache")
     else:
@@ -177,7 +177,7 @@ def _run_workers(
             err.print(f"[red]worker {i} exited with {code}[/]; see {escape(str(logs[i]))}")
     if 3 in codes and spec.budget_usd is not None:  # a budget (or the disk) stopped a worker
         err.print(
-            f"the run's transcripts cost {usd(store.kept_cost_usd())} of its budget_usd "
+            f"the run has spent {usd(store.spent_before_usd())} of its budget_usd "
             f"{usd(spec.budget_usd)} (each worker stops at its share of what was left)"
         )
     for line in store.location_lines():

@@ -52,7 +52,7 @@ from stagbench.runs.compose import needs_models
 from stagbench.runs.orchestrator import RunSummary, StopRequest, run_trials
 from stagbench.runs.runtime import run_async
 from stagbench.runs.spec import ExperimentSpec, TrialSpec, load_spec, parse_spec, shard
-from stagbench.runs.store import RunStore
+from stagbench.runs.store import RunStore, SpendLedger
 
 #: tasks tried per shard before its remaining trials are left for the next run
 ATTEMPTS = 3
@@ -273,7 +273,7 @@ def _run_locked(
             console.print(f"[bold red]error:[/] {escape(f'--workers {k}: ' + '; '.join(unsplit))}")
             return 2
         # the run's budget holds across its invocations: what its transcripts cost is spent
-        before = store.kept_cost_usd() if spec.budget_usd is not None else 0.0
+        before = store.spent_before_usd() if spec.budget_usd is not None else 0.0
         _drive(ray, spec, text, store, pending, k, concurrency, before, result, console)
     wall = time.perf_counter() - start
     finished = result.already_done + result.completed
@@ -329,6 +329,8 @@ def _drive(
     ]
     inbox: queue.SimpleQueue[tuple[_Shard, Item | BaseException | None]] = queue.SimpleQueue()
     live: dict[int, Any] = {}  # shard index -> its running generator
+    # what the tasks say they spent, in the run's ledger: its budget holds across invocations
+    ledger = SpendLedger(store, lambda: sum(s.spent_usd + s.spending_usd for s in shards))
 
     def submit(s: _Shard) -> None:
         s.attempts += 1
@@ -388,6 +390,7 @@ def _drive(
                 store.record_failure(trial_id, payload)
             elif kind == "spent":
                 s.spending_usd = float(payload)
+                ledger.note()
             elif kind == "error":
                 s.errors.append(payload)
             elif kind == "stopped":  # a budget or the disk stopped that task
@@ -396,6 +399,7 @@ def _drive(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        ledger.note(final=True)
     if stopped_by:
         signum = stopped_by[0]
         result.signum = signum
@@ -409,7 +413,7 @@ def _drive(
         result.stopped += (
             f" (the run's budget_usd is {usd(spec.budget_usd)}: its tasks spent "
             f"{usd(result.spent_usd)} in all"
-            + (f", its transcripts from earlier invocations cost {usd(before)})" if before else ")")
+            + (f", its earlier invocations {usd(before)})" if before else ")")
         )
 
 

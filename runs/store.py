@@ -46,7 +46,8 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,14 +70,31 @@ from stagbench.runs.spec import ExperimentSpec, TrialSpec, parse_spec
 #: Settings that change how a run is carried out, not what it measures: a resumed run may
 #: change them (a new endpoint, a higher budget, other rate limits).
 OPERATIONAL = {"model_settings", "budget_usd", "description", "analysis"}
-#: bytes read from a transcript's end for its trial_end line (``kept_cost_usd``)
+#: bytes read at a time from a transcript's end for its last line (``_last_line``)
 _TAIL = 4096
+
+
+def _last_line(path: Path) -> bytes:
+    """The last non-empty line of a file, read from its end (a big game's trial_end line
+    may run past any fixed tail)."""
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        size = _TAIL
+        while True:
+            start = max(0, end - size)
+            f.seek(start)
+            tail = f.read(end - start).rstrip()
+            cut = tail.rfind(b"\n")
+            if cut >= 0 or start == 0:
+                return tail[cut + 1 :]
+            size *= 4
+
 
 LOCK_NAME = ".stagbench.lock"
 #: what a results folder may hold besides a manifest (a run killed while creating it)
 OWN_ENTRIES = {
     "manifest.json", "spec.toml", "trials.jsonl", "transcripts", "failures", "quarantine",
-    "cache", "report", "agent_rounds.parquet", LOCK_NAME, ".checked",
+    "cache", "report", "agent_rounds.parquet", LOCK_NAME, ".checked", "spend",
 }  # fmt: skip
 CHECKED_DIR = ".checked"
 #: logs ``scan`` folds into one when it finds more (each process appends to its own)
@@ -279,6 +297,8 @@ class RunStore:
         self.transcripts = self.root / "transcripts"
         self.failures = self.root / "failures"
         self.quarantine = self.root / "quarantine"
+        #: what each invocation (process) of the run has spent, a file each (``SpendLedger``)
+        self.spend = self.root / "spend"
         self.manifest_path = self.root / "manifest.json"
         self.checked = CheckedLog(self.root)
 
@@ -523,26 +543,46 @@ class RunStore:
         """Where the results are, as every run command prints it at its end."""
         return [f"Results: {self.root.resolve()}", f"Transcripts: {self.transcripts.resolve()}"]
 
+    def record_spend(self, name: str, usd: float) -> None:
+        """What invocation ``name`` (one process) has spent so far, in a file of its own
+        that only it writes (atomically): workers and the Ray driver never share one."""
+        with _io_errors(f"writing {self.spend}"):
+            self.spend.mkdir(exist_ok=True)
+        atomic_write(self.spend / f"{name}.json", json.dumps({"spent_usd": usd}) + "\n")
+
+    def ledger_usd(self) -> float:
+        """What the run's invocations have spent, by their ledger files (``record_spend``);
+        a file that is not one (unreadable, or no finite amount of at least 0) counts 0."""
+        total = 0.0
+        for path in sorted(self.spend.glob("*.json")) if self.spend.is_dir() else []:
+            try:
+                value = json.loads(path.read_bytes()).get("spent_usd")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if type(value) in (int, float) and 0.0 <= value < float("inf"):
+                total += value
+        return total
+
     def kept_cost_usd(self) -> float:
-        """What the transcripts here cost: the sum of their trial_end ``cost_usd`` (read from
-        each file's last line; a file without a readable one, which the run's scan will
-        quarantine, counts nothing). The run budget counts it as spent, so ``budget_usd``
-        holds across the invocations of a run, not each one. Calls of trials that failed or
-        were cut off are in no transcript, and not in this."""
+        """What the transcripts here cost: the sum of their trial_end ``cost_usd`` (each
+        file's last line; a file without a readable one, which the run's scan will
+        quarantine, counts nothing). A call answered from the reply cache costs 0 there."""
         total = 0.0
         for path in self.transcript_paths():
             try:
-                with open(path, "rb") as f:
-                    f.seek(0, os.SEEK_END)
-                    f.seek(max(0, f.tell() - _TAIL))
-                    tail = f.read().rstrip().rsplit(b"\n", 1)[-1]
-                end = json.loads(tail)
+                end = json.loads(_last_line(path))
                 cost = end.get("cost_usd", 0.0) if end.get("type") == "trial_end" else 0.0
             except (OSError, ValueError, AttributeError):
                 continue
             if type(cost) in (int, float) and 0.0 <= cost < float("inf"):
                 total += cost
         return total
+
+    def spent_before_usd(self) -> float:
+        """What the run has spent before this invocation, which its budget counts: its
+        ledger (every invocation's calls: trials cut off or failed, replies later cached),
+        and never less than its transcripts cost (a folder written before the ledger)."""
+        return max(self.ledger_usd(), self.kept_cost_usd())
 
     def transcript_paths(self) -> list[Path]:
         """The transcripts here: regular files (or links to one) named ``*.jsonl``."""
@@ -617,6 +657,7 @@ def _merge(target: RunStore, base: Manifest, sources: list[Path]) -> MergeReport
                 continue
             atomic_write(dest, path.read_text(encoding="utf-8"))
             report.copied += 1
+    _merge_ledgers(target, sources)
     report.total = sum(1 for _ in (target.root / "trials.jsonl").open(encoding="utf-8"))
     report.finished = len(target.transcript_paths())
     target.write_manifest(
@@ -630,6 +671,23 @@ def _merge(target: RunStore, base: Manifest, sources: list[Path]) -> MergeReport
         )
     )
     return report
+
+
+def _merge_ledgers(target: RunStore, sources: list[Path]) -> None:
+    """The sources' spend ledgers, each entry under a name of its source's folder (merging
+    a source again rewrites its entries, never counts them twice), so the merged run's
+    budget counts what the shards spent."""
+    for src in sources:
+        store = RunStore(src)
+        if not store.spend.is_dir() or store.spend.resolve() == target.spend.resolve():
+            continue
+        tag = hashlib.blake2b(str(src.resolve()).encode(), digest_size=6).hexdigest()
+        for entry in sorted(store.spend.glob("*.json")):
+            with _io_errors(f"reading {entry}"):
+                data = entry.read_bytes()
+            with _io_errors(f"writing {target.spend}"):
+                target.spend.mkdir(exist_ok=True)
+            atomic_write(target.spend / f"merged-{tag}-{entry.name}", data)
 
 
 def _kind(st: os.stat_result) -> str:
@@ -648,3 +706,25 @@ def _now() -> str:
 
 def _now_compact() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+
+
+class SpendLedger:
+    """One invocation's entry in its run's spend ledger (``RunStore.record_spend``): what
+    ``spent`` says it has spent, written when it has grown, at most every ``every_s``
+    seconds (and at the end, ``note(final=True)``), so a run killed outright loses at
+    most that much of its account."""
+
+    def __init__(self, store: RunStore, spent: Callable[[], float], every_s: float = 0.5):
+        self.store = store
+        self.spent = spent
+        self.every_s = every_s
+        self.name = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._written = 0.0
+        self._at = 0.0
+
+    def note(self, final: bool = False) -> None:
+        usd = self.spent()
+        now = time.monotonic()
+        if usd > self._written and (final or now - self._at >= self.every_s):
+            self.store.record_spend(self.name, usd)
+            self._written, self._at = usd, now

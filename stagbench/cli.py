@@ -169,7 +169,7 @@ def run(
             store.update_manifest(shard=shard_, shard_trials=total if shard_ else None)
             index = parse_shard(shard_)[0] if shard_ else 0  # its share of split limits
             if spent_before is None:  # (a worker of `run --workers` is told it)
-                spent_before = store.kept_cost_usd() if spec.budget_usd is not None else 0.0
+                spent_before = store.spent_before_usd() if spec.budget_usd is not None else 0.0
             job = _run(spec, trials, total, owns, store, concurrency or trials_in_flight(spec),
                        cache_dir, no_cache, progress, share, index, spent_before)  # fmt: skip
             summary = run_async(job)

@@ -136,14 +136,16 @@ output_per_mtok = 10000
         spent = sum(read_transcript(p).end.cost_usd for p in done)
         assert len(done) == 3 and spent == pytest.approx(3 * 2.88)  # the 4th trial was cut
         # The budget is the run's, not each invocation's (rt26: running the same command
-        # again spent it again): the kept transcripts' $8.64 count, so $1.36 is left, 8
-        # calls (the cut trial's cached calls are free); the run stops again, saying why.
+        # again spent it again; rt27: counting only the transcripts' $8.64 missed the cut
+        # trial's calls): the run's ledger holds all 56 calls, $10.08, so nothing is left
+        # and the same command stops at once, saying why, without a call.
         calls = len(fake.requests)
+        assert RunStore(out).spent_before_usd() == pytest.approx(56 * 0.18)
         res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--concurrency", "1"])
         assert res.exit_code == 3, res.output
-        assert "its transcripts from earlier invocations cost $8.64" in " ".join(res.output.split())
-        assert 0 < len(fake.requests) - calls <= 8  # before: another $10, 56 calls
-        assert len(RunStore(out).transcript_paths()) < 6
+        assert "its earlier invocations spent $10.08" in " ".join(res.output.split())
+        assert len(fake.requests) == calls  # before: another $10, 56 calls
+        assert len(RunStore(out).transcript_paths()) == 3
         more = write(tmp_path, text.format(budget=100.0), "more.toml")
         res = runner.invoke(app, ["run", str(more), "--out", str(out), "--concurrency", "1"])
         assert res.exit_code == 0, res.output

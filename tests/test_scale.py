@@ -161,7 +161,7 @@ def test_share_splits_limits() -> None:
     split.budget.spent_usd = 0.0102
     assert split.budget.exceeded().startswith(
         "this process's share of the run's cost limit $0.03 (budget_usd) is spent: $0.01, "
-        "1 of 2 of the $0.02 it had left (its transcripts from earlier invocations cost "
+        "1 of 2 of the $0.02 it had left (its earlier invocations spent "
         "$0.01); this process spent $0.0102"
     )
     assert (

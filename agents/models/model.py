@@ -68,8 +68,9 @@ class Usage:
 class RunBudget:
     """A cost limit shared by every model of a run: what this process may spend
     (``limit_usd``, its share of what the run's budget had left when it started) and has
-    spent; for its message, the run's ``budget_usd`` (``run_usd``), what the run's kept
-    transcripts had cost before (``before_usd``) and how many processes share the rest."""
+    spent; for its message, the run's ``budget_usd`` (``run_usd``), what the run had spent
+    before (``before_usd``: ``RunStore.spent_before_usd``) and how many processes share
+    the rest."""
 
     limit_usd: float | None = None
     spent_usd: float = 0.0
@@ -87,17 +88,13 @@ class RunBudget:
             what = (
                 f"this process's share of the run's cost limit {run} (budget_usd) is spent: "
                 f"{usd(self.limit_usd or 0.0)}, 1 of {self.share} of the {left} it had left"
-                + (
-                    f" (its transcripts from earlier invocations cost {before})"
-                    if self.before_usd
-                    else ""
-                )
+                + (f" (its earlier invocations spent {before})" if self.before_usd else "")
                 + f"; this process spent {spent}"
             )
         elif self.before_usd:
             what = (
-                f"the run reached its cost limit {run} (budget_usd): its transcripts from "
-                f"earlier invocations cost {before} and this one spent {spent}"
+                f"the run reached its cost limit {run} (budget_usd): its earlier invocations "
+                f"spent {before} and this one {spent}"
             )
         else:
             what = f"the run reached its cost limit {run} (budget_usd; spent {spent})"
