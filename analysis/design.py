@@ -34,9 +34,9 @@ from stagbench.records import (
     AnalysisSettings,
     Lexicon,
     Manifest,
-    TrialSpec,
     file_identity,
     read_manifest,
+    same_trial,
 )
 
 
@@ -145,17 +145,6 @@ def _digests(path: Path, raw: bytes) -> dict[str, str]:
     return out
 
 
-def _same_trial(a_json: bytes, b_json: bytes) -> bool:
-    """Whether two trial records are the same trial once validated (a migrated or
-    re-serialised record may differ in layout, not content)."""
-    try:
-        a = TrialSpec.model_validate_json(a_json)
-        b = TrialSpec.model_validate_json(b_json)
-    except ValidationError:
-        return False
-    return a == b
-
-
 def check(run: str | Path, load: LoadReport) -> DesignCheck:
     """Compare what was read (``load.read``) with the folder's manifest, design and
     failures. Files that are not part of the design go to ``foreign``; ``analysed`` holds
@@ -258,7 +247,7 @@ def _recheck(root: Path, path: str, trial_id: str) -> bool:
             if trial_id.encode() in line:
                 rec = orjson.loads(line)
                 if rec.get("trial_id") == trial_id:
-                    return _same_trial(mine, orjson.dumps(rec))
+                    return same_trial(mine, orjson.dumps(rec))
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
         return False
     return False

@@ -27,7 +27,7 @@ from stagbench.agents.models.base import (
 )
 from stagbench.agents.models.model import Model
 from stagbench.agents.models.pool import ModelPool, settings_for
-from stagbench.agents.models.registry import check_model, model_warnings
+from stagbench.agents.models.registry import check_model, model_warnings, price_for, resolve
 from stagbench.agents.models.registry import environment_problems as model_environment
 from stagbench.errors import ModelError, StagbenchError
 from stagbench.runs.compose import AgentFactory, is_scripted, seat_agents
@@ -81,6 +81,59 @@ def split_problems(models: Iterable[str], table: dict[str, ModelSettings], k: in
                 f"{m}: max_concurrency = {limit} cannot be split over {k} processes (each "
                 f"needs a call in flight of its own, {k} in all): run at most {limit}, or raise "
                 "max_concurrency if the model can take more"
+            )
+    return _unique(out)
+
+
+def price_problems(models: Iterable[str], table: dict[str, ModelSettings]) -> list[str]:
+    """A price given by half: ``input_per_mtok`` without ``output_per_mtok`` or the other
+    way round (the provider's table and the model's laid over it, ``settings_for``). A
+    price is used only whole, so half of one would be ignored silently (the provider's
+    list price used instead, or none: calls then cost $0 and no budget stops them); the
+    spec check refuses it."""
+    out = []
+    for m in models:
+        if is_scripted(m):
+            continue
+        s = settings_for(m, table)
+        halves = {"input_per_mtok": s.input_per_mtok, "output_per_mtok": s.output_per_mtok}
+        given = [k for k, v in halves.items() if v is not None]
+        if len(given) == 1:
+            missing = next(k for k in halves if k not in given)
+            out.append(
+                f"model_settings for {m}: {given[0]} is set but {missing} is not; a price "
+                f"needs both (set {missing} = 0 for a free half), or neither for the "
+                "provider's list price"
+            )
+    return _unique(out)
+
+
+def price_warnings(
+    models: Iterable[str], table: dict[str, ModelSettings], budget_usd: float | None
+) -> list[str]:
+    """Models a cost limit (``budget_usd``, or the model's ``max_cost_usd``) cannot see: no
+    price known for them (neither the spec's nor the provider's), so their calls count $0
+    and the limit never stops them. A provider whose calls are free (mock, local, vLLM,
+    replay: ``Provider.free``) has a price, $0, and is not listed."""
+    out = []
+    for m in models:
+        if is_scripted(m):
+            continue
+        s = settings_for(m, table)
+        limits = ["budget_usd"] if budget_usd is not None else []
+        if s.max_cost_usd is not None:
+            limits.append(f"its max_cost_usd ({s.max_cost_usd:g})")
+        if not limits or (s.input_per_mtok is None) != (s.output_per_mtok is None):
+            continue  # no limit, or half a price (price_problems refuses it)
+        try:
+            resolve(m)
+        except StagbenchError:
+            continue  # an unknown provider: the spec check says so
+        if price_for(m, s) is None:
+            out.append(
+                f"{' and '.join(limits)} cannot stop {m}: no price is known for it, so its "
+                "calls count $0; set input_per_mtok and output_per_mtok in "
+                f'[model_settings."{m}"]'
             )
     return _unique(out)
 

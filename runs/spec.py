@@ -44,6 +44,8 @@ from stagbench.runs.preflight import (
     check_cells,
     check_models,
     environment_problems,
+    price_problems,
+    price_warnings,
     settings_warnings,
     split_problems,
 )
@@ -302,8 +304,9 @@ class ExperimentSpec(BaseModel):
 
     def warnings(self) -> list[str]:
         """What is allowed but probably not meant: payoffs that are not a Stag Hunt, a
-        token cap that leaves LLM agents' messages very short, settings this machine ignores
-        (a vLLM server's start options beside VLLM_BASE_URL)."""
+        token cap that leaves LLM agents' messages very short, a cost limit that cannot see
+        a model's calls (no price known for it: ``preflight.price_warnings``), settings this
+        machine ignores (a vLLM server's start options beside VLLM_BASE_URL)."""
         out = []
         for cond in self.factors.conditions:
             try:
@@ -332,6 +335,7 @@ class ExperimentSpec(BaseModel):
                     f"model_settings.{json.dumps(key)} is for a model (or provider) this "
                     f"design does not use ({', '.join(used)}); it is ignored"
                 )
+        out += price_warnings(used, self.model_settings, self.budget_usd)
         return out + settings_warnings(used, self.model_settings)
 
     def check(self) -> None:
@@ -401,6 +405,7 @@ class ExperimentSpec(BaseModel):
             except StagbenchError as exc:
                 problems.append(str(exc))
         problems += check_models(sorted(models), self.model_settings)
+        problems += price_problems(self.model_strings(), self.model_settings)
         populations = [(e,) if isinstance(e, str) else tuple(e) for e in self.factors.models]
         for adv in self.factors.adversaries:
             try:

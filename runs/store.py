@@ -54,6 +54,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 import stagbench
 from stagbench.errors import StagbenchError, StoreError, TranscriptError
 from stagbench.games.audit import consistent
@@ -63,6 +65,7 @@ from stagbench.records import (
     file_identity,
     read_events,
     read_manifest,
+    same_trial,
     validate_events,
 )
 from stagbench.runs.spec import ExperimentSpec, TrialSpec, parse_spec
@@ -603,17 +606,75 @@ class RunStore:
         return out
 
 
+def design_trials(path: Path) -> dict[str, bytes]:
+    """trial id -> its record (a line of ``trials.jsonl`` at ``path``): the design a results
+    folder holds. A line that is not a trial record is a ``StoreError``."""
+    out: dict[str, bytes] = {}
+    with _io_errors(f"reading {path}"):
+        raw = path.read_bytes()
+    for no, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            trial_id = orjson.loads(line)["trial_id"]
+            if type(trial_id) is not str:
+                raise TypeError(f"trial_id is {trial_id!r}")
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise StoreError(f"{path} line {no} is not a trial record: {exc}") from exc
+        out[trial_id] = line
+    return out
+
+
+def not_of_design(
+    transcript: Transcript, name: str, design: dict[str, bytes], spec_name: str
+) -> str | None:
+    """Why ``transcript``, found in the file ``name``.jsonl, is not one of the trials of a
+    design (``design_trials``) of the spec ``spec_name``; None if it is. The rules of the
+    report's design check (``analysis.design``): the spec's name, the file named after its
+    trial, the trial in the design, and its record the design's."""
+    trial_id = transcript.trial_id
+    if transcript.header.spec_name != spec_name:
+        return f"a transcript of spec {transcript.header.spec_name!r}, not {spec_name!r}"
+    if trial_id != name:
+        return f"the file holds trial {trial_id}, not {name}"
+    record = design.get(trial_id)
+    if record is None:
+        return f"trial {trial_id} is not in the design (trials.jsonl)"
+    if not same_trial(record, transcript.header.trial):
+        return f"trial {trial_id}'s record differs from the design's (trials.jsonl)"
+    return None
+
+
 @dataclass
 class MergeReport:
+    """What ``merge_stores`` did. ``corrupt`` and ``foreign``: (file, why) of source files
+    not copied; ``quarantined``: (file, why) of the destination's own files that were not
+    sound or not the design's, moved to its quarantine/; ``conflicts``: (trial id, the
+    file kept, a differing copy left out)."""
+
     copied: int = 0
     already: int = 0
     total: int = 0
     finished: int = 0
     corrupt: list[tuple[str, str]] = field(default_factory=list)
+    foreign: list[tuple[str, str]] = field(default_factory=list)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+    conflicts: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def merge_stores(out: str | Path, sources: list[Path]) -> MergeReport:
-    """Copy the valid transcripts of several results folders of one spec into ``out``."""
+    """Copy the valid transcripts of several results folders of one spec into ``out``.
+
+    Only transcripts of the destination's design are copied: a sound file (``read_checked``)
+    named after its trial, of the spec's name, whose trial is in ``trials.jsonl`` with the
+    same record (``not_of_design``); others are listed (``corrupt``, ``foreign``). Of two
+    copies of one trial, the first is kept: the destination's own, then the sources' in the
+    order given (each source's files in name order). A later copy that is the same trial
+    record by record is counted as already there; one that differs (a trial run twice, by
+    overlapping shards) is left out and listed in ``conflicts`` with the file kept, so which
+    run of a trial is analysed never depends on anything but that order. The destination's
+    own files that are not sound or not the design's are moved to its quarantine/, as a
+    run's scan would, so the manifest counts only the design's trials present."""
     if not sources:
         raise StoreError("merge needs at least one source folder")
     manifests = []
@@ -633,6 +694,26 @@ def merge_stores(out: str | Path, sources: list[Path]) -> MergeReport:
         return _merge(target, existing or manifests[0], sources)
 
 
+def _check_for_merge(path: Path, design: dict[str, bytes], spec_name: str) -> str | None:
+    """Why ``path`` cannot be merged (corrupt, or not the design's); None if it can."""
+    try:
+        t = read_checked(path)
+    except TranscriptError as exc:
+        return str(exc)
+    return not_of_design(t, path.stem, design, spec_name)
+
+
+def _same_copy(a: Path, b: Path) -> bool:
+    """Whether two sound transcript files are the same trial record by record."""
+    with _io_errors(f"comparing {a} and {b}"):
+        if a.read_bytes() == b.read_bytes():
+            return True
+    try:
+        return read_checked(a) == read_checked(b)
+    except TranscriptError:
+        return False
+
+
 def _merge(target: RunStore, base: Manifest, sources: list[Path]) -> MergeReport:
     with _io_errors(f"creating {target.root}"):
         for d in (target.root, target.transcripts, target.failures):
@@ -640,26 +721,43 @@ def _merge(target: RunStore, base: Manifest, sources: list[Path]) -> MergeReport
         for name in ("spec.toml", "trials.jsonl"):
             if not (target.root / name).exists():
                 shutil.copyfile(sources[0] / name, target.root / name)
-    report = MergeReport()
+    design = design_trials(target.root / "trials.jsonl")
+    report = MergeReport(total=len(design))
+    kept: dict[str, Path] = {}  # trial id -> the file its transcript here came from
+    for path, why in target.transcript_listing():
+        why = why or _check_for_merge(path, design, base.spec_name)
+        if why is None:
+            kept[path.stem] = path
+        else:
+            target._quarantine(path, why, report.quarantined)
     for src in sources:
         for path, why in RunStore(src).transcript_listing():
             if why is not None:
                 report.corrupt.append((str(path), why))
                 continue
-            dest = target.path_for(path.stem)
-            if dest.exists():
-                report.already += 1
-                continue
             try:
-                read_checked(path)
+                t = read_checked(path)
             except TranscriptError as exc:
                 report.corrupt.append((str(path), str(exc)))
                 continue
-            atomic_write(dest, path.read_text(encoding="utf-8"))
+            why = not_of_design(t, path.stem, design, base.spec_name)
+            if why is not None:
+                report.foreign.append((str(path), why))
+                continue
+            first = kept.get(t.trial_id)
+            if first is not None:
+                if _same_copy(first, path):
+                    report.already += 1
+                else:
+                    report.conflicts.append((t.trial_id, str(first), str(path)))
+                continue
+            with _io_errors(f"reading {path}"):
+                data = path.read_bytes()
+            atomic_write(target.path_for(t.trial_id), data)
+            kept[t.trial_id] = path
             report.copied += 1
     _merge_ledgers(target, sources)
-    report.total = sum(1 for _ in (target.root / "trials.jsonl").open(encoding="utf-8"))
-    report.finished = len(target.transcript_paths())
+    report.finished = len(kept)
     target.write_manifest(
         base.model_copy(
             update={

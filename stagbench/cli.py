@@ -348,6 +348,19 @@ def merge(
         raise _fail(exc) from exc
     for name, why in report.corrupt:
         err.print(f"[yellow]not merged (corrupt):[/] {escape(f'{name}: {why}')}")
+    for name, why in report.foreign:
+        err.print(f"[yellow]not merged (not this spec's trial):[/] {escape(f'{name}: {why}')}")
+    for name, why in report.quarantined:
+        err.print(f"[yellow]moved to {escape(str(out))}/quarantine/:[/] {escape(f'{name}: {why}')}")
+    for trial_id, kept, other in report.conflicts:
+        what = f"trial {trial_id} has two differing copies: kept {kept}, left out {other}"
+        err.print(f"[yellow]conflict:[/] {escape(what)}")
+    if report.conflicts:
+        err.print(
+            f"{len(report.conflicts)} trials were run more than once (overlapping shards?): "
+            "each keeps its first copy (the destination's own, then the sources' in the "
+            "order given); the copies left out are listed above"
+        )
     console.print(
         f"merged {report.copied} transcripts ({report.already} already there) into {out}; "
         f"{report.finished}/{report.total} trials of the spec are finished"

@@ -295,3 +295,19 @@ def test_run_defaults_its_trials_in_flight_to_fill_the_limits(
         res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--no-progress", *extra])
         assert res.exit_code == 0, res.output
         assert seen[-1] == want
+
+
+def test_a_second_shard_is_refused_in_a_folder_a_shard_works_in_as_the_readme_says(
+    tmp_path: Path,
+) -> None:
+    """rt27 finding 8: the README said shards "may also share one folder"; the folder's lock
+    refuses a second run there, another shard's included. The README now says so."""
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    out = tmp_path / "shared"
+    with RunStore(out).lock():  # shard 0 working there
+        res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--shard", "1/2"])
+    assert res.exit_code == 2 and "another stagbench run" in res.output, res.output
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert "share one folder" not in readme
+    assert "Each shard needs a folder of its own" in readme

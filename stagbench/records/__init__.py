@@ -46,6 +46,7 @@ from stagbench.records.trial import (
     GameConfig,
     PayloadSpec,
     TrialSpec,
+    same_trial,
 )
 
 __all__ = [
@@ -86,6 +87,7 @@ __all__ = [
     "file_identity",
     "read_manifest",
     "read_transcript",
+    "same_trial",
     "maker",
     "validate_events",
 ]

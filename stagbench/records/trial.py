@@ -12,7 +12,14 @@ import math
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stagbench.records.numbers import Float, Int, not_bool
 
@@ -177,3 +184,15 @@ class TrialSpec(BaseModel):
     @property
     def population(self) -> str:
         return "+".join(self.models)
+
+
+def same_trial(a: bytes | TrialSpec, b: bytes | TrialSpec) -> bool:
+    """Whether two trial records (JSON, or validated) are the same trial once validated: a
+    migrated or re-serialised record may differ in layout, not content. A record that does
+    not validate is no trial's."""
+    try:
+        x = a if isinstance(a, TrialSpec) else TrialSpec.model_validate_json(a)
+        y = b if isinstance(b, TrialSpec) else TrialSpec.model_validate_json(b)
+    except ValidationError:
+        return False
+    return x == y
