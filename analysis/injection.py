@@ -900,6 +900,7 @@ def defence_effect(
                 else math.nan
                 for d, a in arms.items()
             }
+            lacking += _too_few(arms, "matched set")
             lo, hi = (
                 (math.nan, math.nan) if lacking else two_arm_diff_ci(arms["delimit"], arms["none"])
             )
@@ -940,6 +941,7 @@ def defence_effect(
                     else f"{d}: no trials"
                 )
         rate = {d: a[:, 0].sum() / a[:, 1].sum() if len(a) else math.nan for d, a in arms.items()}
+        lacking += _too_few(arms, "trial")
         lo, hi = (math.nan, math.nan) if lacking else two_arm_diff_ci(arms["delimit"], arms["none"])
         out.append(
             {**dict(zip(keys, key, strict=True)), "measure": "honest stag rate",
@@ -949,6 +951,12 @@ def defence_effect(
              "note": "; ".join(lacking)}
         )  # fmt: skip
     return pd.DataFrame(out)
+
+
+def _too_few(arms: dict[str, np.ndarray], unit: str) -> list[str]:
+    """Why the defence effect has a value but no interval: an arm with just one ``unit``
+    (matched set, or trial) to compare (``two_arm_diff_ci`` needs two in each)."""
+    return [f"{d}: 1 {unit} only: no interval" for d, a in arms.items() if len(a) == 1]
 
 
 # -- echo and contagion ---------------------------------------------------------------

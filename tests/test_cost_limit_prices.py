@@ -125,3 +125,21 @@ def test_validate_and_run_print_the_warning(
         assert res.exit_code == 0 and want in flat(res.output), res.output
         res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "o")])
         assert res.exit_code == 0 and want in flat(res.output), res.output
+
+
+def test_a_wrapper_costs_what_its_inner_model_costs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fx27/rt27: ``fault`` was priced as free, so fault/openai/gpt-4o calls counted $0 and
+    no budget could stop them; a wrapper's calls are its inner model's."""
+    from stagbench.agents.models.registry import price_for
+    from stagbench.agents.models.settings import ModelSettings
+
+    inner = price_for("openai/gpt-4o-mini")
+    assert inner is not None and inner.input_per_mtok > 0
+    assert price_for("fault/openai/gpt-4o-mini") == inner
+    assert price_for("fault/fault/openai/gpt-4o-mini") == inner
+    assert price_for("fault/openai-api/x/m") is None  # unknown inside: unknown outside
+    given = ModelSettings(input_per_mtok=1.0, output_per_mtok=2.0)
+    assert price_for("fault/openai-api/x/m", given) == price_for("openai-api/x/m", given)
+    monkeypatch.setenv("X_BASE_URL", "http://127.0.0.1:9/v1")
+    spec = parse_spec('name = "w"\nbudget_usd = 1\n[factors]\nmodels = ["fault/openai-api/x/m"]\n')
+    assert any("cannot stop fault/openai-api/x/m" in w for w in spec.warnings())

@@ -638,6 +638,23 @@ def test_a_defence_arm_without_a_valid_action_is_named_not_dropped(tmp_path: Pat
     assert not any("does not compare" in b.text for b in blocks)
 
 
+def test_a_defence_arm_of_one_matched_set_says_why_it_has_no_interval(tmp_path: Path) -> None:
+    """rt27: an arm with one matched set gave an effect, a blank interval and an empty
+    note (common in the split by model: a model sits at a target seat in few sets)."""
+    _matched_sets(tmp_path, "none", "n")
+    rest = ["stag", "stag"]
+    write_trial(tmp_path, "d1t", [["hare", "stag", *rest]] * 3, [(r, 0, ORDER) for r in (1, 2, 3)],
+                payload=T, match="d1", defence="delimit")  # fmt: skip
+    write_trial(tmp_path, "d1c", [["hare", "stag", *rest]] * 3,
+                [(r, 0, CONTROL) for r in (1, 2, 3)], payload=C, match="d1",
+                defence="delimit")  # fmt: skip
+    row = injection.defence_effect(injection.load(tmp_path)).iloc[0]
+    assert (row["sets_none"], row["sets_delimit"]) == (2, 1)
+    assert row["effect"] == pytest.approx(0.0 - 0.55)
+    assert math.isnan(row["effect_lo"]) and math.isnan(row["effect_hi"])
+    assert row["note"] == "delimit: 1 matched set only: no interval"
+
+
 def test_defence_arm_of_honest_rates_without_a_valid_action_is_named(tmp_path: Path) -> None:
     """No matched sets: the honest stag rate per defence. Under delimit no honest reply
     parsed (2 trials x 3 honest agents x 2 rounds): the row says so, not no row."""

@@ -362,11 +362,15 @@ def create_api(model: str, settings: ModelSettings | None = None) -> ModelAPI:
 
 def price_for(model: str, settings: ModelSettings | None = None) -> Price | None:
     """The price of ``model``: the spec's own (``input_per_mtok`` and ``output_per_mtok``),
-    else its provider's list price; None when unknown (cost is then reported as unpriced)."""
+    else its provider's list price; None when unknown (cost is then reported as unpriced).
+    A wrapper's calls are its inner model's (``fault/openai/gpt-4o`` costs what gpt-4o
+    does): its price is the inner model's, with the wrapper's ``inner_options``."""
     if settings and settings.input_per_mtok is not None and settings.output_per_mtok is not None:
         return Price(settings.input_per_mtok, settings.output_per_mtok)
     try:
         info, rest = resolve(model)
     except ModelNotFoundError:
         return None
+    if info.wraps:
+        return price_for(rest, inner_settings(settings or ModelSettings()))
     return info.price(rest)
