@@ -488,6 +488,7 @@ class RunStore:
             return done, corrupt
         known, logs = self.checked.known()
         sound: list[str] = []
+        design: tuple[dict[str, bytes], str] | tuple[()] | None = None  # read when needed
         for path in sorted(self.transcripts.glob("*.jsonl")):
             try:
                 st = os.stat(path)
@@ -509,6 +510,11 @@ class RunStore:
                 t = read_checked(path)
                 if t.trial_id != path.stem:
                     raise TranscriptError(f"{path} holds trial {t.trial_id}, not {path.stem}")
+                if design is None:
+                    design = self._design()
+                foreign = design and not_of_design(t, path.stem, *design)
+                if foreign:  # copied in by hand: not a trial of this run (9/8 finished)
+                    raise TranscriptError(f"{path} is not this run's: {foreign}")
                 done.add(t.trial_id)
                 sound.append(line)
                 self.checked.add(path, ident)  # as it was before it was read
@@ -517,6 +523,15 @@ class RunStore:
         if len(logs) > MAX_CHECKED_LOGS:
             self.checked.compact(sound, logs)
         return done, corrupt
+
+    def _design(self) -> tuple[dict[str, bytes], str] | tuple[()]:
+        """The run's design (``design_trials``) and spec name, which its transcripts must be
+        of; ``()`` when the folder holds no trial list or manifest to check them by."""
+        manifest = self.read_manifest()
+        trials = self.root / "trials.jsonl"
+        if manifest is None or not trials.is_file():
+            return ()
+        return design_trials(trials), manifest.spec_name
 
     def _quarantine(self, path: Path, reason: str, corrupt: list[tuple[str, str]]) -> None:
         """Move ``path`` (itself, never what a link points to) into quarantine/ and note

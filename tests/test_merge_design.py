@@ -165,3 +165,20 @@ def test_the_destinations_own_copy_is_kept_and_its_foreign_files_moved_aside(
     manifest = json.loads((merged / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["finished_trials"] == 8
     assert len(list((merged / "quarantine").iterdir())) == 1
+
+
+def test_a_transcript_copied_in_by_hand_is_not_counted_as_finished(tmp_path: Path) -> None:
+    """fx27: the run's own scan checked a file's name, not that its trial is the design's:
+    a transcript of another spec copied into the folder counted, and `run` said 9/8. It
+    is quarantined with why, as a corrupt file is, and the count stays the design's."""
+    ours = _run(tmp_path, "ours")
+    theirs = _run(tmp_path, "theirs", SPEC.replace("seed = 3", "seed = 4"))
+    stray = RunStore(theirs).transcript_paths()[0]
+    shutil.copy(stray, RunStore(ours).transcripts / stray.name)
+    spec = tmp_path / "ours.toml"
+    res = runner.invoke(app, ["run", str(spec), "--out", str(ours)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "quarantined" in text and "not this run's" in text
+    assert "8/8" in text and "9/8" not in text
+    assert stray.stem not in _ids(ours) and RunStore(ours).quarantine.is_dir()
