@@ -95,7 +95,9 @@ def audit_events(events: Sequence[dict[str, Any]], record: bool = True) -> list[
                 sender = said_by if type(said_by) is int else int(said_by)
                 if sender in honest:
                     moves.append(e)
-                heard = reach.get(sender, nobody) if e["text"] is not None else nobody
+                # a message with no text (None, or a reply of blanks stripped to "") goes
+                # to nobody: the engine sends only what it has to say
+                heard = reach.get(sender, nobody) if e["text"] else nobody
                 receivers = e["receivers"]
                 if receivers != heard and sorted(int(x) for x in receivers) != heard:
                     problems.append(

@@ -77,7 +77,7 @@ def audit_events(events: Sequence[dict[str, Any]]) -> list[str]:
             elif kind == "message":
                 failures += bool(e.get("parse_failed"))
                 sender = int(e["sender"])
-                heard = reach.get(sender, []) if e["text"] is not None else []
+                heard = reach.get(sender, []) if e["text"] else []
                 if e["receivers"] != heard and sorted(int(x) for x in e["receivers"]) != heard:
                     problems.append(
                         f"round {e['round']}: P{sender + 1}'s message went to {e['receivers']}, "

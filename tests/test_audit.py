@@ -222,3 +222,30 @@ def test_the_records_own_contradictions_are_found(case: str) -> None:
         assert any(words in p for p in found), (path.name, found)
         assert audit_events(events, record=False) == [], "only the record's checks see it"
     assert tried
+
+
+def test_a_message_of_blanks_is_a_valid_record(tmp_path: Path) -> None:
+    """rt28: a talk reply ``{"message": " "}`` is recorded as text "" sent to nobody (the
+    engine sends what it has to say), and the audit expected the graph's receivers for any
+    text that is not None: every such transcript was "corrupt or tampered", left out of
+    the report and re-run on every scan."""
+    from typer.testing import CliRunner
+
+    from stagbench.cli import app
+
+    spec = tmp_path / "blank.toml"
+    spec.write_text(
+        'name = "blank"\nseed = 1\nrepetitions = 2\n[game]\nn_players = 3\nrounds = 2\n'
+        '[factors]\nmodels = ["mock/blank"]\n[model_settings."mock/blank"]\n'
+        """options = {replies = ['{"message": " ", "reasoning": "r", "action": "stag"}']}\n"""
+    )
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["run", str(spec), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    for path in sorted((out / "transcripts").glob("*.jsonl")):
+        events = read_events(path)
+        said = [e for e in events if e["type"] == "message"]
+        assert said and all(e["text"] == "" and e["receivers"] == [] for e in said)
+        assert audit_events(events) == []
+    res = CliRunner().invoke(app, ["report", str(out)])
+    assert res.exit_code == 0 and "corrupt" not in res.output, res.output
