@@ -471,8 +471,9 @@ def _trial_columns(
                 memo[key] = found
         verdicts = found
         kept = [x for x in said if not x[0] <= first_adv]
-        if matched:  # its talk, for a placebo against its set's other arms (echo_vs_control)
-            info["talk"] = orjson.dumps([said, adv_said, adversaries]).decode()
+    if matched:  # its talk, for a placebo against its set's other arms (echo_vs_control),
+        # its adversaries silent or not (a control whose payload is "" says nothing)
+        info["talk"] = orjson.dumps([said, adv_said, adversaries]).decode()
     who = [s for _, s, _ in kept]
     messages: dict[str, list[Any]] = {}
     messages["round"] = [when[0] for when, _, _ in kept]

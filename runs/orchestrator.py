@@ -213,8 +213,14 @@ async def run_trials(
             if progress:
                 progress(summary, transcript)
 
+    async def keep_account() -> None:  # spending in flight, not only at trials' ends
+        while ledger is not None:
+            await asyncio.sleep(ledger.every_s)
+            account()
+
     n_workers = max(1, min(concurrency, total - already))
     workers = [asyncio.create_task(worker()) for _ in range(n_workers)]
+    accountant = asyncio.create_task(keep_account())
     request = stop_request or StopRequest()
     try:
         with run_gc_policy():
@@ -231,6 +237,7 @@ async def run_trials(
             else:
                 await everything
     finally:
+        accountant.cancel()
         for w in workers:
             w.cancel()
         if ledger is not None:

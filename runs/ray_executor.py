@@ -13,9 +13,10 @@ token rates and cost limit, and 1/K of what the run budget has left (its transcr
 cost counts as spent). A task that dies (its node lost, its worker killed) is noticed by
 the driver, and the trials of its shard not yet back run again in a new task (up to
 ``ATTEMPTS`` tasks a shard), with what the shard's budget has left: a task says what it
-has spent after each trial, and that is spent (its calls after its last word are not
-known). A finished transcript is never run twice. Run the same command again to resume.
-Tasks keep no reply cache: each runs in a scratch folder on its node.
+has spent after each trial and every ``SPENT_EVERY_S`` while it spends, and that is spent
+(its calls in its last half second are not known). A finished transcript is never run
+twice. Run the same command again to resume. Tasks keep no reply cache: each runs in a
+scratch folder on its node.
 
 The driver alone holds the results folder's lock (tasks write only their scratch folders)
 and checks the spec first as ``run`` does, so it needs what a local run needs: the spec's
@@ -56,6 +57,8 @@ from stagbench.runs.store import RunStore, SpendLedger
 
 #: tasks tried per shard before its remaining trials are left for the next run
 ATTEMPTS = 3
+#: a task says what it has spent at least this often while it spends (and after each trial)
+SPENT_EVERY_S = 0.5
 
 #: what a shard task streams back, as (kind, trial id, payload): ("done", id, transcript
 #: bytes), ("failed", id, error text), ("spent", "", dollars the task has spent so far)
@@ -102,14 +105,27 @@ def run_shard(
         items: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         stop = StopRequest()
         loops: list[asyncio.AbstractEventLoop] = []
+        pools: list[Any] = []  # the run's model pool, once made: what it has spent
         runner = threading.Thread(
             target=_run_shard_loop,
-            args=(spec, trials, store, (share, index, budget), concurrency, items, stop, loops),
+            args=(spec, trials, store, (share, index, budget), concurrency, items, stop, loops,
+                  pools),
             name="stagbench-shard",
-        )
+        )  # fmt: skip
         runner.start()
+        said = 0.0
         try:
-            while (item := items.get()) is not None:
+            while True:
+                try:
+                    item = items.get(timeout=SPENT_EVERY_S)
+                except queue.Empty:  # spending in flight, not only at trials' ends
+                    spent = pools[0].budget.spent_usd if pools else 0.0
+                    if spent > said:
+                        said = spent
+                        yield ("spent", "", spent)
+                    continue
+                if item is None:
+                    break
                 yield item
         finally:  # the driver cancelled the task, or it is being torn down: stop the run
             if runner.is_alive() and loops:
@@ -126,9 +142,9 @@ def _run_shard_loop(
     items: queue.SimpleQueue[Item | None],
     stop: StopRequest,
     loops: list[asyncio.AbstractEventLoop],
+    pools: list[Any],
 ) -> None:
     reported: set[str] = set()
-    pools: list[Any] = []
     share, index, budget = split
 
     def progress(summary: RunSummary, transcript: Transcript | None) -> None:

@@ -40,6 +40,7 @@ import asyncio
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -73,6 +74,8 @@ from stagbench.runs.spec import ExperimentSpec, TrialSpec, parse_spec
 #: Settings that change how a run is carried out, not what it measures: a resumed run may
 #: change them (a new endpoint, a higher budget, other rate limits).
 OPERATIONAL = {"model_settings", "budget_usd", "description", "analysis"}
+#: the most one spend-ledger entry may say (beyond it, the entry is no entry)
+MAX_ENTRY_USD = 1e9
 #: bytes read at a time from a transcript's end for its last line (``_last_line``)
 _TAIL = 4096
 
@@ -100,6 +103,9 @@ OWN_ENTRIES = {
     "cache", "report", "agent_rounds.parquet", LOCK_NAME, ".checked", "spend",
 }  # fmt: skip
 CHECKED_DIR = ".checked"
+#: what a vouched-for file passed: bump when the checks a scan makes grow (a log of an
+#: older version vouches for nothing, so its files are read and checked again, once)
+CHECKS_VERSION = 2
 #: logs ``scan`` folds into one when it finds more (each process appends to its own)
 MAX_CHECKED_LOGS = 16
 _OWN_PATTERN = re.compile(r"worker-\d+\.log|\..+\.\d+\.tmp")
@@ -249,7 +255,7 @@ class CheckedLog:
             with self._lock:
                 if self._fd is None or self._pid != os.getpid():
                     self.dir.mkdir(exist_ok=True)
-                    name = f"{os.getpid()}-{time.time_ns()}.log"
+                    name = f"v{CHECKS_VERSION}-{os.getpid()}-{time.time_ns()}.log"
                     self._fd = os.open(
                         self.dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
                     )
@@ -260,9 +266,14 @@ class CheckedLog:
 
     def known(self) -> tuple[set[str], list[Path]]:
         """Every vouched-for ``name identity`` line, and the logs read. A damaged line
-        (a crash mid-write, an edit) vouches for nothing."""
+        (a crash mid-write, an edit) vouches for nothing, nor does a log of an older
+        ``CHECKS_VERSION`` (it is removed)."""
         seen: set[str] = set()
         logs = sorted(self.dir.glob("*.log")) if self.dir.is_dir() else []
+        current = f"v{CHECKS_VERSION}-"
+        for old in [log for log in logs if not log.name.startswith(current)]:
+            old.unlink(missing_ok=True)  # checked by fewer checks than a scan makes now
+        logs = [log for log in logs if log.name.startswith(current)]
         for log in logs:
             try:
                 text = log.read_text(errors="replace")
@@ -281,7 +292,7 @@ class CheckedLog:
         self.close()
         try:
             text = "".join(f"{line}\n" for line in sound)
-            atomic_write(self.dir / f"{os.getpid()}-{time.time_ns()}.log", text)
+            atomic_write(self.dir / f"v{CHECKS_VERSION}-{os.getpid()}-{time.time_ns()}.log", text)
             for log in logs:
                 log.unlink(missing_ok=True)
         except (OSError, StoreError):
@@ -569,17 +580,32 @@ class RunStore:
         atomic_write(self.spend / f"{name}.json", json.dumps({"spent_usd": usd}) + "\n")
 
     def ledger_usd(self) -> float:
-        """What the run's invocations have spent, by their ledger files (``record_spend``);
-        a file that is not one (unreadable, or no finite amount of at least 0) counts 0."""
-        total = 0.0
+        """What the run's invocations have spent, by their ledger entries (``record_spend``)."""
+        return math.fsum(usd for _, usd in self.ledger_entries())
+
+    def ledger_entries(self) -> list[tuple[str, float]]:
+        """The ledger's entries (file name, amount) that are one: a regular file of a
+        finite amount of at least 0 (at most ``MAX_ENTRY_USD``); anything else (a FIFO, a
+        folder, unreadable or odd content) is no entry and counts nothing."""
+        out = []
         for path in sorted(self.spend.glob("*.json")) if self.spend.is_dir() else []:
-            try:
-                value = json.loads(path.read_bytes()).get("spent_usd")
-            except (OSError, ValueError, AttributeError):
-                continue
-            if type(value) in (int, float) and 0.0 <= value < float("inf"):
-                total += value
-        return total
+            usd = self.ledger_entry(path)
+            if usd is not None:
+                out.append((path.name, usd))
+        return out
+
+    @staticmethod
+    def ledger_entry(path: Path) -> float | None:
+        """The amount of one ledger entry file, or None where it is none (see above)."""
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode) or os.stat(path).st_size > 4096:
+                return None
+            value = json.loads(path.read_bytes()).get("spent_usd")
+        except (OSError, ValueError, AttributeError, RecursionError):
+            return None
+        if type(value) in (int, float) and 0.0 <= value <= MAX_ENTRY_USD:
+            return float(value)
+        return None
 
     def kept_cost_usd(self) -> float:
         """What the transcripts here cost: the sum of their trial_end ``cost_usd`` (each
@@ -787,20 +813,22 @@ def _merge(target: RunStore, base: Manifest, sources: list[Path]) -> MergeReport
 
 
 def _merge_ledgers(target: RunStore, sources: list[Path]) -> None:
-    """The sources' spend ledgers, each entry under a name of its source's folder (merging
-    a source again rewrites its entries, never counts them twice), so the merged run's
-    budget counts what the shards spent."""
+    """The sources' spend ledgers, so the merged run's budget counts what the shards spent.
+    An entry keeps its own name (each invocation's is unique: merging a source again, a
+    moved one, or a merged folder with one of its shards meets the same entries, never
+    counting them twice), the larger amount where both hold it (its later write)."""
     for src in sources:
         store = RunStore(src)
         if not store.spend.is_dir() or store.spend.resolve() == target.spend.resolve():
             continue
-        tag = hashlib.blake2b(str(src.resolve()).encode(), digest_size=6).hexdigest()
-        for entry in sorted(store.spend.glob("*.json")):
-            with _io_errors(f"reading {entry}"):
-                data = entry.read_bytes()
+        for entry, usd in store.ledger_entries():
+            dest = target.spend / entry
+            have = target.ledger_entry(dest)
+            if have is not None and have >= usd:
+                continue
             with _io_errors(f"writing {target.spend}"):
                 target.spend.mkdir(exist_ok=True)
-            atomic_write(target.spend / f"merged-{tag}-{entry.name}", data)
+            atomic_write(dest, json.dumps({"spent_usd": usd}) + "\n")
 
 
 def _kind(st: os.stat_result) -> str:

@@ -308,6 +308,22 @@ def test_words_said_anyway_are_no_echo_beyond_the_control(tmp_path: Path) -> Non
     assert row["lo"] <= 0.0 <= row["hi"]
 
 
+def test_a_silent_controls_messages_are_its_placebo(tmp_path: Path) -> None:
+    """rt28: a control whose adversary says nothing (payload "") kept no talk, so its
+    honest messages were dropped and the table said the controls had none."""
+    acts = [["hare", "stag", "stag", "stag"]] * 2
+    silent = PayloadSpec(name="control", text="", control=True)
+    for name, echoed in (("a", ORDER), ("b", "I am going with stag.")):
+        write_trial(tmp_path, f"{name}t", acts, [(1, 0, ORDER), (2, 1, ORDER)], payload=T,
+                    match=name)  # fmt: skip
+        write_trial(tmp_path, f"{name}c", acts, [(2, 1, echoed), (2, 2, "stag")],
+                    payload=silent, match=name)  # fmt: skip
+    row = injection.echo_vs_control(injection.load(tmp_path)).iloc[0]
+    assert (row["messages_t"], row["messages_c"]) == (2, 4)
+    assert row["either_t"] == 1.0 and row["either_c"] == pytest.approx(1 / 4)
+    assert row["note"] == ""
+
+
 def test_echo_beyond_the_control_says_why_it_has_no_interval(tmp_path: Path) -> None:
     acts = [["hare", "stag", "stag", "stag"]] * 2
     for tag, payload, said in (("t", T, ORDER), ("c", C, CONTROL)):

@@ -6,13 +6,14 @@ named); the manifest counts only the design's trials present (rt27 finding 5).""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from stagbench.cli import app
-from stagbench.runs.store import RunStore, merge_stores, read_checked
+from stagbench.runs.store import RunStore, file_identity, merge_stores, read_checked
 
 runner = CliRunner()
 SPEC = """
@@ -182,3 +183,19 @@ def test_a_transcript_copied_in_by_hand_is_not_counted_as_finished(tmp_path: Pat
     assert "quarantined" in text and "not this run's" in text
     assert "8/8" in text and "9/8" not in text
     assert stray.stem not in _ids(ours) and RunStore(ours).quarantine.is_dir()
+
+
+def test_a_log_of_older_checks_vouches_for_nothing(tmp_path: Path) -> None:
+    """rt28: a file an older build's scan had vouched for (``.checked``) skipped the
+    checks added since, so a stray transcript vouched for before the upgrade still
+    counted. A log of an older CHECKS_VERSION is dropped and its files checked again."""
+    ours = _run(tmp_path, "ours")
+    theirs = _run(tmp_path, "theirs", SPEC.replace("seed = 3", "seed = 4"))
+    stray = RunStore(theirs).transcript_paths()[0]
+    copy = RunStore(ours).transcripts / stray.name
+    shutil.copy(stray, copy)
+    old_log = ours / ".checked" / "123-456.log"  # an older build's name and line
+    old_log.write_text(f"{copy.name} {file_identity(os.stat(copy))}\n")
+    done, corrupt = RunStore(ours).scan()
+    assert stray.stem not in done and [name for name, _ in corrupt] == [stray.name]
+    assert not old_log.exists()

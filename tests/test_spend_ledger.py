@@ -7,6 +7,11 @@ trial_end line past 4,096 bytes counted nothing)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,3 +99,72 @@ def test_merge_carries_the_shards_ledgers_once(tmp_path: Path) -> None:
     assert RunStore(merged).ledger_usd() == pytest.approx(4.0)
     merge_stores(merged, shards)
     assert RunStore(merged).ledger_usd() == pytest.approx(4.0)
+
+
+def test_spending_in_flight_is_in_the_ledger_when_the_run_is_killed(tmp_path: Path) -> None:
+    """rt28: the ledger was written only as trials ended, so a run killed outright before
+    any trial finished left no entry, and its resume spent the budget again (2.2x). It is
+    written every half second while the run spends."""
+    spec = tmp_path / "slow.toml"
+    spec.write_text(
+        'name = "slow"\nseed = 1\nrepetitions = 2\nbudget_usd = 100\n[game]\nrounds = 40\n'
+        '[factors]\nmodels = ["mock/random"]\n[model_settings.mock]\n'
+        "input_per_mtok = 1000.0\noutput_per_mtok = 1000.0\noptions = {latency_s = 0.2}\n"
+    )
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "stagbench", "run", str(spec), "--out", str(out),
+         "--no-progress"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    store = RunStore(out)
+    try:
+        deadline = time.monotonic() + 60
+        while store.ledger_usd() == 0.0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert store.ledger_usd() > 0.0
+    assert not store.transcript_paths()  # no trial had ended: the old ledger had nothing
+
+
+def test_odd_ledger_files_are_no_entries(tmp_path: Path) -> None:
+    """rt28: a FIFO in spend/ hung run and merge, deep JSON crashed run, and two huge
+    entries summed to $inf."""
+    store = RunStore(tmp_path)
+    store.record_spend("good", 2.0)
+    os.mkfifo(store.spend / "fifo.json")
+    (store.spend / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (store.spend / "huge1.json").write_text('{"spent_usd": 1e308}')
+    (store.spend / "huge2.json").write_text('{"spent_usd": 1e308}')
+    (store.spend / "folder.json").mkdir()
+    assert store.ledger_usd() == 2.0
+    assert [name for name, _ in store.ledger_entries()] == ["good.json"]
+
+
+def test_merging_a_moved_or_merged_folder_counts_each_entry_once(tmp_path: Path) -> None:
+    """rt28: entries were named after their source's path, so a moved shard, or a merged
+    folder merged with one of its shards, counted the same spending twice."""
+    spec = 'name = "m"\nseed = 1\n[factors]\nmodels = ["scripted/always-stag"]\n'
+    path = tmp_path / "s.toml"
+    path.write_text(spec)
+    shards = []
+    for i in range(2):
+        out = tmp_path / f"part{i}"
+        res = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--shard", f"{i}/2"])
+        assert res.exit_code == 0, res.output
+        RunStore(out).record_spend(f"run{i}", 1.0 + i)
+        shards.append(out)
+    first = tmp_path / "first"
+    merge_stores(first, shards)
+    moved = tmp_path / "moved"
+    shards[0].rename(moved)
+    merge_stores(first, [moved, shards[1]])
+    assert RunStore(first).ledger_usd() == pytest.approx(3.0)
+    again = tmp_path / "again"
+    merge_stores(again, [first, shards[1]])
+    assert RunStore(again).ledger_usd() == pytest.approx(3.0)
+    RunStore(moved).record_spend("run0", 1.5)  # the shard's own later write: the larger
+    merge_stores(first, [moved])
+    assert RunStore(first).ledger_usd() == pytest.approx(3.5)
