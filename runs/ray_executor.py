@@ -9,14 +9,14 @@ engine) and writes it into the one results folder. No node needs the driver's fi
 
 Limits hold across the cluster as ``--workers`` keeps them on one machine: every task gets
 its share of each model's concurrency (split whole, adding up to the limit), request and
-token rates and cost limit, and 1/K of what the run budget has left (its transcripts'
-cost counts as spent). A task that dies (its node lost, its worker killed) is noticed by
-the driver, and the trials of its shard not yet back run again in a new task (up to
-``ATTEMPTS`` tasks a shard), with what the shard's budget has left: a task says what it
-has spent after each trial and every ``SPENT_EVERY_S`` while it spends, and that is spent
-(its calls in its last half second are not known). A finished transcript is never run
-twice. Run the same command again to resume. Tasks keep no reply cache: each runs in a
-scratch folder on its node.
+token rates and cost limit, and 1/K of what the run budget has left (what the run spent
+before, by its ledger, counts as spent). A task that dies (its node lost, its worker
+killed) is noticed by the driver, and the trials of its shard not yet back run again in
+a new task (up to ``ATTEMPTS`` tasks a shard), with what the shard's budget has left: a
+task says what it has spent after each trial and every ``SPENT_EVERY_S`` while it
+spends, and that is spent (its calls in its last half second are not known). A finished
+transcript is never run twice. Run the same command again to resume. Tasks keep no reply
+cache: each runs in a scratch folder on its node.
 
 The driver alone holds the results folder's lock (tasks write only their scratch folders)
 and checks the spec first as ``run`` does, so it needs what a local run needs: the spec's
@@ -86,8 +86,8 @@ def run_shard(
 ) -> Iterator[Item]:
     """Run the trials ``trial_ids`` of the spec with the normal orchestrator, with shard
     ``index``'s share of every limit split ``share`` ways, and yield each result as it is
-    finished. ``budget``: what this task may spend and what the run's transcripts cost
-    before the run began (for its message), when the spec has a budget."""
+    finished. ``budget``: what this task may spend and what the run had spent before this
+    invocation (for its message), when the spec has a budget."""
     spec = parse_spec(spec_text)
     wanted = set(trial_ids)
     trials = [t for t in spec.iter_trials() if t.trial_id in wanted]
@@ -288,7 +288,7 @@ def _run_locked(
         if unsplit:  # asked for (--workers) but not possible
             console.print(f"[bold red]error:[/] {escape(f'--workers {k}: ' + '; '.join(unsplit))}")
             return 2
-        # the run's budget holds across its invocations: what its transcripts cost is spent
+        # the run's budget holds across its invocations: what they spent is spent
         before = store.spent_before_usd() if spec.budget_usd is not None else 0.0
         _drive(ray, spec, text, store, pending, k, concurrency, before, result, console)
     wall = time.perf_counter() - start

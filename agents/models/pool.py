@@ -32,10 +32,11 @@ class ModelPool:
         spent_before_usd: float = 0.0,
         limit_usd: float | None = None,
     ) -> None:
-        """``budget_usd``: the run's (the spec's); ``spent_before_usd``: what the run's kept
-        transcripts cost before this process started, which it counts as spent; ``share``
-        processes (``index`` being this one) split every limit and what the budget has
-        left; ``limit_usd``: this process's budget, given (a restarted Ray task's rest)."""
+        """``budget_usd``: the run's (the spec's); ``spent_before_usd``: what the run had
+        spent before this process started (``RunStore.spent_before_usd``), which it counts
+        as spent; ``share`` processes (``index`` being this one) split every limit and what
+        the budget has left; ``limit_usd``: this process's budget, given (a restarted Ray
+        task's rest)."""
         self.settings = settings or {}
         self.share = share
         self.index = index  # which of the ``share`` processes this is (its limits' share)
