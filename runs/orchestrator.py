@@ -43,6 +43,8 @@ class RunSummary:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    #: what the run's model calls cost in all (trials that failed or were cut off, too)
+    spent_usd: float = 0.0
     wall_s: float = 0.0
     stopped: str | None = None
     #: the signal that stopped the run, if one did
@@ -241,6 +243,7 @@ async def run_trials(
         for w in workers:
             w.cancel()
         if ledger is not None:
+            summary.spent_usd = ledger.spent()
             with contextlib.suppress(StoreError):  # (a full disk: said by the run's stop)
                 ledger.note(final=True)
         summary.wall_s = time.perf_counter() - start

@@ -322,6 +322,11 @@ def _print_summary(s: RunSummary) -> None:
         console.print(
             f"tokens in {s.input_tokens:,} out {s.output_tokens:,}, cost ${s.cost_usd:.4f}"
         )
+    if s.spent_usd > s.cost_usd + 1e-9:  # calls of trials that failed or were cut off
+        console.print(
+            f"spent ${s.spent_usd:.4f} in all: ${s.spent_usd - s.cost_usd:.4f} on calls of "
+            "trials that failed or were cut off (not in the transcripts' cost)"
+        )
     for model, cut in sorted(s.truncated.items()):
         err.print(
             f"[yellow]warning:[/] {cut} of {s.calls[model]} replies of {model} were cut at "

@@ -131,6 +131,10 @@ output_per_mtok = 10000
         res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--concurrency", "1"])
         assert res.exit_code == 3, res.output
         assert "cost limit $10.00" in res.output
+        # rt28: the summary's cost is the finished trials' ($8.64); the cut trial's calls
+        # were paid too, and it says so
+        assert "cost $8.6400" in res.output
+        assert "spent $10.0800 in all: $1.4400 on calls of trials that failed" in res.output
         done = RunStore(out).transcript_paths()
         assert 0 < len(done) < 6
         spent = sum(read_transcript(p).end.cost_usd for p in done)
