@@ -320,6 +320,8 @@ def _odd_copies(run: Path, out: Path) -> list[Path]:
     }
     for k, e in enumerate(x for x in weird if x["type"] == "message"):
         e["text"] = talk[k % len(talk)] if e["text"] is not None else None
+        if e["text"] == "":  # no text goes to nobody, as the engine records it
+            e["receivers"] = []
         call = calls.get((e["round"], e["phase"], e["sender"]))
         if e["text"] is not None and call is not None and call["parse_ok"]:
             call["parsed"]["message"] = e["text"]  # the record agrees with itself
