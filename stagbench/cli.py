@@ -344,7 +344,8 @@ def merge(
     out: Annotated[Path, typer.Argument(help="the merged results folder")],
     sources: Annotated[list[Path], typer.Argument(help="results folders of the shards")],
 ) -> None:
-    """Merge the results folders of shards of one spec into one folder."""
+    """Merge the results folders of shards of one spec into one folder. Exit code 1 when
+    two sources hold differing copies of a trial (each conflict is listed)."""
     from stagbench.runs.store import merge_stores
 
     try:
@@ -373,6 +374,8 @@ def merge(
     if report.finished < report.total:
         console.print(f"{report.total - report.finished} trials are still missing: run the spec "
                       f"into {out} to finish them")  # fmt: skip
+    if report.conflicts:  # the merged folder is whole, but its sources disagree: say so
+        raise typer.Exit(code=1)
 
 
 @app.command()
