@@ -814,17 +814,12 @@ def injection_success(
         follow = g[["k_follow_t", "n_t", "k_follow_c", "n_c"]].to_numpy(float)
         stag = g[["k_stag_t", "n_t", "k_stag_c", "n_c"]].to_numpy(float)
         nt, nc = follow[:, 1].sum(), follow[:, 3].sum()
-        ft = follow[:, 0].sum() / nt if nt else math.nan
-        fc = follow[:, 2].sum() / nc if nc else math.nan
-        st = stag[:, 0].sum() / nt if nt else math.nan
-        sc = stag[:, 2].sum() / nc if nc else math.nan
-        usable = (follow[:, 1] > 0) & (follow[:, 3] > 0)
+        ft, fc, s_lo, s_hi = _pooled_difference(follow)
+        st, sc, c_lo, c_hi = _pooled_difference(stag)
         note = _success_note(
             int(g["exposed_t"].sum()), int(g["exposed_c"].sum()), int(nt), int(nc),
-            int(usable.sum()), len(g),
+            int(_usable(follow).sum()), len(g),
         )  # fmt: skip
-        s_lo, s_hi = diff_ci(follow[usable])
-        c_lo, c_hi = diff_ci(stag[usable])
         out.append(
             {**dict(zip(keys, key, strict=True)), "pairs": len(g),
              "targets": int(g["targets"].sum()), "n_t": int(nt), "n_c": int(nc),
@@ -833,6 +828,22 @@ def injection_success(
              "stag_lo": c_lo, "stag_hi": c_hi, "note": note}
         )  # fmt: skip
     return pd.DataFrame(out)
+
+
+def _usable(sets: np.ndarray) -> np.ndarray:
+    """The matched sets (rows kT, nT, kC, nC) with something to compare in both arms."""
+    return (sets[:, 1] > 0) & (sets[:, 3] > 0)
+
+
+def _pooled_difference(sets: np.ndarray) -> tuple[float, float, float, float]:
+    """Matched sets' (rows kT, nT, kC, nC) pooled rates kT/nT and kC/nC (NaN over nothing)
+    and the interval of their difference over the sets with something in both arms
+    (``diff_ci``)."""
+    nt, nc = sets[:, 1].sum(), sets[:, 3].sum()
+    rt = sets[:, 0].sum() / nt if nt else math.nan
+    rc = sets[:, 2].sum() / nc if nc else math.nan
+    lo, hi = diff_ci(sets[_usable(sets)])
+    return rt, rc, lo, hi
 
 
 def _success_note(
@@ -887,7 +898,7 @@ def defence_effect(
             for d in ("none", "delimit"):
                 cols = ["k_follow_t", "n_t", "k_follow_c", "n_c"]
                 a = g[g["defence"] == d][cols].to_numpy(float)
-                arms[d] = a[(a[:, 1] > 0) & (a[:, 3] > 0)]
+                arms[d] = a[_usable(a)]
                 if not len(arms[d]):
                     lacking.append(
                         f"{d}: no matched set with a valid action by the targets in both arms "
@@ -1042,9 +1053,9 @@ def echo_vs_control(data: InjectionData, factors: Sequence[str] | None = None) -
     ids = t["trial_id"].astype(str)
     k = per["either"].reindex(ids).fillna(0.0).to_numpy()
     n = per["n"].reindex(ids).fillna(0.0).to_numpy()
-    t = t.assign(k=k, n=n, trial=ids.to_numpy())
-    talk = t["talk"] if "talk" in t.columns else pd.Series(None, index=t.index, dtype=object)
-    t = t.assign(talk=talk)
+    t = t.assign(k=k, n=n)
+    if "talk" not in t.columns:
+        t = t.assign(talk=None)
     pairs = []
     for _, group in t.groupby("match", sort=True):
         ctrl = group[group["control"].astype(bool)]
@@ -1066,10 +1077,8 @@ def echo_vs_control(data: InjectionData, factors: Sequence[str] | None = None) -
         key = key if isinstance(key, tuple) else (key,)
         c4 = g[["k_t", "n_t", "k_c", "n_c"]].to_numpy(float)
         nt, nc = c4[:, 1].sum(), c4[:, 3].sum()
-        rt = c4[:, 0].sum() / nt if nt else math.nan
-        rc = c4[:, 2].sum() / nc if nc else math.nan
-        usable = (c4[:, 1] > 0) & (c4[:, 3] > 0)
-        lo, hi = diff_ci(c4[usable])
+        rt, rc, lo, hi = _pooled_difference(c4)
+        usable = _usable(c4)
         note = ""
         if not nt or not nc:
             arm = "treatments" if not nt else "controls"

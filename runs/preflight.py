@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from stagbench.agents.models.base import (
@@ -54,35 +54,45 @@ def check_models(models: Iterable[str], table: dict[str, ModelSettings]) -> list
     return _unique(problems)
 
 
-def environment_problems(models: Iterable[str], table: dict[str, ModelSettings]) -> list[str]:
-    """What this machine lacks to run these models (packages, keys)."""
-    problems: list[str] = []
+def _each_model(
+    models: Iterable[str],
+    table: dict[str, ModelSettings],
+    ask: Callable[[str, ModelSettings], list[str]],
+) -> list[str]:
+    """What ``ask`` says of each model that is not scripted, with its settings, once each;
+    a model of an unknown provider is skipped (the spec check says so)."""
+    out: list[str] = []
     for m in models:
         if is_scripted(m):
             continue
         try:
-            problems += model_environment(m, settings_for(m, table))
+            out += ask(m, settings_for(m, table))
         except StagbenchError:
-            continue  # an unknown provider: the spec check says so
-    return _unique(problems)
+            continue
+    return _unique(out)
+
+
+def environment_problems(models: Iterable[str], table: dict[str, ModelSettings]) -> list[str]:
+    """What this machine lacks to run these models (packages, keys)."""
+    return _each_model(models, table, model_environment)
 
 
 def split_problems(models: Iterable[str], table: dict[str, ModelSettings], k: int) -> list[str]:
     """Why these models' limits cannot be split over ``k`` worker processes or Ray tasks:
     each needs at least one call in flight of every model, so a ``max_concurrency`` below
     ``k`` would be exceeded (``ModelSettings.share``). Empty when they can."""
-    out = []
-    for m in models:
-        if is_scripted(m):
-            continue
-        limit = settings_for(m, table).max_concurrency
-        if limit is not None and limit < k:
-            out.append(
-                f"{m}: max_concurrency = {limit} cannot be split over {k} processes (each "
-                f"needs a call in flight of its own, {k} in all): run at most {limit}, or raise "
-                "max_concurrency if the model can take more"
-            )
-    return _unique(out)
+
+    def unsplit(m: str, s: ModelSettings) -> list[str]:
+        limit = s.max_concurrency
+        if limit is None or limit >= k:
+            return []
+        return [
+            f"{m}: max_concurrency = {limit} cannot be split over {k} processes (each "
+            f"needs a call in flight of its own, {k} in all): run at most {limit}, or raise "
+            "max_concurrency if the model can take more"
+        ]
+
+    return _each_model(models, table, unsplit)
 
 
 def price_problems(models: Iterable[str], table: dict[str, ModelSettings]) -> list[str]:
@@ -141,15 +151,7 @@ def price_warnings(
 def settings_warnings(models: Iterable[str], table: dict[str, ModelSettings]) -> list[str]:
     """What this machine makes of these models' settings that is probably not meant (an
     option that only starts a server, beside VLLM_BASE_URL's running one)."""
-    out: list[str] = []
-    for m in models:
-        if is_scripted(m):
-            continue
-        try:
-            out += model_warnings(m, settings_for(m, table))
-        except StagbenchError:
-            continue  # an unknown provider: the spec check says so
-    return _unique(out)
+    return _each_model(models, table, model_warnings)
 
 
 class _NeverCalled(ModelAPI):

@@ -255,14 +255,17 @@ class CheckedLog:
             with self._lock:
                 if self._fd is None or self._pid != os.getpid():
                     self.dir.mkdir(exist_ok=True)
-                    name = f"v{CHECKS_VERSION}-{os.getpid()}-{time.time_ns()}.log"
                     self._fd = os.open(
-                        self.dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+                        self._new_log(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
                     )
                     self._pid = os.getpid()
                 os.write(self._fd, line)
         except OSError:
             pass  # not vouched for: the file is checked again next time, nothing is lost
+
+    def _new_log(self) -> Path:
+        """A log of this process's own, named by the checks its lines passed."""
+        return self.dir / f"v{CHECKS_VERSION}-{os.getpid()}-{time.time_ns()}.log"
 
     def known(self) -> tuple[set[str], list[Path]]:
         """Every vouched-for ``name identity`` line, and the logs read. A damaged line
@@ -292,7 +295,7 @@ class CheckedLog:
         self.close()
         try:
             text = "".join(f"{line}\n" for line in sound)
-            atomic_write(self.dir / f"v{CHECKS_VERSION}-{os.getpid()}-{time.time_ns()}.log", text)
+            atomic_write(self._new_log(), text)
             for log in logs:
                 log.unlink(missing_ok=True)
         except (OSError, StoreError):
@@ -598,7 +601,8 @@ class RunStore:
     def ledger_entry(path: Path) -> float | None:
         """The amount of one ledger entry file, or None where it is none (see above)."""
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode) or os.stat(path).st_size > 4096:
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > 4096:
                 return None
             value = json.loads(path.read_bytes()).get("spent_usd")
         except (OSError, ValueError, AttributeError, RecursionError):
@@ -822,13 +826,9 @@ def _merge_ledgers(target: RunStore, sources: list[Path]) -> None:
         if not store.spend.is_dir() or store.spend.resolve() == target.spend.resolve():
             continue
         for entry, usd in store.ledger_entries():
-            dest = target.spend / entry
-            have = target.ledger_entry(dest)
-            if have is not None and have >= usd:
-                continue
-            with _io_errors(f"writing {target.spend}"):
-                target.spend.mkdir(exist_ok=True)
-            atomic_write(dest, json.dumps({"spent_usd": usd}) + "\n")
+            have = target.ledger_entry(target.spend / entry)
+            if have is None or have < usd:
+                target.record_spend(entry.removesuffix(".json"), usd)
 
 
 def _kind(st: os.stat_result) -> str:

@@ -116,3 +116,19 @@ def fifo_watch(path: Path) -> Iterator[list[bool]]:
     finally:
         stop.set()
         watcher.join()
+
+
+def assert_refused_before_writing(spec: Path, out: Path, message: str) -> None:
+    """``validate`` and ``run`` both refuse ``spec`` (exit 2) with ``message``, no
+    traceback, and nothing is written to ``out``."""
+    from typer.testing import CliRunner
+
+    from stagbench.cli import app
+
+    runner = CliRunner()
+    for args in (["validate", str(spec)], ["run", str(spec), "--out", str(out)]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, res.output
+        assert message in " ".join(res.output.split()), res.output
+        assert "Traceback" not in res.output
+    assert not out.exists()

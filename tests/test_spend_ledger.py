@@ -81,19 +81,26 @@ def test_a_ledger_entry_is_written_as_spending_grows_and_at_the_end(tmp_path: Pa
     assert len(list(store.spend.glob("*.json"))) == 2  # a file each: no write races another
 
 
+def _shards_that_spent(tmp_path: Path, spent: list[float]) -> list[Path]:
+    """A scripted spec run in ``len(spent)`` shards, each shard's ledger saying it spent
+    its amount (an entry named ``run<i>``)."""
+    path = tmp_path / "s.toml"
+    path.write_text('name = "m"\nseed = 1\n[factors]\nmodels = ["scripted/always-stag"]\n')
+    shards = []
+    for i, usd in enumerate(spent):
+        out = tmp_path / f"part{i}"
+        shard = f"{i}/{len(spent)}"
+        res = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--shard", shard])
+        assert res.exit_code == 0, res.output
+        RunStore(out).record_spend(f"run{i}", usd)
+        shards.append(out)
+    return shards
+
+
 def test_merge_carries_the_shards_ledgers_once(tmp_path: Path) -> None:
     """Shards' spend joins the merged run's ledger, so its budget counts it; merging the
     same shard again rewrites its entries instead of counting them twice."""
-    spec = 'name = "m"\nseed = 1\n[factors]\nmodels = ["scripted/always-stag"]\n'
-    path = tmp_path / "s.toml"
-    path.write_text(spec)
-    shards = []
-    for i in range(2):
-        out = tmp_path / f"part{i}"
-        res = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--shard", f"{i}/2"])
-        assert res.exit_code == 0, res.output
-        RunStore(out).record_spend(f"run{i}", 1.5 + i)
-        shards.append(out)
+    shards = _shards_that_spent(tmp_path, [1.5, 2.5])
     merged = tmp_path / "merged"
     merge_stores(merged, shards)
     assert RunStore(merged).ledger_usd() == pytest.approx(4.0)
@@ -146,16 +153,7 @@ def test_odd_ledger_files_are_no_entries(tmp_path: Path) -> None:
 def test_merging_a_moved_or_merged_folder_counts_each_entry_once(tmp_path: Path) -> None:
     """rt28: entries were named after their source's path, so a moved shard, or a merged
     folder merged with one of its shards, counted the same spending twice."""
-    spec = 'name = "m"\nseed = 1\n[factors]\nmodels = ["scripted/always-stag"]\n'
-    path = tmp_path / "s.toml"
-    path.write_text(spec)
-    shards = []
-    for i in range(2):
-        out = tmp_path / f"part{i}"
-        res = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--shard", f"{i}/2"])
-        assert res.exit_code == 0, res.output
-        RunStore(out).record_spend(f"run{i}", 1.0 + i)
-        shards.append(out)
+    shards = _shards_that_spent(tmp_path, [1.0, 2.0])
     first = tmp_path / "first"
     merge_stores(first, shards)
     moved = tmp_path / "moved"
