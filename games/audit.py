@@ -248,10 +248,13 @@ def consistent(events: list[dict[str, Any]], source: object) -> list[dict[str, A
 def _roles(head: dict[str, Any]) -> tuple[set[int], list[str]]:
     """The header's honest seats, and where its seats disagree with its trial: as many
     seats are adversaries as the trial's adversary arm places (a role flipped in the
-    header moves every honest rate), and where the arm names its seats (``placement`` a
-    list; a word such as ``"hub"`` needs the seating code) those very seats; each seat is
-    honest or an adversary; and the seats are listed in seat order (as stagbench writes
-    them: a reader that takes an entry's place for its seat must not be misled)."""
+    header moves every honest rate); where the arm names its seats (``placement`` a list)
+    those very seats, and where it places them by centrality (``hub``, ``leaf``,
+    ``betweenness``) seats of the highest (lowest) score on the recorded edges, any of the
+    tied ones (``random`` leaves any seats possible: an imported harness drew its own);
+    each seat is honest or an adversary; and the seats are listed in seat order (as
+    stagbench writes them: a reader that takes an entry's place for its seat must not be
+    misled)."""
     try:
         seats = head["seats"]
         adv = head["trial"]["adversary"]
@@ -261,6 +264,9 @@ def _roles(head: dict[str, Any]) -> tuple[set[int], list[str]]:
         placed = int(adv["count"]) if adv["kind"] != "none" else 0
         where = adv.get("placement")
         named = sorted(int(s) for s in where) if placed and isinstance(where, list) else None
+        ranked = _RANKED.get(where) if placed and isinstance(where, str) else None
+        edges = tuple((int(u), int(v)) for u, v in head["edges"]) if ranked else ()
+        directed = bool(head["directed"]) if ranked else False
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return set(), [f"the header's seats cannot be read: {exc!r}"]
     problems = []
@@ -276,7 +282,71 @@ def _roles(head: dict[str, Any]) -> tuple[set[int], list[str]]:
         problems.append(
             f"the adversaries are seats {adversaries}, the trial's arm places them at {named}"
         )
+    if ranked is not None and adversaries and honest and listed == list(range(len(seats))):
+        problems += _off_centre(str(where), ranked, adversaries, honest, edges, directed)
     return honest, problems
+
+
+#: placements by a score of the graph (``adversaries.placement``): the score, and whether
+#: the adversaries take the highest scores (else the lowest)
+_RANKED: dict[str, tuple[str, bool]] = {
+    "hub": ("reach", True),
+    "leaf": ("reach", False),
+    "betweenness": ("betweenness", True),
+}
+
+
+def _off_centre(
+    where: str,
+    ranked: tuple[str, bool],
+    adversaries: list[int],
+    honest: set[int],
+    edges: tuple[tuple[int, int], ...],
+    directed: bool,
+) -> list[str]:
+    """An adversary placed by centrality at a seat scoring less (more, for ``leaf``) than an
+    honest seat: a role swapped in the header. Ties are drawn by the trial's seed, so any
+    of the tied seats is where they may sit."""
+    n = len(adversaries) + len(honest)  # the seats 0..n - 1 (checked by the caller)
+    if any(not (0 <= u < n and 0 <= v < n) for u, v in edges):
+        return []  # edges off the seats: said by the routing checks
+    kind, highest = ranked
+    score = _scores(kind, n, edges, directed)
+    # the adversary placed worst, and the honest seat placed best
+    if highest:
+        a, h = min(adversaries, key=score.__getitem__), max(honest, key=score.__getitem__)
+    else:
+        a, h = max(adversaries, key=score.__getitem__), min(honest, key=score.__getitem__)
+    if (score[a] < score[h] if highest else score[a] > score[h]) and not math.isclose(
+        score[a], score[h], rel_tol=1e-9, abs_tol=1e-12
+    ):
+        return [
+            f"the adversaries are seats {adversaries}, but placement {where!r} seats them "
+            f"at the {'highest' if highest else 'lowest'} {kind}: adversary seat {a} has "
+            f"{score[a]:.4g}, honest seat {h} {score[h]:.4g}"
+        ]
+    return []
+
+
+@functools.lru_cache(maxsize=1024)
+def _scores(
+    kind: str, n: int, edges: tuple[tuple[int, int], ...], directed: bool
+) -> tuple[float, ...]:
+    """Each seat's score as ``adversaries.placement`` scores the graph, from the recorded
+    (sender, receiver) pairs (an undirected edge is listed both ways): its reach (its
+    degree; the out-degree of a directed graph), or its betweenness centrality."""
+    if kind == "reach":
+        out = [0.0] * n
+        for u, _ in edges:
+            out[u] += 1
+        return tuple(out)
+    import networkx as nx
+
+    g: nx.Graph = nx.DiGraph() if directed else nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from(edges)
+    between = nx.betweenness_centrality(g)
+    return tuple(float(between[s]) for s in range(n))
 
 
 def _against_calls(
