@@ -176,7 +176,11 @@ async def run_trials(
         return redact(text, pool.secrets()) if pool is not None else text
 
     # what this invocation spends, in the run's ledger: its budget holds across invocations
-    ledger = SpendLedger(store, lambda: pool.budget.spent_usd) if pool is not None else None
+    ledger = (
+        SpendLedger(store, lambda: pool.budget.spent_usd, by_model=pool.spent_by_model)
+        if pool is not None
+        else None
+    )
 
     def account() -> None:
         if ledger is not None:

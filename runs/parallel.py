@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import json
 import math
 import os
 import signal
@@ -126,6 +127,8 @@ def _run_workers(
     base += ["--no-progress", "--worker-of", str(os.getpid())]
     if spec.budget_usd is not None:  # counted once here, for every worker alike
         base += ["--spent-before", repr(store.spent_before_usd())]
+    # what earlier invocations spent on each model (max_cost_usd), read once for them all
+    base += ["--spent-before-models", json.dumps(store.ledger_by_model())]
     if no_cache:
         base.append("--no-cache")
     else:

@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,8 @@ ATTEMPTS = 3
 SPENT_EVERY_S = 0.5
 
 #: what a shard task streams back, as (kind, trial id, payload): ("done", id, transcript
-#: bytes), ("failed", id, error text), ("spent", "", dollars the task has spent so far)
+#: bytes), ("failed", id, error text), ("spent", "", (dollars the task has spent so far,
+#: those by model))
 #: after each of those, ("error", "", traceback) when the shard's run broke, and last
 #: ("stopped", "", reason) when a budget or the disk stopped it
 Item = tuple[str, str, Any]
@@ -83,11 +85,14 @@ def run_shard(
     concurrency: int,
     index: int = 0,
     budget: tuple[float, float] | None = None,
+    models: tuple[dict[str, float], dict[str, float]] | None = None,
 ) -> Iterator[Item]:
     """Run the trials ``trial_ids`` of the spec with the normal orchestrator, with shard
     ``index``'s share of every limit split ``share`` ways, and yield each result as it is
     finished. ``budget``: what this task may spend and what the run had spent before this
-    invocation (for its message), when the spec has a budget."""
+    invocation (for its message), when the spec has a budget; ``models``: the same for
+    each model's ``max_cost_usd`` (what the run spent on it before; this task's limit for
+    a model, where it is given one: a restart's rest)."""
     spec = parse_spec(spec_text)
     wanted = set(trial_ids)
     trials = [t for t in spec.iter_trials() if t.trial_id in wanted]
@@ -108,8 +113,8 @@ def run_shard(
         pools: list[Any] = []  # the run's model pool, once made: what it has spent
         runner = threading.Thread(
             target=_run_shard_loop,
-            args=(spec, trials, store, (share, index, budget), concurrency, items, stop, loops,
-                  pools),
+            args=(spec, trials, store, (share, index, budget, models), concurrency, items,
+                  stop, loops, pools),
             name="stagbench-shard",
         )  # fmt: skip
         runner.start()
@@ -122,7 +127,7 @@ def run_shard(
                     spent = pools[0].budget.spent_usd if pools else 0.0
                     if spent > said:
                         said = spent
-                        yield ("spent", "", spent)
+                        yield ("spent", "", (spent, pools[0].spent_by_model()))
                     continue
                 if item is None:
                     break
@@ -137,7 +142,9 @@ def _run_shard_loop(
     spec: ExperimentSpec,
     trials: list[TrialSpec],
     store: RunStore,
-    split: tuple[int, int, tuple[float, float] | None],
+    split: tuple[
+        int, int, tuple[float, float] | None, tuple[dict[str, float], dict[str, float]] | None
+    ],
     concurrency: int,
     items: queue.SimpleQueue[Item | None],
     stop: StopRequest,
@@ -145,7 +152,7 @@ def _run_shard_loop(
     pools: list[Any],
 ) -> None:
     reported: set[str] = set()
-    share, index, budget = split
+    share, index, budget, models = split
 
     def progress(summary: RunSummary, transcript: Transcript | None) -> None:
         if transcript is not None:
@@ -156,7 +163,7 @@ def _run_shard_loop(
                 reported.add(trial_id)
                 items.put(("failed", trial_id, error))
         if pools:  # what it has spent, failed trials' calls included: a restart's budget
-            items.put(("spent", "", pools[0].budget.spent_usd))
+            items.put(("spent", "", (pools[0].budget.spent_usd, pools[0].spent_by_model())))
 
     async def main() -> RunSummary:
         loops.append(asyncio.get_running_loop())
@@ -165,8 +172,11 @@ def _run_shard_loop(
             from stagbench.agents.models.pool import ModelPool
 
             limit, before = budget if budget is not None else (None, 0.0)
+            before_models, model_limits = models if models is not None else ({}, {})
             pool = ModelPool(spec.model_settings, budget_usd=spec.budget_usd, share=share,
-                             index=index, spent_before_usd=before, limit_usd=limit)  # fmt: skip
+                             index=index, spent_before_usd=before, limit_usd=limit,
+                             spent_before_by_model=before_models,
+                             model_limits_usd=model_limits)  # fmt: skip
             pools.append(pool)
         try:
             return await run_trials(
@@ -180,7 +190,7 @@ def _run_shard_loop(
     try:
         stopped = run_async(main()).stopped
         if pools:
-            items.put(("spent", "", pools[0].budget.spent_usd))
+            items.put(("spent", "", (pools[0].budget.spent_usd, pools[0].spent_by_model())))
         if stopped:
             items.put(("stopped", "", stopped))
     except BaseException:  # handed to the driver, which reruns the shard's rest
@@ -204,6 +214,19 @@ class _Shard:
     limit_usd: float | None = None
     spent_usd: float = 0.0
     spending_usd: float = 0.0
+    #: the same by model, for the models' max_cost_usd
+    spent_models: Counter[str] = field(default_factory=Counter)
+    spending_models: dict[str, float] = field(default_factory=dict)
+
+    def end_task(self) -> None:
+        """Its running task ended: what it said it spent is spent."""
+        self.spent_usd, self.spending_usd = self.spent_usd + self.spending_usd, 0.0
+        self.spent_models.update(self.spending_models)
+        self.spending_models = {}
+
+    def spent_on(self) -> Counter[str]:
+        """What its tasks spent on each model, the running one's so far included."""
+        return self.spent_models + Counter(self.spending_models)
 
 
 @dataclass
@@ -343,15 +366,25 @@ def _drive(
     shards = [
         _Shard(i, {t.trial_id for t in shard(pending, i, k)}, limit_usd=limit) for i in range(k)
     ]
+    # each model's max_cost_usd holds across invocations too: what they spent on it is spent
+    before_models = store.ledger_by_model()
+    caps = {m: c for m in spec.model_strings() if (c := _max_cost(spec, m)) is not None}
+    per_shard = {m: max(0.0, c - before_models.get(m, 0.0)) / k for m, c in caps.items()}
     inbox: queue.SimpleQueue[tuple[_Shard, Item | BaseException | None]] = queue.SimpleQueue()
     live: dict[int, Any] = {}  # shard index -> its running generator
     # what the tasks say they spent, in the run's ledger: its budget holds across invocations
-    ledger = SpendLedger(store, lambda: sum(s.spent_usd + s.spending_usd for s in shards))
+    ledger = SpendLedger(
+        store,
+        lambda: sum(s.spent_usd + s.spending_usd for s in shards),
+        by_model=lambda: sum((s.spent_on() for s in shards), Counter()),
+    )
 
     def submit(s: _Shard) -> None:
         s.attempts += 1
         budget = None if s.limit_usd is None else (max(0.0, s.limit_usd - s.spent_usd), before)
-        generator = task.remote(text, sorted(s.left), k, per_task, s.index, budget)
+        spent_on = s.spent_on()
+        models = (before_models, {m: max(0.0, c - spent_on[m]) for m, c in per_shard.items()})
+        generator = task.remote(text, sorted(s.left), k, per_task, s.index, budget, models)
         live[s.index] = generator
         threading.Thread(target=_pump, args=(ray, generator, s, inbox), daemon=True).start()
 
@@ -381,7 +414,7 @@ def _drive(
                 continue
             if item is None or isinstance(item, BaseException):
                 live.pop(s.index, None)
-                s.spent_usd, s.spending_usd = s.spent_usd + s.spending_usd, 0.0
+                s.end_task()
                 broke = item if isinstance(item, BaseException) else s.errors[-1:]
                 if broke and s.left and not stopped_by and not s.stopped:
                     _task_died(s, broke, result, console, submit)
@@ -405,7 +438,7 @@ def _drive(
                 result.errors[trial_id] = payload
                 store.record_failure(trial_id, payload)
             elif kind == "spent":
-                s.spending_usd = float(payload)
+                s.spending_usd, s.spending_models = float(payload[0]), dict(payload[1])
                 ledger.note()
             elif kind == "error":
                 s.errors.append(payload)
@@ -431,6 +464,12 @@ def _drive(
             f"{usd(result.spent_usd)} in all"
             + (f", its earlier invocations {usd(before)})" if before else ")")
         )
+
+
+def _max_cost(spec: ExperimentSpec, model: str) -> float | None:
+    from stagbench.agents.models.pool import settings_for
+
+    return settings_for(model, spec.model_settings).max_cost_usd
 
 
 def _task_died(

@@ -48,7 +48,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,6 +76,15 @@ from stagbench.runs.spec import ExperimentSpec, TrialSpec, parse_spec
 OPERATIONAL = {"model_settings", "budget_usd", "description", "analysis"}
 #: the most one spend-ledger entry may say (beyond it, the entry is no entry)
 MAX_ENTRY_USD = 1e9
+#: the largest spend-ledger entry file read (its amounts by model: a spec of many models)
+MAX_ENTRY_BYTES = 1 << 20
+
+
+def _an_amount(value: object) -> bool:
+    """A ledger amount: a number (not a boolean) from 0 to ``MAX_ENTRY_USD``."""
+    return type(value) in (int, float) and 0.0 <= value <= MAX_ENTRY_USD  # type: ignore[operator]
+
+
 #: bytes read at a time from a transcript's end for its last line (``_last_line``)
 _TAIL = 4096
 
@@ -575,12 +584,16 @@ class RunStore:
         """Where the results are, as every run command prints it at its end."""
         return [f"Results: {self.root.resolve()}", f"Transcripts: {self.transcripts.resolve()}"]
 
-    def record_spend(self, name: str, usd: float) -> None:
-        """What invocation ``name`` (one process) has spent so far, in a file of its own
-        that only it writes (atomically): workers and the Ray driver never share one."""
+    def record_spend(
+        self, name: str, usd: float, models: Mapping[str, float] | None = None
+    ) -> None:
+        """What invocation ``name`` (one process) has spent so far, in all and on each model
+        (``models``), in a file of its own that only it writes (atomically): workers and
+        the Ray driver never share one."""
         with _io_errors(f"writing {self.spend}"):
             self.spend.mkdir(exist_ok=True)
-        atomic_write(self.spend / f"{name}.json", json.dumps({"spent_usd": usd}) + "\n")
+        entry = {"spent_usd": usd, "models": dict(sorted((models or {}).items()))}
+        atomic_write(self.spend / f"{name}.json", json.dumps(entry) + "\n")
 
     def ledger_usd(self) -> float:
         """What the run's invocations have spent, by their ledger entries (``record_spend``)."""
@@ -600,16 +613,36 @@ class RunStore:
     @staticmethod
     def ledger_entry(path: Path) -> float | None:
         """The amount of one ledger entry file, or None where it is none (see above)."""
+        entry = RunStore.ledger_record(path)
+        return None if entry is None else entry[0]
+
+    @staticmethod
+    def ledger_record(path: Path) -> tuple[float, dict[str, float]] | None:
+        """One ledger entry file's amount and its amounts by model (those that are one, as
+        the amount is; an entry of a build before them has none), or None where it is none."""
         try:
             st = os.stat(path)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > 4096:
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY_BYTES:
                 return None
-            value = json.loads(path.read_bytes()).get("spent_usd")
+            data = json.loads(path.read_bytes())
+            value, models = data.get("spent_usd"), data.get("models", {})
         except (OSError, ValueError, AttributeError, RecursionError):
             return None
-        if type(value) in (int, float) and 0.0 <= value <= MAX_ENTRY_USD:
-            return float(value)
-        return None
+        if not _an_amount(value):
+            return None
+        if not isinstance(models, dict):
+            models = {}
+        by_model = {k: float(v) for k, v in models.items() if isinstance(k, str) and _an_amount(v)}
+        return float(value), by_model
+
+    def ledger_by_model(self) -> dict[str, float]:
+        """What the run's invocations have spent on each model, by their ledger entries."""
+        spent: dict[str, list[float]] = {}
+        for path in sorted(self.spend.glob("*.json")) if self.spend.is_dir() else []:
+            entry = self.ledger_record(path)
+            for model, usd in (entry[1] if entry is not None else {}).items():
+                spent.setdefault(model, []).append(usd)
+        return {model: math.fsum(amounts) for model, amounts in spent.items()}
 
     def kept_cost_usd(self) -> float:
         """What the transcripts here cost: the sum of their trial_end ``cost_usd`` (each
@@ -825,10 +858,11 @@ def _merge_ledgers(target: RunStore, sources: list[Path]) -> None:
         store = RunStore(src)
         if not store.spend.is_dir() or store.spend.resolve() == target.spend.resolve():
             continue
-        for entry, usd in store.ledger_entries():
+        for entry, _ in store.ledger_entries():
+            record = store.ledger_record(store.spend / entry)
             have = target.ledger_entry(target.spend / entry)
-            if have is None or have < usd:
-                target.record_spend(entry.removesuffix(".json"), usd)
+            if record is not None and (have is None or have < record[0]):
+                target.record_spend(entry.removesuffix(".json"), *record)
 
 
 def _kind(st: os.stat_result) -> str:
@@ -855,9 +889,16 @@ class SpendLedger:
     seconds (and at the end, ``note(final=True)``), so a run killed outright loses at
     most that much of its account."""
 
-    def __init__(self, store: RunStore, spent: Callable[[], float], every_s: float = 0.5):
+    def __init__(
+        self,
+        store: RunStore,
+        spent: Callable[[], float],
+        every_s: float = 0.5,
+        by_model: Callable[[], Mapping[str, float]] | None = None,
+    ):
         self.store = store
         self.spent = spent
+        self.by_model = by_model  # what it has spent on each model (max_cost_usd's account)
         self.every_s = every_s
         self.name = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._written = 0.0
@@ -867,5 +908,5 @@ class SpendLedger:
         usd = self.spent()
         now = time.monotonic()
         if usd > self._written and (final or now - self._at >= self.every_s):
-            self.store.record_spend(self.name, usd)
+            self.store.record_spend(self.name, usd, self.by_model() if self.by_model else None)
             self._written, self._at = usd, now

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import json
 import signal
 import sys
 from collections.abc import Callable, Iterable
@@ -110,6 +111,7 @@ def run(
     share: Annotated[int, typer.Option(min=1, hidden=True)] = 1,
     worker_of: Annotated[int | None, typer.Option(hidden=True)] = None,
     spent_before: Annotated[float | None, typer.Option(min=0.0, hidden=True)] = None,
+    spent_before_models: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Run every trial of SPEC that is not finished yet in the results folder."""
     if executor not in ("local", "ray"):
@@ -170,8 +172,15 @@ def run(
             index = parse_shard(shard_)[0] if shard_ else 0  # its share of split limits
             if spent_before is None:  # (a worker of `run --workers` is told it)
                 spent_before = store.spent_before_usd() if spec.budget_usd is not None else 0.0
+            # what earlier invocations spent on each model: its max_cost_usd holds across them
+            by_model = (
+                store.ledger_by_model()
+                if spent_before_models is None
+                else _amounts(spent_before_models)
+            )
             job = _run(spec, trials, total, owns, store, concurrency or trials_in_flight(spec),
-                       cache_dir, no_cache, progress, share, index, spent_before)  # fmt: skip
+                       cache_dir, no_cache, progress, share, index, spent_before,
+                       by_model)  # fmt: skip
             summary = run_async(job)
     except StagbenchError as exc:
         raise _fail(exc) from exc
@@ -189,6 +198,18 @@ def run(
             f"[bold red]error:[/] {escape(store.failure_line(summary.failed, summary.total))}"
         )
         raise typer.Exit(code=1)
+
+
+def _amounts(text: str) -> dict[str, float]:
+    """``--spent-before-models``, as `run --workers` hands it to its workers: a JSON object
+    of model strings and amounts."""
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict):
+            return {str(k): float(v) for k, v in data.items()}
+    except (ValueError, TypeError):
+        pass
+    raise _fail(StagbenchError(f"--spent-before-models is not a JSON object of amounts: {text!r}"))
 
 
 def _trial_stream(
@@ -236,6 +257,7 @@ async def _run(
     share: int = 1,
     index: int = 0,
     spent_before: float = 0.0,
+    spent_before_by_model: dict[str, float] | None = None,
 ) -> RunSummary:
     pool = None
     if _needs_models(spec):
@@ -248,6 +270,7 @@ async def _run(
             share=share,
             index=index,
             spent_before_usd=spent_before,
+            spent_before_by_model=spent_before_by_model,
         )
     columns = (
         TextColumn("[bold]{task.description}"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import os
 import random
 import signal
@@ -17,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 import stagbench.runs.store as store_mod
+from stagbench.agents.models.model import usd
 from stagbench.cli import app
 from stagbench.records import ActionEvent, MessageEvent, ModelCallEvent, read_transcript
 from stagbench.runs.store import RunStore
@@ -172,10 +174,37 @@ output_per_mtok = 10000
 max_cost_usd = 0.5
 """,
         )
-        res = runner.invoke(
-            app, ["run", str(spec), "--out", str(tmp_path / "o"), "--concurrency", "1"]
-        )
+        out = tmp_path / "o"
+        res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--concurrency", "1"])
         assert res.exit_code == 3 and "openai-api/paid/m reached its cost limit $0.50" in res.output
+        # each call costs the same: the limit lets calls through until $0.50 is reached
+        # (the seats' calls of a phase in flight at once may pass it), and the run's ledger
+        # says what they cost on the model
+        calls = len(fake.requests)
+        spent = RunStore(out).ledger_by_model()["openai-api/paid/m"]
+        each = spent / calls
+        assert 0.5 <= spent < 0.5 + 4 * each
+        assert RunStore(out).ledger_by_model() == {"openai-api/paid/m": pytest.approx(spent)}
+        # The limit is the run's, not each invocation's (as budget_usd): the same command,
+        # in one process or in workers, stops at once without a call, saying why.
+        for more in ([], ["--workers", "2"]):
+            res = runner.invoke(app, ["run", str(spec), "--out", str(out), *more])
+            assert res.exit_code == 3, res.output
+            assert len(fake.requests) == calls, more  # before: as many again each time
+        logs = sorted(out.glob("worker-*.log"))
+        said = " ".join(" ".join(log.read_text() for log in logs).split())
+        assert "share of model openai-api/paid/m's cost limit $0.50" in said, said
+        assert f"earlier invocations spent {usd(spent)} on it" in said
+        res = runner.invoke(app, ["run", str(spec), "--out", str(out)])
+        assert f"the run's earlier invocations spent {usd(spent)} on it and this one $0.00" in (
+            " ".join(res.output.split())
+        )
+        raised = write(tmp_path, spec.read_text().replace("0.5\n", "1.0\n"), "raised.toml")
+        res = runner.invoke(app, ["run", str(raised), "--out", str(out), "--concurrency", "1"])
+        assert res.exit_code == 3, res.output
+        least = math.ceil((1.0 - spent) / each - 1e-9)  # $1 less what was spent, in calls
+        assert calls + least <= len(fake.requests) < calls + least + 4
+        assert RunStore(out).ledger_by_model()["openai-api/paid/m"] >= 1.0
 
 
 def test_disk_full_stops_with_a_clear_message(

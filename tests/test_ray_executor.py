@@ -288,7 +288,7 @@ def test_shard_task_streams_each_result_without_ray(tmp_path: Path) -> None:
     kinds = [i[0] for i in every]
     assert all(kinds[j + 1] == "spent" for j, k in enumerate(kinds) if k == "done")
     assert kinds[-1] == "spent"
-    assert all(i[2] == 0.0 for i in every if i[0] == "spent")
+    assert all(i[2] == (0.0, {}) for i in every if i[0] == "spent")
     for _kind, trial_id, data in items:
         path = tmp_path / f"{trial_id}.jsonl"
         path.write_bytes(data)
@@ -342,7 +342,7 @@ class _FakeRay:
 
 
 def _drive_with(
-    tmp_path: Path, scripts: list[Any], budget: str = "0.05"
+    tmp_path: Path, scripts: list[Any], budget: str = "0.05", settings: str = ""
 ) -> tuple[Any, Any, list[str]]:
     """The driver on a fake Ray, one shard of the SLOW design's first 4 trials."""
     from rich.console import Console
@@ -350,8 +350,11 @@ def _drive_with(
     from stagbench.runs import ray_executor
     from stagbench.runs.spec import parse_spec
 
-    text = SLOW.replace("latency_s = 0.1", "latency_s = 0.0").replace(
-        'name = "ray-kill"', f'name = "ray-kill"\nbudget_usd = {budget}'
+    text = (
+        SLOW.replace("latency_s = 0.1", "latency_s = 0.0").replace(
+            'name = "ray-kill"', f'name = "ray-kill"\nbudget_usd = {budget}'
+        )
+        + settings
     )
     spec = parse_spec(text)
     pending = spec.trials()[:4]
@@ -360,6 +363,7 @@ def _drive_with(
     made = {i[1]: i[2] for i in ray_executor.run_shard(text, ids, 1, 4) if i[0] == "done"}
     store = RunStore(tmp_path / "out")
     store.open(spec, text)
+    store.record_spend("earlier", 0.01, {"mock/random": 0.01})  # an earlier invocation's
     result = ray_executor.RayRun(total=4, already_done=0)
     fake = _FakeRay([script(made) for script in scripts])
     console = Console(record=True, width=200)
@@ -376,7 +380,7 @@ def test_a_restarted_task_gets_only_what_its_shard_has_left_of_the_budget(tmp_pa
         def stream(*_args: Any) -> Iterator[Any]:
             first = sorted(made)[0]
             yield ("done", first, made[first])
-            yield ("spent", "", 0.02)
+            yield ("spent", "", (0.02, {"mock/random": 0.02}))
             raise RuntimeError("the node was lost")
 
         return stream
@@ -385,7 +389,7 @@ def test_a_restarted_task_gets_only_what_its_shard_has_left_of_the_budget(tmp_pa
         def stream(text: str, ids: list[str], *_rest: Any) -> Iterator[Any]:
             for trial_id in ids:
                 yield ("done", trial_id, made[trial_id])
-                yield ("spent", "", 0.001)
+                yield ("spent", "", (0.001, {"mock/random": 0.001}))
 
         return stream
 
@@ -394,6 +398,9 @@ def test_a_restarted_task_gets_only_what_its_shard_has_left_of_the_budget(tmp_pa
     first, second = fake.calls
     assert first[5] == (pytest.approx(0.05), 0.0)  # the whole budget, one shard
     assert second[5] == (pytest.approx(0.03), 0.0)  # less what the dead task spent
+    # no model has a max_cost_usd: none is given a limit, what they spent is in the ledger
+    assert first[6] == second[6] == ({"mock/random": 0.01}, {})
+    assert RunStore(tmp_path / "out").ledger_by_model() == {"mock/random": pytest.approx(0.031)}
     assert len(second[1]) == 3  # only the trials not back yet
     assert result.spent_usd == pytest.approx(0.02 + 0.001)
 
@@ -401,7 +408,7 @@ def test_a_restarted_task_gets_only_what_its_shard_has_left_of_the_budget(tmp_pa
 def test_a_task_dead_with_its_budget_spent_is_not_restarted(tmp_path: Path) -> None:
     def spends_all(made: dict[str, bytes]) -> Any:
         def stream(*_args: Any) -> Iterator[Any]:
-            yield ("spent", "", 0.06)
+            yield ("spent", "", (0.06, {"mock/random": 0.06}))
             raise RuntimeError("the node was lost")
 
         return stream
@@ -411,3 +418,34 @@ def test_a_task_dead_with_its_budget_spent_is_not_restarted(tmp_path: Path) -> N
     assert "share of the run's cost limit (budget_usd) is spent" in result.stopped
     assert "its tasks spent $0.06 in all" in result.stopped
     assert "with its share of the budget spent ($0.06 of $0.05)" in out[0]
+
+
+def test_a_restarted_task_gets_only_what_its_shard_has_left_of_a_model_cost_limit(
+    tmp_path: Path,
+) -> None:
+    """A model's max_cost_usd holds across invocations and a dead task's restart as the
+    budget does: the first task gets what the run's earlier invocations left of it, the
+    next that less what the dead task said it spent on the model."""
+
+    def dies_after_one(made: dict[str, bytes]) -> Any:
+        def stream(*_args: Any) -> Iterator[Any]:
+            first = sorted(made)[0]
+            yield ("done", first, made[first])
+            yield ("spent", "", (0.02, {"mock/random": 0.02}))
+            raise RuntimeError("the node was lost")
+
+        return stream
+
+    def finishes(made: dict[str, bytes]) -> Any:
+        def stream(text: str, ids: list[str], *_rest: Any) -> Iterator[Any]:
+            for trial_id in ids:
+                yield ("done", trial_id, made[trial_id])
+
+        return stream
+
+    capped = '[model_settings."mock/random"]\nmax_cost_usd = 0.1\n'
+    fake, result, _ = _drive_with(tmp_path, [dies_after_one, finishes], settings=capped)
+    assert len(fake.calls) == 2 and result.completed == 4
+    first, second = fake.calls
+    assert first[6] == ({"mock/random": 0.01}, {"mock/random": pytest.approx(0.09)})
+    assert second[6] == ({"mock/random": 0.01}, {"mock/random": pytest.approx(0.07)})

@@ -166,3 +166,22 @@ def test_merging_a_moved_or_merged_folder_counts_each_entry_once(tmp_path: Path)
     RunStore(moved).record_spend("run0", 1.5)  # the shard's own later write: the larger
     merge_stores(first, [moved])
     assert RunStore(first).ledger_usd() == pytest.approx(3.5)
+
+
+def test_the_ledger_keeps_what_each_model_cost(tmp_path: Path) -> None:
+    """Each entry holds its amounts by model (a model's max_cost_usd counts what earlier
+    invocations spent on it); odd amounts count nothing, and merge carries them."""
+    (source,) = _shards_that_spent(tmp_path, [0.0])  # a results folder: merge takes it
+    store = RunStore(source)
+    store.spend.joinpath("run0.json").unlink()
+    store.record_spend("one", 1.0, {"m/x": 0.75, "m/y": 0.25})
+    store.record_spend("two", 0.5, {"m/x": 0.5})
+    store.spend.joinpath("old.json").write_text('{"spent_usd": 2.0}')  # before by-model amounts
+    odd = {"m/x": -1, "m/y": 1e308, "m/z": "0.5", "m/w": True, "m/v": 0.125}
+    store.spend.joinpath("odd.json").write_text(json.dumps({"spent_usd": 0.2, "models": odd}))
+    store.spend.joinpath("flat.json").write_text('{"spent_usd": 0.1, "models": [1, 2]}')
+    assert store.ledger_usd() == pytest.approx(3.8)
+    assert store.ledger_by_model() == {"m/x": 1.25, "m/y": 0.25, "m/v": 0.125}
+    merged = tmp_path / "merged"
+    merge_stores(merged, [source])
+    assert RunStore(merged).ledger_by_model() == store.ledger_by_model()

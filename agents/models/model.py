@@ -101,6 +101,40 @@ class RunBudget:
         return f"{what}; raise budget_usd in the spec and run again to go on"
 
 
+@dataclass
+class CostLimit:
+    """A model's ``max_cost_usd`` (``model_usd``), held across its run's invocations and
+    processes: what this process may spend on the model (``limit_usd``, its share of what
+    the limit had left when it started); for its message, what the run's earlier
+    invocations spent on the model (``before_usd``, from the run's ledger) and how many
+    processes share the rest."""
+
+    limit_usd: float
+    model_usd: float
+    before_usd: float = 0.0
+    share: int = 1
+
+    def exceeded(self, model: str, spent_usd: float) -> str:
+        """Why calls to ``model`` stop (this process spent ``spent_usd`` on it)."""
+        limit, spent, before = usd(self.model_usd), usd(spent_usd), usd(self.before_usd)
+        if self.share > 1:
+            left = usd(max(0.0, self.model_usd - self.before_usd))
+            what = (
+                f"this process's share of model {model}'s cost limit {limit} (max_cost_usd) "
+                f"is spent: {usd(self.limit_usd)}, 1 of {self.share} of the {left} it had left"
+                + (f" (earlier invocations spent {before} on it)" if self.before_usd else "")
+                + f"; this process spent {spent}"
+            )
+        elif self.before_usd:
+            what = (
+                f"model {model} reached its cost limit {limit} (max_cost_usd): the run's "
+                f"earlier invocations spent {before} on it and this one {spent}"
+            )
+        else:
+            what = f"model {model} reached its cost limit {limit} (spent {spent})"
+        return f"{what}; raise max_cost_usd to go on"
+
+
 def usd(x: float) -> str:
     """An amount of money as the messages give it: cents from a dollar up, else four
     places without trailing zeros ($0.015, never $0.01 for it)."""
@@ -173,9 +207,15 @@ class Model:
     backoff_base_s: float = 0.5
     usage: Usage = field(default_factory=Usage)
     run_budget: RunBudget = field(default_factory=RunBudget)
+    #: the model's ``max_cost_usd`` (``ModelPool`` gives it, held across invocations);
+    #: None: the settings' own, as one process's whole limit
+    cost_limit: CostLimit | None = None
 
     def __post_init__(self) -> None:
         self.name = self.api.name
+        cap = self.settings.max_cost_usd
+        if self.cost_limit is None and cap is not None:
+            self.cost_limit = CostLimit(limit_usd=cap, model_usd=cap)
         if self.api.secret:
             self.secrets = [*self.secrets, self.api.secret]
         self._deadlines = Deadlines()
@@ -209,12 +249,9 @@ class Model:
         run = self.run_budget
         if run.limit_usd is not None and run.spent_usd >= run.limit_usd:
             raise BudgetExceededError(run.exceeded())
-        limit = self.settings.max_cost_usd
-        if limit is not None and self.usage.cost_usd >= limit:
-            raise BudgetExceededError(
-                f"model {self.name} reached its cost limit {usd(limit)} "
-                f"(spent {usd(self.usage.cost_usd)}); raise max_cost_usd to go on"
-            )
+        cap = self.cost_limit
+        if cap is not None and self.usage.cost_usd >= cap.limit_usd:
+            raise BudgetExceededError(cap.exceeded(self.name, self.usage.cost_usd))
 
     async def _limits(self, messages: list[ChatMessage], config: GenerateConfig) -> None:
         if self._rpm is not None:
