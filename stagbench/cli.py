@@ -894,6 +894,18 @@ def view(
         webbrowser.open(index.resolve().as_uri())
 
 
+def _short_helps() -> None:
+    """Each command's line in ``stagbench --help``: its docstring's first paragraph as one
+    line, which the list wraps to the terminal (typer kept the source's line breaks)."""
+    for info in app.registered_commands:
+        doc = info.callback.__doc__ if info.callback is not None else None
+        if info.short_help is None and doc:
+            info.short_help = " ".join(doc.strip().split("\n\n")[0].split())
+
+
+_short_helps()
+
+
 def main() -> None:
     app()
 
