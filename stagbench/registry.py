@@ -70,11 +70,19 @@ def parse_call(
                     f"cannot parse {what} {text!r}: argument {part.strip()!r} is not key=value"
                 )
             key, raw = (s.strip() for s in part.split("=", 1))
+            if raw.lower() in _TRUTH:  # TOML's and JSON's spelling, as Python's
+                params[key] = _TRUTH[raw.lower()]
+                continue
             try:
                 params[key] = ast.literal_eval(raw)
             except (ValueError, SyntaxError):
                 params[key] = raw
     return name, params
+
+
+#: bare words read as booleans: ``directed=false`` (a spec is TOML) was the text "false",
+#: which every check of the parameter took for true
+_TRUTH = {"true": True, "false": False}
 
 
 _plugins_loaded = False
@@ -153,6 +161,44 @@ def _bool_for_number(fn: Callable[..., Any], kwargs: dict[str, Any]) -> str | No
     for name, value in kwargs.items():
         if type(value) is bool and name in numbers:
             return f"{name} must be a number, not the boolean {value}"
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _typed_params(fn: Callable[..., Any]) -> dict[str, tuple[str, bool]]:
+    """The parameters of ``fn`` annotated as a boolean alone or a whole number alone
+    (``bool``, ``int``, either ``| None``): each one's kind and whether None is allowed."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for name, param in params.items():
+        ann = param.annotation
+        text = ann.__name__ if isinstance(ann, type) else str(ann)
+        words = set(re.findall(r"[A-Za-z_]\w*", text))
+        kinds = words - {"None", "Optional"}
+        if kinds in ({"bool"}, {"int"}):
+            out[name] = (kinds.pop(), bool(words & {"None", "Optional"}))
+    return out
+
+
+def _mistyped(fn: Callable[..., Any], kwargs: dict[str, Any]) -> str | None:
+    """Which parameter annotated a boolean was given something else (``relay="no"``), or
+    annotated a whole number a fraction (``hub=1.0``, ``k=1.5``: a float seat broke every
+    trial, a fractional delay was cut to the next round), in words; None when none was."""
+    try:
+        typed = _typed_params(fn)
+    except TypeError:  # a callable that cannot be a cache key
+        typed = _typed_params.__wrapped__(fn)
+    for name, value in kwargs.items():
+        if name not in typed or (value is None and typed[name][1]):
+            continue
+        kind = typed[name][0]
+        if kind == "bool" and type(value) is not bool:
+            return f"{name} must be true or false, not {value!r}"
+        if kind == "int" and type(value) is not int:
+            return f"{name} must be a whole number, not {value!r}"
     return None
 
 
@@ -245,6 +291,8 @@ class Registry(Generic[T]):
             problem = None
         if problem is None and any(type(v) is bool for v in kwargs.values()):
             problem = _bool_for_number(fn, kwargs)
+        if problem is None and kwargs:
+            problem = _mistyped(fn, kwargs)
         if problem is not None:
             raise self.error(f"bad parameters for {self.what} {text!r}: {problem}")
         try:

@@ -69,7 +69,7 @@ def test_graph_passed_in_code() -> None:
         ("erdos_renyi(p=2)", 4, "p must be in"),
         ("small_world(k=5)", 4, "k=5 must be below"),
         ("small_world(k=3)", 6, "k=3 must be even"),
-        ("small_world(k=2.5)", 6, "k=2.5 must be a whole number"),
+        ("small_world(k=2.5)", 6, "k must be a whole number, not 2.5"),
         ("ring(", 4, "cannot parse"),
         ("star(hub)", 4, "not key=value"),
     ],
