@@ -6,9 +6,13 @@ Definitions
   apart, never as hare).
 - hunt success (``coord``): the share of trial-rounds in which the hunt succeeded (at
   least the stag threshold hunted stag: every player only under unanimity).
-- betrayal event: an agent signalled stag in cheap talk and played hare that round.
-- observed betrayal: agent i saw j betray in round t: j's stag signal reached i in round
-  t and j hunted hare (actions are revealed to all, signals only along edges).
+- betrayal event: an agent signalled stag in cheap talk and played hare that round. With
+  several talk phases the promise in force is its last word of the round (a later
+  message of no text leaves it standing): a stag taken back in a later phase ("I will
+  hunt hare") is no promise broken.
+- observed betrayal: agent i saw j betray in round t: j's stag signal (its last word of
+  the round) reached i in round t and j hunted hare (actions are revealed to all, signals
+  only along edges).
 - trigger: the first observed betrayal, or failing that the first round another player
   hunted hare (a defection seen without a promise).
 - adaptation: hare in the round after the trigger; permanent if hare ever after,

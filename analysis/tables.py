@@ -232,13 +232,20 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
             text = e["text"]
             if text is None:
                 continue
+            again = message[i] is not None  # a later phase's word of the round
             message[i] = text if message[i] is None else f"{message[i]} / {text}"
+            if again and not text.strip():
+                continue  # nothing said (sent to nobody): the round's word stands
+            # The promise in force when the agent acts is its last word of the round: a
+            # stag taken back in a later phase ("I will hunt hare") is no promise broken.
             stag = signals_stag(text)
-            signalled[i] = signalled[i] or stag
+            signalled[i] = stag
             for recv in e["receivers"]:
                 j = base + recv
                 received[j].append(text)
                 received_from[j].append(sender)
+                if again and sender in stag_from[j]:
+                    stag_from[j].remove(sender)
                 if stag:
                     stag_from[j].append(sender)
         elif t == "model_call":

@@ -228,3 +228,43 @@ def test_agent_row_names_the_lowest_betrayer_by_seat(seats: list[int]) -> None:
     assert row["switched"] and row["returned"] and row["adaptation"] == "temporary"
     assert row["persistence_cost"] == 3.0 - 10.0  # round 3 only (after the trigger)
     assert not row["pre_emptive"] and row["n_valid"] == 3 and row["n_hare"] == 1
+
+
+def test_the_promise_in_force_is_the_last_word_of_the_round(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """rt29 F3: with two talk phases, a stag said in phase 0 and taken back in phase 1 ("I
+    will hunt hare this round.") before hunting hare was counted as a betrayal, and its
+    hearers "observed" it. The promise in force when an agent acts is its last word of the
+    round; a later message of no text (sent to nobody) leaves it standing."""
+    from stagbench.analysis.tables import trial_rows
+    from stagbench.records import read_events
+
+    out = run_spec(HAND.format(topology="complete"), tmp_path_factory.mktemp("retract"))
+    (path,) = sorted((out / "transcripts").glob("*.jsonl"))
+    events = read_events(path)
+    honest = [s["seat"] for s in events[0]["seats"] if s["role"] == "honest"]
+    retracts, stands, turns = honest  # what each says in round 1's second phase
+    later = {retracts: "I will hunt hare this round.", stands: "", turns: "I will hunt stag."}
+    first = {retracts: "I will hunt stag.", stands: "I will hunt stag.", turns: "I will hunt hare."}
+    body = []
+    for e in events[1:-1]:
+        if e["type"] == "message" and e["round"] == 1 and e["sender"] in later:
+            e = {**e, "text": first[e["sender"]]}
+            body.append(e)
+            text = later[e["sender"]]
+            body.append(
+                {**e, "phase": 1, "text": text, "receivers": e["receivers"] if text else []}
+            )
+            continue
+        if e["type"] == "action" and e["round"] == 1 and e["seat"] in later:
+            e = {**e, "action": "hare"}
+        body.append(e)
+    rows = trial_rows([events[0], *body, events[-1]]).rows
+    n = len(events[0]["seats"])
+    signalled = rows["signalled_stag"][:n]
+    assert (signalled[retracts], signalled[stands], signalled[turns]) == (False, True, True)
+    for j in range(n):  # what each player heard promised in round 1
+        heard = rows["stag_signals_from"][j]
+        assert retracts not in heard
+        assert heard.count(stands) == (j != stands) and heard.count(turns) == (j != turns)
