@@ -21,11 +21,20 @@ pattern. Per model and condition (a group of agent-trials) the label is the moda
 only if the group's behaviour bears it out against noise:
 
 - Defection-Prone and Adaptive/Forgiving claim a reaction to the trigger: the group must
-  hunt hare after its triggers more often than a null in which each agent-trial's own
-  actions are shuffled across its rounds (its own base rate: the hares after the trigger
-  are then hypergeometric, its hares drawn into its rounds at random). One-sided test at
-  ``alpha`` on the summed count (normal approximation with continuity correction): a
-  strategy that switches when betrayed puts its hares after the trigger, noise does not.
+  hunt hare after its triggers more often than the same model does at the same round of
+  the same game (condition) when not (yet) triggered, in any cell of the run: each
+  post-trigger agent-round is compared with the hare rate of the model's untriggered
+  agent-rounds of its round (up to the first round another player hunted hare, or in
+  trials where none did; smoothed,
+  (hares + 1/2) / (n + 1), its estimation variance counted). One-sided test at ``alpha``
+  on the summed count (normal approximation with continuity correction): a strategy that
+  switches when betrayed hunts hare where its untriggered self hunts stag; noise does
+  not, and neither does an agent that merely defects late in the game (an end-game
+  schedule puts its hares after any earlier trigger: the null of its own actions shuffled
+  across its rounds, used before, read that as a reaction at z 6-7). A post-trigger round
+  whose round no untriggered agent-round of the model shares (every trial triggered by
+  then) cannot tell a reaction from a round trend: it is left out of the test and counted
+  (``reaction_untested``); a group with none left has no reaction evidence.
 - Cooperation-Persistent claims steadiness: the group's stag rate after its triggers must
   reach ``persist_min_stag`` with 1 - ``alpha`` confidence (one-sided lower bound, trials
   as clusters: the lower end of ``stats.cluster_rate_ci``'s interval at 2 ``alpha``, Wilson
@@ -141,30 +150,80 @@ _FEATURES = (
     "response_hare",
     "null_mean",
     "null_var",
+    "untested",
     *(f"{lv}_{part}" for lv in _LEVELS for part in ("k", "n", "kk", "kn", "nn", "t")),
 )
+
+
+#: the columns of an agent-trial that name the untriggered agent-rounds its post-trigger
+#: rounds are compared with (with the round): the same model in the same game
+_BASELINE = ("model", "condition")
+
+
+def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
+    """Per agent-trial, the reaction test's sums over its post-trigger agent-rounds that
+    have a baseline (see the module docstring): hares, their null mean and variance, how
+    many it has, and how many have no baseline (``untested``)."""
+    rows = len(at)
+    out: dict[str, np.ndarray[Any, Any]] = {
+        k: np.zeros(rows) for k in ("tested", "hare", "mean", "var", "untested")
+    }
+    acts = at["acts"].astype(str).tolist() if "acts" in at.columns else None
+    if not rows or acts is None:
+        return out
+    lengths = np.fromiter(map(len, acts), dtype=np.int64, count=rows)
+    code = np.frombuffer("".join(acts).encode("ascii", "replace"), dtype=np.uint8)
+    row = np.repeat(np.arange(rows), lengths)
+    starts = np.cumsum(lengths) - lengths
+    rnd = np.arange(code.size) - np.repeat(starts, lengths) + 1  # rounds from 1
+    trigger = at["trigger_round"].to_numpy(dtype=float)[row]
+    seen = at["defection_round"].to_numpy(dtype=float)[row]
+    valid = code != ord("-")
+    hare = code == ord("H")
+    post = valid & (rnd > trigger)  # (NaN: never triggered, never post)
+    # untriggered: no other player has hunted hare yet (a trigger that is a betrayal may
+    # come after an earlier defection, which the agent may have answered already)
+    before = valid & ~(rnd > seen)
+    keys = [at[c].astype(str) for c in _BASELINE if c in at.columns]
+    base = pd.MultiIndex.from_arrays(keys).factorize()[0] if keys else np.zeros(rows, np.int64)
+    width = int(lengths.max(initial=0)) + 1
+    stratum = base[row] * width + rnd
+    size = int(stratum.max(initial=0)) + 1
+    u_n = np.bincount(stratum[before], minlength=size).astype(float)
+    u_h = np.bincount(stratum[before & hare], minlength=size).astype(float)
+    # the group's post-trigger agent-rounds per stratum: how much of a stratum's estimate
+    # each of them leans on (its variance counts the estimate's, n_T^2 q (1 - q) / n_U)
+    group = at.groupby(by, sort=False, observed=True).ngroup().to_numpy()
+    pair = group[row].astype(np.int64) * size + stratum
+    tested = post & (u_n[stratum] > 0)
+    uniq, inverse = np.unique(pair[tested], return_inverse=True)
+    n_t = np.bincount(inverse, minlength=uniq.size).astype(float)[inverse]
+    s = stratum[tested]
+    q = (u_h[s] + 0.5) / (u_n[s] + 1.0)
+    var = q * (1.0 - q) * (1.0 + n_t / u_n[s])
+    where = row[tested]
+    out["tested"] = np.bincount(where, minlength=rows).astype(float)
+    out["hare"] = np.bincount(where, weights=hare[tested], minlength=rows)
+    out["mean"] = np.bincount(where, weights=q, minlength=rows)
+    out["var"] = np.bincount(where, weights=var, minlength=rows)
+    out["untested"] = np.bincount(row[post & ~tested], minlength=rows).astype(float)
+    return out
 
 
 def _trial_features(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Per group (``by``) and trial: the sums in ``_FEATURES``, in one pass over the
     agent-trials (indexed by the ``by`` columns and trial_id)."""
     code = at["archetype"].map({lab: i for i, lab in enumerate(PATTERNS)})
-    n = at["n_valid"].to_numpy(dtype=float)
-    post = at["post_n"].to_numpy(dtype=float)
-    hare_after = post - at["post_stag"].to_numpy(dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(n > 0, at["n_hare"].to_numpy(dtype=float) / n, 0.0)
-        # hypergeometric: post_n of the agent's n actions drawn at random hold its hares
-        var = np.where(n > 1, post * p * (1 - p) * (n - post) / (n - 1), 0.0)
-    has = post > 0
+    react = _reaction(at, by)
     cols: dict[str, Any] = {
         **{c: at[c].astype(str).to_numpy() for c in by},
         "trial_id": at["trial_id"].astype(str).to_numpy(),
         **{f"n_{i}": (code == i).to_numpy(dtype=float) for i in range(len(PATTERNS))},
-        "responses": has.astype(float),
-        "response_hare": np.where(has, hare_after, 0.0),
-        "null_mean": np.where(has, post * p, 0.0),
-        "null_var": np.where(has, var, 0.0),
+        "responses": (react["tested"] > 0).astype(float),
+        "response_hare": react["hare"],
+        "null_mean": react["mean"],
+        "null_var": react["var"],
+        "untested": react["untested"],
         # the pre-trigger rate counts hare, the post-trigger rate counts stag
         "pre_k": at["pre_hare"].to_numpy(dtype=float),
         "pre_n": at["pre_n"].to_numpy(dtype=float),
@@ -378,6 +437,8 @@ def group_labels(
                 else math.nan,
                 "reaction_z": z if math.isfinite(z) else math.nan,
                 "reaction_p": float(sps.norm.sf(z)) if math.isfinite(z) else math.nan,
+                # post-trigger agent-rounds with no untriggered round of the model to compare
+                "reaction_untested": int(matrix.sum(0)[_COLUMN["untested"]]),
                 "pre_trigger_hare": float(ev["pre_rate"][0]),
                 # a rate of no agent-rounds has no bound (the rule reads it as 0)
                 "pre_trigger_hare_lo": _bound(ev["pre_rate"][0], ev["pre_lo"][0]),
@@ -389,11 +450,30 @@ def group_labels(
                     f"needs {needs} or more trials like these, even with no noise, to carry "
                     f"it (it has {n_trials})"
                     if needs is not None and n_cls
+                    else _untestable(PATTERNS[modal], matrix, label)
+                    if n_cls
                     else ""
                 ),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _untestable(modal: str, matrix: np.ndarray, label: int) -> str:
+    """Why a reaction label (the modal pattern) could not be tested, if it could not: the
+    group's post-trigger rounds all came at rounds where no agent-trial of the model was
+    untriggered, so a reaction cannot be told from a round trend."""
+    if label != len(PATTERNS) or modal not in (DEFECTION_PRONE, ADAPTIVE):
+        return ""
+    totals = matrix.sum(0)
+    if totals[_COLUMN["responses"]] > 0 or totals[_COLUMN["untested"]] == 0:
+        return ""
+    return (
+        f"its modal pattern, {modal}, claims a reaction, which cannot be told from a round "
+        "trend here: every round after its triggers is one in which no agent-trial of the "
+        "model in this game was untriggered (triggers at the same round in every trial); "
+        "a cell without the trigger (no adversary) gives the rounds to compare"
+    )
 
 
 #: the steady labels, and the level whose rate each claims (``_lower_bound``)

@@ -154,6 +154,10 @@ def with_agent_meta(res: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     return res.join(meta.set_index(["trial_id", "seat"])[AGENT_META], on=["trial_id", "seat"])
 
 
+#: an action's letter in an agent-trial's ``acts``
+_ACT_CODE = {"stag": "S", "hare": "H"}
+
+
 def agent_row(
     trial_id: str,
     s: int,
@@ -266,6 +270,9 @@ def agent_row(
             )
         ),
         "persistence_cost": float(cost),
+        # its own actions by round (S stag, H hare, - none): what the archetypes' reaction
+        # test compares round by round
+        "acts": "".join(_ACT_CODE.get(a or "", "-") for a in mine_acts),
         "detected": latency is not None,
         "detection_latency": latency if latency is not None else np.nan,
     }

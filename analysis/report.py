@@ -1224,8 +1224,11 @@ def archetype_section(d: ReportData) -> Section:
     s.table(
         labels[front + [c for c in labels.columns if c not in front]],
         "Calibrated label per model and design cell (condition). A label needs its modal "
-        "pattern borne out against noise: a reaction beyond the null of the agent's own base "
-        "rate (reaction_z, one-sided), or a steady rate whose lower bound reaches the rule's "
+        "pattern borne out against noise: a reaction (reaction_z, one-sided: hares after "
+        "the trigger beyond the hare rate of the model's untriggered agent-rounds of the "
+        "same round and game, so an end-game schedule is no reaction; reaction_untested: "
+        "post-trigger agent-rounds at rounds no untriggered agent-round shares, left out), "
+        "or a steady rate whose lower bound reaches the rule's "
         "threshold; else Unclassified/Inconsistent. Cooperation-Persistent and Pre-emptive "
         "defector describe a rate (stag after the trigger, hare before it), not a reaction: "
         "an agent that hunts stag 85% of the time whatever happens is Cooperation-Persistent "

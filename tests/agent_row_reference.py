@@ -1,6 +1,6 @@
 """``metrics.agent_row`` as it stood before its faster first loop (commit 6d6462e), kept
 word for word as the reference the differential test holds the function to: the same row,
-value for value, on every input."""
+value for value, on every input (with the ``acts`` column added since, written the same way)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from stagbench.analysis.lexical import DEFAULT, Detector
+
+_ACT_CODE = {"stag": "S", "hare": "H"}
 
 
 def agent_row(
@@ -125,6 +127,9 @@ def agent_row(
             )
         ),
         "persistence_cost": float(cost),
+        # its own actions by round (S stag, H hare, - none): what the archetypes' reaction
+        # test compares round by round
+        "acts": "".join(_ACT_CODE.get(a or "", "-") for a in mine_acts),
         "detected": latency is not None,
         "detection_latency": latency if latency is not None else np.nan,
     }

@@ -5,8 +5,10 @@ and noise never gets a confident behavioural label."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -147,7 +149,13 @@ def test_labels_are_stable_across_halves(planted: tuple[pd.DataFrame, pd.DataFra
     signal = signal[signal["population"].astype(str) != ALL_TFT]
     stab = archetypes.stability(signal, "model")
     print("\n" + stab.to_string())
-    assert stab["halves_agree"].all() and (stab["seed_agreement"] >= 0.75).all()
+    # a label whose halves or cohorts are too small to carry it is not tested, and says
+    # so (generous tit-for-tat: its reaction is measured only in the early rounds where
+    # some of its agent-trials were still untriggered)
+    tested = stab[stab["note"] == ""]
+    assert len(tested) >= 5, stab
+    assert tested["halves_agree"].all() and (tested["seed_agreement"] >= 0.75).all()
+    assert stab.loc[stab["note"] != "", "note"].str.startswith("too few trials to test").all()
 
 
 NOISE = """
@@ -456,3 +464,69 @@ def test_a_label_out_of_reach_of_the_trial_count_says_so() -> None:
     assert nine["label"] == COOPERATION_PERSISTENT and nine["label_note"] == ""
     short = archetypes.group_labels(_persistent([4] * 6 + [3] * 2), ["model"], n_boot=50)
     assert short.iloc[0]["label"] == UNCLASSIFIED and short.iloc[0]["label_note"] == ""
+
+
+def _by_round(actions: str) -> Any:
+    """A planted agent that plays ``actions[r - 1]`` in round r whatever anyone does."""
+
+    def reply(messages: list[ChatMessage], purpose: str | None) -> str:
+        found = re.search(r"action for round (\d+)", messages[-1].content)
+        assert found, messages[-1].content
+        action = "hare" if actions[int(found.group(1)) - 1] == "H" else "stag"
+        return json.dumps({"reasoning": "planted", "action": action})
+
+    return reply
+
+
+SCHEDULE = """
+name = "schedule"
+seed = 23
+repetitions = 40
+[game]
+n_players = 3
+rounds = 5
+talk_phases = 0
+[agents]
+max_reasks = 0
+[factors]
+models = [{models}]
+"""
+
+
+def test_an_end_game_schedule_is_no_reaction(tmp_path: Path) -> None:
+    """rt29 F1: an agent that hunts stag in rounds 1-3 and hare in 4-5 whatever anyone does
+    puts its hares after any earlier trigger; the null of its own actions shuffled across
+    its rounds read that as a reaction (z 6-7) and labelled it Defection-Prone at
+    confidence 1.0. Compared round by round with the model's untriggered agent-rounds it
+    shows none, while grim trigger in the same design still does."""
+    register_mock("endgame", _by_round("SSSHH"))
+    pops = [["mock/endgame", "scripted/random(p=0.8)", "scripted/random(p=0.8)"],
+            ["scripted/grim-trigger", "scripted/random(p=0.8)", "scripted/random(p=0.8)"]]  # fmt: skip
+    df, _ = agent_rounds(
+        run_spec(SCHEDULE.format(models=json.dumps(pops)[1:-1]), tmp_path, llm=True)
+    )
+    at = archetypes.classify(metrics.agent_trials(df))
+    assert set(at.loc[at["model"] == "mock/endgame", "acts"]) == {"SSSHH"}
+    labels = archetypes.group_labels(at, ["model"], n_boot=200).set_index("model")
+    z_crit = float(sps.norm.ppf(0.95))
+    end, grim = labels.loc["mock/endgame"], labels.loc["scripted/grim-trigger"]
+    assert end["label"] not in (DEFECTION_PRONE, ADAPTIVE) and end["reaction_z"] < z_crit, end
+    assert grim["label"] == DEFECTION_PRONE and grim["reaction_z"] > 3 * z_crit, grim
+
+
+def test_triggers_all_at_one_round_leave_a_reaction_untested(tmp_path: Path) -> None:
+    """rt29 F1's endgame2: every trigger comes in round 3 (a partner hunts hare then, only
+    then), so no agent-trial of the model is untriggered in rounds 4-5: a reaction cannot
+    be told from the schedule, and the group says so instead of a label."""
+    register_mock("endgame", _by_round("SSSHH"))
+    register_mock("once", _by_round("SSHSS"))
+    pops = [["mock/endgame", "mock/once", "scripted/always-stag"]]
+    df, _ = agent_rounds(
+        run_spec(SCHEDULE.format(models=json.dumps(pops)[1:-1]), tmp_path, llm=True)
+    )
+    at = archetypes.classify(metrics.agent_trials(df))
+    end = archetypes.group_labels(at, ["model"], n_boot=100).set_index("model").loc["mock/endgame"]
+    assert end["modal_pattern"] == DEFECTION_PRONE  # what each agent-trial looks like
+    assert end["label"] == UNCLASSIFIED and math.isnan(end["reaction_z"])
+    assert end["reaction_untested"] == 2 * 40
+    assert "cannot be told from a round trend" in end["label_note"]
