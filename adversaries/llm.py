@@ -14,6 +14,7 @@ appended (the model's own reply stays in its recorded call).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from stagbench.adversaries.registry import adversary
@@ -22,6 +23,11 @@ from stagbench.agents.base import AgentView, Briefable, Decision, Utterance
 from stagbench.agents.prompts import DECEIVER_BRIEF, deceiver_plan_brief
 from stagbench.errors import StrategyError
 from stagbench.games import Action, player_label
+
+
+def _names(text: str, label: str) -> bool:
+    """Whether ``text`` names the player ``label`` as a whole word: not inside ``P10``."""
+    return re.search(rf"(?<![0-9A-Za-z_]){re.escape(label)}(?![0-9A-Za-z_])", text) is not None
 
 
 @adversary(
@@ -77,9 +83,9 @@ class Deceiver(Wrapper):
 
     def vouch(self, text: str) -> str:
         """``text`` with the scripted colluders' vouching appended, unless it names every
-        partner already."""
+        partner already, each by its whole label (``P10`` does not name ``P1``)."""
         mates = [player_label(s) for s in self.partners]
-        if not mates or all(m in text for m in mates):
+        if not mates or all(_names(text, m) for m in mates):
             return text
         return f"{text} {' and '.join(mates)} will hunt stag too, you can trust us."
 
