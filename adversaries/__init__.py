@@ -16,6 +16,7 @@ from stagbench.adversaries.registry import (
     wrap_adversary,
 )
 from stagbench.adversaries.wrappers import (
+    BaseWrapper,
     Byzantine,
     Delayed,
     Injector,
@@ -27,6 +28,7 @@ __all__ = [
     "ADVERSARIES",
     "PLACEMENTS",
     "AdversaryKind",
+    "BaseWrapper",
     "Byzantine",
     "Deceiver",
     "Delayed",

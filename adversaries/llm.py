@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 from stagbench.adversaries.registry import adversary
-from stagbench.adversaries.wrappers import Wrapper
+from stagbench.adversaries.wrappers import BaseWrapper
 from stagbench.agents.base import AgentView, Briefable, Decision, Utterance
 from stagbench.agents.prompts import DECEIVER_BRIEF, deceiver_plan_brief
 from stagbench.errors import StrategyError
@@ -38,7 +38,7 @@ def _names(text: str, label: str) -> bool:
     model_backed=True,
 )
 @dataclass
-class Deceiver(Wrapper):
+class Deceiver(BaseWrapper):
     enforce_defect: bool = True
     p: float = 1.0
     after: int = 0

@@ -319,6 +319,7 @@ class ExperimentSpec(BaseModel):
                     f"{g.hare_payoff:g}, failed stag {g.failed_stag_payoff:g} are not a Stag "
                     "Hunt (it needs stag > hare > failed stag)"
                 )
+        out += self._adversary_warnings()
         if any(not is_scripted(m) for m in self.model_strings()):
             a = self.agents
             room = talk_schema(a.max_tokens).json_schema["properties"]["message"]["maxLength"]
@@ -337,6 +338,37 @@ class ExperimentSpec(BaseModel):
                 )
         out += price_warnings(used, self.model_settings, self.budget_usd)
         return out + settings_warnings(used, self.model_settings)
+
+    def _player_counts(self) -> list[int]:
+        """The numbers of players the conditions play with (broken conditions left out:
+        ``check`` reports them)."""
+        ns = set()
+        for cond in self.factors.conditions:
+            try:
+                ns.add(self.condition_game(cond).n_players)
+            except ValidationError:
+                continue
+        return sorted(ns)
+
+    def _adversary_warnings(self) -> list[str]:
+        """Adversary arms that run but probably not as meant: no honest seat left, a
+        colluding "group" of one."""
+        out = []
+        ns = self._player_counts()
+        for adv in self.factors.adversaries:
+            if adv.kind == "none" or adv.count == 0:
+                continue
+            if adv.count in ns:
+                out.append(
+                    f"adversary {adv.label}: {adv.count} adversaries among {adv.count} players "
+                    "leave no honest seat: every honest player's measure is empty"
+                )
+            if adv.colluding and adv.count == 1:
+                out.append(
+                    f"adversary {adv.label}: colluding=True with a single adversary: there is "
+                    "no group to share a plan with or vouch for"
+                )
+        return out
 
     def check(self) -> None:
         """Fail early on anything a trial would fail on: topologies, models, adversaries."""
