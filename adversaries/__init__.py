@@ -6,7 +6,7 @@ package registers the built-in ones.
 
 from stagbench.adversaries.group import GroupPlan
 from stagbench.adversaries.llm import Deceiver
-from stagbench.adversaries.placement import PLACEMENTS, place
+from stagbench.adversaries.placement import PLACEMENTS, place, placement_warnings
 from stagbench.adversaries.registry import (
     ADVERSARIES,
     AdversaryKind,
@@ -40,5 +40,6 @@ __all__ = [
     "check_adversary",
     "inner_model",
     "place",
+    "placement_warnings",
     "wrap_adversary",
 ]
