@@ -17,7 +17,7 @@ from typing import Any
 
 from stagbench.agents.base import AgentView, Message, PastRound
 from stagbench.agents.models.base import OutputSchema
-from stagbench.games import player_label
+from stagbench.games import GameConfig, player_label
 
 TALK_SCHEMA = OutputSchema(
     name="talk",
@@ -74,6 +74,8 @@ class Paraphrase:
     rule_stag: str
     rule_failed: str
     rule_hare: str
+    #: told only when ``invalid_payoff`` is not its default (0), so default prompts stay
+    rule_invalid: str
     horizon_known: str
     horizon_unknown: str
     talk_explicit: str
@@ -105,6 +107,8 @@ PARAPHRASES: dict[str, Paraphrase] = {
         "{S:g} points.",
         rule_failed="- A player who hunts stag when fewer than {k} players do gets {F:g} points.",
         rule_hare="- A player who hunts hare always gets {H:g} points.",
+        rule_invalid="- A player whose reply gives no valid action (stag or hare) gets {I:g} "
+        "points and does not count as a stag hunter.",
         horizon_known="The game lasts {R} rounds.",
         horizon_unknown="You do not know how many rounds the game will last.",
         talk_explicit="Before choosing, players may send short messages. Your messages reach: "
@@ -137,6 +141,8 @@ PARAPHRASES: dict[str, Paraphrase] = {
         "scores {S:g}.",
         rule_failed="- Picking stag when it does not succeed scores {F:g}.",
         rule_hare="- Picking hare scores {H:g}, no matter what others do.",
+        rule_invalid="- An answer without a usable pick (stag or hare) scores {I:g} and is not "
+        "counted as stag.",
         horizon_known="There are {R} rounds in total.",
         horizon_unknown="The total number of rounds is not announced.",
         talk_explicit="Hunters can send a short message before picking. Who hears you: {reach}. "
@@ -171,6 +177,8 @@ PARAPHRASES: dict[str, Paraphrase] = {
         "receive {F:g} points.",
         rule_hare="- A participant who selects hare receives {H:g} points irrespective of the "
         "choices of others.",
+        rule_invalid="- A participant whose response contains no valid action (stag or hare) "
+        "receives {I:g} points and is not counted among those who selected stag.",
         horizon_known="The game comprises exactly {R} rounds.",
         horizon_unknown="The number of rounds has not been disclosed to you.",
         talk_explicit="Prior to each decision, participants may exchange brief messages. "
@@ -204,6 +212,7 @@ PARAPHRASES: dict[str, Paraphrase] = {
         rule_stag="- >= {k}/{n} on stag: stag pays {S:g}.",
         rule_failed="- < {k} on stag: stag pays {F:g}.",
         rule_hare="- Hare pays {H:g}, always.",
+        rule_invalid="- No valid action (stag/hare): pays {I:g}, not counted as stag.",
         horizon_known="Rounds: {R}.",
         horizon_unknown="Rounds: unknown.",
         talk_explicit="Short messages before each choice. You reach {reach}. You hear {hear}.",
@@ -234,6 +243,8 @@ PARAPHRASES: dict[str, Paraphrase] = {
         rule_failed="- If fewer than {k} hunters go after the stag, it escapes and those who "
         "chased it take home {F:g}.",
         rule_hare="- A hunter who catches a hare takes home {H:g}, whatever the others do.",
+        rule_invalid="- A hunter whose answer names neither stag nor hare in a way that can be "
+        "understood takes home {I:g} and is not counted among those who went after the stag.",
         horizon_known="The hunting trip lasts {R} mornings.",
         horizon_unknown="Nobody has told you how many mornings the trip will last.",
         talk_explicit="Around the fire before each hunt, hunters can pass short notes. Your "
@@ -382,6 +393,10 @@ def _quote_cached(sender: int, text: str, delimit: bool, limit: int | None) -> s
     return _quote_text(who, text[:lo] + ELLIPSIS, delimit)
 
 
+#: the ``invalid_payoff`` every earlier prompt was written for, and so says nothing about
+_DEFAULT_INVALID = GameConfig.model_fields["invalid_payoff"].default
+
+
 def render_system(
     view: AgentView, variant: str, delimit: bool, briefs: tuple[str, ...] = ()
 ) -> str:
@@ -398,15 +413,13 @@ def render_system(
         "S": g.stag_payoff,
         "F": g.failed_stag_payoff,
         "H": g.hare_payoff,
+        "I": g.invalid_payoff,
         "R": g.rounds,
     }
-    lines = [
-        p.intro,
-        p.rule_stag,
-        p.rule_failed,
-        p.rule_hare,
-        p.horizon_known if g.horizon_disclosed else p.horizon_unknown,
-    ]
+    lines = [p.intro, p.rule_stag, p.rule_failed, p.rule_hare]
+    if g.invalid_payoff != _DEFAULT_INVALID:  # a failed reply costs what no rule said
+        lines.append(p.rule_invalid)
+    lines.append(p.horizon_known if g.horizon_disclosed else p.horizon_unknown)
     if g.talk_phases > 0:
         if view.topology is not None:
             lines.append(
