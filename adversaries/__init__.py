@@ -6,7 +6,7 @@ package registers the built-in ones.
 
 from stagbench.adversaries.group import GroupPlan
 from stagbench.adversaries.llm import Deceiver
-from stagbench.adversaries.placement import PLACEMENTS, place
+from stagbench.adversaries.placement import PLACEMENTS, place, placement_warnings
 from stagbench.adversaries.registry import (
     ADVERSARIES,
     AdversaryKind,
@@ -16,6 +16,7 @@ from stagbench.adversaries.registry import (
     wrap_adversary,
 )
 from stagbench.adversaries.wrappers import (
+    BaseWrapper,
     Byzantine,
     Delayed,
     Injector,
@@ -27,6 +28,7 @@ __all__ = [
     "ADVERSARIES",
     "PLACEMENTS",
     "AdversaryKind",
+    "BaseWrapper",
     "Byzantine",
     "Deceiver",
     "Delayed",
@@ -38,5 +40,6 @@ __all__ = [
     "check_adversary",
     "inner_model",
     "place",
+    "placement_warnings",
     "wrap_adversary",
 ]

@@ -9,19 +9,32 @@ When it betrays: in every round by default; ``after=k`` builds trust for k round
 together; each is told its partners and the plan, and to vouch for them. Under
 ``enforce_defect`` the plan is enforced as the scripted colluders' is: hare in the
 planned rounds, and a message that does not name the partners gets their vouching
-appended (the model's own reply stays in its recorded call).
+appended (the model's own reply stays in its recorded call). When the players are not
+told the horizon, neither is the deceiver: its brief gives the plan's rule, not the
+rounds up to the end (``Deceiver._brief_plan``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from stagbench.adversaries.registry import adversary
-from stagbench.adversaries.wrappers import Wrapper
+from stagbench.adversaries.wrappers import BaseWrapper
 from stagbench.agents.base import AgentView, Briefable, Decision, Utterance
-from stagbench.agents.prompts import DECEIVER_BRIEF, deceiver_plan_brief
+from stagbench.agents.prompts import (
+    DECEIVER_BRIEF,
+    deceiver_open_plan_brief,
+    deceiver_plan_brief,
+    deceiver_round_brief,
+)
 from stagbench.errors import StrategyError
 from stagbench.games import Action, player_label
+
+
+def _names(text: str, label: str) -> bool:
+    """Whether ``text`` names the player ``label`` as a whole word: not inside ``P10``."""
+    return re.search(rf"(?<![0-9A-Za-z_]){re.escape(label)}(?![0-9A-Za-z_])", text) is not None
 
 
 @adversary(
@@ -32,7 +45,7 @@ from stagbench.games import Action, player_label
     model_backed=True,
 )
 @dataclass
-class Deceiver(Wrapper):
+class Deceiver(BaseWrapper):
     enforce_defect: bool = True
     p: float = 1.0
     after: int = 0
@@ -65,21 +78,38 @@ class Deceiver(Wrapper):
 
     def _brief_plan(self, view: AgentView) -> None:
         """Before its first call, tell the model the plan when there is more to it than
-        "hare in every round" (the default brief says that much)."""
+        "hare in every round" (the default brief says that much).
+
+        The plan is drawn here for every round of the game, as it always was. When the
+        players know the horizon, the brief lists the rounds it betrays in. When they do
+        not, listing them would tell the horizon (or that the game ends before its
+        betrayal is due), so the brief states the plan's rule without naming its end:
+        ``after`` rounds of trust, then hare; a plan drawn round by round (``0 < p < 1``)
+        is told one round at a time, in that round's requests."""
         if self._planned:
             return
         self._planned = True
-        total = view.config.rounds
-        rounds = [r for r in range(1, total + 1) if self.betrays_in(r)]
-        if self.partners or len(rounds) != total:
-            assert isinstance(self.inner, Briefable)
-            self.inner.add_brief(deceiver_plan_brief(self.partners, rounds, total))
+        assert isinstance(self.inner, Briefable)
+        g = view.config
+        rounds = [r for r in range(1, g.rounds + 1) if self.betrays_in(r)]
+        if g.horizon_disclosed:
+            if self.partners or len(rounds) != g.rounds:
+                self.inner.add_brief(deceiver_plan_brief(self.partners, rounds, g.rounds))
+            return
+        if self.partners or self.after > 0 or self.p < 1.0:
+            self.inner.add_brief(deceiver_open_plan_brief(self.partners, self.after, self.p))
+        if 0.0 < self.p < 1.0:
+            self.inner.add_round_brief(self._round_plan)
+
+    def _round_plan(self, view: AgentView) -> str:
+        """This round's part of a plan drawn round by round (hidden horizon only)."""
+        return deceiver_round_brief(view.round, self.betrays_in(view.round), bool(self.partners))
 
     def vouch(self, text: str) -> str:
         """``text`` with the scripted colluders' vouching appended, unless it names every
-        partner already."""
+        partner already, each by its whole label (``P10`` does not name ``P1``)."""
         mates = [player_label(s) for s in self.partners]
-        if not mates or all(m in text for m in mates):
+        if not mates or all(_names(text, m) for m in mates):
             return text
         return f"{text} {' and '.join(mates)} will hunt stag too, you can trust us."
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import networkx as nx
 
 from stagbench.errors import StrategyError
+from stagbench.games import player_label
 from stagbench.topologies import Topology
 
 
@@ -67,3 +68,72 @@ def place(
             "or a list of seats"
         )
     return tuple(sorted(order[:count]))
+
+
+def _may_pick(scores: dict[int, float], count: int, highest: bool) -> tuple[set[int], set[int]]:
+    """The seats a placement ranking by ``scores`` may give one of ``count`` adversaries
+    (the ``count`` best and every seat tied with the last of them: ties are drawn), and
+    those it always gives one."""
+    edge = sorted(scores.values(), reverse=highest)[count - 1]
+    may = {s for s, v in scores.items() if (v >= edge if highest else v <= edge)}
+    if len(may) == count:
+        return may, may
+    return may, {s for s in may if scores[s] != edge}
+
+
+def _seats(seats: set[int]) -> str:
+    names = [player_label(s) for s in sorted(seats)]
+    if len(names) > 6:
+        return f"{', '.join(names[:5])} and {len(names) - 5} more"
+    return ", ".join(names)
+
+
+def placement_warnings(placement: str | Sequence[int], topo: Topology, count: int) -> list[str]:
+    """What a placement by centrality does on ``topo`` that its name does not say: it may
+    seat an adversary where it has no edge at all (it can neither send nor hear), or, on a
+    directed graph, ``hub``/``leaf`` by out-degree pick other seats than by in-degree. The
+    rule itself stays as it is (``place``); these are for ``validate`` to warn of."""
+    if not isinstance(placement, str) or placement not in PLACEMENTS[1:]:
+        return []
+    if not 0 < count <= topo.n_players:
+        return []
+    out = []
+    g = topo.graph
+    highest = placement != "leaf"
+    lone = {int(s) for s in g.nodes if g.degree(s) == 0}
+    if lone and len(lone) < topo.n_players:  # (on a graph without edges, every seat is)
+        scores = _betweenness(topo) if placement == "betweenness" else _degree(topo)
+        at = lone & _may_pick(scores, count, highest)[0]
+        if at:
+            out.append(
+                f"placement={placement} can seat an adversary at {_seats(at)}, with no edge at "
+                "all: it can neither send nor hear a message"
+            )
+    if topo.directed and placement in ("hub", "leaf"):
+        by_out = _may_pick(_degree(topo), count, highest)
+        by_in = _may_pick({int(n): float(d) for n, d in g.in_degree()}, count, highest)
+        by_all = _may_pick({int(n): float(d) for n, d in g.degree()}, count, highest)
+        parts = _differ(by_out, by_in)
+        # Where out-degree picks what the graph's shape (in- and out-edges together) does,
+        # the name means what it says: the centre of an outward star is its hub.
+        if parts and _differ(by_out, by_all):
+            out.append(
+                f"placement={placement} ranks seats by out-degree on a directed graph (whom "
+                f"a seat reaches), not by in-degree (whom it hears): {'; '.join(parts)} by "
+                "in-degree"
+            )
+    return out
+
+
+def _differ(ours: tuple[set[int], set[int]], theirs: tuple[set[int], set[int]]) -> list[str]:
+    """How the seats one ranking may and must pick (``_may_pick``) differ from another's,
+    in words; empty when they could agree."""
+    (may, sure), (may_x, sure_x) = ours, theirs
+    parts = []
+    if sure_x - may:
+        parts.append(f"it never seats {_seats(sure_x - may)}, which it always would")
+    if sure - may_x:
+        parts.append(f"it always seats {_seats(sure - may_x)}, which it never would")
+    if not parts and not may & may_x:
+        parts.append(f"it seats {_seats(may)}, where it would seat {_seats(may_x)}")
+    return parts

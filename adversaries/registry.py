@@ -112,3 +112,6 @@ class _Placeholder:
 
     def add_brief(self, text: str) -> None:
         pass
+
+    def add_round_brief(self, brief: Callable[[AgentView], str | None]) -> None:
+        pass

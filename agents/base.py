@@ -8,6 +8,7 @@ module's job, never the state's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -92,3 +93,5 @@ class Briefable(Protocol):
     agent into something else, e.g. a deceiver, without the agent knowing why."""
 
     def add_brief(self, text: str) -> None: ...
+
+    def add_round_brief(self, brief: Callable[[AgentView], str | None]) -> None: ...

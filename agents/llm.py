@@ -163,6 +163,7 @@ class LLMAgent:
         self.settings = settings
         self.seed = seed
         self.briefs = briefs
+        self._round_brief: Callable[[AgentView], str | None] | None = None
         self._system: ChatMessage | None = None  # the same for every call of this seat
         self._history = HistoryRenderer()
 
@@ -172,7 +173,8 @@ class LLMAgent:
         if self._system is None:
             text = render_system(view, s.prompt_variant, delimit, self.briefs)
             self._system = ChatMessage(role="system", content=text)
-        user = render_user(view, s.prompt_variant, delimit, s.reasoning, self._history)
+        brief = self._round_brief(view) if self._round_brief is not None else None
+        user = render_user(view, s.prompt_variant, delimit, s.reasoning, self._history, brief)
         return [self._system, _new_message(role="user", content=user)]  # our own text
 
     def add_brief(self, text: str) -> None:
@@ -180,6 +182,13 @@ class LLMAgent:
         if self._system is not None:
             raise StrategyError("a brief must be given before the agent's first call")
         self.briefs = (*self.briefs, text)
+
+    def add_round_brief(self, brief: Callable[[AgentView], str | None]) -> None:
+        """Instructions of this player's own that change with the call: ``brief(view)``,
+        when not None, joins that call's user prompt, before the request."""
+        if self._system is not None:
+            raise StrategyError("a brief must be given before the agent's first call")
+        self._round_brief = brief
 
     def _config(self, view: AgentView, attempt: int) -> GenerateConfig:
         s = self.settings  # validated: the values are already of the config's types

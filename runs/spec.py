@@ -24,7 +24,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stagbench.adversaries import ADVERSARIES, PLACEMENTS, check_adversary, inner_model
+from stagbench.adversaries import (
+    ADVERSARIES,
+    PLACEMENTS,
+    check_adversary,
+    inner_model,
+    placement_warnings,
+)
 from stagbench.agents.models.settings import ModelSettings
 from stagbench.agents.prompts import MIN_MESSAGE_CHARS, PARAPHRASES, talk_schema
 from stagbench.errors import SpecError, StagbenchError
@@ -319,6 +325,7 @@ class ExperimentSpec(BaseModel):
                     f"{g.hare_payoff:g}, failed stag {g.failed_stag_payoff:g} are not a Stag "
                     "Hunt (it needs stag > hare > failed stag)"
                 )
+        out += self._adversary_warnings()
         if any(not is_scripted(m) for m in self.model_strings()):
             a = self.agents
             room = talk_schema(a.max_tokens).json_schema["properties"]["message"]["maxLength"]
@@ -337,6 +344,51 @@ class ExperimentSpec(BaseModel):
                 )
         out += price_warnings(used, self.model_settings, self.budget_usd)
         return out + settings_warnings(used, self.model_settings)
+
+    def _player_counts(self, talking: bool = False) -> list[int]:
+        """The numbers of players the conditions play with (broken conditions left out:
+        ``check`` reports them); ``talking``: of those with cheap talk only."""
+        ns = set()
+        for cond in self.factors.conditions:
+            try:
+                g = self.condition_game(cond)
+            except ValidationError:
+                continue
+            if g.talk_phases > 0 or not talking:
+                ns.add(g.n_players)
+        return sorted(ns)
+
+    def _adversary_warnings(self) -> list[str]:
+        """Adversary arms that run but probably not as meant: no honest seat left, a
+        colluding "group" of one, a placement by centrality that can seat an adversary
+        with no edge or that reads the other way by in-degree (``placement_warnings``)."""
+        out = []
+        ns, talkers = self._player_counts(), self._player_counts(talking=True)
+        for adv in self.factors.adversaries:
+            if adv.kind == "none" or adv.count == 0:
+                continue
+            if adv.count in ns:
+                out.append(
+                    f"adversary {adv.label}: {adv.count} adversaries among {adv.count} players "
+                    "leave no honest seat: every honest player's measure is empty"
+                )
+            if adv.colluding and adv.count == 1:
+                out.append(
+                    f"adversary {adv.label}: colluding=True with a single adversary: there is "
+                    "no group to share a plan with or vouch for"
+                )
+            for n in talkers:  # the graph only carries talk
+                for topo in self.factors.topologies:
+                    try:
+                        built = build_topology(topo, n)
+                    except StagbenchError:
+                        continue  # check() reports it
+                    size = f", {n} players" if len(talkers) > 1 else ""
+                    out += [
+                        f"adversary {adv.label} on topology {topo!r}{size}: {w}"
+                        for w in placement_warnings(adv.placement, built, adv.count)
+                    ]
+        return list(dict.fromkeys(out))
 
     def check(self) -> None:
         """Fail early on anything a trial would fail on: topologies, models, adversaries."""

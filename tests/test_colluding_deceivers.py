@@ -114,3 +114,40 @@ def test_a_group_left_free_is_briefed_but_not_forced(tmp_path: Path) -> None:
 def test_bad_deceiver_parameters_are_clear_errors(arm: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         parse_spec(SPEC.format(arms=f'"deceiver(count=2,{arm})"', seed=1))
+
+
+VOUCH_10 = """
+name = "vouch10"
+seed = 4
+[game]
+n_players = 10
+rounds = 2
+[factors]
+models = ["mock/p10"]
+adversaries = ["deceiver(count=2,placement=[0,9],colluding=True)"]
+[model_settings."mock/p10"]
+options = {{replies = ['{{"message": "{said}", "reasoning": "x", "action": "stag"}}']}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("said", "vouched_by"),
+    [
+        ("Trust P10, we all hunt stag.", {"P10"}),  # P10 names itself, not P1 (redteam F4)
+        ("Trust P1, we all hunt stag.", {"P1"}),
+        ("P1 and P10 hunt stag.", set()),  # each names its partner: nothing appended
+        ("Ask P1: P10 and P1 hunt stag.", set()),
+    ],
+)
+def test_vouching_matches_whole_labels(tmp_path: Path, said: str, vouched_by: set[str]) -> None:
+    """A partner is named by its whole label: with ten players, ``P10`` does not name
+    ``P1``, so P10's message that names only itself still gets P1's vouching."""
+    out = run_spec(VOUCH_10.format(said=said), tmp_path / "run", llm=True)
+    (path,) = sorted((out / "transcripts").glob("*.jsonl"))
+    msgs = [e for e in read_transcript(path).events if isinstance(e, MessageEvent)]
+    by = {player_label(m.sender): m.text for m in msgs if m.sender in (0, 9)}
+    assert set(by) == {"P1", "P10"}
+    for who, text in by.items():
+        partner = "P10" if who == "P1" else "P1"
+        vouch = f"{said} {partner} will hunt stag too, you can trust us."
+        assert text == (vouch if who in vouched_by else said), (who, text)

@@ -129,6 +129,38 @@ BAD: dict[str, tuple[str, str]] = {
         _mutate('["ring"]', '["star", "star(hub=0)"]'),
         "lists 'star' and 'star(hub=0)'",
     ),
+    # An adversary that "signals stag" but says nothing was a silent defector; a parameter
+    # a kind does not use was accepted and ignored (redteam rt30 F6).
+    "empty byzantine signal": (
+        _mutate(ADV, "adversaries = [\"byzantine(count=1,signal='')\"]"),
+        "signal is empty: the adversary would never send a message",
+    ),
+    "blank soft signal": (
+        _mutate(ADV, "adversaries = [\"soft(count=1,signal='  ')\"]"),
+        "signal is empty",
+    ),
+    "empty delayed signal": (
+        _mutate(ADV, "adversaries = [\"delayed(count=1,signal='')\"]"),
+        "signal is empty",
+    ),
+    "empty injector payload": (
+        _mutate(ADV, "adversaries = [\"injector(count=1,payload='')\"]"),
+        "payload is empty: the adversary would never send a message",
+    ),
+    "empty payload level": (
+        _mutate(ADV, 'adversaries = ["injector(count=1)"]')
+        + '[[factors.payloads]]\nname = "a"\ntext = "hello"\n'
+        + '[[factors.payloads]]\nname = "b"\ntext = ""\n',
+        "payload is empty",
+    ),
+    "signal for an injector": (
+        _mutate(ADV, "adversaries = [\"injector(count=1,signal='hi')\"]"),
+        "unexpected keyword argument 'signal'",
+    ),
+    "signal for a deceiver": (
+        _mutate(ADV, "adversaries = [\"deceiver(count=1,model=mock/stag,signal='hi')\"]"),
+        "unexpected keyword argument 'signal'",
+    ),
     "arms without adversaries": (
         _mutate(ADV, 'adversaries = ["none", "byzantine(count=0)"]'),
         "factors.adversaries lists 'none' and 'byzantine(count=0)', which are the same level",
@@ -165,6 +197,96 @@ def test_payoffs_that_are_not_a_stag_hunt_are_warned_about(tmp_path: Path) -> No
     assert "condition 'fine'" not in res.output
     run = runner.invoke(app, ["run", str(spec), "--out", str(tmp_path / "out")])
     assert run.exit_code == 0 and "not a Stag Hunt" in run.output, run.output
+
+
+@pytest.mark.parametrize(
+    ("arm", "warning"),
+    [
+        ("byzantine(count=4)", "4 adversaries among 4 players leave no honest seat"),
+        ("soft(count=1,colluding=True)", "colluding=True with a single adversary"),
+    ],
+)
+def test_arms_with_no_honest_seat_or_a_group_of_one_are_warned_about(
+    tmp_path: Path, arm: str, warning: str
+) -> None:
+    """Allowed, but probably not meant (redteam rt30 F6)."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        _mutate(ADV, f'adversaries = ["{arm}"]').replace("rounds = 2", "rounds = 2\nn_players = 4")
+    )
+    assert any(warning in w for w in parse_spec(spec.read_text()).warnings())
+    res = runner.invoke(app, ["validate", str(spec)])
+    assert res.exit_code == 0 and warning in res.output, res.output
+    run = runner.invoke(app, ["run", str(spec), "--out", str(tmp_path / "out")])
+    assert run.exit_code == 0 and warning in run.output, run.output
+    for fine in ("byzantine(count=3)", "soft(count=2,colluding=True)", "byzantine(count=1)"):
+        text = _mutate(ADV, f'adversaries = ["{fine}"]').replace(
+            "rounds = 2", "rounds = 2\nn_players = 4"
+        )
+        assert not any("adversary" in w for w in parse_spec(text).warnings()), fine
+
+
+ISOLATED = "edges(pairs='0-1 1-2 2-3 3-0 4')"
+IN_STAR = "directed_star(hub=1,direction=in)"
+
+
+@pytest.mark.parametrize(
+    ("topology", "arm", "warning"),
+    [
+        (
+            ISOLATED,
+            "byzantine(count=1,placement=leaf)",
+            "can seat an adversary at P5, with no edge",
+        ),
+        (ISOLATED, "byzantine(count=1,placement=betweenness)", None),  # P1..P4 outrank P5
+        (ISOLATED, "byzantine(count=5,placement=hub)", "at P5, with no edge"),
+        (ISOLATED, "byzantine(count=1,placement=hub)", None),
+        (ISOLATED, "byzantine(count=1,placement=random)", None),  # not by centrality
+        ("edges(pairs='0-1 2 3 4')", "byzantine(count=1,placement=betweenness)", "P3, P4, P5"),
+        ("empty", "byzantine(count=1,placement=leaf)", None),  # every seat is: by design
+        (IN_STAR, "byzantine(count=1,placement=leaf)", "it always seats P2, which it never would"),
+        (IN_STAR, "byzantine(count=1,placement=hub)", "it never seats P2, which it always would"),
+        (IN_STAR, "byzantine(count=2,placement=hub)", "it never seats P2"),
+        # the centre of an outward star is its hub by out-degree and by its shape
+        ("directed_star(hub=1,direction=out)", "byzantine(count=1,placement=hub)", None),
+        ("directed_star(hub=1,direction=out)", "byzantine(count=1,placement=leaf)", None),
+        ("directed_star(hub=1,direction=both)", "byzantine(count=1,placement=leaf)", None),
+        ("directed_ring", "byzantine(count=1,placement=hub)", None),
+        ("star(hub=1)", "byzantine(count=1,placement=leaf)", None),
+    ],
+)
+def test_placements_that_do_not_mean_their_name_are_warned_about(
+    tmp_path: Path, topology: str, arm: str, warning: str | None
+) -> None:
+    """A placement by centrality that can seat an adversary where it has no edge (it can
+    neither send nor hear), or, on a directed graph, picks by out-degree what in-degree
+    and the graph's shape would not (redteam rt30 F5). The rule is unchanged."""
+    text = (
+        BASE.replace("rounds = 2", "rounds = 1\nn_players = 5")
+        .replace('["ring"]', f'["{topology}"]')
+        .replace(ADV, f'adversaries = ["{arm}"]')
+    )
+    found = [w for w in parse_spec(text).warnings() if "placement=" in w]
+    if warning is None:
+        assert not found, found
+        return
+    assert len(found) == 1 and warning in found[0], found
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    res = runner.invoke(app, ["validate", str(spec)])
+    assert res.exit_code == 0 and warning in res.output, res.output
+    run = runner.invoke(app, ["run", str(spec), "--out", str(tmp_path / "out")])
+    assert run.exit_code == 0 and warning in run.output, run.output
+
+
+def test_placement_warnings_wait_for_talk(tmp_path: Path) -> None:
+    """Without cheap talk the graph carries nothing: no placement warning."""
+    text = (
+        BASE.replace("rounds = 2", "rounds = 1\nn_players = 5\ntalk_phases = 0")
+        .replace('["ring"]', f'["{IN_STAR}"]')
+        .replace(ADV, 'adversaries = ["byzantine(count=1,placement=leaf)"]')
+    )
+    assert not [w for w in parse_spec(text).warnings() if "placement=" in w]
 
 
 def test_settings_for_a_model_the_design_does_not_use_are_warned_about(tmp_path: Path) -> None:
