@@ -1127,20 +1127,27 @@ def payoffs(d: ReportData) -> Section:
 REGRESSION_COLUMNS = {"model_label": "model", "population_label": "population"}
 
 
+#: the regression table's scales: which interval belongs to which estimate
+SCALES = (
+    "coef (log-odds) has the 95% interval coef_lo-coef_hi on the same scale; odds_ratio = "
+    "exp(coef) (the Intercept's: the odds of stag) has its own, or_lo-or_hi = "
+    "exp(coef_lo)-exp(coef_hi)"
+)
+
+
 def regression(d: ReportData) -> Section:
     s = Section("Regression")
     # only what the model reads (the design factors it may use, round, outcome, trial)
     columns = {v: k for k, v in REGRESSION_COLUMNS.items()}
     used = ["trial_id", "stag", "round", *(columns.get(f, f) for f in stats.FORMULA_FACTORS)]
     honest_df = _honest_columns(d, [*used, "model_label"]).rename(columns=REGRESSION_COLUMNS)
+    formula, left_out = stats.formula_terms(honest_df)
     # round centred at the middle of the rounds played: the factor rows are effects at a
     # round that was played, not at round 0 (an effect that grows over the rounds read as
-    # none there)
-    played = honest_df["round"][honest_df["stag"].notna()]
-    first, last = (int(played.min()), int(played.max())) if len(played) else (1, 1)
-    centre = (first + last) / 2
+    # none there); the levels that did not play it are named (``stats.round_centre``)
+    at = stats.round_centre(honest_df, formula)
+    centre = at.centre
     honest_df = honest_df.assign(round=honest_df["round"] - centre)
-    formula, left_out = stats.formula_terms(honest_df)
     for f in d.factors:  # the design factors that vary and are not in the formula, and why
         name = REGRESSION_COLUMNS.get(f, f)
         if name in left_out:
@@ -1156,12 +1163,33 @@ def regression(d: ReportData) -> Section:
         s.text(f"`{formula}` is not estimable on this data: no coefficients are reported.")
         return s
     s.text(f"Method: {fit.method}.")
+    table = fit.table.reset_index(names="term")
+    if at.outside:
+        s.text(
+            f"Note: round {centre:g}, at which the Intercept and the factor rows are given, "
+            f"was not played by {'; '.join(at.outside)}. Their rows (the Intercept's for a "
+            "reference level) are no observation at that round but an extrapolation to it "
+            "along a fitted round slope: the level's own :round row where it has one; with "
+            "one round played that row is aliased, and the row is the level's difference at "
+            "the round it played from the other levels' fitted line there, assumed to hold "
+            "at every round (the line's misfit at that round can set its sign). The table's "
+            "note column marks them; the per-round cooperation table gives those levels' "
+            "observed rates round by round."
+        )
+        table["note"] = [
+            f"extrapolated to round {centre:g}: {at.extrapolated[t]} did not play it"
+            if t in at.extrapolated
+            else ""
+            for t in table["term"]
+        ]
     s.table(
-        fit.table.reset_index(names="term"),
+        table,
         f"Logistic model of honest stag choices, {fit.method}. round is centred at round "
-        f"{centre:g}, the middle of the rounds played ({first}-{last}): the Intercept and the "
-        f"factor rows are log-odds (ratios) at round {centre:g}, each :round row a change per "
-        f"round{fitted_on}"
+        f"{centre:g}, the middle of the rounds played ({at.first}-{at.last}): the Intercept "
+        "and the "
+        f"factor rows are log-odds (ratios) at round {centre:g}"
+        + (" (those the note column marks: extrapolated to it, see the note)" if at.outside else "")
+        + f", each :round row a change per round{fitted_on}. {SCALES}"
         + (
             f". Reference cell (the Intercept's; each factor row compares its level with "
             f"it) {fit.reference}"

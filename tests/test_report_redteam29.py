@@ -1,0 +1,135 @@
+"""Red team rt29 findings F4, F5, F7, F8, F9 and F10: what the report's numbers are on
+(the regression's intervals' scale, the round its factor rows are at), cells of only
+adversaries, the archetypes' resamples, a Monte Carlo p at its floor, and labels."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import cast
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from stagbench.analysis import report, stats
+
+
+def _report_data(df: pd.DataFrame, factors: list[str]) -> report.ReportData:
+    """What ``report.regression`` reads of a ReportData: the rows, the factors, n_boot."""
+    return cast(report.ReportData, SimpleNamespace(df=df, factors=factors, n_boot=50))
+
+
+def _regression_table(df: pd.DataFrame, factors: list[str]) -> report.Table:
+    sec = report.regression(_report_data(df, factors))
+    tables = [b for b in sec.blocks if isinstance(b, report.Table)]
+    assert len(tables) == 1, sec.blocks
+    return tables[0]
+
+
+def _two_arms(seed: int = 7, effect: float = 0.8) -> pd.DataFrame:
+    """Explicit vs silent, 12 trials each of 4 agents x 5 rounds; silent ``effect`` logits
+    above explicit."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for arm in ("explicit", "silent"):
+        for t in range(12):
+            u = rng.normal(0, 0.3)
+            for r in range(1, 6):
+                eta = effect * (arm == "silent") + u
+                rows += [
+                    (f"{arm}{t}", r, float(s), arm, "honest", "m")
+                    for s in rng.random(4) < expit(eta)
+                ]
+    return pd.DataFrame(
+        rows, columns=["trial_id", "round", "stag", "disclosure", "role", "model_label"]
+    )
+
+
+# -- F5: the regression's intervals are named by their scale ---------------------------------
+def _check_scales(tab: pd.DataFrame) -> None:
+    assert "ci_lo" not in tab.columns and "ci_hi" not in tab.columns
+    assert {"coef_lo", "coef_hi", "odds_ratio", "or_lo", "or_hi"} <= set(tab.columns)
+    rows = tab.dropna(subset=["coef_lo"])
+    assert len(rows)
+    assert (rows["coef_lo"] <= rows["coef"]).all() and (rows["coef"] <= rows["coef_hi"]).all()
+    np.testing.assert_allclose(rows["or_lo"], np.exp(rows["coef_lo"]))
+    np.testing.assert_allclose(rows["or_hi"], np.exp(rows["coef_hi"]))
+    # the odds ratio lies inside its own interval (the log-odds one beside it did not)
+    assert (rows["or_lo"] <= rows["odds_ratio"]).all()
+    assert (rows["odds_ratio"] <= rows["or_hi"]).all()
+
+
+def test_regression_intervals_are_named_by_scale() -> None:
+    """runs/multi printed "odds_ratio 1.679 | ci_lo 0.2437 | ci_hi 0.7927": the log-odds
+    interval beside the odds ratio, unlabelled. Now coef_lo/coef_hi (log-odds) and
+    or_lo/or_hi (exp of them) beside odds_ratio, and the caption says which is which."""
+    table = _regression_table(_two_arms(), ["disclosure"])
+    _check_scales(table.df.set_index("term"))
+    assert "coef_lo-coef_hi" in table.caption and "or_lo-or_hi" in table.caption
+
+
+def test_firth_table_names_its_intervals_by_scale() -> None:
+    """The Firth/bootstrap table has the same columns."""
+    x = np.array([[1.0, 0.0], [1.0, 1.0]])
+    rng = np.random.default_rng(0)
+    n = np.full((10, 2), 0.0)
+    n[:5, 0], n[5:, 1] = 5, 5
+    k = np.where(n > 0, rng.integers(1, 5, size=n.shape), 0).astype(float)
+    table, _ = stats._firth_bootstrap(x, k, n, ["Intercept", "b"], 50, 0, 8)
+    _check_scales(table)
+
+
+# -- F4: a factor row at a round its level never played is marked as extrapolated -------------
+def _horizons(seed: int = 31) -> pd.DataFrame:
+    """The red team's horizon.toml in miniature: condition ``base`` plays 5 rounds,
+    ``one`` 1 round, 20 trials each of 4 agents, no condition effect at round 1."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cond, rounds in (("base", 5), ("one", 1)):
+        for t in range(20):
+            u = rng.normal(0, 0.3)
+            for r in range(1, rounds + 1):
+                eta = 1.5 - 0.4 * (r - 1) + u
+                rows += [
+                    (f"{cond}{t}", r, float(s), cond, "honest", "m")
+                    for s in rng.random(4) < expit(eta)
+                ]
+    return pd.DataFrame(
+        rows, columns=["trial_id", "round", "stag", "condition", "role", "model_label"]
+    )
+
+
+def test_a_factor_row_at_a_round_its_level_never_played_is_marked() -> None:
+    """Centred at round 3 (the middle of 1-5), ``C(condition)[T.one]`` was printed as the
+    log-odds ratio at round 3 of a condition that played round 1 only, with no word of
+    it. Now a note names the level and says its row is extrapolated, and the row's note
+    column marks it; rows of levels that played round 3 are not marked."""
+    df = _horizons()
+    sec = report.regression(_report_data(df, ["condition"]))
+    tables = [b for b in sec.blocks if isinstance(b, report.Table)]
+    texts = [b for b in sec.blocks if isinstance(b, str)]
+    assert len(tables) == 1, sec.blocks
+    tab = tables[0].df.set_index("term")
+    assert "centred at round 3" in tables[0].caption
+    assert "extrapolated" in tab.loc["C(condition)[T.one]", "note"]
+    assert "condition = 'one'" in tab.loc["C(condition)[T.one]", "note"]
+    assert tab.loc["Intercept", "note"] == ""
+    note = next(t for t in texts if "was not played by" in t)
+    assert "condition = 'one' (round 1)" in note and "extrapolation" in note
+
+
+def test_levels_that_played_the_centre_round_get_no_mark() -> None:
+    """Every level played round 3: no note, no note column."""
+    sec = report.regression(_report_data(_two_arms(), ["disclosure"]))
+    table = next(b for b in sec.blocks if isinstance(b, report.Table))
+    assert "note" not in table.df.columns
+    assert not any("was not played by" in b for b in sec.blocks if isinstance(b, str))
+
+
+def test_round_centre_names_the_reference_level_as_the_intercept() -> None:
+    """A reference level (the first) that did not play the centre round marks the
+    Intercept."""
+    df = _horizons().replace({"condition": {"one": "a_one"}})
+    at = stats.round_centre(df, "stag ~ C(condition) * round")
+    assert at.centre == 3 and at.extrapolated == {"Intercept": "condition = 'a_one'"}
+    assert at.outside == ["condition = 'a_one' (round 1)"]
