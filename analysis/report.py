@@ -407,7 +407,7 @@ def _omnibus(d: ReportData, keys: list[str]) -> str:
         return "equal rates in every row: every trial has the same rate, p = 1"
     return (
         "equal rates in every row: trial-permutation Wald chi-square (each row's "
-        f"trial-clustered variance; {test.describe()}), p = {test.p:.3g}"
+        f"trial-clustered variance; {test.describe()}), {test.text()}"
     )
 
 
@@ -869,8 +869,10 @@ def comparisons(d: ReportData) -> Section:
     fam["p_min"] = fam["permutation_min_p"]
     fam["p_holm"] = stats.holm(fam["p"].tolist())
     fam["note"] = [
-        _diff_ci_note(lo, hi, p)
-        for lo, hi, p in zip(fam["diff_lo"], fam["diff_hi"], fam["p"], strict=True)
+        _diff_ci_note(lo, hi, p, stats.p_text(p, p_min, how))
+        for lo, hi, p, p_min, how in zip(
+            fam["diff_lo"], fam["diff_hi"], fam["p"], fam["p_min"], fam["p_method"], strict=True
+        )
     ]
     disagree = int((fam["note"] != "").sum())
     cols = [
@@ -934,20 +936,21 @@ def comparisons(d: ReportData) -> Section:
     return s
 
 
-def _diff_ci_note(lo: float, hi: float, p: float, alpha: float = 0.05) -> str:
+def _diff_ci_note(
+    lo: float, hi: float, p: float, said: str | None = None, alpha: float = 0.05
+) -> str:
     """A comparison's note where its difference interval (the arms' intervals combined, not
     the permutation test inverted) and the test's p disagree: the interval holds 0 and
-    p <= ``alpha``, or the reverse."""
+    p <= ``alpha``, or the reverse. ``said``: how p reads (``stats.p_text``)."""
     if not all(map(math.isfinite, (lo, hi, p))):
         return ""
     holds = lo <= 0.0 <= hi
     if holds == (p > alpha):
         return ""
-    what = (
-        f"contains 0 while p = {p:.3g} <= {alpha}"
-        if holds
-        else f"excludes 0 while p = {p:.3g} > {alpha}"
-    )
+    said = said or f"p = {p:.3g}"
+    what = f"contains 0 while {said} <= {alpha}" if holds else f"excludes 0 while {said} > {alpha}"
+    if said.startswith("p <="):  # at its floor: "p <= 0.001 (...), below 0.05"
+        what = f"contains 0 while {said}, below {alpha}"
     return (
         "the diff CI (the arms' intervals combined) is not the test inverted and disagrees "
         f"with it here: it {what}"

@@ -439,12 +439,28 @@ class PermutationP:
     splits: float = 0.0
     p_min: float = math.nan
 
+    def text(self) -> str:
+        """``p = x``, or ``p <= x`` at a Monte Carlo floor (``p_text``)."""
+        return p_text(self.p, self.p_min, self.method)
+
     def describe(self) -> str:
         if self.method == "exact":
             return f"exact ({_count(self.splits)} splits)"
         if self.method == "monte carlo":
             return f"Monte Carlo ({self.draws:,} permutations)"
         return self.method
+
+
+def p_text(p: float, p_min: float, method: str) -> str:
+    """How a permutation p reads: ``p = x``; but ``p <= x`` where a test that draws
+    permutations at random (Monte Carlo, alone or in the larger-p test) gave the smallest p
+    it can, 1/(draws + 1): no draw was as extreme as the data, and the true p may be
+    anywhere below (redteam rt29 F9: 1/501 printed as "p = 0.002"). An exact p at its
+    smallest is exact, and reads ``p = x``."""
+    drawn = method not in ("exact", "no variation", "no test")
+    if drawn and math.isfinite(p_min) and p <= p_min * (1 + 1e-9):
+        return f"p <= {p:.3g} (its Monte Carlo floor: no permutation was as extreme)"
+    return f"p = {p:.3g}"
 
 
 def _count(x: float) -> str:

@@ -133,3 +133,21 @@ def test_round_centre_names_the_reference_level_as_the_intercept() -> None:
     at = stats.round_centre(df, "stag ~ C(condition) * round")
     assert at.centre == 3 and at.extrapolated == {"Intercept": "condition = 'a_one'"}
     assert at.outside == ["condition = 'a_one' (round 1)"]
+
+
+# -- F9: a Monte Carlo p at its floor reads "p <=" ----------------------------------------------
+def test_a_monte_carlo_p_at_its_floor_reads_at_most() -> None:
+    """runs/arch: "Monte Carlo (500 permutations)), p = 0.002", 1/501, the smallest p the
+    test can give. Now "p <= 0.002"; an exact p at its smallest stays an equality."""
+    rng = np.random.default_rng(0)
+    n = np.full(90, 20.0)
+    rates = np.repeat([0.2, 0.5, 0.8], 30) + rng.uniform(-0.1, 0.1, 90)
+    k = np.round(rates * n)
+    groups = np.repeat(["a", "b", "c"], 30)
+    test = stats.group_permutation_test(k, n, groups, n_perm=500, rng=0)
+    assert test.method == "monte carlo" and test.p == test.p_min == 1 / 501
+    assert test.text().startswith("p <= 0.002")
+    assert stats.p_text(0.1, 0.1, "exact") == "p = 0.1"
+    assert stats.p_text(0.03, 1 / 501, "monte carlo") == "p = 0.03"
+    note = report._diff_ci_note(-0.07, 0.75, 1 / 1001, stats.p_text(1 / 1001, 1 / 1001, "x"))
+    assert "p <= 0.000999" in note and "p = " not in note
