@@ -341,9 +341,34 @@ def _rates(d: ReportData, keys: list[str], coord: bool = True) -> pd.DataFrame:
     tr = d.trial_rounds.assign(coord=lambda x: x["hunt_succeeded"].astype(float))
     keys_c = [k for k in keys if k not in ("model", "model_label")]
     phi = stats.rate_table(tr, keys_c, "coord", prefix="coord_")
+    if keys and keys_c == keys:  # a cell of adversaries only keeps its hunt success
+        return _with_seatless(rho, phi, keys)
     if keys_c:
         return rho.merge(phi, on=keys_c, how="left")
     return rho.assign(**{c: phi[c].iloc[0] for c in phi.columns})
+
+
+#: the ``ci`` of an honest rate where a design cell has no honest seat (every seat an
+#: adversary's): no rate, n = 0, and not for want of a valid action
+NO_HONEST_SEATS = "no honest seats in this arm"
+
+
+def _with_seatless(rho: pd.DataFrame, phi: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``rho`` (honest rates per ``keys``) beside ``phi`` (hunt success per the same keys),
+    with a row for each group of ``phi`` that ``rho`` lacks: a cell whose seats are all
+    adversaries', which has trials and hunts (an all-player measure) but no honest agent,
+    so no honest rate (n = 0, ``NO_HONEST_SEATS``). Such a cell vanished from the table
+    (redteam rt29 F7)."""
+    out = rho.merge(phi, on=keys, how="outer", indicator=True)
+    seatless = (out.pop("_merge") == "right_only").to_numpy()
+    if not seatless.any():
+        return out
+    for col in out.columns:
+        if col.endswith(("_n", "_trials")) and not col.startswith("coord_"):
+            out[col] = out[col].fillna(0).astype("int64")
+        elif col.endswith("_ci") and not col.startswith("coord_"):
+            out.loc[seatless, col] = NO_HONEST_SEATS
+    return out.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 #: the columns of ``stats.rate_table_counts`` after its keys and prefix
@@ -821,6 +846,8 @@ def comparisons(d: ReportData) -> Section:
     empty = (np.zeros(0), np.zeros(0))
     pairs = _pairs(d)
     skipped: list[str] = []
+    seatless: list[str] = []  # pairs with an arm of adversaries only
+    honest_cells = set(_texts(d.round_counts["cell"])) if len(d.round_counts) else set()
     for i, (factor, a, b) in enumerate(pairs):
         (ka, na), (kb, nb) = per_cell.get(a["cell"], empty), per_cell.get(b["cell"], empty)
         n_perm = max(d.n_boot, 1000)  # more where p nears its floor and Holm needs them
@@ -829,10 +856,12 @@ def comparisons(d: ReportData) -> Section:
                 ka, na, kb, nb, "cell", a["cell"], b["cell"], n_perm, i, family=len(pairs)
             )
         except ValueError:  # an arm without a valid honest action: said below, not dropped
-            skipped.append(
+            no_seat = [x[factor] for x in (a, b) if x["cell"] not in honest_cells]
+            (seatless if no_seat else skipped).append(
                 f"{FACTORS.get(factor, factor)} {a[factor]} vs {b[factor]} ("
                 + ("; ".join(f"{FACTORS[g]}={a[g]}" for g in d.factors if g != factor) or "all")
                 + ")"
+                + (f": no honest seats in {' and '.join(no_seat)}" if no_seat else "")
             )
             continue
         row = c.as_dict()
@@ -848,6 +877,12 @@ def comparisons(d: ReportData) -> Section:
             also_differs="; ".join(f"{FACTORS[g]}: {a[g]} vs {b[g]}" for g in also),
         )
         rows.append(row)
+    if seatless:
+        s.text(
+            "Not compared, no honest seats in an arm (every seat an adversary's: no honest "
+            "rate to compare; its hunt success and efficiency are in the cooperation and "
+            f"payoff tables): {', '.join(seatless)}."
+        )
     if skipped:
         s.text(
             "Not compared, no honest agent made a valid action in one arm or both (no rate "
@@ -1098,7 +1133,10 @@ def payoffs(d: ReportData) -> Section:
         }
     nan4 = (math.nan, math.nan, math.nan, 0)
     rows = []
-    for key, (p, p_lo, p_hi, p_n) in pay.items():
+    # every cell with players: one of adversaries only has no honest payoff (n_honest 0)
+    # but its efficiency, an all-player measure
+    for key in sorted({*pay, *eff}):
+        p, p_lo, p_hi, p_n = pay.get(key, nan4)
         e, e_lo, e_hi, e_n = eff.get(key, nan4)
         c, c_lo, c_hi, c_n = cost.get(key, nan4)
         rows.append(
@@ -1119,7 +1157,8 @@ def payoffs(d: ReportData) -> Section:
         "of hare, per agent-trial with a trigger and a valid action after it (n_triggered). "
         "Means with trial-clustered 95% CIs (t with trials - 1 df, cluster-robust standard "
         "error, kept within what the mean can be under the game's payoffs; blank: fewer "
-        "than two trials, or no spread between trials)",
+        "than two trials, or no spread between trials; n_honest 0: no honest seat in the "
+        "cell)",
         "payoffs",
     )
     return s

@@ -4,14 +4,18 @@ adversaries, the archetypes' resamples, a Monte Carlo p at its floor, and labels
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy.special import expit
 
 from stagbench.analysis import report, stats
+
+from analysis_helpers import run_spec
 
 
 def _report_data(df: pd.DataFrame, factors: list[str]) -> report.ReportData:
@@ -151,3 +155,50 @@ def test_a_monte_carlo_p_at_its_floor_reads_at_most() -> None:
     assert stats.p_text(0.03, 1 / 501, "monte carlo") == "p = 0.03"
     note = report._diff_ci_note(-0.07, 0.75, 1 / 1001, stats.p_text(1 / 1001, 1 / 1001, "x"))
     assert "p <= 0.000999" in note and "p = " not in note
+
+
+# -- F7: a cell of adversaries only keeps its all-player measures -------------------------------
+ALLADV = """
+name = "rt29-alladv"
+seed = 8
+repetitions = 3
+[game]
+n_players = 3
+rounds = 3
+[factors]
+models = ["scripted/tit-for-tat"]
+topologies = ["complete"]
+disclosures = ["explicit"]
+adversaries = ["none", "byzantine(count=3)"]
+"""
+
+
+def test_a_cell_of_adversaries_only_keeps_its_hunts_and_efficiency(tmp_path: Path) -> None:
+    """specs/alladv.toml: the byzantine(count=3) arm of a 3-player game has no honest seat.
+    It vanished from cooperation_by_cell and payoffs (its hunt success, 0 of 9, and its
+    efficiency, 0.3, never shown), and Comparisons blamed parse failures. Now its rows are
+    there with the all-player columns, the honest ones empty with n 0, and the note says
+    there are no honest seats."""
+    data = report.prepare(run_spec(ALLADV, tmp_path), n_boot=100)
+    arm = "byzantine[3@random]"
+    coop = _table(report.cooperation(data), "cooperation_by_cell").set_index("adversary")
+    assert set(coop.index) == {"none", arm}
+    row = coop.loc[arm]
+    assert row["stag_n"] == 0 and row["stag_trials"] == 0 and np.isnan(row["stag_rate"])
+    assert row["stag_ci"] == report.NO_HONEST_SEATS
+    assert row["coord_rate"] == 0 and row["coord_n"] == 9 and row["coord_trials"] == 3
+    assert coop.loc["none", "stag_n"] == 27
+    per_round = _table(report.cooperation(data), "cooperation_by_round")
+    assert (per_round["adversary"] == arm).sum() == 3
+    pay = _table(report.payoffs(data), "payoffs").set_index("adversary")
+    assert pay.loc[arm, "n_honest"] == 0 and np.isnan(pay.loc[arm, "honest_payoff"])
+    assert pay.loc[arm, "efficiency"] == pytest.approx(0.3) and pay.loc[arm, "n_all"] == 27
+    assert pay.loc[arm, "trials"] == 3
+    texts = [b for b in report.comparisons(data).blocks if isinstance(b, str)]
+    assert any(f"no honest seats in {arm}" in t for t in texts), texts
+    assert not any("parse-failure" in t for t in texts), texts
+
+
+def _table(sec: report.Section, name: str) -> pd.DataFrame:
+    return next(b.df for b in sec.blocks if isinstance(b, report.Table) and b.name == name)
+
