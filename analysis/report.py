@@ -1299,12 +1299,13 @@ def archetype_section(d: ReportData) -> Section:
         "threshold; else Unclassified/Inconsistent. Cooperation-Persistent and Pre-emptive "
         "defector describe a rate (stag after the trigger, hare before it), not a reaction: "
         "an agent that hunts stag 85% of the time whatever happens is Cooperation-Persistent "
-        "(reaction_z says whether it reacted). Confidence: share of trial bootstrap "
-        "resamples giving the same label. n_no valid action: agent-trials without any valid "
-        "action, which have no pattern (not Unclassified); a group of only such is labelled "
-        "no valid action. switched: agent-trials that hunted hare right after their "
-        "trigger; forgive_chance: those of them with a later round in which every other "
-        "player hunted stag (none: Defection-Prone cannot be told apart, see note)",
+        "(reaction_z says whether it reacted). Confidence: share of "
+        f"{d.n_boot:,} trial bootstrap resamples giving the same label. n_no valid action: "
+        "agent-trials without any valid action, which have no pattern (not Unclassified); "
+        "a group of only such is labelled no valid action. switched: agent-trials that "
+        "hunted hare right after their trigger; forgive_chance: those of them with a later "
+        "round in which every other player hunted stag (none: Defection-Prone cannot be "
+        "told apart, see note)",
         "archetypes",
     )
     shares, counts = _pattern_shares(at)

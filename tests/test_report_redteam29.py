@@ -202,3 +202,39 @@ def test_a_cell_of_adversaries_only_keeps_its_hunts_and_efficiency(tmp_path: Pat
 def _table(sec: report.Section, name: str) -> pd.DataFrame:
     return next(b.df for b in sec.blocks if isinstance(b, report.Table) and b.name == name)
 
+
+# -- F8: --n-boot refuses too few resamples; the caption gives their number --------------------
+@pytest.mark.parametrize("value", ["-5", "0", "1", "99"])
+def test_report_refuses_too_few_resamples(tmp_path: Path, value: str) -> None:
+    """``--n-boot -5`` printed confidence -0.0 for every label, ``--n-boot 1`` 1.0 from one
+    resample. Now fewer than 100 are refused before anything is read or written."""
+    from typer.testing import CliRunner
+
+    from stagbench.cli import MIN_N_BOOT, app
+
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["report", str(tmp_path), "--n-boot", value, "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.output.replace("│", " ").split())
+    assert f"'--n-boot': Input should be greater than or equal to {MIN_N_BOOT}" in said
+    assert not out.exists()
+
+
+def test_n_boot_help_and_the_archetype_caption_say_what_it_sets(tmp_path: Path) -> None:
+    """The help said "bootstrap resamples (trial-clustered intervals, label confidence)",
+    though intervals are no longer bootstrapped; the caption never gave the number."""
+    from typer.testing import CliRunner
+
+    from stagbench.cli import app
+
+    res = CliRunner().invoke(app, ["report", "--help"], env={"COLUMNS": "200"})
+    assert "trial-clustered intervals" not in res.output
+    assert "archetype label" in res.output and "not bootstrapped" in res.output
+    data = report.prepare(run_spec(ALLADV, tmp_path), n_boot=250)
+    caption = _table_block(report.archetype_section(data), "archetypes").caption
+    assert "share of 250 trial bootstrap resamples" in caption
+
+
+def _table_block(sec: report.Section, name: str) -> report.Table:
+    return next(b for b in sec.blocks if isinstance(b, report.Table) and b.name == name)
+
