@@ -119,6 +119,8 @@ def _fmt(v: object) -> str:
         if math.isnan(v):
             return ""
         return f"{v:.4g}"
+    if v is None or v is pd.NA:  # not a value: "n/a", never Python's "None" (the caption or
+        return "n/a"  # the row's note says why)
     return str(v)
 
 
@@ -735,9 +737,26 @@ def _cells(d: ReportData) -> pd.DataFrame:
 
 
 def _cell_rows(frame: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
-    """``_cells`` of the rows ``frame`` (with their ``cell``) whose factors are ``factors``."""
-    cells = frame.drop_duplicates("cell")[[*factors, "cell"]].astype(str)
+    """``_cells`` of the rows ``frame`` (with their ``cell``) whose factors are ``factors``;
+    with the population's full name (``population``, models' full names) beside its label
+    where the population varies."""
+    full = ["population"] if "population_label" in factors and "population" in frame else []
+    cells = frame.drop_duplicates("cell")[[*factors, *full, "cell"]].astype(str)
     return cells.sort_values("cell").reset_index(drop=True)
+
+
+def _reference_level(cells: pd.DataFrame, f: str) -> str:
+    """The level of ``f`` the others are compared with: ``none`` (adversary), ``explicit``
+    (disclosure), else the first; for the population, the first by its models' full
+    names, not by their short labels (a label's cut or mark, ``#2``, sorted before the
+    name it stood for and made its population the reference: redteam rt29 F10)."""
+    levels = sorted(set(cells[f]))
+    ref = next((r for r in ("none", "explicit") if r in levels), None)
+    if ref is not None:
+        return ref
+    if f == "population_label" and "population" in cells:
+        return str(cells.sort_values(["population", f]).iloc[0][f])
+    return str(levels[0])
 
 
 #: factors that only name a cell (an imported study's condition: a folder name), which
@@ -781,8 +800,7 @@ def _cell_pairs(
     out = []
     for f in factors:
         fixed = _fixed(cells, factors, f)
-        levels = sorted(set(cells[f]))
-        ref = next((r for r in ("none", "explicit") if r in levels), levels[0])
+        ref = _reference_level(cells, f)
         for i, row in enumerate(rows):
             for other in rows[i + 1 :]:
                 if row[f] == other[f]:
@@ -1354,9 +1372,10 @@ def archetype_section(d: ReportData) -> Section:
     stab = archetypes.stability(at, by, features=feats)
     s.table(
         stab.rename(columns={"model_label": "model", "cell": "condition"}),
-        "Stability of the labels across split halves of trials and seed cohorts (blank, "
-        "with a note, where the halves or cohorts are too small to carry the label even "
-        "without noise, or where the agents made no valid action)",
+        "Stability of the labels across split halves of trials and seed cohorts "
+        "(halves_agree n/a or seed_agreement blank, with a note saying why, where the "
+        "halves or cohorts are too small to carry the label even without noise, or where "
+        "the agents made no valid action)",
         "archetype_stability",
     )
     return s

@@ -134,12 +134,14 @@ def cluster_rate_ci(
     if trials == 0:
         return (math.nan, math.nan, "no data")
     rate = float(k.sum() / n.sum())
+    if trials == 1:  # its agent-rounds are not independent draws: one observation
+        # (first: a lone trial at 0 or 1 is named for its one trial, as every table and a
+        # difference's arm name it; redteam rt29 F10 found both names for one interval)
+        lo, hi = wilson_rate(rate, 1, alpha)
+        return (lo, hi, ONE_TRIAL)
     if rate in (0.0, 1.0):
         lo, hi = wilson(int(round(rate * trials)), trials, alpha)
         return (lo, hi, "Wilson on trials (no variation)")
-    if trials == 1:  # its agent-rounds are not independent draws: one observation
-        lo, hi = wilson_rate(rate, 1, alpha)
-        return (lo, hi, "Wilson on trials (one trial)")
     if shared_rate(k, n, rate):  # every trial at the pooled rate
         lo, hi = wilson_rate(rate, trials, alpha)
         return (lo, hi, "Wilson on trials (no variation between trials)")
@@ -149,6 +151,8 @@ def cluster_rate_ci(
 
 #: how ``cluster_rate_ci`` names its interval for trials that vary
 METHOD = "Wilson, design-effect n, t(trials - 1)"
+#: ... and for one trial (whatever its rate)
+ONE_TRIAL = "Wilson on trials (one trial)"
 
 
 def design_effect_wilson(
@@ -991,14 +995,10 @@ def difference_ci(
 
 
 def _arm_interval(k: np.ndarray, n: np.ndarray, alpha: float) -> tuple[float, float, str]:
-    """An arm's interval in a difference: ``cluster_rate_ci``'s, except that an arm of one
-    trial gets the Wilson interval with one observation (its trial), not over its
-    agent-rounds: one trial says nothing of how trials vary, and the difference must not
-    take its rounds for independent draws."""
-    rated = n > 0
-    if int(rated.sum()) == 1:
-        lo, hi = wilson_rate(float(k[rated].sum() / n[rated].sum()), 1, alpha)
-        return lo, hi, "Wilson on trials (one trial)"
+    """An arm's interval in a difference: ``cluster_rate_ci``'s, the one the rate tables
+    give the arm, named as they name it (an arm of one trial gets the Wilson interval with
+    one observation, its trial, not over its agent-rounds: one trial says nothing of how
+    trials vary, and the difference must not take its rounds for independent draws)."""
     return cluster_rate_ci(k, n, alpha)
 
 

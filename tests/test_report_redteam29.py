@@ -238,3 +238,66 @@ def test_n_boot_help_and_the_archetype_caption_say_what_it_sets(tmp_path: Path) 
 def _table_block(sec: report.Section, name: str) -> report.Table:
     return next(b for b in sec.blocks if isinstance(b, report.Table) and b.name == name)
 
+
+# -- F10: one name per interval, n/a for no value, labels that keep parameters ----------------
+def test_one_trial_interval_has_one_name_in_every_table() -> None:
+    """runs/edge: an arm of one trial at rate 1 was "Wilson on trials (no variation)" in
+    the cooperation table and "Wilson on trials (one trial)" in diff_ci_method, for the
+    same numbers."""
+    k, n = np.array([3.0]), np.array([3.0])
+    lo, hi, how = stats.cluster_rate_ci(k, n)
+    table = stats.rate_table_counts(pd.DataFrame({"arm": ["a"], "k": k, "n": n}), ["arm"])
+    assert how == table.loc[0, "ci"] == stats.ONE_TRIAL == "Wilson on trials (one trial)"
+    assert (lo, hi) == stats.wilson_rate(1.0, 1)
+    _, _, method = stats.difference_ci(k, n, np.array([0.0, 1.0]), np.array([3.0, 3.0]))
+    assert f"arm a ({how})" in method
+    # several trials all at 1: still "no variation"
+    assert stats.cluster_rate_ci(np.array([3.0, 3.0]), np.array([3.0, 3.0]))[2] == (
+        "Wilson on trials (no variation)"
+    )
+
+
+def test_a_missing_value_prints_as_n_a() -> None:
+    """The stability table printed ``None`` for halves_agree in report.md."""
+    df = pd.DataFrame({"label": ["x", "y"], "halves_agree": [None, True]})
+    md = report._md_table(df)
+    assert "None" not in md and "| x | n/a |" in md and "| y | True |" in md
+    assert "None" not in report._html_table(df)
+
+
+LABELS = [
+    "scripted/generous-tit-for-tat(g=0.1)",
+    "scripted/generous-tit-for-tat(g=0.9)",
+    "scripted/always-hare",
+]
+
+
+def test_short_labels_keep_the_parameters_that_tell_models_apart() -> None:
+    """specs/labels.toml: (g=0.1) was shown as ``generous-tit-for-tat(g=…`` and (g=0.9)
+    as ``generous-tit-for-tat#2``, hiding the one parameter that differs."""
+    from stagbench.analysis.labels import MAX_LEN, short_names
+
+    short = short_names(LABELS)
+    assert short[LABELS[0]].endswith("(g=0.1)") and short[LABELS[1]].endswith("(g=0.9)")
+    assert all("#" not in v and len(v) <= MAX_LEN for v in short.values())
+    assert short[LABELS[2]] == "always-hare"
+    # cut labels that would still be alike: the whole tails
+    long = ["x/a-very-long-model-name-that-ends-v1", "x/a-very-long-model-name-that-ends-v2"]
+    assert short_names(long) == {n: n.split("/")[1] for n in long}
+
+
+def test_the_reference_population_does_not_follow_a_label_artefact() -> None:
+    """The population comparisons took the first label in sort order as the reference:
+    ``...#2`` sorted before ``...(g=…`` and the g=0.9 arm became the reference. Now the
+    first population by its models' full names is."""
+    cells = pd.DataFrame(
+        {
+            "population_label": ["gtft#2", "gtft(g=…"],
+            "population": [LABELS[1], LABELS[0]],
+            "cell": ["c2", "c1"],
+        }
+    )
+    pairs = report._cell_pairs(cells, ["population_label"])
+    assert [(a["population_label"], b["population_label"]) for _, a, b in pairs] == [
+        ("gtft(g=…", "gtft#2")
+    ]
