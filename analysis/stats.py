@@ -463,7 +463,7 @@ def p_text(p: float, p_min: float, method: str) -> str:
     smallest is exact, and reads ``p = x``."""
     drawn = method not in ("exact", "no variation", "no test")
     if drawn and math.isfinite(p_min) and p <= p_min * (1 + 1e-9):
-        return f"p <= {p:.3g} (its Monte Carlo floor: no permutation was as extreme)"
+        return f"p <= {p:.3g} (the smallest p the test can give)"
     return f"p = {p:.3g}"
 
 
