@@ -2,21 +2,36 @@
 
 Full provider strings (``openai-api/deepinfra/mistralai/Mixtral-8x22B-Instruct-v0.1``)
 swamp tables and tick labels. Each model gets the shortest tail of its path that is unique
-among the run's models (``Mixtral-8x22B-Instruct-v0.1``), cut to ``MAX_LEN`` characters
-with a counter when two would still collide; the report prints the legend.
+among the run's models (``Mixtral-8x22B-Instruct-v0.1``), cut to ``MAX_LEN`` characters;
+a cut keeps the parameters in brackets at the end (``generous-tit-for-…(g=0.1)``), and
+where cut labels would still be alike the tails are given whole: a label never hides
+what tells two models apart (redteam rt29 F10: ``(g=0.1)`` and ``(g=0.9)`` were shown as
+``generous-tit-for-tat(g=…`` and ``generous-tit-for-tat#2``). The report prints the
+legend.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import pandas as pd
 
 MAX_LEN = 24
 
+#: a name's parameters in brackets at its end: ``random(p=0.7)``
+_PARAMS = re.compile(r"(.+?)(\([^()]*\))")
+
 
 def _cut(text: str) -> str:
-    return text if len(text) <= MAX_LEN else text[: MAX_LEN - 1] + "…"
+    """``text`` in at most ``MAX_LEN`` characters, its final parameters kept whole where
+    they leave room for some of the name before them."""
+    if len(text) <= MAX_LEN:
+        return text
+    m = _PARAMS.fullmatch(text)
+    if m and len(m.group(2)) <= MAX_LEN - 6:
+        return m.group(1)[: MAX_LEN - len(m.group(2)) - 1] + "…" + m.group(2)
+    return text[: MAX_LEN - 1] + "…"
 
 
 def short_names(names: Iterable[str]) -> dict[str, str]:
@@ -38,17 +53,14 @@ def short_names(names: Iterable[str]) -> dict[str, str]:
                         grown = True
         if not grown:
             break
-    out: dict[str, str] = {}
-    used: set[str] = set()
-    for n in full:
-        lab = _cut(label[n])
-        i = 2
-        base = lab
-        while lab in used:
-            lab = _cut(f"{base[: MAX_LEN - 4]}#{i}")
-            i += 1
-        used.add(lab)
-        out[n] = lab
+    cut = {n: _cut(label[n]) for n in full}
+    seen: dict[str, int] = {}
+    for lab in cut.values():
+        seen[lab] = seen.get(lab, 0) + 1
+    # alike once cut: the whole tails (unique), never a counter that hides the difference
+    out = {n: cut[n] if seen[cut[n]] == 1 else label[n] for n in full}
+    if len(set(out.values())) < len(out):  # a whole tail equal to another's cut label
+        out = {n: label[n] for n in full}
     return out
 
 

@@ -119,6 +119,8 @@ def _fmt(v: object) -> str:
         if math.isnan(v):
             return ""
         return f"{v:.4g}"
+    if v is None or v is pd.NA:  # not a value: "n/a", never Python's "None" (the caption or
+        return "n/a"  # the row's note says why)
     return str(v)
 
 
@@ -341,9 +343,34 @@ def _rates(d: ReportData, keys: list[str], coord: bool = True) -> pd.DataFrame:
     tr = d.trial_rounds.assign(coord=lambda x: x["hunt_succeeded"].astype(float))
     keys_c = [k for k in keys if k not in ("model", "model_label")]
     phi = stats.rate_table(tr, keys_c, "coord", prefix="coord_")
+    if keys and keys_c == keys:  # a cell of adversaries only keeps its hunt success
+        return _with_seatless(rho, phi, keys)
     if keys_c:
         return rho.merge(phi, on=keys_c, how="left")
     return rho.assign(**{c: phi[c].iloc[0] for c in phi.columns})
+
+
+#: the ``ci`` of an honest rate where a design cell has no honest seat (every seat an
+#: adversary's): no rate, n = 0, and not for want of a valid action
+NO_HONEST_SEATS = "no honest seats in this arm"
+
+
+def _with_seatless(rho: pd.DataFrame, phi: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``rho`` (honest rates per ``keys``) beside ``phi`` (hunt success per the same keys),
+    with a row for each group of ``phi`` that ``rho`` lacks: a cell whose seats are all
+    adversaries', which has trials and hunts (an all-player measure) but no honest agent,
+    so no honest rate (n = 0, ``NO_HONEST_SEATS``). Such a cell vanished from the table
+    (redteam rt29 F7)."""
+    out = rho.merge(phi, on=keys, how="outer", indicator=True)
+    seatless = (out.pop("_merge") == "right_only").to_numpy()
+    if not seatless.any():
+        return out
+    for col in out.columns:
+        if col.endswith(("_n", "_trials")) and not col.startswith("coord_"):
+            out[col] = out[col].fillna(0).astype("int64")
+        elif col.endswith("_ci") and not col.startswith("coord_"):
+            out.loc[seatless, col] = NO_HONEST_SEATS
+    return out.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 #: the columns of ``stats.rate_table_counts`` after its keys and prefix
@@ -407,7 +434,7 @@ def _omnibus(d: ReportData, keys: list[str]) -> str:
         return "equal rates in every row: every trial has the same rate, p = 1"
     return (
         "equal rates in every row: trial-permutation Wald chi-square (each row's "
-        f"trial-clustered variance; {test.describe()}), p = {test.p:.3g}"
+        f"trial-clustered variance; {test.describe()}), {test.text()}"
     )
 
 
@@ -710,9 +737,26 @@ def _cells(d: ReportData) -> pd.DataFrame:
 
 
 def _cell_rows(frame: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
-    """``_cells`` of the rows ``frame`` (with their ``cell``) whose factors are ``factors``."""
-    cells = frame.drop_duplicates("cell")[[*factors, "cell"]].astype(str)
+    """``_cells`` of the rows ``frame`` (with their ``cell``) whose factors are ``factors``;
+    with the population's full name (``population``, models' full names) beside its label
+    where the population varies."""
+    full = ["population"] if "population_label" in factors and "population" in frame else []
+    cells = frame.drop_duplicates("cell")[[*factors, *full, "cell"]].astype(str)
     return cells.sort_values("cell").reset_index(drop=True)
+
+
+def _reference_level(cells: pd.DataFrame, f: str) -> str:
+    """The level of ``f`` the others are compared with: ``none`` (adversary), ``explicit``
+    (disclosure), else the first; for the population, the first by its models' full
+    names, not by their short labels (a label's cut or mark, ``#2``, sorted before the
+    name it stood for and made its population the reference: redteam rt29 F10)."""
+    levels = sorted(set(cells[f]))
+    ref = next((r for r in ("none", "explicit") if r in levels), None)
+    if ref is not None:
+        return ref
+    if f == "population_label" and "population" in cells:
+        return str(cells.sort_values(["population", f]).iloc[0][f])
+    return str(levels[0])
 
 
 #: factors that only name a cell (an imported study's condition: a folder name), which
@@ -756,8 +800,7 @@ def _cell_pairs(
     out = []
     for f in factors:
         fixed = _fixed(cells, factors, f)
-        levels = sorted(set(cells[f]))
-        ref = next((r for r in ("none", "explicit") if r in levels), levels[0])
+        ref = _reference_level(cells, f)
         for i, row in enumerate(rows):
             for other in rows[i + 1 :]:
                 if row[f] == other[f]:
@@ -821,6 +864,8 @@ def comparisons(d: ReportData) -> Section:
     empty = (np.zeros(0), np.zeros(0))
     pairs = _pairs(d)
     skipped: list[str] = []
+    seatless: list[str] = []  # pairs with an arm of adversaries only
+    honest_cells = set(_texts(d.round_counts["cell"])) if len(d.round_counts) else set()
     for i, (factor, a, b) in enumerate(pairs):
         (ka, na), (kb, nb) = per_cell.get(a["cell"], empty), per_cell.get(b["cell"], empty)
         n_perm = max(d.n_boot, 1000)  # more where p nears its floor and Holm needs them
@@ -829,10 +874,12 @@ def comparisons(d: ReportData) -> Section:
                 ka, na, kb, nb, "cell", a["cell"], b["cell"], n_perm, i, family=len(pairs)
             )
         except ValueError:  # an arm without a valid honest action: said below, not dropped
-            skipped.append(
+            no_seat = [x[factor] for x in (a, b) if x["cell"] not in honest_cells]
+            (seatless if no_seat else skipped).append(
                 f"{FACTORS.get(factor, factor)} {a[factor]} vs {b[factor]} ("
                 + ("; ".join(f"{FACTORS[g]}={a[g]}" for g in d.factors if g != factor) or "all")
                 + ")"
+                + (f": no honest seats in {' and '.join(no_seat)}" if no_seat else "")
             )
             continue
         row = c.as_dict()
@@ -848,6 +895,12 @@ def comparisons(d: ReportData) -> Section:
             also_differs="; ".join(f"{FACTORS[g]}: {a[g]} vs {b[g]}" for g in also),
         )
         rows.append(row)
+    if seatless:
+        s.text(
+            "Not compared, no honest seats in an arm (every seat an adversary's: no honest "
+            "rate to compare; its hunt success and efficiency are in the cooperation and "
+            f"payoff tables): {', '.join(seatless)}."
+        )
     if skipped:
         s.text(
             "Not compared, no honest agent made a valid action in one arm or both (no rate "
@@ -869,8 +922,10 @@ def comparisons(d: ReportData) -> Section:
     fam["p_min"] = fam["permutation_min_p"]
     fam["p_holm"] = stats.holm(fam["p"].tolist())
     fam["note"] = [
-        _diff_ci_note(lo, hi, p)
-        for lo, hi, p in zip(fam["diff_lo"], fam["diff_hi"], fam["p"], strict=True)
+        _diff_ci_note(lo, hi, p, stats.p_text(p, p_min, how))
+        for lo, hi, p, p_min, how in zip(
+            fam["diff_lo"], fam["diff_hi"], fam["p"], fam["p_min"], fam["p_method"], strict=True
+        )
     ]
     disagree = int((fam["note"] != "").sum())
     cols = [
@@ -934,20 +989,21 @@ def comparisons(d: ReportData) -> Section:
     return s
 
 
-def _diff_ci_note(lo: float, hi: float, p: float, alpha: float = 0.05) -> str:
+def _diff_ci_note(
+    lo: float, hi: float, p: float, said: str | None = None, alpha: float = 0.05
+) -> str:
     """A comparison's note where its difference interval (the arms' intervals combined, not
     the permutation test inverted) and the test's p disagree: the interval holds 0 and
-    p <= ``alpha``, or the reverse."""
+    p <= ``alpha``, or the reverse. ``said``: how p reads (``stats.p_text``)."""
     if not all(map(math.isfinite, (lo, hi, p))):
         return ""
     holds = lo <= 0.0 <= hi
     if holds == (p > alpha):
         return ""
-    what = (
-        f"contains 0 while p = {p:.3g} <= {alpha}"
-        if holds
-        else f"excludes 0 while p = {p:.3g} > {alpha}"
-    )
+    said = said or f"p = {p:.3g}"
+    what = f"contains 0 while {said} <= {alpha}" if holds else f"excludes 0 while {said} > {alpha}"
+    if said.startswith("p <="):  # at its floor: "p <= 0.001 (...), below 0.05"
+        what = f"contains 0 while {said}, below {alpha}"
     return (
         "the diff CI (the arms' intervals combined) is not the test inverted and disagrees "
         f"with it here: it {what}"
@@ -1095,7 +1151,10 @@ def payoffs(d: ReportData) -> Section:
         }
     nan4 = (math.nan, math.nan, math.nan, 0)
     rows = []
-    for key, (p, p_lo, p_hi, p_n) in pay.items():
+    # every cell with players: one of adversaries only has no honest payoff (n_honest 0)
+    # but its efficiency, an all-player measure
+    for key in sorted({*pay, *eff}):
+        p, p_lo, p_hi, p_n = pay.get(key, nan4)
         e, e_lo, e_hi, e_n = eff.get(key, nan4)
         c, c_lo, c_hi, c_n = cost.get(key, nan4)
         rows.append(
@@ -1116,7 +1175,8 @@ def payoffs(d: ReportData) -> Section:
         "of hare, per agent-trial with a trigger and a valid action after it (n_triggered). "
         "Means with trial-clustered 95% CIs (t with trials - 1 df, cluster-robust standard "
         "error, kept within what the mean can be under the game's payoffs; blank: fewer "
-        "than two trials, or no spread between trials)",
+        "than two trials, or no spread between trials; n_honest 0: no honest seat in the "
+        "cell)",
         "payoffs",
     )
     return s
@@ -1127,20 +1187,27 @@ def payoffs(d: ReportData) -> Section:
 REGRESSION_COLUMNS = {"model_label": "model", "population_label": "population"}
 
 
+#: the regression table's scales: which interval belongs to which estimate
+SCALES = (
+    "coef (log-odds) has the 95% interval coef_lo-coef_hi on the same scale; odds_ratio = "
+    "exp(coef) (the Intercept's: the odds of stag) has its own, or_lo-or_hi = "
+    "exp(coef_lo)-exp(coef_hi)"
+)
+
+
 def regression(d: ReportData) -> Section:
     s = Section("Regression")
     # only what the model reads (the design factors it may use, round, outcome, trial)
     columns = {v: k for k, v in REGRESSION_COLUMNS.items()}
     used = ["trial_id", "stag", "round", *(columns.get(f, f) for f in stats.FORMULA_FACTORS)]
     honest_df = _honest_columns(d, [*used, "model_label"]).rename(columns=REGRESSION_COLUMNS)
+    formula, left_out = stats.formula_terms(honest_df)
     # round centred at the middle of the rounds played: the factor rows are effects at a
     # round that was played, not at round 0 (an effect that grows over the rounds read as
-    # none there)
-    played = honest_df["round"][honest_df["stag"].notna()]
-    first, last = (int(played.min()), int(played.max())) if len(played) else (1, 1)
-    centre = (first + last) / 2
+    # none there); the levels that did not play it are named (``stats.round_centre``)
+    at = stats.round_centre(honest_df, formula)
+    centre = at.centre
     honest_df = honest_df.assign(round=honest_df["round"] - centre)
-    formula, left_out = stats.formula_terms(honest_df)
     for f in d.factors:  # the design factors that vary and are not in the formula, and why
         name = REGRESSION_COLUMNS.get(f, f)
         if name in left_out:
@@ -1156,12 +1223,33 @@ def regression(d: ReportData) -> Section:
         s.text(f"`{formula}` is not estimable on this data: no coefficients are reported.")
         return s
     s.text(f"Method: {fit.method}.")
+    table = fit.table.reset_index(names="term")
+    if at.outside:
+        s.text(
+            f"Note: round {centre:g}, at which the Intercept and the factor rows are given, "
+            f"was not played by {'; '.join(at.outside)}. Their rows (the Intercept's for a "
+            "reference level) are no observation at that round but an extrapolation to it "
+            "along a fitted round slope: the level's own :round row where it has one; with "
+            "one round played that row is aliased, and the row is the level's difference at "
+            "the round it played from the other levels' fitted line there, assumed to hold "
+            "at every round (the line's misfit at that round can set its sign). The table's "
+            "note column marks them; the per-round cooperation table gives those levels' "
+            "observed rates round by round."
+        )
+        table["note"] = [
+            f"extrapolated to round {centre:g}: {at.extrapolated[t]} did not play it"
+            if t in at.extrapolated
+            else ""
+            for t in table["term"]
+        ]
     s.table(
-        fit.table.reset_index(names="term"),
+        table,
         f"Logistic model of honest stag choices, {fit.method}. round is centred at round "
-        f"{centre:g}, the middle of the rounds played ({first}-{last}): the Intercept and the "
-        f"factor rows are log-odds (ratios) at round {centre:g}, each :round row a change per "
-        f"round{fitted_on}"
+        f"{centre:g}, the middle of the rounds played ({at.first}-{at.last}): the Intercept "
+        "and the "
+        f"factor rows are log-odds (ratios) at round {centre:g}"
+        + (" (those the note column marks: extrapolated to it, see the note)" if at.outside else "")
+        + f", each :round row a change per round{fitted_on}. {SCALES}"
         + (
             f". Reference cell (the Intercept's; each factor row compares its level with "
             f"it) {fit.reference}"
@@ -1232,12 +1320,13 @@ def archetype_section(d: ReportData) -> Section:
         "threshold; else Unclassified/Inconsistent. Cooperation-Persistent and Pre-emptive "
         "defector describe a rate (stag after the trigger, hare before it), not a reaction: "
         "an agent that hunts stag 85% of the time whatever happens is Cooperation-Persistent "
-        "(reaction_z says whether it reacted). Confidence: share of trial bootstrap "
-        "resamples giving the same label. n_no valid action: agent-trials without any valid "
-        "action, which have no pattern (not Unclassified); a group of only such is labelled "
-        "no valid action. switched: agent-trials that hunted hare right after their "
-        "trigger; forgive_chance: those of them with a later round in which every other "
-        "player hunted stag (none: Defection-Prone cannot be told apart, see note)",
+        "(reaction_z says whether it reacted). Confidence: share of "
+        f"{d.n_boot:,} trial bootstrap resamples giving the same label. n_no valid action: "
+        "agent-trials without any valid action, which have no pattern (not Unclassified); "
+        "a group of only such is labelled no valid action. switched: agent-trials that "
+        "hunted hare right after their trigger; forgive_chance: those of them with a later "
+        "round in which every other player hunted stag (none: Defection-Prone cannot be "
+        "told apart, see note)",
         "archetypes",
     )
     shares, counts = _pattern_shares(at)
@@ -1286,9 +1375,10 @@ def archetype_section(d: ReportData) -> Section:
     stab = archetypes.stability(at, by, features=feats)
     s.table(
         stab.rename(columns={"model_label": "model", "cell": "condition"}),
-        "Stability of the labels across split halves of trials and seed cohorts (blank, "
-        "with a note, where the halves or cohorts are too small to carry the label even "
-        "without noise, or where the agents made no valid action)",
+        "Stability of the labels across split halves of trials and seed cohorts "
+        "(halves_agree n/a or seed_agreement blank, with a note saying why, where the "
+        "halves or cohorts are too small to carry the label even without noise, or where "
+        "the agents made no valid action)",
         "archetype_stability",
     )
     return s

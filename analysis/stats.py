@@ -134,12 +134,14 @@ def cluster_rate_ci(
     if trials == 0:
         return (math.nan, math.nan, "no data")
     rate = float(k.sum() / n.sum())
+    if trials == 1:  # its agent-rounds are not independent draws: one observation
+        # (first: a lone trial at 0 or 1 is named for its one trial, as every table and a
+        # difference's arm name it; redteam rt29 F10 found both names for one interval)
+        lo, hi = wilson_rate(rate, 1, alpha)
+        return (lo, hi, ONE_TRIAL)
     if rate in (0.0, 1.0):
         lo, hi = wilson(int(round(rate * trials)), trials, alpha)
         return (lo, hi, "Wilson on trials (no variation)")
-    if trials == 1:  # its agent-rounds are not independent draws: one observation
-        lo, hi = wilson_rate(rate, 1, alpha)
-        return (lo, hi, "Wilson on trials (one trial)")
     if shared_rate(k, n, rate):  # every trial at the pooled rate
         lo, hi = wilson_rate(rate, trials, alpha)
         return (lo, hi, "Wilson on trials (no variation between trials)")
@@ -149,6 +151,8 @@ def cluster_rate_ci(
 
 #: how ``cluster_rate_ci`` names its interval for trials that vary
 METHOD = "Wilson, design-effect n, t(trials - 1)"
+#: ... and for one trial (whatever its rate)
+ONE_TRIAL = "Wilson on trials (one trial)"
 
 
 def design_effect_wilson(
@@ -439,12 +443,28 @@ class PermutationP:
     splits: float = 0.0
     p_min: float = math.nan
 
+    def text(self) -> str:
+        """``p = x``, or ``p <= x`` at a Monte Carlo floor (``p_text``)."""
+        return p_text(self.p, self.p_min, self.method)
+
     def describe(self) -> str:
         if self.method == "exact":
             return f"exact ({_count(self.splits)} splits)"
         if self.method == "monte carlo":
             return f"Monte Carlo ({self.draws:,} permutations)"
         return self.method
+
+
+def p_text(p: float, p_min: float, method: str) -> str:
+    """How a permutation p reads: ``p = x``; but ``p <= x`` where a test that draws
+    permutations at random (Monte Carlo, alone or in the larger-p test) gave the smallest p
+    it can, 1/(draws + 1): no draw was as extreme as the data, and the true p may be
+    anywhere below (redteam rt29 F9: 1/501 printed as "p = 0.002"). An exact p at its
+    smallest is exact, and reads ``p = x``."""
+    drawn = method not in ("exact", "no variation", "no test")
+    if drawn and math.isfinite(p_min) and p <= p_min * (1 + 1e-9):
+        return f"p <= {p:.3g} (the smallest p the test can give)"
+    return f"p = {p:.3g}"
 
 
 def _count(x: float) -> str:
@@ -975,14 +995,10 @@ def difference_ci(
 
 
 def _arm_interval(k: np.ndarray, n: np.ndarray, alpha: float) -> tuple[float, float, str]:
-    """An arm's interval in a difference: ``cluster_rate_ci``'s, except that an arm of one
-    trial gets the Wilson interval with one observation (its trial), not over its
-    agent-rounds: one trial says nothing of how trials vary, and the difference must not
-    take its rounds for independent draws."""
-    rated = n > 0
-    if int(rated.sum()) == 1:
-        lo, hi = wilson_rate(float(k[rated].sum() / n[rated].sum()), 1, alpha)
-        return lo, hi, "Wilson on trials (one trial)"
+    """An arm's interval in a difference: ``cluster_rate_ci``'s, the one the rate tables
+    give the arm, named as they name it (an arm of one trial gets the Wilson interval with
+    one observation, its trial, not over its agent-rounds: one trial says nothing of how
+    trials vary, and the difference must not take its rounds for independent draws)."""
     return cluster_rate_ci(k, n, alpha)
 
 
@@ -1230,10 +1246,10 @@ def gee_logit(df: pd.DataFrame, formula: str = "stag ~ C(disclosure) * round") -
 
 
 def _gee_table(res: Any, cov: np.ndarray | None = None, dof: int | None = None) -> pd.DataFrame:
-    """Coefficients, Wald statistic, p and 95% interval: from ``cov`` when given (e.g.
-    ``bias_reduced_cov``), else from the fit's own covariance. The reference is the normal
-    (column ``z``), or with ``dof`` Student's t on that many degrees of freedom (column
-    ``t``)."""
+    """Coefficients, Wald statistic, p and 95% intervals (``coef_table``): from ``cov`` when
+    given (e.g. ``bias_reduced_cov``), else from the fit's own covariance. The reference is
+    the normal (column ``z``), or with ``dof`` Student's t on that many degrees of freedom
+    (column ``t``)."""
     if cov is None:
         ci = res.conf_int()
         se, z, p, lo, hi = res.bse, res.tvalues, res.pvalues, ci[0], ci[1]
@@ -1243,17 +1259,33 @@ def _gee_table(res: Any, cov: np.ndarray | None = None, dof: int | None = None) 
             se = np.sqrt(np.diag(cov))
             z = coef / se
         p, lo, hi = _wald(coef, z, se, dof)
+    return coef_table(res.params, se, "z" if dof is None else "t", z, p, lo, hi, res.params.index)
+
+
+def coef_table(
+    coef: Any, se: Any, stat_name: str, stat: Any, p: Any, lo: Any, hi: Any, index: Any
+) -> pd.DataFrame:
+    """A model's table, every interval named by its scale: ``coef`` (log-odds) with its
+    95% interval ``coef_lo``-``coef_hi``, and ``odds_ratio`` = exp(coef) with its own,
+    ``or_lo``-``or_hi`` = exp of the coefficient's bounds (an odds ratio's interval beside
+    it, never the log-odds one: "OR 1.68, CI 0.24-0.79" excluded its own estimate)."""
+
+    def odds(x: Any) -> Any:
+        return np.exp(np.clip(np.asarray(x, dtype=float), -700, 700))
+
     return pd.DataFrame(
         {
-            "coef": res.params,
+            "coef": coef,
             "se": se,
-            "z" if dof is None else "t": z,
+            stat_name: stat,
             "p": p,
-            "odds_ratio": np.exp(res.params),
-            "ci_lo": lo,
-            "ci_hi": hi,
+            "coef_lo": lo,
+            "coef_hi": hi,
+            "odds_ratio": odds(coef),
+            "or_lo": odds(lo),
+            "or_hi": odds(hi),
         },
-        index=res.params.index,
+        index=index,
     )
 
 
@@ -1568,6 +1600,58 @@ def firth_logit(
     return beta
 
 
+@dataclass(frozen=True)
+class RoundCentre:
+    """The round the regression's Intercept and factor rows are at (``round_centre``)."""
+
+    #: the round ``round`` is centred at: the middle of the rounds played
+    centre: float
+    #: the first and last round played (any level)
+    first: int
+    last: int
+    #: "factor = 'level' (rounds a-b)" of the levels whose played rounds do not include
+    #: the centre
+    outside: list[str] = field(default_factory=list)
+    #: their terms (``C(f)[T.level]``, ``Intercept`` for a reference level) -> the levels
+    extrapolated: dict[str, str] = field(default_factory=dict)
+
+
+def round_centre(data: pd.DataFrame, formula: str) -> RoundCentre:
+    """Where ``round`` is centred: the middle of the rounds played, so that the Intercept
+    and the factor rows are log-odds (ratios) at a played round, not at a round 0 never
+    played; and the levels of the formula's factors whose own played rounds do not
+    include it (a condition of 1 round beside one of 5, centred at round 3: redteam rt29
+    F4). Such a level's row is no observation at the centre but an extrapolation to it
+    along a fitted round slope (its own ``:round`` row where it has one; with one round
+    played that row is aliased, and its row is its difference at the round it played
+    from the other levels' fitted line there, taken to hold at every round). Moving the
+    centre into the rounds every level played would not mend that (the difference of a
+    one-round level is the same at any centre) and would put every other factor row at
+    an end round (round 1 beside a one-round condition), so the centre stays and such
+    rows are named. ``data``: rows with ``stag`` (missing: no valid action) and ``round``
+    uncentred."""
+    played = data.loc[data["stag"].notna()]
+    if played.empty:
+        return RoundCentre(1.0, 1, 1)
+    first, last = int(played["round"].min()), int(played["round"].max())
+    centre = (first + last) / 2
+    outside: list[str] = []
+    extrapolated: dict[str, str] = {}
+    for f in _formula_factors(formula):
+        if f not in played.columns:
+            continue
+        span = played.groupby(played[f].astype(str), observed=True)["round"].agg(["min", "max"])
+        reference = str(span.index.min())  # patsy's reference: the first level
+        for lv, (a, b) in span.astype(int).iterrows():
+            if a <= centre <= b:
+                continue
+            rounds = f"rounds {a}-{b}" if a < b else f"round {a}"
+            outside.append(f"{f} = {lv!r} ({rounds})")
+            term = "Intercept" if lv == reference else f"C({f})[T.{lv}]"
+            extrapolated[term] = "; ".join(filter(None, [extrapolated.get(term), f"{f} = {lv!r}"]))
+    return RoundCentre(centre, first, last, outside, extrapolated)
+
+
 @dataclass
 class ModelFit:
     """A fitted logistic model of stag on the design, and what it can be trusted for."""
@@ -1802,7 +1886,7 @@ def _blank(
 
 
 #: the columns of a coefficient's inference (blank where there is none to give)
-INFERENCE = ["se", "t", "p", "ci_lo", "ci_hi"]
+INFERENCE = ["se", "t", "p", "coef_lo", "coef_hi", "or_lo", "or_hi"]
 
 #: a Firth coefficient whose central bootstrap draws (2.5th to 97.5th percentile, and the
 #: estimate) lie within this of one another has no spread to make an interval from (they
@@ -1849,18 +1933,7 @@ def _firth_bootstrap(
     with np.errstate(invalid="ignore", divide="ignore"):
         t = coef / se
     p, ci_lo, ci_hi = _wald(coef, t, se, dof)
-    table = pd.DataFrame(
-        {
-            "coef": coef,
-            "se": se,
-            "t": t,
-            "p": p,
-            "odds_ratio": np.exp(np.clip(coef, -700, 700)),
-            "ci_lo": ci_lo,
-            "ci_hi": ci_hi,
-        },
-        index=names,
-    )
+    table = coef_table(coef, se, "t", t, p, ci_lo, ci_hi, names)
     # no spread: the central 95% of the draws (and the estimate) lie within rounding of one
     # another
     flat = central < FLAT_BOOTSTRAP

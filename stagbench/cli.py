@@ -541,6 +541,12 @@ def estimate(spec_path: Annotated[Path, typer.Argument(metavar="SPEC")]) -> None
         )
 
 
+#: the fewest resamples ``report --n-boot`` takes: an archetype label's confidence is the
+#: share of resamples giving the same label (0 or fewer gave "confidence -0.0", 1 gave
+#: 1.0 from one resample; 100 resolve it to 0.01)
+MIN_N_BOOT = 100
+
+
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="a results folder")],
@@ -548,7 +554,16 @@ def report(
         Path | None, typer.Option(help="where to write (default RUN_DIR/report)")
     ] = None,
     n_boot: Annotated[
-        int, typer.Option(help="bootstrap resamples (trial-clustered intervals, label confidence)")
+        int,
+        typer.Option(
+            min=MIN_N_BOOT,
+            help=(
+                "trial bootstrap resamples behind each archetype label's confidence (at least "
+                f"{MIN_N_BOOT}); also the fewest permutations of the tables' tests (at least "
+                "500, comparisons 1000) and Firth's bootstrap (100-400). Rate intervals are "
+                "not bootstrapped"
+            ),
+        ),
     ] = 500,
     judge: Annotated[
         str | None, typer.Option(help="also judge betrayal detection with this model")

@@ -63,7 +63,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     res = runner.invoke(app, ["import", "bct", *sources, "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "imported 140 trials" in res.output
-    res = runner.invoke(app, ["report", str(out), "--n-boot", "50"])
+    res = runner.invoke(app, ["report", str(out), "--n-boot", "100"])
     assert res.exit_code == 0, res.output
     return out
 
@@ -372,7 +372,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     out = base / "out"
     res = runner.invoke(app, ["import", "bct", str(src_star), str(src_n5), "--out", str(out)])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["report", str(out), "--n-boot", "30"])
+    res = runner.invoke(app, ["report", str(out), "--n-boot", "100"])
     assert res.exit_code == 0, res.output
     return out, datas
 
@@ -464,7 +464,7 @@ def test_bad_files_are_recorded_failures_with_clear_reasons(tmp_path: Path) -> N
         "are not the game's",
     ):
         assert why in text or why in res.output, why
-    report = runner.invoke(app, ["report", str(out), "--n-boot", "20"])
+    report = runner.invoke(app, ["report", str(out), "--n-boot", "100"])
     assert report.exit_code == 0, report.output
     md = (out / "report" / "report.md").read_text()
     assert "LEFT OUT" in md.split("## Cooperation")[0]

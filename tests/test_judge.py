@@ -57,7 +57,7 @@ def _judged(run: Path, name: str, reply: ReplyFn, tmp: Path) -> tuple[object, pd
     register_mock(name, reply)
     out = tmp / "report"
     res = runner.invoke(
-        app, ["report", str(run), "--out", str(out), "--n-boot", "20", "--judge", f"mock/{name}"]
+        app, ["report", str(run), "--out", str(out), "--n-boot", "100", "--judge", f"mock/{name}"]
     )
     path = out / "judged_detection.parquet"
     return res, pd.read_parquet(path) if path.exists() else pd.DataFrame()

@@ -159,10 +159,12 @@ def test_a_level_of_one_or_two_trials_gets_no_inference(m: int) -> None:
     assert f"adversary_arm = 'soft' ({m} trial" in note
     soft = ["C(adversary_arm)[T.soft]", "C(adversary_arm)[T.soft]:round"]
     assert all(s in note for s in soft)
-    assert fit.table.loc[soft, ["se", "p", "ci_lo", "ci_hi"]].isna().all().all()
+    assert (
+        fit.table.loc[soft, ["se", "p", "coef_lo", "coef_hi", "or_lo", "or_hi"]].isna().all().all()
+    )
     assert fit.table.loc[soft, "coef"].notna().all()
     rest = fit.table.drop(index=soft)
-    assert rest[["se", "p", "ci_lo", "ci_hi"]].notna().all().all()
+    assert rest[["se", "p", "coef_lo", "coef_hi", "or_lo", "or_hi"]].notna().all().all()
 
 
 def test_a_thin_reference_level_takes_the_contrasts_against_it() -> None:
@@ -197,7 +199,7 @@ def test_a_thin_cell_takes_the_interaction_it_alone_determines() -> None:
     inter = "C(disclosure)[T.silent]:C(topology)[T.ring]"
     note = next(n for n in fit.notes if "fewer than 3 trials" in n)
     assert "disclosure = 'silent', topology = 'ring' (2 trials)" in note and inter in note
-    assert fit.table.loc[inter, ["se", "p", "ci_lo", "ci_hi"]].isna().all()
+    assert fit.table.loc[inter, ["se", "p", "coef_lo", "coef_hi", "or_lo", "or_hi"]].isna().all()
     assert fit.table.drop(index=inter)[["se", "p"]].notna().all().all()
     main = stats.logit_model(df, "stag ~ C(disclosure) + C(topology)", n_boot=50)
     assert main.table is not None and main.table[["se", "p"]].notna().all().all()
@@ -240,7 +242,7 @@ def test_gee_round_terms_hold_their_level_at_high_stag_rates() -> None:
         dof = 16 - len(tab)
         np.testing.assert_allclose(tab["p"], 2 * sps.t.sf(tab["t"].abs(), dof))
         half = sps.t.ppf(0.975, dof) * tab["se"]
-        np.testing.assert_allclose(tab["ci_hi"] - tab["coef"], half)
+        np.testing.assert_allclose(tab["coef_hi"] - tab["coef"], half)
         rounds = [n for n in tab.index if "round" in n]
         rejected += int((tab.loc[rounds, "p"] < 0.05).sum())
         normal += int((2 * sps.norm.sf(tab.loc[rounds, "t"].abs()) < 0.05).sum())
@@ -301,7 +303,9 @@ def test_one_stray_bootstrap_draw_does_not_give_a_flat_term_an_interval(
     monkeypatch.setattr(stats, "firth_logit", stray_once)
     fit = stats.logit_model(rows, "stag ~ C(defence) + round", n_boot=100)
     assert calls[0] == 101 and "Firth" in fit.method and fit.table is not None
-    assert fit.table.loc["round", ["se", "p", "ci_lo", "ci_hi"]].isna().all(), fit.table
+    assert (
+        fit.table.loc["round", ["se", "p", "coef_lo", "coef_hi", "or_lo", "or_hi"]].isna().all()
+    ), fit.table
     assert any("same coefficient for round" in n for n in fit.notes)
 
 

@@ -67,7 +67,7 @@ class _Collect(HTMLParser):
 
 
 def test_report_command_writes_everything(run: Path) -> None:
-    res = runner.invoke(app, ["report", str(run), "--n-boot", "50"])
+    res = runner.invoke(app, ["report", str(run), "--n-boot", "100"])
     assert res.exit_code == 0, res.output
     out = run / "report"
     assert "Report: " in res.output
@@ -112,7 +112,7 @@ def test_report_flags_corrupt_transcripts(run: Path, tmp_path: Path) -> None:
     shutil.copytree(run, copy)
     victim = sorted((copy / "transcripts").glob("*.jsonl"))[0]
     victim.write_text(victim.read_text()[:100])
-    res = runner.invoke(app, ["report", str(copy), "--n-boot", "20"])
+    res = runner.invoke(app, ["report", str(copy), "--n-boot", "100"])
     assert res.exit_code == 0
     html = (copy / "report" / "report.html").read_text()
     assert "LEFT OUT" in html and victim.name in html
@@ -140,7 +140,7 @@ def test_llm_judge_and_agreement(tmp_path: Path) -> None:
 def test_report_with_a_judge_reads_what_the_agents_wrote(tmp_path: Path) -> None:
     register_mock("judge", _judge_reply)
     accused_run(tmp_path / "run")
-    res = runner.invoke(app, ["report", str(tmp_path / "run"), "--n-boot", "20",
+    res = runner.invoke(app, ["report", str(tmp_path / "run"), "--n-boot", "100",
                               "--judge", "mock/judge"])  # fmt: skip
     assert res.exit_code == 0, res.output
     judged = pd.read_parquet(tmp_path / "run" / "report" / "judged_detection.parquet")
@@ -362,7 +362,7 @@ def test_report_checks_the_folder_against_its_design(run: Path, tmp_path: Path) 
     other = run_spec(NEGATIVE_ICC, tmp_path / "other")
     stranger = next((other / "transcripts").glob("*.jsonl"))
     shutil.copy(stranger, copy / "transcripts" / stranger.name)
-    res = runner.invoke(app, ["report", str(copy), "--n-boot", "20"])
+    res = runner.invoke(app, ["report", str(copy), "--n-boot", "100"])
     assert res.exit_code == 0, res.output
     out = copy / "report"
     md = (out / "report.md").read_text()
@@ -395,7 +395,7 @@ def test_truncated_calls_are_counted_per_model(run: Path, tmp_path: Path) -> Non
     event["call"]["finish_reason"] = "length"
     lines[i] = json.dumps(event)
     victim.write_text("\n".join(lines) + "\n")
-    res = runner.invoke(app, ["report", str(copy), "--n-boot", "20"])
+    res = runner.invoke(app, ["report", str(copy), "--n-boot", "100"])
     assert res.exit_code == 0, res.output
     table = pd.read_parquet(copy / "report" / "parse_failures.parquet")
     assert table["truncated_calls"].sum() == 1  # rows per model, role and cell

@@ -147,7 +147,8 @@ def test_counts_omnibus_and_trend_equal_the_row_based_ones(seed: int) -> None:
     d = _data(_planted(seed))
     for keys in (["disclosure", "adversary_arm"], ["model_label", "disclosure"], ["cell"]):
         p = _omnibus_rows(d, keys)
-        assert report._omnibus(d, keys).endswith(f"p = {p:.3g}")
+        said = report._omnibus(d, keys)  # at a Monte Carlo floor "p <= ...": the same p
+        assert said.endswith(f"p = {p:.3g}") or f"p <= {p:.3g} (" in said
         # the p-value itself, not only its text: the counts reach omnibus_test unchanged
         counts = report._per_trial_counts(d, keys)
         groups = counts.groupby(keys, observed=True, sort=False).ngroup().to_numpy()

@@ -59,7 +59,7 @@ def test_betrayals_are_counted_per_trial_by_id(tmp_path: Path) -> None:
 
 def test_a_large_run_without_betrayal_gets_a_whole_report(tmp_path: Path) -> None:
     run = run_spec(QUIET.format(reps=130), tmp_path / "run")
-    res = CliRunner().invoke(app, ["report", str(run), "--n-boot", "50"])
+    res = CliRunner().invoke(app, ["report", str(run), "--n-boot", "100"])
     assert res.exit_code == 0, res.output
     trials = pd.read_parquet(run / "report" / "trials.parquet")
     assert len(trials) == 130 and (trials["betrayals"] == 0).all()

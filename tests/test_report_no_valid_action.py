@@ -352,7 +352,7 @@ def test_a_run_whose_every_seat_is_an_adversary_gets_a_whole_report(tmp_path: Pa
     round figure of no rows): every section, the overview saying so, and the round figure
     replaced by a sentence saying why there is none."""
     run = run_spec(ALL_ADVERSARIES, tmp_path / "run")
-    res = CliRunner().invoke(app, ["report", str(run), "--n-boot", "50"])
+    res = CliRunner().invoke(app, ["report", str(run), "--n-boot", "100"])
     assert res.exit_code == 0, res.output
     text = (run / "report" / "report.md").read_text()
     for title in SECTION_TITLES:

@@ -320,7 +320,7 @@ def test_analysis_commands_put_arrow_on_malloc_unless_told_otherwise(
     before = pa.default_memory_pool()
     try:
         for command in (["tables", str(run), "--out", str(tmp_path / "t.parquet")],
-                        ["report", str(run), "--out", str(tmp_path / "r"), "--n-boot", "20"]):  # fmt: skip
+                        ["report", str(run), "--out", str(tmp_path / "r"), "--n-boot", "100"]):  # fmt: skip
             monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
             pa.set_memory_pool(pa.mimalloc_memory_pool())
             assert CliRunner().invoke(app, command).exit_code == 0
