@@ -868,7 +868,9 @@ def comparisons(d: ReportData) -> Section:
     honest_cells = set(_texts(d.round_counts["cell"])) if len(d.round_counts) else set()
     for i, (factor, a, b) in enumerate(pairs):
         (ka, na), (kb, nb) = per_cell.get(a["cell"], empty), per_cell.get(b["cell"], empty)
-        n_perm = max(d.n_boot, 1000)  # more where p nears its floor and Holm needs them
+        n_perm = max(
+            d.n_boot, stats.COMPARISON_PERMUTATIONS
+        )  # more where p nears its floor and Holm needs them
         try:
             c = stats.compare_counts(
                 ka, na, kb, nb, "cell", a["cell"], b["cell"], n_perm, i, family=len(pairs)

@@ -411,6 +411,8 @@ def trial_kinds(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
 
 #: a test's default level, and the one a family's permutation count is planned for
 ALPHA = 0.05
+#: the fewest permutations the report's Comparisons draw per test (``--n-boot`` more)
+COMPARISON_PERMUTATIONS = 1000
 #: enumerate every distinct split of the trials (counted by trial kinds) up to this many
 EXACT_MAX = 20_000
 #: a Monte Carlo p near its floor draws more permutations (Besag & Clifford's sequential
@@ -1035,7 +1037,6 @@ def compare_counts(
     over (``two_sample_permutation_test`` draws enough permutations for it); the test
     draws from a stream of ``seed``, the difference's interval (``difference_ci``) draws
     nothing."""
-    (perm_seed,) = np.random.SeedSequence(seed).spawn(1)
     ka, na, kb, nb = (np.asarray(x, dtype=float) for x in (ka, na, kb, nb))
     if len(ka) == 0 or len(kb) == 0 or na.sum() == 0 or nb.sum() == 0:
         raise ValueError(f"no data for {factor}={a!r} or {factor}={b!r}")
@@ -1045,9 +1046,7 @@ def compare_counts(
         warnings.simplefilter("ignore")
         chi2_p = float(sps.chi2_contingency(table)[1]) if (table.sum(0) > 0).all() else 1.0
     ra, rb = ka.sum() / na.sum(), kb.sum() / nb.sum()
-    test = two_sample_permutation_test(
-        ka, na, kb, nb, n_perm, np.random.default_rng(perm_seed), family
-    )
+    test = comparison_test(ka, na, kb, nb, n_perm, seed, family)
     lo, hi, how = difference_ci(ka, na, kb, nb)
     return Comparison(
         factor=factor,
@@ -1068,6 +1067,24 @@ def compare_counts(
         population=who,
         permutation_method=test.describe(),
         permutation_min_p=test.p_min,
+    )
+
+
+def comparison_test(
+    ka: np.ndarray,
+    na: np.ndarray,
+    kb: np.ndarray,
+    nb: np.ndarray,
+    n_perm: int = 2000,
+    seed: int = 0,
+    family: int = 1,
+) -> PermutationP:
+    """``compare_counts``' test (its ``permutation_p``, method and smallest p): the
+    two-sample permutation test of whole trials, drawing from a stream of ``seed``.
+    ``analysis.power`` simulates this very test to plan trials."""
+    (perm_seed,) = np.random.SeedSequence(seed).spawn(1)
+    return two_sample_permutation_test(
+        ka, na, kb, nb, n_perm, np.random.default_rng(perm_seed), family
     )
 
 
@@ -1942,6 +1959,75 @@ def _firth_bootstrap(
 
 
 # -- power ------------------------------------------------------------------------------
+def check_power_inputs(
+    p0: float,
+    p1: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    cluster_size: int = 1,
+    icc: float = 0.0,
+    family: int = 1,
+) -> None:
+    """Refuse (``ValueError``, saying what is wrong) a plan that means nothing: rates
+    outside [0, 1] or equal, alpha outside (0, 1), power not between alpha and 1 (power 1
+    needs infinitely many trials; power at or below alpha needs none), an ICC outside
+    [0, 1] (a negative one would make the design effect fall below 1), a cluster size or a
+    number of tests below 1. NaN fails every check."""
+    for name, p in (("p0", p0), ("p1", p1)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} is a stag rate and must lie in [0, 1], not {p:g}")
+    if p0 == p1:
+        raise ValueError("p0 and p1 are equal: no effect to detect")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie strictly between 0 and 1, not {alpha:g}")
+    if not power < 1.0:
+        raise ValueError(
+            f"power must be below 1, not {power:g}: power 1 needs infinitely many trials"
+        )
+    if not alpha < power:
+        raise ValueError(
+            f"power must exceed alpha ({alpha:g}), not {power:g}: a test that rejects at "
+            "alpha has at least that power with no trials at all"
+        )
+    if family < 1:
+        raise ValueError(f"the number of tests must be at least 1, not {family}")
+    if not 0.0 <= icc <= 1.0:
+        raise ValueError(f"the ICC must lie in [0, 1], not {icc:g}")
+    if cluster_size < 1:
+        raise ValueError(f"the cluster size must be at least 1, not {cluster_size}")
+
+
+def normal_trials_per_arm(
+    p0: float,
+    p1: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    cluster_size: int = 1,
+    icc: float = 0.0,
+    family: int = 1,
+) -> int | None:
+    """``trials_per_arm``'s normal approximation, or ``None`` where the solver finds no
+    answer (an effect so large that it needs fewer observations than the solver searches:
+    statsmodels' NaN, or a failure to converge); its warnings are kept from the terminal.
+    The inputs are checked (``check_power_inputs``)."""
+    check_power_inputs(p0, p1, alpha, power, cluster_size, icc, family)
+    es = abs(float(proportion_effectsize(p1, p0)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            n_obs = float(
+                NormalIndPower().solve_power(
+                    effect_size=es, alpha=alpha / family, power=power, ratio=1.0
+                )
+            )
+        except (ValueError, RuntimeError, ArithmeticError):
+            return None
+    if not math.isfinite(n_obs) or n_obs <= 0:
+        return None
+    deff = 1 + (cluster_size - 1) * icc
+    return max(1, int(math.ceil(n_obs * deff / cluster_size)))
+
+
 def trials_per_arm(
     p0: float,
     p1: float,
@@ -1951,27 +2037,28 @@ def trials_per_arm(
     icc: float = 0.0,
     family: int = 1,
 ) -> int:
-    """Trials per arm to detect p0 vs p1 (two-sided), inflating the independent-sample size
-    by the design effect 1 + (m - 1) * ICC for m correlated observations per trial. The
-    ICC must lie in [0, 1]: a negative one would make the design effect fall below 1.
+    """Trials per arm to detect p0 vs p1 (two-sided) by the normal approximation (Cohen's
+    h, ``NormalIndPower``), inflating the independent-sample size by the design effect
+    1 + (m - 1) * ICC for m correlated observations per trial. The ICC must lie in [0, 1]:
+    a negative one would make the design effect fall below 1.
 
     ``family``: how many tests the comparison's p will be Holm-adjusted over (the report's
     Comparisons adjust over all of a run's comparisons). The test is planned at
     ``alpha / family``, Holm's first and strictest step: Holm rejects whatever that
-    Bonferroni level rejects, so the power holds whatever the other tests find."""
-    if family < 1:
-        raise ValueError(f"the number of tests must be at least 1, not {family}")
-    alpha = alpha / family
-    if not 0.0 <= icc <= 1.0:
-        raise ValueError(f"the ICC must lie in [0, 1], not {icc}")
-    if cluster_size < 1:
-        raise ValueError(f"the cluster size must be at least 1, not {cluster_size}")
-    es = abs(float(proportion_effectsize(p1, p0)))
-    if es == 0:
-        raise ValueError("p0 and p1 are equal: no effect to detect")
-    n_obs = NormalIndPower().solve_power(effect_size=es, alpha=alpha, power=power, ratio=1.0)
-    deff = 1 + (cluster_size - 1) * icc
-    return int(math.ceil(float(n_obs) * deff / cluster_size))
+    Bonferroni level rejects, so the power holds whatever the other tests find.
+
+    This is the textbook answer, right for many trials; with few (below about 30 per arm)
+    it overstates the power of the report's permutation test, and can fall below the
+    fewest trials at which that test can reject at all: ``analysis.power.plan_trials``
+    gives the number to use. A ``ValueError`` where the inputs mean nothing or the solver
+    has no answer."""
+    n = normal_trials_per_arm(p0, p1, alpha, power, cluster_size, icc, family)
+    if n is None:
+        raise ValueError(
+            f"the normal approximation has no answer for {p0:g} -> {p1:g} (an effect this "
+            "large needs fewer observations than it can solve for)"
+        )
+    return n
 
 
 #: the trial-level design factors whose levels make a design cell (the report's cells, with

@@ -28,6 +28,7 @@ from stagbench.runs.store import RunLock, RunStore
 if TYPE_CHECKING:
     import pandas as pd
 
+    from stagbench.analysis.power import Plan
     from stagbench.analysis.report import ReportData, Section
 
 app = typer.Typer(
@@ -720,9 +721,16 @@ def power(
         ),
     ] = None,
 ) -> None:
-    """Trials per arm needed to detect a change in stag rate from p0 to p1."""
+    """Trials per arm needed to detect a change in stag rate from p0 to p1 by the report's
+    own comparison test: the normal approximation where it is large, else the simulated
+    power of that test, never below the fewest trials at which it can reject."""
+    from stagbench.analysis import power as planner
     from stagbench.analysis import stats
 
+    try:  # what a pilot cannot change, before reading one
+        stats.check_power_inputs(p0, p1, alpha, target, family=tests or 1)
+    except ValueError as exc:
+        raise _fail(exc) from exc
     basis: list[str] = []  # how the pilot run's figures were made
     if from_run is not None:
         df = _agent_rounds(from_run)
@@ -771,7 +779,7 @@ def power(
     planned = tests is not None
     tests = tests or 1
     try:
-        n = stats.trials_per_arm(p0, p1, alpha, target, cluster_size, icc, tests)
+        plan = planner.plan_trials(p0, p1, alpha, target, cluster_size, icc, tests)
     except ValueError as exc:
         raise _fail(exc) from exc
     level = (
@@ -780,10 +788,11 @@ def power(
         else f"alpha {alpha:g} Holm-adjusted over {tests} tests (planned at {alpha / tests:.4g})"
     )
     console.print(
-        f"{n} trials per arm to detect {p0:g} -> {p1:g} with power {target:g} at {level} "
-        f"(cluster size {cluster_size}, ICC {icc:.3f}, design effect "
+        f"{plan.trials} trials per arm to detect {p0:g} -> {p1:g} with power {target:g} at "
+        f"{level} (cluster size {cluster_size}, ICC {icc:.3f}, design effect "
         f"{1 + (cluster_size - 1) * icc:.2f})"
     )
+    console.print(escape(_plan_method(plan, cluster_size, icc)))
     for line in basis:
         console.print(escape(line))
     if not planned:
@@ -792,6 +801,43 @@ def power(
             "which needs more trials for this power: pass --tests with their number to plan "
             "for it."
         )
+
+
+def _plan_method(plan: Plan, cluster_size: int, icc: float) -> str:
+    """How ``power``'s number was worked out (an ``analysis.power.Plan``), in words."""
+    from stagbench.analysis import power as planner
+
+    floor = (
+        f"The report's test cannot give p <= {plan.level:.4g} with fewer than {plan.floor} "
+        f"trials per arm (its smallest p at {plan.floor}: {plan.floor_p:.3g}, "
+        f"{plan.floor_how})."
+    )
+    if plan.method == planner.NORMAL:
+        return (
+            f"Method: {planner.NORMAL} (Cohen's h at p <= {plan.level:.4g}, two-sided, "
+            f"times the design effect): at {planner.SIMULATE_BELOW} or more trials per arm "
+            f"it is taken as is, not simulated. {floor}"
+        )
+    normal = (
+        f"the {planner.NORMAL} says {plan.normal}, and below {planner.SIMULATE_BELOW} "
+        "trials per arm it overstates the power of the report's permutation test"
+        if plan.normal is not None
+        else f"the {planner.NORMAL} has no answer for an effect this large"
+    )
+    lo, hi = plan.achieved_ci
+    fewer = ""
+    if plan.fewer is not None:
+        n, got, sims = plan.fewer
+        fewer = f"; {got:.2f} at {n} ({sims} data sets)"
+    return (
+        f"Method: {planner.SIMULATED} (its permutation of whole trials, compare_counts, "
+        f"rejecting at Holm's first step p <= {plan.level:.4g}) on {plan.sims} seeded "
+        f"simulated pilots of beta-binomial trials ({cluster_size} agent-round"
+        f"{'s' if cluster_size != 1 else ''}, ICC {icc:.3f}): achieved power "
+        f"{plan.achieved:.2f} (95% CI {lo:.2f} to {hi:.2f}) at {plan.trials} trials per "
+        f"arm{fewer}. Started from the "
+        f"larger of the floor and the normal approximation ({normal}). {floor}"
+    )
 
 
 @app.command()

@@ -176,7 +176,7 @@ models = [["scripted/always-stag", "scripted/always-hare"]]
 def test_power_from_run_clamps_a_negative_icc(tmp_path: Path) -> None:
     """Every trial has exactly half its honest rounds stag: trials vary less than chance,
     the ANOVA ICC is negative, and the design effect would fall below 1 (4 trials)."""
-    from stagbench.analysis import stats
+    from stagbench.analysis import power, stats
     from stagbench.analysis.tables import agent_rounds
 
     out = run_spec(NEGATIVE_ICC, tmp_path / "even")
@@ -189,7 +189,8 @@ def test_power_from_run_clamps_a_negative_icc(tmp_path: Path) -> None:
     flat = " ".join(res.output.split())  # one design cell: nothing to compare, one test
     assert "alpha 0.05 (one test)" in flat
     assert "Tests: the 0 comparisons the report makes" in flat and "(one cell:" in flat
-    assert stats.trials_per_arm(0.5, 0.7, cluster_size=16, icc=0.0) == int(
+    # 6 by the normal approximation: below 30 per arm, the simulated power of the report's test
+    assert power.plan_trials(0.5, 0.7, cluster_size=16, icc=0.0).trials == int(
         res.output.split(" trials per arm")[0].split()[-1]
     )
 
@@ -215,7 +216,7 @@ def test_power_from_run_estimates_within_cells_and_plans_on_the_smallest(
     large (the populations' difference read as within-trial correlation) and the mean
     cluster size (14) fits no cell; the command estimates within cells and plans on the
     smallest cell's trials, and says so."""
-    from stagbench.analysis import stats
+    from stagbench.analysis import power, stats
     from stagbench.analysis.tables import agent_rounds
 
     out = run_spec(CELLS_OF_TWO_SIZES, tmp_path / "cells")
@@ -228,7 +229,7 @@ def test_power_from_run_estimates_within_cells_and_plans_on_the_smallest(
     assert res.exit_code == 0, res.output
     icc = max(within, 0.0)
     # 2 populations x 2 conditions: each factor compared within each level of the other
-    n = stats.trials_per_arm(0.5, 0.7, cluster_size=4, icc=icc, family=4)
+    n = power.plan_trials(0.5, 0.7, cluster_size=4, icc=icc, family=4).trials
     assert res.output.startswith(f"{n} trials per arm to detect 0.5 -> 0.7"), res.output
     assert f"(cluster size 4, ICC {icc:.3f}," in res.output
     assert f"ICC {within:.3f} estimated within its 4 design cells" in res.output
@@ -257,7 +258,8 @@ def test_power_plans_for_the_reports_holm_family(spec: str, tmp_path: Path) -> N
     reached 0.727 of its 0.8 power under the report's adjustment); that number is the
     report's own, hub vs leaf pairs included; ``--tests`` overrides it, and a plan without
     either says it is for one test."""
-    from stagbench.analysis import report, stats
+    from stagbench.analysis import power, report, stats
+    from stagbench.analysis.tables import agent_rounds
 
     out = run_spec(spec, tmp_path / "pilot")
     d = report.prepare(out, n_boot=50)
@@ -270,14 +272,18 @@ def test_power_plans_for_the_reports_holm_family(spec: str, tmp_path: Path) -> N
     flat = " ".join(res.output.split())
     assert f"Holm-adjusted over {family} tests (planned at {0.05 / family:.4g})" in flat
     assert f"Tests: the {family} comparisons the report makes" in flat
-    size, icc = flat.split("(cluster size ")[1].split(", ICC ")
-    n = stats.trials_per_arm(0.5, 0.7, 0.05, 0.8, int(size), float(icc[:5]), family)
+    size = int(flat.split("(cluster size ")[1].split(",")[0])
+    # the pilot's ICC as the command estimates it (printed to 3 places, planned unrounded)
+    honest = stats.population(agent_rounds(out)[0]).dropna(subset=["stag"])
+    icc = stats.clamped_icc(stats.icc_estimate(honest, cells=stats.cell_factors(honest)))[0]
+    assert f"(cluster size {size}, ICC {icc:.3f}," in flat
+    n = power.plan_trials(0.5, 0.7, 0.05, 0.8, size, icc, family).trials
     assert flat.startswith(f"{n} trials per arm")
-    assert n > stats.trials_per_arm(0.5, 0.7, 0.05, 0.8, int(size), float(icc[:5]))
     one = runner.invoke(
         app, ["power", "--p0", "0.5", "--p1", "0.7", "--from-run", str(out), "--tests", "1"]
     )
     assert one.exit_code == 0 and "alpha 0.05 (one test)" in one.output
+    assert n > int(one.output.split(" trials per arm")[0])
     bare = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.7"])
     assert "(one test)" in bare.output and "pass --tests" in " ".join(bare.output.split())
     bad = runner.invoke(app, ["power", "--p0", "0.5", "--p1", "0.7", "--tests", "0"])
