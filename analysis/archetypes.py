@@ -44,8 +44,11 @@ only if the group's behaviour bears it out against noise:
   way, or all at one rate in between, as a deterministic agent gives) the cluster-robust
   bound would be the rate itself: the bound is then Wilson's with one observation per
   trial, as ``stats.cluster_rate_ci`` does, so 8 trials at 0.75 are not 0.75 for sure.
-- Pre-emptive defector claims unprovoked defection: the group's hare rate before its
-  triggers must reach ``pre_emptive_min_hare`` the same way.
+- Pre-emptive defector claims unprovoked defection: the group's hare rate before any
+  other player hunted hare (its ``pre_`` rounds: up to the first round another player
+  hunted hare, or every round where none did; a trigger that is a later betrayal would
+  count hares that answered an earlier defection) must reach ``pre_emptive_min_hare`` the
+  same way.
 
 Otherwise the label is "Unclassified/Inconsistent". Too few classified agent-trials
 (``min_agent_trials``) are "Unclassified/Inconsistent" too. The confidence is the share of

@@ -228,10 +228,12 @@ def agent_row(
                 latency = r - betrayal_round
                 break
     valid = [a for a in mine_acts if a is not None]
+    # unprovoked: up to the first round another player hunted hare (a trigger that is a
+    # later betrayal would take in hares that answered that defection)
     pre = [
         a
         for r, a in zip(rounds, mine_acts, strict=True)
-        if (trigger is None or r <= trigger) and a is not None
+        if (defection_round is None or r <= defection_round) and a is not None
     ]
     return {
         "trial_id": trial_id,

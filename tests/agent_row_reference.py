@@ -88,7 +88,7 @@ def agent_row(
     pre = [
         a
         for r, a in zip(rounds, mine_acts, strict=True)
-        if (trigger is None or r <= trigger) and a is not None
+        if (defection_round is None or r <= defection_round) and a is not None
     ]
     return {
         "trial_id": trial_id,

@@ -268,3 +268,19 @@ def test_the_promise_in_force_is_the_last_word_of_the_round(
         heard = rows["stag_signals_from"][j]
         assert retracts not in heard
         assert heard.count(stands) == (j != stands) and heard.count(turns) == (j != turns)
+
+
+def test_unprovoked_hares_end_at_the_first_defection_seen() -> None:
+    """The pre-emptive rate's rounds (pre_n, pre_hare) end at the first round another
+    player hunted hare, not at a later betrayal: grim trigger answering a defection in round
+    2 (no promise broken) with hare in rounds 3-5, betrayed in round 4, hunted hare
+    unprovoked in none of its rounds (it was counted 2 of 4)."""
+    act = [["stag", "stag", "stag"], ["stag", "hare", "stag"], ["hare", "stag", "stag"],
+           ["hare", "stag", "hare"], ["hare", "stag", "stag"]]  # fmt: skip
+    pay = [[10.0] * 3, [0.0, 3.0, 0.0], [3.0, 0.0, 0.0], [3.0, 0.0, 3.0], [3.0, 0.0, 0.0]]
+    heard = [[[], [], []], [[], [], []], [[], [], []], [[2], [], []], [[], [], []]]
+    talk = [[(None, None)] * 3 for _ in range(5)]
+    row = metrics.agent_row("t", 0, [0, 1, 2], [1, 2, 3, 4, 5], act, pay, heard, talk, 3.0)
+    assert (row["defection_round"], row["betrayal_round"], row["trigger_round"]) == (2, 4, 4)
+    assert not row["pre_emptive"]
+    assert (row["pre_n"], row["pre_hare"]) == (2, 0)
