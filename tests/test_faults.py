@@ -362,3 +362,34 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path: Path, workers: int) -> None
     clean = tmp_path / "clean"
     subprocess.run([*cmd, "--out", str(clean)], env=env, check=True, capture_output=True)
     assert decisions(out) == decisions(clean) and len(decisions(out)) == 40
+
+
+def test_calls_queued_for_a_slot_are_not_made_past_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rt31: the cost limit was checked before a call waited for its concurrency slot,
+    never after, so every call queued when the limit was reached was made: $1.24 against
+    a $0.10 limit with one slot and 64 trials in flight. With one slot the limit now lets
+    through exactly the calls that reach it."""
+    with FakeOpenAI() as fake:
+        monkeypatch.setenv("PAID_BASE_URL", fake.base_url)
+        spec = write(
+            tmp_path,
+            """
+name = "queued"
+repetitions = 8
+[factors]
+models = ["openai-api/paid/m"]
+[model_settings."openai-api/paid/m"]
+input_per_mtok = 10000
+output_per_mtok = 10000
+max_cost_usd = 0.5
+max_concurrency = 1
+""",
+        )
+        out = tmp_path / "o"
+        res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--concurrency", "8"])
+        assert res.exit_code == 3, res.output
+        spent = RunStore(out).ledger_by_model()["openai-api/paid/m"]
+        each = spent / len(fake.requests)
+        assert len(fake.requests) == math.ceil(0.5 / each - 1e-9), (len(fake.requests), each)

@@ -335,6 +335,9 @@ class Model:
         if not sem.try_acquire():  # a free slot costs no coroutine
             await sem.acquire()
         try:
+            # again once a slot is had: a call queued for it while the limit was reached
+            # must not be made (rt31: 69 calls against a $0.10 limit with one slot)
+            self._check_budget()
             if self._rpm is not None or self._tpm is not None:
                 await self._limits(messages, config)
             t0 = time.perf_counter()
