@@ -87,6 +87,7 @@ class Detector:
         self._hare_set = _norm(lexicon.hare_words)
         self._names: dict[int, re.Pattern[str]] = {}
         self.signals_stag = lru_cache(maxsize=1 << 16)(self._signals_stag)
+        self.withdraws = lru_cache(maxsize=1 << 16)(self._withdraws)
         self._detects_text = lru_cache(maxsize=1 << 16)(self._detects)
 
     # -- stag signals -------------------------------------------------------------------
@@ -122,6 +123,18 @@ class Detector:
         if self._stag is None or not self._stag.search(text):
             return False
         return self._hare is None or not self._hare.search(text)
+
+    def _withdraws(self, text: str | None) -> bool:
+        """A message that takes a stag promise back: it names hare, or negates a stag
+        mention ("I won't hunt stag"). Talk of neither ("Agreed, see you there") leaves an
+        earlier promise of the round standing."""
+        if not text:
+            return False
+        if self._negated is not None and self._negated.search(text):
+            return True
+        if self._hare is not None and self._hare.search(text):
+            return True
+        return any(self._hare_token(t) for t in tokens(text))
 
     # -- betrayal detection ---------------------------------------------------------------
     def names(self, seat: int) -> re.Pattern[str]:

@@ -219,7 +219,7 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
     tok_out = [0] * size
     cost = [0.0] * size
     said: list[dict[str, Any]] = []
-    signals_stag = detector.signals_stag
+    signals_stag, withdraws = detector.signals_stag, detector.withdraws
     for e in events[1:-1]:
         t = e["type"]
         if t == "message":
@@ -234,16 +234,20 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
                 continue
             again = message[i] is not None  # a later phase's word of the round
             message[i] = text if message[i] is None else f"{message[i]} / {text}"
-            if again and not text.strip():
-                continue  # nothing said (sent to nobody): the round's word stands
-            # The promise in force when the agent acts is its last word of the round: a
-            # stag taken back in a later phase ("I will hunt hare") is no promise broken.
+            # The promise in force when the agent acts is its last word on its action in
+            # the round: a stag taken back in a later phase ("I will hunt hare") is no
+            # promise broken; talk of neither ("Agreed, see you there"), or nothing, leaves
+            # it standing.
             stag = signals_stag(text)
-            signalled[i] = stag
+            stands = again and not stag and not withdraws(text)
+            if not stands:
+                signalled[i] = stag
             for recv in e["receivers"]:
                 j = base + recv
                 received[j].append(text)
                 received_from[j].append(sender)
+                if stands:
+                    continue
                 if again and sender in stag_from[j]:
                     stag_from[j].remove(sender)
                 if stag:

@@ -230,13 +230,16 @@ def test_agent_row_names_the_lowest_betrayer_by_seat(seats: list[int]) -> None:
     assert not row["pre_emptive"] and row["n_valid"] == 3 and row["n_hare"] == 1
 
 
+@pytest.mark.parametrize("aside", ["", "Agreed, see you all there."])
 def test_the_promise_in_force_is_the_last_word_of_the_round(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, aside: str
 ) -> None:
     """rt29 F3: with two talk phases, a stag said in phase 0 and taken back in phase 1 ("I
     will hunt hare this round.") before hunting hare was counted as a betrayal, and its
     hearers "observed" it. The promise in force when an agent acts is its last word of the
-    round; a later message of no text (sent to nobody) leaves it standing."""
+    round on its action; a later message of no text (sent to nobody), or one that speaks of
+    neither action (rt31: "Agreed, see you all there." took the promise back), leaves it
+    standing."""
     from stagbench.analysis.tables import trial_rows
     from stagbench.records import read_events
 
@@ -245,7 +248,7 @@ def test_the_promise_in_force_is_the_last_word_of_the_round(
     events = read_events(path)
     honest = [s["seat"] for s in events[0]["seats"] if s["role"] == "honest"]
     retracts, stands, turns = honest  # what each says in round 1's second phase
-    later = {retracts: "I will hunt hare this round.", stands: "", turns: "I will hunt stag."}
+    later = {retracts: "I will hunt hare this round.", stands: aside, turns: "I will hunt stag."}
     first = {retracts: "I will hunt stag.", stands: "I will hunt stag.", turns: "I will hunt hare."}
     body = []
     for e in events[1:-1]:
@@ -268,6 +271,7 @@ def test_the_promise_in_force_is_the_last_word_of_the_round(
         heard = rows["stag_signals_from"][j]
         assert retracts not in heard
         assert heard.count(stands) == (j != stands) and heard.count(turns) == (j != turns)
+        assert len(heard) == len(set(heard))
 
 
 def test_unprovoked_hares_end_at_the_first_defection_seen() -> None:
