@@ -77,9 +77,19 @@ def wrap_adversary(
     """Wrap ``inner`` in the adversary ``kind`` with the spec's ``params``."""
     entry = ADVERSARIES.get(kind)
     label = f"{kind}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
+    seated = sorted(set(params) & _SEATED)
+    if seated:  # (a traceback of keyword clashes before)
+        raise StrategyError(
+            f"bad parameters for adversary {label!r}: {', '.join(seated)} is set by the seat, "
+            "not the spec (the model inside an adversary seat is its 'model' field)"
+        )
     return ADVERSARIES.invoke(
         label, entry.factory, inner=inner, seat=seat, rng=rng, group=group, **params
     )
+
+
+#: what the seating gives every adversary factory, which a spec's parameters cannot name
+_SEATED = {"inner", "seat", "rng", "group"}
 
 
 def inner_model(kind: str, trial_models: tuple[str, ...], named: str | None) -> str:

@@ -73,6 +73,10 @@ def parse_call(
             if raw.lower() in _TRUTH:  # TOML's and JSON's spelling, as Python's
                 params[key] = _TRUTH[raw.lower()]
                 continue
+            ratio = _RATIO.match(raw)
+            if ratio and float(ratio.group(2)) != 0:  # g=1/3, as the README writes it
+                params[key] = float(ratio.group(1)) / float(ratio.group(2))
+                continue
             try:
                 params[key] = ast.literal_eval(raw)
             except (ValueError, SyntaxError):
@@ -83,6 +87,8 @@ def parse_call(
 #: bare words read as booleans: ``directed=false`` (a spec is TOML) was the text "false",
 #: which every check of the parameter took for true
 _TRUTH = {"true": True, "false": False}
+#: a fraction of two plain numbers
+_RATIO = re.compile(r"^(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)$")
 
 
 _plugins_loaded = False
@@ -178,8 +184,9 @@ def _typed_params(fn: Callable[..., Any]) -> dict[str, tuple[str, bool]]:
         text = ann.__name__ if isinstance(ann, type) else str(ann)
         words = set(re.findall(r"[A-Za-z_]\w*", text))
         kinds = words - {"None", "Optional"}
-        if kinds in ({"bool"}, {"int"}):
-            out[name] = (kinds.pop(), bool(words & {"None", "Optional"}))
+        if kinds in ({"bool"}, {"int"}, {"float"}, {"int", "float"}):
+            kind = "number" if "float" in kinds else kinds.pop()
+            out[name] = (kind, bool(words & {"None", "Optional"}))
     return out
 
 
@@ -199,6 +206,8 @@ def _mistyped(fn: Callable[..., Any], kwargs: dict[str, Any]) -> str | None:
             return f"{name} must be true or false, not {value!r}"
         if kind == "int" and type(value) is not int:
             return f"{name} must be a whole number, not {value!r}"
+        if kind == "number" and type(value) not in (int, float):
+            return f"{name} must be a number, not {value!r}"
     return None
 
 

@@ -23,7 +23,8 @@ runner = CliRunner()
 @pytest.mark.parametrize(
     ("text", "value"),
     [("x(a=false)", False), ("x(a=true)", True), ("x(a=FALSE)", False), ("x(a=False)", False),
-     ("x(a='false')", "false"), ("x(a=falsey)", "falsey")],
+     ("x(a='false')", "false"), ("x(a=falsey)", "falsey"), ("x(a=1/4)", 0.25),
+     ("x(a=1/0)", "1/0")],
 )  # fmt: skip
 def test_true_and_false_are_booleans(text: str, value: object) -> None:
     assert parse_call(text)[1] == {"a": value}
@@ -85,6 +86,8 @@ def test_relay_false_does_not_relay(tmp_path: Path) -> None:
         ('topologies = ["directed-star(hub=2.0)"]', "hub must be a whole number, not 2.0"),
         ('adversaries = ["delayed(k=1.5,count=1)"]', "k must be a whole number, not 1.5"),
         ('models = ["scripted/obedient(relay=yes)"]', "relay must be true or false, not 'yes'"),
+        ('adversaries = ["delayed(k=1,count=1,inner=x)"]', "inner is set by the seat"),
+        ('models = ["scripted/random(p=high)"]', "p must be a number, not 'high'"),
         (
             'adversaries = ["deceiver(count=1,enforce_defect=1)"]',
             "enforce_defect must be true or false, not 1",
