@@ -224,8 +224,8 @@ def plan_trials(
     mean nothing (``stats.check_power_inputs``), where the report's test cannot give so
     small a p at the number found, or where the simulation does not reach the power by
     ``SIMULATE_UP_TO`` trials per arm: no number is given that no method supports."""
-    stats.check_power_inputs(p0, p1, alpha, power, cluster_size, icc, family)
     level = alpha / family
+    # (which checks the inputs first: stats.check_power_inputs)
     normal = stats.normal_trials_per_arm(p0, p1, alpha, power, cluster_size, icc, family)
     floor = fewest_trials(level, family)
     if floor is None:

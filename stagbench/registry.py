@@ -140,6 +140,13 @@ def _bind_error(
         return None
 
 
+def _annotation_words(param: inspect.Parameter) -> set[str]:
+    """The names in a parameter's annotation (``"int | None"``: int, None)."""
+    ann = param.annotation
+    text = ann.__name__ if isinstance(ann, type) else str(ann)
+    return set(re.findall(r"[A-Za-z_]\w*", text))
+
+
 @functools.lru_cache(maxsize=1024)
 def _number_params(fn: Callable[..., Any]) -> frozenset[str]:
     """The parameters of ``fn`` annotated as a number (``int``, ``float``, ``float | None``)
@@ -150,9 +157,7 @@ def _number_params(fn: Callable[..., Any]) -> frozenset[str]:
         return frozenset()
     out = set()
     for name, param in params.items():
-        ann = param.annotation
-        text = ann.__name__ if isinstance(ann, type) else str(ann)
-        words = set(re.findall(r"[A-Za-z_]\w*", text))
+        words = _annotation_words(param)
         if words & {"int", "float"} and "bool" not in words:
             out.add(name)
     return frozenset(out)
@@ -180,9 +185,7 @@ def _typed_params(fn: Callable[..., Any]) -> dict[str, tuple[str, bool]]:
         return {}
     out = {}
     for name, param in params.items():
-        ann = param.annotation
-        text = ann.__name__ if isinstance(ann, type) else str(ann)
-        words = set(re.findall(r"[A-Za-z_]\w*", text))
+        words = _annotation_words(param)
         kinds = words - {"None", "Optional"}
         if kinds in ({"bool"}, {"int"}, {"float"}, {"int", "float"}):
             kind = "number" if "float" in kinds else kinds.pop()

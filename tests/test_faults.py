@@ -158,22 +158,23 @@ output_per_mtok = 10000
         assert len(RunStore(out).transcript_paths()) == 6
 
 
-def test_model_cost_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeOpenAI() as fake:
-        monkeypatch.setenv("PAID_BASE_URL", fake.base_url)
-        spec = write(
-            tmp_path,
-            """
-name = "capped"
-repetitions = 3
+#: a paid model ($0.01 a token) with a $0.50 max_cost_usd
+CAPPED = """
+name = "{name}"
+repetitions = {repetitions}
 [factors]
 models = ["openai-api/paid/m"]
 [model_settings."openai-api/paid/m"]
 input_per_mtok = 10000
 output_per_mtok = 10000
 max_cost_usd = 0.5
-""",
-        )
+{extra}"""
+
+
+def test_model_cost_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeOpenAI() as fake:
+        monkeypatch.setenv("PAID_BASE_URL", fake.base_url)
+        spec = write(tmp_path, CAPPED.format(name="capped", repetitions=3, extra=""))
         out = tmp_path / "o"
         res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--concurrency", "1"])
         assert res.exit_code == 3 and "openai-api/paid/m reached its cost limit $0.50" in res.output
@@ -374,18 +375,7 @@ def test_calls_queued_for_a_slot_are_not_made_past_the_limit(
     with FakeOpenAI() as fake:
         monkeypatch.setenv("PAID_BASE_URL", fake.base_url)
         spec = write(
-            tmp_path,
-            """
-name = "queued"
-repetitions = 8
-[factors]
-models = ["openai-api/paid/m"]
-[model_settings."openai-api/paid/m"]
-input_per_mtok = 10000
-output_per_mtok = 10000
-max_cost_usd = 0.5
-max_concurrency = 1
-""",
+            tmp_path, CAPPED.format(name="queued", repetitions=8, extra="max_concurrency = 1\n")
         )
         out = tmp_path / "o"
         res = runner.invoke(app, ["run", str(spec), "--out", str(out), "--concurrency", "8"])

@@ -371,19 +371,22 @@ def _drive_with(
     return fake, result, [console.export_text()]
 
 
+def _dies_after_one(made: dict[str, bytes]) -> Any:
+    """A task's script: one trial back, $0.02 spent on mock/random, then its node lost."""
+
+    def stream(*_args: Any) -> Iterator[Any]:
+        first = sorted(made)[0]
+        yield ("done", first, made[first])
+        yield ("spent", "", (0.02, {"mock/random": 0.02}))
+        raise RuntimeError("the node was lost")
+
+    return stream
+
+
 def test_a_restarted_task_gets_only_what_its_shard_has_left_of_the_budget(tmp_path: Path) -> None:
     """rt26: a Ray task that died was restarted with a whole new share of the budget, so
     two kills spent twice the budget. The driver keeps what each task said it spent (after
     each trial, failed trials' calls included) and gives the next task only the rest."""
-
-    def dies_after_one(made: dict[str, bytes]) -> Any:
-        def stream(*_args: Any) -> Iterator[Any]:
-            first = sorted(made)[0]
-            yield ("done", first, made[first])
-            yield ("spent", "", (0.02, {"mock/random": 0.02}))
-            raise RuntimeError("the node was lost")
-
-        return stream
 
     def finishes(made: dict[str, bytes]) -> Any:
         def stream(text: str, ids: list[str], *_rest: Any) -> Iterator[Any]:
@@ -393,7 +396,7 @@ def test_a_restarted_task_gets_only_what_its_shard_has_left_of_the_budget(tmp_pa
 
         return stream
 
-    fake, result, _ = _drive_with(tmp_path, [dies_after_one, finishes])
+    fake, result, _ = _drive_with(tmp_path, [_dies_after_one, finishes])
     assert len(fake.calls) == 2 and result.completed == 4 and not result.stopped
     first, second = fake.calls
     assert first[5] == (pytest.approx(0.05), 0.0)  # the whole budget, one shard
@@ -427,15 +430,6 @@ def test_a_restarted_task_gets_only_what_its_shard_has_left_of_a_model_cost_limi
     budget does: the first task gets what the run's earlier invocations left of it, the
     next that less what the dead task said it spent on the model."""
 
-    def dies_after_one(made: dict[str, bytes]) -> Any:
-        def stream(*_args: Any) -> Iterator[Any]:
-            first = sorted(made)[0]
-            yield ("done", first, made[first])
-            yield ("spent", "", (0.02, {"mock/random": 0.02}))
-            raise RuntimeError("the node was lost")
-
-        return stream
-
     def finishes(made: dict[str, bytes]) -> Any:
         def stream(text: str, ids: list[str], *_rest: Any) -> Iterator[Any]:
             for trial_id in ids:
@@ -444,7 +438,7 @@ def test_a_restarted_task_gets_only_what_its_shard_has_left_of_a_model_cost_limi
         return stream
 
     capped = '[model_settings."mock/random"]\nmax_cost_usd = 0.1\n'
-    fake, result, _ = _drive_with(tmp_path, [dies_after_one, finishes], settings=capped)
+    fake, result, _ = _drive_with(tmp_path, [_dies_after_one, finishes], settings=capped)
     assert len(fake.calls) == 2 and result.completed == 4
     first, second = fake.calls
     assert first[6] == ({"mock/random": 0.01}, {"mock/random": pytest.approx(0.09)})
