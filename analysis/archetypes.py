@@ -35,6 +35,18 @@ only if the group's behaviour bears it out against noise:
   whose round no untriggered agent-round of the model shares (every trial triggered by
   then) cannot tell a reaction from a round trend: it is left out of the test and counted
   (``reaction_untested``); a group with none left has no reaction evidence.
+  Both sides hold only agent-rounds in the risk set, those whose own actions so far hold
+  no hare: the test compares the chance of a first hare after a trigger with that of a
+  first hare untriggered, round by round. An agent whose inclination differs by trial and
+  whose own hare draws the others' answer leaves the untriggered rounds early in its
+  hare-prone trials; compared over whole histories, the later rounds' baseline held its
+  cooperative trials and its own hares after the answer read as a reaction (rt31 planted
+  a per-trial rate and got Adaptive/Forgiving at confidence 0.99, z 5-10). While its record
+  is all stag, what the others did cannot depend on an inclination it never showed, so
+  triggered and untriggered rounds hold the same mix. Post-trigger rounds after a hare of
+  its own are left out and counted (``reaction_after_own``). The assumption left: the
+  others read nothing of its inclination but its actions (talk that announces a hare
+  before it is played can draw a trigger).
 - Cooperation-Persistent claims steadiness: the group's stag rate after its triggers must
   reach ``persist_min_stag`` with 1 - ``alpha`` confidence (one-sided lower bound, trials
   as clusters: the lower end of ``stats.cluster_rate_ci``'s interval at 2 ``alpha``, Wilson
@@ -154,6 +166,7 @@ _FEATURES = (
     "null_mean",
     "null_var",
     "untested",
+    "after_own",
     *(f"{lv}_{part}" for lv in _LEVELS for part in ("k", "n", "kk", "kn", "nn", "t")),
 )
 
@@ -164,12 +177,13 @@ _BASELINE = ("model", "condition")
 
 
 def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
-    """Per agent-trial, the reaction test's sums over its post-trigger agent-rounds that
-    have a baseline (see the module docstring): hares, their null mean and variance, how
-    many it has, and how many have no baseline (``untested``)."""
+    """Per agent-trial, the reaction test's sums over its post-trigger agent-rounds in the
+    risk set (no hare of its own before) that have a baseline (see the module docstring):
+    hares, their null mean and variance, how many it has, how many have no baseline
+    (``untested``), and how many post-trigger rounds follow a hare of its own (``own``)."""
     rows = len(at)
     out: dict[str, np.ndarray[Any, Any]] = {
-        k: np.zeros(rows) for k in ("tested", "hare", "mean", "var", "untested")
+        k: np.zeros(rows) for k in ("tested", "hare", "mean", "var", "untested", "own")
     }
     acts = at["acts"].astype(str).tolist() if "acts" in at.columns else None
     if not rows or acts is None:
@@ -183,10 +197,21 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
     seen = at["defection_round"].to_numpy(dtype=float)[row]
     valid = code != ord("-")
     hare = code == ord("H")
-    post = valid & (rnd > trigger)  # (NaN: never triggered, never post)
+    # the risk set: agent-rounds whose own actions so far hold no hare. An agent whose
+    # inclination differs by trial (an LLM's mood, a prompt's wording) and whose own hare
+    # draws the others' hare leaves the untriggered rounds early in its hare-prone trials:
+    # compared over its whole history, its later untriggered rounds are its cooperative
+    # trials, and its own hares after its partners' answer read as a reaction. Compared only
+    # while its own record is all stag, triggered and untriggered rounds hold the same mix
+    # of inclinations (what the others did cannot depend on an inclination the agent never
+    # showed): the test compares the hazard of a first hare
+    hares = np.cumsum(hare)
+    clean = hares - hare == (hares - hare)[starts][row]
+    after = valid & (rnd > trigger)  # (NaN: never triggered, never after)
+    post = after & clean
     # untriggered: no other player has hunted hare yet (a trigger that is a betrayal may
     # come after an earlier defection, which the agent may have answered already)
-    before = valid & ~(rnd > seen)
+    before = valid & clean & ~(rnd > seen)
     keys = [at[c].astype(str) for c in _BASELINE if c in at.columns]
     base = pd.MultiIndex.from_arrays(keys).factorize()[0] if keys else np.zeros(rows, np.int64)
     width = int(lengths.max(initial=0)) + 1
@@ -210,6 +235,7 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
     out["mean"] = np.bincount(where, weights=q, minlength=rows)
     out["var"] = np.bincount(where, weights=var, minlength=rows)
     out["untested"] = np.bincount(row[post & ~tested], minlength=rows).astype(float)
+    out["own"] = np.bincount(row[after & ~clean], minlength=rows).astype(float)
     return out
 
 
@@ -227,6 +253,7 @@ def _trial_features(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         "null_mean": react["mean"],
         "null_var": react["var"],
         "untested": react["untested"],
+        "after_own": react["own"],
         # the pre-trigger rate counts hare, the post-trigger rate counts stag
         "pre_k": at["pre_hare"].to_numpy(dtype=float),
         "pre_n": at["pre_n"].to_numpy(dtype=float),
@@ -442,6 +469,8 @@ def group_labels(
                 "reaction_p": float(sps.norm.sf(z)) if math.isfinite(z) else math.nan,
                 # post-trigger agent-rounds with no untriggered round of the model to compare
                 "reaction_untested": int(matrix.sum(0)[_COLUMN["untested"]]),
+                # post-trigger agent-rounds after a hare of the agent's own, left out
+                "reaction_after_own": int(matrix.sum(0)[_COLUMN["after_own"]]),
                 "pre_trigger_hare": float(ev["pre_rate"][0]),
                 # a rate of no agent-rounds has no bound (the rule reads it as 0)
                 "pre_trigger_hare_lo": _bound(ev["pre_rate"][0], ev["pre_lo"][0]),
@@ -464,19 +493,30 @@ def group_labels(
 
 def _untestable(modal: str, matrix: np.ndarray, label: int) -> str:
     """Why a reaction label (the modal pattern) could not be tested, if it could not: the
-    group's post-trigger rounds all came at rounds where no agent-trial of the model was
-    untriggered, so a reaction cannot be told from a round trend."""
+    group's post-trigger rounds in the risk set all came at rounds where no agent-trial of
+    the model was untriggered, so a reaction cannot be told from a round trend; or every
+    post-trigger round followed a hare of the agent's own, so it cannot be told from the
+    agent keeping to a hare it chose unprovoked."""
     if label != len(PATTERNS) or modal not in (DEFECTION_PRONE, ADAPTIVE):
         return ""
     totals = matrix.sum(0)
-    if totals[_COLUMN["responses"]] > 0 or totals[_COLUMN["untested"]] == 0:
+    if totals[_COLUMN["responses"]] > 0:
         return ""
-    return (
-        f"its modal pattern, {modal}, claims a reaction, which cannot be told from a round "
-        "trend here: every round after its triggers is one in which no agent-trial of the "
-        "model in this game was untriggered (triggers at the same round in every trial); "
-        "a cell without the trigger (no adversary) gives the rounds to compare"
-    )
+    if totals[_COLUMN["untested"]] > 0:
+        return (
+            f"its modal pattern, {modal}, claims a reaction, which cannot be told from a round "
+            "trend here: every round after its triggers is one in which no agent-trial of the "
+            "model in this game was untriggered (triggers at the same round in every trial); "
+            "a cell without the trigger (no adversary) gives the rounds to compare"
+        )
+    if totals[_COLUMN["after_own"]] > 0:
+        return (
+            f"its modal pattern, {modal}, claims a reaction, which cannot be told from its own "
+            "inclination here: every round after its triggers follows a hare of its own (its "
+            "hare may have drawn the trigger), and only rounds while its own record is all "
+            "stag are compared"
+        )
+    return ""
 
 
 #: the steady labels, and the level whose rate each claims (``_lower_bound``)

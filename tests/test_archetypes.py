@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from stagbench.agents.base import AgentView
 from stagbench.agents.models.base import ChatMessage
 from stagbench.agents.models.providers.mock import register_mock
+from stagbench.agents.scripted import STRATEGIES, ScriptedAgent, strategy
 from stagbench.analysis import archetypes, metrics, stats
 from stagbench.analysis.archetypes import (
     ADAPTIVE,
@@ -26,6 +29,7 @@ from stagbench.analysis.archetypes import (
     UNCLASSIFIED,
 )
 from stagbench.analysis.tables import agent_rounds
+from stagbench.games import Action
 
 from analysis_helpers import run_spec
 
@@ -528,5 +532,110 @@ def test_triggers_all_at_one_round_leave_a_reaction_untested(tmp_path: Path) -> 
     end = archetypes.group_labels(at, ["model"], n_boot=100).set_index("model").loc["mock/endgame"]
     assert end["modal_pattern"] == DEFECTION_PRONE  # what each agent-trial looks like
     assert end["label"] == UNCLASSIFIED and math.isnan(end["reaction_z"])
-    assert end["reaction_untested"] == 2 * 40
+    # round 4 of each trial: its round 5 follows its own hare (out of the risk set)
+    assert end["reaction_untested"] == 40
     assert "cannot be told from a round trend" in end["label_note"]
+
+
+@dataclass
+class Moody(ScriptedAgent):
+    """Never reads the game: stag in round 1, then hare with a probability drawn once per
+    trial (``lo`` with probability ``w``, else ``hi``)."""
+
+    lo: float = 0.1
+    hi: float = 0.6
+    w: float = 0.4
+    _p: float = -1.0
+
+    def choose(self, view: AgentView) -> Action:
+        if view.round == 1:
+            return Action.STAG
+        if self._p < 0:
+            self._p = self.lo if self.rng.random() < self.w else self.hi
+        return Action.HARE if self.rng.random() < self._p else Action.STAG
+
+
+@dataclass
+class Onset(ScriptedAgent):
+    """Never reads the game: stag until a round drawn once per trial (2 to 9), hare from it."""
+
+    _at: int = 0
+
+    def choose(self, view: AgentView) -> Action:
+        self._at = self._at or self.rng.randint(2, 9)
+        return Action.HARE if view.round >= self._at else Action.STAG
+
+
+for _name, _agent in (("test-moody", Moody), ("test-onset", Onset)):
+    if _name not in STRATEGIES:
+        strategy(_name, _agent, "a planted agent whose inclination differs by trial")
+
+MOODS = """
+name = "moods"
+seed = 351
+repetitions = 40
+[game]
+n_players = 4
+rounds = 8
+[factors]
+models = [["scripted/test-moody", "scripted/forgive-after(k=1)", "scripted/always-stag",
+           "scripted/always-stag"],
+          ["scripted/test-onset", "scripted/generous-tit-for-tat(g=0.5)",
+           "scripted/always-stag", "scripted/always-stag"]]
+adversaries = ["none", "byzantine(count=1,placement=[3])"]
+"""
+
+
+def test_an_inclination_that_differs_by_trial_is_no_reaction(tmp_path: Path) -> None:
+    """rt31 F1: an agent whose hare rate is drawn once per trial, beside a partner that
+    answers its hares, left the untriggered rounds early in its hare-prone trials, so the
+    later rounds' baseline held its cooperative trials and its own hares after the answer
+    read as a reaction: Adaptive/Forgiving at confidence 0.99 (z 5.0 with a Byzantine
+    trigger, 7.0 without). Compared only while its own record is all stag, it shows none;
+    neither does an agent that turns to hare at a round drawn per trial (z 2.5 before),
+    while the partners that do react still show it."""
+    df, _ = agent_rounds(run_spec(MOODS, tmp_path))
+    at = archetypes.classify(metrics.agent_trials(df))
+    labels = archetypes.group_labels(at, ["model", "adversary_kind"], n_boot=100)
+    z_crit = float(sps.norm.ppf(0.95))
+    for name in ("scripted/test-moody", "scripted/test-onset"):
+        rows = labels[labels["model"] == name]
+        assert len(rows) == 2 and rows["reaction_z"].notna().any(), rows
+        for _, row in rows.iterrows():
+            assert row["label"] not in (ADAPTIVE, DEFECTION_PRONE), row
+            assert not row["reaction_z"] > z_crit, row
+    react = labels[labels["model"].isin(["scripted/forgive-after(k=1)",
+                                         "scripted/generous-tit-for-tat(g=0.5)"])]  # fmt: skip
+    assert (react["reaction_z"] > 3 * z_crit).all(), react
+
+
+def test_rounds_after_an_own_hare_are_left_out_and_said() -> None:
+    """Seat 0 hunts hare in round 1 unannounced; seat 1 promises stag in round 2 and hunts
+    hare (the betrayal, the agent's trigger); the agent answers round 1's hare in round 2
+    and keeps to hare. Every post-trigger round follows its own hare: none is in the risk
+    set, the count says so, and the Defection-Prone modal pattern is unlabelled with why
+    (before, those rounds were the reaction test's evidence)."""
+    seats, rounds = [0, 1, 2], [1, 2, 3, 4, 5]
+    plays = {0: "HSSSS", 1: "SHSSS", 2: "SHHHH"}
+    act = [[{"S": "stag", "H": "hare"}[plays[k][i]] for k in seats] for i in range(5)]
+    heard = [[set(), set(), {1} if r == 2 else set()] for r in rounds]
+    talk = [[(None, None)] * 3 for _ in rounds]
+    pay = [[0.0] * 3 for _ in rounds]
+    at = pd.DataFrame(
+        [
+            {
+                **metrics.agent_row(f"t{t:02d}", 2, seats, rounds, act, pay, heard, talk, 3.0),
+                "model": "m",
+                "repetition": t,
+            }
+            for t in range(12)
+        ]  # fmt: skip
+    )
+    assert (at["trigger_kind"] == "betrayal").all() and (at["trigger_round"] == 2).all()
+    out = archetypes.classify(at)
+    assert (out["archetype"] == DEFECTION_PRONE).all()
+    row = archetypes.group_labels(out, ["model"], n_boot=100).iloc[0]
+    assert row["modal_pattern"] == DEFECTION_PRONE and row["label"] == UNCLASSIFIED
+    assert (row["reaction_after_own"], row["reaction_untested"]) == (3 * 12, 0)
+    assert math.isnan(row["reaction_z"])
+    assert "follows a hare of its own" in row["label_note"]
