@@ -815,12 +815,12 @@ def _plan_method(plan: Plan, cluster_size: int, icc: float) -> str:
     if plan.method == planner.NORMAL:
         return (
             f"Method: {planner.NORMAL} (Cohen's h at p <= {plan.level:.4g}, two-sided, "
-            f"times the design effect): at {planner.SIMULATE_BELOW} or more trials per arm "
+            f"times the design effect): past {planner.SIMULATE_UP_TO_NORMAL} trials per arm "
             f"it is taken as is, not simulated. {floor}"
         )
     normal = (
-        f"the {planner.NORMAL} says {plan.normal}, and below {planner.SIMULATE_BELOW} "
-        "trials per arm it overstates the power of the report's permutation test"
+        f"the {planner.NORMAL} says {plan.normal}, which can overstate the power of the "
+        "report's permutation test"
         if plan.normal is not None
         else f"the {planner.NORMAL} has no answer for an effect this large"
     )

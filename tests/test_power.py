@@ -141,17 +141,33 @@ def test_the_real_test_is_what_the_plan_simulates() -> None:
         assert (c.permutation_p, c.permutation_min_p) == (t.p, t.p_min)
 
 
-# -- large answers stay the textbook's ---------------------------------------------------
-def test_large_answers_are_the_normal_approximation() -> None:
-    """0.6 -> 0.8, trials of 15, ICC 0.3, 9 tests: 47 per arm (achieved 0.805 in 1000
-    simulated data sets), as before, said to be the normal approximation."""
-    plan = power.plan_trials(0.6, 0.8, 0.05, 0.8, 15, 0.3, 9)
-    assert plan.trials == 47 == stats.trials_per_arm(0.6, 0.8, 0.05, 0.8, 15, 0.3, 9)
+# -- past the normal approximation's 40 too, it is checked -----------------------------------
+def test_only_very_large_answers_are_the_normal_approximation() -> None:
+    """0.5 -> 0.52, one agent-round per trial: 9806 per arm, past the simulated range, is
+    the normal approximation's, said to be, and not simulated."""
+    assert power.SIMULATE_UP_TO_NORMAL < 9806
+    plan = power.plan_trials(0.5, 0.52, 0.05, 0.8, 1, 0.0)
+    assert plan.trials == 9806 == stats.trials_per_arm(0.5, 0.52, 0.05, 0.8, 1, 0.0)
     assert plan.method == power.NORMAL and plan.achieved is None
-    code, out, _ = _invoke("--p0", "0.6", "--p1", "0.8", "--cluster-size", "15", "--icc", "0.3",
-                           "--tests", "9")  # fmt: skip
-    assert code == 0 and _trials(out) == 47
+    code, out, _ = _invoke("--p0", "0.5", "--p1", "0.52", "--cluster-size", "1", "--icc", "0")
+    assert code == 0 and _trials(out) == 9806
     assert "Method: normal approximation" in out and "not simulated" in out
+
+
+def test_small_trials_past_forty_are_simulated_too() -> None:
+    """redteam rt31: for trials of 1-4 agent-rounds the normal approximation overstates the
+    report's test at 40+ per arm as well (0.5 -> 0.7, one agent-round, ICC 0: 93 per arm,
+    where the test has power 0.75), and its answer was taken as is. The plan simulates and
+    asks for more; a simulation written apart reaches the power there, not at 93."""
+    assert stats.trials_per_arm(0.5, 0.7, 0.05, 0.8, 1, 0.0) == 93
+    plan = power.plan_trials(0.5, 0.7, 0.05, 0.8, 1, 0.0)
+    assert plan.method == power.SIMULATED and plan.trials > 93
+    assert plan.achieved is not None and plan.achieved >= 0.8
+    assert plan.fewer is not None and plan.fewer[1] < 0.8 and plan.fewer[0] < plan.trials
+    # taken only once the larger count of data sets reached it too (99 passed on 400)
+    assert plan.sims >= power.CONFIRM_SIMS
+    assert _independent_power(0.5, 0.7, plan.trials, 1, 0.0, 1, 400, 99) >= 0.77
+    assert _independent_power(0.5, 0.7, 93, 1, 0.0, 1, 400, 99) < 0.77
 
 
 def test_just_below_the_threshold_the_simulation_adds_trials() -> None:
