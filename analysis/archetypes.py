@@ -21,32 +21,50 @@ pattern. Per model and condition (a group of agent-trials) the label is the moda
 only if the group's behaviour bears it out against noise:
 
 - Defection-Prone and Adaptive/Forgiving claim a reaction to the trigger: the group must
-  hunt hare after its triggers more often than the same model does at the same round of
-  the same game (condition) when not (yet) triggered, in any cell of the run: each
-  post-trigger agent-round is compared with the hare rate of the model's untriggered
-  agent-rounds of its round (up to the first round another player hunted hare, or in
-  trials where none did; smoothed,
-  (hares + 1/2) / (n + 1), its estimation variance counted). One-sided test at ``alpha``
-  on the summed count (normal approximation with continuity correction): a strategy that
+  hunt hare after its triggers more often than the same model does at the same round in
+  the same design cell when not (yet) triggered. Each post-trigger agent-round is compared
+  with the hare rate of the model's untriggered agent-rounds of its round and cell (up to
+  the first round another player hunted hare, or in trials where none did; smoothed,
+  (hares + 1/2) / (n + 1), its estimation variance counted); where its cell has none at
+  that round (a Byzantine arm triggers every trial in round 1), with those of the cells
+  that differ from it only in the adversary arm (counted, ``reaction_pooled``: the arm is
+  then assumed not to change untriggered behaviour). One-sided test at ``alpha`` on the
+  summed count (normal approximation with continuity correction): a strategy that
   switches when betrayed hunts hare where its untriggered self hunts stag; noise does
   not, and neither does an agent that merely defects late in the game (an end-game
   schedule puts its hares after any earlier trigger: the null of its own actions shuffled
   across its rounds, used before, read that as a reaction at z 6-7). A post-trigger round
-  whose round no untriggered agent-round of the model shares (every trial triggered by
-  then) cannot tell a reaction from a round trend: it is left out of the test and counted
+  with no untriggered round to compare (every trial triggered by then) cannot tell a
+  reaction from a round trend: it is left out of the test and counted
   (``reaction_untested``); a group with none left has no reaction evidence.
-  Both sides hold only agent-rounds in the risk set, those whose own actions so far hold
-  no hare: the test compares the chance of a first hare after a trigger with that of a
-  first hare untriggered, round by round. An agent whose inclination differs by trial and
-  whose own hare draws the others' answer leaves the untriggered rounds early in its
-  hare-prone trials; compared over whole histories, the later rounds' baseline held its
-  cooperative trials and its own hares after the answer read as a reaction (rt31 planted
-  a per-trial rate and got Adaptive/Forgiving at confidence 0.99, z 5-10). While its record
-  is all stag, what the others did cannot depend on an inclination it never showed, so
-  triggered and untriggered rounds hold the same mix. Post-trigger rounds after a hare of
-  its own are left out and counted (``reaction_after_own``). The assumption left: the
-  others read nothing of its inclination but its actions (talk that announces a hare
-  before it is played can draw a trigger).
+
+  The comparison is observational: anything that makes both the agent and the others
+  hunt hare reads as a reaction. Three such causes are taken out:
+  * its own hare: both sides hold only agent-rounds in its risk set, whose own actions so
+    far hold no hare, so the test compares the chance of a first hare after a trigger with
+    that of a first hare untriggered. An agent whose inclination differs by trial and
+    whose own hare draws the others' answer left the untriggered rounds early in its
+    hare-prone trials, and its own hares after the answer read as a reaction (rt31: a
+    per-trial rate, Adaptive/Forgiving at confidence 0.99, z 5-10; now z about 0). Only the
+    first answer is measured, at the cost of power for reactors that slip now and then;
+  * its talk: a round after one whose talk of its own announced a hare ("I will hunt hare
+    next round", ``Lexicon.hare_intent``) is out of the risk set too (rt32: an announcer
+    drew its listeners' hare a round ahead, Adaptive/Forgiving in every seed, z 26-30);
+    rounds left out by either are counted (``reaction_after_own``);
+  * the cell: a topology, disclosure or population that makes the model hunt hare more
+    also brings triggers earlier; pooled over cells, that read as a reaction (rt32: on a
+    ring, Adaptive/Forgiving at confidence 1.0, z 11-17), so the baseline is the cell's.
+
+  A cause shared by the seats of a trial (a mood their talk sets, the same model in the
+  same conversation) remains. The same-round check looks for it: in the round another
+  player first hunted hare the agent acted without having seen it, so its hares there
+  cannot answer it; where they exceed its untriggered baseline as well (``same_round_z``
+  past the same level) no reaction label is given, and the note says why (rt32: seats
+  sharing a mood through talk, Adaptive/Forgiving at 0.97, now unlabelled). The check
+  cannot see a shared cause that shows only after the trigger's round, nor an adversary
+  arm that changes untriggered behaviour after round 1. Where none of these acts, the
+  test is conservative (non-reactive agents' z about -0.6 at 8 rounds, -1.5 at 20: the
+  smoothing and the continuity correction).
 - Cooperation-Persistent claims steadiness: the group's stag rate after its triggers must
   reach ``persist_min_stag`` with 1 - ``alpha`` confidence (one-sided lower bound, trials
   as clusters: the lower end of ``stats.cluster_rate_ci``'s interval at 2 ``alpha``, Wilson
@@ -71,6 +89,7 @@ included), so a label that rests on a handful of trials says so.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +97,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from stagbench.analysis.stats import boot_weights, design_effect_bounds, shared_rate, wilson_rate
+from stagbench.analysis.stats import (
+    CELL_FACTORS,
+    boot_weights,
+    design_effect_bounds,
+    shared_rate,
+    wilson_rate,
+)
 
 PRE_EMPTIVE = "Pre-emptive defector"
 DEFECTION_PRONE = "Defection-Prone"
@@ -167,23 +192,44 @@ _FEATURES = (
     "null_var",
     "untested",
     "after_own",
+    "pooled",
+    "same_hare",
+    "same_mean",
+    "same_var",
     *(f"{lv}_{part}" for lv in _LEVELS for part in ("k", "n", "kk", "kn", "nn", "t")),
 )
 
 
-#: the columns of an agent-trial that name the untriggered agent-rounds its post-trigger
-#: rounds are compared with (with the round): the same model in the same game
-_BASELINE = ("model", "condition")
+#: the columns of an agent-trial that make its design cell (``stats.CELL_FACTORS`` and the
+#: adversary arm's parts, those present): its post-trigger rounds are compared with the
+#: untriggered agent-rounds of the same model in the same cell, round by round
+_CELL = (*CELL_FACTORS, "adversary_kind", "adversary_count", "adversary_placement")
+#: ... and where the cell has none at that round (a Byzantine arm triggers every trial in
+#: round 1), with those of the cells that differ from it only in the adversary arm
+_ARM = ("adversary_arm", "adversary_kind", "adversary_count", "adversary_placement", "payload")
+
+
+def _strata(at: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """Each agent-trial's code for its model and the ``columns`` of ``at`` it has."""
+    keys = [at[c].astype(str) for c in ("model", *columns) if c in at.columns]
+    if not keys:
+        return np.zeros(len(at), np.int64)
+    return np.asarray(pd.MultiIndex.from_arrays(keys).factorize()[0], dtype=np.int64)
 
 
 def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
     """Per agent-trial, the reaction test's sums over its post-trigger agent-rounds in the
     risk set (no hare of its own before) that have a baseline (see the module docstring):
-    hares, their null mean and variance, how many it has, how many have no baseline
+    hares, their null mean and variance, how many it has, how many of them are compared
+    with other adversary arms' rounds (``pooled``), how many have no baseline
     (``untested``), and how many post-trigger rounds follow a hare of its own (``own``)."""
     rows = len(at)
     out: dict[str, np.ndarray[Any, Any]] = {
-        k: np.zeros(rows) for k in ("tested", "hare", "mean", "var", "untested", "own")
+        k: np.zeros(rows)
+        for k in (
+            *("tested", "hare", "mean", "var", "untested", "own", "pooled"),
+            *("same_hare", "same_mean", "same_var"),
+        )
     }
     acts = at["acts"].astype(str).tolist() if "acts" in at.columns else None
     if not rows or acts is None:
@@ -207,28 +253,23 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
     # showed): the test compares the hazard of a first hare
     hares = np.cumsum(hare)
     clean = hares - hare == (hares - hare)[starts][row]
+    # ... nor an announced hare: talk that says it will hunt hare ("next round") can draw
+    # the others' hare before its own, as a played one can
+    if "hare_announced" in at.columns:
+        said = pd.to_numeric(at["hare_announced"], errors="coerce").to_numpy(dtype=float)
+        clean &= ~(rnd > said[row])
     after = valid & (rnd > trigger)  # (NaN: never triggered, never after)
     post = after & clean
     # untriggered: no other player has hunted hare yet (a trigger that is a betrayal may
     # come after an earlier defection, which the agent may have answered already)
     before = valid & clean & ~(rnd > seen)
-    keys = [at[c].astype(str) for c in _BASELINE if c in at.columns]
-    base = pd.MultiIndex.from_arrays(keys).factorize()[0] if keys else np.zeros(rows, np.int64)
     width = int(lengths.max(initial=0)) + 1
-    stratum = base[row] * width + rnd
-    size = int(stratum.max(initial=0)) + 1
-    u_n = np.bincount(stratum[before], minlength=size).astype(float)
-    u_h = np.bincount(stratum[before & hare], minlength=size).astype(float)
-    # the group's post-trigger agent-rounds per stratum: how much of a stratum's estimate
-    # each of them leans on (its variance counts the estimate's, n_T^2 q (1 - q) / n_U)
-    group = at.groupby(by, sort=False, observed=True).ngroup().to_numpy()
-    pair = group[row].astype(np.int64) * size + stratum
-    tested = post & (u_n[stratum] > 0)
-    uniq, inverse = np.unique(pair[tested], return_inverse=True)
-    n_t = np.bincount(inverse, minlength=uniq.size).astype(float)[inverse]
-    s = stratum[tested]
-    q = (u_h[s] + 0.5) / (u_n[s] + 1.0)
-    var = q * (1.0 - q) * (1.0 + n_t / u_n[s])
+    # the baseline of a round: the model's untriggered agent-rounds of that round in the
+    # same cell, else in the cells that differ from it only in the adversary arm
+    own_cell = _strata(at, _CELL)[row] * width + rnd
+    arm_free = _strata(at, [c for c in _CELL if c not in _ARM])[row] * width + rnd
+    group = at.groupby(by, sort=False, observed=True).ngroup().to_numpy()[row].astype(np.int64)
+    tested, q, var, own = _against(post, before, hare, own_cell, arm_free, group)
     where = row[tested]
     out["tested"] = np.bincount(where, minlength=rows).astype(float)
     out["hare"] = np.bincount(where, weights=hare[tested], minlength=rows)
@@ -236,7 +277,51 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
     out["var"] = np.bincount(where, weights=var, minlength=rows)
     out["untested"] = np.bincount(row[post & ~tested], minlength=rows).astype(float)
     out["own"] = np.bincount(row[after & ~clean], minlength=rows).astype(float)
+    out["pooled"] = np.bincount(row[tested & ~own], minlength=rows).astype(float)
+    # the same-round check: in the round another player first hunted hare the agent acted
+    # without having seen it, so its hares there cannot answer it; beyond its untriggered
+    # hazard they tell of a cause shared with the others' hare (the cell, a mood common to
+    # the trial's seats, talk), which a reaction test cannot tell from a reaction
+    same = before & (rnd == seen)
+    tested, q, var, _ = _against(same, before & ~same, hare, own_cell, arm_free, group)
+    where = row[tested]
+    out["same_hare"] = np.bincount(where, weights=hare[tested], minlength=rows)
+    out["same_mean"] = np.bincount(where, weights=q, minlength=rows)
+    out["same_var"] = np.bincount(where, weights=var, minlength=rows)
     return out
+
+
+def _against(
+    target: np.ndarray,
+    base: np.ndarray,
+    hare: np.ndarray,
+    own_cell: np.ndarray,
+    arm_free: np.ndarray,
+    group: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``target`` agent-rounds (a mask over agent-rounds) compared with the ``base``
+    ones of their stratum: ``own_cell`` (model, cell, round), else ``arm_free`` (model,
+    cell but its adversary arm, round). Returns which target rounds have a baseline, and
+    for those its smoothed hare rate, (hares + 1/2) / (n + 1), the variance of a target
+    round's hare about it (its own, and the estimate's: n_T^2 q (1 - q) / n_U over the
+    ``group``'s n_T target rounds of that stratum) and whether it came from the own cell."""
+    offset = int(own_cell.max(initial=0)) + 1
+    n_own = np.bincount(own_cell[base], minlength=offset).astype(float)
+    h_own = np.bincount(own_cell[base & hare], minlength=offset).astype(float)
+    n_arm = np.bincount(arm_free[base], minlength=int(arm_free.max(initial=0)) + 1)
+    h_arm = np.bincount(arm_free[base & hare], minlength=n_arm.size)
+    own = n_own[own_cell] > 0
+    stratum = np.where(own, own_cell, offset + arm_free)
+    u_n = np.concatenate([n_own, n_arm.astype(float)])
+    u_h = np.concatenate([h_own, h_arm.astype(float)])
+    pair = group * u_n.size + stratum
+    tested = target & (u_n[stratum] > 0)
+    _, inverse = np.unique(pair[tested], return_inverse=True)
+    n_t = np.bincount(inverse).astype(float)[inverse] if inverse.size else np.zeros(0)
+    s = stratum[tested]
+    q = (u_h[s] + 0.5) / (u_n[s] + 1.0)
+    var = q * (1.0 - q) * (1.0 + n_t / u_n[s])
+    return tested, q, var, own
 
 
 def _trial_features(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -254,6 +339,10 @@ def _trial_features(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         "null_var": react["var"],
         "untested": react["untested"],
         "after_own": react["own"],
+        "pooled": react["pooled"],
+        "same_hare": react["same_hare"],
+        "same_mean": react["same_mean"],
+        "same_var": react["same_var"],
         # the pre-trigger rate counts hare, the post-trigger rate counts stag
         "pre_k": at["pre_hare"].to_numpy(dtype=float),
         "pre_n": at["pre_n"].to_numpy(dtype=float),
@@ -377,9 +466,14 @@ def _decide(
         sd = np.sqrt(col["null_var"])
         excess = col["response_hare"] - col["null_mean"] - 0.5  # continuity correction
         z = np.where(sd > 0, excess / np.where(sd > 0, sd, 1), -np.inf)
+        sd = np.sqrt(col["same_var"])
+        excess = col["same_hare"] - col["same_mean"] - 0.5
+        same = np.where(sd > 0, excess / np.where(sd > 0, sd, 1), -np.inf)
     pre_rate, pre_lo = _lower_bound(col, "pre", z_crit, flat["pre"], rule.alpha)
     post_rate, post_lo = _lower_bound(col, "post", z_crit, flat["post"], rule.alpha)
-    reactive = z > z_crit
+    # a reaction needs its hares after the trigger and none beyond the baseline in the
+    # trigger's own round (unseen then): those tell of a common cause
+    reactive = (z > z_crit) & ~(same > z_crit)
     ok = np.select(
         [modal == 0, modal == 1, modal == 2, modal == 3],
         [
@@ -394,6 +488,7 @@ def _decide(
     labels = np.where(ok, modal, len(PATTERNS))
     evidence = {
         "z": z,
+        "same": same,
         "pre_rate": pre_rate,
         "pre_lo": pre_lo,
         "post_rate": post_rate,
@@ -442,7 +537,7 @@ def group_labels(
                 boot_labels, _ = _decide(summed, rule, _flat(matrix, w, summed))
                 same += int((boot_labels == label).sum())
                 done += size
-        z = float(ev["z"][0])
+        z, same_z = float(ev["z"][0]), float(ev["same"][0])
         counts = patterns[key].value_counts()
         n_cls = int(ev["classified"][0])
         modal = int(np.argmax(matrix.sum(0)[: len(PATTERNS)]))
@@ -467,10 +562,14 @@ def group_labels(
                 else math.nan,
                 "reaction_z": z if math.isfinite(z) else math.nan,
                 "reaction_p": float(sps.norm.sf(z)) if math.isfinite(z) else math.nan,
+                # hares in the round another player first hunted hare, before it was seen
+                "same_round_z": same_z if math.isfinite(same_z) else math.nan,
                 # post-trigger agent-rounds with no untriggered round of the model to compare
                 "reaction_untested": int(matrix.sum(0)[_COLUMN["untested"]]),
                 # post-trigger agent-rounds after a hare of the agent's own, left out
                 "reaction_after_own": int(matrix.sum(0)[_COLUMN["after_own"]]),
+                # tested post-trigger agent-rounds whose baseline is other adversary arms'
+                "reaction_pooled": int(matrix.sum(0)[_COLUMN["pooled"]]),
                 "pre_trigger_hare": float(ev["pre_rate"][0]),
                 # a rate of no agent-rounds has no bound (the rule reads it as 0)
                 "pre_trigger_hare_lo": _bound(ev["pre_rate"][0], ev["pre_lo"][0]),
@@ -482,7 +581,7 @@ def group_labels(
                     f"needs {needs} or more trials like these, even with no noise, to carry "
                     f"it (it has {n_trials})"
                     if needs is not None and n_cls
-                    else _untestable(PATTERNS[modal], matrix, label)
+                    else _untestable(PATTERNS[modal], matrix, label, z, same_z, rule)
                     if n_cls
                     else ""
                 ),
@@ -491,14 +590,27 @@ def group_labels(
     return pd.DataFrame(rows)
 
 
-def _untestable(modal: str, matrix: np.ndarray, label: int) -> str:
+def _untestable(
+    modal: str, matrix: np.ndarray, label: int, z: float, same: float, rule: Rule = RULE
+) -> str:
     """Why a reaction label (the modal pattern) could not be tested, if it could not: the
     group's post-trigger rounds in the risk set all came at rounds where no agent-trial of
     the model was untriggered, so a reaction cannot be told from a round trend; or every
-    post-trigger round followed a hare of the agent's own, so it cannot be told from the
-    agent keeping to a hare it chose unprovoked."""
+    post-trigger round followed a hare (or an announced one) of the agent's own, so it
+    cannot be told from the agent keeping to a hare it chose unprovoked; or its reaction
+    passed and so did the same-round check (``same``), so it cannot be told from a common
+    cause."""
     if label != len(PATTERNS) or modal not in (DEFECTION_PRONE, ADAPTIVE):
         return ""
+    z_crit = float(sps.norm.ppf(1 - rule.alpha))
+    if z > z_crit and same > z_crit:
+        return (
+            f"its modal pattern, {modal}, claims a reaction, and it hunted hare after its "
+            f"triggers beyond its baseline (reaction_z {z:.2f}), but also in the very round "
+            f"another player first hunted hare, before it could see it (same_round_z "
+            f"{same:.2f}): a cause shared with the others' hare (the design cell, a mood "
+            "common to the trial's seats, talk) cannot be told from a reaction here"
+        )
     totals = matrix.sum(0)
     if totals[_COLUMN["responses"]] > 0:
         return ""
@@ -512,9 +624,9 @@ def _untestable(modal: str, matrix: np.ndarray, label: int) -> str:
     if totals[_COLUMN["after_own"]] > 0:
         return (
             f"its modal pattern, {modal}, claims a reaction, which cannot be told from its own "
-            "inclination here: every round after its triggers follows a hare of its own (its "
-            "hare may have drawn the trigger), and only rounds while its own record is all "
-            "stag are compared"
+            "inclination here: every round after its triggers follows a hare of its own, "
+            "played or announced in its talk (either may have drawn the trigger), and only "
+            "rounds while its own record is all stag are compared"
         )
     return ""
 

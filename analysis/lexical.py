@@ -82,12 +82,16 @@ class Detector:
         self._intent = _any_re(lexicon.stag_intent)
         self._negated = _any_re(lexicon.stag_negation)
         self._distrust = _any_re(lexicon.distrust)
+        self._hare_intent = _any_re(lexicon.hare_intent)
+        hare = "|".join(re.escape(w) for w in lexicon.hare_words if w)
+        self._hare_negated = negated(rf"(?:the\s+)?(?:{hare})") if hare else None
         self._stag_set = _norm(lexicon.stag_words)
         self._short_set = _norm(lexicon.short_stag_words) | self._stag_set
         self._hare_set = _norm(lexicon.hare_words)
         self._names: dict[int, re.Pattern[str]] = {}
         self.signals_stag = lru_cache(maxsize=1 << 16)(self._signals_stag)
         self.withdraws = lru_cache(maxsize=1 << 16)(self._withdraws)
+        self.announces_hare = lru_cache(maxsize=1 << 16)(self._announces_hare)
         self._detects_text = lru_cache(maxsize=1 << 16)(self._detects)
 
     # -- stag signals -------------------------------------------------------------------
@@ -135,6 +139,21 @@ class Detector:
         if self._hare is not None and self._hare.search(text):
             return True
         return any(self._hare_token(t) for t in tokens(text))
+
+    def _announces_hare(self, text: object) -> bool:
+        """A message that says its speaker will hunt hare, or calls for it: a short
+        message naming hare and no negation ("hare", "HARE now"), or a stated intent
+        (``Lexicon.hare_intent``) once negated hare mentions are taken out ("I will not
+        hunt hare" announces nothing). No text (None, or a table's NaN): no."""
+        if not isinstance(text, str) or not text:
+            return False
+        words = tokens(text)
+        if words and len(words) <= self.lexicon.short_max_words:
+            no = {"no", "not", "never", "dont", "don", "t", "won", "nothing"}
+            return any(self._hare_token(t) for t in words) and not no & set(words)
+        if self._hare_intent is None:
+            return False
+        return self._hare_intent.search(without(self._hare_negated, text)) is not None
 
     # -- betrayal detection ---------------------------------------------------------------
     def names(self, seat: int) -> re.Pattern[str]:

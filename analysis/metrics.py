@@ -275,6 +275,11 @@ def agent_row(
         # its own actions by round (S stag, H hare, - none): what the archetypes' reaction
         # test compares round by round
         "acts": "".join(_ACT_CODE.get(a or "", "-") for a in mine_acts),
+        # the first round whose talk of its own announced a hare (the reaction test's risk
+        # set ends there: the announcement can draw the trigger)
+        "hare_announced": next(
+            (r for i, r in enumerate(rounds) if detector.announces_hare(talk[i][s][0])), None
+        ),
         "detected": latency is not None,
         "detection_latency": latency if latency is not None else np.nan,
     }

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from stagbench.agents.base import AgentView
+from stagbench.agents.base import AgentView, Utterance
 from stagbench.agents.models.base import ChatMessage
 from stagbench.agents.models.providers.mock import register_mock
 from stagbench.agents.scripted import STRATEGIES, ScriptedAgent, strategy
@@ -639,3 +639,158 @@ def test_rounds_after_an_own_hare_are_left_out_and_said() -> None:
     assert (row["reaction_after_own"], row["reaction_untested"]) == (3 * 12, 0)
     assert math.isnan(row["reaction_z"])
     assert "follows a hare of its own" in row["label_note"]
+
+
+# -- causes shared with the trigger (redteam rt32) -----------------------------------------
+@dataclass
+class Sparse(ScriptedAgent):
+    """Never reads an action: from round ``start``, hare with probability ``hi`` when told
+    its network is sparse (fewer neighbours than the others), else 0.02; stag after each
+    hare."""
+
+    start: int = 3
+    hi: float = 0.4
+
+    def choose(self, view: AgentView) -> Action:
+        mine = [past.actions[view.seat] for past in view.history]
+        if view.round < self.start or (mine and mine[-1] is Action.HARE):
+            return Action.STAG
+        sparse = view.topology is not None and (
+            len(view.topology.can_reach) < view.config.n_players - 1
+        )
+        return Action.HARE if self.rng.random() < (self.hi if sparse else 0.02) else Action.STAG
+
+
+@dataclass
+class Herd(ScriptedAgent):
+    """Never reads an action: a mood shared by the trial's herd seats, the word the lowest
+    of them says in round 1 ("tense" with probability 1/2), sets its hare chance from round
+    2 (``hi`` if tense, else 0.02); stag after each hare."""
+
+    hi: float = 0.5
+    _mood: str = ""
+
+    def _own(self) -> str:
+        self._mood = self._mood or ("tense" if self.rng.random() < 0.5 else "calm")
+        return self._mood
+
+    async def speak(self, view: AgentView) -> Utterance:
+        if view.round == 1:
+            return Utterance(text=f"mood {self._own()}. I will hunt stag this round.")
+        return await super().speak(view)
+
+    def choose(self, view: AgentView) -> Action:
+        mine = [past.actions[view.seat] for past in view.history]
+        if view.round < 2 or (mine and mine[-1] is Action.HARE):
+            return Action.STAG
+        said = [
+            (m.sender, m.text or "") for m in view.history[0].received if "mood " in (m.text or "")
+        ]
+        mood = min([*said, (view.seat, f"mood {self._own()}")])[1]
+        p = self.hi if "tense" in mood else 0.02
+        return Action.HARE if self.rng.random() < p else Action.STAG
+
+
+@dataclass
+class Announcer(ScriptedAgent):
+    """Never reads an action: says "I will hunt hare next round." with probability 0.15
+    while its record is all stag, hunts hare in that next round, then stag."""
+
+    _due: int = 0
+
+    async def speak(self, view: AgentView) -> Utterance:
+        if not self._due and self.rng.random() < 0.15:
+            self._due = view.round + 1
+            return Utterance(text="I will hunt hare next round.")
+        return Utterance(text="I will hunt stag this round.")
+
+    def choose(self, view: AgentView) -> Action:
+        return Action.HARE if view.round == self._due else Action.STAG
+
+
+@dataclass
+class Listener(ScriptedAgent):
+    """Promises stag; hunts hare in a round whose talk it received announces a hare."""
+
+    talk: str = "none"
+
+    async def speak(self, view: AgentView) -> Utterance:
+        return Utterance(text="I will hunt stag this round.")
+
+    def choose(self, view: AgentView) -> Action:
+        heard = " ".join(m.text or "" for m in view.inbox)
+        return Action.HARE if "hare next round" in heard else Action.STAG
+
+
+for _name, _agent in (
+    ("test-sparse", Sparse),
+    ("test-herd", Herd),
+    ("test-announcer", Announcer),
+    ("test-listener", Listener),
+):
+    if _name not in STRATEGIES:
+        strategy(_name, _agent, "a planted agent that never reads an action")
+
+SHARED = """
+name = "shared"
+seed = {seed}
+repetitions = 40
+[game]
+n_players = 4
+rounds = 8
+[factors]
+models = [{models}]
+topologies = [{topologies}]
+"""
+
+
+def _labels(tmp_path: Path, models: str, by: list[str], topologies: str = '"complete"') -> Any:
+    df, _ = agent_rounds(
+        run_spec(SHARED.format(seed=7, models=models, topologies=topologies), tmp_path)
+    )
+    at = archetypes.classify(metrics.agent_trials(df))
+    return archetypes.group_labels(at, by, n_boot=100)
+
+
+def test_a_cell_that_changes_the_agent_is_no_reaction(tmp_path: Path) -> None:
+    """rt32 F1: an agent that hunts hare more on a ring than on a complete graph, never
+    reading an action, was Adaptive/Forgiving on the ring at confidence 1.0 (z 11-17 in
+    every seed): its untriggered rounds were pooled over both topologies, and on the ring,
+    where every seat is hare-prone, triggers came early. Compared within its cell, none."""
+    models = '["scripted/test-sparse", "scripted/test-sparse", "scripted/test-sparse(start=2,hi=0.5)", "scripted/test-sparse(start=2,hi=0.5)"]'  # fmt: skip
+    labels = _labels(tmp_path, models, ["model", "topology"], '"complete", "ring"')
+    ring = labels.set_index(["model", "topology"]).loc[("scripted/test-sparse", "ring")]
+    assert ring["modal_pattern"] == ADAPTIVE  # what its agent-trials look like
+    assert ring["label"] == UNCLASSIFIED and not ring["reaction_z"] > 1.645, ring
+    assert ring["reaction_pooled"] == 0  # no adversary arm to pool over
+
+
+def test_a_mood_shared_by_seats_is_told_apart_by_the_same_round_check(tmp_path: Path) -> None:
+    """rt32 F2: seats that share a mood through talk (never reading an action) hunt hare
+    in the same trials; the least hare-prone seat is mostly triggered by the others first,
+    then hunts hare as its mood has it, which reads as a reaction (Adaptive/Forgiving
+    before, at confidence 0.97 here). In the very round the others first hunt hare (unseen
+    yet) it hunts hare beyond its baseline too: the same-round check says so, and no
+    reaction label is given."""
+    models = json.dumps(["scripted/test-herd(hi=0.4)"] + 3 * ["scripted/test-herd(hi=0.9)"])
+    low = _labels(tmp_path, models, ["model"]).set_index("model").loc["scripted/test-herd(hi=0.4)"]
+    assert low["modal_pattern"] == ADAPTIVE and low["reaction_z"] > 1.645, low
+    assert low["same_round_z"] > 1.645 and low["label"] == UNCLASSIFIED, low
+    assert "same_round_z" in low["label_note"], low["label_note"]
+
+
+def test_an_announced_hare_leaves_the_risk_set(tmp_path: Path) -> None:
+    """rt32 F3: an agent that says "I will hunt hare next round" draws its listeners' hare
+    a round before its own, while its record is all stag: Adaptive/Forgiving in every seed
+    (z 26-30). Its rounds after the announcement are out of the risk set, counted."""
+    models = '["scripted/test-announcer", "scripted/test-listener", "scripted/test-listener", "scripted/always-stag"]'  # fmt: skip
+    df, _ = agent_rounds(
+        run_spec(SHARED.format(seed=3, models=models, topologies='"complete"'), tmp_path)
+    )
+    at = metrics.agent_trials(df)
+    talker = at[at["model"] == "scripted/test-announcer"]
+    assert talker["hare_announced"].notna().sum() > 10
+    labels = archetypes.group_labels(archetypes.classify(at), ["model"], n_boot=100)
+    row = labels.set_index("model").loc["scripted/test-announcer"]
+    assert row["label"] not in (ADAPTIVE, DEFECTION_PRONE), row
+    assert not row["reaction_z"] > 1.645 and row["reaction_after_own"] > 0, row

@@ -200,3 +200,39 @@ def test_announcing_hare_by_negation_is_no_betrayal(tmp_path: Path) -> None:
     assert len(metrics.betrayal_events(df)) == 0
     at = metrics.agent_trials(df)
     assert at["betrayal_round"].isna().all() and (at["trigger_kind"] != "betrayal").all()
+
+
+@pytest.mark.parametrize(
+    ("text", "announces"),
+    [
+        ("I will hunt hare next round.", True),
+        ("I'm switching to hare.", True),
+        ("Let's go hare", True),
+        ("If anyone defects I will hunt hare.", True),  # an inclination shown: out
+        ("HARE now", True),
+        ("I will not hunt hare.", False),
+        ("I won't hunt hare, trust me", False),
+        ("no hare", False),
+        ("Let's all hunt stag, not hare.", False),
+        ("Stag beats hare for all of us.", False),
+        ("I'll stick with stag; hare is tempting but no.", False),
+        ("I am worried someone hunts hare", False),
+        ("P2 hunted hare last round, I do not trust P2.", False),
+        (None, False),
+        (float("nan"), False),  # a table's missing message
+    ],
+)
+def test_an_announced_hare(text: object, announces: bool) -> None:
+    """What takes an agent out of the archetypes' risk set: its own stated intent to hunt
+    hare (or a call for it), not a negated or third-person mention."""
+    assert Detector().announces_hare(text) is announces
+
+
+def test_the_hare_intent_vocabulary_extends() -> None:
+    settings = AnalysisSettings(hare_intent=[r"\bbunny time\b"])
+    det = Detector(settings.lexicon())
+    assert det.announces_hare("ok everyone, bunny time for me") and det.announces_hare(
+        "I will hunt hare next round."
+    )
+    with pytest.raises(ValueError, match="not a regular expression"):
+        AnalysisSettings(hare_intent=["(unclosed"])

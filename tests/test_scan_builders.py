@@ -271,6 +271,7 @@ def test_agent_row_equals_its_reference_on_random_trials() -> None:
     betrayals seen or not, payoffs, talk naming players or voicing distrust."""
     rng = random.Random(14)
     talk = [None, "P2 lied to us", "I do not trust P3", "stag please", "P1 betrayed", "", "ok"]
+    talk += ["I will hunt hare next round.", "hare", "I will not hunt hare"]
     for k in range(3000):
         n, rounds = rng.randint(1, 6), rng.randint(0, 7)
         seats = sorted(rng.sample(range(9), n))

@@ -1,11 +1,12 @@
 """The vocabularies of the lexical detectors, as data, and the spec's ``[analysis]`` table
 that extends them.
 
-Analysis reads cheap talk with two transparent detectors: a stag signal (a message
-promising or urging stag) and a betrayal detection (a later message or reasoning that
-names the betrayer or voices distrust). Their words live here, not in code, so a study
-whose agents speak differently (one-word talk such as ``COMMIT`` or ``UNITE``, players
-called ``Agent_3``) extends them in its spec::
+Analysis reads cheap talk with transparent detectors: a stag signal (a message
+promising or urging stag), a betrayal detection (a later message or reasoning that names
+the betrayer or voices distrust), and an announced hare (``hare_intent``: the archetypes'
+reaction test stops counting an agent's rounds after it said it would hunt hare). Their
+words live here, not in code, so a study whose agents speak differently (one-word talk
+such as ``COMMIT`` or ``UNITE``, players called ``Agent_3``) extends them in its spec::
 
     [analysis]
     short_stag_words = ["onward"]
@@ -42,6 +43,18 @@ STAG_INTENT = (
     r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to)|let'?s|we should|"
     r"going)\b[^.!?]{0,30}\bstag\b",
 )
+#: regular expressions for an announced hare in longer text: the speaker's own intent ("I
+#: will hunt hare next round", "I'm switching to hare") or a call for it ("let's go hare"),
+#: a negated hare mention left out ("I won't hunt hare"), and none past a stag mention ("I'll
+#: stay with stag; hare is tempting"). The archetypes' reaction test
+#: takes an agent out of its risk set once it has said so (its talk can draw the trigger)
+HARE_INTENT = (
+    r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| intend to| shall| choose| pick)|"
+    r"let'?s|we should)\b(?:(?!\bstag\b)[^.!?;]){0,30}\b(?:hare|rabbit)s?\b",
+    r"\bi(?:'m| am)\s+(?:\w+\s+){0,2}?(?:hunting|going|switching|choosing|picking|playing)"
+    r"\b(?:(?!\bstag\b)[^.!?;]){0,20}\b(?:hare|rabbit)s?\b",
+    r"\bswitch(?:ing)? to (?:the )?(?:hare|rabbit)\b",
+)
 #: regular expressions for a negated stag mention ("won't hunt stag", "hare, not stag", "no
 #: more stag"): that mention is no stag signal (the rest of the message still may be one)
 #: words that negate what follows them (the stag negation's; ``analysis.lexical`` adds a few
@@ -77,10 +90,11 @@ class Lexicon(BaseModel):
     short_max_words: int = Field(SHORT_MAX_WORDS, ge=1)
     stag_intent: tuple[str, ...] = STAG_INTENT
     stag_negation: tuple[str, ...] = STAG_NEGATION
+    hare_intent: tuple[str, ...] = HARE_INTENT
     distrust: tuple[str, ...] = DISTRUST
     player_names: tuple[str, ...] = PLAYER_NAMES
 
-    @field_validator("stag_intent", "stag_negation", "distrust")
+    @field_validator("stag_intent", "stag_negation", "hare_intent", "distrust")
     @classmethod
     def _compiles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in v:
@@ -111,6 +125,7 @@ class AnalysisSettings(BaseModel):
     short_max_words: Int | None = Field(None, ge=1)
     stag_intent: tuple[str, ...] = ()
     stag_negation: tuple[str, ...] = ()
+    hare_intent: tuple[str, ...] = ()
     distrust: tuple[str, ...] = ()
     player_names: tuple[str, ...] = ()
     replace_defaults: bool = False
@@ -129,7 +144,7 @@ class AnalysisSettings(BaseModel):
         data: dict[str, object] = {}
         for name in (
             "stag_words", "hare_words", "short_stag_words", "stag_intent", "stag_negation",
-            "distrust", "player_names",
+            "hare_intent", "distrust", "player_names",
         ):  # fmt: skip
             added = tuple(getattr(self, name))
             data[name] = (tuple(getattr(base, name)) if base else ()) + added
