@@ -55,6 +55,10 @@ def without(negation: re.Pattern[str] | None, text: str) -> str:
     return text if negation is None else negation.sub(" ", text)
 
 
+#: where a message's clauses part (the announced-hare reading takes each apart)
+_CLAUSE = re.compile(r"[.!?;]+")
+
+
 def _words_re(words: Iterable[str]) -> re.Pattern[str] | None:
     alts = [re.escape(w) for w in words if w]
     if not alts:
@@ -83,8 +87,13 @@ class Detector:
         self._negated = _any_re(lexicon.stag_negation)
         self._distrust = _any_re(lexicon.distrust)
         self._hare_intent = _any_re(lexicon.hare_intent)
+        self._hare_not_intent = _any_re(lexicon.hare_not_intent)
         hare = "|".join(re.escape(w) for w in lexicon.hare_words if w)
-        self._hare_negated = negated(rf"(?:the\s+)?(?:{hare})") if hare else None
+        self._hare_negated = (  # (three words between: "not going to hunt hare")
+            re.compile(rf"\b{NEGATORS}\s+(?:\w+\s+){{0,3}}?(?:the\s+)?(?:{hare})", re.I)
+            if hare
+            else None
+        )
         self._stag_set = _norm(lexicon.stag_words)
         self._short_set = _norm(lexicon.short_stag_words) | self._stag_set
         self._hare_set = _norm(lexicon.hare_words)
@@ -141,19 +150,30 @@ class Detector:
         return any(self._hare_token(t) for t in tokens(text))
 
     def _announces_hare(self, text: object) -> bool:
-        """A message that says its speaker will hunt hare, or calls for it: a short
-        message naming hare and no negation ("hare", "HARE now"), or a stated intent
-        (``Lexicon.hare_intent``) once negated hare mentions are taken out ("I will not
-        hunt hare" announces nothing). No text (None, or a table's NaN): no."""
+        """A message that says its speaker will hunt hare (or defect, or not hunt stag),
+        or calls for it. Each talk phase's message (a round's are joined by " / ") and
+        each clause of it (split at . ! ? ;) is read apart: a short one naming hare and no
+        negation ("hare", "HARE now"), or a stated intent (``Lexicon.hare_intent``), once
+        negated hare mentions are taken out ("I will not hunt hare" announces nothing);
+        a clause with a condition or a refusal (``Lexicon.hare_not_intent``: "if anyone
+        hunts hare, I will hunt hare", "let's avoid hare") announces nothing. No text
+        (None, or a table's NaN): no."""
         if not isinstance(text, str) or not text:
             return False
-        words = tokens(text)
-        if words and len(words) <= self.lexicon.short_max_words:
-            no = {"no", "not", "never", "dont", "don", "t", "won", "nothing"}
-            return any(self._hare_token(t) for t in words) and not no & set(words)
-        if self._hare_intent is None:
-            return False
-        return self._hare_intent.search(without(self._hare_negated, text)) is not None
+        for message in text.split(" / "):
+            words = tokens(message)
+            if words and len(words) <= self.lexicon.short_max_words:
+                no = {"no", "not", "never", "dont", "don", "t", "won", "nothing", "avoid"}
+                if any(self._hare_token(t) for t in words) and not no & set(words):
+                    return True
+                continue
+            for clause in _CLAUSE.split(message):
+                if self._hare_not_intent is not None and self._hare_not_intent.search(clause):
+                    continue
+                kept = without(self._hare_negated, clause)
+                if self._hare_intent is not None and self._hare_intent.search(kept):
+                    return True
+        return False
 
     # -- betrayal detection ---------------------------------------------------------------
     def names(self, seat: int) -> re.Pattern[str]:

@@ -275,11 +275,10 @@ def agent_row(
         # its own actions by round (S stag, H hare, - none): what the archetypes' reaction
         # test compares round by round
         "acts": "".join(_ACT_CODE.get(a or "", "-") for a in mine_acts),
-        # the first round whose talk of its own announced a hare (the reaction test's risk
-        # set ends there: the announcement can draw the trigger)
-        "hare_announced": next(
-            (r for i, r in enumerate(rounds) if detector.announces_hare(talk[i][s][0])), None
-        ),
+        # per round, whether its own talk announced a hare (1) or not (0): the reaction
+        # test leaves out a first hare soon after one said before its trigger, which the
+        # announcement may have drawn
+        "said_hare": "".join("1" if detector.announces_hare(t[s][0]) else "0" for t in talk),
         "detected": latency is not None,
         "detection_latency": latency if latency is not None else np.nan,
     }

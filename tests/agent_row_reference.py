@@ -1,7 +1,7 @@
 """``metrics.agent_row`` as it stood before its faster first loop (commit 6d6462e), kept
 word for word as the reference the differential test holds the function to: the same row,
 value for value, on every input (with the ``acts`` column added since, written the same way,
-and ``hare_announced``)."""
+and ``said_hare``)."""
 
 from __future__ import annotations
 
@@ -131,16 +131,16 @@ def agent_row(
         # its own actions by round (S stag, H hare, - none): what the archetypes' reaction
         # test compares round by round
         "acts": "".join(_ACT_CODE.get(a or "", "-") for a in mine_acts),
-        "hare_announced": _first_announced(rounds, talk, s, detector),
+        "said_hare": _announced(talk, s, detector),
         "detected": latency is not None,
         "detection_latency": latency if latency is not None else np.nan,
     }
 
 
-def _first_announced(rounds: Any, talk: Any, s: int, detector: Any) -> Any:
-    """The first round whose message of seat ``s`` announces a hare, else None."""
-    for i, r in enumerate(rounds):
-        message = talk[i][s][0]
-        if isinstance(message, str) and detector.announces_hare(message):
-            return r
-    return None
+def _announced(talk: Any, s: int, detector: Any) -> str:
+    """Per round, 1 where seat ``s``'s message announces a hare, else 0."""
+    out = ""
+    for row in talk:
+        message = row[s][0]
+        out += "1" if isinstance(message, str) and detector.announces_hare(message) else "0"
+    return out

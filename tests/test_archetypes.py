@@ -789,8 +789,105 @@ def test_an_announced_hare_leaves_the_risk_set(tmp_path: Path) -> None:
     )
     at = metrics.agent_trials(df)
     talker = at[at["model"] == "scripted/test-announcer"]
-    assert talker["hare_announced"].notna().sum() > 10
+    assert talker["said_hare"].str.contains("1").sum() > 10
     labels = archetypes.group_labels(archetypes.classify(at), ["model"], n_boot=100)
     row = labels.set_index("model").loc["scripted/test-announcer"]
     assert row["label"] not in (ADAPTIVE, DEFECTION_PRONE), row
     assert not row["reaction_z"] > 1.645 and row["reaction_after_own"] > 0, row
+
+
+@dataclass
+class Gullible(ScriptedAgent):
+    """Never reads an action: from round 2, hare with probability 0.3 once any message it
+    received has named hare (an injected order), else 0.03; stag after each hare."""
+
+    def choose(self, view: AgentView) -> Action:
+        mine = [past.actions[view.seat] for past in view.history]
+        if view.round < 2 or (mine and mine[-1] is Action.HARE):
+            return Action.STAG
+        heard = [m.text or "" for past in view.history for m in past.received]
+        ordered = any("hare" in text.lower() for text in heard)
+        return Action.HARE if self.rng.random() < (0.3 if ordered else 0.03) else Action.STAG
+
+
+@dataclass
+class TalkingGrim(ScriptedAgent):
+    """Grim trigger that talks: a promise with a conditional threat while no other player
+    has hunted hare; once one has, "You hunted hare, so I will hunt hare next round.", and
+    hare from the round after that on (``lag`` 1) or at once (``lag`` 0)."""
+
+    lag: int = 0
+
+    def _seen(self, view: AgentView) -> int | None:
+        return next((past.round for past in view.history if view.others_played_hare(past)), None)
+
+    async def speak(self, view: AgentView) -> Utterance:
+        if self._seen(view) is None:
+            return Utterance(
+                text="I will hunt stag; if anyone hunts hare, I will hunt hare next round."
+            )
+        return Utterance(text="You hunted hare, so I will hunt hare next round.")
+
+    def choose(self, view: AgentView) -> Action:
+        seen = self._seen(view)
+        return Action.HARE if seen is not None and view.round > seen + self.lag else Action.STAG
+
+
+for _name, _agent in (("test-gullible", Gullible), ("test-talking-grim", TalkingGrim)):
+    if _name not in STRATEGIES:
+        strategy(_name, _agent, "a planted agent (talk)")
+
+ARMS = """
+name = "arms"
+seed = 5
+repetitions = 40
+[game]
+n_players = 4
+rounds = 8
+[factors]
+models = [{models}]
+adversaries = [{arms}]
+"""
+
+
+def _arm_labels(tmp_path: Path, models: list[str], arms: str) -> pd.DataFrame:
+    text = ARMS.format(models=json.dumps(models), arms=arms)
+    df, _ = agent_rounds(run_spec(text, tmp_path))
+    at = archetypes.classify(metrics.agent_trials(df))
+    return archetypes.group_labels(at, ["model", "adversary_kind"], n_boot=100)
+
+
+def test_an_injection_arm_is_not_compared_with_other_arms(tmp_path: Path) -> None:
+    """rt33 H1: an agent that obeys an injected order from round 2, never reading an
+    action, was Adaptive/Forgiving at confidence 0.995 (z 10.6) in the injector arm: every
+    trial there is triggered in round 1, and the baseline came from the no-adversary arm,
+    which the payload is meant to differ from. An injection arm's rounds are compared
+    within it only: here none are left to compare, and it says so."""
+    labels = _arm_labels(
+        tmp_path,
+        ["scripted/test-gullible", "scripted/always-stag", "scripted/always-stag"],
+        '"none", "injector(count=1,placement=[3])"',
+    ).set_index(["model", "adversary_kind"])
+    row = labels.loc[("scripted/test-gullible", "injector")]
+    assert row["label"] not in (ADAPTIVE, DEFECTION_PRONE), row
+    assert not row["reaction_z"] > 1.645 and row["reaction_pooled"] == 0, row
+    assert row["reaction_untested"] > 0
+
+
+@pytest.mark.parametrize("lag", [0, 1])
+def test_talk_of_a_reactor_keeps_its_evidence(tmp_path: Path, lag: int) -> None:
+    """rt33 M1, M2: a grim trigger whose promise carries a threat ("if anyone hunts hare, I
+    will hunt hare next round") lost all its evidence to the announced-hare rule (0 of 30
+    labels); one that announces its answer a round ahead, after the trigger, was never
+    tested (z -1.3). A condition announces nothing, and talk after the trigger cannot have
+    drawn it: lag 0 keeps its Defection-Prone label, lag 1 its reaction."""
+    labels = _arm_labels(
+        tmp_path,
+        ["scripted/test-talking-grim" + (f"(lag={lag})" if lag else ""),
+         "scripted/random(p=0.85)", "scripted/always-stag", "scripted/always-stag"],
+        '"none", "soft(count=1,placement=[3],p=0.5)"',
+    )  # fmt: skip
+    grim = labels[labels["model"].str.startswith("scripted/test-talking-grim")]
+    assert (grim["reaction_z"] > 3 * 1.645).all(), grim
+    if not lag:
+        assert (grim["label"] == DEFECTION_PRONE).all(), grim

@@ -208,7 +208,13 @@ def test_announcing_hare_by_negation_is_no_betrayal(tmp_path: Path) -> None:
         ("I will hunt hare next round.", True),
         ("I'm switching to hare.", True),
         ("Let's go hare", True),
-        ("If anyone defects I will hunt hare.", True),  # an inclination shown: out
+        ("If anyone defects I will hunt hare.", False),  # a condition, not a plan
+        ("I'll defect next round.", True),
+        ("I won't hunt stag next round.", True),
+        ("Hunting hare next round, sorry everyone.", True),
+        ("I will hunt stag this round. / Actually, hare next round for me.", True),
+        ("I will hunt stag. Let's all avoid hare.", False),
+        ("I'm not going to hunt hare.", False),
         ("HARE now", True),
         ("I will not hunt hare.", False),
         ("I won't hunt hare, trust me", False),

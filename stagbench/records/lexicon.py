@@ -49,11 +49,29 @@ STAG_INTENT = (
 #: stay with stag; hare is tempting"). The archetypes' reaction test
 #: takes an agent out of its risk set once it has said so (its talk can draw the trigger)
 HARE_INTENT = (
-    r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| intend to| shall| choose| pick)|"
-    r"let'?s|we should)\b(?:(?!\bstag\b)[^.!?;]){0,30}\b(?:hare|rabbit)s?\b",
-    r"\bi(?:'m| am)\s+(?:\w+\s+){0,2}?(?:hunting|going|switching|choosing|picking|playing)"
-    r"\b(?:(?!\bstag\b)[^.!?;]){0,20}\b(?:hare|rabbit)s?\b",
+    # the speaker's intent: hare, rabbit, defecting or the safe option ahead
+    r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| intend to| shall| choose| pick|"
+    r" think i'll| hunt| go| take| play)|let'?s|we should|expect me to|change of plan)\b"
+    r"(?:(?!\bstag\b)[^.!?;]){0,30}"
+    r"\b(?:hares?|rabbits?|defect\w*|(?:the )?safe (?:option|payoff|choice|bet|play))\b",
+    r"\bi(?:'m| am)\s+(?:\w+\s+){0,2}?(?:hunting|going|switching|choosing|picking|playing|"
+    r"taking)\b(?:(?!\bstag\b)[^.!?;]){0,30}\b(?:hares?|rabbits?|defect\w*|safe)\b",
     r"\bswitch(?:ing)? to (?:the )?(?:hare|rabbit)\b",
+    # a stag the speaker says it will not hunt ("I won't hunt stag next round")
+    r"\bi(?:'ll| will|'m| am)?\s*(?:not|never|no longer|won'?t)\s+(?:be\s+)?"
+    r"(?:hunt|go|choos|pick|play|stick)\w*\s+(?:for\s+|with\s+)?(?:the\s+)?stag\b",
+    # no subject: "Hunting hare next round", "Going with hare", "hare for me", "hare next round"
+    r"^\W*(?:hunting|going(?: with| for)?|picking|choosing|taking|playing)\s+(?:the\s+)?"
+    r"(?:hare|rabbit|safe)\b",
+    r"\b(?:hare|rabbit)\b[^.!?;]{0,12}\b(?:for me|next round|from now on|from here on)\b",
+    r"\bmy (?:plan|choice|move)\W+(?:is\s+)?(?:the\s+)?(?:hare|rabbit)\b",
+)
+#: what makes a clause no announcement: a condition ("if anyone hunts hare, I will hunt
+#: hare"), a refusal or a warning ("let's avoid hare", "nobody should hunt hare")
+HARE_NOT_INTENT = (
+    r"\b(?:if|unless|as long as|otherwise|in case|whenever|should (?:anyone|someone|any))\b",
+    r"\b(?:avoid\w*|resist\w*|skip\w*|against|nobody|no one|none of us|rather than|instead "
+    r"of|than)\b",
 )
 #: regular expressions for a negated stag mention ("won't hunt stag", "hare, not stag", "no
 #: more stag"): that mention is no stag signal (the rest of the message still may be one)
@@ -91,10 +109,11 @@ class Lexicon(BaseModel):
     stag_intent: tuple[str, ...] = STAG_INTENT
     stag_negation: tuple[str, ...] = STAG_NEGATION
     hare_intent: tuple[str, ...] = HARE_INTENT
+    hare_not_intent: tuple[str, ...] = HARE_NOT_INTENT
     distrust: tuple[str, ...] = DISTRUST
     player_names: tuple[str, ...] = PLAYER_NAMES
 
-    @field_validator("stag_intent", "stag_negation", "hare_intent", "distrust")
+    @field_validator("stag_intent", "stag_negation", "hare_intent", "hare_not_intent", "distrust")
     @classmethod
     def _compiles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in v:
@@ -126,6 +145,7 @@ class AnalysisSettings(BaseModel):
     stag_intent: tuple[str, ...] = ()
     stag_negation: tuple[str, ...] = ()
     hare_intent: tuple[str, ...] = ()
+    hare_not_intent: tuple[str, ...] = ()
     distrust: tuple[str, ...] = ()
     player_names: tuple[str, ...] = ()
     replace_defaults: bool = False
@@ -144,7 +164,7 @@ class AnalysisSettings(BaseModel):
         data: dict[str, object] = {}
         for name in (
             "stag_words", "hare_words", "short_stag_words", "stag_intent", "stag_negation",
-            "hare_intent", "distrust", "player_names",
+            "hare_intent", "hare_not_intent", "distrust", "player_names",
         ):  # fmt: skip
             added = tuple(getattr(self, name))
             data[name] = (tuple(getattr(base, name)) if base else ()) + added
