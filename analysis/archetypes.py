@@ -25,14 +25,15 @@ only if the group's behaviour bears it out against noise:
   the same design cell when not (yet) triggered. Each post-trigger agent-round is compared
   with the hare rate of the model's untriggered agent-rounds of its round and cell (up to
   the first round another player hunted hare, or in trials where none did; smoothed,
-  (hares + 1/2) / (n + 1), its estimation variance counted); where its cell has none at
-  that round (a Byzantine arm triggers every trial in round 1), with those of the cells
-  that differ from it only in the adversary arm (counted, ``reaction_pooled``), for arms
-  whose adversary says nothing but a stag signal (byzantine, soft, delayed: the arm is
-  then assumed not to change untriggered behaviour); an injector's payload or a
-  deceiver's talk is there to change it, so those arms are compared within their own
-  cell only (rt33: an agent obeying the injected order from round 2 was
-  Adaptive/Forgiving at 0.995 against the no-adversary arm). One-sided test at ``alpha`` on the
+  (hares + 1/2) / (n + 1), its estimation variance counted), pooled over the cell's
+  no-adversary arm and its arms whose adversary says nothing but a stag signal (byzantine,
+  soft, delayed: assumed alike before a trigger; a Byzantine arm has no untriggered round
+  after round 1, and a soft arm's alone are few: its reactors' z fell 3-4 times, rt33).
+  ``reaction_pooled`` counts the tested rounds whose baseline holds other arms' rounds.
+  An injector's payload or a deceiver's talk is there to change untriggered behaviour, so
+  those arms are compared within their own cell only (rt33: an agent obeying the
+  injected order from round 2 was Adaptive/Forgiving at 0.995 against the no-adversary
+  arm). One-sided test at ``alpha`` on the
   summed count (normal approximation with continuity correction): a strategy that
   switches when betrayed hunts hare where its untriggered self hunts stag; noise does
   not, and neither does an agent that merely defects late in the game (an end-game
@@ -292,10 +293,11 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
     before = valid & clean & ~(rnd > seen)
     width = int(lengths.max(initial=0)) + 1
     # the baseline of a round: the model's untriggered agent-rounds of that round in the
-    # same cell, else in the cells that differ from it only in the adversary arm
-    own_cell = _strata(at, _CELL)[row] * width + rnd
+    # same cell, pooled over the cell's arms whose adversary says only a stag signal (and
+    # the no-adversary arm); an arm of another kind keeps to its own cell
+    cell = _strata(at, _CELL)[row] * width + rnd
     free = [c for c in _CELL if c not in _ARM]
-    if "adversary_kind" in at.columns:  # an arm that is not pooled keeps to its own cell
+    if "adversary_kind" in at.columns:
         kind = at["adversary_kind"].astype(str)
         pooled = kind.isin(_POOLED_KINDS)
         if "payload" in at.columns:  # (a spec's payloads factor)
@@ -303,9 +305,9 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
         arm = at[[c for c in _ARM if c in at.columns]].astype(str).agg("|".join, axis=1)
         at = at.assign(_arm=arm.where(~pooled, ""))
         free.append("_arm")
-    arm_free = _strata(at, free)[row] * width + rnd
+    stratum = _strata(at, free)[row] * width + rnd
     group = at.groupby(by, sort=False, observed=True).ngroup().to_numpy()[row].astype(np.int64)
-    tested, q, var, own = _against(post, before, hare, own_cell, arm_free, group)
+    tested, q, var, n_base = _against(post, before, hare, stratum, group)
     where = row[tested]
     out["tested"] = np.bincount(where, minlength=rows).astype(float)
     out["hare"] = np.bincount(where, weights=hare[tested], minlength=rows)
@@ -313,13 +315,15 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
     out["var"] = np.bincount(where, weights=var, minlength=rows)
     out["untested"] = np.bincount(row[post & ~tested], minlength=rows).astype(float)
     out["own"] = np.bincount(row[after & ~clean], minlength=rows).astype(float)
-    out["pooled"] = np.bincount(row[tested & ~own], minlength=rows).astype(float)
+    # tested rounds whose baseline holds other arms' rounds too
+    own_n = np.bincount(cell[before], minlength=int(cell.max(initial=0)) + 1)[cell[tested]]
+    out["pooled"] = np.bincount(where[own_n < n_base], minlength=rows).astype(float)
     # the same-round check: in the round another player first hunted hare the agent acted
     # without having seen it, so its hares there cannot answer it; beyond its untriggered
-    # hazard they tell of a cause shared with the others' hare (the cell, a mood common to
-    # the trial's seats, talk), which a reaction test cannot tell from a reaction
+    # hazard they tell of a cause shared with the others' hare (the cell, an arm, a mood
+    # common to the trial's seats, talk), which a reaction test cannot tell from a reaction
     same = before & (rnd == seen)
-    tested, q, var, _ = _against(same, before & ~same, hare, own_cell, arm_free, group)
+    tested, q, var, _ = _against(same, before & ~same, hare, stratum, group)
     where = row[tested]
     out["same_hare"] = np.bincount(where, weights=hare[tested], minlength=rows)
     out["same_mean"] = np.bincount(where, weights=q, minlength=rows)
@@ -328,36 +332,24 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
 
 
 def _against(
-    target: np.ndarray,
-    base: np.ndarray,
-    hare: np.ndarray,
-    own_cell: np.ndarray,
-    arm_free: np.ndarray,
-    group: np.ndarray,
+    target: np.ndarray, base: np.ndarray, hare: np.ndarray, stratum: np.ndarray, group: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The ``target`` agent-rounds (a mask over agent-rounds) compared with the ``base``
-    ones of their stratum: ``own_cell`` (model, cell, round), else ``arm_free`` (model,
-    cell but its adversary arm, round). Returns which target rounds have a baseline, and
-    for those its smoothed hare rate, (hares + 1/2) / (n + 1), the variance of a target
-    round's hare about it (its own, and the estimate's: n_T^2 q (1 - q) / n_U over the
-    ``group``'s n_T target rounds of that stratum) and whether it came from the own cell."""
-    offset = int(own_cell.max(initial=0)) + 1
-    n_own = np.bincount(own_cell[base], minlength=offset).astype(float)
-    h_own = np.bincount(own_cell[base & hare], minlength=offset).astype(float)
-    n_arm = np.bincount(arm_free[base], minlength=int(arm_free.max(initial=0)) + 1)
-    h_arm = np.bincount(arm_free[base & hare], minlength=n_arm.size)
-    own = n_own[own_cell] > 0
-    stratum = np.where(own, own_cell, offset + arm_free)
-    u_n = np.concatenate([n_own, n_arm.astype(float)])
-    u_h = np.concatenate([h_own, h_arm.astype(float)])
-    pair = group * u_n.size + stratum
+    ones of their ``stratum`` (model, cell, round). Returns which target rounds have a
+    baseline, and for those its smoothed hare rate, (hares + 1/2) / (n + 1), the variance
+    of a target round's hare about it (its own, and the estimate's: n_T^2 q (1 - q) / n_U
+    over the ``group``'s n_T target rounds of that stratum) and n_U."""
+    size = int(stratum.max(initial=0)) + 1
+    u_n = np.bincount(stratum[base], minlength=size).astype(float)
+    u_h = np.bincount(stratum[base & hare], minlength=size).astype(float)
+    pair = group * size + stratum
     tested = target & (u_n[stratum] > 0)
     _, inverse = np.unique(pair[tested], return_inverse=True)
     n_t = np.bincount(inverse).astype(float)[inverse] if inverse.size else np.zeros(0)
     s = stratum[tested]
     q = (u_h[s] + 0.5) / (u_n[s] + 1.0)
     var = q * (1.0 - q) * (1.0 + n_t / u_n[s])
-    return tested, q, var, own
+    return tested, q, var, u_n[s]
 
 
 def _trial_features(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:

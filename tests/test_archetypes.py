@@ -889,5 +889,9 @@ def test_talk_of_a_reactor_keeps_its_evidence(tmp_path: Path, lag: int) -> None:
     )  # fmt: skip
     grim = labels[labels["model"].str.startswith("scripted/test-talking-grim")]
     assert (grim["reaction_z"] > 3 * 1.645).all(), grim
+    # the soft arm's baseline holds the no-adversary arm's untriggered rounds too (its own
+    # are few: rt33 M3, its reactors' z fell 3-4 times when compared with them alone)
+    soft = grim.set_index("adversary_kind").loc["soft"]
+    assert soft["reaction_pooled"] > 0 and soft["reaction_untested"] == 0, soft
     if not lag:
         assert (grim["label"] == DEFECTION_PRONE).all(), grim
