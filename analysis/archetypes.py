@@ -203,6 +203,7 @@ _FEATURES = (
     "null_mean",
     "null_var",
     "untested",
+    "untested_alone",
     "after_own",
     "pooled",
     "same_hare",
@@ -246,7 +247,7 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray[Any, Any]] = {
         k: np.zeros(rows)
         for k in (
-            *("tested", "hare", "mean", "var", "untested", "own", "pooled"),
+            *("tested", "hare", "mean", "var", "untested", "alone", "own", "pooled"),
             *("same_hare", "same_mean", "same_var"),
         )
     }
@@ -297,6 +298,7 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
     # the no-adversary arm); an arm of another kind keeps to its own cell
     cell = _strata(at, _CELL)[row] * width + rnd
     free = [c for c in _CELL if c not in _ARM]
+    alone = np.zeros(rows, dtype=bool)  # an arm compared within itself only
     if "adversary_kind" in at.columns:
         kind = at["adversary_kind"].astype(str)
         pooled = kind.isin(_POOLED_KINDS)
@@ -305,6 +307,7 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
         arm = at[[c for c in _ARM if c in at.columns]].astype(str).agg("|".join, axis=1)
         at = at.assign(_arm=arm.where(~pooled, ""))
         free.append("_arm")
+        alone = ~pooled.to_numpy()
     stratum = _strata(at, free)[row] * width + rnd
     group = at.groupby(by, sort=False, observed=True).ngroup().to_numpy()[row].astype(np.int64)
     tested, q, var, n_base = _against(post, before, hare, stratum, group)
@@ -314,6 +317,7 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
     out["mean"] = np.bincount(where, weights=q, minlength=rows)
     out["var"] = np.bincount(where, weights=var, minlength=rows)
     out["untested"] = np.bincount(row[post & ~tested], minlength=rows).astype(float)
+    out["alone"] = np.bincount(row[post & ~tested & alone[row]], minlength=rows).astype(float)
     out["own"] = np.bincount(row[after & ~clean], minlength=rows).astype(float)
     # tested rounds whose baseline holds other arms' rounds too
     own_n = np.bincount(cell[before], minlength=int(cell.max(initial=0)) + 1)[cell[tested]]
@@ -366,6 +370,7 @@ def _trial_features(at: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         "null_mean": react["mean"],
         "null_var": react["var"],
         "untested": react["untested"],
+        "untested_alone": react["alone"],
         "after_own": react["own"],
         "pooled": react["pooled"],
         "same_hare": react["same_hare"],
@@ -642,6 +647,13 @@ def _untestable(
     totals = matrix.sum(0)
     if totals[_COLUMN["responses"]] > 0:
         return ""
+    if totals[_COLUMN["untested"]] > 0 and totals[_COLUMN["untested_alone"]] > 0:
+        return (
+            f"its modal pattern, {modal}, claims a reaction, which cannot be tested here: "
+            "its adversary arm (an injector's payload or a deceiver's talk, meant to change "
+            "what the agent does) is compared within itself only, and every trial of it was "
+            "triggered by then, so no untriggered round of the arm is left to compare"
+        )
     if totals[_COLUMN["untested"]] > 0:
         return (
             f"its modal pattern, {modal}, claims a reaction, which cannot be told from a round "

@@ -871,7 +871,8 @@ def test_an_injection_arm_is_not_compared_with_other_arms(tmp_path: Path) -> Non
     row = labels.loc[("scripted/test-gullible", "injector")]
     assert row["label"] not in (ADAPTIVE, DEFECTION_PRONE), row
     assert not row["reaction_z"] > 1.645 and row["reaction_pooled"] == 0, row
-    assert row["reaction_untested"] > 0
+    assert row["reaction_untested"] > 0 and row["modal_pattern"] == ADAPTIVE, row
+    assert "compared within itself only" in row["label_note"], row["label_note"]
 
 
 @pytest.mark.parametrize("lag", [0, 1])
