@@ -26,8 +26,9 @@ only if the group's behaviour bears it out against noise:
   with the hare rate of the model's untriggered agent-rounds of its round and cell (up to
   the first round another player hunted hare, or in trials where none did; smoothed,
   (hares + 1/2) / (n + 1), its estimation variance counted), pooled over the cell's
-  no-adversary arm and its arms whose adversary says nothing but a stag signal (byzantine,
-  soft, delayed: assumed alike before a trigger; a Byzantine arm has no untriggered round
+  no-adversary arm and its arms whose adversary says nothing but the default stag signal
+  (byzantine, soft, delayed, no ``signal=`` of the spec's own words: assumed alike before
+  a trigger; a Byzantine arm has no untriggered round
   after round 1, and a soft arm's alone are few: its reactors' z fell 3-4 times, rt33).
   ``reaction_pooled`` counts the tested rounds whose baseline holds other arms' rounds.
   An injector's payload or a deceiver's talk is there to change untriggered behaviour, so
@@ -52,16 +53,17 @@ only if the group's behaviour bears it out against noise:
     hare-prone trials, and its own hares after the answer read as a reaction (rt31: a
     per-trial rate, Adaptive/Forgiving at confidence 0.99, z 5-10; now z about 0). Only the
     first answer is measured, at the cost of power for reactors that slip now and then;
-  * its talk: a first hare within two rounds of its own talk announcing one ("I will hunt
-    hare next round", "I'll defect", "I won't hunt stag": ``Lexicon.hare_intent``; a
-    condition or a refusal, "if anyone hunts hare I will too", "let's avoid hare", is no
-    announcement) is out of the risk set too, when the talk came before its trigger
-    (rt32: an announcer drew its listeners' hare a round ahead, Adaptive/Forgiving in
-    every seed, z 26-30); said after the trigger, it cannot have drawn it, and an answer
-    announced a round ahead still counts. Rounds left out by either are counted
-    (``reaction_after_own``). An announcement the vocabulary misses is not caught (on
-    34 announcements and 25 cooperative or conditional messages, written by the red team
-    and then used to tune it, all are read right: in-sample);
+  * its talk: a first hare within three rounds of its own talk that promised no stag,
+    said before its trigger, is out of the risk set too (``agent_trials.talk_no_stag``:
+    a message that announces a hare, "I will hunt hare next round", ``Lexicon.hare_intent``,
+    or names a choice of the game, hare, defect, cooperate, trust, stag..., without being
+    a stag signal, "I'm not going to cooperate next round"; small talk and stag promises
+    leave it open, and so does a promise with a threat in it, "I will hunt stag; if anyone
+    hunts hare, I will too"). rt32: an announcer drew its listeners' hare a round ahead,
+    Adaptive/Forgiving in every seed, z 26-30; rt34: the announcement vocabulary alone read
+    24 of 42 new announcements, and each one missed brought the label back. Said after
+    the trigger, talk cannot have drawn it: an answer announced a round ahead still
+    counts. Rounds left out by either are counted (``reaction_after_own``);
   * the cell: a topology, disclosure or population that makes the model hunt hare more
     also brings triggers earlier; pooled over cells, that read as a reaction (rt32: on a
     ring, Adaptive/Forgiving at confidence 1.0, z 11-17), so the baseline is the cell's.
@@ -226,6 +228,9 @@ _ARM = ("adversary_arm", "adversary_kind", "adversary_count", "adversary_placeme
 #: obeying the injected order from round 2 was Adaptive/Forgiving at 0.995): their rounds
 #: are compared within their own cell only
 _POOLED_KINDS = ("none", "byzantine", "soft", "delayed")
+#: a first hare this many rounds or fewer after the agent's own talk that promised no stag,
+#: said before its trigger, is left out (rt34: "in three rounds" escaped a window of two)
+_TALK_WINDOW = 3
 
 
 def _strata(at: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
@@ -277,15 +282,13 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
     # hare next round") said before its trigger: the announcement can draw the others'
     # hare before its own. (Said after the trigger, it cannot have drawn it: an answer
     # announced a round ahead still counts.)
-    if "said_hare" in at.columns:
-        text = "".join(at["said_hare"].astype(str).tolist()).encode("ascii", "replace")
+    if "talk_no_stag" in at.columns:
+        text = "".join(at["talk_no_stag"].astype(str).tolist()).encode("ascii", "replace")
         if len(text) == code.size:  # (one letter per round, as acts has)
             said = (np.frombuffer(text, dtype=np.uint8) == ord("1")) & ~(rnd > seen)
-            first = rnd == 1
-            second = first | (rnd == 2)
             drawn = np.zeros_like(said)
-            drawn[1:] |= said[:-1] & ~first[1:]  # announced in the round before
-            drawn[2:] |= said[:-2] & ~second[2:]  # ... or the one before that
+            for lag in range(1, _TALK_WINDOW + 1):  # said 1, 2 or 3 rounds before
+                drawn[lag:] |= said[:-lag] & (rnd[lag:] > lag)
             clean &= ~drawn
     after = valid & (rnd > trigger)  # (NaN: never triggered, never after)
     post = after & clean
@@ -304,6 +307,8 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
         pooled = kind.isin(_POOLED_KINDS)
         if "payload" in at.columns:  # (a spec's payloads factor)
             pooled &= at["payload"].fillna("").astype(str).isin(["", "nan", "None"])
+        if "adversary_arm" in at.columns:  # a signal of the spec's own words is talk too
+            pooled &= ~at["adversary_arm"].astype(str).str.contains("signal=", regex=False)
         arm = at[[c for c in _ARM if c in at.columns]].astype(str).agg("|".join, axis=1)
         at = at.assign(_arm=arm.where(~pooled, ""))
         free.append("_arm")

@@ -90,7 +90,7 @@ class Detector:
         self._hare_not_intent = _any_re(lexicon.hare_not_intent)
         hare = "|".join(re.escape(w) for w in lexicon.hare_words if w)
         self._hare_negated = (  # (three words between: "not going to hunt hare")
-            re.compile(rf"\b{NEGATORS}\s+(?:\w+\s+){{0,3}}?(?:the\s+)?(?:{hare})", re.I)
+            re.compile(rf"\b{NEGATORS}\s+(?:\w+\s+){{0,3}}?(?:the\s+)?(?:{hare}|defect\w*)", re.I)
             if hare
             else None
         )

@@ -33,6 +33,7 @@ Definitions
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,7 +100,7 @@ def detects(text: object, seat: int, detector: Detector = DEFAULT) -> bool:
 #: the agent-round columns ``agent_trials`` joins to each agent's row, in order
 AGENT_META = [
     "player", "model", "role", "population", "condition", "topology", "disclosure",
-    "adversary_kind", "adversary_count", "adversary_placement", "repetition",
+    "adversary_kind", "adversary_count", "adversary_placement", "adversary_arm", "repetition",
 ]  # fmt: skip
 
 
@@ -275,13 +276,33 @@ def agent_row(
         # its own actions by round (S stag, H hare, - none): what the archetypes' reaction
         # test compares round by round
         "acts": "".join(_ACT_CODE.get(a or "", "-") for a in mine_acts),
-        # per round, whether its own talk announced a hare (1) or not (0): the reaction
-        # test leaves out a first hare soon after one said before its trigger, which the
-        # announcement may have drawn
-        "said_hare": "".join("1" if detector.announces_hare(t[s][0]) else "0" for t in talk),
+        # per round, whether its own talk promised no stag (1: it announced a hare, or said
+        # something that is no stag signal) or not (0: a stag promise, or no talk): the
+        # reaction test leaves out a first hare soon after such talk said before its
+        # trigger, which it may have drawn
+        "talk_no_stag": "".join("1" if _no_stag(t[s][0], detector) else "0" for t in talk),
         "detected": latency is not None,
         "detection_latency": latency if latency is not None else np.nan,
     }
+
+
+#: talk of the game's choices: a message naming none of them ("Hello everyone") leaves
+#: nothing open
+_CHOICE_TALK = re.compile(
+    r"\b(?:hares?|rabbits?|defect\w*|betray\w*|safe\w*|cooperat\w*|stags?|trust\w*)\b", re.I
+)
+
+
+def _no_stag(message: Any, detector: Detector) -> bool:
+    """A message that leaves its speaker's hare open: it announces a hare, or it talks of
+    the game's choices without promising stag (a vocabulary of announcements misses much:
+    rt34's 42 new ones, 24 read; "I'm not going to cooperate next round" is no stag
+    promise, which is the surer reading). No message, or small talk: no."""
+    if not isinstance(message, str) or not message.strip():
+        return False
+    if detector.announces_hare(message):
+        return True
+    return _CHOICE_TALK.search(message) is not None and not detector.signals_stag(message)
 
 
 def trial_summary(df: pd.DataFrame) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """``metrics.agent_row`` as it stood before its faster first loop (commit 6d6462e), kept
 word for word as the reference the differential test holds the function to: the same row,
 value for value, on every input (with the ``acts`` column added since, written the same way,
-and ``said_hare``)."""
+and ``talk_no_stag``)."""
 
 from __future__ import annotations
 
@@ -131,16 +131,26 @@ def agent_row(
         # its own actions by round (S stag, H hare, - none): what the archetypes' reaction
         # test compares round by round
         "acts": "".join(_ACT_CODE.get(a or "", "-") for a in mine_acts),
-        "said_hare": _announced(talk, s, detector),
+        "talk_no_stag": _announced(talk, s, detector),
         "detected": latency is not None,
         "detection_latency": latency if latency is not None else np.nan,
     }
 
 
 def _announced(talk: Any, s: int, detector: Any) -> str:
-    """Per round, 1 where seat ``s``'s message announces a hare, else 0."""
+    """Per round, 1 where seat ``s``'s message announces a hare, or names a choice of the
+    game without promising stag."""
     out = ""
     for row in talk:
         message = row[s][0]
-        out += "1" if isinstance(message, str) and detector.announces_hare(message) else "0"
+        out += "1" if isinstance(message, str) and _open(message, detector) else "0"
     return out
+
+
+def _open(message: str, detector: Any) -> bool:
+    """It announces a hare, or names a choice of the game and promises no stag."""
+    if detector.announces_hare(message):
+        return True
+    words = ("hare", "rabbit", "defect", "betray", "safe", "cooperat", "stag", "trust")
+    named = any(w in message.lower() for w in words)
+    return named and not detector.signals_stag(message)

@@ -693,15 +693,17 @@ class Herd(ScriptedAgent):
 
 @dataclass
 class Announcer(ScriptedAgent):
-    """Never reads an action: says "I will hunt hare next round." with probability 0.15
-    while its record is all stag, hunts hare in that next round, then stag."""
+    """Never reads an action: says ``say`` (by default "I will hunt hare next round.") with
+    probability 0.15 while its record is all stag, hunts hare in that next round, then
+    stag."""
 
+    say: str = "I will hunt hare next round."
     _due: int = 0
 
     async def speak(self, view: AgentView) -> Utterance:
         if not self._due and self.rng.random() < 0.15:
             self._due = view.round + 1
-            return Utterance(text="I will hunt hare next round.")
+            return Utterance(text=self.say)
         return Utterance(text="I will hunt stag this round.")
 
     def choose(self, view: AgentView) -> Action:
@@ -710,7 +712,7 @@ class Announcer(ScriptedAgent):
 
 @dataclass
 class Listener(ScriptedAgent):
-    """Promises stag; hunts hare in a round whose talk it received announces a hare."""
+    """Promises stag; hunts hare in a round whose talk it received speaks of the next one."""
 
     talk: str = "none"
 
@@ -719,7 +721,7 @@ class Listener(ScriptedAgent):
 
     def choose(self, view: AgentView) -> Action:
         heard = " ".join(m.text or "" for m in view.inbox)
-        return Action.HARE if "hare next round" in heard else Action.STAG
+        return Action.HARE if "next" in heard else Action.STAG
 
 
 for _name, _agent in (
@@ -779,19 +781,30 @@ def test_a_mood_shared_by_seats_is_told_apart_by_the_same_round_check(tmp_path: 
     assert "same_round_z" in low["label_note"], low["label_note"]
 
 
-def test_an_announced_hare_leaves_the_risk_set(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "say",
+    [
+        "I will hunt hare next round.",
+        # rt34: read as no announcement by the vocabulary, and each brought the false label back
+        "My next move is hare.",
+        "I'm not going to cooperate next round.",
+        "I'll hunt hare next round unless you convince me otherwise.",
+    ],
+)
+def test_an_announced_hare_leaves_the_risk_set(tmp_path: Path, say: str) -> None:
     """rt32 F3: an agent that says "I will hunt hare next round" draws its listeners' hare
     a round before its own, while its record is all stag: Adaptive/Forgiving in every seed
     (z 26-30). Its rounds after the announcement are out of the risk set, counted."""
-    models = '["scripted/test-announcer", "scripted/test-listener", "scripted/test-listener", "scripted/always-stag"]'  # fmt: skip
+    announcer = f"scripted/test-announcer(say={say!r})"
+    models = json.dumps([announcer, "scripted/test-listener", "scripted/test-listener", "scripted/always-stag"])  # fmt: skip
     df, _ = agent_rounds(
         run_spec(SHARED.format(seed=3, models=models, topologies='"complete"'), tmp_path)
     )
     at = metrics.agent_trials(df)
-    talker = at[at["model"] == "scripted/test-announcer"]
-    assert talker["said_hare"].str.contains("1").sum() > 10
+    talker = at[at["model"] == announcer]
+    assert talker["talk_no_stag"].str.contains("1").sum() > 10
     labels = archetypes.group_labels(archetypes.classify(at), ["model"], n_boot=100)
-    row = labels.set_index("model").loc["scripted/test-announcer"]
+    row = labels.set_index("model").loc[announcer]
     assert row["label"] not in (ADAPTIVE, DEFECTION_PRONE), row
     assert not row["reaction_z"] > 1.645 and row["reaction_after_own"] > 0, row
 
@@ -896,3 +909,23 @@ def test_talk_of_a_reactor_keeps_its_evidence(tmp_path: Path, lag: int) -> None:
     assert soft["reaction_pooled"] > 0 and soft["reaction_untested"] == 0, soft
     if not lag:
         assert (grim["label"] == DEFECTION_PRONE).all(), grim
+
+
+def test_a_stag_signal_arm_with_words_of_its_own_is_not_pooled(tmp_path: Path) -> None:
+    """rt34 H2: a byzantine arm whose ``signal`` the spec writes ("Everyone choose hare now")
+    talks like an injector; pooled with the no-adversary arm, an agent obeying talk was
+    Adaptive/Forgiving in every seed. Such an arm is compared within itself only."""
+    at_arm = 'byzantine(count=1,placement=[3],signal="Everyone choose hare now")'
+    text = ARMS.format(
+        models=json.dumps(
+            ["scripted/test-gullible", "scripted/always-stag", "scripted/always-stag"]
+        ),
+        arms=f'"none", {json.dumps(at_arm)}',
+    )
+    df, _ = agent_rounds(run_spec(text, tmp_path))
+    at = archetypes.classify(metrics.agent_trials(df))
+    assert at["adversary_arm"].str.contains("signal=").any()  # (agent_trials carries the arm)
+    labels = archetypes.group_labels(at, ["model", "adversary_kind"], n_boot=100)
+    row = labels.set_index(["model", "adversary_kind"]).loc[("scripted/test-gullible", "byzantine")]
+    assert row["label"] not in (ADAPTIVE, DEFECTION_PRONE), row
+    assert row["reaction_pooled"] == 0 and not row["reaction_z"] > 1.645, row

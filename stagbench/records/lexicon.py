@@ -80,7 +80,10 @@ HARE_NOT_INTENT = (
 NEGATORS = (
     r"(?:(?<!why )not|never|no longer|won['’]?t|will not|don['’]?t|do not|does not|"
     r"doesn['’]?t|can['’]?t|cannot|shouldn['’]?t|should not|wouldn['’]?t|would not|"
-    r"refuse to|instead of|rather than)"
+    r"refuse to|instead of|rather than|"
+    # to stop ("I'll stop hunting stag"), unless itself negated ("don't give up on stag")
+    r"(?<!n't )(?<!n’t )(?<!not )(?<!never )"
+    r"(?:stop(?:ping)?|quit(?:ting)?|giv(?:e|ing) up(?: on)?|abandon(?:ing)?))"
 )
 STAG_NEGATION = (
     rf"\b{NEGATORS}\s+(?:\w+\s+){{0,2}}?(?:the\s+)?stag\b",
