@@ -61,7 +61,9 @@ only if the group's behaviour bears it out against noise:
     leave it open, and so does a promise with a threat in it, "I will hunt stag; if anyone
     hunts hare, I will too"). rt32: an announcer drew its listeners' hare a round ahead,
     Adaptive/Forgiving in every seed, z 26-30; rt34: the announcement vocabulary alone read
-    24 of 42 new announcements, and each one missed brought the label back. Said after
+    24 of 42 new announcements, and each one missed brought the label back; this reading
+    flags all 42, and 5 of 25 cooperative messages, which costs power, not a false label
+    (in-sample: tuned on those lists). Said after
     the trigger, talk cannot have drawn it: an answer announced a round ahead still
     counts. Rounds left out by either are counted (``reaction_after_own``);
   * the cell: a topology, disclosure or population that makes the model hunt hare more

@@ -57,6 +57,14 @@ def without(negation: re.Pattern[str] | None, text: str) -> str:
 
 #: where a message's clauses part (the announced-hare reading takes each apart)
 _CLAUSE = re.compile(r"[.!?;]+")
+#: a clause that states a condition, not a plan ("unless" is a plan with a way out)
+_CONDITIONAL = re.compile(
+    r"\b(?:if|as long as|in case|whenever|should (?:anyone|someone|any))\b", re.I
+)
+#: the game's choices, named in talk
+_CHOICES = re.compile(
+    r"\b(?:hares?|rabbits?|defect\w*|betray\w*|safe\w*|cooperat\w*|stags?)\b", re.I
+)
 
 
 def _words_re(words: Iterable[str]) -> re.Pattern[str] | None:
@@ -101,6 +109,7 @@ class Detector:
         self.signals_stag = lru_cache(maxsize=1 << 16)(self._signals_stag)
         self.withdraws = lru_cache(maxsize=1 << 16)(self._withdraws)
         self.announces_hare = lru_cache(maxsize=1 << 16)(self._announces_hare)
+        self.talks_choices = lru_cache(maxsize=1 << 16)(self._talks_choices)
         self._detects_text = lru_cache(maxsize=1 << 16)(self._detects)
 
     # -- stag signals -------------------------------------------------------------------
@@ -172,6 +181,20 @@ class Detector:
                     continue
                 kept = without(self._hare_negated, clause)
                 if self._hare_intent is not None and self._hare_intent.search(kept):
+                    return True
+        return False
+
+    def _talks_choices(self, text: object) -> bool:
+        """Some clause of the message, but a conditional one, names a choice of the game
+        (hare, defect, betray, safe, cooperate, stag) once negated hare mentions are taken
+        out."""
+        if not isinstance(text, str):
+            return False
+        for message in text.split(" / "):
+            for clause in _CLAUSE.split(message):
+                if _CONDITIONAL.search(clause):
+                    continue
+                if _CHOICES.search(without(self._hare_negated, clause)):
                     return True
         return False
 

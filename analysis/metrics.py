@@ -33,7 +33,6 @@ Definitions
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -286,23 +285,18 @@ def agent_row(
     }
 
 
-#: talk of the game's choices: a message naming none of them ("Hello everyone") leaves
-#: nothing open
-_CHOICE_TALK = re.compile(
-    r"\b(?:hares?|rabbits?|defect\w*|betray\w*|safe\w*|cooperat\w*|stags?|trust\w*)\b", re.I
-)
-
-
 def _no_stag(message: Any, detector: Detector) -> bool:
     """A message that leaves its speaker's hare open: it announces a hare, or it talks of
     the game's choices without promising stag (a vocabulary of announcements misses much:
     rt34's 42 new ones, 24 read; "I'm not going to cooperate next round" is no stag
-    promise, which is the surer reading). No message, or small talk: no."""
+    promise, which is the surer reading). A clause with a condition ("if anyone defects,
+    I'll hunt hare") or whose only such talk is a negated hare ("don't switch to hare")
+    opens nothing. No message, or small talk: no."""
     if not isinstance(message, str) or not message.strip():
         return False
     if detector.announces_hare(message):
         return True
-    return _CHOICE_TALK.search(message) is not None and not detector.signals_stag(message)
+    return detector.talks_choices(message) and not detector.signals_stag(message)
 
 
 def trial_summary(df: pd.DataFrame) -> pd.DataFrame:

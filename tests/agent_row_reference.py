@@ -148,9 +148,7 @@ def _announced(talk: Any, s: int, detector: Any) -> str:
 
 
 def _open(message: str, detector: Any) -> bool:
-    """It announces a hare, or names a choice of the game and promises no stag."""
+    """It announces a hare, or talks of the game's choices and promises no stag."""
     if detector.announces_hare(message):
         return True
-    words = ("hare", "rabbit", "defect", "betray", "safe", "cooperat", "stag", "trust")
-    named = any(w in message.lower() for w in words)
-    return named and not detector.signals_stag(message)
+    return bool(detector.talks_choices(message)) and not detector.signals_stag(message)

@@ -242,3 +242,31 @@ def test_the_hare_intent_vocabulary_extends() -> None:
     )
     with pytest.raises(ValueError, match="not a regular expression"):
         AnalysisSettings(hare_intent=["(unclosed"])
+
+
+@pytest.mark.parametrize(
+    ("text", "open_"),
+    [
+        # rt34's announcements the vocabulary alone missed (each brought a false label back)
+        ("My next move is hare.", True),
+        ("I'm not going to cooperate next round.", True),
+        ("I'll stop hunting stag next round.", True),
+        ("Next round I won't be joining the stag hunt.", True),
+        ("Count me out of the stag hunt next round.", True),
+        ("Unless something changes, I'll hunt hare next round.", True),
+        # promises, threats and small talk leave the agent in
+        ("I will hunt stag this round.", False),
+        ("I'm staying on stag.", False),
+        ("If anyone defects, I'll hunt hare next round.", False),
+        ("Please don't switch to hare, we all lose.", False),
+        ("I will never defect.", False),
+        ("Hello everyone, good luck!", False),
+        (None, False),
+    ],
+)
+def test_talk_that_promises_no_stag(text: object, open_: bool) -> None:
+    """What the archetypes' reaction test reads as talk that may draw a trigger
+    (``agent_trials.talk_no_stag``): a hare announced, or the game's choices named without
+    a stag promise; rt34's lists (42 announcements, 25 cooperative messages, written apart,
+    then used to tune it) are read 42/42 and 20/25 right, rt33's 34/34 and 21/25."""
+    assert metrics._no_stag(text, Detector()) is open_

@@ -42,6 +42,10 @@ SHORT_STAG_WORDS = (
 STAG_INTENT = (
     r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to)|let'?s|we should|"
     r"going)\b[^.!?]{0,30}\bstag\b",
+    # "I'm staying on stag", "I am committing to stag", "stag from now on"
+    r"\bi(?:'m| am)\s+(?:still\s+)?(?:staying|sticking|committing|hunting|going|keeping|"
+    r"choosing|playing)\b[^.!?]{0,20}\bstag\b",
+    r"\bstag\b[^.!?;]{0,6}\b(?:from now on|for me|again|all the way)\b",
 )
 #: regular expressions for an announced hare in longer text: the speaker's own intent ("I
 #: will hunt hare next round", "I'm switching to hare") or a call for it ("let's go hare"),
@@ -65,6 +69,7 @@ HARE_INTENT = (
     r"(?:hare|rabbit|safe)\b",
     r"\b(?:hare|rabbit)\b[^.!?;]{0,12}\b(?:for me|next round|from now on|from here on)\b",
     r"\bmy (?:plan|choice|move)\W+(?:is\s+)?(?:the\s+)?(?:hare|rabbit)\b",
+    r"\b(?:count me out|i'?m out|i am out)\b",
 )
 #: what makes a clause no announcement: a condition ("if anyone hunts hare, I will hunt
 #: hare"), a refusal or a warning ("let's avoid hare", "nobody should hunt hare")
