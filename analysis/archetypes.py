@@ -54,16 +54,19 @@ only if the group's behaviour bears it out against noise:
     per-trial rate, Adaptive/Forgiving at confidence 0.99, z 5-10; now z about 0). Only the
     first answer is measured, at the cost of power for reactors that slip now and then;
   * its talk: a first hare within three rounds of its own talk that promised no stag,
-    said before its trigger, is out of the risk set too (``agent_trials.talk_no_stag``:
-    a message that announces a hare, "I will hunt hare next round", ``Lexicon.hare_intent``,
-    or names a choice of the game, hare, defect, cooperate, trust, stag..., without being
-    a stag signal, "I'm not going to cooperate next round"; small talk and stag promises
-    leave it open, and so does a promise with a threat in it, "I will hunt stag; if anyone
-    hunts hare, I will too"). rt32: an announcer drew its listeners' hare a round ahead,
+    said before its trigger, is out of the risk set too (``agent_trials.talk_no_stag``,
+    ``Detector.promises_no_stag``: a message that announces a hare, "I will hunt hare
+    next round", ``Lexicon.hare_intent``; refuses the joint hunt, "I'm not going to
+    cooperate next round"; or names hare, defect or the safe choice without a stag signal
+    or a wish for the joint hunt; small talk, stag promises, "I'll keep cooperating", and
+    a promise with a threat in it, "I will hunt stag; if anyone hunts hare, I will too",
+    leave the agent in: rt35 found cooperative chatter had cost talkative reactors their
+    labels). rt32: an announcer drew its listeners' hare a round ahead,
     Adaptive/Forgiving in every seed, z 26-30; rt34: the announcement vocabulary alone read
     24 of 42 new announcements, and each one missed brought the label back; this reading
-    flags all 42, and 5 of 25 cooperative messages, which costs power, not a false label
-    (in-sample: tuned on those lists). Said after
+    flags all of the red teams' 96 announcements and 10 of their 82 cooperative messages
+    (in-sample: tuned on those lists); a wording it does not know still brings a false
+    label back (rt35: four of 20 new ones did before they were added). Said after
     the trigger, talk cannot have drawn it: an answer announced a round ahead still
     counts. Rounds left out by either are counted (``reaction_after_own``);
   * the cell: a topology, disclosure or population that makes the model hunt hare more
@@ -280,10 +283,11 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
     # showed): the test compares the hazard of a first hare
     hares = np.cumsum(hare)
     clean = hares - hare == (hares - hare)[starts][row]
-    # ... nor a first hare within two rounds of its own talk announcing one ("I will hunt
-    # hare next round") said before its trigger: the announcement can draw the others'
-    # hare before its own. (Said after the trigger, it cannot have drawn it: an answer
-    # announced a round ahead still counts.)
+    # ... nor a first hare within three rounds of its own talk that promised no stag (a
+    # hare announced, "I will hunt hare next round", or the game's choices named without a
+    # stag signal) said no later than the first round another player hunted hare: such
+    # talk can draw the others' hare before its own. (Said after that, it cannot have
+    # drawn it: an answer announced a round ahead still counts.)
     if "talk_no_stag" in at.columns:
         text = "".join(at["talk_no_stag"].astype(str).tolist()).encode("ascii", "replace")
         if len(text) == code.size:  # (one letter per round, as acts has)
@@ -672,8 +676,9 @@ def _untestable(
         return (
             f"its modal pattern, {modal}, claims a reaction, which cannot be told from its own "
             "inclination here: every round after its triggers follows a hare of its own, or "
-            "comes within two rounds of its own talk announcing one before its trigger "
-            "(either may have drawn the trigger), and only rounds free of both are compared"
+            "comes within three rounds of its own talk that promised no stag before its "
+            "trigger (either may have drawn the trigger), and only rounds free of both are "
+            "compared"
         )
     return ""
 

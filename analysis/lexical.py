@@ -62,8 +62,13 @@ _CONDITIONAL = re.compile(
     r"\b(?:if|as long as|in case|whenever|should (?:anyone|someone|any))\b", re.I
 )
 #: the game's choices, named in talk
-_CHOICES = re.compile(
-    r"\b(?:hares?|rabbits?|defect\w*|betray\w*|safe\w*|cooperat\w*|stags?)\b", re.I
+_CHOICES = re.compile(r"\b(?:hares?|rabbits?|defect\w*|betray\w*|safe\w*)\b", re.I)
+#: talk that wants the joint hunt ("I'll keep cooperating", "stag is better for all"): with
+#: it, a hare named in passing opens nothing
+_COOPERATIVE = re.compile(
+    r"\b(?:cooperat\w*|together|team\w*|trust\w*|each other|all of us)\b|"
+    r"\bstag\b[^.!?;]{0,20}\b(?:better|best|pays|wins)\b",
+    re.I,
 )
 
 
@@ -97,6 +102,11 @@ class Detector:
         self._hare_intent = _any_re(lexicon.hare_intent)
         self._hare_not_intent = _any_re(lexicon.hare_not_intent)
         hare = "|".join(re.escape(w) for w in lexicon.hare_words if w)
+        self._refused = re.compile(  # the joint hunt refused (not twice: "never give up on")
+            rf"\b(?:{NEGATORS}|abandon\w*|drop\w*)\s+(?:(?!stop|quit|giv|abandon)\w+\s+){{0,3}}?"
+            r"(?:cooperat\w*|join\w*|(?:the\s+)?stag\b)",
+            re.I,
+        )
         self._hare_negated = (  # (three words between: "not going to hunt hare")
             re.compile(rf"\b{NEGATORS}\s+(?:\w+\s+){{0,3}}?(?:the\s+)?(?:{hare}|defect\w*)", re.I)
             if hare
@@ -109,7 +119,7 @@ class Detector:
         self.signals_stag = lru_cache(maxsize=1 << 16)(self._signals_stag)
         self.withdraws = lru_cache(maxsize=1 << 16)(self._withdraws)
         self.announces_hare = lru_cache(maxsize=1 << 16)(self._announces_hare)
-        self.talks_choices = lru_cache(maxsize=1 << 16)(self._talks_choices)
+        self.promises_no_stag = lru_cache(maxsize=1 << 16)(self._promises_no_stag)
         self._detects_text = lru_cache(maxsize=1 << 16)(self._detects)
 
     # -- stag signals -------------------------------------------------------------------
@@ -184,19 +194,27 @@ class Detector:
                     return True
         return False
 
-    def _talks_choices(self, text: object) -> bool:
-        """Some clause of the message, but a conditional one, names a choice of the game
-        (hare, defect, betray, safe, cooperate, stag) once negated hare mentions are taken
-        out."""
-        if not isinstance(text, str):
+    def _promises_no_stag(self, text: object) -> bool:
+        """A message that leaves its speaker's hare open (what the archetypes' reaction
+        test reads as talk that may draw a trigger): it announces a hare
+        (``announces_hare``); or a clause refuses the joint hunt ("I'm not going to
+        cooperate", "I won't be joining the stag hunt"); or a clause, not a conditional
+        one, names hare, defect, betray or the safe choice (negated hare mentions taken
+        out) in a message that is no stag signal and wants no joint hunt ("I'll keep
+        cooperating", "stag is better for all"). No text, or small talk: no."""
+        if not isinstance(text, str) or not text.strip():
             return False
+        if self.announces_hare(text):
+            return True
+        named = False
         for message in text.split(" / "):
             for clause in _CLAUSE.split(message):
                 if _CONDITIONAL.search(clause):
                     continue
-                if _CHOICES.search(without(self._hare_negated, clause)):
+                if self._refused.search(clause):
                     return True
-        return False
+                named = named or bool(_CHOICES.search(without(self._hare_negated, clause)))
+        return named and not self.signals_stag(text) and not _COOPERATIVE.search(text)
 
     # -- betrayal detection ---------------------------------------------------------------
     def names(self, seat: int) -> re.Pattern[str]:

@@ -286,17 +286,9 @@ def agent_row(
 
 
 def _no_stag(message: Any, detector: Detector) -> bool:
-    """A message that leaves its speaker's hare open: it announces a hare, or it talks of
-    the game's choices without promising stag (a vocabulary of announcements misses much:
-    rt34's 42 new ones, 24 read; "I'm not going to cooperate next round" is no stag
-    promise, which is the surer reading). A clause with a condition ("if anyone defects,
-    I'll hunt hare") or whose only such talk is a negated hare ("don't switch to hare")
-    opens nothing. No message, or small talk: no."""
-    if not isinstance(message, str) or not message.strip():
-        return False
-    if detector.announces_hare(message):
-        return True
-    return detector.talks_choices(message) and not detector.signals_stag(message)
+    """A message that leaves its speaker's hare open (``Detector.promises_no_stag``): a
+    vocabulary of announcements alone misses much (rt34's 42 new ones, 24 read)."""
+    return bool(detector.promises_no_stag(message))
 
 
 def trial_summary(df: pd.DataFrame) -> pd.DataFrame:

@@ -148,7 +148,5 @@ def _announced(talk: Any, s: int, detector: Any) -> str:
 
 
 def _open(message: str, detector: Any) -> bool:
-    """It announces a hare, or talks of the game's choices and promises no stag."""
-    if detector.announces_hare(message):
-        return True
-    return bool(detector.talks_choices(message)) and not detector.signals_stag(message)
+    """It leaves its speaker's hare open (``Detector.promises_no_stag``)."""
+    return bool(detector.promises_no_stag(message))

@@ -929,3 +929,34 @@ def test_a_stag_signal_arm_with_words_of_its_own_is_not_pooled(tmp_path: Path) -
     row = labels.set_index(["model", "adversary_kind"]).loc[("scripted/test-gullible", "byzantine")]
     assert row["label"] not in (ADAPTIVE, DEFECTION_PRONE), row
     assert row["reaction_pooled"] == 0 and not row["reaction_z"] > 1.645, row
+
+
+@dataclass
+class ChattyGrim(ScriptedAgent):
+    """Grim trigger that says "I'll keep cooperating." every round."""
+
+    async def speak(self, view: AgentView) -> Utterance:
+        return Utterance(text="I'll keep cooperating.")
+
+    def choose(self, view: AgentView) -> Action:
+        betrayed = any(view.others_played_hare(past) for past in view.history)
+        return Action.HARE if betrayed else Action.STAG
+
+
+if "test-chatty-grim" not in STRATEGIES:
+    strategy("test-chatty-grim", ChattyGrim, "a planted reactor that chats")
+
+
+def test_a_reactor_that_chats_cooperatively_keeps_its_label(tmp_path: Path) -> None:
+    """rt35 H1: talk naming the game's choices without a stag signal left the risk set,
+    and "I'll keep cooperating." is no stag signal: a grim trigger saying it every round
+    was Unclassified in every seed (Defection-Prone when silent). Wanting the joint hunt
+    leaves the agent in."""
+    labels = _arm_labels(
+        tmp_path,
+        ["scripted/test-chatty-grim", "scripted/random(p=0.85)", "scripted/always-stag",
+         "scripted/always-stag"],
+        '"none", "soft(count=1,placement=[3],p=0.5)"',
+    )  # fmt: skip
+    grim = labels[labels["model"] == "scripted/test-chatty-grim"]
+    assert (grim["label"] == DEFECTION_PRONE).all() and (grim["reaction_z"] > 3 * 1.645).all()

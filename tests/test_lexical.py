@@ -261,12 +261,20 @@ def test_the_hare_intent_vocabulary_extends() -> None:
         ("Please don't switch to hare, we all lose.", False),
         ("I will never defect.", False),
         ("Hello everyone, good luck!", False),
+        # rt35: cooperative chatter, which cost talkative reactors their labels
+        ("I'll keep cooperating.", False),
+        ("Remember: hare is the safe option but stag is better for all.", False),
+        ("Never give up on the stag!", False),
+        ("Don't count on me for stag next round.", True),
+        ("I'm abandoning the stag plan next round.", True),
         (None, False),
     ],
 )
 def test_talk_that_promises_no_stag(text: object, open_: bool) -> None:
     """What the archetypes' reaction test reads as talk that may draw a trigger
     (``agent_trials.talk_no_stag``): a hare announced, or the game's choices named without
-    a stag promise; rt34's lists (42 announcements, 25 cooperative messages, written apart,
-    then used to tune it) are read 42/42 and 20/25 right, rt33's 34/34 and 21/25."""
+    a stag promise or a wish for the joint hunt; the red teams' lists (written apart, then
+    used to tune it: in-sample) are read right 42/42 and 21/25 (rt34), 34/34 and 21/25
+    (rt33), 20/20 and 30/32 (rt35: cooperative chatter that had cost reactors their
+    labels)."""
     assert metrics._no_stag(text, Detector()) is open_

@@ -69,7 +69,10 @@ HARE_INTENT = (
     r"(?:hare|rabbit|safe)\b",
     r"\b(?:hare|rabbit)\b[^.!?;]{0,12}\b(?:for me|next round|from now on|from here on)\b",
     r"\bmy (?:plan|choice|move)\W+(?:is\s+)?(?:the\s+)?(?:hare|rabbit)\b",
-    r"\b(?:count me out|i'?m out|i am out)\b",
+    r"\b(?:count me out|i'?m out|i am out|don'?t count on me|break (?:away )?from the group|"
+    r"(?:go|going) my own way|(?:hunt|hunting|go|going) (?:alone|solo))\b",
+    r"\b(?:i'll|i will|i'm going to|i am going to)\b[^.!?;]{0,20}\b(?:guaranteed|sure thing|"
+    r"small game|small payoff|(?:3|three) points)\b",
 )
 #: what makes a clause no announcement: a condition ("if anyone hunts hare, I will hunt
 #: hare"), a refusal or a warning ("let's avoid hare", "nobody should hunt hare")
@@ -88,7 +91,7 @@ NEGATORS = (
     r"refuse to|instead of|rather than|"
     # to stop ("I'll stop hunting stag"), unless itself negated ("don't give up on stag")
     r"(?<!n't )(?<!n’t )(?<!not )(?<!never )"
-    r"(?:stop(?:ping)?|quit(?:ting)?|giv(?:e|ing) up(?: on)?|abandon(?:ing)?))"
+    r"(?:stop(?:ping)?|quit(?:ting)?|giv(?:e|ing) up(?: on)?))"
 )
 STAG_NEGATION = (
     rf"\b{NEGATORS}\s+(?:\w+\s+){{0,2}}?(?:the\s+)?stag\b",
