@@ -224,8 +224,8 @@ _FEATURES = (
 #: adversary arm's parts, those present): its post-trigger rounds are compared with the
 #: untriggered agent-rounds of the same model in the same cell, round by round
 _CELL = (*CELL_FACTORS, "adversary_kind", "adversary_count", "adversary_placement")
-#: ... and where the cell has none at that round (a Byzantine arm triggers every trial in
-#: round 1), with those of the cells that differ from it only in the adversary arm
+#: ... of which these make its adversary arm: the baseline pools a cell's arms of
+#: ``_POOLED_KINDS`` (a Byzantine arm has no untriggered round after round 1)
 _ARM = ("adversary_arm", "adversary_kind", "adversary_count", "adversary_placement", "payload")
 #: the adversary kinds whose arms are pooled so: they say nothing but a stag signal, so an
 #: honest agent's untriggered behaviour is taken to be that of the no-adversary arm.
@@ -506,13 +506,8 @@ def _decide(
     top = np.take_along_axis(counts, modal[:, None], 1)[:, 0]
     tied = (counts == top[:, None]).sum(1) > 1
     z_crit = float(sps.norm.ppf(1 - rule.alpha))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sd = np.sqrt(col["null_var"])
-        excess = col["response_hare"] - col["null_mean"] - 0.5  # continuity correction
-        z = np.where(sd > 0, excess / np.where(sd > 0, sd, 1), -np.inf)
-        sd = np.sqrt(col["same_var"])
-        excess = col["same_hare"] - col["same_mean"] - 0.5
-        same = np.where(sd > 0, excess / np.where(sd > 0, sd, 1), -np.inf)
+    z = _excess_z(col["response_hare"], col["null_mean"], col["null_var"])
+    same = _excess_z(col["same_hare"], col["same_mean"], col["same_var"])
     pre_rate, pre_lo = _lower_bound(col, "pre", z_crit, flat["pre"], rule.alpha)
     post_rate, post_lo = _lower_bound(col, "post", z_crit, flat["post"], rule.alpha)
     # a reaction needs its hares after the trigger and none beyond the baseline in the
@@ -540,6 +535,14 @@ def _decide(
         "classified": classified,
     }
     return labels, evidence
+
+
+def _excess_z(hares: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """The one-sided z of ``hares`` beyond their null ``mean`` (variance ``var``), with a
+    continuity correction; -inf where there is no variance (nothing was compared)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.sqrt(var)
+        return np.where(sd > 0, (hares - mean - 0.5) / np.where(sd > 0, sd, 1), -np.inf)
 
 
 def group_labels(
@@ -658,7 +661,7 @@ def _untestable(
     totals = matrix.sum(0)
     if totals[_COLUMN["responses"]] > 0:
         return ""
-    if totals[_COLUMN["untested"]] > 0 and totals[_COLUMN["untested_alone"]] > 0:
+    if totals[_COLUMN["untested_alone"]] > 0:
         return (
             f"its modal pattern, {modal}, claims a reaction, which cannot be tested here: "
             "its adversary arm (an injector's payload or a deceiver's talk, meant to change "

@@ -279,16 +279,10 @@ def agent_row(
         # something that is no stag signal) or not (0: a stag promise, or no talk): the
         # reaction test leaves out a first hare soon after such talk said before its
         # trigger, which it may have drawn
-        "talk_no_stag": "".join("1" if _no_stag(t[s][0], detector) else "0" for t in talk),
+        "talk_no_stag": "".join("1" if detector.promises_no_stag(t[s][0]) else "0" for t in talk),
         "detected": latency is not None,
         "detection_latency": latency if latency is not None else np.nan,
     }
-
-
-def _no_stag(message: Any, detector: Detector) -> bool:
-    """A message that leaves its speaker's hare open (``Detector.promises_no_stag``): a
-    vocabulary of announcements alone misses much (rt34's 42 new ones, 24 read)."""
-    return bool(detector.promises_no_stag(message))
 
 
 def trial_summary(df: pd.DataFrame) -> pd.DataFrame:

@@ -80,8 +80,8 @@ class Plan:
     ``floor`` the fewest trials per arm at which the report's test can give p <= ``level``
     (alpha / tests), ``floor_p`` its smallest p there and ``floor_how`` how that p is made;
     ``achieved`` the simulated power at ``trials`` (``None`` where not simulated) over
-    ``sims`` data sets, and ``fewer`` (trials, power, data sets) where one trial fewer was
-    simulated too and fell short."""
+    ``sims`` data sets, and ``fewer`` (trials, power, data sets) of the most trials
+    simulated that fell short, where any did."""
 
     trials: int
     method: str

@@ -566,24 +566,57 @@ class Onset(ScriptedAgent):
         return Action.HARE if view.round >= self._at else Action.STAG
 
 
-for _name, _agent in (("test-moody", Moody), ("test-onset", Onset)):
-    if _name not in STRATEGIES:
-        strategy(_name, _agent, "a planted agent whose inclination differs by trial")
+def _plant(what: str, *agents: tuple[str, type[ScriptedAgent]]) -> None:
+    """Register planted scripted strategies (``scripted/<name>``), once per process."""
+    for name, agent in agents:
+        if name not in STRATEGIES:
+            strategy(name, agent, what)
 
-MOODS = """
-name = "moods"
-seed = 351
+
+_plant(
+    "a planted agent whose inclination differs by trial",
+    ("test-moody", Moody),
+    ("test-onset", Onset),
+)
+
+PLANT = """
+name = "{name}"
+seed = {seed}
 repetitions = 40
 [game]
 n_players = 4
 rounds = 8
 [factors]
-models = [["scripted/test-moody", "scripted/forgive-after(k=1)", "scripted/always-stag",
-           "scripted/always-stag"],
-          ["scripted/test-onset", "scripted/generous-tit-for-tat(g=0.5)",
-           "scripted/always-stag", "scripted/always-stag"]]
-adversaries = ["none", "byzantine(count=1,placement=[3])"]
+models = {models}
 """
+
+
+def _planted(
+    tmp_path: Path,
+    name: str,
+    seed: int,
+    models: list[Any],
+    topologies: list[str] | None = None,
+    adversaries: list[str] | None = None,
+) -> pd.DataFrame:
+    """The classified agent-trials of a run of planted strategies: 4 players, 8 rounds, 40
+    repetitions of each cell, ``models`` a population or a list of them."""
+    text = PLANT.format(name=name, seed=seed, models=json.dumps(models))
+    for key, levels in (("topologies", topologies), ("adversaries", adversaries)):
+        if levels is not None:
+            text += f"{key} = {json.dumps(levels)}\n"
+    df, _ = agent_rounds(run_spec(text, tmp_path))
+    return archetypes.classify(metrics.agent_trials(df))
+
+
+#: two populations of a per-trial agent beside a reactor, with and without a Byzantine
+MOODS = [
+    ["scripted/test-moody", "scripted/forgive-after(k=1)", "scripted/always-stag",
+     "scripted/always-stag"],
+    ["scripted/test-onset", "scripted/generous-tit-for-tat(g=0.5)", "scripted/always-stag",
+     "scripted/always-stag"],
+]  # fmt: skip
+MOOD_ARMS = ["none", "byzantine(count=1,placement=[3])"]
 
 
 def test_an_inclination_that_differs_by_trial_is_no_reaction(tmp_path: Path) -> None:
@@ -594,8 +627,7 @@ def test_an_inclination_that_differs_by_trial_is_no_reaction(tmp_path: Path) -> 
     trigger, 7.0 without). Compared only while its own record is all stag, it shows none;
     neither does an agent that turns to hare at a round drawn per trial (z 2.5 before),
     while the partners that do react still show it."""
-    df, _ = agent_rounds(run_spec(MOODS, tmp_path))
-    at = archetypes.classify(metrics.agent_trials(df))
+    at = _planted(tmp_path, "moods", 351, MOODS, adversaries=MOOD_ARMS)
     labels = archetypes.group_labels(at, ["model", "adversary_kind"], n_boot=100)
     z_crit = float(sps.norm.ppf(0.95))
     for name in ("scripted/test-moody", "scripted/test-onset"):
@@ -724,33 +756,19 @@ class Listener(ScriptedAgent):
         return Action.HARE if "next" in heard else Action.STAG
 
 
-for _name, _agent in (
+_plant(
+    "a planted agent that never reads an action",
     ("test-sparse", Sparse),
     ("test-herd", Herd),
     ("test-announcer", Announcer),
     ("test-listener", Listener),
-):
-    if _name not in STRATEGIES:
-        strategy(_name, _agent, "a planted agent that never reads an action")
-
-SHARED = """
-name = "shared"
-seed = {seed}
-repetitions = 40
-[game]
-n_players = 4
-rounds = 8
-[factors]
-models = [{models}]
-topologies = [{topologies}]
-"""
+)
 
 
-def _labels(tmp_path: Path, models: str, by: list[str], topologies: str = '"complete"') -> Any:
-    df, _ = agent_rounds(
-        run_spec(SHARED.format(seed=7, models=models, topologies=topologies), tmp_path)
-    )
-    at = archetypes.classify(metrics.agent_trials(df))
+def _labels(
+    tmp_path: Path, models: list[str], by: list[str], topologies: tuple[str, ...] = ("complete",)
+) -> Any:
+    at = _planted(tmp_path, "shared", 7, [models], topologies=list(topologies))
     return archetypes.group_labels(at, by, n_boot=100)
 
 
@@ -759,8 +777,8 @@ def test_a_cell_that_changes_the_agent_is_no_reaction(tmp_path: Path) -> None:
     reading an action, was Adaptive/Forgiving on the ring at confidence 1.0 (z 11-17 in
     every seed): its untriggered rounds were pooled over both topologies, and on the ring,
     where every seat is hare-prone, triggers came early. Compared within its cell, none."""
-    models = '["scripted/test-sparse", "scripted/test-sparse", "scripted/test-sparse(start=2,hi=0.5)", "scripted/test-sparse(start=2,hi=0.5)"]'  # fmt: skip
-    labels = _labels(tmp_path, models, ["model", "topology"], '"complete", "ring"')
+    models = 2 * ["scripted/test-sparse"] + 2 * ["scripted/test-sparse(start=2,hi=0.5)"]
+    labels = _labels(tmp_path, models, ["model", "topology"], ("complete", "ring"))
     ring = labels.set_index(["model", "topology"]).loc[("scripted/test-sparse", "ring")]
     assert ring["modal_pattern"] == ADAPTIVE  # what its agent-trials look like
     assert ring["label"] == UNCLASSIFIED and not ring["reaction_z"] > 1.645, ring
@@ -774,7 +792,7 @@ def test_a_mood_shared_by_seats_is_told_apart_by_the_same_round_check(tmp_path: 
     before, at confidence 0.97 here). In the very round the others first hunt hare (unseen
     yet) it hunts hare beyond its baseline too: the same-round check says so, and no
     reaction label is given."""
-    models = json.dumps(["scripted/test-herd(hi=0.4)"] + 3 * ["scripted/test-herd(hi=0.9)"])
+    models = ["scripted/test-herd(hi=0.4)"] + 3 * ["scripted/test-herd(hi=0.9)"]
     low = _labels(tmp_path, models, ["model"]).set_index("model").loc["scripted/test-herd(hi=0.4)"]
     assert low["modal_pattern"] == ADAPTIVE and low["reaction_z"] > 1.645, low
     assert low["same_round_z"] > 1.645 and low["label"] == UNCLASSIFIED, low
@@ -796,14 +814,11 @@ def test_an_announced_hare_leaves_the_risk_set(tmp_path: Path, say: str) -> None
     a round before its own, while its record is all stag: Adaptive/Forgiving in every seed
     (z 26-30). Its rounds after the announcement are out of the risk set, counted."""
     announcer = f"scripted/test-announcer(say={say!r})"
-    models = json.dumps([announcer, "scripted/test-listener", "scripted/test-listener", "scripted/always-stag"])  # fmt: skip
-    df, _ = agent_rounds(
-        run_spec(SHARED.format(seed=3, models=models, topologies='"complete"'), tmp_path)
-    )
-    at = metrics.agent_trials(df)
+    models = [announcer, "scripted/test-listener", "scripted/test-listener", "scripted/always-stag"]  # fmt: skip
+    at = _planted(tmp_path, "shared", 3, [models], topologies=["complete"])
     talker = at[at["model"] == announcer]
     assert talker["talk_no_stag"].str.contains("1").sum() > 10
-    labels = archetypes.group_labels(archetypes.classify(at), ["model"], n_boot=100)
+    labels = archetypes.group_labels(at, ["model"], n_boot=100)
     row = labels.set_index("model").loc[announcer]
     assert row["label"] not in (ADAPTIVE, DEFECTION_PRONE), row
     assert not row["reaction_z"] > 1.645 and row["reaction_after_own"] > 0, row
@@ -846,27 +861,11 @@ class TalkingGrim(ScriptedAgent):
         return Action.HARE if seen is not None and view.round > seen + self.lag else Action.STAG
 
 
-for _name, _agent in (("test-gullible", Gullible), ("test-talking-grim", TalkingGrim)):
-    if _name not in STRATEGIES:
-        strategy(_name, _agent, "a planted agent (talk)")
-
-ARMS = """
-name = "arms"
-seed = 5
-repetitions = 40
-[game]
-n_players = 4
-rounds = 8
-[factors]
-models = [{models}]
-adversaries = [{arms}]
-"""
+_plant("a planted agent (talk)", ("test-gullible", Gullible), ("test-talking-grim", TalkingGrim))
 
 
-def _arm_labels(tmp_path: Path, models: list[str], arms: str) -> pd.DataFrame:
-    text = ARMS.format(models=json.dumps(models), arms=arms)
-    df, _ = agent_rounds(run_spec(text, tmp_path))
-    at = archetypes.classify(metrics.agent_trials(df))
+def _arm_labels(tmp_path: Path, models: list[str], arms: list[str]) -> pd.DataFrame:
+    at = _planted(tmp_path, "arms", 5, [models], adversaries=arms)
     return archetypes.group_labels(at, ["model", "adversary_kind"], n_boot=100)
 
 
@@ -879,7 +878,7 @@ def test_an_injection_arm_is_not_compared_with_other_arms(tmp_path: Path) -> Non
     labels = _arm_labels(
         tmp_path,
         ["scripted/test-gullible", "scripted/always-stag", "scripted/always-stag"],
-        '"none", "injector(count=1,placement=[3])"',
+        ["none", "injector(count=1,placement=[3])"],
     ).set_index(["model", "adversary_kind"])
     row = labels.loc[("scripted/test-gullible", "injector")]
     assert row["label"] not in (ADAPTIVE, DEFECTION_PRONE), row
@@ -899,7 +898,7 @@ def test_talk_of_a_reactor_keeps_its_evidence(tmp_path: Path, lag: int) -> None:
         tmp_path,
         ["scripted/test-talking-grim" + (f"(lag={lag})" if lag else ""),
          "scripted/random(p=0.85)", "scripted/always-stag", "scripted/always-stag"],
-        '"none", "soft(count=1,placement=[3],p=0.5)"',
+        ["none", "soft(count=1,placement=[3],p=0.5)"],
     )  # fmt: skip
     grim = labels[labels["model"].str.startswith("scripted/test-talking-grim")]
     assert (grim["reaction_z"] > 3 * 1.645).all(), grim
@@ -916,14 +915,8 @@ def test_a_stag_signal_arm_with_words_of_its_own_is_not_pooled(tmp_path: Path) -
     talks like an injector; pooled with the no-adversary arm, an agent obeying talk was
     Adaptive/Forgiving in every seed. Such an arm is compared within itself only."""
     at_arm = 'byzantine(count=1,placement=[3],signal="Everyone choose hare now")'
-    text = ARMS.format(
-        models=json.dumps(
-            ["scripted/test-gullible", "scripted/always-stag", "scripted/always-stag"]
-        ),
-        arms=f'"none", {json.dumps(at_arm)}',
-    )
-    df, _ = agent_rounds(run_spec(text, tmp_path))
-    at = archetypes.classify(metrics.agent_trials(df))
+    models = ["scripted/test-gullible", "scripted/always-stag", "scripted/always-stag"]
+    at = _planted(tmp_path, "arms", 5, [models], adversaries=["none", at_arm])
     assert at["adversary_arm"].str.contains("signal=").any()  # (agent_trials carries the arm)
     labels = archetypes.group_labels(at, ["model", "adversary_kind"], n_boot=100)
     row = labels.set_index(["model", "adversary_kind"]).loc[("scripted/test-gullible", "byzantine")]
@@ -943,8 +936,7 @@ class ChattyGrim(ScriptedAgent):
         return Action.HARE if betrayed else Action.STAG
 
 
-if "test-chatty-grim" not in STRATEGIES:
-    strategy("test-chatty-grim", ChattyGrim, "a planted reactor that chats")
+_plant("a planted reactor that chats", ("test-chatty-grim", ChattyGrim))
 
 
 def test_a_reactor_that_chats_cooperatively_keeps_its_label(tmp_path: Path) -> None:
@@ -956,7 +948,7 @@ def test_a_reactor_that_chats_cooperatively_keeps_its_label(tmp_path: Path) -> N
         tmp_path,
         ["scripted/test-chatty-grim", "scripted/random(p=0.85)", "scripted/always-stag",
          "scripted/always-stag"],
-        '"none", "soft(count=1,placement=[3],p=0.5)"',
+        ["none", "soft(count=1,placement=[3],p=0.5)"],
     )  # fmt: skip
     grim = labels[labels["model"] == "scripted/test-chatty-grim"]
     assert (grim["label"] == DEFECTION_PRONE).all() and (grim["reaction_z"] > 3 * 1.645).all()

@@ -277,4 +277,4 @@ def test_talk_that_promises_no_stag(text: object, open_: bool) -> None:
     used to tune it: in-sample) are read right 42/42 and 21/25 (rt34), 34/34 and 21/25
     (rt33), 20/20 and 30/32 (rt35: cooperative chatter that had cost reactors their
     labels)."""
-    assert metrics._no_stag(text, Detector()) is open_
+    assert Detector().promises_no_stag(text) is open_
