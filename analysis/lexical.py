@@ -50,6 +50,25 @@ def negated(cue: str) -> re.Pattern[str]:
     return re.compile(rf"\b{NEGATORS}\s+(?:\w+\s+){{0,2}}?(?:{cue})", re.I)
 
 
+#: a double negative: a negator, at most two words (none a conjunction, which starts a
+#: clause of its own: "not sure but I'll stop"), then a verb of giving up ("I won't stop
+#: hunting stag", "not going to quit the stag", "never give up on stag", "don't stop
+#: choosing stag"): the speaker keeps on, and reads so (``affirmed``) before any negation
+#: is looked for. Without it the stop verb negated the stag: a promise read as a refusal
+#: (no stag signal, no betrayal when it was broken; talk that opened the speaker's hare).
+_KEEPS_ON = re.compile(
+    rf"\b{NEGATORS}\s+(?:(?!(?:but|and|or|so|yet|then|though|unless|until)\b)\w+\s+){{0,2}}?"
+    r"(?:stop(?:s|ped|ping)?|quit(?:s|ting)?|giv(?:e|es|ing) up(?:\s+on)?|abandon(?:s|ing)?)\b",
+    re.I,
+)
+
+
+def affirmed(text: str) -> str:
+    """``text`` with its double negatives (``_KEEPS_ON``) read as "will keep" (the
+    intent patterns read a plan in it: "I won't stop hunting hare" announces the hare)."""
+    return _KEEPS_ON.sub("will keep", text)
+
+
 def without(negation: re.Pattern[str] | None, text: str) -> str:
     """``text`` with the negated mentions ``negation`` matches taken out (each a space)."""
     return text if negation is None else negation.sub(" ", text)
@@ -61,8 +80,8 @@ _CLAUSE = re.compile(r"[.!?;]+")
 _CONDITIONAL = re.compile(
     r"\b(?:if|as long as|in case|whenever|should (?:anyone|someone|any))\b", re.I
 )
-#: the game's choices, named in talk
-_CHOICES = re.compile(r"\b(?:hares?|rabbits?|defect\w*|betray\w*|safe\w*)\b", re.I)
+#: the game's other choice named in talk, besides the vocabulary's hare words
+_CHOICES = r"defect\w*|betray\w*|safe\w*"
 #: talk that wants the joint hunt ("I'll keep cooperating", "stag is better for all"): with
 #: it, a hare named in passing opens nothing
 _COOPERATIVE = re.compile(
@@ -112,6 +131,9 @@ class Detector:
             if hare
             else None
         )
+        self._choices = re.compile(  # (a hare word and its plural: "hares", "rabbits")
+            rf"\b(?:(?:{hare})s?|{_CHOICES})\b" if hare else rf"\b(?:{_CHOICES})\b", re.I
+        )
         self._stag_set = _norm(lexicon.stag_words)
         self._short_set = _norm(lexicon.short_stag_words) | self._stag_set
         self._hare_set = _norm(lexicon.hare_words)
@@ -140,7 +162,7 @@ class Detector:
     def _signals_stag(self, text: str | None) -> bool:
         if not text:
             return False
-        text = without(self._negated, text)  # a negated stag mention promises nothing
+        text = without(self._negated, affirmed(text))  # a negated stag mention: no promise
         words = tokens(text)
         if not words:
             return False
@@ -162,6 +184,7 @@ class Detector:
         earlier promise of the round standing."""
         if not text:
             return False
+        text = affirmed(text)
         if self._negated is not None and self._negated.search(text):
             return True
         if self._hare is not None and self._hare.search(text):
@@ -179,7 +202,7 @@ class Detector:
         (None, or a table's NaN): no."""
         if not isinstance(text, str) or not text:
             return False
-        for message in text.split(" / "):
+        for message in affirmed(text).split(" / "):
             words = tokens(message)
             if words and len(words) <= self.lexicon.short_max_words:
                 no = {"no", "not", "never", "dont", "don", "t", "won", "nothing", "avoid"}
@@ -199,7 +222,8 @@ class Detector:
         test reads as talk that may draw a trigger): it announces a hare
         (``announces_hare``); or a clause refuses the joint hunt ("I'm not going to
         cooperate", "I won't be joining the stag hunt"); or a clause, not a conditional
-        one, names hare, defect, betray or the safe choice (negated hare mentions taken
+        one, names a hare word (``Lexicon.hare_words``), defect, betray or the safe
+        choice (negated hare mentions taken
         out) in a message that is no stag signal and wants no joint hunt ("I'll keep
         cooperating", "stag is better for all"). No text, or small talk: no."""
         if not isinstance(text, str) or not text.strip():
@@ -207,13 +231,13 @@ class Detector:
         if self.announces_hare(text):
             return True
         named = False
-        for message in text.split(" / "):
+        for message in affirmed(text).split(" / "):
             for clause in _CLAUSE.split(message):
                 if _CONDITIONAL.search(clause):
                     continue
                 if self._refused.search(clause):
                     return True
-                named = named or bool(_CHOICES.search(without(self._hare_negated, clause)))
+                named = named or bool(self._choices.search(without(self._hare_negated, clause)))
         return named and not self.signals_stag(text) and not _COOPERATIVE.search(text)
 
     # -- betrayal detection ---------------------------------------------------------------

@@ -70,6 +70,10 @@ _NEGATIONS: list[tuple[str, bool]] = [
     ("I won't hunt hare; I will hunt stag.", True),
     ("Why not stag? It pays the most.", True),
     ("Don't give up on the stag, friends.", True),
+    # double negatives: promises the stop verb had turned into refusals
+    ("I won't stop hunting stag.", True),
+    ("I'm not going to quit the stag hunt now.", True),
+    ("I will never stop choosing stag.", True),
 ]
 
 SIGNALS: list[tuple[str, bool, str]] = (

@@ -173,6 +173,45 @@ def test_a_negated_stag_mention_is_no_stag_signal() -> None:
         AnalysisSettings(stag_negation=("(unclosed",))
 
 
+@pytest.mark.parametrize(
+    ("text", "stag"),
+    [
+        ("I won't stop hunting stag.", True),
+        ("I won’t stop hunting stag.", True),  # a typographic apostrophe
+        ("I am not going to stop hunting stag", True),
+        ("I'm not going to quit the stag hunt now.", True),
+        ("I will never stop choosing stag, trust me.", True),
+        ("Don't stop hunting stag, everyone!", True),
+        ("I refuse to stop hunting stag.", True),
+        ("I'm not giving up on stag.", True),
+        # the stop verb alone, or past a conjunction, still negates
+        ("I will stop hunting stag.", False),
+        ("I'm not sure but I'll stop hunting stag.", False),
+        ("I won't hunt stag.", False),
+    ],
+)
+def test_a_double_negative_is_a_stag_promise(text: str, stag: bool) -> None:
+    """ "I won't stop hunting stag" promises stag: the stop verb under a negation keeps the
+    speaker on. It was read as a refusal (no stag signal, so no betrayal when broken, and
+    talk that opened the speaker's hare in the archetypes' reaction test)."""
+    det = Detector()
+    assert det.signals_stag(text) is stag
+    assert det.promises_no_stag(text) is not stag
+    assert det.withdraws(text) is not stag
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I won't stop hunting hare.",
+        "I'm not going to stop choosing hare.",
+        "I will never give up on hare.",
+    ],
+)
+def test_a_double_negative_about_hare_announces_it(text: str) -> None:
+    assert Detector().announces_hare(text) and not Detector().signals_stag(text)
+
+
 NEGATION = """
 name = "negation"
 seed = 3
@@ -200,6 +239,35 @@ def test_announcing_hare_by_negation_is_no_betrayal(tmp_path: Path) -> None:
     assert len(metrics.betrayal_events(df)) == 0
     at = metrics.agent_trials(df)
     assert at["betrayal_round"].isna().all() and (at["trigger_kind"] != "betrayal").all()
+
+
+def test_talk_naming_the_run_vocabulary_hare_opens_it() -> None:
+    """The no-stag reading names the game's choices in the run's own hare words (it named
+    hare and rabbit whatever the vocabulary said)."""
+    text = "The bunny looks good to me now."
+    bunny = Detector(AnalysisSettings(hare_words=["bunny"]).lexicon())
+    assert bunny.promises_no_stag(text) and not Detector().promises_no_stag(text)
+    assert bunny.promises_no_stag("Rabbits look good to me now.")  # the defaults stay
+
+
+def test_a_broken_double_negative_promise_is_a_betrayal(tmp_path: Path) -> None:
+    """Agents that say "I won't stop hunting stag" and hunt hare broke a promise: every
+    such round is a betrayal event (the stop verb had turned the promise into a refusal:
+    none were counted)."""
+
+    def keeper(messages: list[ChatMessage], purpose: str | None) -> str:
+        if purpose == "talk":
+            return json.dumps({"message": "I won't stop hunting stag this round."})
+        return json.dumps({"reasoning": "safe", "action": "hare"})
+
+    register_mock("keeper", keeper)
+    run = run_spec(NEGATION.replace("mock/refuser", "mock/keeper"), tmp_path / "run", llm=True)
+    df, _ = tables.agent_rounds(run)
+    hares = int(((df["action"] == "hare") & (df["role"] == "honest")).sum())
+    assert hares > 0
+    assert len(metrics.betrayal_events(df)) > 0
+    at = metrics.agent_trials(df)
+    assert (at["trigger_kind"] == "betrayal").any()
 
 
 @pytest.mark.parametrize(
