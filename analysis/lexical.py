@@ -50,23 +50,31 @@ def negated(cue: str) -> re.Pattern[str]:
     return re.compile(rf"\b{NEGATORS}\s+(?:\w+\s+){{0,2}}?(?:{cue})", re.I)
 
 
-#: a double negative: a negator, at most two words (none a conjunction, which starts a
-#: clause of its own: "not sure but I'll stop"), then a verb of giving up ("I won't stop
-#: hunting stag", "not going to quit the stag", "never give up on stag", "don't stop
-#: choosing stag"): the speaker keeps on, and reads so (``affirmed``) before any negation
-#: is looked for. Without it the stop verb negated the stag: a promise read as a refusal
-#: (no stag signal, no betrayal when it was broken; talk that opened the speaker's hare).
+#: a double negative: a negator ("no way", "nobody", "no reason to" too), at most two
+#: words (none a conjunction, which starts a clause of its own: "not sure but I'll stop"),
+#: then a verb of giving up or a second negator ("I won't stop hunting stag", "not going
+#: to quit the stag", "never give up on stag", "I'm not done with stag", "I can't not go
+#: stag"): the speaker keeps on, and reads so (``affirmed``) before any negation is looked
+#: for. Without it the stop verb negated the stag: a promise read as a refusal (no stag
+#: signal, no betrayal when it was broken; talk that opened the speaker's hare).
 _KEEPS_ON = re.compile(
-    rf"\b{NEGATORS}\s+(?:(?!(?:but|and|or|so|yet|then|though|unless|until)\b)\w+\s+){{0,2}}?"
-    r"(?:stop(?:s|ped|ping)?|quit(?:s|ting)?|giv(?:e|es|ing) up(?:\s+on)?|abandon(?:s|ing)?)\b",
+    rf"(?:\b{NEGATORS}|\bno way|\bnobody|\bno one|\bno reason to|\bno need to)\s+"
+    r"(?:(?!(?:but|and|or|so|yet|then|though|unless|until)\b)[\w']+\s+){0,2}?"
+    r"(?:stop(?:s|ped|ping)?|quit(?:s|ting)?|giv(?:e|es|ing) up(?:\s+on)?|abandon(?:s|ing)?|"
+    r"back(?:s|ing)? out(?:\s+of)?|done with|not)\b",
     re.I,
 )
 
 
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
+
+
 def affirmed(text: str) -> str:
-    """``text`` with its double negatives (``_KEEPS_ON``) read as "will keep" (the
-    intent patterns read a plan in it: "I won't stop hunting hare" announces the hare)."""
-    return _KEEPS_ON.sub("will keep", text)
+    """``text`` as the detectors read it: typographic apostrophes as plain ones (the
+    vocabularies' patterns are written with ``'``: "Let’s go hare" was no announcement),
+    and its double negatives (``_KEEPS_ON``) as "will keep" (the intent patterns read a
+    plan in it: "I won't stop hunting hare" announces the hare)."""
+    return _KEEPS_ON.sub("will keep", text.translate(_APOSTROPHES))
 
 
 def without(negation: re.Pattern[str] | None, text: str) -> str:
@@ -74,8 +82,19 @@ def without(negation: re.Pattern[str] | None, text: str) -> str:
     return text if negation is None else negation.sub(" ", text)
 
 
-#: where a message's clauses part (the announced-hare reading takes each apart)
-_CLAUSE = re.compile(r"[.!?;]+")
+#: where a message's clauses part (the announced-hare reading takes each apart): at its
+#: stops, and at "but" ("Stag would be great if we trusted each other, but I'm going
+#: hare": the condition is the first clause's, the plan the second's)
+_CLAUSE = re.compile(r"[.!?;]+|\bbut\b", re.I)
+#: a question (what it names is asked, not planned)
+_ASKED = re.compile(r"[^.!?;]*\?")
+_UNLESS = re.compile(r"\b(?:unless|otherwise)\b", re.I)
+#: a question about others' plans ("Who's going stag?", "Are you hunting stag?"): no promise
+_QUESTION = re.compile(
+    r"(?:^|(?<=[.!?;]))\s*(?:who|whose|which|what|are|is|do|does|did|has|have|was|were|anyone|"
+    r"any)\b[^.!?;]*\?",
+    re.I,
+)
 #: a clause that states a condition, not a plan ("unless" is a plan with a way out)
 _CONDITIONAL = re.compile(
     r"\b(?:if|as long as|in case|whenever|should (?:anyone|someone|any))\b", re.I
@@ -126,8 +145,14 @@ class Detector:
             r"(?:cooperat\w*|join\w*|(?:the\s+)?stag\b)",
             re.I,
         )
-        self._hare_negated = (  # (three words between: "not going to hunt hare")
-            re.compile(rf"\b{NEGATORS}\s+(?:\w+\s+){{0,3}}?(?:the\s+)?(?:{hare}|defect\w*)", re.I)
+        self._hare_negated = (  # (three words between: "not going to hunt hare"; "no
+            # hare for me", "nobody hunt hare", "no one should defect")
+            re.compile(
+                rf"\b(?:{NEGATORS}\s+(?:\w+\s+){{0,3}}?|no\s+(?:more\s+)?|avoid(?:ing)?\s+|"
+                rf"(?:nobody|no one|none of us)\s+(?:\w+\s+){{0,2}}?)"
+                rf"(?:the\s+)?(?:{hare}|defect\w*|safe)",
+                re.I,
+            )
             if hare
             else None
         )
@@ -160,9 +185,26 @@ class Detector:
         return any(h in token for h in self._hare_set) and self._in(token, self._short_set)
 
     def _signals_stag(self, text: str | None) -> bool:
+        """A message that promises or urges stag: read as ``affirmed`` gives it, its
+        questions about others' plans taken out; a clause that announces a hare or refuses
+        the joint hunt leaves only a stated stag intent (``Lexicon.stag_intent``) beside it
+        as a promise; otherwise a short message naming a stag word and no hare word, or a
+        longer one stating a stag intent or naming stag and no hare, once negated stag and
+        hare mentions are taken out."""
         if not text:
             return False
-        text = without(self._negated, affirmed(text))  # a negated stag mention: no promise
+        # a clause that announces a hare or refuses the joint hunt promises no stag ("Count
+        # me out of the stag hunt", "I'm done with stag"); a negated stag mention neither
+        text = _QUESTION.sub(" ", affirmed(text))
+        kept = self._promising(text)
+        cut = kept is not text
+        text = without(self._negated, kept)
+        if cut:  # beside such a clause, only a stated stag intent promises it
+            # ("I'm going hare; maybe stag later": no; "Hare worked for me, but let's all
+            # go stag now": yes)
+            return self._intent is not None and bool(self._intent.search(text))
+        # a negated hare mention is no hare ("Don't go hare, everyone! Stag!")
+        text = without(self._hare_negated, text)
         words = tokens(text)
         if not words:
             return False
@@ -177,6 +219,20 @@ class Detector:
         if self._stag is None or not self._stag.search(text):
             return False
         return self._hare is None or not self._hare.search(text)
+
+    def _promising(self, text: str) -> str:
+        """``text`` without its clauses that announce a hare (``_announced``) or refuse
+        the joint hunt, unless they state a stag intent too ("I'll hunt stag now, hare
+        next round"; a negated one is taken out after): what is left may promise stag.
+        ``text`` itself (the same object) when no clause was taken out."""
+        clauses = _CLAUSE.split(text)
+        kept = [
+            c
+            for c in clauses
+            if (self._intent is not None and self._intent.search(c))
+            or not (self._announced(c) or self._refused.search(c))
+        ]
+        return text if len(kept) == len(clauses) else ". ".join(kept)
 
     def _withdraws(self, text: str | None) -> bool:
         """A message that takes a stag promise back: it names hare, or negates a stag
@@ -208,14 +264,18 @@ class Detector:
                 no = {"no", "not", "never", "dont", "don", "t", "won", "nothing", "avoid"}
                 if any(self._hare_token(t) for t in words) and not no & set(words):
                     return True
-                continue
-            for clause in _CLAUSE.split(message):
-                if self._hare_not_intent is not None and self._hare_not_intent.search(clause):
-                    continue
-                kept = without(self._hare_negated, clause)
-                if self._hare_intent is not None and self._hare_intent.search(kept):
-                    return True
+            if any(self._announced(clause) for clause in _CLAUSE.split(message)):
+                return True
         return False
+
+    def _announced(self, clause: str) -> bool:
+        """One clause states a hare intent (``Lexicon.hare_intent``), once negated hare
+        mentions are taken out, and no condition or refusal (``hare_not_intent``)."""
+        if self._hare_intent is None:
+            return False
+        if self._hare_not_intent is not None and self._hare_not_intent.search(clause):
+            return False
+        return bool(self._hare_intent.search(without(self._hare_negated, clause)))
 
     def _promises_no_stag(self, text: object) -> bool:
         """A message that leaves its speaker's hare open (what the archetypes' reaction
@@ -237,8 +297,21 @@ class Detector:
                     continue
                 if self._refused.search(clause):
                     return True
+            # the choices named outside questions ("Are you hunting hare?") and threats
+            # ("Defect and I'll defect back": ``hare_not_intent``, where "unless" and
+            # "otherwise" are a plan with a way out)
+            for clause in _CLAUSE.split(_ASKED.sub(" ", message)):
+                if _CONDITIONAL.search(clause) or self._not_intent(clause):
+                    continue
                 named = named or bool(self._choices.search(without(self._hare_negated, clause)))
         return named and not self.signals_stag(text) and not _COOPERATIVE.search(text)
+
+    def _not_intent(self, clause: str) -> bool:
+        return (
+            self._hare_not_intent is not None
+            and self._hare_not_intent.search(clause) is not None
+            and not _UNLESS.search(clause)
+        )
 
     # -- betrayal detection ---------------------------------------------------------------
     def names(self, seat: int) -> re.Pattern[str]:

@@ -346,3 +346,86 @@ def test_talk_that_promises_no_stag(text: object, open_: bool) -> None:
     (rt33), 20/20 and 30/32 (rt35: cooperative chatter that had cost reactors their
     labels)."""
     assert Detector().promises_no_stag(text) is open_
+
+
+@pytest.mark.parametrize(
+    ("text", "stag"),
+    [
+        # a refusal or an announced hare beside a stag mention promises no stag (each was
+        # read as a stag signal: a betrayal when the speaker then hunted hare as it said)
+        ("Count me out of the stag hunt.", False),
+        ("I'm done with stag.", False),
+        ("You can all hunt stag without me.", False),
+        ("Stag is tempting, but I'm going hare.", False),
+        ("I'm going hare this round; maybe stag later.", False),
+        ("The risk of stag is too high for me. I'll take the hare.", False),
+        # ... unless the rest states a stag intent
+        ("Hare worked for me before, but let's all go stag now.", True),
+        ("I will hunt stag this round. / Actually, hare next round for me.", True),
+        # a negated hare is no veto (each was read as no stag signal)
+        ("Don't go hare, everyone! Stag!", True),
+        ("No hare for me, stag all the way.", True),
+        ("Let's avoid hare and stick to stag.", True),
+        # questions about others' plans promise nothing
+        ("Who's going stag this round?", False),
+        ("Are you hunting stag with us?", False),
+        ("Why not stag? It pays the most.", True),
+        # double negatives past an apostrophe or with a second negator
+        ("No way I'm abandoning the stag plan.", True),
+        ("I'm not done with stag yet.", True),
+        ("I can't not go stag.", True),
+        ("Let’s go stag.", True),  # a typographic apostrophe
+    ],
+)
+def test_what_a_stag_promise_is_beside_other_clauses(text: str, stag: bool) -> None:
+    """The stag signal behind betrayal counts, on the classes a held-out set written apart
+    (242 messages) found misread."""
+    assert Detector().signals_stag(text) is stag
+
+
+@pytest.mark.parametrize(
+    ("text", "announces"),
+    [
+        ("Let’s go hare this round.", True),  # a typographic apostrophe
+        ("I’ll defect.", True),
+        ("I'll defect.", True),  # short: the clause is read too
+        ("Defecting this round.", True),
+        ("Defecting only hurts us all.", False),
+        ("I'm gonna go hare.", True),
+        ("Probably hare this round, sorry.", True),
+        ("I'm leaning towards hare.", True),
+        ("Likely someone will defect.", False),  # a forecast, not a plan
+        ("No stag from me this round.", True),
+        ("My pick is hare.", True),
+        ("Everyone should hunt hare now.", True),
+        ("I won't stop playing it safe.", True),
+        # threats without "if"
+        ("Defect and I'll defect right back.", False),
+        ("Tit for tat: you hunt hare, I hunt hare.", False),
+        ("Any defection and I'll play it safe for the rest of the game.", False),
+        # the condition is the first clause's, the plan the second's
+        ("Stag would be great if we trusted each other, but I'm going hare.", True),
+        ("Rather than gamble, I'm choosing hare.", True),
+        ("I'll hunt stag rather than hare.", False),
+    ],
+)
+def test_announced_hare_wordings(text: str, announces: bool) -> None:
+    assert Detector().announces_hare(text) is announces
+
+
+@pytest.mark.parametrize(
+    ("text", "open_"),
+    [
+        ("Are you hunting hare?", False),
+        ("Stag or hare, everyone?", False),
+        ("Play hare on me and I'll play hare right back.", False),
+        ("Anyone who defects gets hare from me forever.", False),
+        ("I'm going to go with hare next round, otherwise I risk getting nothing.", True),
+    ],
+)
+def test_questions_and_threats_name_the_choices_without_opening_a_hare(
+    text: str, open_: bool
+) -> None:
+    """Naming hare in a question or a threat leaves the speaker in the reaction test's risk
+    set (a reactor that threatens every round had its tested rounds left out)."""
+    assert Detector().promises_no_stag(text) is open_

@@ -55,9 +55,19 @@ STAG_INTENT = (
 HARE_INTENT = (
     # the speaker's intent: hare, rabbit, defecting or the safe option ahead
     r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| intend to| shall| choose| pick|"
-    r" think i'll| hunt| go| take| play)|let'?s|we should|expect me to|change of plan)\b"
+    r" think i'll| hunt| go| take| play|'m gonna| am gonna|'d rather)|imma|let'?s|"
+    r"(?:we|everyone|everybody|all of us|you all) should|expect me to|change of plan|"
+    # a judgement of what to do ("it's prudent to play it safe")
+    r"(?:prudent|wise|wiser|smarter|best|better) to)\b"
     r"(?:(?!\bstag\b)[^.!?;]){0,30}"
-    r"\b(?:hares?|rabbits?|defect\w*|(?:the )?safe (?:option|payoff|choice|bet|play))\b",
+    r"\b(?:hares?|rabbits?|defect\w*|(?:the )?safe (?:option|payoff|choice|bet|play)|"
+    r"play(?:ing)? it safe)\b",
+    # a hedged plan, the speaker's or with no subject ("probably hare", "I'm leaning towards
+    # hare", "gonna grab the rabbit"), not a forecast of others ("someone will likely defect")
+    r"(?:^|[,:\-\u2014]|\bi'?m|\bi am|\bi'?ll)\s*(?:probably|most likely|likely|leaning|"
+    r"inclined to|gonna)\b(?!\W+(?:that\s+)?(?:someone|somebody|anyone|they|he|she|others?|"
+    r"p\d|player|agent)\b)(?:(?!\bstag\b)[^.!?;]){0,30}\b(?:hares?|rabbits?|defect\w*|"
+    r"(?:play(?:ing)? it )?safe)\b",
     r"\bi(?:'m| am)\s+(?:\w+\s+){0,2}?(?:hunting|going|switching|choosing|picking|playing|"
     r"taking)\b(?:(?!\bstag\b)[^.!?;]){0,30}\b(?:hares?|rabbits?|defect\w*|safe)\b",
     r"\bswitch(?:ing)? to (?:the )?(?:hare|rabbit)\b",
@@ -67,8 +77,17 @@ HARE_INTENT = (
     # no subject: "Hunting hare next round", "Going with hare", "hare for me", "hare next round"
     r"^\W*(?:hunting|going(?: with| for)?|picking|choosing|taking|playing)\s+(?:the\s+)?"
     r"(?:hare|rabbit|safe)\b",
+    r"^\W*defect(?:ing)?\b(?=\W*(?:this|next|now|for me|from now|again|$))",
+    # the joint hunt refused, no subject or no negator ("not going stag", "no stag from
+    # me", "I'm done with stag", "sitting out the stag hunt", "hunt stag without me")
+    r"(?:^|[,:\-\u2014]\s*|\bnope\W+)not\s+(?:going|gonna|hunting|choosing|picking|playing|"
+    r"joining)\b(?:\s+to)?(?:\s+\w+)?\s+(?:the\s+)?stag\b",
+    r"\bno (?:more )?stag (?:from|for) me\b",
+    r"(?<!not )(?<!n't )\b(?:done with|sitting out|sit out|bowing out of|bow out of)\s+"
+    r"(?:the\s+)?stag\b",
+    r"\bstag\b[^.!?;]{0,20}\bwithout me\b",
     r"\b(?:hare|rabbit)\b[^.!?;]{0,12}\b(?:for me|next round|from now on|from here on)\b",
-    r"\bmy (?:plan|choice|move)\W+(?:is\s+)?(?:the\s+)?(?:hare|rabbit)\b",
+    r"\bmy (?:plan|choice|move|pick|call)\W+(?:is\s+)?(?:the\s+)?(?:hare|rabbit)\b",
     r"\b(?:count me out|i'?m out|i am out|don'?t count on me|break (?:away )?from the group|"
     r"(?:go|going) my own way|(?:hunt|hunting|go|going) (?:alone|solo))\b",
     r"\b(?:i'll|i will|i'm going to|i am going to)\b[^.!?;]{0,20}\b(?:guaranteed|sure thing|"
@@ -78,8 +97,17 @@ HARE_INTENT = (
 #: hare"), a refusal or a warning ("let's avoid hare", "nobody should hunt hare")
 HARE_NOT_INTENT = (
     r"\b(?:if|unless|as long as|otherwise|in case|whenever|should (?:anyone|someone|any))\b",
-    r"\b(?:avoid\w*|resist\w*|skip\w*|against|nobody|no one|none of us|rather than|instead "
-    r"of|than)\b",
+    r"\b(?:avoid\w*|resist\w*|skip\w*|against|nobody|no one|none of us)\b",
+    # a hare compared away ("stag rather than hare", "better than the safe option"); not
+    # "rather than gamble, I'm choosing hare"
+    r"\b(?:rather than|instead of|than)\s+(?:\w+\s+){0,2}?(?:the\s+)?(?:hares?|rabbits?|"
+    r"defect\w*|safe)\b",
+    # a threat without "if" ("defect and I'll defect back", "tit for tat: you hunt hare, I
+    # hunt hare", "any defection and I'll play it safe", "hare from anyone means hare")
+    r"\b(?:right back|\w+ back at|in return|retaliat\w*|tit for tat|an eye for|from anyone|"
+    r"anyone who|any (?:defection|betrayal|hare)|one hare|cross me)\b",
+    r"^\W*(?:play|hunt|pick|choose|go|betray|defect|cross|cheat)\w*\b[^.!?;]{0,40}\band\s+"
+    r"(?:i\b|i'll|i will|it's)",
 )
 #: regular expressions for a negated stag mention ("won't hunt stag", "hare, not stag", "no
 #: more stag"): that mention is no stag signal (the rest of the message still may be one)
