@@ -85,14 +85,17 @@ def without(negation: re.Pattern[str] | None, text: str) -> str:
 #: where a message's clauses part (the announced-hare reading takes each apart): at its
 #: stops, and at "but" ("Stag would be great if we trusted each other, but I'm going
 #: hare": the condition is the first clause's, the plan the second's)
-_CLAUSE = re.compile(r"[.!?;]+|\bbut\b", re.I)
+_CLAUSE = re.compile(r"[.!?;]+|\bbut\b(?!\s+(?:only\s+)?(?:if|unless|when)\b)", re.I)
 #: a question (what it names is asked, not planned)
 _ASKED = re.compile(r"[^.!?;]*\?")
 _UNLESS = re.compile(r"\b(?:unless|otherwise)\b", re.I)
-#: a question about others' plans ("Who's going stag?", "Are you hunting stag?"): no promise
+#: a question about others' plans ("Who's going stag?", "Are you hunting stag?"): no
+#: promise ("Are we all going stag?" is a call, and stays)
 _QUESTION = re.compile(
-    r"(?:^|(?<=[.!?;]))\s*(?:who|whose|which|what|are|is|do|does|did|has|have|was|were|anyone|"
-    r"any)\b[^.!?;]*\?",
+    r"(?:^|(?<=[.!?;]))\s*(?:who|whose|which|what|anyone|anybody|any of you|"
+    r"(?:are|do|did|will|would|have|were|can) (?:you|they|the others|others)|"
+    r"(?:is|has|does|did|was|will) (?:anyone|anybody|someone|somebody|everyone|p\d|player|agent))"
+    r"\b[^.!?;]*\?",
     re.I,
 )
 #: a clause that states a condition, not a plan ("unless" is a plan with a way out)

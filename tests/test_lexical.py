@@ -370,6 +370,7 @@ def test_talk_that_promises_no_stag(text: object, open_: bool) -> None:
         ("Who's going stag this round?", False),
         ("Are you hunting stag with us?", False),
         ("Why not stag? It pays the most.", True),
+        ("Are we all going stag again? Let's do it!", True),  # a call, not a question
         # double negatives past an apostrophe or with a second negator
         ("No way I'm abandoning the stag plan.", True),
         ("I'm not done with stag yet.", True),
@@ -407,6 +408,7 @@ def test_what_a_stag_promise_is_beside_other_clauses(text: str, stag: bool) -> N
         ("Stag would be great if we trusted each other, but I'm going hare.", True),
         ("Rather than gamble, I'm choosing hare.", True),
         ("I'll hunt stag rather than hare.", False),
+        ("I'll hunt hare, but only if someone defects first.", False),  # one condition
     ],
 )
 def test_announced_hare_wordings(text: str, announces: bool) -> None:
