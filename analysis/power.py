@@ -213,9 +213,9 @@ def simulated_power(
 
 def _power_against(
     target: float, found: Iterator[bool], sims: int, hits: int = 0, before: int = 0
-) -> tuple[float, int]:
-    """The share of rejections in up to ``sims`` pilots of ``found``, and how many: every
-    ``DECIDE_EVERY`` pilots it stops early where the share is ``DECIDE_SE`` standard
+) -> tuple[int, int]:
+    """The rejections in up to ``sims`` pilots of ``found``, and how many pilots: every
+    ``DECIDE_EVERY`` pilots it stops early where their share is ``DECIDE_SE`` standard
     errors (of a power at the target or the share, whichever is wider) clear of the
     target, above or below. ``hits`` of ``before`` pilots drawn from ``found`` already
     count toward it (the rest goes on from there)."""
@@ -226,8 +226,8 @@ def _power_against(
             share = hits / done
             se = math.sqrt(max(share * (1 - share), target * (1 - target)) / done)
             if abs(share - target) > DECIDE_SE * se:
-                return share, done
-    return hits / max(done, 1), done
+                return hits, done
+    return hits, done
 
 
 def plan_trials(
@@ -295,7 +295,8 @@ def _plan(
     start = max(floor, normal or floor)
     last = max(SIMULATE_UP_TO, math.ceil(STEP_UP_TO * start))
 
-    pilots: dict[int, tuple[Iterator[bool], float, int]] = {}
+    #: each number's pilots: their draws, rejections and how many were drawn
+    pilots: dict[int, tuple[Iterator[bool], int, int]] = {}
 
     def simulate(trials: int, confirm: bool = False) -> tuple[float, int]:
         """The simulated power at ``trials`` on ``sims`` pilots, or (``confirm``) on
@@ -304,12 +305,12 @@ def _plan(
             _can_reject(trials, level, family)
             found = rejections(p0, p1, trials, cluster_size, icc, alpha, family, seed, drawn=last)
             pilots[trials] = (found, *_power_against(power, found, sims))
-        found, got, done = pilots[trials]
+        found, hits, done = pilots[trials]
         most = max(sims, CONFIRM_SIMS)
-        if confirm and got >= power and done < most:
-            got, done = _power_against(power, found, most, round(got * done), done)
-            pilots[trials] = (found, got, done)
-        return got, done
+        if confirm and hits / max(done, 1) >= power and done < most:
+            hits, done = _power_against(power, found, most, hits, done)
+            pilots[trials] = (found, hits, done)
+        return hits / max(done, 1), done
 
     # up from the start until the power is reached (by a jump to where the power's curve
     # says it would be), down by halves between the last short number and the first
