@@ -57,11 +57,17 @@ def negated(cue: str) -> re.Pattern[str]:
 #: stag"): the speaker keeps on, and reads so (``affirmed``) before any negation is looked
 #: for. Without it the stop verb negated the stag: a promise read as a refusal (no stag
 #: signal, no betrayal when it was broken; talk that opened the speaker's hare).
+#: verbs of leaving the joint hunt ("opting out of the stag hunt", "I'll pass on stag")
+_WITHDRAWS = (
+    r"abandon\w*|drop\w*(?: out of)?|opt(?:s|ed|ing)? out(?: of)?|pass(?:es|ed|ing)? on|"
+    r"back(?:s|ed|ing)? out(?: of)?|withdraw\w*(?: from)?|skip\w*|sit(?:s|ting)? out(?: of)?|"
+    r"step(?:s|ped|ping)? (?:away|back|out)(?: from| of)?|leave me out of|bow\w* out of"
+)
 _KEEPS_ON = re.compile(
     rf"(?:\b{NEGATORS}|\bno way|\bnobody|\bno one|\bno reason to|\bno need to)\s+"
     r"(?:(?!(?:but|and|or|so|yet|then|though|unless|until)\b)[\w']+\s+){0,2}?"
-    r"(?:stop(?:s|ped|ping)?|quit(?:s|ting)?|giv(?:e|es|ing) up(?:\s+on)?|abandon(?:s|ing)?|"
-    r"back(?:s|ing)? out(?:\s+of)?|done with|not)\b",
+    rf"(?:stop(?:s|ped|ping)?|quit(?:s|ting)?|giv(?:e|es|ing) up(?:\s+on)?|{_WITHDRAWS}|"
+    r"done with|not)\b",
     re.I,
 )
 
@@ -144,8 +150,12 @@ class Detector:
         self._hare_not_intent = _any_re(lexicon.hare_not_intent)
         hare = "|".join(re.escape(w) for w in lexicon.hare_words if w)
         self._refused = re.compile(  # the joint hunt refused (not twice: "never give up on")
-            rf"\b(?:{NEGATORS}|abandon\w*|drop\w*)\s+(?:(?!stop|quit|giv|abandon)\w+\s+){{0,3}}?"
-            r"(?:cooperat\w*|join\w*|(?:the\s+)?stag\b)",
+            rf"\b(?:{NEGATORS}|{_WITHDRAWS}|don't expect me to)\s+"
+            rf"(?:(?!stop|quit|giv|abandon|and\b|but\b|or\b|{hare or 'hare'})\w+\s+){{0,3}}?"
+            r"(?:cooperat\w*|join\w*|(?:the\s+)?stag\b)|"
+            r"\bstag\b[^.!?;]{0,12}\b(?:isn't for me|is not for me|is off the table|is dead to "
+            r"me|without me)\b|\b(?:done cooperating|going it alone|sit(?:ting)? (?:this|the) "
+            r"(?:one|round) out)\b",
             re.I,
         )
         self._hare_negated = (  # (three words between: "not going to hunt hare"; "no
@@ -224,16 +234,16 @@ class Detector:
         return self._hare is None or not self._hare.search(text)
 
     def _promising(self, text: str) -> str:
-        """``text`` without its clauses that announce a hare (``_announced``) or refuse
-        the joint hunt, unless they state a stag intent too ("I'll hunt stag now, hare
-        next round"; a negated one is taken out after): what is left may promise stag.
+        """``text`` without its clauses that refuse the joint hunt, or announce a hare
+        (``_announced``) and state no stag intent ("I'll hunt stag now, hare next round";
+        a negated one is taken out after): what is left may promise stag.
         ``text`` itself (the same object) when no clause was taken out."""
         clauses = _CLAUSE.split(text)
         kept = [
             c
             for c in clauses
-            if (self._intent is not None and self._intent.search(c))
-            or not (self._announced(c) or self._refused.search(c))
+            if not self._refused.search(c)
+            and (not self._announced(c) or (self._intent is not None and self._intent.search(c)))
         ]
         return text if len(kept) == len(clauses) else ". ".join(kept)
 

@@ -431,3 +431,31 @@ def test_questions_and_threats_name_the_choices_without_opening_a_hare(
     """Naming hare in a question or a threat leaves the speaker in the reaction test's risk
     set (a reactor that threatens every round had its tested rounds left out)."""
     assert Detector().promises_no_stag(text) is open_
+
+
+@pytest.mark.parametrize(
+    ("text", "refuses"),
+    [
+        ("Leave me out of the stag plan.", True),
+        ("I'm opting out of stag this time.", True),
+        ("I'll pass on stag.", True),
+        ("Stag isn't for me this round.", True),
+        ("I'm withdrawing from the stag hunt.", True),
+        ("I'm skipping stag this round.", True),
+        ("I'm sitting this round out.", True),
+        ("I'm done cooperating.", True),
+        ("Don't expect me to hunt stag.", True),
+        # kept on, or a hare left
+        ("Don't skip stag!", False),
+        ("I won't withdraw from the stag hunt.", False),
+        ("I'm not backing out of stag.", False),
+        ("Let's skip hare and go stag.", False),
+    ],
+)
+def test_leaving_the_joint_hunt_is_no_stag_promise(text: str, refuses: bool) -> None:
+    """Words of leaving the hunt ("opting out of", "pass on", "skipping") refuse it: such
+    talk opens the speaker's hare, and its stag mention is no promise (each refusal that
+    names stag was a stag signal, a betrayal when the speaker hunted hare as it said)."""
+    det = Detector()
+    assert det.promises_no_stag(text) is refuses
+    assert det.signals_stag(text) is (not refuses)
