@@ -75,6 +75,7 @@ _KEEPS_ON = re.compile(
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 
 
+@lru_cache(maxsize=1 << 16)
 def affirmed(text: str) -> str:
     """``text`` as the detectors read it: typographic apostrophes as plain ones (the
     vocabularies' patterns are written with ``'``: "Let’s go hare" was no announcement),
@@ -181,6 +182,9 @@ class Detector:
         self.announces_hare = lru_cache(maxsize=1 << 16)(self._announces_hare)
         self.promises_no_stag = lru_cache(maxsize=1 << 16)(self._promises_no_stag)
         self._detects_text = lru_cache(maxsize=1 << 16)(self._detects)
+        # per clause (the readers above share them: each message's clauses are read once)
+        self._announced = lru_cache(maxsize=1 << 16)(self._announces_in)
+        self._refuses = lru_cache(maxsize=1 << 16)(self._refuses_in)
 
     # -- stag signals -------------------------------------------------------------------
     @staticmethod
@@ -242,7 +246,7 @@ class Detector:
         kept = [
             c
             for c in clauses
-            if not self._refused.search(c)
+            if not self._refuses(c)
             and (not self._announced(c) or (self._intent is not None and self._intent.search(c)))
         ]
         return text if len(kept) == len(clauses) else ". ".join(kept)
@@ -281,7 +285,12 @@ class Detector:
                 return True
         return False
 
-    def _announced(self, clause: str) -> bool:
+    def _refuses_in(self, clause: str) -> bool:
+        """One clause refuses the joint hunt ("I'm not going to cooperate", "I'll pass on
+        stag")."""
+        return self._refused.search(clause) is not None
+
+    def _announces_in(self, clause: str) -> bool:
         """One clause states a hare intent (``Lexicon.hare_intent``), once negated hare
         mentions are taken out, and no condition or refusal (``hare_not_intent``)."""
         if self._hare_intent is None:
@@ -308,7 +317,7 @@ class Detector:
             for clause in _CLAUSE.split(message):
                 if _CONDITIONAL.search(clause):
                     continue
-                if self._refused.search(clause):
+                if self._refuses(clause):
                     return True
             # the choices named outside questions ("Are you hunting hare?") and threats
             # ("Defect and I'll defect back": ``hare_not_intent``, where "unless" and
