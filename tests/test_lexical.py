@@ -376,6 +376,10 @@ def test_talk_that_promises_no_stag(text: object, open_: bool) -> None:
         ("I'm not done with stag yet.", True),
         ("I can't not go stag.", True),
         ("Let’s go stag.", True),  # a typographic apostrophe
+        # the joint hunt promised in other words
+        ("I'll cooperate again this round.", True),
+        ("Let's all cooperate this time.", True),
+        ("I won't cooperate this round.", False),
     ],
 )
 def test_what_a_stag_promise_is_beside_other_clauses(text: str, stag: bool) -> None:

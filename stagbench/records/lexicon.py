@@ -46,6 +46,9 @@ STAG_INTENT = (
     r"\bi(?:'m| am)\s+(?:still\s+)?(?:staying|sticking|committing|hunting|going|keeping|"
     r"choosing|playing)\b[^.!?]{0,20}\bstag\b",
     r"\bstag\b[^.!?;]{0,6}\b(?:from now on|for me|again|all the way)\b",
+    # the joint hunt promised in other words ("I'll cooperate again", "let's all cooperate")
+    r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to|'m| am)|let'?s|we should|"
+    r"we all should)\s+(?:\w+\s+){0,2}?(?:cooperat\w*|coordinate on the hunt)\b",
 )
 #: regular expressions for an announced hare in longer text: the speaker's own intent ("I
 #: will hunt hare next round", "I'm switching to hare") or a call for it ("let's go hare"),
