@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import pandas as pd
 
@@ -67,7 +67,9 @@ _KEEPS_ON = re.compile(
     rf"(?:\b{NEGATORS}|\bno way|\bnobody|\bno one|\bno reason to|\bno need to)\s+"
     r"(?:(?!(?:but|and|or|so|yet|then|though|unless|until)\b)[\w']+\s+){0,2}?"
     rf"(?:stop(?:s|ped|ping)?|quit(?:s|ting)?|giv(?:e|es|ing) up(?:\s+on)?|{_WITHDRAWS}|"
-    r"done with|not)\b",
+    r"done with|not)\b"
+    # not a person stopped ("I won't stop you from hunting stag, but I'm going hare")
+    r"(?!\s+(?:you|anyone|anybody|them|him|her|people|others|me|us|the others)\b)",
     re.I,
 )
 
@@ -79,9 +81,10 @@ _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 def affirmed(text: str) -> str:
     """``text`` as the detectors read it: typographic apostrophes as plain ones (the
     vocabularies' patterns are written with ``'``: "Let’s go hare" was no announcement),
-    and its double negatives (``_KEEPS_ON``) as "will keep" (the intent patterns read a
-    plan in it: "I won't stop hunting hare" announces the hare)."""
-    return _KEEPS_ON.sub("will keep", text.translate(_APOSTROPHES))
+    and its double negatives (``_KEEPS_ON``) as "keep" ("I won't stop hunting hare":
+    "keep hunting hare", which ``Lexicon.hare_intent`` reads as a plan; "can't stop
+    thinking about the hare" names no plan)."""
+    return _KEEPS_ON.sub("keep", text.translate(_APOSTROPHES))
 
 
 def without(negation: re.Pattern[str] | None, text: str) -> str:
@@ -93,18 +96,43 @@ def without(negation: re.Pattern[str] | None, text: str) -> str:
 #: stops, and at "but" ("Stag would be great if we trusted each other, but I'm going
 #: hare": the condition is the first clause's, the plan the second's)
 _CLAUSE = re.compile(r"[.!?;]+|\bbut\b(?!\s+(?:only\s+)?(?:if|unless|when)\b)", re.I)
-#: a question (what it names is asked, not planned)
-_ASKED = re.compile(r"[^.!?;]*\?")
-_UNLESS = re.compile(r"\b(?:unless|otherwise)\b", re.I)
-#: a question about others' plans ("Who's going stag?", "Are you hunting stag?"): no
-#: promise ("Are we all going stag?" is a call, and stays)
-_QUESTION = re.compile(
-    r"(?:^|(?<=[.!?;]))\s*(?:who|whose|which|what|anyone|anybody|any of you|"
-    r"(?:are|do|did|will|would|have|were|can) (?:you|they|the others|others)|"
-    r"(?:is|has|does|did|was|will) (?:anyone|anybody|someone|somebody|everyone|p\d|player|agent))"
-    r"\b[^.!?;]*\?",
+#: a question unanswered at the message's end, or answered no (what it names is asked, not
+#: planned: "Are you hunting hare?", "Hare? No. Stag."; "Who wants hare? Me." is a plan)
+_ASKED = re.compile(
+    r"(?:^|(?<=[.!;]))[^.!?;]*\?+\s*(?:$|(?:no|nope|nah|never|not me|not a chance|no way|i think "
+    r"not|of course not)\b[^.!?;]*)",
     re.I,
 )
+#: a threat as an imperative, then what the speaker does ("Play hare on me and I'll play
+#: hare right back", "Defect and I'll defect"; not "Choose whatever you like and I'll
+#: choose hare")
+_IF_YOU = (
+    r"^\W*(?:(?:play|hunt|pick|choose|go)\s+(?:\w+\s+)?(?:hares?|rabbits?)|betray|defect|"
+    r"cross|cheat)\b[^.!?;]{0,40}\band\s+(?:i\b|i'll|i will|it's)"
+)
+#: what others said, reported or quoted ("Someone said 'let's play it safe'", "anyone
+#: saying we should play it safe"): no announcement of the speaker's
+_REPORTED = re.compile(
+    # a quote of two words or more, its marks not an apostrophe inside a word ("I'll")
+    r"(?<!\w)'(?:[^']|'(?=\w))*\s(?:[^']|'(?=\w))*'(?!\w)|\"[^\"]*\s[^\"]*\"|"
+    r"\b(?:anyone|someone|somebody|people|they|he|she|"
+    r"others?|p\d+|player \d+|agent_?\d+)\s+(?:\w+\s+)?(?:say(?:s|ing)?|said|wrote|writes|"
+    r"suggest\w*|claim\w*)\b[^.!?;]*",
+    re.I,
+)
+#: a threat without "if", in the no-stag reading's naming of the choices ("anyone who
+#: defects gets hare from me", "any defection and I'll play it safe"): it opens no hare
+_THREAT = re.compile(
+    r"\b(?:tit for tat|an eye for|from anyone|anyone who \w+s\b|any (?:defection|betrayal)|"
+    r"one hare from|cross me)\b|" + _IF_YOU,
+    re.I,
+)
+#: words a call of stag may hold besides stag words ("Stag for everyone!")
+_FILLERS = frozenset(
+    ("for", "with", "the", "rest", "of", "you", "us", "all", "everyone", "everybody", "again",
+     "now", "then", "please", "guys", "folks", "team", "friends", "let", "s", "go", "on",
+     "and", "p", "player", "agent")
+)  # fmt: skip
 #: a clause that states a condition, not a plan ("unless" is a plan with a way out)
 _CONDITIONAL = re.compile(
     r"\b(?:if|as long as|in case|whenever|should (?:anyone|someone|any))\b", re.I
@@ -152,6 +180,7 @@ class Detector:
         hare = "|".join(re.escape(w) for w in lexicon.hare_words if w)
         self._refused = re.compile(  # the joint hunt refused (not twice: "never give up on")
             rf"\b(?:{NEGATORS}|{_WITHDRAWS}|don't expect me to)\s+"
+            r"(?!wait|hesitate|regret|forget|doubt|worry|mind|let)"
             rf"(?:(?!stop|quit|giv|abandon|and\b|but\b|or\b|{hare or 'hare'})\w+\s+){{0,3}}?"
             r"(?:cooperat\w*|join\w*|(?:the\s+)?stag\b)|"
             r"\bstag\b[^.!?;]{0,12}\b(?:isn't for me|is not for me|is off the table|is dead to "
@@ -173,6 +202,16 @@ class Detector:
         self._choices = re.compile(  # (a hare word and its plural: "hares", "rabbits")
             rf"\b(?:(?:{hare})s?|{_CHOICES})\b" if hare else rf"\b(?:{_CHOICES})\b", re.I
         )
+        stag = "|".join(re.escape(w) for w in lexicon.stag_words if w)
+        self._word_intent = (  # a stag intent in the vocabulary's own words ("I'll hunt deer")
+            re.compile(
+                r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to)|let'?s|"
+                rf"we should|going)\b[^.!?]{{0,30}}\b(?:{stag})\b",
+                re.I,
+            )
+            if stag
+            else None
+        )
         self._stag_set = _norm(lexicon.stag_words)
         self._short_set = _norm(lexicon.short_stag_words) | self._stag_set
         self._hare_set = _norm(lexicon.hare_words)
@@ -184,6 +223,7 @@ class Detector:
         self._detects_text = lru_cache(maxsize=1 << 16)(self._detects)
         # per clause (the readers above share them: each message's clauses are read once)
         self._announced = lru_cache(maxsize=1 << 16)(self._announces_in)
+        self._in_short = lru_cache(maxsize=1 << 16)(partial(self._in, vocab=self._short_set))
         self._refuses = lru_cache(maxsize=1 << 16)(self._refuses_in)
 
     # -- stag signals -------------------------------------------------------------------
@@ -202,24 +242,30 @@ class Detector:
         return any(h in token for h in self._hare_set) and self._in(token, self._short_set)
 
     def _signals_stag(self, text: str | None) -> bool:
-        """A message that promises or urges stag: read as ``affirmed`` gives it, its
-        questions about others' plans taken out; a clause that announces a hare or refuses
-        the joint hunt leaves only a stated stag intent (``Lexicon.stag_intent``) beside it
-        as a promise; otherwise a short message naming a stag word and no hare word, or a
-        longer one stating a stag intent or naming stag and no hare, once negated stag and
-        hare mentions are taken out."""
+        """A message that promises or urges stag: read as ``affirmed`` gives it; a clause
+        that announces a hare or refuses the joint hunt leaves only a stated stag intent
+        beside it as a promise (``Lexicon.stag_intent``, or the intent words before a stag
+        word of the vocabulary), or a call of stag words alone ("Stag for everyone!");
+        otherwise a short message naming a stag word and no hare word, or a longer one
+        stating a stag intent or naming stag and no hare, once negated stag and hare
+        mentions are taken out."""
         if not text:
             return False
         # a clause that announces a hare or refuses the joint hunt promises no stag ("Count
         # me out of the stag hunt", "I'm done with stag"); a negated stag mention neither
-        text = _QUESTION.sub(" ", affirmed(text))
+        text = affirmed(text)
         kept = self._promising(text)
         cut = kept is not text
         text = without(self._negated, kept)
-        if cut:  # beside such a clause, only a stated stag intent promises it
+        if cut:  # beside such a clause, only a stated stag intent or call promises it
             # ("I'm going hare; maybe stag later": no; "Hare worked for me, but let's all
-            # go stag now": yes)
-            return self._intent is not None and bool(self._intent.search(text))
+            # go stag now", "P3 wrote 'I'll defect', ignore it. Stag for everyone.": yes)
+            return any(
+                (self._intent is not None and self._intent.search(c))
+                or (self._word_intent is not None and self._word_intent.search(c))
+                or self._call(c)
+                for c in _CLAUSE.split(text)
+            )
         # a negated hare mention is no hare ("Don't go hare, everyone! Stag!")
         text = without(self._hare_negated, text)
         words = tokens(text)
@@ -237,6 +283,14 @@ class Detector:
             return False
         return self._hare is None or not self._hare.search(text)
 
+    def _call(self, clause: str) -> bool:
+        """A clause of stag words and fillers only ("Stag!", "Stag with the rest of you")."""
+        words = tokens(clause)
+        if not words or words[0] == "you":  # "You all go stag": a call on others
+            return False
+        stag = [t for t in words if not (t in _FILLERS or t.isdigit())]
+        return bool(stag) and all(self._in_short(t) for t in stag)
+
     def _promising(self, text: str) -> str:
         """``text`` without its clauses that refuse the joint hunt, or announce a hare
         (``_announced``) and state no stag intent ("I'll hunt stag now, hare next round";
@@ -252,9 +306,9 @@ class Detector:
         return text if len(kept) == len(clauses) else ". ".join(kept)
 
     def _withdraws(self, text: str | None) -> bool:
-        """A message that takes a stag promise back: it names hare, or negates a stag
-        mention ("I won't hunt stag"). Talk of neither ("Agreed, see you there") leaves an
-        earlier promise of the round standing."""
+        """A message that takes a stag promise back: it names hare, negates a stag
+        mention ("I won't hunt stag"), announces a hare or refuses the hunt. Talk of
+        neither ("Agreed, see you there") leaves an earlier promise of the round standing."""
         if not text:
             return False
         text = affirmed(text)
@@ -262,7 +316,10 @@ class Detector:
             return True
         if self._hare is not None and self._hare.search(text):
             return True
-        return any(self._hare_token(t) for t in tokens(text))
+        if any(self._hare_token(t) for t in tokens(text)):
+            return True
+        # "Count me out this time", "Actually, I'll defect", "I'm done with stag"
+        return any(self._announced(c) or self._refuses(c) for c in _CLAUSE.split(text))
 
     def _announces_hare(self, text: object) -> bool:
         """A message that says its speaker will hunt hare (or defect, or not hunt stag),
@@ -297,6 +354,7 @@ class Detector:
             return False
         if self._hare_not_intent is not None and self._hare_not_intent.search(clause):
             return False
+        clause = without(_REPORTED, clause)  # others' words, reported or quoted
         return bool(self._hare_intent.search(without(self._hare_negated, clause)))
 
     def _promises_no_stag(self, text: object) -> bool:
@@ -319,21 +377,13 @@ class Detector:
                     continue
                 if self._refuses(clause):
                     return True
-            # the choices named outside questions ("Are you hunting hare?") and threats
-            # ("Defect and I'll defect back": ``hare_not_intent``, where "unless" and
-            # "otherwise" are a plan with a way out)
+            # the choices named outside an unanswered question ("Are you hunting hare?")
+            # and threats ("Anyone who defects gets hare from me")
             for clause in _CLAUSE.split(_ASKED.sub(" ", message)):
-                if _CONDITIONAL.search(clause) or self._not_intent(clause):
+                if _CONDITIONAL.search(clause) or _THREAT.search(clause):
                     continue
                 named = named or bool(self._choices.search(without(self._hare_negated, clause)))
         return named and not self.signals_stag(text) and not _COOPERATIVE.search(text)
-
-    def _not_intent(self, clause: str) -> bool:
-        return (
-            self._hare_not_intent is not None
-            and self._hare_not_intent.search(clause) is not None
-            and not _UNLESS.search(clause)
-        )
 
     # -- betrayal detection ---------------------------------------------------------------
     def names(self, seat: int) -> re.Pattern[str]:

@@ -366,10 +366,15 @@ def test_talk_that_promises_no_stag(text: object, open_: bool) -> None:
         ("Don't go hare, everyone! Stag!", True),
         ("No hare for me, stag all the way.", True),
         ("Let's avoid hare and stick to stag.", True),
-        # questions about others' plans promise nothing
-        ("Who's going stag this round?", False),
-        ("Are you hunting stag with us?", False),
+        # a question answered, or a call
+        ("Who's with me on stag? I'm in.", True),
         ("Why not stag? It pays the most.", True),
+        # an eager negator is no refusal; a person stopped is no double negative
+        ("I can't wait to hunt stag with you all!", True),
+        ("I won't stop you from hunting stag, but I'm going hare.", False),
+        # a call of stag words beside a refusal or a quoted announcement
+        ("I won't cooperate with a betrayer like P2. Stag with the rest of you.", True),
+        ("P3 wrote 'I'll defect', ignore it. Stag for everyone.", True),
         ("Are we all going stag again? Let's do it!", True),  # a call, not a question
         # double negatives past an apostrophe or with a second negator
         ("No way I'm abandoning the stag plan.", True),
@@ -402,7 +407,12 @@ def test_what_a_stag_promise_is_beside_other_clauses(text: str, stag: bool) -> N
         ("Likely someone will defect.", False),  # a forecast, not a plan
         ("No stag from me this round.", True),
         ("My pick is hare.", True),
-        ("Everyone should hunt hare now.", True),
+        ("Hunting hare next round and I'll be back on stag after.", True),
+        # talk of others' hare or a dismissed hare announces none
+        ("Most likely some will be tempted by hare, but I'm sticking with stag.", False),
+        ("I'll keep hunting stag. Defecting now would be silly.", False),
+        ("Everybody should forget about hare. I'm hunting stag.", False),
+        ("I can't stop thinking about the hare, but I'll stay with stag.", False),
         ("I won't stop playing it safe.", True),
         # threats without "if"
         ("Defect and I'll defect right back.", False),
@@ -427,6 +437,10 @@ def test_announced_hare_wordings(text: str, announces: bool) -> None:
         ("Play hare on me and I'll play hare right back.", False),
         ("Anyone who defects gets hare from me forever.", False),
         ("I'm going to go with hare next round, otherwise I risk getting nothing.", True),
+        # a hare named beside a not-intent word still opens it ("no one" vetoes the
+        # announcement reading, not the naming)
+        ("I'll hunt hare next round, no one can blame me.", True),
+        ("Who wants hare? Me.", True),  # a question answered
     ],
 )
 def test_questions_and_threats_name_the_choices_without_opening_a_hare(
@@ -463,3 +477,31 @@ def test_leaving_the_joint_hunt_is_no_stag_promise(text: str, refuses: bool) -> 
     det = Detector()
     assert det.promises_no_stag(text) is refuses
     assert det.signals_stag(text) is (not refuses)
+
+
+@pytest.mark.parametrize(
+    ("text", "withdraws"),
+    [
+        ("Count me out this time.", True),
+        ("Actually, I'll defect.", True),
+        ("Change of plan: I'm done with stag.", True),
+        ("Agreed, see you there.", False),
+        ("I won't stop hunting stag.", False),
+    ],
+)
+def test_a_later_phase_takes_a_promise_back_in_the_announcement_words(
+    text: str, withdraws: bool
+) -> None:
+    """A later talk phase that announces a hare or refuses the hunt takes the round's stag
+    promise back (it was left standing: a betrayal counted for an agent that said it)."""
+    assert Detector().withdraws(text) is withdraws
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_a_stag_promise_beside_a_refusal_in_the_run_vocabulary(replace: bool) -> None:
+    """Beside a refused clause a stated intent keeps the promise in the run's own stag
+    words too (the default intent patterns name stag only)."""
+    settings = AnalysisSettings(stag_words=["deer"], hare_words=["bunny"], replace_defaults=replace)
+    det = Detector(settings.lexicon())
+    assert det.signals_stag("I'll hunt deer; I won't join P2's scheme.")
+    assert not det.signals_stag("I won't hunt deer; I'm going bunny.")

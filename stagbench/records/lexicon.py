@@ -59,18 +59,22 @@ HARE_INTENT = (
     # the speaker's intent: hare, rabbit, defecting or the safe option ahead
     r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| intend to| shall| choose| pick|"
     r" think i'll| hunt| go| take| play|'m gonna| am gonna|'d rather)|imma|let'?s|"
-    r"(?:we|everyone|everybody|all of us|you all) should|expect me to|change of plan|"
-    # a judgement of what to do ("it's prudent to play it safe")
-    r"(?:prudent|wise|wiser|smarter|best|better) to)\b"
+    r"we should|expect me to|change of plan)\b"
     r"(?:(?!\bstag\b)[^.!?;]){0,30}"
     r"\b(?:hares?|rabbits?|defect\w*|(?:the )?safe (?:option|payoff|choice|bet|play)|"
     r"play(?:ing)? it safe)\b",
-    # a hedged plan, the speaker's or with no subject ("probably hare", "I'm leaning towards
-    # hare", "gonna grab the rabbit"), not a forecast of others ("someone will likely defect")
-    r"(?:^|[,:\-\u2014]|\bi'?m|\bi am|\bi'?ll)\s*(?:probably|most likely|likely|leaning|"
-    r"inclined to|gonna)\b(?!\W+(?:that\s+)?(?:someone|somebody|anyone|they|he|she|others?|"
-    r"p\d|player|agent)\b)(?:(?!\bstag\b)[^.!?;]){0,30}\b(?:hares?|rabbits?|defect\w*|"
-    r"(?:play(?:ing)? it )?safe)\b",
+    # a hedged plan, the speaker's ("I'm probably going hare", "I'll likely defect") or with
+    # no subject and the choice next ("Probably hare this round", "Leaning towards hare",
+    # "gonna grab the rabbit"), not a forecast of others ("Most likely some will defect")
+    r"\bi(?:'m| am|'ll| will)\s+(?:probably|most likely|likely|leaning|inclined to|gonna)\b"
+    r"(?:(?!\bstag\b)[^.!?;]){0,30}\b(?:hares?|rabbits?|defect\w*|play(?:ing)? it safe)\b",
+    r"^\W*(?:probably|most likely|likely|leaning(?: towards?)?|inclined to|gonna)\s+"
+    r"(?:(?:go(?:ing)?|hunt(?:ing)?|pick(?:ing)?|choos\w+|tak\w+|play(?:ing)?|grab\w*|"
+    r"stick(?:ing)? with|switch(?:ing)? to|with|for)\s+)?(?:the\s+|a\s+)?"
+    r"(?:hares?|rabbits?|defect\w*|play(?:ing)? it safe)\b",
+    # a double negative read as "keep" ("I won't stop hunting hare": "keep hunting hare")
+    r"\bkeep\s+(?:(?:hunting|choosing|picking|going for|going with|taking)\s+(?:the\s+)?"
+    r"(?:hares?|rabbits?)|playing it safe|defecting)\b",
     r"\bi(?:'m| am)\s+(?:\w+\s+){0,2}?(?:hunting|going|switching|choosing|picking|playing|"
     r"taking)\b(?:(?!\bstag\b)[^.!?;]){0,30}\b(?:hares?|rabbits?|defect\w*|safe)\b",
     r"\bswitch(?:ing)? to (?:the )?(?:hare|rabbit)\b",
@@ -80,7 +84,8 @@ HARE_INTENT = (
     # no subject: "Hunting hare next round", "Going with hare", "hare for me", "hare next round"
     r"^\W*(?:hunting|going(?: with| for)?|picking|choosing|taking|playing)\s+(?:the\s+)?"
     r"(?:hare|rabbit|safe)\b",
-    r"^\W*defect(?:ing)?\b(?=\W*(?:this|next|now|for me|from now|again|$))",
+    r"^\W*defect(?:ing)?(?:\s+(?:this|next)\s+(?:round|time|turn)|\s+now|\s+again|"
+    r"\s+for me)?\W*$",
     # the joint hunt refused, no subject or no negator ("not going stag", "no stag from
     # me", "I'm done with stag", "sitting out the stag hunt", "hunt stag without me")
     r"(?:^|[,:\-\u2014]\s*|\bnope\W+)not\s+(?:going|gonna|hunting|choosing|picking|playing|"
@@ -105,12 +110,12 @@ HARE_NOT_INTENT = (
     # "rather than gamble, I'm choosing hare"
     r"\b(?:rather than|instead of|than)\s+(?:\w+\s+){0,2}?(?:the\s+)?(?:hares?|rabbits?|"
     r"defect\w*|safe)\b",
-    # a threat without "if" ("defect and I'll defect back", "tit for tat: you hunt hare, I
-    # hunt hare", "any defection and I'll play it safe", "hare from anyone means hare")
-    r"\b(?:right back|\w+ back at|in return|retaliat\w*|tit for tat|an eye for|from anyone|"
-    r"anyone who|any (?:defection|betrayal|hare)|one hare|cross me)\b",
-    r"^\W*(?:play|hunt|pick|choose|go|betray|defect|cross|cheat)\w*\b[^.!?;]{0,40}\band\s+"
-    r"(?:i\b|i'll|i will|it's)",
+    # a threat without "if" ("Defect and I'll defect right back", "Play hare on me and I'll
+    # play hare", "tit for tat: you hunt hare, I hunt hare"): an imperative, then what the
+    # speaker does
+    r"\btit for tat\b|\bany (?:defection|betrayal)\b(?:\s+\w+){0,3}?\s+and\b",
+    r"^\W*(?:(?:play|hunt|pick|choose|go)\s+(?:\w+\s+)?(?:hares?|rabbits?)|betray|defect|"
+    r"cross|cheat)\b[^.!?;]{0,40}\band\s+(?:i\b|i'll|i will|it's)",
 )
 #: regular expressions for a negated stag mention ("won't hunt stag", "hare, not stag", "no
 #: more stag"): that mention is no stag signal (the rest of the message still may be one)
