@@ -505,3 +505,21 @@ def test_a_stag_promise_beside_a_refusal_in_the_run_vocabulary(replace: bool) ->
     det = Detector(settings.lexicon())
     assert det.signals_stag("I'll hunt deer; I won't join P2's scheme.")
     assert not det.signals_stag("I won't hunt deer; I'm going bunny.")
+
+
+TALK = Path(__file__).parent / "data" / "talk"
+
+
+@pytest.mark.parametrize(("name", "floor"), [("set_a", 0.9), ("set_b", 0.85)])
+def test_accuracy_on_the_labelled_talk_sets(name: str, floor: float) -> None:
+    """The stag signal and the no-stag reading on two hand-labelled sets of LLM-style
+    talk (``tests/data/talk/README.md``): set_b was written apart and never tuned on; at
+    the floors' commit they read 0.930/0.934 (set_a) and 0.873/0.869 (set_b), against
+    0.810/0.756 and 0.775/0.784 before. Refusals that name stag are no stag signal."""
+    rows = [json.loads(line) for line in (TALK / f"{name}.jsonl").read_text().splitlines()]
+    det = Detector()
+    stag = sum(det.signals_stag(r["text"]) is r["stag_signal"] for r in rows) / len(rows)
+    no_stag = sum(det.promises_no_stag(r["text"]) is r["announces_hare"] for r in rows) / len(rows)
+    assert stag >= floor and no_stag >= floor, (stag, no_stag)
+    refusals = [r for r in rows if r["category"].startswith("refusal")]
+    assert sum(det.signals_stag(r["text"]) for r in refusals) <= 2
