@@ -21,7 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from functools import lru_cache, partial
+from pathlib import Path
+from typing import Any
 
+import orjson
 import pandas as pd
 
 from stagbench.records import Lexicon
@@ -60,7 +63,9 @@ def negated(cue: str) -> re.Pattern[str]:
 #: verbs of leaving the joint hunt ("opting out of the stag hunt", "I'll pass on stag")
 _WITHDRAWS = (
     r"abandon\w*|drop\w*(?: out of)?|opt(?:s|ed|ing)? out(?: of)?|pass(?:es|ed|ing)? on|"
-    r"back(?:s|ed|ing)? out(?: of)?|withdraw\w*(?: from)?|skip\w*|sit(?:s|ting)? out(?: of)?|"
+    r"back(?:s|ed|ing)? out(?: of)?|withdraw\w*(?: from)?|sit(?:s|ting)? out(?: of)?|"
+    # skipping the hunt, not skipping to it ("Let's skip straight to stag")
+    r"skip(?:s|ped|ping)?(?!\s+(?:straight\s+|right\s+|ahead\s+)?to\b)|"
     r"step(?:s|ped|ping)? (?:away|back|out)(?: from| of)?|leave me out of|bow\w* out of"
 )
 _KEEPS_ON = re.compile(
@@ -114,7 +119,8 @@ _IF_YOU = (
 #: saying we should play it safe"): no announcement of the speaker's
 _REPORTED = re.compile(
     # a quote of two words or more, its marks not an apostrophe inside a word ("I'll")
-    r"(?<!\w)'(?:[^']|'(?=\w))*\s(?:[^']|'(?=\w))*'(?!\w)|\"[^\"]*\s[^\"]*\"|"
+    r"(?<!\w)'(?=[^'\n]{0,300}\s)(?:[^'\n]|'(?=\w)){1,300}?'(?!\w)|"
+    r"\"(?=[^\"\n]{0,300}\s)[^\"\n]{1,300}\"|"
     r"\b(?:anyone|someone|somebody|people|they|he|she|"
     r"others?|p\d+|player \d+|agent_?\d+)\s+(?:\w+\s+)?(?:say(?:s|ing)?|said|wrote|writes|"
     r"suggest\w*|claim\w*)\b[^.!?;]*",
@@ -184,8 +190,9 @@ class Detector:
             rf"(?:(?!stop|quit|giv|abandon|and\b|but\b|or\b|{hare or 'hare'})\w+\s+){{0,3}}?"
             r"(?:cooperat\w*|join\w*|(?:the\s+)?stag\b)|"
             r"\bstag\b[^.!?;]{0,12}\b(?:isn't for me|is not for me|is off the table|is dead to "
-            r"me|without me)\b|\b(?:done cooperating|going it alone|sit(?:ting)? (?:this|the) "
-            r"(?:one|round) out)\b",
+            r"me)\b|^(?![^.!?;]*\b(?:don't|do not|never|won't)\b)[^.!?;]*\bstag\b[^.!?;]{0,12}"
+            r"\bwithout me\b|\bi(?:'m| am|'ll| will)\s+(?:be\s+)?(?:done cooperating|"
+            r"go(?:ing)? it alone|sit(?:ting)? (?:this|the) (?:one|round) out)\b",
             re.I,
         )
         self._hare_negated = (  # (three words between: "not going to hunt hare"; "no
@@ -199,6 +206,16 @@ class Detector:
             if hare
             else None
         )
+        self._hare_refused = (
+            re.compile(
+                r"\b(?:not|never|won't|will not|don't|do not|no(?:\s+more)?|nobody|no one|"
+                r"none of us|avoid(?:ing)?)\s+(?:(?!argue|bet|doubt|deny|ignore|rule)\w+\s+){0,2}?"
+                rf"(?:the\s+)?(?:{hare}|defect\w*|safe)",
+                re.I,
+            )
+            if hare
+            else None
+        )
         self._choices = re.compile(  # (a hare word and its plural: "hares", "rabbits")
             rf"\b(?:(?:{hare})s?|{_CHOICES})\b" if hare else rf"\b(?:{_CHOICES})\b", re.I
         )
@@ -206,7 +223,8 @@ class Detector:
         self._word_intent = (  # a stag intent in the vocabulary's own words ("I'll hunt deer")
             re.compile(
                 r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to)|let'?s|"
-                rf"we should|going)\b[^.!?]{{0,30}}\b(?:{stag})\b",
+                r"we should|i(?:'m| am)\s+(?:\w+\s+){0,2}?(?:staying|sticking|going|hunting|"
+                rf"choosing|playing|picking))\b[^.!?]{{0,30}}\b(?:{stag})\b|\b(?:{stag})\s+it is\b",
                 re.I,
             )
             if stag
@@ -261,13 +279,12 @@ class Detector:
             # ("I'm going hare; maybe stag later": no; "Hare worked for me, but let's all
             # go stag now", "P3 wrote 'I'll defect', ignore it. Stag for everyone.": yes)
             return any(
-                (self._intent is not None and self._intent.search(c))
-                or (self._word_intent is not None and self._word_intent.search(c))
-                or self._call(c)
+                (self._word_intent is not None and self._word_intent.search(c)) or self._call(c)
                 for c in _CLAUSE.split(text)
             )
-        # a negated hare mention is no hare ("Don't go hare, everyone! Stag!")
-        text = without(self._hare_negated, text)
+        # a refused hare is no hare ("Don't go hare, everyone! Stag!"; not "Isn't hare the
+        # smarter play?", "Can't argue with hare")
+        text = without(self._hare_refused, text)
         words = tokens(text)
         if not words:
             return False
@@ -415,19 +432,48 @@ def detector_for(lexicon: Lexicon | None) -> Detector:
     return DEFAULT if lexicon is None or lexicon == DEFAULT.lexicon else Detector(lexicon)
 
 
+#: hand-labelled talk a helper wrote apart from the detectors (``tests/data/talk``)
+HELD_OUT = Path(__file__).with_name("talk_heldout.jsonl")
+HELD_OUT_SOURCE = "held-out"
+
+
+def held_out() -> list[dict[str, Any]]:
+    """The held-out labelled talk: ``text``, ``stag_signal``, ``announces_hare`` (the
+    speaker's hare announced or the hunt refused), ``category``."""
+    return [orjson.loads(line) for line in HELD_OUT.read_bytes().splitlines() if line.strip()]
+
+
 def evaluate(detector: Detector | None = None) -> pd.DataFrame:
     """Recall and precision of the detectors on the labelled sample: one row per detector
-    and sample part (where the sample came from)."""
+    and sample part (where the sample came from). The stag signal and the no-stag talk
+    reading (``promises_no_stag``, against the speaker's announced hare or refusal) are
+    measured on the held-out talk too (``HELD_OUT_SOURCE``: written apart from the
+    vocabularies and never used to tune them)."""
     from stagbench.analysis.lexicon_sample import DETECTION, SIGNALS
 
     det = detector or DEFAULT
     rows = []
-    sig = pd.DataFrame(SIGNALS, columns=["text", "label", "source"])
+    kept = held_out()
+    sig = pd.DataFrame(
+        [*SIGNALS, *((r["text"], r["stag_signal"], HELD_OUT_SOURCE) for r in kept)],
+        columns=["text", "label", "source"],
+    )
     sig["said"] = [det.signals_stag(t) for t in sig["text"]]
     dec = pd.DataFrame(DETECTION, columns=["text", "seat", "label", "source"])
     dec["said"] = [det.detects(t, s) for t, s in zip(dec["text"], dec["seat"], strict=True)]
-    for name, frame in (("stag signal", sig), ("betrayal detection", dec)):
-        for source, g in [("all", frame), *frame.groupby("source")]:
+    open_ = pd.DataFrame(
+        [(r["text"], r["announces_hare"], HELD_OUT_SOURCE) for r in kept],
+        columns=["text", "label", "source"],
+    )
+    open_["said"] = [det.promises_no_stag(t) for t in open_["text"]]
+    for name, frame in (
+        ("stag signal", sig),
+        ("betrayal detection", dec),
+        ("no-stag talk", open_),
+    ):
+        sample = frame[frame["source"] != HELD_OUT_SOURCE]  # "all": the bundled sample
+        parts = [("all", sample)] if len(sample) else []
+        for source, g in [*parts, *frame.groupby("source")]:
             pos = g[g["label"]]
             hits = g[g["said"]]
             rows.append(

@@ -1606,7 +1606,10 @@ def betrayal_detection(d: ReportData) -> Section:
     s.table(
         evaluate(d.detector),
         "The lexical detectors of this report (the run's vocabularies) on the bundled "
-        "labelled sample (stagbench.analysis.lexicon_sample): recall and precision",
+        "labelled sample (stagbench.analysis.lexicon_sample, written with the default "
+        "vocabularies: in-sample) and on held-out talk (213 messages written apart from them "
+        "and never used to tune them): recall and precision; no-stag talk is the reading "
+        "behind the archetypes' talk rule, against the speaker's announced hare or refusal",
         "lexicon_recall",
     )
     return s

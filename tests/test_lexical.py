@@ -12,7 +12,7 @@ import pytest
 from stagbench.agents.models.base import ChatMessage
 from stagbench.agents.models.providers.mock import register_mock
 from stagbench.analysis import design, metrics, tables
-from stagbench.analysis.lexical import DEFAULT, Detector, evaluate, tokens
+from stagbench.analysis.lexical import DEFAULT, HELD_OUT, Detector, evaluate, tokens
 from stagbench.analysis.tables import agent_rounds
 from stagbench.errors import SpecError
 from stagbench.records import AnalysisSettings, Lexicon
@@ -375,6 +375,13 @@ def test_talk_that_promises_no_stag(text: object, open_: bool) -> None:
         # a call of stag words beside a refusal or a quoted announcement
         ("I won't cooperate with a betrayer like P2. Stag with the rest of you.", True),
         ("P3 wrote 'I'll defect', ignore it. Stag for everyone.", True),
+        # rhetorical hares are no refused hares; giving up cooperation is no promise of it
+        ("Stag is risky. Isn't hare the smarter play here?", False),
+        ("Stag failed twice. Can't argue with hare at this point.", False),
+        ("I'm tired of cooperating with people who defect. Hare.", False),
+        ("I'll reconsider cooperating next round. For now, hare.", False),
+        ("I'm out of excuses, stag it is.", True),
+        ("P2 and P3 are going stag. I'm going hare.", False),
         ("Are we all going stag again? Let's do it!", True),  # a call, not a question
         # double negatives past an apostrophe or with a second negator
         ("No way I'm abandoning the stag plan.", True),
@@ -399,8 +406,11 @@ def test_what_a_stag_promise_is_beside_other_clauses(text: str, stag: bool) -> N
         ("Let’s go hare this round.", True),  # a typographic apostrophe
         ("I’ll defect.", True),
         ("I'll defect.", True),  # short: the clause is read too
-        ("Defecting this round.", True),
+        ("Defecting? Not a chance. Stag all the way!", False),
         ("Defecting only hurts us all.", False),
+        ("I'm probably being paranoid about defections, but stag it is.", False),
+        ("Probably hare was the smart play last round, but I'm going stag now.", False),
+        ("I'm gonna be honest: defecting crossed my mind, but I'm staying on stag.", False),
         ("I'm gonna go hare.", True),
         ("Probably hare this round, sorry.", True),
         ("I'm leaning towards hare.", True),
@@ -441,6 +451,9 @@ def test_announced_hare_wordings(text: str, announces: bool) -> None:
         # announcement reading, not the naming)
         ("I'll hunt hare next round, no one can blame me.", True),
         ("Who wants hare? Me.", True),  # a question answered
+        ("Defecting this round.", True),
+        ("Nobody wins by going it alone. Stag together!", False),
+        ("Let's skip straight to stag this round.", False),
     ],
 )
 def test_questions_and_threats_name_the_choices_without_opening_a_hare(
@@ -514,9 +527,10 @@ TALK = Path(__file__).parent / "data" / "talk"
 def test_accuracy_on_the_labelled_talk_sets(name: str, floor: float) -> None:
     """The stag signal and the no-stag reading on two hand-labelled sets of LLM-style
     talk (``tests/data/talk/README.md``): set_b was written apart and never tuned on; at
-    the floors' commit they read 0.930/0.934 (set_a) and 0.873/0.869 (set_b), against
+    the floors' commit they read 0.930/0.934 (set_a) and 0.878/0.869 (set_b), against
     0.810/0.756 and 0.775/0.784 before. Refusals that name stag are no stag signal."""
-    rows = [json.loads(line) for line in (TALK / f"{name}.jsonl").read_text().splitlines()]
+    path = TALK / "set_a.jsonl" if name == "set_a" else HELD_OUT  # (set_b: packaged)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
     det = Detector()
     stag = sum(det.signals_stag(r["text"]) is r["stag_signal"] for r in rows) / len(rows)
     no_stag = sum(det.promises_no_stag(r["text"]) is r["announces_hare"] for r in rows) / len(rows)

@@ -46,6 +46,7 @@ def test_the_wheel_installs_one_top_level_name_with_every_module(wheel: Path) ->
     assert "stagbench/py.typed" in names
     for asset in ("viewer.js", "viewer.css"):  # package data the viewer copies beside its pages
         assert f"stagbench/viewer/assets/{asset}" in names
+    assert "stagbench/analysis/talk_heldout.jsonl" in names  # the report's held-out talk
 
 
 @pytest.mark.parametrize("where", ["elsewhere", "checkout"])

@@ -45,10 +45,12 @@ STAG_INTENT = (
     # "I'm staying on stag", "I am committing to stag", "stag from now on"
     r"\bi(?:'m| am)\s+(?:still\s+)?(?:staying|sticking|committing|hunting|going|keeping|"
     r"choosing|playing)\b[^.!?]{0,20}\bstag\b",
-    r"\bstag\b[^.!?;]{0,6}\b(?:from now on|for me|again|all the way)\b",
-    # the joint hunt promised in other words ("I'll cooperate again", "let's all cooperate")
+    r"\bstag\b[^.!?;]{0,6}\b(?:from now on|for me|again|all the way|it is)\b",
+    # the joint hunt promised in other words ("I'll cooperate again", "let's all cooperate";
+    # not "I'm tired of cooperating", "I'll stop cooperating")
     r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to|'m| am)|let'?s|we should|"
-    r"we all should)\s+(?:\w+\s+){0,2}?(?:cooperat\w*|coordinate on the hunt)\b",
+    r"we all should)\s+(?:(?:all|keep|continue|still|definitely|always|happily|fully|be)\s+){0,2}"
+    r"(?:cooperat\w*|coordinate on the hunt)\b",
 )
 #: regular expressions for an announced hare in longer text: the speaker's own intent ("I
 #: will hunt hare next round", "I'm switching to hare") or a call for it ("let's go hare"),
@@ -58,20 +60,21 @@ STAG_INTENT = (
 HARE_INTENT = (
     # the speaker's intent: hare, rabbit, defecting or the safe option ahead
     r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| intend to| shall| choose| pick|"
-    r" think i'll| hunt| go| take| play|'m gonna| am gonna|'d rather)|imma|let'?s|"
+    r" think i'll| hunt| go| take| play|'d rather)|let'?s|"
     r"we should|expect me to|change of plan)\b"
     r"(?:(?!\bstag\b)[^.!?;]){0,30}"
     r"\b(?:hares?|rabbits?|defect\w*|(?:the )?safe (?:option|payoff|choice|bet|play)|"
     r"play(?:ing)? it safe)\b",
-    # a hedged plan, the speaker's ("I'm probably going hare", "I'll likely defect") or with
-    # no subject and the choice next ("Probably hare this round", "Leaning towards hare",
-    # "gonna grab the rabbit"), not a forecast of others ("Most likely some will defect")
-    r"\bi(?:'m| am|'ll| will)\s+(?:probably|most likely|likely|leaning|inclined to|gonna)\b"
-    r"(?:(?!\bstag\b)[^.!?;]){0,30}\b(?:hares?|rabbits?|defect\w*|play(?:ing)? it safe)\b",
-    r"^\W*(?:probably|most likely|likely|leaning(?: towards?)?|inclined to|gonna)\s+"
-    r"(?:(?:go(?:ing)?|hunt(?:ing)?|pick(?:ing)?|choos\w+|tak\w+|play(?:ing)?|grab\w*|"
-    r"stick(?:ing)? with|switch(?:ing)? to|with|for)\s+)?(?:the\s+|a\s+)?"
-    r"(?:hares?|rabbits?|defect\w*|play(?:ing)? it safe)\b",
+    # a hedged plan, the speaker's ("I'm probably going hare", "I'll likely defect", "I'm
+    # gonna go hare") or with no subject ("Probably hare this round", "Leaning towards
+    # hare", "gonna grab the rabbit"), the choice next: not a forecast of others ("Most
+    # likely some will defect"), a past judgement ("Probably hare was the smart play") or
+    # talk about it ("I'm probably being paranoid about defections")
+    r"(?:\bi(?:'m| am|'ll| will)\s+|^\W*)(?:probably|most likely|likely|leaning(?: towards?)?|"
+    r"inclined to|gonna|imma)\s+(?:(?:go(?:ing)?|hunt(?:ing)?|pick(?:ing)?|choos\w+|tak\w+|"
+    r"play(?:ing)?|grab\w*|stick(?:ing)? with|switch(?:ing)? to|with|for)\s+)?"
+    r"(?:the\s+|a\s+)?(?:hares?|rabbits?|defect(?:ing)?|play(?:ing)? it safe)\b"
+    r"(?!\s+(?:was|is|would|will|gave|worked|has|had|could|might|seems?|looks?|\w+ed)\b)",
     # a double negative read as "keep" ("I won't stop hunting hare": "keep hunting hare")
     r"\bkeep\s+(?:(?:hunting|choosing|picking|going for|going with|taking)\s+(?:the\s+)?"
     r"(?:hares?|rabbits?)|playing it safe|defecting)\b",
@@ -84,8 +87,6 @@ HARE_INTENT = (
     # no subject: "Hunting hare next round", "Going with hare", "hare for me", "hare next round"
     r"^\W*(?:hunting|going(?: with| for)?|picking|choosing|taking|playing)\s+(?:the\s+)?"
     r"(?:hare|rabbit|safe)\b",
-    r"^\W*defect(?:ing)?(?:\s+(?:this|next)\s+(?:round|time|turn)|\s+now|\s+again|"
-    r"\s+for me)?\W*$",
     # the joint hunt refused, no subject or no negator ("not going stag", "no stag from
     # me", "I'm done with stag", "sitting out the stag hunt", "hunt stag without me")
     r"(?:^|[,:\-\u2014]\s*|\bnope\W+)not\s+(?:going|gonna|hunting|choosing|picking|playing|"
@@ -93,10 +94,12 @@ HARE_INTENT = (
     r"\bno (?:more )?stag (?:from|for) me\b",
     r"(?<!not )(?<!n't )\b(?:done with|sitting out|sit out|bowing out of|bow out of)\s+"
     r"(?:the\s+)?stag\b",
-    r"\bstag\b[^.!?;]{0,20}\bwithout me\b",
+    # (not "Don't go stag without me!")
+    r"^(?![^.!?;]*\b(?:don't|do not|never|won't)\b)[^.!?;]*\bstag\b[^.!?;]{0,20}\bwithout me\b",
     r"\b(?:hare|rabbit)\b[^.!?;]{0,12}\b(?:for me|next round|from now on|from here on)\b",
     r"\bmy (?:plan|choice|move|pick|call)\W+(?:is\s+)?(?:the\s+)?(?:hare|rabbit)\b",
-    r"\b(?:count me out|i'?m out|i am out|don'?t count on me|break (?:away )?from the group|"
+    r"\b(?:count me out|i'?m out(?!\s+of\s+(?!the\s+stag))|i am out(?!\s+of\s+(?!the\s+stag))|"
+    r"don'?t count on me|break (?:away )?from the group|"
     r"(?:go|going) my own way|(?:hunt|hunting|go|going) (?:alone|solo))\b",
     r"\b(?:i'll|i will|i'm going to|i am going to)\b[^.!?;]{0,20}\b(?:guaranteed|sure thing|"
     r"small game|small payoff|(?:3|three) points)\b",
