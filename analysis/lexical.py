@@ -62,17 +62,18 @@ def negated(cue: str) -> re.Pattern[str]:
 #: signal, no betrayal when it was broken; talk that opened the speaker's hare).
 #: verbs of leaving the joint hunt ("opting out of the stag hunt", "I'll pass on stag")
 _WITHDRAWS = (
-    r"abandon\w*|drop\w*(?: out of)?|opt(?:s|ed|ing)? out(?: of)?|pass(?:es|ed|ing)? on|"
-    r"back(?:s|ed|ing)? out(?: of)?|withdraw\w*(?: from)?|sit(?:s|ting)? out(?: of)?|"
-    # skipping the hunt, not skipping to it ("Let's skip straight to stag")
-    r"skip(?:s|ped|ping)?(?!\s+(?:straight\s+|right\s+|ahead\s+)?to\b)|"
-    r"step(?:s|ped|ping)? (?:away|back|out)(?: from| of)?|leave me out of|bow\w* out of"
+    r"abandon(?:s|ed|ing)?|drop(?:s|ped|ping)?(?: out of)?|opt(?:s|ed|ing)? out(?: of)?|"
+    r"pass(?:es|ed|ing)? on|back(?:s|ed|ing)? out(?: of)?|withdraw(?:s|n|ing)?(?: from)?|"
+    r"sit(?:s|ting)? out(?: of)?|skip(?:s|ped|ping)?|step(?:s|ped|ping)? (?:away|back|out)"
+    r"(?: from| of)?|leave me out of|bow(?:s|ed|ing)? out of"
 )
 _KEEPS_ON = re.compile(
-    rf"(?:\b{NEGATORS}|\bno way|\bnobody|\bno one|\bno reason to|\bno need to)\s+"
+    rf"(?:(?:\b{NEGATORS}|\bno way|\bnobody|\bno one|\bno reason to|\bno need to)\s+"
     r"(?:(?!(?:but|and|or|so|yet|then|though|unless|until)\b)[\w']+\s+){0,2}?"
     rf"(?:stop(?:s|ped|ping)?|quit(?:s|ting)?|giv(?:e|es|ing) up(?:\s+on)?|{_WITHDRAWS}|"
-    r"done with|not)\b"
+    r"done with)|\bno\s+(?:more\s+)?(?:stop(?:ping)?|quitting|giving up|"
+    rf"{_WITHDRAWS})|\b{NEGATORS}\s+(?:(?:want|going|plan|intend|need|have|gonna)\s+(?:to\s+)?|be\s+)?"
+    r"not)\b"
     # not a person stopped ("I won't stop you from hunting stag, but I'm going hare")
     r"(?!\s+(?:you|anyone|anybody|them|him|her|people|others|me|us|the others)\b)",
     re.I,
@@ -103,6 +104,8 @@ def without(negation: re.Pattern[str] | None, text: str) -> str:
 _CLAUSE = re.compile(r"[.!?;]+|\bbut\b(?!\s+(?:only\s+)?(?:if|unless|when)\b)", re.I)
 #: a question unanswered at the message's end, or answered no (what it names is asked, not
 #: planned: "Are you hunting hare?", "Hare? No. Stag."; "Who wants hare? Me." is a plan)
+#: any question, from a clause's start (linear time)
+_ASKED_ANY = re.compile(r"(?:^|(?<=[.!;?]))[^.!?;]*\?")
 _ASKED = re.compile(
     r"(?:^|(?<=[.!;]))[^.!?;]*\?+\s*(?:$|(?:no|nope|nah|never|not me|not a chance|no way|i think "
     r"not|of course not)\b[^.!?;]*)",
@@ -119,11 +122,12 @@ _IF_YOU = (
 #: saying we should play it safe"): no announcement of the speaker's
 _REPORTED = re.compile(
     # a quote of two words or more, its marks not an apostrophe inside a word ("I'll")
-    r"(?<!\w)'(?=[^'\n]{0,300}\s)(?:[^'\n]|'(?=\w)){1,300}?'(?!\w)|"
-    r"\"(?=[^\"\n]{0,300}\s)[^\"\n]{1,300}\"|"
+    r"(?:\b(?:say(?:s|ing)?|said|wrote|writes)\s*,?\s*|:\s*)(?:"
+    r"'(?=[^'\n]{0,300}\s)(?:[^'\n]|'(?=\w)){1,300}?'(?!\w)|"
+    r"\"(?=[^\"\n]{0,300}\s)[^\"\n]{1,300}\")|"
     r"\b(?:anyone|someone|somebody|people|they|he|she|"
     r"others?|p\d+|player \d+|agent_?\d+)\s+(?:\w+\s+)?(?:say(?:s|ing)?|said|wrote|writes|"
-    r"suggest\w*|claim\w*)\b[^.!?;]*",
+    r"suggest\w*|claim\w*)\b[^.!?;:]{0,60}",
     re.I,
 )
 #: a threat without "if", in the no-stag reading's naming of the choices ("anyone who
@@ -185,13 +189,17 @@ class Detector:
         self._hare_not_intent = _any_re(lexicon.hare_not_intent)
         hare = "|".join(re.escape(w) for w in lexicon.hare_words if w)
         self._refused = re.compile(  # the joint hunt refused (not twice: "never give up on")
-            rf"\b(?:{NEGATORS}|{_WITHDRAWS}|don't expect me to)\s+"
+            rf"\b(?:{NEGATORS}|don't expect me to)\s+"
             r"(?!wait|hesitate|regret|forget|doubt|worry|mind|let)"
             rf"(?:(?!stop|quit|giv|abandon|and\b|but\b|or\b|{hare or 'hare'})\w+\s+){{0,3}}?"
             r"(?:cooperat\w*|join\w*|(?:the\s+)?stag\b)|"
+            # a verb of leaving with the hunt as its object ("opting out of the stag hunt",
+            # "skipping stag"; not "skip straight to stag", "drop into stag mode")
+            rf"\b(?:{_WITHDRAWS})\s+(?:the\s+|this\s+|our\s+|my\s+)?(?:cooperat\w*|stag\b)|"
             r"\bstag\b[^.!?;]{0,12}\b(?:isn't for me|is not for me|is off the table|is dead to "
-            r"me)\b|^(?![^.!?;]*\b(?:don't|do not|never|won't)\b)[^.!?;]*\bstag\b[^.!?;]{0,12}"
-            r"\bwithout me\b|\bi(?:'m| am|'ll| will)\s+(?:be\s+)?(?:done cooperating|"
+            r"me)\b|\b(?:you|y'all|you all|you guys|everyone|the rest of you)\s+(?:can|could|"
+            r"should|may|go|will)\b[^.!?;]{0,20}\bstag\b[^.!?;]{0,12}\bwithout me\b|"
+            r"\bi(?:'m| am|'ll| will)\s+(?:be\s+)?(?:done cooperating|"
             r"go(?:ing)? it alone|sit(?:ting)? (?:this|the) (?:one|round) out)\b",
             re.I,
         )
@@ -208,9 +216,12 @@ class Detector:
         )
         self._hare_refused = (
             re.compile(
-                r"\b(?:not|never|won't|will not|don't|do not|no(?:\s+more)?|nobody|no one|"
-                r"none of us|avoid(?:ing)?)\s+(?:(?!argue|bet|doubt|deny|ignore|rule)\w+\s+){0,2}?"
-                rf"(?:the\s+)?(?:{hare}|defect\w*|safe)",
+                r"\b(?:(?:not|never|won't|will not|don't|do not|nobody|no one|none of us)\s+"
+                r"(?:(?:should|will|would|must|be|i'm|i am|gonna|going to)\s+)?(?:(?:go(?:ing)?|"
+                r"hunt(?:ing)?|pick(?:ing)?|choos\w*|play(?:ing)?|tak\w*|switch\w*(?:\s+to)?|"
+                r"touch\w*|consider\w*|risk\w*|try\w*|want\w*|\w+ing|for|with)\s+)?"
+                r"(?:for\s+|with\s+|to\s+)?|no\s+(?:more\s+)?|avoid(?:ing)?\s+)"
+                rf"(?:the\s+)?(?:(?:{hare})\b|defect\w*|safe\b)",
                 re.I,
             )
             if hare
@@ -224,7 +235,11 @@ class Detector:
             re.compile(
                 r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to)|let'?s|"
                 r"we should|i(?:'m| am)\s+(?:\w+\s+){0,2}?(?:staying|sticking|going|hunting|"
-                rf"choosing|playing|picking))\b[^.!?]{{0,30}}\b(?:{stag})\b|\b(?:{stag})\s+it is\b",
+                rf"choosing|playing|picking))\b[^.!?]{{0,30}}\b(?:{stag})\b|"
+                # "stag it is", the speaker's (not "stag it is not", "for you, stag it is")
+                r"^(?![^.!?;]*\bfor (?:some of |the rest of )?(?:you|them|others)\b)"
+                rf"(?:[^.!?;]*,\s*)?\W*(?:so\s+|then\s+|ok(?:ay)?\s+)?(?:{stag})\s+it is\b"
+                r"(?!\s+not\b)",
                 re.I,
             )
             if stag
@@ -274,6 +289,8 @@ class Detector:
         text = affirmed(text)
         kept = self._promising(text)
         cut = kept is not text
+        if cut:  # (its questions first: a question is no call, and the cut drops the marks)
+            kept = self._promising(_ASKED_ANY.sub(" ", text))
         text = without(self._negated, kept)
         if cut:  # beside such a clause, only a stated stag intent or call promises it
             # ("I'm going hare; maybe stag later": no; "Hare worked for me, but let's all

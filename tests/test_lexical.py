@@ -381,6 +381,14 @@ def test_talk_that_promises_no_stag(text: object, open_: bool) -> None:
         ("I'm tired of cooperating with people who defect. Hare.", False),
         ("I'll reconsider cooperating next round. For now, hare.", False),
         ("I'm out of excuses, stag it is.", True),
+        # rt38: a bare "No" before a verb of leaving keeps on; idioms for hare keep its veto;
+        # a refused call, another's "stag it is"
+        ("No backing out of stag now.", True),
+        ("Never underestimate the hare, but stag could work.", False),
+        ("Stag with the rest of you? Not this time. I'm going hare.", False),
+        ("For some of you, stag it is. For me, hare.", False),
+        ("Stag it is not, I'm going hare.", False),
+        ("Don't worry I'm not going hare.", False),
         ("P2 and P3 are going stag. I'm going hare.", False),
         ("Are we all going stag again? Let's do it!", True),  # a call, not a question
         # double negatives past an apostrophe or with a second negator
@@ -454,6 +462,9 @@ def test_announced_hare_wordings(text: str, announces: bool) -> None:
         ("Defecting this round.", True),
         ("Nobody wins by going it alone. Stag together!", False),
         ("Let's skip straight to stag this round.", False),
+        ("Let's skip back to stag.", False),
+        ("There's no stag without me, so count on me.", False),
+        ("Y'all go 'head and cooperate, I'll be huntin' hare.", True),
     ],
 )
 def test_questions_and_threats_name_the_choices_without_opening_a_hare(
@@ -527,7 +538,7 @@ TALK = Path(__file__).parent / "data" / "talk"
 def test_accuracy_on_the_labelled_talk_sets(name: str, floor: float) -> None:
     """The stag signal and the no-stag reading on two hand-labelled sets of LLM-style
     talk (``tests/data/talk/README.md``): set_b was written apart and never tuned on; at
-    the floors' commit they read 0.930/0.934 (set_a) and 0.878/0.869 (set_b), against
+    the floors' commit they read 0.930/0.934 (set_a) and 0.869/0.859 (set_b), against
     0.810/0.756 and 0.775/0.784 before. Refusals that name stag are no stag signal."""
     path = TALK / "set_a.jsonl" if name == "set_a" else HELD_OUT  # (set_b: packaged)
     rows = [json.loads(line) for line in path.read_text().splitlines()]

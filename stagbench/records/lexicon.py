@@ -45,7 +45,11 @@ STAG_INTENT = (
     # "I'm staying on stag", "I am committing to stag", "stag from now on"
     r"\bi(?:'m| am)\s+(?:still\s+)?(?:staying|sticking|committing|hunting|going|keeping|"
     r"choosing|playing)\b[^.!?]{0,20}\bstag\b",
-    r"\bstag\b[^.!?;]{0,6}\b(?:from now on|for me|again|all the way|it is)\b",
+    r"\bstag\b[^.!?;]{0,6}\b(?:from now on|for me|again|all the way)\b",
+    # "stag it is", the speaker's ("I'm out of excuses, stag it is"; not "stag it is not",
+    # "for some of you, stag it is")
+    r"^(?![^.!?;]*\bfor (?:some of |the rest of )?(?:you|them|others)\b)(?:[^.!?;]*,\s*)?\W*"
+    r"(?:so\s+|then\s+|ok(?:ay)?\s+)?stag it is\b(?!\s+not\b)",
     # the joint hunt promised in other words ("I'll cooperate again", "let's all cooperate";
     # not "I'm tired of cooperating", "I'll stop cooperating")
     r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to|'m| am)|let'?s|we should|"
@@ -94,8 +98,10 @@ HARE_INTENT = (
     r"\bno (?:more )?stag (?:from|for) me\b",
     r"(?<!not )(?<!n't )\b(?:done with|sitting out|sit out|bowing out of|bow out of)\s+"
     r"(?:the\s+)?stag\b",
-    # (not "Don't go stag without me!")
-    r"^(?![^.!?;]*\b(?:don't|do not|never|won't)\b)[^.!?;]*\bstag\b[^.!?;]{0,20}\bwithout me\b",
+    # ("You can all hunt stag without me"; not "Don't go stag without me!", "there's no
+    # stag without me")
+    r"\b(?:you|y'all|you all|you guys|everyone|the rest of you)\s+(?:can|could|should|may|go|"
+    r"will)\b[^.!?;]{0,20}\bstag\b[^.!?;]{0,20}\bwithout me\b",
     r"\b(?:hare|rabbit)\b[^.!?;]{0,12}\b(?:for me|next round|from now on|from here on)\b",
     r"\bmy (?:plan|choice|move|pick|call)\W+(?:is\s+)?(?:the\s+)?(?:hare|rabbit)\b",
     r"\b(?:count me out|i'?m out(?!\s+of\s+(?!the\s+stag))|i am out(?!\s+of\s+(?!the\s+stag))|"
