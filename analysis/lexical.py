@@ -53,13 +53,6 @@ def negated(cue: str) -> re.Pattern[str]:
     return re.compile(rf"\b{NEGATORS}\s+(?:\w+\s+){{0,2}}?(?:{cue})", re.I)
 
 
-#: a double negative: a negator ("no way", "nobody", "no reason to" too), at most two
-#: words (none a conjunction, which starts a clause of its own: "not sure but I'll stop"),
-#: then a verb of giving up or a second negator ("I won't stop hunting stag", "not going
-#: to quit the stag", "never give up on stag", "I'm not done with stag", "I can't not go
-#: stag"): the speaker keeps on, and reads so (``affirmed``) before any negation is looked
-#: for. Without it the stop verb negated the stag: a promise read as a refusal (no stag
-#: signal, no betrayal when it was broken; talk that opened the speaker's hare).
 #: verbs of leaving the joint hunt ("opting out of the stag hunt", "I'll pass on stag")
 _WITHDRAWS = (
     r"abandon(?:s|ed|ing)?|drop(?:s|ped|ping)?(?: out of)?|opt(?:s|ed|ing)? out(?: of)?|"
@@ -67,6 +60,13 @@ _WITHDRAWS = (
     r"sit(?:s|ting)? out(?: of)?|skip(?:s|ped|ping)?|step(?:s|ped|ping)? (?:away|back|out)"
     r"(?: from| of)?|leave me out of|bow(?:s|ed|ing)? out of"
 )
+#: a double negative: a negator ("no way", "nobody", "no reason to" too), at most two
+#: words (none a conjunction, which starts a clause of its own: "not sure but I'll stop"),
+#: then a verb of giving up or a second negator ("I won't stop hunting stag", "not going
+#: to quit the stag", "never give up on stag", "I'm not done with stag", "I can't not go
+#: stag"): the speaker keeps on, and reads so (``affirmed``) before any negation is looked
+#: for. Without it the stop verb negated the stag: a promise read as a refusal (no stag
+#: signal, no betrayal when it was broken; talk that opened the speaker's hare).
 _KEEPS_ON = re.compile(
     rf"(?:(?:\b{NEGATORS}|\bno way|\bnobody|\bno one|\bno reason to|\bno need to)\s+"
     r"(?:(?!(?:but|and|or|so|yet|then|though|unless|until)\b)[\w']+\s+){0,2}?"
