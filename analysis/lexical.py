@@ -29,6 +29,7 @@ import pandas as pd
 
 from stagbench.records import Lexicon
 from stagbench.records.lexicon import NEGATORS as NEGATOR_WORDS
+from stagbench.records.lexicon import STAG_IT_IS
 
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _TOKEN = re.compile(r"[a-z]+|[0-9]+")
@@ -102,10 +103,10 @@ def without(negation: re.Pattern[str] | None, text: str) -> str:
 #: stops, and at "but" ("Stag would be great if we trusted each other, but I'm going
 #: hare": the condition is the first clause's, the plan the second's)
 _CLAUSE = re.compile(r"[.!?;]+|\bbut\b(?!\s+(?:only\s+)?(?:if|unless|when)\b)", re.I)
-#: a question unanswered at the message's end, or answered no (what it names is asked, not
-#: planned: "Are you hunting hare?", "Hare? No. Stag."; "Who wants hare? Me." is a plan)
 #: any question, from a clause's start (linear time)
 _ASKED_ANY = re.compile(r"(?:^|(?<=[.!;?]))[^.!?;]*\?")
+#: a question unanswered at the message's end, or answered no (what it names is asked, not
+#: planned: "Are you hunting hare?", "Hare? No. Stag."; "Who wants hare? Me." is a plan)
 _ASKED = re.compile(
     r"(?:^|(?<=[.!;]))[^.!?;]*\?+\s*(?:$|(?:no|nope|nah|never|not me|not a chance|no way|i think "
     r"not|of course not)\b[^.!?;]*)",
@@ -236,10 +237,7 @@ class Detector:
                 r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to)|let'?s|"
                 r"we should|i(?:'m| am)\s+(?:\w+\s+){0,2}?(?:staying|sticking|going|hunting|"
                 rf"choosing|playing|picking))\b[^.!?]{{0,30}}\b(?:{stag})\b|"
-                # "stag it is", the speaker's (not "stag it is not", "for you, stag it is")
-                r"^(?![^.!?;]*\bfor (?:some of |the rest of )?(?:you|them|others)\b)"
-                rf"(?:[^.!?;]*,\s*)?\W*(?:so\s+|then\s+|ok(?:ay)?\s+)?(?:{stag})\s+it is\b"
-                r"(?!\s+not\b)",
+                + STAG_IT_IS.format(stag=stag),
                 re.I,
             )
             if stag
@@ -287,18 +285,17 @@ class Detector:
         # a clause that announces a hare or refuses the joint hunt promises no stag ("Count
         # me out of the stag hunt", "I'm done with stag"); a negated stag mention neither
         text = affirmed(text)
-        kept = self._promising(text)
-        cut = kept is not text
-        if cut:  # (its questions first: a question is no call, and the cut drops the marks)
-            kept = self._promising(_ASKED_ANY.sub(" ", text))
-        text = without(self._negated, kept)
-        if cut:  # beside such a clause, only a stated stag intent or call promises it
-            # ("I'm going hare; maybe stag later": no; "Hare worked for me, but let's all
-            # go stag now", "P3 wrote 'I'll defect', ignore it. Stag for everyone.": yes)
+        if self._promising(text) is not text:
+            # beside such a clause, only a stated stag intent or call promises it ("I'm going
+            # hare; maybe stag later": no; "Hare worked for me, but let's all go stag now",
+            # "P3 wrote 'I'll defect', ignore it. Stag for everyone.": yes); its questions
+            # taken out first (a question is no call, and the cut drops the marks)
+            kept = without(self._negated, self._promising(_ASKED_ANY.sub(" ", text)))
             return any(
                 (self._word_intent is not None and self._word_intent.search(c)) or self._call(c)
-                for c in _CLAUSE.split(text)
+                for c in _CLAUSE.split(kept)
             )
+        text = without(self._negated, text)
         # a refused hare is no hare ("Don't go hare, everyone! Stag!"; not "Isn't hare the
         # smarter play?", "Can't argue with hare")
         text = without(self._hare_refused, text)
@@ -397,9 +394,9 @@ class Detector:
         (``announces_hare``); or a clause refuses the joint hunt ("I'm not going to
         cooperate", "I won't be joining the stag hunt"); or a clause, not a conditional
         one, names a hare word (``Lexicon.hare_words``), defect, betray or the safe
-        choice (negated hare mentions taken
-        out) in a message that is no stag signal and wants no joint hunt ("I'll keep
-        cooperating", "stag is better for all"). No text, or small talk: no."""
+        choice (negated hare mentions taken out) in a message that is no stag signal and
+        wants no joint hunt ("I'll keep cooperating", "stag is better for all"). No text,
+        or small talk: no."""
         if not isinstance(text, str) or not text.strip():
             return False
         if self.announces_hare(text):

@@ -39,6 +39,13 @@ SHORT_STAG_WORDS = (
     "solidarity", "faith", "deal", "agree", "yes",
 )  # fmt: skip
 #: regular expressions for a stated stag intent inside longer text
+#: "stag it is", the speaker's ("I'm out of excuses, stag it is"; not "stag it is not",
+#: "for some of you, stag it is"), ``{stag}`` the stag words (``analysis.lexical`` reads it
+#: with a run's own)
+STAG_IT_IS = (
+    r"^(?![^.!?;]*\bfor (?:some of |the rest of )?(?:you|them|others)\b)(?:[^.!?;]*,\s*)?\W*"
+    r"(?:so\s+|then\s+|ok(?:ay)?\s+)?(?:{stag})\s+it is\b(?!\s+not\b)"
+)
 STAG_INTENT = (
     r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to)|let'?s|we should|"
     r"going)\b[^.!?]{0,30}\bstag\b",
@@ -46,10 +53,7 @@ STAG_INTENT = (
     r"\bi(?:'m| am)\s+(?:still\s+)?(?:staying|sticking|committing|hunting|going|keeping|"
     r"choosing|playing)\b[^.!?]{0,20}\bstag\b",
     r"\bstag\b[^.!?;]{0,6}\b(?:from now on|for me|again|all the way)\b",
-    # "stag it is", the speaker's ("I'm out of excuses, stag it is"; not "stag it is not",
-    # "for some of you, stag it is")
-    r"^(?![^.!?;]*\bfor (?:some of |the rest of )?(?:you|them|others)\b)(?:[^.!?;]*,\s*)?\W*"
-    r"(?:so\s+|then\s+|ok(?:ay)?\s+)?stag it is\b(?!\s+not\b)",
+    STAG_IT_IS.format(stag="stag"),
     # the joint hunt promised in other words ("I'll cooperate again", "let's all cooperate";
     # not "I'm tired of cooperating", "I'll stop cooperating")
     r"\b(?:i(?:'ll| will| am going to|'m going to| plan to| commit to|'m| am)|let'?s|we should|"
