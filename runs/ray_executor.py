@@ -29,6 +29,7 @@ Ray is an optional extra (``pip install 'stagbench[ray]'``), imported only here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import queue
 import signal
@@ -134,7 +135,10 @@ def run_shard(
                 yield item
         finally:  # the driver cancelled the task, or it is being torn down: stop the run
             if runner.is_alive() and loops:
-                loops[0].call_soon_threadsafe(stop.set, "the Ray task was cancelled")
+                # its loop may have closed already, the thread not yet ended (Python 3.13
+                # met that race): the run is over then, with nothing left to stop
+                with contextlib.suppress(RuntimeError):
+                    loops[0].call_soon_threadsafe(stop.set, "the Ray task was cancelled")
             runner.join()
 
 

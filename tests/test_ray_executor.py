@@ -296,6 +296,35 @@ def test_shard_task_streams_each_result_without_ray(tmp_path: Path) -> None:
     assert json.loads(items[0][2].splitlines()[0])["type"] == "header"
 
 
+def test_a_shard_whose_loop_closed_before_its_thread_ended_ends_cleanly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The task's run thread closes its event loop, then ends: a task torn down in
+    between must not ask the closed loop to stop (``RuntimeError: Event loop is closed``,
+    met on Python 3.13 in the test above)."""
+    import asyncio
+    import time
+
+    from stagbench.runs import ray_executor
+    from stagbench.runs.spec import parse_spec
+
+    def closed_then_slow(*args: Any) -> None:
+        items, loops = args[5], args[7]
+        loop = asyncio.new_event_loop()
+        loops.append(loop)
+        loop.close()
+        items.put(("failed", "t", "stopped"))
+        time.sleep(0.5)  # the loop is closed, the thread still alive
+        items.put(None)
+
+    monkeypatch.setattr(ray_executor, "_run_shard_loop", closed_then_slow)
+    text = SLOW.replace("repetitions = 6", "repetitions = 1")
+    ids = [t.trial_id for t in parse_spec(text).trials()]
+    task = ray_executor.run_shard(text, ids[:1], 2, 2)
+    assert next(task) == ("failed", "t", "stopped")
+    task.close()  # torn down while the thread sleeps
+
+
 def test_ray_run_refuses_a_folder_another_run_holds(tmp_path: Path) -> None:
     """The driver takes the results folder's lock as `run` does: while another run holds
     it, `--executor ray` refuses before starting or reaching any cluster."""
