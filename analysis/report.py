@@ -558,13 +558,21 @@ def cooperation(d: ReportData) -> Section:
     )
     s.table(
         trend,
-        "Does the honest stag rate change over rounds? Rounds exchangeable within each "
-        "trial under the null (trial-clustered trend test, normal approximation, over the "
-        "trials_tested that have a valid action in every round; a blank z says why in note)",
+        "Does the honest stag rate change over rounds? Per trial, the least-squares slope "
+        f"of its honest stag rate ({HONEST_NOTE}) on round; slope: their mean (change per "
+        "round), with a t interval over trials. Test: the slopes' signs flipped at random "
+        f"(exact over every pattern with up to {stats.TREND_EXACT} trials whose slope is "
+        "not 0, p_min the smallest p it can give; else the normal approximation), trials "
+        "as independent units whatever goes on between a trial's rounds (an agent that "
+        "repeats itself makes no trend), over the trials_tested that have a valid action in "
+        "every round; a blank z says why in note",
         "round_trend",
     )
     _round_figure(s, d, per_round)
     return s
+
+
+TREND_TEST = "trial sign-flip"
 
 
 def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
@@ -577,17 +585,21 @@ def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
     for key, g in groups if len(wide) else []:
         played = np.asarray(g["count"].notna().to_numpy().any(axis=0))  # rounds it played
         k, n = g["sum"].to_numpy(float)[:, played], g["count"].to_numpy(float)[:, played]
-        z, p, full, note = stats.trend_details(k, n)
+        t = stats.round_trend(k, n)
         key = key if isinstance(key, tuple) else (key,)
         rows.append(
             {
                 **dict(zip(keys, key, strict=True)),
                 "trials": len(g),
-                "trials_tested": full,  # the test's: those with every round played
-                "z": z,
-                "p": p,
-                "test": "trial-clustered round trend",
-                "note": note,
+                "trials_tested": t.used,  # the test's: those with every round played
+                "slope": t.slope,
+                "slope_lo": t.slope_lo,
+                "slope_hi": t.slope_hi,
+                "z": t.z,
+                "p": t.p,
+                "p_min": t.p_min,
+                "test": f"trial sign-flip ({t.method})" if t.method else TREND_TEST,
+                "note": t.note,
             }
         )
     tested = {tuple(str(r[k]) for k in keys) for r in rows}
@@ -605,9 +617,8 @@ def _trend(d: ReportData, keys: list[str]) -> pd.DataFrame:
                 **dict(zip(keys, key, strict=True)),
                 "trials": _distinct(g["trial_id"]),
                 "trials_tested": 0,
-                "z": math.nan,
-                "p": math.nan,
-                "test": "trial-clustered round trend",
+                **dict.fromkeys(("slope", "slope_lo", "slope_hi", "z", "p", "p_min"), math.nan),
+                "test": TREND_TEST,
                 "note": "no valid action by an honest agent: nothing to test",
             }
         )

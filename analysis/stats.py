@@ -1165,49 +1165,105 @@ def omnibus_test(
 
 
 def trend_test(k: npt.ArrayLike, n: npt.ArrayLike) -> tuple[float, float]:
-    """Does the rate change with round? ``k`` and ``n`` are (trials x rounds) counts. Under
-    the null the rounds of a trial are exchangeable; the statistic is sum over trials of
-    (round - mean round) x the round's rate, its null mean 0 and variance the exact
-    permutation variance within each trial, summed over trials (normal approximation).
-    Returns (z, two-sided p); NaN when no trial varies (``trend_details`` says why)."""
-    z, p, _, _ = trend_details(k, n)
-    return (z, p)
+    """Does the rate change with round? ``k`` and ``n`` are (trials x rounds) counts;
+    ``round_trend``'s (z, two-sided p); NaN when there is nothing to test
+    (``round_trend`` says why)."""
+    t = round_trend(k, n)
+    return (t.z, t.p)
 
 
 def trend_details(k: npt.ArrayLike, n: npt.ArrayLike) -> tuple[float, float, int, str]:
-    """``trend_test``'s (z, p), the trials it used (those with every round played), and
+    """``round_trend``'s (z, p), the trials it used (those with every round played), and
     why there is no z when there is none ("" when there is one)."""
+    t = round_trend(k, n)
+    return (t.z, t.p, t.used, t.note)
+
+
+#: the sign-flip trend test enumerates every pattern of signs up to this many trials whose
+#: slope is not 0 (2**16 patterns); with more, the normal approximation
+TREND_EXACT = 16
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A design cell's change of rate over rounds (``round_trend``)."""
+
+    slope: float  # the trials' mean least-squares slope of their rate on round
+    slope_lo: float  # its 95% interval: t over trials (blank when every slope is the same)
+    slope_hi: float
+    z: float  # the sum of the trials' slopes over the root of their sum of squares
+    p: float  # two-sided, from the trials' slopes with random signs
+    p_min: float  # the smallest p the exact test can give (NaN: normal approximation)
+    used: int  # trials with a rate in every round (the others are left out)
+    method: str  # "exact" or "normal approximation" ("" with no test)
+    note: str  # why there is no test, or what limits it ("" when nothing does)
+
+
+def round_trend(k: npt.ArrayLike, n: npt.ArrayLike) -> Trend:
+    """Does the rate change with round? ``k`` and ``n`` are (trials x rounds) counts.
+
+    Each trial with a rate in every round gives its least-squares slope of rate on round;
+    the trials are independent, whatever goes on between a trial's rounds (an agent that
+    repeats its last action, a shared mood). With no trend the slopes centre on 0, and
+    flipping their signs at random gives the test (exact over every pattern of signs with
+    up to ``TREND_EXACT`` trials whose slope is not 0; beyond, the normal approximation
+    of their sum over the root of their sum of squares); its level holds when a trial's
+    course of rounds is as likely read backwards (rounds exchangeable, or a steady agent
+    that repeats itself) and approximately otherwise. Rounds permuted within each trial,
+    the test this replaces, took such persistence for a trend: p < 0.05 in 0.20 of data
+    sets of an agent that repeats its last action with probability 0.9 (rt39)."""
     kv = np.asarray(k, dtype=float)
     nv = np.asarray(n, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(nv > 0, kv / nv, np.nan)
     rounds = rate.shape[1]
-    full = ~np.isnan(rate).any(axis=1)  # trials with every round played (exchangeable)
+    full = ~np.isnan(rate).any(axis=1)  # trials with every round played
     used = int(full.sum()) if rounds else 0
+    nan = math.nan
+
+    def blank(note: str) -> Trend:
+        return Trend(nan, nan, nan, nan, nan, nan, used, "", note)
+
     if rounds < 2:
-        return (math.nan, math.nan, used, "one round: no trend to test")
+        return blank("one round: no trend to test")
     r = rate[full]
     if len(r) == 0:
-        return (
-            math.nan,
-            math.nan,
-            0,
-            "no trial has a valid action in every round: nothing to test",
-        )
+        return blank("no trial has a valid action in every round: nothing to test")
+    if not (r != r[:, :1]).any():
+        return blank("no trial's rate changes from round to round: nothing to test")
     c = np.arange(rounds, dtype=float)
     c -= c.mean()
-    s = float((r @ c).sum())
-    dev = r - r.mean(axis=1, keepdims=True)
-    var = float((c**2).sum() * (dev**2).sum() / (rounds - 1))
-    if var <= 0:
-        return (
-            math.nan,
-            math.nan,
-            used,
-            "no trial's rate changes from round to round: nothing to test",
+    slopes = r @ c / float((c**2).sum())
+    slope, m = float(slopes.mean()), len(slopes)
+    notes = []
+    lo = hi = nan
+    spread = float(slopes.std(ddof=1)) if m > 1 else 0.0
+    if m > 1 and spread > 0:
+        half = float(sps.t.ppf(0.975, m - 1)) * spread / math.sqrt(m)
+        lo, hi = slope - half, slope + half
+    else:
+        notes.append(
+            "one trial: no interval" if m == 1 else "every trial has the same slope: no interval"
         )
-    z = s / math.sqrt(var)
-    return (z, float(2 * sps.norm.sf(abs(z))), used, "")
+    scale = float(np.abs(slopes).max())
+    moving = slopes[np.abs(slopes) > 1e-12 * scale]
+    total = float(moving.sum())
+    z = total / math.sqrt(float((moving**2).sum())) if len(moving) else 0.0
+    if len(moving) == 0:
+        p, p_min, method = 1.0, 1.0, "exact"
+    elif len(moving) <= TREND_EXACT:
+        bits = np.arange(2 ** len(moving), dtype=np.int64)[:, None] >> np.arange(len(moving))
+        sums = ((bits & 1) * 2 - 1) @ moving
+        p = float(np.mean(np.abs(sums) >= abs(total) * (1 - 1e-9)))
+        p_min, method = 2.0 ** (1 - len(moving)), "exact"
+        if p_min >= 0.05:
+            notes.append(
+                f"{len(moving)} trial(s) whose rate changes: the test cannot give p below "
+                f"{p_min:.3g}"
+            )
+    else:
+        p, p_min, method = float(2 * sps.norm.sf(abs(z))), nan, "normal approximation"
+    return Trend(slope, lo, hi, z, p, p_min, used, method, "; ".join(notes))
 
 
 # -- logistic models -----------------------------------------------------------------

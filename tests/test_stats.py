@@ -321,6 +321,47 @@ def test_omnibus_and_trend_tests_hold_their_size() -> None:
     assert z < 0 and p < 1e-6
 
 
+def _sticky(rng: np.random.Generator, trials: int, stay: float) -> np.ndarray:
+    """(trials x 4 agents x 5 rounds) actions of agents that hunt stag with probability 0.5
+    in round 1 and then repeat their last action with probability ``stay`` (else toss a
+    coin): stag with probability 0.5 in every round, no trend, rounds not exchangeable."""
+    out = np.empty((trials, 4, 5), dtype=int)
+    out[:, :, 0] = rng.random((trials, 4)) < 0.5
+    for r in range(1, 5):
+        keep = rng.random((trials, 4)) < stay
+        out[:, :, r] = np.where(keep, out[:, :, r - 1], rng.random((trials, 4)) < 0.5)
+    return out
+
+
+@pytest.mark.parametrize("trials", [10, 20])  # the exact test, the normal approximation
+def test_round_trend_keeps_its_level_when_agents_repeat_themselves(trials: int) -> None:
+    """rt39 F1: rounds permuted within trials took persistence for a trend (p < 0.05 in
+    0.20 of these data sets at 20 trials); the trials' slopes with random signs keep 0.05."""
+    rng = np.random.default_rng(39)
+    sims, hits = 400, 0
+    for _ in range(sims):
+        k = _sticky(rng, trials, 0.9).sum(axis=1)
+        hits += stats.round_trend(k, np.full(k.shape, 4)).p < 0.05
+    assert hits / sims <= 0.08
+
+
+def test_round_trend_finds_a_planted_trend_and_its_slope() -> None:
+    """Stag with probability 0.9 - 0.1 (round - 1): the slope is -0.1 per round, found by
+    the exact test with 12 trials and by the normal one with 60, each interval covering."""
+    rng = np.random.default_rng(7)
+    prob = 0.9 - 0.1 * np.arange(5)
+    for trials in (12, 60):
+        k = rng.binomial(4, np.tile(prob, (trials, 1)))
+        t = stats.round_trend(k, np.full(k.shape, 4))
+        assert t.method == ("exact" if trials <= stats.TREND_EXACT else "normal approximation")
+        assert t.p < 0.01 and t.z < 0
+        assert t.slope_lo < -0.1 < t.slope_hi and abs(t.slope + 0.1) < 0.05
+    # three trials: the exact test cannot go below 0.25, and says so
+    t = stats.round_trend(np.tile([4, 3, 2, 1, 0], (3, 1)), np.full((3, 5), 4))
+    assert t.p == t.p_min == 0.25 and "cannot give p below 0.25" in t.note
+    assert math.isnan(t.slope_lo) and "same slope" in t.note and t.slope == -0.25
+
+
 def test_comparisons_are_over_honest_rows_only() -> None:
     """Two arms of two trials each: honest agents hunt stag 3 of 5 rounds in arm b, the
     adversary never. Over everyone the rate would be 0.45; over honest agents it is 0.60."""
