@@ -1570,6 +1570,81 @@ def _thin_levels(
     return thin, [n for n, b in zip(names, needs, strict=True) if b]
 
 
+def _flat_cells(
+    data: pd.DataFrame, formula: str, xs: np.ndarray, names: list[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """The design cells (combinations of the formula's factors; the whole table when it
+    has none) of at least ``MIN_LEVEL_TRIALS`` trials whose trials all have the same rate,
+    strictly between 0 and 1 (a rate of 0 or 1 is separation's): a trial-clustered
+    covariance (sandwich or trial bootstrap) sees no spread there, so the standard errors
+    of what rests on them are too small (rt39: p < 0.05 in 0.15 of null data sets with
+    one such arm). Returns the cells that alone determine a coefficient (``_needed``),
+    those coefficients, and the other such cells (as "factor = 'level' (n trials, rate r)")."""
+    factors = _formula_factors(formula)
+    trial = data["trial_id"].astype(str)
+    keys = [data[f].astype(str) for f in factors]
+    stag = data["stag"].astype(float)
+    per = stag.groupby([*keys, trial]).agg(["sum", "count"]) if keys else None
+    if per is None:
+        per = stag.groupby(trial).agg(["sum", "count"])
+        groups: Any = [((), per)]
+    else:
+        groups = per.groupby(level=list(range(len(factors))))
+    alone, others, needs = [], [], np.zeros(len(names), dtype=bool)
+    for key, g in groups:
+        rate = (g["sum"] / g["count"]).to_numpy()
+        if len(rate) < MIN_LEVEL_TRIALS or not 0 < rate[0] < 1 or (rate != rate[0]).any():
+            continue
+        cell = key if isinstance(key, tuple) else (key,)
+        inside = (
+            np.logical_and.reduce([(k == v).to_numpy() for k, v in zip(keys, cell, strict=True)])
+            if keys
+            else np.ones(len(data), dtype=bool)
+        )
+        what = ", ".join(f"{f} = {v!r}" for f, v in zip(factors, cell, strict=True))
+        what = f"{what or 'every trial'} ({len(rate)} trials, rate {rate[0]:.3g})"
+        needed = _needed(xs, ~inside)
+        if needed.any():
+            alone.append(what)
+            needs |= needed
+        else:
+            others.append(what)
+    return alone, [n for n, b in zip(names, needs, strict=True) if b], others
+
+
+def _blank_flat(
+    table: pd.DataFrame, flat: tuple[list[str], list[str], list[str]], notes: list[str]
+) -> pd.DataFrame:
+    """The table without se, statistic, p or interval for the coefficients that cells of
+    trials all alike (``_flat_cells``) alone determine, and a note naming the cells."""
+    alone, terms, others = flat
+
+    def listed(cells: list[str]) -> str:
+        more = f"; and {len(cells) - 4} more" if len(cells) > 4 else ""
+        return "; ".join(cells[:4]) + more
+
+    if alone:
+        notes.append(
+            f"design cells whose trials all have the same stag rate: {listed(alone)}: no "
+            f"standard error, p or interval for {', '.join(terms)}, which rest on them (a "
+            "trial-clustered standard error has no spread between their trials to measure, "
+            "and came out too small: in null data with one such arm these terms had "
+            "p < 0.05 in 15% of the fits). The Comparisons section compares such cells by "
+            "a test that allows for it"
+        )
+        table = table.copy()
+        cols = [c for c in (*INFERENCE, "z") if c in table.columns]
+        table.loc[[t for t in terms if t in table.index], cols] = np.nan
+    if others:
+        notes.append(
+            f"design cells whose trials all have the same stag rate: {listed(others)}: "
+            "they add no spread between trials to the standard errors of the terms they "
+            "enter, which are smaller than they should be by what those cells' own chance "
+            "would add (no term rests on them alone)"
+        )
+    return table
+
+
 def _needed(xs: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Which columns of the design ``xs`` the rows outside ``others`` (a mask of the other
     rows) alone determine: each column whose unit vector is outside the other rows' span."""
@@ -1846,6 +1921,7 @@ def logit_model(
         )
         return ModelFit(formula, "not estimable", None, notes)
     thin = _thin_levels(data, formula, xs, names)
+    alike = _flat_cells(data, formula, xs, names)
     x, k, n = _patterns(xs, y, trial_ids)
     direction = separation(x, k.sum(0), n.sum(0))
     separated = [names[i] for i in np.flatnonzero(direction)]
@@ -1892,9 +1968,16 @@ def logit_model(
             table = _gee_table(res, cov, dof=n_trials - n_coef)
             finite = np.isfinite(table[["coef", "se", "p"]].to_numpy()).all()
             if finite and table["coef"].abs().max() < 15:
-                table = _blank(table, thin, notes)
+                table = _blank_flat(_blank(table, thin, notes), alike, notes)
                 return ModelFit(formula, GEE_METHOD, table, notes, reference=cell, uneven=uneven)
-            notes.append("GEE gave non-finite or runaway coefficients (|coef| >= 15)")
+            if not finite:
+                bad = table.index[~np.isfinite(table[["coef", "se", "p"]].to_numpy()).all(1)]
+                notes.append(
+                    f"GEE gave a non-finite coefficient, standard error or p for "
+                    f"{', '.join(map(str, bad))}"
+                )
+            else:
+                notes.append("GEE gave runaway coefficients (|coef| >= 15)")
         elif res is not None:
             why = str(flagged[0].message) if flagged else "statsmodels marks it unconverged"
             notes.append(f"GEE did not converge ({why.splitlines()[0]})")
@@ -1923,7 +2006,7 @@ def logit_model(
         f"Firth penalised logistic; standard errors from a trial-cluster bootstrap (B={n_boot}; "
         "half-width of the central 95% of draws over 1.96), t reference with trials - "
         "coefficients degrees of freedom",
-        _blank(table, thin, notes),
+        _blank_flat(_blank(table, thin, notes), alike, notes),
         notes,
         separated,
         cell,

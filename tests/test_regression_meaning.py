@@ -346,3 +346,43 @@ def test_a_model_nested_in_a_population_is_not_said_to_compare_with_the_referenc
     # a design without nesting keeps the plain claim
     plain = stats.logit_model(df[df["population"] != "d+e"], formula, n_boot=20)
     assert plain.uneven == []
+
+
+def _flat_arm_rows(topologies: tuple[str, ...] = ("complete",)) -> pd.DataFrame:
+    """One round, 4 agents: every explicit trial on the first topology has 2 of 4 stag (a
+    rate strictly between 0 and 1 and no spread between trials); the other cells vary."""
+    rng = np.random.default_rng(3)
+    rows, t = [], 0
+    for topology in topologies:
+        for disclosure in ("explicit", "silent"):
+            flat = disclosure == "explicit" and topology == topologies[0]
+            for i in range(6):
+                stags = 2 if flat else int(rng.integers(0, 5)) if i > 1 else 1 + 2 * i
+                rows += [(f"t{t}", 1, float(a < stags), disclosure, topology) for a in range(4)]
+                t += 1
+    return pd.DataFrame(rows, columns=["trial_id", "round", "stag", "disclosure", "topology"])
+
+
+def test_a_cell_whose_trials_all_have_one_rate_gets_no_inference_it_alone_decides() -> None:
+    """rt39 F2: an arm whose trials all had 2 of 4 stag gave its contrast se 0.25 and
+    p = 0.025 (true effect 0; the Comparisons section: p = 0.48): the trial-clustered se
+    had no spread from that arm. The terms resting on it now have no se, p or interval,
+    and a note says why."""
+    fit = stats.logit_model(_flat_arm_rows(), "stag ~ C(disclosure) * round", n_boot=100)
+    assert fit.table is not None
+    row = fit.table.loc["C(disclosure)[T.silent]"]
+    assert np.isfinite(row["coef"]) and row[["se", "p", "coef_lo", "coef_hi"]].isna().all()
+    note = next(n for n in fit.notes if "all have the same stag rate" in n)
+    assert "disclosure = 'explicit' (6 trials, rate 0.5)" in note
+    assert "C(disclosure)[T.silent]" in note
+
+
+def test_a_flat_cell_no_term_rests_on_alone_is_named_without_blanking() -> None:
+    """Main effects of two factors: the flat cell is one of four, no coefficient rests on
+    it alone, so the terms keep their inference and a note names the cell."""
+    df = _flat_arm_rows(("complete", "ring"))
+    fit = stats.logit_model(df, "stag ~ C(disclosure) + C(topology)", n_boot=100)
+    assert fit.table is not None and fit.table["se"].notna().all()
+    note = next(n for n in fit.notes if "all have the same stag rate" in n)
+    assert "disclosure = 'explicit', topology = 'complete' (6 trials" in note
+    assert "no term rests on them alone" in note
