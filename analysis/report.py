@@ -997,9 +997,26 @@ def comparisons(d: ReportData) -> Section:
     ev = metrics.betrayal_events(d.df)
     s.text(
         f"{len(ev)} betrayal events (signalled stag, hunted hare); "
-        f"{int((ev['role'] == 'honest').sum())} by honest agents."
+        f"{int((ev['role'] == 'honest').sum())} by honest agents.{_unheard_note(d)}"
     )
     return s
+
+
+def _unheard_note(d: ReportData) -> str:
+    """A sentence on the trials in which no message reached anyone (no talk phase, nobody
+    spoke, or a graph without edges), where a betrayal count of 0 measures nothing: no
+    agent could signal stag to another or see a promise broken (rt40 F2); "" when none."""
+    if "n_received" not in d.df.columns or not len(d.df):
+        return ""
+    heard = d.df.groupby("trial_id", observed=True)["n_received"].sum()
+    quiet = int((heard == 0).sum())
+    if not quiet:
+        return ""
+    return (
+        f" In {quiet} of {len(heard)} trials no message reached anyone (no talk phase, "
+        "nobody spoke, or a graph without edges): no agent there could signal stag to "
+        "another or see a promise broken, so their betrayal counts of 0 measure nothing."
+    )
 
 
 def _diff_ci_note(
@@ -1122,6 +1139,27 @@ def _payoff_range(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return pays.min(axis=1), pays.max(axis=1)
 
 
+def _efficiency(
+    frame: pd.DataFrame,
+) -> tuple[pd.Series, tuple[np.ndarray, np.ndarray]]:
+    """Per agent-round, where its payoff lies between the worst payoff a valid action can
+    earn in its trial's game (hare or a failed stag, the lower: 0) and the all-stag payoff
+    (1), and the bounds that puts on it. A ratio to the stag payoff alone (the default
+    game's worst is 0, where the two agree) turned upside down under negative payoffs
+    (every hunt failing read 8.25 against 1 for every hunt succeeding) and was blank with
+    a stag payoff of 0 (rt40 F1). NaN where the stag payoff is not above that worst (a
+    game that is no Stag Hunt) or the payoffs are not known."""
+    if not set(PAYOFF_COLUMNS) <= set(frame.columns):
+        none = np.full(len(frame), np.nan)
+        return pd.Series(none, index=frame.index), (none, none)
+    stag = frame["stag_payoff"].to_numpy(dtype=float)
+    worst = np.minimum(frame["hare_payoff"].to_numpy(float), frame["failed_stag_payoff"])
+    span = np.where(stag > worst, stag - worst, np.nan)
+    least, most = _payoff_range(frame)
+    value = (frame["payoff"].to_numpy(dtype=float) - worst) / span
+    return pd.Series(value, index=frame.index), ((least - worst) / span, (most - worst) / span)
+
+
 def payoffs(d: ReportData) -> Section:
     s = Section("Payoffs and welfare")
     keys = d.factors
@@ -1129,14 +1167,7 @@ def payoffs(d: ReportData) -> Section:
     honest = _honest_columns(d, [*keys, "trial_id", "payoff", *PAYOFF_COLUMNS])
     pay = _group_means(honest, keys, honest["payoff"], _payoff_range(honest))
     del honest
-    stag = df["stag_payoff"].replace(0, np.nan).to_numpy(dtype=float)
-    least, most = _payoff_range(df)
-    eff = _group_means(
-        df,
-        keys,
-        df["payoff"] / df["stag_payoff"].replace(0, np.nan),
-        (np.fmin(least / stag, most / stag), np.fmax(least / stag, most / stag)),
-    )
+    eff = _group_means(df, keys, *_efficiency(df))
     # the cost is over valid actions after the trigger: an agent-trial with none (a last-
     # round trigger, a one-round game, a model that never answers) lost nothing to measure
     trig = at[at["trigger_round"].notna() & (at["rounds_after"] > 0)] if len(at) else at
@@ -1182,14 +1213,19 @@ def payoffs(d: ReportData) -> Section:
         )  # fmt: skip
     s.table(
         _display(pd.DataFrame(rows)),
-        f"Honest payoff per agent-round ({HONEST_NOTE}); efficiency: every player's payoff "
-        "over the all-stag payoff, per agent-round (1 = every hunt succeeded); price of "
-        "persistence: payoff an honest agent lost by hunting stag after its trigger instead "
-        "of hare, per agent-trial with a trigger and a valid action after it (n_triggered). "
-        "Means with trial-clustered 95% CIs (t with trials - 1 df, cluster-robust standard "
-        "error, kept within what the mean can be under the game's payoffs; blank: fewer "
-        "than two trials, or no spread between trials; n_honest 0: no honest seat in the "
-        "cell)",
+        f"Honest payoff per agent-round ({HONEST_NOTE}); efficiency: per agent-round of "
+        "every player, where its payoff lies between the worst payoff of a valid action in "
+        "the game (hare or a failed stag, the lower: 0) and the all-stag payoff (1: every "
+        "player earned it; under a stag threshold below the players a hare hunter beside a "
+        "successful hunt earns less; below 0: an answer that could not be read, paid an "
+        "invalid payoff lower still); price of persistence: payoff an honest agent lost by "
+        "hunting stag after its trigger instead of hare (negative: stag paid more, as when "
+        "the hunt succeeded without the defector), per agent-trial with a trigger and a "
+        "valid action after it (n_triggered). Means with trial-clustered 95% CIs (t with "
+        "trials - 1 df, cluster-robust standard error, kept within what the mean can be "
+        "under the game's payoffs; blank: fewer than two trials, or no spread between "
+        "trials, or for efficiency a game whose all-stag payoff is not above that worst "
+        "payoff; n_honest 0: no honest seat in the cell)",
         "payoffs",
     )
     return s
@@ -1613,7 +1649,7 @@ def betrayal_detection(d: ReportData) -> Section:
         )
         _latency_figure(s, d, seen)
     else:
-        s.text("No honest agent observed a betrayal: no detection rate.")
+        s.text(f"No honest agent observed a betrayal: no detection rate.{_unheard_note(d)}")
     s.table(
         evaluate(d.detector),
         "The lexical detectors of this report (the run's vocabularies) on the bundled "

@@ -325,6 +325,7 @@ class ExperimentSpec(BaseModel):
                     f"{g.hare_payoff:g}, failed stag {g.failed_stag_payoff:g} are not a Stag "
                     "Hunt (it needs stag > hare > failed stag)"
                 )
+            out += [f"condition {cond.name!r}: {w}" for w in self._game_warnings(g)]
         out += self._adversary_warnings()
         if any(not is_scripted(m) for m in self.model_strings()):
             a = self.agents
@@ -344,6 +345,53 @@ class ExperimentSpec(BaseModel):
                 )
         out += price_warnings(used, self.model_settings, self.budget_usd)
         return out + settings_warnings(used, self.model_settings)
+
+    def _game_warnings(self, g: GameConfig) -> list[str]:
+        """A game that runs but tests less than it seems (rt40): stag that cannot fail, an
+        unreadable answer that pays more than a hunt, factors that act only through the
+        cheap talk of a game without it, a delayed betrayer that never reaches its round."""
+        out = []
+        if (g.threshold or g.n_players) <= 1:
+            out.append(
+                "a stag threshold of 1: a stag hunter always succeeds, so stag beats hare "
+                "whatever the others do; there is no coordination problem to measure"
+            )
+        if g.invalid_payoff > g.stag_payoff:
+            out.append(
+                f"invalid_payoff {g.invalid_payoff:g} is above the stag payoff "
+                f"{g.stag_payoff:g}: an answer that cannot be read pays more than a hunt"
+            )
+        if g.talk_phases == 0:
+            f = self.factors
+            inert = [
+                name
+                for name, levels in (
+                    ("topologies", f.topologies),
+                    ("disclosures", f.disclosures),
+                    ("defences", f.defences or []),
+                    ("payloads", f.payloads or []),
+                )
+                if len(levels) > 1
+            ]
+            if inert:
+                out.append(
+                    f"talk_phases = 0: the {', '.join(inert)} act only on cheap talk, so "
+                    "their levels play alike here"
+                )
+            if any(a.kind != "none" and a.count for a in f.adversaries):
+                out.append(
+                    "talk_phases = 0: no adversary can signal stag, so betrayal (a stag "
+                    "signal, then hare) cannot happen: its counts and detection are not "
+                    "measured here"
+                )
+        for adv in self.factors.adversaries:
+            k = adv.params.get("k", 2)
+            if adv.kind == "delayed" and adv.count and isinstance(k, int) and k >= g.rounds:
+                out.append(
+                    f"adversary {adv.label}: delayed(k={k}) betrays from round {k + 1}, "
+                    f"after the game's {g.rounds} rounds: it never betrays"
+                )
+        return out
 
     def _player_counts(self, talking: bool = False) -> list[int]:
         """The numbers of players the conditions play with (broken conditions left out:
