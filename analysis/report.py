@@ -1153,7 +1153,10 @@ def _efficiency(
         none = np.full(len(frame), np.nan)
         return pd.Series(none, index=frame.index), (none, none)
     stag = frame["stag_payoff"].to_numpy(dtype=float)
-    worst = np.minimum(frame["hare_payoff"].to_numpy(float), frame["failed_stag_payoff"])
+    worst = np.minimum(
+        frame["hare_payoff"].to_numpy(dtype=float),
+        frame["failed_stag_payoff"].to_numpy(dtype=float),
+    )
     span = np.where(stag > worst, stag - worst, np.nan)
     least, most = _payoff_range(frame)
     value = (frame["payoff"].to_numpy(dtype=float) - worst) / span
