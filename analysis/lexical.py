@@ -176,6 +176,11 @@ def _norm(words: Iterable[str]) -> set[str]:
     return {"".join(tokens(w)) for w in words if tokens(w)}
 
 
+def _phases(text: str, one: bool) -> list[str]:
+    """A round's message read phase by phase (joined by " / "), or ``one`` phase's whole."""
+    return [text] if one else text.split(" / ")
+
+
 class Detector:
     """Compiled detectors for one ``Lexicon`` (results cached per text)."""
 
@@ -352,10 +357,11 @@ class Detector:
         # "Count me out this time", "Actually, I'll defect", "I'm done with stag"
         return any(self._announced(c) or self._refuses(c) for c in _CLAUSE.split(text))
 
-    def _announces_hare(self, text: object) -> bool:
+    def _announces_hare(self, text: object, one: bool = False) -> bool:
         """A message that says its speaker will hunt hare (or defect, or not hunt stag),
-        or calls for it. Each talk phase's message (a round's are joined by " / ") and
-        each clause of it (split at . ! ? ;) is read apart: a short one naming hare and no
+        or calls for it. Each talk phase's message (a round's are joined by " / "; ``one``:
+        ``text`` is one phase's, its own " / " no boundary) and each clause of it (split
+        at . ! ? ;) is read apart: a short one naming hare and no
         negation ("hare", "HARE now"), or a stated intent (``Lexicon.hare_intent``), once
         negated hare mentions are taken out ("I will not hunt hare" announces nothing);
         a clause with a condition or a refusal (``Lexicon.hare_not_intent``: "if anyone
@@ -363,7 +369,7 @@ class Detector:
         (None, or a table's NaN): no."""
         if not isinstance(text, str) or not text:
             return False
-        for message in affirmed(text).split(" / "):
+        for message in _phases(affirmed(text), one):
             words = tokens(message)
             if words and len(words) <= self.lexicon.short_max_words:
                 no = {"no", "not", "never", "dont", "don", "t", "won", "nothing", "avoid"}
@@ -388,7 +394,7 @@ class Detector:
         clause = without(_REPORTED, clause)  # others' words, reported or quoted
         return bool(self._hare_intent.search(without(self._hare_negated, clause)))
 
-    def _promises_no_stag(self, text: object) -> bool:
+    def _promises_no_stag(self, text: object, one: bool = False) -> bool:
         """A message that leaves its speaker's hare open (what the archetypes' reaction
         test reads as talk that may draw a trigger): it announces a hare
         (``announces_hare``); or a clause refuses the joint hunt ("I'm not going to
@@ -396,13 +402,13 @@ class Detector:
         one, names a hare word (``Lexicon.hare_words``), defect, betray or the safe
         choice (negated hare mentions taken out) in a message that is no stag signal and
         wants no joint hunt ("I'll keep cooperating", "stag is better for all"). No text,
-        or small talk: no."""
+        or small talk: no. ``one``: ``text`` is one talk phase's (``announces_hare``)."""
         if not isinstance(text, str) or not text.strip():
             return False
-        if self.announces_hare(text):
+        if self.announces_hare(text, one):
             return True
         named = False
-        for message in affirmed(text).split(" / "):
+        for message in _phases(affirmed(text), one):
             for clause in _CLAUSE.split(message):
                 if _CONDITIONAL.search(clause):
                     continue

@@ -17,8 +17,11 @@ Definitions
   hunted hare (a defection seen without a promise).
 - adaptation: hare in the round after the trigger; permanent if hare ever after,
   temporary if stag returns.
-- cost of persistence: sum over rounds after the trigger of (hare payoff - payoff): what
-  the agent lost by not switching to hare, which pays the same whatever others do.
+- cost of persistence: sum over the rounds after the trigger in which the agent hunted
+  stag of (hare payoff - its payoff): what hunting stag there cost it against hare, which
+  pays the same whatever others do (a hare round costs nothing; a round without a valid
+  action is no persistence either; negative where stag paid more, as when the hunt
+  succeeded without the defector).
 - detection latency: rounds from an observed betrayal to the agent's first later message
   or reasoning that names the betrayer or voices distrust (``analysis.lexical``, with the
   vocabularies of the run's ``[analysis]`` table).
@@ -117,6 +120,11 @@ def agent_trials(df: pd.DataFrame, detector: Detector = DEFAULT) -> pd.DataFrame
     pay = data["payoff"].tolist()
     heard = data["stag_signals_from"].tolist()
     talk = list(zip(data["message"].tolist(), data["reasoning"].tolist(), strict=True))
+    flags = (
+        [bool(x) for x in data["promised_no_stag"].tolist()]
+        if "promised_no_stag" in data.columns
+        else None
+    )
     role = data["role"].astype(str).tolist()
     hare = data["hare_payoff"].tolist()
     out: list[dict[str, Any]] = []
@@ -134,9 +142,10 @@ def agent_trials(df: pd.DataFrame, detector: Detector = DEFAULT) -> pd.DataFrame
         p = [[pay[i] for i in row] for row in cells]
         h = [[heard[i] for i in row] for row in cells]
         t = [[talk[i] for i in row] for row in cells]
+        f = [[flags[i] for i in row] for row in cells] if flags is not None else None
         honest_seats = {seat[i] for i in rows if role[i] == "honest"}
         out += [
-            agent_row(tid[start], k, seats, rounds, a, p, h, t, float(hare[start]), detector)
+            agent_row(tid[start], k, seats, rounds, a, p, h, t, float(hare[start]), detector, f)
             for k, s in enumerate(seats)
             if s in honest_seats
         ]
@@ -169,11 +178,14 @@ def agent_row(
     talk: list[list[tuple[Any, Any]]],
     hare_payoff: float,
     detector: Detector = DEFAULT,
+    no_stag: list[list[bool]] | None = None,
 ) -> dict[str, Any]:
     """One agent's row of ``agent_trials``: the agent in position ``s`` of ``seats`` (the
     trial's seats), its trial's per-round, per-seat values as lists in the order of
     ``rounds`` and then ``seats`` (``act[i][k]``: round ``rounds[i]``, seat ``seats[k]``;
-    ``heard`` holds seats, ``talk`` (message, reasoning) pairs)."""
+    ``heard`` holds seats, ``talk`` (message, reasoning) pairs; ``no_stag``: the
+    agent-rounds' ``promised_no_stag``, read from each round's last word, where the table
+    has it; else the round's message is read whole)."""
     me = seats[s]
     others = [k for k in range(len(seats)) if k != s]
     betrayal_round = defection_round = betrayer = None
@@ -275,11 +287,18 @@ def agent_row(
         # its own actions by round (S stag, H hare, - none): what the archetypes' reaction
         # test compares round by round
         "acts": "".join(_ACT_CODE.get(a or "", "-") for a in mine_acts),
-        # per round, whether its own talk promised no stag (1: it announced a hare, or said
-        # something that is no stag signal) or not (0: a stag promise, or no talk): the
-        # reaction test leaves out a first hare soon after such talk said before its
-        # trigger, which it may have drawn
-        "talk_no_stag": "".join("1" if detector.promises_no_stag(t[s][0]) else "0" for t in talk),
+        # per round, whether its own last word on its action promised no stag (1: it
+        # announced a hare, refused the hunt, or named hare without a stag promise) or not
+        # (0: a stag promise, small talk, or no talk): the reaction test leaves out a first
+        # hare soon after such talk said before its trigger, which it may have drawn
+        "talk_no_stag": "".join(
+            "1" if said else "0"
+            for said in (
+                [row[s] for row in no_stag]
+                if no_stag is not None
+                else [detector.promises_no_stag(t[s][0]) for t in talk]
+            )
+        ),
         "detected": latency is not None,
         "detection_latency": latency if latency is not None else np.nan,
     }

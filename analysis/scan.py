@@ -77,7 +77,7 @@ except ImportError:  # pragma: no cover (Windows)
     fcntl = None  # type: ignore[assignment]
 
 #: bump when what a chunk's views hold changes, so old cache entries are not read
-CACHE_VERSION = 25
+CACHE_VERSION = 26
 #: transcripts per chunk (a chunk's views are built, and cached, together)
 CHUNK = 2000
 #: the agent-round columns that hold text or lists (left out of the slim table)
@@ -276,12 +276,13 @@ def _agents(
     actions = [a if isinstance(a, str) else None for a in rows["action"]]
     payoffs = [float(p) for p in rows["payoff"]]
     said = list(zip(rows["message"], rows["reasoning"], strict=True))
+    flags = list(rows["promised_no_stag"])
     signals = rows["stag_signals_from"]
     tid, hare = str(trial.const["trial_id"]), float(trial.const["hare_payoff"])
     key: tuple[Any, ...] | None = None
     if memo is not None:
         key = (n, rounds, hare, tuple(honest), tuple(actions), tuple(payoffs),
-               tuple(map(tuple, signals)), tuple(said))  # fmt: skip
+               tuple(map(tuple, signals)), tuple(said), tuple(flags))  # fmt: skip
         try:
             made = memo.get(key)
         except TypeError:  # a value that cannot be hashed: made for this trial alone
@@ -292,9 +293,10 @@ def _agents(
     pay = [payoffs[i : i + n] for i in range(0, rounds * n, n)]
     heard = [signals[i : i + n] for i in range(0, rounds * n, n)]
     talk = [said[i : i + n] for i in range(0, rounds * n, n)]
+    no_stag = [flags[i : i + n] for i in range(0, rounds * n, n)]
     seats, played = range(n), range(1, rounds + 1)
     out = [
-        metrics.agent_row(tid, s, seats, played, act, pay, heard, talk, hare, detector)
+        metrics.agent_row(tid, s, seats, played, act, pay, heard, talk, hare, detector, no_stag)
         for s in honest
     ]
     if memo is not None and key is not None:

@@ -125,9 +125,9 @@ TRIAL_COLUMNS = (
 # Columns that vary by agent-round.
 ROW_COLUMNS = (
     "round", "seat", "player", "model", "role", "adversary", "message", "signalled_stag",
-    "received", "received_from", "stag_signals_from", "action", "reasoning", "payoff",
-    "hunt_succeeded", "parse_failures", "calls", "truncated", "input_tokens", "output_tokens",
-    "cost_usd",
+    "promised_no_stag", "received", "received_from", "stag_signals_from", "action",
+    "reasoning", "payoff", "hunt_succeeded", "parse_failures", "calls", "truncated",
+    "input_tokens", "output_tokens", "cost_usd",
 )  # fmt: skip
 
 
@@ -205,6 +205,7 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
     seats = sorted(head["seats"], key=lambda x: x["seat"])
     message: list[str | None] = [None] * size
     signalled = [False] * size
+    no_stag = [False] * size
     received: list[list[str]] = [[] for _ in range(size)]
     received_from: list[list[int]] = [[] for _ in range(size)]
     stag_from: list[list[int]] = [[] for _ in range(size)]
@@ -220,6 +221,7 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
     cost = [0.0] * size
     said: list[dict[str, Any]] = []
     signals_stag, withdraws = detector.signals_stag, detector.withdraws
+    promises_no_stag = detector.promises_no_stag
     for e in events[1:-1]:
         t = e["type"]
         if t == "message":
@@ -242,6 +244,11 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
             stands = again and not stag and not withdraws(text)
             if not stands:
                 signalled[i] = stag
+            # likewise its last word that promised no stag (an announced hare, a refusal)
+            # or stag; talk of neither leaves the earlier word standing
+            no = not stag and promises_no_stag(text, True)  # one phase's message
+            if stag or no or not again:
+                no_stag[i] = no
             for recv in e["receivers"]:
                 j = base + recv
                 received[j].append(text)
@@ -280,7 +287,8 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
     rows = {
         "round": [r for r in range(1, rounds + 1) for _ in range(n)],
         "seat": list(range(n)) * rounds,
-        "message": message, "signalled_stag": signalled, "received": received,
+        "message": message, "signalled_stag": signalled, "promised_no_stag": no_stag,
+        "received": received,
         "received_from": received_from, "stag_signals_from": stag_from, "action": action,
         "reasoning": reasoning, "payoff": payoff, "hunt_succeeded": success,
         "parse_failures": failures, "calls": calls, "truncated": cut, "input_tokens": tok_in,
@@ -359,7 +367,7 @@ class RoundsColumns:
 #: agent-round columns of numbers, of bools and of texts (or None): made by ``typed``
 NUMERIC = ("round", "seat", "payoff", "parse_failures", "calls", "truncated", "input_tokens",
            "output_tokens", "cost_usd")  # fmt: skip
-BOOLS = ("signalled_stag", "hunt_succeeded")
+BOOLS = ("signalled_stag", "promised_no_stag", "hunt_succeeded")
 TEXTS = ("message", "reasoning", "action")
 _STR = pd.StringDtype(na_value=np.nan)  # the type pandas gives a column of texts and None
 

@@ -288,3 +288,63 @@ def test_unprovoked_hares_end_at_the_first_defection_seen() -> None:
     assert (row["defection_round"], row["betrayal_round"], row["trigger_round"]) == (2, 4, 4)
     assert not row["pre_emptive"]
     assert (row["pre_n"], row["pre_hare"]) == (2, 0)
+
+
+FLIPS = """
+name = "flips"
+seed = 11
+[game]
+n_players = 2
+rounds = 3
+talk_phases = 2
+[agents]
+max_reasks = 0
+[factors]
+models = [["mock/flipA", "scripted/always-stag(talk=none)"],
+          ["mock/flipB", "scripted/always-stag(talk=none)"],
+          ["mock/slash", "scripted/always-stag(talk=none)"]]
+[model_settings."mock/flipA"]
+options = { replies = ['{"message": "I will hunt hare this round."}',
+                       '{"message": "I will hunt stag this round."}',
+                       '{"action": "hare", "reasoning": "r"}'] }
+[model_settings."mock/flipB"]
+options = { replies = ['{"message": "I will hunt stag this round."}',
+                       '{"message": "Everyone must choose hare now."}',
+                       '{"action": "hare", "reasoning": "r"}'] }
+[model_settings."mock/slash"]
+options = { replies = ['{"message": "I will hunt stag. Stag / hare: stag wins."}',
+                       '{"message": ""}',
+                       '{"action": "stag", "reasoning": "r"}'] }
+"""
+
+
+def test_talk_no_stag_is_the_last_word_of_the_round_like_the_stag_signal(
+    tmp_path: Path,
+) -> None:
+    """rt41 F1-F2: talk_no_stag read a round's phases joined as one text, so it
+    contradicted signalled_stag in the same agent-round: hare then stag (a promise broken,
+    counted a betrayal) read 1, stag then a call for hare (the promise taken back) read 0,
+    and one message holding " / " read as two phases. Each phase is read apart now, the
+    last word deciding, as for the stag signal."""
+    from stagbench.analysis.tables import agent_rounds
+
+    run = run_spec(FLIPS, tmp_path / "run", llm=True)
+    df, _ = agent_rounds(run)
+    speaker = df[df["model"].astype(str).str.startswith("mock/")]  # one seat per trial
+    name = dict(zip(speaker["seat"].astype(str) + speaker["trial_id"].astype(str),
+                    speaker["model"].astype(str).str.removeprefix("mock/"), strict=True))  # fmt: skip
+    at = metrics.agent_trials(df)
+    talk = {
+        name[k]: v
+        for k, v in zip(
+            at["seat"].astype(str) + at["trial_id"].astype(str), at["talk_no_stag"], strict=True
+        )  # fmt: skip
+        if k in name
+    }
+    assert talk == {"flipA": "000", "flipB": "111", "slash": "000"}
+    for column, truth in (("signalled_stag", (True, False, True)),
+                          ("promised_no_stag", (False, True, False))):  # fmt: skip
+        per = speaker.groupby(speaker["model"].astype(str), observed=True)[column]
+        assert per.all().to_dict() == per.any().to_dict(), column  # every round alike
+        got = {m.removeprefix("mock/"): bool(v) for m, v in per.all().items()}
+        assert got == dict(zip(("flipA", "flipB", "slash"), truth, strict=True)), column
