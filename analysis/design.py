@@ -75,6 +75,18 @@ DIGESTS = Path(".cache") / "analysis" / "design-digests.json"
 _DIGESTS_VERSION = 1
 
 
+def _reason(lines: list[str]) -> str:
+    """Why a trial failed, from its failure file's lines: the first, or for a Python
+    traceback its last (the error itself; its first line, "Traceback (most recent call
+    last):", was every failure's reason in the report, rt42 F5)."""
+    said = [line for line in lines if line.strip()]
+    if not said:
+        return "(no reason recorded)"
+    if said[0].startswith("Traceback (most recent call last)"):
+        return said[-1].strip()
+    return said[0]
+
+
 def _expected_trials(path: Path, cache: Path | None = None) -> dict[str, str] | None:
     """trial id -> content digest of every trial in ``trials.jsonl`` (None if absent).
 
@@ -211,10 +223,10 @@ def check(run: str | Path, load: LoadReport) -> DesignCheck:
             if f.stem in out.analysed:
                 continue
             try:
-                first = f.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+                lines = f.read_text(encoding="utf-8", errors="replace").strip().splitlines()
             except OSError as exc:
-                first = [f"(cannot read {f.name}: {exc})"]
-            out.failed.append((f.stem, first[0][:300] if first else "(no reason recorded)"))
+                lines = [f"(cannot read {f.name}: {exc})"]
+            out.failed.append((f.stem, _reason(lines)[:300]))
             failed_ids.add(f.stem)
     corrupt_ids = {Path(f).stem for f, _ in load.corrupt}
     if expected is not None:

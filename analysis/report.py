@@ -25,6 +25,7 @@ import contextlib
 import functools
 import html
 import io
+import json
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +41,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
+import orjson  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -57,7 +59,12 @@ from stagbench.analysis.injection import InjectionData  # noqa: E402
 from stagbench.analysis.labels import legend, population_label, short_names  # noqa: E402
 from stagbench.analysis.lexical import DEFAULT, Detector, detector_for, evaluate  # noqa: E402
 from stagbench.analysis.scan import Scan, scan  # noqa: E402
-from stagbench.analysis.tables import LoadReport, save_parquet, to_arrow  # noqa: E402
+from stagbench.analysis.tables import (  # noqa: E402
+    LoadReport,
+    arm_label,
+    save_parquet,
+    to_arrow,
+)
 from stagbench.errors import TranscriptError  # noqa: E402
 from stagbench.records import Lexicon  # noqa: E402
 
@@ -512,6 +519,14 @@ def overview(d: ReportData) -> Section:
         s.text(
             f"Design factors that vary (never pooled): {', '.join(FACTORS[f] for f in d.factors)}."
         )
+        single = [f for f in d.factors if _distinct(df[f]) < 2]
+        if single:
+            levels = "; ".join(f"{FACTORS[f]} {_texts(df[f])[0]}" for f in single)
+            s.text(
+                f"Note: of the design's levels, the analysed trials hold one each for {levels}: "
+                "the others' trials failed or are missing (listed above), so no table "
+                "compares them and every rate below is of the level named in its row."
+            )
     cells = (
         df.drop_duplicates("trial_id")
         .groupby(d.factors or ["spec"], observed=True)
@@ -2086,7 +2101,7 @@ def _prepared(
     if df.empty:
         raise TranscriptError(
             f"no readable transcripts of this folder's design under {run}"
-            + (f" ({dc.problems} left out: {dc.table().iloc[0].to_dict()})" if dc.problems else "")
+            + (f" ({dc.problems} left out; the first, {_first_problem(dc)})" if dc.problems else "")
         )
     if not at.empty:  # in the order one pass over the whole table gives
         at = at.assign(trial_id=at["trial_id"].astype(str))
@@ -2095,7 +2110,8 @@ def _prepared(
     # labels made per category, not per row
     df["model_label"] = _relabel(df["model"], lambda m: short[m])
     df["population_label"] = _relabel(df["population"], lambda p: population_label(p, short))
-    factors = [f for f in FACTORS if _distinct(df[f]) > 1]
+    varied = _design_varies(dc) if dc.failed or dc.missing else set()
+    factors = [f for f in FACTORS if _distinct(df[f]) > 1 or f in varied]
     firsts = df.drop_duplicates("trial_id")  # the design factors are the trial's
     df["cell"] = _per_trial(df, firsts, _cell_label(firsts, factors))
     at = archetypes.classify(at)
@@ -2125,6 +2141,38 @@ def _prepared(
         title=spec,
         injection=inj,
     )
+
+
+def _design_varies(dc: design.DesignCheck) -> set[str]:
+    """The factors (``FACTORS``) that vary over the trials of the folder's design
+    (``trials.jsonl``), read where some of its trials failed or are missing: a factor
+    whose other levels lost every trial still names its one analysed level in the tables,
+    instead of dropping out of them, their rates then reading as the whole run's (rt42
+    F2-F3). Empty where the design cannot be read."""
+    values: dict[str, set[str]] = {f: set() for f in FACTORS}
+    try:
+        with open(dc.run / "trials.jsonl", "rb") as lines:
+            for line in lines:
+                if not line.strip():
+                    continue
+                t = orjson.loads(line)
+                agents = t.get("agents") or {}
+                payload = t.get("payload")
+                got = {
+                    "condition": t["condition"],
+                    "topology": t["topology"],
+                    "disclosure": t["disclosure"],
+                    "adversary_arm": arm_label(t["adversary"], payload),
+                    "population_label": "+".join(t["models"]),
+                    "prompt_variant": agents.get("prompt_variant", "default"),
+                    "defence": agents.get("defence", "none"),
+                    "payload": (payload or {}).get("name", ""),
+                }
+                for f, v in got.items():
+                    values[f].add(str(v))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+    return {f for f, seen in values.items() if len(seen) > 1}
 
 
 def _injection_views(
@@ -2169,10 +2217,13 @@ def build(
     n_boot: int = 500,
     sections: list[SectionFn] | None = None,
     after: Sequence[SectionFn] = (),
+    keep: Sequence[str] = (),
 ) -> Path:
     """Write RUN_DIR/report/{report.html, report.md, *.parquet}; returns the HTML path.
     The sections ``after`` (which may call models: the LLM judge) are made in this
-    process once the others are, and come last."""
+    process once the others are, and come last; ``keep``: files they write into the
+    folder. What an earlier report wrote there and this one does not is removed
+    (``_clear_stale``)."""
     run = Path(run_dir)
     out = Path(out_dir) if out_dir else run / "report"
     chosen = sections or SECTIONS
@@ -2194,7 +2245,47 @@ def build(
         saved[0].result()
     for fn in after:
         made[fn] = fn(data)
-    return _write(out, data.title, [made[fn] for fn in [*chosen, *after]])
+    written = {*_SAVED, *keep}
+    path = _write(out, data.title, [made[fn] for fn in [*chosen, *after]], written)
+    _clear_stale(out, written, own=out_dir is None)
+    return path
+
+
+#: the tables ``_save_tables`` writes
+_SAVED = ("agent_rounds.parquet", "trials.parquet", "agent_trials.parquet")
+#: the names of the files the last report wrote into its folder
+WRITTEN = ".written.json"
+
+
+def _first_problem(dc: design.DesignCheck) -> str:
+    """The design check's first problem in words: "trial T failed: why"."""
+    kind, what, why = dc.table().iloc[0].tolist()
+    return f"{what}, {kind}: {why}"
+
+
+def _clear_stale(out: Path, written: set[str], own: bool) -> None:
+    """Remove from ``out`` what the last report wrote there (``WRITTEN``) and this one did
+    not (``written``): a table a report no longer makes (a design check once the failed
+    trials were run again, a comparison the data no longer allow) stayed behind, from
+    another state of the run, beside this report's (rt42 F1). A folder without the list
+    (written before it was kept) has its Parquet tables and figures removed only when it
+    is the run's own report folder (``own``), never another the user named."""
+    record = out / WRITTEN
+    try:
+        listed = json.loads(record.read_text(encoding="utf-8"))["files"]
+        before = {n for n in listed if isinstance(n, str)}
+    except (OSError, ValueError, KeyError, TypeError):
+        before = (
+            {p.name for p in out.iterdir() if p.suffix in (".parquet", ".png") and p.is_file()}
+            if own
+            else set()
+        )
+    for name in sorted(before - written):
+        if Path(name).name == name and not name.startswith("."):  # a file of this folder
+            with contextlib.suppress(OSError):
+                (out / name).unlink()
+    with contextlib.suppress(OSError):
+        record.write_text(json.dumps({"files": sorted(written)}), encoding="utf-8")
 
 
 def _save_tables(data: ReportData, out: Path) -> None:
@@ -2223,7 +2314,9 @@ def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _write(out: Path, name: str, sections: list[Section]) -> Path:
+def _write(out: Path, name: str, sections: list[Section], files: set[str]) -> Path:
+    """The report's tables, figures, Markdown and HTML into ``out``, each file's name
+    added to ``files``."""
     md = [f"# stagbench report: {name}", ""]
     body = [f"<h1>stagbench report: {html.escape(name)}</h1>"]
     written: set[str] = set()
@@ -2247,8 +2340,10 @@ def _write(out: Path, name: str, sections: list[Section]) -> Path:
                     stem, i = f"{block.name}_{i}", i + 1
                 written.add(stem)
                 _parquet_safe(block.df).to_parquet(out / f"{stem}.parquet", index=False)
+                files.add(f"{stem}.parquet")
             else:
                 (out / f"{block.name}.png").write_bytes(block.png)
+                files.add(f"{block.name}.png")
                 md += [f"![{block.caption}]({block.name}.png)", ""]
                 data = base64.b64encode(block.png).decode()
                 alt = html.escape(block.caption)
@@ -2263,4 +2358,5 @@ def _write(out: Path, name: str, sections: list[Section]) -> Path:
     )
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
+    files.update(("report.md", "report.html"))
     return path

@@ -580,7 +580,8 @@ def report(
         folder = out if out is not None else run_dir / "report"
         after.append(functools.partial(_judge, run_dir, folder, judge, judged))
     try:
-        path = build(run_dir, out, n_boot=n_boot, after=after)
+        keep = ("judged_detection.parquet",) if judge else ()
+        path = build(run_dir, out, n_boot=n_boot, after=after, keep=keep)
     except StagbenchError as exc:
         raise _fail(exc) from exc
     console.print(f"Report: {path.resolve()}")

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from stagbench.analysis import report
+from stagbench.errors import TranscriptError
 from stagbench.runs.spec import parse_spec
 
 from analysis_helpers import run_spec
@@ -94,3 +95,96 @@ def test_trials_without_talk_are_named_beside_the_betrayal_counts(tmp_path: Path
     talk = run_spec(PAYOFF_GAMES, tmp_path / "talk")
     report.build(talk, n_boot=100, sections=[report.comparisons])
     assert "no message reached anyone" not in (talk / "report" / "report.md").read_text()
+
+
+def test_a_report_leaves_no_table_of_an_earlier_one_behind(tmp_path: Path) -> None:
+    """rt42 F1: a report never cleared its folder, so a table the new report does not
+    make (the design check of failed trials, once they were run again) stayed beside it.
+    What the last report wrote and this one does not is removed; other files stay, and a
+    folder the user named keeps what no report of ours listed."""
+    run = run_spec(PAYOFF_GAMES, tmp_path / "run")
+    out = run / "report"
+    report.build(run, n_boot=100, sections=[report.cooperation, report.payoffs])
+    assert (out / "payoffs.parquet").exists()
+    (out / "notes.txt").write_text("mine")
+    report.build(run, n_boot=100, sections=[report.cooperation])
+    assert not (out / "payoffs.parquet").exists()
+    assert (out / "cooperation_by_cell.parquet").exists() and (out / "notes.txt").exists()
+    # a folder a report wrote before the list was kept: its tables and figures are the
+    # report's, in the run's own folder
+    (out / report.WRITTEN).unlink()
+    (out / "old_table.parquet").write_bytes(b"")
+    report.build(run, n_boot=100, sections=[report.cooperation])
+    assert not (out / "old_table.parquet").exists() and (out / "notes.txt").exists()
+    named = tmp_path / "elsewhere"
+    named.mkdir()
+    (named / "figure.png").write_bytes(b"")
+    report.build(run, named, n_boot=100, sections=[report.cooperation])
+    assert (named / "figure.png").exists()
+    report.build(run, named, n_boot=100, sections=[report.payoffs])
+    assert not (named / "cooperation_by_cell.parquet").exists()
+    assert (named / "payoffs.parquet").exists() and (named / "figure.png").exists()
+
+
+TRACEBACK = """Traceback (most recent call last):
+  File "/x/orchestrator.py", line 10, in worker
+    await play()
+RuntimeError: flaky agent fails in round 3
+"""
+
+
+def test_a_failed_trial_gives_its_error_not_the_traceback_header(tmp_path: Path) -> None:
+    """rt42 F5: every failed trial's reason read "Traceback (most recent call last):"; it
+    is the error now, and a folder where every trial failed says so in words."""
+    from stagbench.analysis import design
+
+    run = run_spec(PAYOFF_GAMES, tmp_path / "run")
+    files = sorted((run / "transcripts").glob("*.jsonl"))
+    (run / "failures").mkdir(exist_ok=True)
+    for i, path in enumerate(files):
+        path.unlink()
+        text = TRACEBACK if i else "provider exploded\nmore\n"
+        (run / "failures" / f"{path.stem}.txt").write_text(text)
+    why = dict(design.check(run, design.LoadReport(files=0)).failed)
+    assert why[files[0].stem] == "provider exploded"
+    assert why[files[1].stem] == "RuntimeError: flaky agent fails in round 3"
+    with pytest.raises(TranscriptError) as caught:
+        report.build(run, n_boot=100, sections=[report.cooperation])
+    assert "18 left out; the first, " in str(caught.value)
+    assert "failed: " in str(caught.value) and "{" not in str(caught.value)
+
+
+TWO_POPULATIONS = """
+name = "two-populations"
+seed = 3
+repetitions = 3
+[game]
+rounds = 2
+[factors]
+models = ["scripted/always-stag", "scripted/random(p=0.5)"]
+topologies = ["complete", "ring"]
+"""
+
+
+def test_a_factor_whose_other_levels_lost_every_trial_stays_in_the_tables(
+    tmp_path: Path,
+) -> None:
+    """rt42 F2-F3: when every trial of one population failed, population dropped out of the
+    factors, the tables lost its column, and with one cell left the overview gave one
+    "Honest stag rate" as the run's. The design's factors stay, each table names the
+    level its rates are of, and the overview says why the other level is absent."""
+    run = run_spec(TWO_POPULATIONS, tmp_path / "run")
+    (run / "failures").mkdir(exist_ok=True)
+    for path in (run / "transcripts").glob("*.jsonl"):
+        text = path.read_text()
+        if "random(p=0.5)" in text.splitlines()[0] or '"ring"' in text.splitlines()[0]:
+            path.unlink()  # all of one population, and the other's ring trials
+            (run / "failures" / f"{path.stem}.txt").write_text("provider exploded\n")
+    report.build(run, n_boot=100, sections=[report.overview, report.cooperation])
+    md = (run / "report" / "report.md").read_text()
+    assert "Design factors that vary (never pooled): topology, population." in md
+    assert "the analysed trials hold one each for topology complete; population always-stag" in md
+    assert "Honest stag rate 1.000" not in md  # no run-wide rate for what is one cell
+    cells = pd.read_parquet(run / "report" / "cooperation_by_cell.parquet")
+    assert cells[["topology", "population"]].values.tolist() == [["complete", "always-stag"]]
+    assert cells["stag_rate"].tolist() == [1.0]
