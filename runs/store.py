@@ -734,6 +734,7 @@ class MergeReport:
     already: int = 0
     total: int = 0
     finished: int = 0
+    failed: int = 0  # of the trials not finished, those a failure record says failed
     corrupt: list[tuple[str, str]] = field(default_factory=list)
     foreign: list[tuple[str, str]] = field(default_factory=list)
     quarantined: list[tuple[str, str]] = field(default_factory=list)
@@ -835,18 +836,50 @@ def _merge(target: RunStore, base: Manifest, sources: list[Path]) -> MergeReport
             kept[t.trial_id] = path
             report.copied += 1
     _merge_ledgers(target, sources)
+    _merge_failures(target, sources, design, kept)
     report.finished = len(kept)
+    failed = report.failed = len(target.failed_ids() - set(kept))
+    before = base.merged_from or []
     target.write_manifest(
         base.model_copy(
             update={
                 "status": "complete" if report.finished == report.total else "incomplete",
                 "finished_trials": report.finished,
-                "merged_from": [str(s) for s in sources],
+                "failed_trials": failed,
+                # the merged folder holds no one shard: a source's shard says nothing of it
+                "shard": None,
+                "shard_trials": None,
+                "merged_from": [*before, *(str(s) for s in sources if str(s) not in before)],
                 "updated": _now(),
             }
         )
     )
     return report
+
+
+def _merge_failures(
+    target: RunStore, sources: list[Path], design: Mapping[str, object], kept: Mapping[str, Path]
+) -> None:
+    """The sources' records of failed trials (failures/ID.txt) of the design that no
+    source finished and the destination has no record of: the merged folder then says
+    they failed, with why, instead of listing them missing (rt42 F4)."""
+    for src in sources:
+        folder = RunStore(src).failures
+        if not folder.is_dir() or folder.resolve() == target.failures.resolve():
+            continue
+        for path in sorted(folder.glob("*.txt")):
+            trial_id = path.stem
+            if trial_id not in design or trial_id in kept:
+                continue
+            dest = target.failures / path.name
+            if dest.exists():
+                continue
+            with _io_errors(f"reading {path}"):
+                data = path.read_bytes()
+            atomic_write(dest, data)
+    for trial_id in target.failed_ids() & set(kept):  # finished now: no failure (as a run)
+        with _io_errors(f"removing {target.failures / trial_id}.txt"):
+            (target.failures / f"{trial_id}.txt").unlink(missing_ok=True)
 
 
 def _merge_ledgers(target: RunStore, sources: list[Path]) -> None:

@@ -392,12 +392,15 @@ def merge(
             "order given); the copies left out are listed above"
         )
     console.print(
-        f"merged {report.copied} transcripts ({report.already} already there) into {out}; "
-        f"{report.finished}/{report.total} trials of the spec are finished"
+        f"merged {report.copied} transcripts into {out} ({report.already} more were copies "
+        f"of trials already there or met before); {report.finished}/{report.total} trials "
+        "of the spec are finished"
     )
     if report.finished < report.total:
-        console.print(f"{report.total - report.finished} trials are still missing: run the spec "
-                      f"into {out} to finish them")  # fmt: skip
+        missing = report.total - report.finished - report.failed
+        failed = f" and {report.failed} failed (why: {out}/failures/)" if report.failed else ""
+        console.print(f"{missing} trials are still missing{failed}: run the spec into {out} "
+                      "to finish them")  # fmt: skip
     if report.conflicts:  # the merged folder is whole, but its sources disagree: say so
         raise typer.Exit(code=1)
 

@@ -132,7 +132,8 @@ def test_two_differing_copies_of_a_trial_are_a_conflict_and_the_first_is_kept(
     ), res.output
     assert "1 trials were run more than once" in flat
     # the other copies of c are identical to a's: already there, not conflicts
-    assert f"({len(_ids(a)) - 1} already there)" in flat and "8/8" in flat
+    assert f"({len(_ids(a)) - 1} more were copies of trials already there" in flat
+    assert "8/8" in flat
     assert (merged / "transcripts" / f"{trial}.jsonl").read_bytes() == kept.read_bytes()
     # the other order keeps the other copy: the choice is the order given, nothing else
     report = merge_stores(tmp_path / "merged2", [c, b, a])
@@ -199,3 +200,37 @@ def test_a_log_of_older_checks_vouches_for_nothing(tmp_path: Path) -> None:
     done, corrupt = RunStore(ours).scan()
     assert stray.stem not in done and [name for name, _ in corrupt] == [stray.name]
     assert not old_log.exists()
+
+
+def test_merge_keeps_the_shards_failures_and_no_shard_of_its_own(tmp_path: Path) -> None:
+    """rt42 F4: merge copied no failures/, so the shards' failed trials read "missing" in
+    the merged report, and its manifest kept the first shard's shard, shard_trials and
+    failed_trials; a second merge replaced merged_from."""
+    a, b, design = _two_shards(tmp_path)
+    failed = _ids(b)[0]
+    (b / "transcripts" / f"{failed}.jsonl").unlink()
+    (b / "failures").mkdir(exist_ok=True)
+    (b / "failures" / f"{failed}.txt").write_text("provider exploded\n")
+    (b / "failures" / "0123456789abcdef.txt").write_text("not of this design\n")
+    merged = tmp_path / "merged"
+    res = runner.invoke(app, ["merge", str(merged), str(a)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["merge", str(merged), str(b)])
+    assert res.exit_code == 0, res.output
+    flat = " ".join(res.output.split())
+    assert "0 trials are still missing and 1 failed" in flat, flat
+    assert sorted(p.name for p in (merged / "failures").iterdir()) == [f"{failed}.txt"]
+    manifest = RunStore(merged).read_manifest()
+    assert manifest is not None
+    assert (manifest.shard, manifest.shard_trials, manifest.failed_trials) == (None, None, 1)
+    assert manifest.merged_from == [str(a), str(b)]
+    from stagbench.analysis import design as design_check
+    from stagbench.analysis.tables import LoadReport
+
+    check = design_check.check(merged, LoadReport(files=0))
+    assert check.failed == [(failed, "provider exploded")]
+    # the trial finished in a later source: its failure record goes
+    rerun = _run(tmp_path, "rerun", SPEC)
+    merge_stores(merged, [rerun])
+    assert not (merged / "failures" / f"{failed}.txt").exists()
+    assert RunStore(merged).read_manifest().failed_trials == 0  # type: ignore[union-attr]
