@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,28 @@ class DesignCheck:
 #: analysis cache (a file: the cache's eviction removes only its folders)
 DIGESTS = Path(".cache") / "analysis" / "design-digests.json"
 _DIGESTS_VERSION = 1
+
+
+def _shard_of(manifest: Manifest | None) -> Callable[[str], bool] | None:
+    """Whether a trial id is of the shard the folder's last run covered (``--shard i/n``:
+    ``runs.spec.iter_shard``'s rule), for a folder of one shard (not a merged one); None
+    for any other folder."""
+    if manifest is None or not manifest.shard or manifest.merged_from:
+        return None
+    try:
+        i, n = (int(x) for x in manifest.shard.split("/"))
+    except ValueError:
+        return None
+    if n < 2:
+        return None
+
+    def mine(trial_id: str) -> bool:
+        try:
+            return int(trial_id, 16) % n == i
+        except ValueError:
+            return True  # an id of no shard's rule: counted as before
+
+    return mine
 
 
 def _reason(lines: list[str]) -> str:
@@ -238,6 +261,19 @@ def check(run: str | Path, load: LoadReport) -> DesignCheck:
             and t not in corrupt_ids
             and t not in doubled
         )
+        mine = _shard_of(out.manifest)
+        if mine is not None:  # a shard's folder: the other shards' trials are no one's loss
+            elsewhere = [t for t in out.missing if not mine(t)]
+            if elsewhere:
+                out.missing = [t for t in out.missing if mine(t)]
+                assert out.manifest is not None
+                out.notes.append(
+                    f"this folder ran shard {out.manifest.shard} of the design: "
+                    f"{len(elsewhere)} of its trials belong to the other shards and are not "
+                    "counted missing (merge the shards' folders to analyse the whole design)"
+                )
+    if out.manifest is not None and out.manifest.stopped:
+        out.notes.append(f"the last run stopped early: {out.manifest.stopped}")
     out.imported = _imported(root)
     return out
 

@@ -589,8 +589,25 @@ def report(
         raise _fail(exc) from exc
     console.print(f"Report: {path.resolve()}")
     console.print(f"Markdown: {(path.parent / 'report.md').resolve()}")
+    _left_out(path.parent / "design_check.parquet")
     if judge and not _judge_summary(judge, judged):
         raise typer.Exit(code=1)
+
+
+def _left_out(table: Path) -> None:
+    """Say on the console what the report left out (its design check's table, written by
+    this report when it found anything: ``report.build`` removes an earlier one), by kind:
+    a report of part of a design must not pass for the whole in a script's log."""
+    if not table.exists():
+        return
+    import pandas
+
+    try:
+        kinds = pandas.read_parquet(table)["problem"].value_counts()
+    except (OSError, ValueError, KeyError):
+        return
+    what = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    err.print(f"[yellow]left out of the report:[/] {what} (listed at its top)")
 
 
 def _judge(

@@ -234,3 +234,23 @@ def test_merge_keeps_the_shards_failures_and_no_shard_of_its_own(tmp_path: Path)
     merge_stores(merged, [rerun])
     assert not (merged / "failures" / f"{failed}.txt").exists()
     assert RunStore(merged).read_manifest().failed_trials == 0  # type: ignore[union-attr]
+
+
+def test_a_shards_folder_counts_only_its_own_trials_missing(tmp_path: Path) -> None:
+    """rt42 F6: a shard's folder listed every other shard's trial as missing (20 of the 27
+    left out in shard 1/2, where none of its own was); it counts its own now, and says the
+    rest belong to the other shards. A merged folder counts every trial again."""
+    from stagbench.analysis import design as design_check
+    from stagbench.analysis.tables import LoadReport
+
+    a, b, design = _two_shards(tmp_path)
+    lost = _ids(a)[0]
+    (a / "transcripts" / f"{lost}.jsonl").unlink()
+    load = LoadReport(files=0)
+    load.read = [(str(p), p.stem, "mergedesign", "") for p in (a / "transcripts").glob("*")]
+    check = design_check.check(a, load)
+    assert check.missing == [lost]
+    assert any(f"{len(_ids(b))} of its trials belong to the other shards" in n for n in check.notes)
+    merged = tmp_path / "merged"
+    merge_stores(merged, [a, b])
+    assert len(design_check.check(merged, LoadReport(files=0)).missing) == len(design)

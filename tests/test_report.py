@@ -370,6 +370,8 @@ def test_report_checks_the_folder_against_its_design(run: Path, tmp_path: Path) 
     shutil.copy(stranger, copy / "transcripts" / stranger.name)
     res = runner.invoke(app, ["report", str(copy), "--n-boot", "100"])
     assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())  # on the console too (rt42 F7)
+    assert "left out of the report: 3 foreign, " in said and "1 failed" in said, said
     out = copy / "report"
     md = (out / "report.md").read_text()
     overview = md.split("## Cooperation")[0]
