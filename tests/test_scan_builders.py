@@ -185,13 +185,15 @@ def _by_table(rows: TrialRows, detector: Any = DEFAULT) -> list[dict[str, Any]]:
     talk_of = zip(r_["message"], r_["reasoning"], strict=True)
     maps = [
         dict(zip(cells, values, strict=True))
-        for values in (r_["action"], r_["payoff"], r_["stag_signals_from"], talk_of)
-    ]
+        for values in (
+            r_["action"], r_["payoff"], r_["stag_signals_from"], talk_of, r_["promised_no_stag"]
+        )
+    ]  # fmt: skip
     seats, played = list(range(n)), list(range(1, rounds + 1))
-    act, pay, heard, talk = ([[m[(r, j)] for j in seats] for r in played] for m in maps)
+    act, pay, heard, talk, no_stag = ([[m[(r, j)] for j in seats] for r in played] for m in maps)
     tid, hare = str(rows.const["trial_id"]), float(rows.const["hare_payoff"])
     return [
-        metrics.agent_row(tid, s, seats, played, act, pay, heard, talk, hare, detector)
+        metrics.agent_row(tid, s, seats, played, act, pay, heard, talk, hare, detector, no_stag)
         for s in seats
         if rows.seats["role"][s] == "honest"
     ]
@@ -245,6 +247,7 @@ def test_agents_per_trial_on_random_rounds() -> None:
                 ],
                 "message": [rng.choice(talk) for _ in range(size)],
                 "reasoning": [rng.choice(talk) for _ in range(size)],
+                "promised_no_stag": [rng.random() < 0.3 for _ in range(size)],
                 "round": [r for r in range(1, rounds + 1) for _ in range(n)],
             },
             rounds=rounds,
