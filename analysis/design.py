@@ -99,15 +99,33 @@ def _shard_of(manifest: Manifest | None) -> Callable[[str], bool] | None:
 
 
 def _reason(lines: list[str]) -> str:
-    """Why a trial failed, from its failure file's lines: the first, or for a Python
-    traceback its last (the error itself; its first line, "Traceback (most recent call
-    last):", was every failure's reason in the report, rt42 F5)."""
+    """Why a trial failed, from its failure file's lines: the first (a run writes the
+    error there, then its traceback). A file of a bare Python traceback (written before)
+    gives its error: the first line of the last exception's message (its first line,
+    "Traceback (most recent call last):", was every failure's reason in the report, rt42
+    F5; a message's later lines, a note or pydantic's link are no reason, rt43 F8)."""
     said = [line for line in lines if line.strip()]
     if not said:
         return "(no reason recorded)"
-    if said[0].startswith("Traceback (most recent call last)"):
-        return said[-1].strip()
-    return said[0]
+    if not said[0].strip().lstrip("|+ ").startswith(_HEADERS):
+        return said[0]
+    found = ""
+    indented = True  # the line before: a frame of the traceback
+    for line in said[1:]:
+        plain = line.strip().lstrip("|+ ").strip()
+        if line[:1].isspace() and not plain.startswith(_ERROR_START):
+            indented = True
+            continue
+        if indented and not plain.startswith(_CHAINED):
+            found = plain  # a message's first line, after the frames above it
+        indented = plain.startswith(_CHAINED)
+    return found or said[-1].strip()
+
+
+#: lines of a chained traceback that are no error, and the start of an exception group's
+_CHAINED = ("During handling of the above", "The above exception was", "Traceback (most")
+_ERROR_START = ("ExceptionGroup:", "BaseExceptionGroup:")
+_HEADERS = ("Traceback (most recent call last)", "Exception Group Traceback")
 
 
 def _expected_trials(path: Path, cache: Path | None = None) -> dict[str, str] | None:

@@ -1243,7 +1243,9 @@ def payoffs(d: ReportData) -> Section:
         "trials - 1 df, cluster-robust standard error, kept within what the mean can be "
         "under the game's payoffs; blank: fewer than two trials, or no spread between "
         "trials, or for efficiency a game whose all-stag payoff is not above that worst "
-        "payoff; n_honest 0: no honest seat in the cell)",
+        "payoff; above 1: a game that pays more than the all-stag payoff for hare or for an "
+        "answer that could not be read, which validate warns of; n_honest 0: no honest "
+        "seat in the cell)",
         "payoffs",
     )
     return s
@@ -2247,7 +2249,7 @@ def build(
         made[fn] = fn(data)
     written = {*_SAVED, *keep}
     path = _write(out, data.title, [made[fn] for fn in [*chosen, *after]], written)
-    _clear_stale(out, written, own=out_dir is None)
+    _clear_stale(out, written)
     return path
 
 
@@ -2263,29 +2265,51 @@ def _first_problem(dc: design.DesignCheck) -> str:
     return f"{what}, {kind}: {why}"
 
 
-def _clear_stale(out: Path, written: set[str], own: bool) -> None:
-    """Remove from ``out`` what the last report wrote there (``WRITTEN``) and this one did
-    not (``written``): a table a report no longer makes (a design check once the failed
-    trials were run again, a comparison the data no longer allow) stayed behind, from
-    another state of the run, beside this report's (rt42 F1). A folder without the list
-    (written before it was kept) has its Parquet tables and figures removed only when it
-    is the run's own report folder (``own``), never another the user named."""
+def _clear_stale(out: Path, written: set[str]) -> None:
+    """Remove from ``out`` what the last report listed there (``WRITTEN``) and this one
+    did not write (``written``): a table a report no longer makes (a design check once
+    the failed trials were run again, a comparison the data no longer allow) stayed
+    behind, from another state of the run, beside this report's (rt42 F1). Only files a
+    report listed go, never the LLM judge's (paid for; a report without ``--judge``
+    leaves them), never a file whose name is not a plain one of this folder: without a
+    readable list (a folder of a report from before it was kept), nothing is removed."""
     record = out / WRITTEN
+    before: set[str] = set()
     try:
-        listed = json.loads(record.read_text(encoding="utf-8"))["files"]
-        before = {n for n in listed if isinstance(n, str)}
-    except (OSError, ValueError, KeyError, TypeError):
-        before = (
-            {p.name for p in out.iterdir() if p.suffix in (".parquet", ".png") and p.is_file()}
-            if own
-            else set()
-        )
+        listed = json.loads(record.read_text(encoding="utf-8"))
+        files = listed.get("files") if isinstance(listed, dict) else None
+        if isinstance(files, list):
+            before = {n for n in files if isinstance(n, str) and _plain_name(n)}
+    except (OSError, ValueError):
+        pass
     for name in sorted(before - written):
-        if Path(name).name == name and not name.startswith("."):  # a file of this folder
-            with contextlib.suppress(OSError):
-                (out / name).unlink()
+        if name.startswith(_JUDGED):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            (out / name).unlink()
+    kept = sorted(written | {n for n in before if n.startswith(_JUDGED) and (out / n).exists()})
+    tmp = out / f"{WRITTEN}.tmp"
     with contextlib.suppress(OSError):
-        record.write_text(json.dumps({"files": sorted(written)}), encoding="utf-8")
+        tmp.write_text(json.dumps({"files": kept}), encoding="utf-8")
+        tmp.replace(record)  # whole, or not at all: a cut list would remove nothing
+
+
+#: the LLM judge's files (``--judge``), which a report never removes
+_JUDGED = ("judge",)
+
+
+def _plain_name(name: str) -> bool:
+    """A file name of the folder itself: no path, no NUL, not hidden."""
+    return bool(name) and "\0" not in name and Path(name).name == name and name[0] != "."
+
+
+def listed_files(out: Path) -> set[str]:
+    """The files the last report in ``out`` wrote (``WRITTEN``); empty when unknown."""
+    try:
+        files = json.loads((out / WRITTEN).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {n for n in files if isinstance(n, str)} if isinstance(files, list) else set()
 
 
 def _save_tables(data: ReportData, out: Path) -> None:

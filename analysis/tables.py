@@ -241,12 +241,14 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
             # promise broken; talk of neither ("Agreed, see you there"), or nothing, leaves
             # it standing.
             stag = signals_stag(text)
-            stands = again and not stag and not withdraws(text)
+            # likewise its last word that promised no stag (an announced hare, a refusal,
+            # "I am defecting.") or stag; talk of neither leaves the earlier word standing,
+            # and a word that promised no stag takes a stag promise back (rt43 F4: the two
+            # columns were both true after "I will hunt stag" / "I am defecting.")
+            no = not stag and promises_no_stag(text, True)  # one phase's message
+            stands = again and not stag and not no and not withdraws(text)
             if not stands:
                 signalled[i] = stag
-            # likewise its last word that promised no stag (an announced hare, a refusal)
-            # or stag; talk of neither leaves the earlier word standing
-            no = not stag and promises_no_stag(text, True)  # one phase's message
             if stag or no or not again:
                 no_stag[i] = no
             for recv in e["receivers"]:

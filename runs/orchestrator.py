@@ -205,7 +205,12 @@ async def run_trials(
             except Exception as exc:  # one broken trial must not sink the batch
                 summary.failed += 1
                 summary.errors[trial.trial_id] = scrub(f"{type(exc).__name__}: {exc}")
-                store.record_failure(trial.trial_id, scrub(traceback.format_exc()))
+                # the error on the first line (what the report's design check shows), then
+                # the traceback
+                store.record_failure(
+                    trial.trial_id,
+                    summary.errors[trial.trial_id] + "\n\n" + scrub(traceback.format_exc()),
+                )
                 account()
                 if progress:
                     progress(summary, None)

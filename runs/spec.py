@@ -356,10 +356,16 @@ class ExperimentSpec(BaseModel):
                 "a stag threshold of 1: a stag hunter always succeeds, so stag beats hare "
                 "whatever the others do; there is no coordination problem to measure"
             )
-        if g.invalid_payoff > g.stag_payoff:
+        if g.invalid_payoff >= g.stag_payoff:
             out.append(
-                f"invalid_payoff {g.invalid_payoff:g} is above the stag payoff "
-                f"{g.stag_payoff:g}: an answer that cannot be read pays more than a hunt"
+                f"invalid_payoff {g.invalid_payoff:g} is not below the stag payoff "
+                f"{g.stag_payoff:g}: an answer that cannot be read pays as much as a hunt"
+            )
+        elif g.invalid_payoff > g.hare_payoff:
+            out.append(
+                f"invalid_payoff {g.invalid_payoff:g} is above the hare payoff "
+                f"{g.hare_payoff:g}: an answer that cannot be read pays more than the safe "
+                "choice"
             )
         if g.talk_phases == 0:
             f = self.factors

@@ -398,9 +398,10 @@ def merge(
     )
     if report.finished < report.total:
         missing = report.total - report.finished - report.failed
-        failed = f" and {report.failed} failed (why: {out}/failures/)" if report.failed else ""
-        console.print(f"{missing} trials are still missing{failed}: run the spec into {out} "
-                      "to finish them")  # fmt: skip
+        failed = f"{report.failed} failed (why: {out}/failures/)" if report.failed else ""
+        left = (f"{missing} trials are still missing" + (f" and {failed}" if failed else "")
+                if missing else f"{failed.capitalize()}")  # fmt: skip
+        console.print(f"{left}: run the spec into {out} to finish them")
     if report.conflicts:  # the merged folder is whole, but its sources disagree: say so
         raise typer.Exit(code=1)
 
@@ -595,11 +596,13 @@ def report(
 
 
 def _left_out(table: Path) -> None:
-    """Say on the console what the report left out (its design check's table, written by
-    this report when it found anything: ``report.build`` removes an earlier one), by kind:
-    a report of part of a design must not pass for the whole in a script's log."""
-    if not table.exists():
-        return
+    """Say on the console what the report left out (its design check's table, when this
+    report wrote one: the folder's list of its files says), by kind: a report of part of
+    a design must not pass for the whole in a script's log."""
+    from stagbench.analysis.report import listed_files
+
+    if table.name not in listed_files(table.parent) or not table.exists():
+        return  # this report found nothing to leave out (an older table is not its)
     import pandas
 
     try:

@@ -302,7 +302,8 @@ max_reasks = 0
 [factors]
 models = [["mock/flipA", "scripted/always-stag(talk=none)"],
           ["mock/flipB", "scripted/always-stag(talk=none)"],
-          ["mock/slash", "scripted/always-stag(talk=none)"]]
+          ["mock/slash", "scripted/always-stag(talk=none)"],
+          ["mock/flipC", "scripted/always-stag(talk=none)"]]
 [model_settings."mock/flipA"]
 options = { replies = ['{"message": "I will hunt hare this round."}',
                        '{"message": "I will hunt stag this round."}',
@@ -310,6 +311,10 @@ options = { replies = ['{"message": "I will hunt hare this round."}',
 [model_settings."mock/flipB"]
 options = { replies = ['{"message": "I will hunt stag this round."}',
                        '{"message": "Everyone must choose hare now."}',
+                       '{"action": "hare", "reasoning": "r"}'] }
+[model_settings."mock/flipC"]
+options = { replies = ['{"message": "I will hunt stag this round."}',
+                       '{"message": "I am defecting."}',
                        '{"action": "hare", "reasoning": "r"}'] }
 [model_settings."mock/slash"]
 options = { replies = ['{"message": "I will hunt stag. Stag / hare: stag wins."}',
@@ -341,10 +346,13 @@ def test_talk_no_stag_is_the_last_word_of_the_round_like_the_stag_signal(
         )  # fmt: skip
         if k in name
     }
-    assert talk == {"flipA": "000", "flipB": "111", "slash": "000"}
-    for column, truth in (("signalled_stag", (True, False, True)),
-                          ("promised_no_stag", (False, True, False))):  # fmt: skip
+    # flipC: a stag promise, then "I am defecting.": taken back, no betrayal (rt43 F4:
+    # both columns read true, a betrayal counted beside talk that promised no stag)
+    assert talk == {"flipA": "000", "flipB": "111", "slash": "000", "flipC": "111"}
+    for column, truth in (("signalled_stag", (True, False, True, False)),
+                          ("promised_no_stag", (False, True, False, True))):  # fmt: skip
         per = speaker.groupby(speaker["model"].astype(str), observed=True)[column]
         assert per.all().to_dict() == per.any().to_dict(), column  # every round alike
         got = {m.removeprefix("mock/"): bool(v) for m, v in per.all().items()}
-        assert got == dict(zip(("flipA", "flipB", "slash"), truth, strict=True)), column
+        assert got == dict(zip(("flipA", "flipB", "slash", "flipC"), truth, strict=True)), column
+    assert not (df["signalled_stag"] & df["promised_no_stag"]).any()

@@ -3,6 +3,7 @@ stag payoff of 0."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -76,7 +77,9 @@ def test_validate_warns_about_games_that_test_less_than_they_seem() -> None:
         NO_TALK.replace("talk_phases = 0", "talk_phases = 1\nthreshold = 1\ninvalid_payoff = 50")
     ).warnings()
     assert any("a stag threshold of 1: a stag hunter always succeeds" in w for w in odd)
-    assert any("invalid_payoff 50 is above the stag payoff 10" in w for w in odd)
+    assert any("invalid_payoff 50 is not below the stag payoff 10" in w for w in odd)
+    above_hare = parse_spec(NO_TALK.replace("talk_phases = 0", "invalid_payoff = 5")).warnings()
+    assert any("invalid_payoff 5 is above the hare payoff 3" in w for w in above_hare)
     assert not any("talk_phases = 0" in w for w in odd)
     assert not [w for w in parse_spec(PAYOFF_GAMES).warnings() if "talk" in w or "delayed" in w]
 
@@ -100,30 +103,61 @@ def test_trials_without_talk_are_named_beside_the_betrayal_counts(tmp_path: Path
 def test_a_report_leaves_no_table_of_an_earlier_one_behind(tmp_path: Path) -> None:
     """rt42 F1: a report never cleared its folder, so a table the new report does not
     make (the design check of failed trials, once they were run again) stayed beside it.
-    What the last report wrote and this one does not is removed; other files stay, and a
-    folder the user named keeps what no report of ours listed."""
+    What the last report listed and this one does not write is removed; nothing else
+    (rt43 F1-F3, F5): not a user's file, not the judge's output, nothing in a folder
+    without a readable list, nothing a tampered list names outside the plain files."""
     run = run_spec(PAYOFF_GAMES, tmp_path / "run")
     out = run / "report"
     report.build(run, n_boot=100, sections=[report.cooperation, report.payoffs])
     assert (out / "payoffs.parquet").exists()
-    (out / "notes.txt").write_text("mine")
+    for name in ("notes.txt", "my_figure.png", "judged_detection.parquet"):
+        (out / name).write_bytes(b"mine")
+    listed = json.loads((out / report.WRITTEN).read_text())
+    listed["files"].append("judged_detection.parquet")  # as a report with --judge lists it
+    (out / report.WRITTEN).write_text(json.dumps(listed))
     report.build(run, n_boot=100, sections=[report.cooperation])
     assert not (out / "payoffs.parquet").exists()
-    assert (out / "cooperation_by_cell.parquet").exists() and (out / "notes.txt").exists()
-    # a folder a report wrote before the list was kept: its tables and figures are the
-    # report's, in the run's own folder
-    (out / report.WRITTEN).unlink()
-    (out / "old_table.parquet").write_bytes(b"")
+    for name in ("cooperation_by_cell.parquet", "notes.txt", "my_figure.png"):
+        assert (out / name).exists(), name
+    assert (out / "judged_detection.parquet").exists()  # paid for: a plain report keeps it
+    # no list (a report from before it was kept), or one that cannot be read: nothing goes
+    for record in (None, '{"files": ["cells.parq', '{"files": "abc"}', '["payoffs.parquet"]'):
+        (out / "old_table.parquet").write_bytes(b"")
+        for name in "abc":
+            (out / name).write_bytes(b"")
+        if record is None:
+            (out / report.WRITTEN).unlink()
+        else:
+            (out / report.WRITTEN).write_text(record)
+        report.build(run, n_boot=100, sections=[report.cooperation])
+        assert (out / "old_table.parquet").exists() and (out / "a").exists(), record
+        assert (out / "my_figure.png").exists()
+    # a tampered list: names with a path, a NUL or a dot lead are no files of the folder
+    (tmp_path / "outside.parquet").write_bytes(b"")
+    bad = ["../outside.parquet", "x\u0000y", ".hidden", str(tmp_path / "outside.parquet")]
+    (out / report.WRITTEN).write_text(json.dumps({"files": bad}))
     report.build(run, n_boot=100, sections=[report.cooperation])
-    assert not (out / "old_table.parquet").exists() and (out / "notes.txt").exists()
+    assert (tmp_path / "outside.parquet").exists()
+
+
+def test_the_console_names_only_what_this_report_left_out(tmp_path: Path) -> None:
+    """rt43 F3: a design check table left by an older report in a folder without a list
+    made every later report say on the console that it left trials out."""
+    from typer.testing import CliRunner
+
+    from stagbench.cli import app
+
+    run = run_spec(PAYOFF_GAMES, tmp_path / "run")
     named = tmp_path / "elsewhere"
     named.mkdir()
-    (named / "figure.png").write_bytes(b"")
-    report.build(run, named, n_boot=100, sections=[report.cooperation])
-    assert (named / "figure.png").exists()
-    report.build(run, named, n_boot=100, sections=[report.payoffs])
-    assert not (named / "cooperation_by_cell.parquet").exists()
-    assert (named / "payoffs.parquet").exists() and (named / "figure.png").exists()
+    report.build(run, named, n_boot=100, sections=[report.overview])
+    (named / report.WRITTEN).unlink()  # as an older report left it
+    pd.DataFrame({"problem": ["missing"], "trial or file": ["x"], "why": ["-"]}).to_parquet(
+        named / "design_check.parquet"
+    )
+    res = CliRunner().invoke(app, ["report", str(run), "--out", str(named), "--n-boot", "100"])
+    assert res.exit_code == 0, res.output
+    assert "left out of the report" not in res.output
 
 
 TRACEBACK = """Traceback (most recent call last):
@@ -188,3 +222,49 @@ def test_a_factor_whose_other_levels_lost_every_trial_stays_in_the_tables(
     cells = pd.read_parquet(run / "report" / "cooperation_by_cell.parquet")
     assert cells[["topology", "population"]].values.tolist() == [["complete", "always-stag"]]
     assert cells["stag_rate"].tolist() == [1.0]
+
+
+def _traceback_of(error: BaseException) -> list[str]:
+    import traceback
+
+    try:
+        raise error
+    except BaseException:
+        return traceback.format_exc().strip().splitlines()
+
+
+def test_a_failure_files_reason_is_its_error_whatever_the_traceback() -> None:
+    """rt43 F8: a bare traceback's last line is no reason for a pydantic error (its link),
+    an error with a note (the note), an exception group or a message of two lines; a run
+    writes the error first now, and a bare traceback of before gives its error."""
+    from pydantic import BaseModel, ValidationError
+
+    from stagbench.analysis.design import _reason
+
+    class Model(BaseModel):
+        x: int
+
+    try:
+        Model(x="a")  # type: ignore[arg-type]
+    except ValidationError as exc:
+        invalid: BaseException = exc
+    noted = ValueError("bad value")
+    noted.add_note("a note added")
+    try:
+        try:
+            raise KeyError("inner")
+        except KeyError as inner:
+            raise RuntimeError("outer failure") from inner
+    except RuntimeError as exc:
+        chained: BaseException = exc
+    cases = [
+        (RuntimeError("flaky agent fails in round 3"), "RuntimeError: flaky agent fails"),
+        (invalid, "ValidationError: 1 validation error for Model"),
+        (noted, "ValueError: bad value"),
+        (chained, "RuntimeError: outer failure"),
+        (ExceptionGroup("several", [ValueError("1"), TypeError("2")]), "ExceptionGroup: several"),
+        (RuntimeError("line one\nline two"), "RuntimeError: line one"),
+    ]
+    for error, reason in cases:
+        assert reason in _reason(_traceback_of(error)), (error, _reason(_traceback_of(error)))
+    assert _reason(["RuntimeError: x", "", *_traceback_of(ValueError("y"))]) == "RuntimeError: x"

@@ -160,6 +160,8 @@ def test_key_echoed_across_every_cut_position_never_leaks(
     failures = sorted((out / "failures").glob("*.txt"))
     assert len(failures) == len(bodies)
     texts = [p.read_text() for p in failures]
+    # the error first, then its traceback (rt43 F8: the report shows the first line)
+    assert all(t.split(": ", 1)[0] == "ModelError" and "\nTraceback (most" in t for t in texts)
     # where the key came before the cut it was redacted; past it, it was cut away whole
     assert sum("[REDACTED]" in t for t in texts) >= 10
     assert not _leaks(res.output + (res.stderr or ""), KEY)
