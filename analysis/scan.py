@@ -77,7 +77,7 @@ except ImportError:  # pragma: no cover (Windows)
     fcntl = None  # type: ignore[assignment]
 
 #: bump when what a chunk's views hold changes, so old cache entries are not read
-CACHE_VERSION = 26
+CACHE_VERSION = 27
 #: transcripts per chunk (a chunk's views are built, and cached, together)
 CHUNK = 2000
 #: the agent-round columns that hold text or lists (left out of the slim table)
