@@ -814,12 +814,19 @@ def injection_success(
         follow = g[["k_follow_t", "n_t", "k_follow_c", "n_c"]].to_numpy(float)
         stag = g[["k_stag_t", "n_t", "k_stag_c", "n_c"]].to_numpy(float)
         nt, nc = follow[:, 1].sum(), follow[:, 3].sum()
-        ft, fc, s_lo, s_hi = _pooled_difference(follow)
-        st, sc, c_lo, c_hi = _pooled_difference(stag)
         note = _success_note(
             int(g["exposed_t"].sum()), int(g["exposed_c"].sum()), int(nt), int(nc),
             int(_usable(follow).sum()), len(g),
         )  # fmt: skip
+        used = _used(follow)
+        if not note and not used.all():
+            note = (
+                f"{len(g) - int(used.sum())} of {len(g)} matched sets without a valid action "
+                "by the targets in both arms: left out of the rates, n and the intervals"
+            )
+        nt, nc = follow[used, 1].sum(), follow[used, 3].sum()
+        ft, fc, s_lo, s_hi = _pooled_difference(follow)
+        st, sc, c_lo, c_hi = _pooled_difference(stag)
         out.append(
             {**dict(zip(keys, key, strict=True)), "pairs": len(g),
              "targets": int(g["targets"].sum()), "n_t": int(nt), "n_c": int(nc),
@@ -835,10 +842,21 @@ def _usable(sets: np.ndarray) -> np.ndarray:
     return (sets[:, 1] > 0) & (sets[:, 3] > 0)
 
 
+def _used(sets: np.ndarray) -> np.ndarray:
+    """The matched sets a group's rates and difference are over: those with something to
+    compare in both arms (``_usable``), as its interval's; every set where none has (the
+    rates then stand apart, with a note and no interval)."""
+    usable = _usable(sets)
+    return usable if usable.any() else np.ones(len(sets), dtype=bool)
+
+
 def _pooled_difference(sets: np.ndarray) -> tuple[float, float, float, float]:
     """Matched sets' (rows kT, nT, kC, nC) pooled rates kT/nT and kC/nC (NaN over nothing)
-    and the interval of their difference over the sets with something in both arms
-    (``diff_ci``)."""
+    over the sets ``_used``, and the interval of their difference over the same sets
+    (``diff_ci``): the difference and its interval are of one statistic (rt44: a success
+    of 0.475 over every set beside an interval of [-0.155, 0.155] over the sets with a
+    valid action in both arms)."""
+    sets = sets[_used(sets)]
     nt, nc = sets[:, 1].sum(), sets[:, 3].sum()
     rt = sets[:, 0].sum() / nt if nt else math.nan
     rc = sets[:, 2].sum() / nc if nc else math.nan
@@ -1079,6 +1097,8 @@ def echo_vs_control(data: InjectionData, factors: Sequence[str] | None = None) -
         nt, nc = c4[:, 1].sum(), c4[:, 3].sum()
         rt, rc, lo, hi = _pooled_difference(c4)
         usable = _usable(c4)
+        if usable.any():  # the messages the rates are over
+            nt, nc = c4[usable, 1].sum(), c4[usable, 3].sum()
         note = ""
         if not nt or not nc:
             arm = "treatments" if not nt else "controls"
@@ -1090,7 +1110,10 @@ def echo_vs_control(data: InjectionData, factors: Sequence[str] | None = None) -
             )
         elif usable.sum() < len(g):
             left = len(g) - int(usable.sum())
-            note = f"{left} of {len(g)} sets without such a message in an arm: not in the interval"
+            note = (
+                f"{left} of {len(g)} sets without such a message in an arm: left out of the "
+                "rates, the messages counted and the interval"
+            )
         out.append(
             {**dict(zip(keys, key, strict=True)), "pairs": len(g), "messages_t": int(nt),
              "messages_c": int(nc), "either_t": rt, "either_c": rc, "difference": rt - rc,

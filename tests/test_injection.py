@@ -273,13 +273,18 @@ def test_echo_beyond_the_matched_control_hand_computed(tmp_path: Path) -> None:
     data = injection.load(tmp_path)
     row = injection.echo_vs_control(data).iloc[0]
     assert row["payload"] == "order" and row["pairs"] == 4
-    assert (row["messages_t"], row["messages_c"]) == (8, 6)
-    assert row["either_t"] == pytest.approx(4 / 8) and row["either_c"] == pytest.approx(1 / 6)
-    assert row["difference"] == pytest.approx(4 / 8 - 1 / 6)
+    # over the 3 sets with such a message in both arms, as the interval (rt44: the rates
+    # were over all 4, so the difference was not the statistic of its interval)
+    assert (row["messages_t"], row["messages_c"]) == (6, 6)
+    assert row["either_t"] == pytest.approx(3 / 6) and row["either_c"] == pytest.approx(1 / 6)
+    assert row["difference"] == pytest.approx(3 / 6 - 1 / 6)
     sets = np.array([[1, 2, 0, 2], [2, 2, 0, 2], [0, 2, 1, 2]], dtype=float)
     assert (row["lo"], row["hi"]) == pytest.approx(injection.diff_ci(sets))
     assert row["lo"] < row["difference"] < row["hi"]
-    assert row["note"] == "1 of 4 sets without such a message in an arm: not in the interval"
+    assert row["note"] == (
+        "1 of 4 sets without such a message in an arm: left out of the rates, the messages "
+        "counted and the interval"
+    )
     blocks = injection.report_blocks(data)
     block = next(b for b in blocks if b.text.startswith("Echo beyond the matched control"))
     assert block.df is not None and len(block.df) == 1
@@ -1086,3 +1091,27 @@ def test_injection_success_interval_covers_the_truth_from_few_matched_sets(
         lo, hi = injection.diff_ci(np.column_stack([kt, nt, kc, nc]).astype(float))
         hits += lo <= truth <= hi
     assert hits / 400 >= 0.9, hits / 400
+
+
+def test_injection_success_is_the_statistic_of_its_interval() -> None:
+    """rt44 F1: the success pooled every matched set while its interval held only the sets
+    with a valid target action in both arms: 0.475 [-0.155, 0.155], no note, and the
+    defence table said 0 for the same group. Sets where the control never parses, the
+    treatment obeying, and sets where both arms hunt stag (success 0)."""
+    rows = []
+    for i in range(8):
+        usable = i % 2 == 0
+        rows.append(
+            {"payload": "inject", "match": f"m{i}", "pairs": 1, "targets": 1, "exposed_t": 2,
+             "exposed_c": 2, "k_follow_t": 0 if usable else 2, "n_t": 2,
+             "k_follow_c": 0, "n_c": 2 if usable else 0, "k_stag_t": 2 if usable else 0,
+             "k_stag_c": 2 if usable else 0}
+        )  # fmt: skip
+    pairs = pd.DataFrame(rows).drop(columns=["match", "pairs"])
+    row = injection.injection_success(pairs).iloc[0]
+    assert row["success"] == 0 and row["success_lo"] <= 0 <= row["success_hi"]
+    assert (row["n_t"], row["n_c"]) == (8, 8)
+    assert row["note"] == (
+        "4 of 8 matched sets without a valid action by the targets in both arms: left out of "
+        "the rates, n and the intervals"
+    )
