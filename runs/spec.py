@@ -327,6 +327,15 @@ class ExperimentSpec(BaseModel):
                 )
             out += [f"condition {cond.name!r}: {w}" for w in self._game_warnings(g)]
         out += self._adversary_warnings()
+        levels = self.factors.payloads or []
+        control = next((p for p in levels if p.control), levels[0] if levels else None)
+        for p in levels:
+            if control is not None and p is not control and p.text.strip() == control.text.strip():
+                out.append(
+                    f"payload {p.name!r} says what the control {control.name!r} says: its "
+                    "adversaries' talk never differs from the control's, so no target is "
+                    "exposed to it and its injection measures have no value"
+                )
         if any(not is_scripted(m) for m in self.model_strings()):
             a = self.agents
             room = talk_schema(a.max_tokens).json_schema["properties"]["message"]["maxLength"]
