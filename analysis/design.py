@@ -36,6 +36,7 @@ from stagbench.records import (
     Lexicon,
     Manifest,
     file_identity,
+    in_shard,
     read_manifest,
     same_trial,
 )
@@ -91,7 +92,7 @@ def _shard_of(manifest: Manifest | None) -> Callable[[str], bool] | None:
 
     def mine(trial_id: str) -> bool:
         try:
-            return int(trial_id, 16) % n == i
+            return in_shard(trial_id, i, n)
         except ValueError:
             return True  # an id of no shard's rule: counted as before
 

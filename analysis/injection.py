@@ -1094,11 +1094,10 @@ def echo_vs_control(data: InjectionData, factors: Sequence[str] | None = None) -
     for key, g in table.groupby(keys, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         c4 = g[["k_t", "n_t", "k_c", "n_c"]].to_numpy(float)
-        nt, nc = c4[:, 1].sum(), c4[:, 3].sum()
+        used = _used(c4)  # the sets the rates are over: their messages
+        nt, nc = c4[used, 1].sum(), c4[used, 3].sum()
         rt, rc, lo, hi = _pooled_difference(c4)
         usable = _usable(c4)
-        if usable.any():  # the messages the rates are over
-            nt, nc = c4[usable, 1].sum(), c4[usable, 3].sum()
         note = ""
         if not nt or not nc:
             arm = "treatments" if not nt else "controls"

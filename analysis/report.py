@@ -61,9 +61,9 @@ from stagbench.analysis.lexical import DEFAULT, Detector, detector_for, evaluate
 from stagbench.analysis.scan import Scan, scan  # noqa: E402
 from stagbench.analysis.tables import (  # noqa: E402
     LoadReport,
-    arm_label,
     save_parquet,
     to_arrow,
+    trial_factors,
 )
 from stagbench.errors import TranscriptError  # noqa: E402
 from stagbench.records import Lexicon  # noqa: E402
@@ -191,6 +191,15 @@ class ReportData:
     def trial_counts(self) -> pd.DataFrame:
         """``round_counts`` summed over rounds: per trial and model (label)."""
         return _summed(self.round_counts, ["trial_id", "model_label"])
+
+    @functools.cached_property
+    def unheard(self) -> tuple[int, int]:
+        """How many trials no message reached anyone in (no talk phase, nobody spoke, or a
+        graph without edges), of how many: two sections say it."""
+        if "n_received" not in self.df.columns or not len(self.df):
+            return 0, 0
+        heard = self.df.groupby("trial_id", observed=True)["n_received"].sum()
+        return int((heard == 0).sum()), len(heard)
 
     @functools.cached_property
     def trial_rounds(self) -> pd.DataFrame:
@@ -1021,14 +1030,11 @@ def _unheard_note(d: ReportData) -> str:
     """A sentence on the trials in which no message reached anyone (no talk phase, nobody
     spoke, or a graph without edges), where a betrayal count of 0 measures nothing: no
     agent could signal stag to another or see a promise broken (rt40 F2); "" when none."""
-    if "n_received" not in d.df.columns or not len(d.df):
-        return ""
-    heard = d.df.groupby("trial_id", observed=True)["n_received"].sum()
-    quiet = int((heard == 0).sum())
+    quiet, trials = d.unheard
     if not quiet:
         return ""
     return (
-        f" In {quiet} of {len(heard)} trials no message reached anyone (no talk phase, "
+        f" In {quiet} of {trials} trials no message reached anyone (no talk phase, "
         "nobody spoke, or a graph without edges): no agent there could signal stag to "
         "another or see a promise broken, so their betrayal counts of 0 measure nothing."
     )
@@ -2157,21 +2163,10 @@ def _design_varies(dc: design.DesignCheck) -> set[str]:
             for line in lines:
                 if not line.strip():
                     continue
-                t = orjson.loads(line)
-                agents = t.get("agents") or {}
-                payload = t.get("payload")
-                got = {
-                    "condition": t["condition"],
-                    "topology": t["topology"],
-                    "disclosure": t["disclosure"],
-                    "adversary_arm": arm_label(t["adversary"], payload),
-                    "population_label": "+".join(t["models"]),
-                    "prompt_variant": agents.get("prompt_variant", "default"),
-                    "defence": agents.get("defence", "none"),
-                    "payload": (payload or {}).get("name", ""),
-                }
-                for f, v in got.items():
-                    values[f].add(str(v))
+                got = trial_factors(orjson.loads(line))
+                got["population_label"] = got.pop("population")  # varies as its label
+                for f in FACTORS:
+                    values[f].add(str(got[f]))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return set()
     return {f for f, seen in values.items() if len(seen) > 1}
@@ -2273,15 +2268,7 @@ def _clear_stale(out: Path, written: set[str]) -> None:
     report listed go, never the LLM judge's (paid for; a report without ``--judge``
     leaves them), never a file whose name is not a plain one of this folder: without a
     readable list (a folder of a report from before it was kept), nothing is removed."""
-    record = out / WRITTEN
-    before: set[str] = set()
-    try:
-        listed = json.loads(record.read_text(encoding="utf-8"))
-        files = listed.get("files") if isinstance(listed, dict) else None
-        if isinstance(files, list):
-            before = {n for n in files if isinstance(n, str) and _plain_name(n)}
-    except (OSError, ValueError):
-        pass
+    before = {n for n in listed_files(out) if _plain_name(n)}
     for name in sorted(before - written):
         if name.startswith(_JUDGED):
             continue
@@ -2291,7 +2278,7 @@ def _clear_stale(out: Path, written: set[str]) -> None:
     tmp = out / f"{WRITTEN}.tmp"
     with contextlib.suppress(OSError):
         tmp.write_text(json.dumps({"files": kept}), encoding="utf-8")
-        tmp.replace(record)  # whole, or not at all: a cut list would remove nothing
+        tmp.replace(out / WRITTEN)  # whole, or not at all: a cut list would remove nothing
 
 
 #: the LLM judge's files (``--judge``), which a report never removes

@@ -1164,21 +1164,6 @@ def omnibus_test(
     return group_permutation_test(k, n, groups, n_perm, seed, family).p
 
 
-def trend_test(k: npt.ArrayLike, n: npt.ArrayLike) -> tuple[float, float]:
-    """Does the rate change with round? ``k`` and ``n`` are (trials x rounds) counts;
-    ``round_trend``'s (z, two-sided p); NaN when there is nothing to test
-    (``round_trend`` says why)."""
-    t = round_trend(k, n)
-    return (t.z, t.p)
-
-
-def trend_details(k: npt.ArrayLike, n: npt.ArrayLike) -> tuple[float, float, int, str]:
-    """``round_trend``'s (z, p), the trials it used (those with every round played), and
-    why there is no z when there is none ("" when there is one)."""
-    t = round_trend(k, n)
-    return (t.z, t.p, t.used, t.note)
-
-
 #: the sign-flip trend test enumerates every pattern of signs up to this many trials whose
 #: slope is not 0 (2**16 patterns); with more, the normal approximation
 TREND_EXACT = 16
@@ -1632,9 +1617,7 @@ def _blank_flat(
             "p < 0.05 in 15% of the fits). The Comparisons section compares such cells by "
             "a test that allows for it"
         )
-        table = table.copy()
-        cols = [c for c in (*INFERENCE, "z") if c in table.columns]
-        table.loc[[t for t in terms if t in table.index], cols] = np.nan
+        table = _without_inference(table, [t for t in terms if t in table.index])
     if others:
         notes.append(
             f"design cells whose trials all have the same stag rate: {listed(others)}: "
@@ -2035,6 +2018,11 @@ def _blank(
         "cannot be estimated: at 1 trial its standard error is unbounded, at 2 its test "
         "rejects a true null about twice as often as it should)"
     )
+    return _without_inference(table, terms)
+
+
+def _without_inference(table: pd.DataFrame, terms: list[str]) -> pd.DataFrame:
+    """A copy of ``table`` without se, statistic, p or interval for ``terms``."""
     table = table.copy()
     cols = [c for c in (*INFERENCE, "z") if c in table.columns]
     table.loc[terms, cols] = np.nan

@@ -169,6 +169,22 @@ class TrialRows:
 _GAME_DEFAULTS = {name: f.default for name, f in GameConfig.model_fields.items()}
 
 
+def trial_factors(trial: dict[str, Any]) -> dict[str, Any]:
+    """A trial record's design factors as the agent-round table holds them: its condition,
+    population, topology, disclosure, adversary arm, wording, defence and payload."""
+    agents = trial["agents"]
+    return {
+        "condition": trial["condition"],
+        "population": "+".join(trial["models"]),
+        "topology": trial["topology"],
+        "disclosure": trial["disclosure"],
+        "adversary_arm": arm_label(trial["adversary"], trial.get("payload")),
+        "prompt_variant": agents.get("prompt_variant", "default"),
+        "defence": agents.get("defence", "none"),
+        "payload": (trial.get("payload") or {}).get("name", ""),
+    }
+
+
 def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> TrialRows:
     """One trial's agent-rounds (ordered by round, seat)."""
     head = events[0]
@@ -181,17 +197,10 @@ def trial_rows(events: list[dict[str, Any]], detector: Detector = DEFAULT) -> Tr
     const = {
         "trial_id": trial["trial_id"],
         "spec": head["spec_name"],
-        "condition": trial["condition"],
-        "population": "+".join(trial["models"]),
-        "topology": trial["topology"],
-        "disclosure": trial["disclosure"],
+        **trial_factors(trial),
         "adversary_kind": adv["kind"],
         "adversary_count": adv["count"] if adv["kind"] != "none" else 0,
         "adversary_placement": str(adv["placement"]),
-        "adversary_arm": arm_label(adv, trial.get("payload")),
-        "prompt_variant": trial["agents"].get("prompt_variant", "default"),
-        "defence": trial["agents"].get("defence", "none"),
-        "payload": (trial.get("payload") or {}).get("name", ""),
         "repetition": trial["repetition"],
         "n_players": n,
         "rounds_total": game["rounds"],

@@ -42,6 +42,7 @@ from stagbench.records import (
     GameConfig,
     PayloadSpec,
     TrialSpec,
+    in_shard,
 )
 from stagbench.records.numbers import Float, Int
 from stagbench.registry import normalise, parse_call
@@ -773,4 +774,4 @@ def shard(trials: Iterable[TrialSpec], i: int, n: int) -> list[TrialSpec]:
 
 def iter_shard(trials: Iterable[TrialSpec], i: int, n: int) -> Iterator[TrialSpec]:
     """``shard``, one trial at a time."""
-    return (t for t in trials if int(t.trial_id, 16) % n == i)
+    return (t for t in trials if in_shard(t.trial_id, i, n))

@@ -836,9 +836,8 @@ def _merge(target: RunStore, base: Manifest, sources: list[Path]) -> MergeReport
             kept[t.trial_id] = path
             report.copied += 1
     _merge_ledgers(target, sources)
-    _merge_failures(target, sources, design, kept)
+    failed = report.failed = len(_merge_failures(target, sources, design, kept))
     report.finished = len(kept)
-    failed = report.failed = len(target.failed_ids() - set(kept))
     before = base.merged_from or []
     target.write_manifest(
         base.model_copy(
@@ -859,10 +858,11 @@ def _merge(target: RunStore, base: Manifest, sources: list[Path]) -> MergeReport
 
 def _merge_failures(
     target: RunStore, sources: list[Path], design: Mapping[str, object], kept: Mapping[str, Path]
-) -> None:
+) -> set[str]:
     """The sources' records of failed trials (failures/ID.txt) of the design that no
     source finished and the destination has no record of: the merged folder then says
-    they failed, with why, instead of listing them missing (rt42 F4)."""
+    they failed, with why, instead of listing them missing (rt42 F4). Returns the
+    destination's failed trials, those finished there left out."""
     for src in sources:
         folder = RunStore(src).failures
         if not folder.is_dir() or folder.resolve() == target.failures.resolve():
@@ -877,9 +877,11 @@ def _merge_failures(
             with _io_errors(f"reading {path}"):
                 data = path.read_bytes()
             atomic_write(dest, data)
-    for trial_id in target.failed_ids() & set(kept):  # finished now: no failure (as a run)
+    failed = target.failed_ids()
+    for trial_id in failed & set(kept):  # finished now: no failure (as a run)
         with _io_errors(f"removing {target.failures / trial_id}.txt"):
             (target.failures / f"{trial_id}.txt").unlink(missing_ok=True)
+    return failed - set(kept)
 
 
 def _merge_ledgers(target: RunStore, sources: list[Path]) -> None:

@@ -114,8 +114,8 @@ def _trend_rows(d: report.ReportData, keys: list[str]) -> list[tuple[float, floa
     for _, g in wide.groupby(level=keys, observed=True, sort=True):
         played = np.asarray(g["count"].notna().to_numpy().any(axis=0))
         k, n = g["sum"].to_numpy(float)[:, played], g["count"].to_numpy(float)[:, played]
-        z, p = stats.trend_test(k, n)
-        out.append((z, p, len(g)))
+        t = stats.round_trend(k, n)
+        out.append((t.z, t.p, len(g)))
     return out
 
 

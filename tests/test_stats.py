@@ -313,12 +313,12 @@ def test_omnibus_and_trend_tests_hold_their_size() -> None:
         n = np.full((60, 5), 3)
         groups = np.repeat(["a", "b", "c"], 20)
         hits_omni += stats.omnibus_test(kk.sum(1), n.sum(1), groups, n_perm=200, seed=i) < 0.05
-        hits_trend += stats.trend_test(kk, n)[1] < 0.05
+        hits_trend += stats.round_trend(kk, n).p < 0.05
     assert hits_omni / sims <= 0.1 and hits_trend / sims <= 0.1
     # a real trend is found
     k = np.tile(np.array([3, 3, 2, 1, 0]), (30, 1))
-    z, p = stats.trend_test(k, np.full((30, 5), 3))
-    assert z < 0 and p < 1e-6
+    t = stats.round_trend(k, np.full((30, 5), 3))
+    assert t.z < 0 and t.p < 1e-6
 
 
 def _sticky(rng: np.random.Generator, trials: int, stay: float) -> np.ndarray:

@@ -46,6 +46,7 @@ from stagbench.records.trial import (
     GameConfig,
     PayloadSpec,
     TrialSpec,
+    in_shard,
     same_trial,
 )
 
@@ -85,6 +86,7 @@ __all__ = [
     "parse_transcript",
     "read_events",
     "file_identity",
+    "in_shard",
     "read_manifest",
     "read_transcript",
     "same_trial",

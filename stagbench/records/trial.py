@@ -196,3 +196,9 @@ def same_trial(a: bytes | TrialSpec, b: bytes | TrialSpec) -> bool:
     except ValidationError:
         return False
     return x == y
+
+
+def in_shard(trial_id: str, i: int, n: int) -> bool:
+    """Whether the trial ``trial_id`` (hex) is in shard ``i`` of ``n`` (``--shard i/n``):
+    by its id alone, so the same on every machine and however the spec grows."""
+    return int(trial_id, 16) % n == i
