@@ -315,8 +315,11 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
             pooled &= at["payload"].fillna("").astype(str).isin(["", "nan", "None"])
         if "adversary_arm" in at.columns:  # a signal of the spec's own words is talk too
             pooled &= ~at["adversary_arm"].astype(str).str.contains("signal=", regex=False)
-        arm = at[[c for c in _ARM if c in at.columns]].astype(str).agg("|".join, axis=1)
-        at = at.assign(_arm=arm.where(~pooled, ""))
+        # each arm's code (-1: pooled); a factorisation of the arm's columns, not a
+        # row-wise join of their texts (60 s at 300,000 agent-trials under pandas 3)
+        keys = [at[c].astype(str) for c in _ARM if c in at.columns]
+        arm = pd.MultiIndex.from_arrays(keys).factorize()[0]
+        at = at.assign(_arm=np.where(pooled.to_numpy(), -1, arm))
         free.append("_arm")
         alone = ~pooled.to_numpy()
     stratum = _strata(at, free)[row] * width + rnd
