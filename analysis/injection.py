@@ -612,12 +612,11 @@ def ratio_ci(k: np.ndarray, n: np.ndarray) -> tuple[float, float]:
     """The interval of sum(k)/sum(n) over clusters (one entry of k, n each), as every rate
     of the report has it: ``stats.cluster_rate_ci`` with the clusters as its trials (Wilson
     over the design-effect n, t quantile; Wilson on the clusters when every one has the
-    same rate). NaN for fewer than two clusters or none with a rate."""
-    if len(k) < 2:
-        return math.nan, math.nan
+    same rate). NaN for fewer than two clusters with a rate (a cluster with n = 0 is no
+    cluster of the rate: one rated beside an empty one had an interval of one trial)."""
     kv, nv = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
     rated = nv > 0
-    if not rated.any():
+    if int(rated.sum()) < 2:
         return math.nan, math.nan
     _, lo, hi, _ = _rate_interval(kv[rated], nv[rated])
     return lo, hi
@@ -809,7 +808,7 @@ def injection_success(
     if "model" in pairs.columns:
         keys.append("model")
     out = []
-    for key, g in pairs.groupby(keys, sort=True, dropna=False):
+    for key, g in pairs.groupby(keys, sort=True, dropna=False, observed=True):
         key = key if isinstance(key, tuple) else (key,)
         follow = g[["k_follow_t", "n_t", "k_follow_c", "n_c"]].to_numpy(float)
         stag = g[["k_stag_t", "n_t", "k_stag_c", "n_c"]].to_numpy(float)
@@ -909,7 +908,7 @@ def defence_effect(
     if not pairs.empty and set(pairs["defence"].unique()) >= {"none", "delimit"}:
         keys = [*_group_keys(pairs, factors, exclude=("defence",)), *by]
         out = []
-        for key, g in pairs.groupby(keys, sort=True, dropna=False):
+        for key, g in pairs.groupby(keys, sort=True, dropna=False, observed=True):
             key = key if isinstance(key, tuple) else (key,)
             arms: dict[str, np.ndarray] = {}
             lacking = []
@@ -955,7 +954,7 @@ def defence_effect(
         .reset_index()
     )
     out = []
-    for key, g in per_trial.groupby(keys, sort=True):
+    for key, g in per_trial.groupby(keys, sort=True, observed=True):
         key = key if isinstance(key, tuple) else (key,)
         # Each trial with a valid action as (k, n): two_arm_diff_ci's statistic of an arm
         # is its rate.
@@ -1010,11 +1009,11 @@ def echo_rates(
     # One pass to per-trial counts, then each group's rows of it (trials are the clusters).
     m = m.assign(n=1, echo=m["echo"].astype(float), endorse=m["endorse"].astype(float),
                  either=m["either"].astype(float))  # fmt: skip
-    per = m.groupby([*keys, "trial_id"], sort=True, dropna=False)[
+    per = m.groupby([*keys, "trial_id"], sort=True, dropna=False, observed=True)[
         ["echo", "endorse", "either", "n"]
     ].sum()
     out = []
-    for key, g in per.groupby(level=list(range(len(keys))), sort=True, dropna=False):
+    for key, g in per.groupby(level=list(range(len(keys))), sort=True, dropna=False, observed=True):
         key = key if isinstance(key, tuple) else (key,)
         n = g["n"].to_numpy(float)
         row = {**dict(zip(keys, key, strict=True)), "trials": len(g), "messages": int(n.sum())}
@@ -1091,7 +1090,7 @@ def echo_vs_control(data: InjectionData, factors: Sequence[str] | None = None) -
     table = pd.DataFrame(pairs)
     keys = _group_keys(table, factors)
     out = []
-    for key, g in table.groupby(keys, sort=True, dropna=False):
+    for key, g in table.groupby(keys, sort=True, dropna=False, observed=True):
         key = key if isinstance(key, tuple) else (key,)
         c4 = g[["k_t", "n_t", "k_c", "n_c"]].to_numpy(float)
         used = _used(c4)  # the sets the rates are over: their messages
@@ -1187,7 +1186,7 @@ def contagion_tables(
     by_round = _contagion_table(per, keys)
     pooled = [k for k in keys if k != "round"]
     level = [per.index.names.index(k) for k in [*pooled, "trial_id"]]
-    total = per.groupby(level=level, sort=True, dropna=False)[["sum", "count"]].sum()
+    total = per.groupby(level=level, sort=True, dropna=False, observed=True)[["sum", "count"]].sum()
     return by_round, _contagion_table(total, pooled)
 
 
@@ -1207,7 +1206,9 @@ def _contagion_counts(
     if h.empty:
         return None
     keys = [*group, "distance", *(["round"] if per_round else [])]
-    per = h.groupby([*keys, "trial_id"], sort=True, dropna=False)["stag"].agg(["sum", "count"])
+    per = h.groupby([*keys, "trial_id"], sort=True, dropna=False, observed=True)["stag"].agg(
+        ["sum", "count"]
+    )
     return per, keys
 
 
@@ -1244,7 +1245,7 @@ def contagion_gaps(data: InjectionData, factors: Sequence[str] | None = None) ->
 
 def _contagion_table(per: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     out = []
-    for key, g in per.groupby(level=list(range(len(keys))), sort=True, dropna=False):
+    for key, g in per.groupby(level=list(range(len(keys))), sort=True, dropna=False, observed=True):
         key = key if isinstance(key, tuple) else (key,)
         k, n = g["sum"].to_numpy(float), g["count"].to_numpy(float)
         lo, hi = ratio_ci(k, n)

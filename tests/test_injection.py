@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -984,6 +985,33 @@ def test_contagion_tables_equal_contagion_counted_per_table(tmp_path: Path) -> N
         assert total["stag_rate"].nunique() > 1
 
 
+def test_echo_and_contagion_groups_are_the_observed_ones_whatever_pandas_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pandas 2 grouped categorical keys by every combination of their categories unless
+    told otherwise (``observed=False``, its default; pandas 3's is True): the echo and
+    contagion tables then counted every trial id of the run in each group's ``trials``
+    (162 where 3 ran) and added empty rows, and a row of one trial beside empty ones got
+    an interval. With pandas 2's default forced, the tables are those of pandas 3's."""
+    _planted(tmp_path, '"scripted/obedient(relay=True)", "scripted/random(p=0.6)"')
+    data = scan.scan(tmp_path / "run").injection  # as the report reads it: categories
+    want = (*injection.contagion_tables(data), injection.echo_rates(data, by=["distance"]))
+    assert all(len(t) for t in want)
+
+    def pandas_2_default(method: Any) -> Any:
+        def grouped(self: Any, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("observed", False)
+            return method(self, *args, **kwargs)
+
+        return grouped
+
+    for kind in (pd.DataFrame, pd.Series):
+        monkeypatch.setattr(kind, "groupby", pandas_2_default(kind.groupby))
+    got = (*injection.contagion_tables(data), injection.echo_rates(data, by=["distance"]))
+    for a, b in zip(got, want, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+
+
 def test_ratio_ci_is_the_reports_rate_interval_over_clusters() -> None:
     """Echo 0 [0, 0] and contagion 1 [1, 1]: when every cluster has the same rate, the
     interval is the Wilson interval at that rate over the clusters; clusters that vary get
@@ -1003,6 +1031,9 @@ def test_ratio_ci_is_the_reports_rate_interval_over_clusters() -> None:
     nan = (math.nan, math.nan)
     assert injection.ratio_ci(np.zeros(2), np.zeros(2)) == pytest.approx(nan, nan_ok=True)
     assert injection.ratio_ci(k[:1], n[:1]) == pytest.approx(nan, nan_ok=True)
+    # one cluster with a rate beside one without: one trial's rate, no interval
+    one = injection.ratio_ci(np.array([1.0, 0.0]), np.array([2.0, 0.0]))
+    assert one == pytest.approx(nan, nan_ok=True)
 
 
 def test_contagion_and_echo_keep_every_factor_apart_with_n_and_intervals(
