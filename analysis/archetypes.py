@@ -808,4 +808,8 @@ def stability(
         if key in idle:
             rows[-1].update(label=NO_VALID, half_a=None, half_b=None, halves_agree=None,
                             seed_agreement=np.nan, note=NO_VALID)  # fmt: skip
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    for col in ("half_a", "half_b"):  # no label (None): "n/a" in the report, never a blank
+        if col in out.columns:  # (pandas 3 makes a column of texts and None texts and NaN)
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
+    return out

@@ -2316,11 +2316,21 @@ figcaption,.caption{color:#555;font-size:13px}img{max-width:100%}
 """
 
 
+def _cell_text(v: object) -> str | None:
+    """A value of a column of texts as Parquet holds it: text, or null for no value (None,
+    NaN: pandas 2 left a merge's NaN in such a column, and it was written as "nan")."""
+    if v is None or isinstance(v, str):
+        return v
+    if v is pd.NA or (isinstance(v, float | np.floating) and math.isnan(v)):
+        return None
+    return str(v)
+
+
 def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for col in out.columns:
         if out[col].dtype == object or isinstance(out[col].dtype, pd.CategoricalDtype):
-            out[col] = out[col].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+            out[col] = out[col].map(_cell_text)
     out.columns = [str(c) for c in out.columns]
     return out
 

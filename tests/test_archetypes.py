@@ -20,7 +20,7 @@ from stagbench.agents.base import AgentView, Utterance
 from stagbench.agents.models.base import ChatMessage
 from stagbench.agents.models.providers.mock import register_mock
 from stagbench.agents.scripted import STRATEGIES, ScriptedAgent, strategy
-from stagbench.analysis import archetypes, metrics, stats
+from stagbench.analysis import archetypes, metrics, report, stats
 from stagbench.analysis.archetypes import (
     ADAPTIVE,
     COOPERATION_PERSISTENT,
@@ -418,6 +418,10 @@ def test_an_agent_trial_without_a_valid_action_has_no_pattern() -> None:
     assert stab.loc["idle", "label"] == archetypes.NO_VALID
     assert stab.loc["idle", "note"] == archetypes.NO_VALID
     assert stab.loc["idle", "halves_agree"] is None
+    # no label of either half: None, which the report prints "n/a" (pandas 3 made the
+    # column's None a NaN, printed as a blank cell)
+    assert stab.loc["idle", "half_a"] is None and stab.loc["idle", "half_b"] is None
+    assert report._fmt(stab.loc["idle", "half_a"]) == "n/a"
 
 
 @pytest.mark.parametrize(("trials", "icc"), [(4, 0.0), (6, 0.3), (10, 0.3)])

@@ -236,3 +236,19 @@ def test_archetype_stability_says_when_subsets_are_too_small(tmp_path: Path, rep
     else:
         assert stab["seed_agreement"] == 1.0 and bool(stab["halves_agree"]) is True
         assert stab["note"] == ""
+
+
+def test_a_missing_text_is_null_in_parquet_not_the_text_nan() -> None:
+    """A text column's missing values (None, NaN, pd.NA: a left merge leaves NaN in an
+    object column under pandas 2) are written as null, never as the text "nan" (a filter
+    on ``detection_ci.notna()`` counted those rows as having an interval); other values
+    as their text."""
+    import numpy as np
+
+    df = pd.DataFrame(
+        {"ci": pd.Series(["[0.1, 0.2]", np.nan, None, pd.NA, 3], dtype=object), 1: [1] * 5}
+    )
+    out = report._parquet_safe(df)
+    assert out["ci"].isna().tolist() == [False, True, True, True, False]
+    assert out["ci"].dropna().tolist() == ["[0.1, 0.2]", "3"]
+    assert list(out.columns) == ["ci", "1"]
