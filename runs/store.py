@@ -937,7 +937,9 @@ class SpendLedger:
         self.every_s = every_s
         self.name = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._written = 0.0
-        self._at = 0.0
+        # never written: the first growth is written at once (0.0 held it back while the
+        # machine had been up less than every_s: time.monotonic counts from boot)
+        self._at = -math.inf
 
     def note(self, final: bool = False) -> None:
         usd = self.spent()

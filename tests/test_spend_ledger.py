@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stagbench.cli import app
+from stagbench.runs import store as store_module
 from stagbench.runs.store import RunStore, SpendLedger, merge_stores
 
 
@@ -61,7 +62,13 @@ def test_the_ledger_sums_every_invocation_and_bounds_the_transcripts(tmp_path: P
     assert store.spent_before_usd() == pytest.approx(11.0)
 
 
-def test_a_ledger_entry_is_written_as_spending_grows_and_at_the_end(tmp_path: Path) -> None:
+def test_a_ledger_entry_is_written_as_spending_grows_and_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first spending is written at once, also on a machine up for less than
+    ``every_s`` (``time.monotonic`` counts from boot: CI's fresh machine failed here)."""
+    clock = [5.0]
+    monkeypatch.setattr(store_module.time, "monotonic", lambda: clock[0])
     store = RunStore(tmp_path)
     spent = [0.0]
     ledger = SpendLedger(store, lambda: spent[0], every_s=3600)
@@ -71,13 +78,19 @@ def test_a_ledger_entry_is_written_as_spending_grows_and_at_the_end(tmp_path: Pa
     ledger.note()
     assert store.ledger_usd() == pytest.approx(0.25)
     spent[0] = 0.5
+    clock[0] += 3599.0
     ledger.note()  # within every_s of the last write: not yet
     assert store.ledger_usd() == pytest.approx(0.25)
-    ledger.note(final=True)
-    assert store.ledger_usd() == pytest.approx(0.5)
+    clock[0] += 1.0
+    spent[0] = 0.75
+    ledger.note()  # every_s after it: written
+    assert store.ledger_usd() == pytest.approx(0.75)
+    spent[0] = 1.0
+    ledger.note(final=True)  # at the end: written at once
+    assert store.ledger_usd() == pytest.approx(1.0)
     other = SpendLedger(store, lambda: 1.0, every_s=0.0)
     other.note()
-    assert other.name != ledger.name and store.ledger_usd() == pytest.approx(1.5)
+    assert other.name != ledger.name and store.ledger_usd() == pytest.approx(2.0)
     assert len(list(store.spend.glob("*.json"))) == 2  # a file each: no write races another
 
 
