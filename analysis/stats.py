@@ -2257,11 +2257,17 @@ def cluster_sizes(
     cells = cell_factors(df) if cells is None else cells
     t = _cell_trial_counts(df, outcome, cells)
     per = t.groupby("cell").agg(trials=("n", "size"), cluster_size=("n", "mean"))
-    data = df.dropna(subset=[outcome]).drop_duplicates("trial_id")
     if cells:
-        firsts = data.set_index("trial_id")[cells].astype(str)
-        names = firsts.apply(lambda r: "; ".join(f"{c}={r[c]}" for c in cells), axis=1)
-        name_of = dict(zip(t["cell"], names.reindex(t["trial_id"]).to_numpy(), strict=True))
+        # a cell named by one of its trials (they share its levels), not a row-wise apply
+        # over every trial (13 s at 100,000 trials under pandas 3)
+        last = t.drop_duplicates("cell", keep="last")
+        data = df.dropna(subset=[outcome]).drop_duplicates("trial_id")
+        levels = data.set_index("trial_id")[cells].astype(str).reindex(last["trial_id"])
+        names = [
+            "; ".join(f"{c}={v}" for c, v in zip(cells, row, strict=True))
+            for row in levels.itertuples(index=False, name=None)
+        ]
+        name_of = dict(zip(last["cell"], names, strict=True))
     else:
         name_of = {0: "all trials (one design cell)"}
     per = per.reset_index(names="code")

@@ -548,6 +548,10 @@ def test_cluster_sizes_are_per_cell_smallest_first() -> None:
     assert sizes["cell"].tolist() == ["condition=c1", "condition=c2", "condition=c0"]
     assert sizes["trials"].tolist() == [4, 4, 4]
     assert sizes["cluster_size"].tolist() == [3.0, 9.0, (15 + 20 * 3) / 4]
+    two = df.assign(topology=np.where(df["condition"] == "c0", "ring", "star"))
+    names = stats.cluster_sizes(two)["cell"].tolist()
+    assert names == ["condition=c1; topology=star", "condition=c2; topology=star",
+                     "condition=c0; topology=ring"]  # fmt: skip
     single = stats.cluster_sizes(df, cells=[])
     assert single["cell"].tolist() == ["all trials (one design cell)"]
     assert single["cluster_size"].iloc[0] == pytest.approx((15 + 20 * 3 + 12 + 36) / 12)
