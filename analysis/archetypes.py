@@ -238,12 +238,23 @@ _POOLED_KINDS = ("none", "byzantine", "soft", "delayed")
 _TALK_WINDOW = 3
 
 
+def _codes(keys: Sequence[pd.Series]) -> np.ndarray:
+    """Each row's code for its values of ``keys`` (a missing value is a value too),
+    numbered as the combinations first appear: ``MultiIndex.factorize``'s codes, a column
+    at a time (no tuple per row: a quarter of its time at 300,000 agent-trials)."""
+    code: np.ndarray = np.zeros(len(keys[0]) if keys else 0, np.int64)
+    for key in keys:
+        c, levels = pd.factorize(key, use_na_sentinel=False)
+        code = pd.factorize(code * len(levels) + c.astype(np.int64))[0].astype(np.int64)
+    return code
+
+
 def _strata(at: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     """Each agent-trial's code for its model and the ``columns`` of ``at`` it has."""
     keys = [at[c].astype(str) for c in ("model", *columns) if c in at.columns]
     if not keys:
         return np.zeros(len(at), np.int64)
-    return np.asarray(pd.MultiIndex.from_arrays(keys).factorize()[0], dtype=np.int64)
+    return _codes(keys)
 
 
 def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
@@ -317,8 +328,7 @@ def _reaction(at: pd.DataFrame, by: list[str]) -> dict[str, np.ndarray]:
             pooled &= ~at["adversary_arm"].astype(str).str.contains("signal=", regex=False)
         # each arm's code (-1: pooled); a factorisation of the arm's columns, not a
         # row-wise join of their texts (60 s at 300,000 agent-trials under pandas 3)
-        keys = [at[c].astype(str) for c in _ARM if c in at.columns]
-        arm = pd.MultiIndex.from_arrays(keys).factorize()[0]
+        arm = _codes([at[c].astype(str) for c in _ARM if c in at.columns])
         at = at.assign(_arm=np.where(pooled.to_numpy(), -1, arm))
         free.append("_arm")
         alone = ~pooled.to_numpy()

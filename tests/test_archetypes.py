@@ -956,3 +956,15 @@ def test_a_reactor_that_chats_cooperatively_keeps_its_label(tmp_path: Path) -> N
     )  # fmt: skip
     grim = labels[labels["model"] == "scripted/test-chatty-grim"]
     assert (grim["label"] == DEFECTION_PRONE).all() and (grim["reaction_z"] > 3 * 1.645).all()
+
+
+def test_strata_codes_are_those_of_a_multiindex() -> None:
+    """``_codes`` (a column at a time) numbers rows as ``MultiIndex.factorize`` does: the
+    same groups, in order of first appearance, a missing value a group of its own."""
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n, k = int(rng.integers(1, 200)), int(rng.integers(1, 5))
+        values = np.array(["a", "b", "c|d", None], dtype=object)
+        keys = [pd.Series(rng.choice(values, n)).astype(str) for _ in range(k)]
+        want = np.asarray(pd.MultiIndex.from_arrays(keys).factorize()[0], dtype=np.int64)
+        assert np.array_equal(archetypes._codes(keys), want)
