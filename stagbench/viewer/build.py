@@ -220,17 +220,17 @@ def _umask() -> int:
     return mask
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str, mode: int | None = None) -> None:
     """Write one page by replacing it whole: a link already at ``path`` is replaced, never
-    written through. The page gets the mode a new file gets (``0o666`` less the umask):
-    ``mkstemp`` makes its file ``0o600``, which nobody else on a shared drive, nor a web
-    server, could read."""
+    written through. The page gets the mode a new file gets (``0o666`` less the umask;
+    ``mode``: that, worked out once for a build's pages): ``mkstemp`` makes its file
+    ``0o600``, which nobody else on a shared drive, nor a web server, could read."""
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
         os.replace(tmp, path)
     except OSError as exc:
         if tmp is not None:
@@ -261,8 +261,9 @@ def build_view(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     out = _folder(Path(out_dir) if out_dir else run / "view")
     trials, assets = _folder(out / "trials"), _folder(out / "assets")
     source = resources.files("stagbench.viewer") / "assets"
+    mode = 0o666 & ~_umask()  # once: reading it per page was a sixteenth of a build
     for name in ASSETS:
-        _write(assets / name, (source / name).read_text(encoding="utf-8"))
+        _write(assets / name, (source / name).read_text(encoding="utf-8"), mode)
     rows: list[dict[str, Any]] = []
     unreadable: list[dict[str, str]] = []
     spec_names: set[str] = set()
@@ -287,7 +288,7 @@ def build_view(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
             name = page_name(f"{transcript.trial_id}\0{path.name}")
         pages.add(name)
         spec_names.add(data["spec"])
-        _write(trials / f"{name}.html", text)
+        _write(trials / f"{name}.html", text, mode)
         rows.append({**row, "page": name})
     manifest: dict[str, Any] = {}
     try:
@@ -299,5 +300,5 @@ def build_view(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     index = {"run": str(run.resolve()), "spec": spec, "factors": list(FACTORS),
              "trials": rows, "unreadable": unreadable, "manifest": manifest}  # fmt: skip
     page = out / "index.html"
-    _write(page, _page(f"stagbench: {spec}", "index", index, ""))
+    _write(page, _page(f"stagbench: {spec}", "index", index, ""), mode)
     return page
