@@ -1605,7 +1605,13 @@ def _blocks(data: InjectionData) -> list[Block]:
         out.append(
             Block(
                 "Contagion: honest stag rate (over valid actions) by graph distance from the "
-                f"nearest adversary, all rounds ({kept}); CI: {RATE_CI}.",
+                f"nearest adversary, all rounds ({kept}); CI: {RATE_CI}."
+                + (
+                    " Distance inf: no path along the talk edges from any adversary (its "
+                    "words cannot reach the agent)."
+                    if np.isinf(total["distance"].to_numpy(float)).any()
+                    else ""
+                ),
                 df=total,
             )
         )

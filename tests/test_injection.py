@@ -460,6 +460,16 @@ def test_distances_and_contagion_hand_computed(tmp_path: Path) -> None:
 
     lo, hi, _ = cluster_rate_ci(np.array([0.0, 3.0]), np.array([2.0, 3.0]))
     assert (d1["lo"], d1["hi"]) == (lo, hi) and lo < 0.01 and hi > 0.99
+    caption = next(b.text for b in injection.report_blocks(injection.load(tmp_path))
+                   if b.text.startswith("Contagion:"))  # fmt: skip
+    assert "Distance inf" not in caption  # every seat on the line is reachable
+    # seats 2 and 3 talk only to each other: no adversary's words reach them
+    write_trial(tmp_path, "z", [["hare", "stag", "stag", "stag"]], [(1, 0, ORDER)],
+                edges=[(0, 1), (1, 0), (2, 3), (3, 2)])  # fmt: skip
+    data = injection.load(tmp_path)
+    assert np.isinf(injection.contagion(data, per_round=False)["distance"]).any()
+    caption = next(b.text for b in injection.report_blocks(data) if b.text.startswith("Contagion:"))
+    assert "Distance inf: no path along the talk edges from any adversary" in caption
 
 
 def test_variance_explained_hand_computed(tmp_path: Path) -> None:
