@@ -1353,6 +1353,21 @@ class Block:
     name: str = ""
 
 
+def _blank_note(table: pd.DataFrame, rate: str) -> str:
+    """A caption's words for the rows of ``table`` with a ``rate`` and no interval (their
+    trials with a rate are fewer than two: ``ratio_ci``), or "" when there are none."""
+    if table.empty or "lo" not in table.columns or rate not in table.columns:
+        return ""
+    blank = int((table[rate].notna() & table["lo"].isna()).sum())
+    if not blank:
+        return ""
+    rows, its = ("row", "its") if blank == 1 else ("rows", "their")
+    return (
+        f" {blank} {rows} with a rate but no interval: fewer than two of {its} trials have "
+        "one (one trial's rate has no spread to measure)."
+    )
+
+
 def _contagion_figure(table: pd.DataFrame) -> Any:
     import matplotlib.pyplot as plt
 
@@ -1554,7 +1569,8 @@ def _blocks(data: InjectionData) -> list[Block]:
                 f"adversary ({kept}); CI of either: {RATE_CI}. Echo is not influence by "
                 "itself: common talk no honest player happened to say first counts, so read "
                 "it against a matched control's"
-                + (" (the next table)." if len(beyond) else " where the design has one."),
+                + (" (the next table)." if len(beyond) else " where the design has one.")
+                + _blank_note(echo, "either_rate"),
                 df=echo,
             )
         )
@@ -1576,7 +1592,7 @@ def _blocks(data: InjectionData) -> list[Block]:
                 Block(
                     "Echo by the sending agent's model, in the populations of more than one "
                     f"honest model (distances pooled, every other factor kept apart; CI of "
-                    f"either: {RATE_CI}).",
+                    f"either: {RATE_CI})." + _blank_note(split_echo, "either_rate"),
                     df=split_echo,
                 )
             )
@@ -1611,14 +1627,15 @@ def _blocks(data: InjectionData) -> list[Block]:
                     "words cannot reach the agent)."
                     if np.isinf(total["distance"].to_numpy(float)).any()
                     else ""
-                ),
+                )
+                + _blank_note(total, "stag_rate"),
                 df=total,
             )
         )
         out.append(
             Block(
                 "The same per round: each round's honest stag rate over its n valid actions, "
-                f"with its 95% interval ({RATE_CI}; {kept}).",
+                f"with its 95% interval ({RATE_CI}; {kept})." + _blank_note(spread, "stag_rate"),
                 df=spread,
             )
         )

@@ -460,9 +460,13 @@ def test_distances_and_contagion_hand_computed(tmp_path: Path) -> None:
 
     lo, hi, _ = cluster_rate_ci(np.array([0.0, 3.0]), np.array([2.0, 3.0]))
     assert (d1["lo"], d1["hi"]) == (lo, hi) and lo < 0.01 and hi > 0.99
-    caption = next(b.text for b in injection.report_blocks(injection.load(tmp_path))
-                   if b.text.startswith("Contagion:"))  # fmt: skip
+    blocks = injection.report_blocks(injection.load(tmp_path))
+    caption = next(b.text for b in blocks if b.text.startswith("Contagion:"))
     assert "Distance inf" not in caption  # every seat on the line is reachable
+    assert "no interval" not in caption  # every row over both trials
+    # round 3 at distance 1: x's agent made no valid action, y's alone has a rate
+    by_round = next(b.text for b in blocks if b.text.startswith("The same per round"))
+    assert "1 row with a rate but no interval: fewer than two of its trials" in by_round
     # seats 2 and 3 talk only to each other: no adversary's words reach them
     write_trial(tmp_path, "z", [["hare", "stag", "stag", "stag"]], [(1, 0, ORDER)],
                 edges=[(0, 1), (1, 0), (2, 3), (3, 2)])  # fmt: skip
@@ -470,6 +474,7 @@ def test_distances_and_contagion_hand_computed(tmp_path: Path) -> None:
     assert np.isinf(injection.contagion(data, per_round=False)["distance"]).any()
     caption = next(b.text for b in injection.report_blocks(data) if b.text.startswith("Contagion:"))
     assert "Distance inf: no path along the talk edges from any adversary" in caption
+    assert "1 row with a rate but no interval" in caption  # z's alone
 
 
 def test_variance_explained_hand_computed(tmp_path: Path) -> None:
