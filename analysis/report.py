@@ -547,7 +547,27 @@ def overview(d: ReportData) -> Section:
     leg = legend(d.short)
     if not leg.empty:
         s.table(leg, "Model labels used in tables and plots", "models")
+    s.text(software())
     return s
+
+
+#: the libraries the report's numbers are computed with (its overview names their versions)
+SOFTWARE = ("pandas", "numpy", "scipy", "statsmodels", "pyarrow")
+
+
+def software() -> str:
+    """The versions of stagbench, Python and ``SOFTWARE`` this report is made with: a
+    library's release can change a number (pandas 2 and 3 grouped the echo tables apart)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import stagbench
+
+    made = [f"stagbench {stagbench.__version__}", f"Python {platform.python_version()}"]
+    for name in SOFTWARE:
+        with contextlib.suppress(PackageNotFoundError):
+            made.append(f"{name} {version(name)}")
+    return f"Software: {', '.join(made)}."
 
 
 def cooperation(d: ReportData) -> Section:

@@ -89,6 +89,14 @@ def test_report_command_writes_everything(run: Path) -> None:
     md = (out / "report.md").read_text()
     assert md.startswith("# stagbench report: rep\n")  # the spec's name, not the folder's
     assert "| garbage |" in md and "mock/garbage" not in md.split("## Cooperation")[1]
+    # what made the numbers: stagbench, Python and the libraries' versions, in the overview
+    import numpy as np
+
+    import stagbench
+
+    software = f"Software: stagbench {stagbench.__version__}, Python "
+    overview = md.split("## Cooperation")[0]
+    assert software in overview and f"pandas {pd.__version__}, numpy {np.__version__}" in md
     assert "http" not in (out / "report.html").read_text().replace("https://", "")  # self-contained
     comp = pd.read_parquet(out / "comparisons.parquet")
     assert {"rate_a", "rate_b", "n_a", "n_b", "test", "p"} <= set(comp.columns)
