@@ -1569,12 +1569,8 @@ def _flat_cells(
     trial = data["trial_id"].astype(str)
     keys = [data[f].astype(str) for f in factors]
     stag = data["stag"].astype(float)
-    per = stag.groupby([*keys, trial]).agg(["sum", "count"]) if keys else None
-    if per is None:
-        per = stag.groupby(trial).agg(["sum", "count"])
-        groups: Any = [((), per)]
-    else:
-        groups = per.groupby(level=list(range(len(factors))))
+    per = stag.groupby([*keys, trial]).agg(["sum", "count"])  # per cell (if any) and trial
+    groups: Any = per.groupby(level=list(range(len(factors)))) if keys else [((), per)]
     alone, others, needs = [], [], np.zeros(len(names), dtype=bool)
     for key, g in groups:
         rate = (g["sum"] / g["count"]).to_numpy()
